@@ -1,0 +1,343 @@
+//! `apm`: an Elastic APM agent for Rust.
+//!
+//! ```no_run
+//! #[apm::transaction]
+//! fn handle_job(id: u64) -> Result<(), std::io::Error> {
+//!     load(id)?;
+//!     Ok(())
+//! }
+//!
+//! #[apm::span(kind = "db", subtype = "postgresql", action = "query")]
+//! fn load(id: u64) -> Result<u64, std::io::Error> {
+//!     Ok(id)
+//! }
+//!
+//! let agent = apm::init(); // reads ELASTIC_APM_* from the environment
+//! handle_job(7).ok();
+//! agent.flush(std::time::Duration::from_secs(5));
+//! ```
+//!
+//! With the default feature `enable` off, every macro emits the user's function unchanged and
+//! the whole API compiles to no-ops: no threads, no network.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+pub use apm_macros::{span, transaction};
+
+pub mod config;
+mod outcome;
+
+#[doc(hidden)]
+#[path = "__private.rs"]
+pub mod __private;
+
+#[cfg(feature = "enable")]
+mod imp;
+#[cfg(not(feature = "enable"))]
+#[path = "noop.rs"]
+mod imp;
+
+pub use config::{Config, ConfigBuilder};
+pub use outcome::{LabelValue, Outcome};
+
+/// Starts the agent from the `ELASTIC_APM_*` environment variables.
+///
+/// Never panics and never fails the application: an invalid value is reported once and its
+/// default used. While an agent runs, a second call returns a handle to it instead of starting
+/// another one.
+pub fn init() -> Agent {
+    init_with(Config::from_env())
+}
+
+/// Starts the agent with an explicit configuration (see [`Config::builder`]).
+pub fn init_with(config: Config) -> Agent {
+    Agent(imp::Agent::start(config))
+}
+
+/// The running agent. Dropping the handle returned by the first [`init`] flushes (bounded by
+/// five seconds) and stops the background threads.
+#[derive(Debug)]
+#[must_use = "dropping the agent handle stops the agent"]
+pub struct Agent(imp::Agent);
+
+impl Agent {
+    /// Sends everything recorded so far. Returns `true` when the APM Server has received it (or
+    /// there was nothing to send) before `timeout`, `false` otherwise or when the agent is off.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        self.0.flush(timeout)
+    }
+
+    /// Whether this handle refers to a running agent (false when disabled by configuration,
+    /// by the `enable` feature, or after shutdown).
+    pub fn is_running(&self) -> bool {
+        self.0.is_running()
+    }
+
+    /// Counters about what the agent did so far.
+    pub fn stats(&self) -> Stats {
+        self.0.stats()
+    }
+}
+
+/// Counters of the agent's own health.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Events (transactions, spans, errors, metricsets) accepted by the APM Server.
+    pub events_sent: u64,
+    /// Events dropped because the queue to the transport thread was full.
+    pub events_dropped_queue_full: u64,
+    /// Events dropped because a request to the APM Server failed.
+    pub events_dropped_send_failed: u64,
+    /// Requests to the intake endpoint that failed.
+    pub requests_failed: u64,
+}
+
+/// Starts a transaction on this thread; it is the current one until the guard is dropped
+/// (or [`TransactionGuard::end`] is called).
+pub fn start_transaction(
+    name: impl Into<Cow<'static, str>>,
+    kind: impl Into<Cow<'static, str>>,
+) -> TransactionGuard {
+    TransactionGuard(imp::TransactionGuard::start(name.into(), kind.into()))
+}
+
+/// Starts a span, child of the current span or transaction, and makes it current until the
+/// guard is dropped. Without a current sampled transaction it records nothing.
+pub fn start_span(
+    name: impl Into<Cow<'static, str>>,
+    kind: impl Into<Cow<'static, str>>,
+) -> SpanGuard {
+    SpanGuard(imp::SpanGuard::start(name.into(), kind.into()))
+}
+
+/// A running transaction, current on this thread while the guard lives.
+#[derive(Debug)]
+#[must_use = "the transaction ends when the guard is dropped"]
+pub struct TransactionGuard(pub(crate) imp::TransactionGuard);
+
+impl TransactionGuard {
+    /// Ends the transaction now.
+    pub fn end(self) {}
+
+    /// Renames the transaction.
+    pub fn set_name(&self, name: impl Into<Cow<'static, str>>) {
+        self.0.set_name(name.into());
+    }
+
+    /// Sets the transaction's result (e.g. `HTTP 2xx`, `success`).
+    pub fn set_result(&self, result: impl Into<Cow<'static, str>>) {
+        self.0.set_result(result.into());
+    }
+
+    /// Sets the outcome; otherwise it is `success`, or `failure` when a panic unwinds
+    /// through the guard.
+    pub fn set_outcome(&self, outcome: Outcome) {
+        self.0.set_outcome(outcome);
+    }
+
+    /// Adds a label (`labels` in the event). Keys are sanitised as the spec says (`.`, `*`
+    /// and `"` become `_`).
+    pub fn set_label(&self, key: impl Into<Cow<'static, str>>, value: impl Into<LabelValue>) {
+        self.0.set_label(key.into(), value.into());
+    }
+
+    /// Whether the transaction is sampled (its spans and context are recorded).
+    pub fn is_sampled(&self) -> bool {
+        self.0.is_sampled()
+    }
+
+    /// The trace id as 32 lower-case hex digits, if a transaction is recording.
+    pub fn trace_id(&self) -> Option<String> {
+        self.0.trace_id()
+    }
+
+    /// The transaction id as 16 lower-case hex digits, if a transaction is recording.
+    pub fn id(&self) -> Option<String> {
+        self.0.id()
+    }
+}
+
+/// A running span, current on this thread while the guard lives.
+#[derive(Debug)]
+#[must_use = "the span ends when the guard is dropped"]
+pub struct SpanGuard(pub(crate) imp::SpanGuard);
+
+impl SpanGuard {
+    /// Ends the span now.
+    pub fn end(self) {}
+
+    /// Sets the span's subtype (e.g. `postgresql`).
+    pub fn set_subtype(&mut self, subtype: impl Into<Cow<'static, str>>) {
+        self.0.set_subtype(subtype.into());
+    }
+
+    /// Sets the span's action (e.g. `query`).
+    pub fn set_action(&mut self, action: impl Into<Cow<'static, str>>) {
+        self.0.set_action(action.into());
+    }
+
+    /// Sets the outcome; otherwise it is `success`, or `failure` when a panic unwinds
+    /// through the guard.
+    pub fn set_outcome(&mut self, outcome: Outcome) {
+        self.0.set_outcome(outcome);
+    }
+
+    /// Adds a label to the span.
+    pub fn set_label(&mut self, key: impl Into<Cow<'static, str>>, value: impl Into<LabelValue>) {
+        self.0.set_label(key.into(), value.into());
+    }
+
+    /// Whether this span is being recorded (a sampled transaction is current and
+    /// `transaction_max_spans` is not reached).
+    pub fn is_recording(&self) -> bool {
+        self.0.is_recording()
+    }
+
+    /// The span id as 16 lower-case hex digits, if recording.
+    pub fn id(&self) -> Option<String> {
+        self.0.id()
+    }
+}
+
+/// Adds a label to the current transaction.
+pub fn set_label(key: impl Into<Cow<'static, str>>, value: impl Into<LabelValue>) {
+    imp::with_current_transaction(|t| t.set_label(key.into(), value.into()));
+}
+
+/// Sets the result of the current transaction.
+pub fn set_transaction_result(result: impl Into<Cow<'static, str>>) {
+    imp::with_current_transaction(|t| t.set_result(result.into()));
+}
+
+/// Sets the outcome of the current transaction.
+pub fn set_transaction_outcome(outcome: Outcome) {
+    imp::with_current_transaction(|t| t.set_outcome(outcome));
+}
+
+/// Renames the current transaction.
+pub fn set_transaction_name(name: impl Into<Cow<'static, str>>) {
+    imp::with_current_transaction(|t| t.set_name(name.into()));
+}
+
+/// The trace context current on this thread (or in this instrumented future), to continue
+/// elsewhere: on another thread, in a spawned task, in a thread pool.
+///
+/// ```no_run
+/// let ctx = apm::Context::current();
+/// std::thread::spawn(ctx.wrap(|| {
+///     let _span = apm::start_span("work on another thread", "app");
+/// }));
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Context(imp::Context);
+
+impl Context {
+    /// Captures the current context (empty when no transaction is current).
+    pub fn current() -> Context {
+        Context(imp::Context::current())
+    }
+
+    /// Whether a transaction is behind this context.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Makes this context current on this thread until the guard is dropped.
+    pub fn attach(&self) -> ContextGuard {
+        ContextGuard(self.0.attach())
+    }
+
+    /// Wraps a closure so that it runs inside this context, wherever it is called.
+    pub fn wrap<F: FnOnce() -> R, R>(self, f: F) -> impl FnOnce() -> R {
+        move || {
+            let _guard = self.attach();
+            f()
+        }
+    }
+
+    /// Wraps a future so that every poll of it runs inside this context.
+    pub fn bind<F: std::future::Future>(self, fut: F) -> WithContext<F> {
+        WithContext(imp::Instrumented::new(
+            fut,
+            imp::Frame::from_context(self.0),
+        ))
+    }
+}
+
+/// Keeps a [`Context`] current on this thread; restores the previous one on drop.
+#[derive(Debug)]
+#[must_use = "the context is left when the guard is dropped"]
+pub struct ContextGuard(#[allow(dead_code)] imp::ContextGuard);
+
+/// A future running inside a [`Context`] (see [`Context::bind`] and [`FutureExt`]).
+#[derive(Debug)]
+#[must_use = "futures do nothing unless polled"]
+pub struct WithContext<F>(imp::Instrumented<F>);
+
+impl<F: std::future::Future> std::future::Future for WithContext<F> {
+    type Output = F::Output;
+    #[inline]
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        // SAFETY: structural pinning of the only field; `WithContext` has no `Drop` and is
+        // never moved out of.
+        unsafe { self.map_unchecked_mut(|s| &mut s.0) }.poll(cx)
+    }
+}
+
+/// Carries the current context into a future: `tokio::spawn(fut.in_current_context())`.
+pub trait FutureExt: std::future::Future + Sized {
+    /// Runs this future inside the context current now.
+    fn in_current_context(self) -> WithContext<Self> {
+        Context::current().bind(self)
+    }
+}
+impl<F: std::future::Future> FutureExt for F {}
+
+/// Captures an error: an error event linked to the current trace, transaction and span, with
+/// the error's type, message, `source()` chain and the place of this call.
+///
+/// Accepts any `E: std::error::Error` value or reference, and `Box<dyn Error>`-like values
+/// (anything that dereferences to `dyn Error`).
+///
+/// ```no_run
+/// # fn parse() -> Result<u32, std::num::ParseIntError> { "x".parse() }
+/// if let Err(e) = parse() {
+///     apm::capture_error!(e);
+/// }
+/// ```
+#[cfg(feature = "enable")]
+#[macro_export]
+macro_rules! capture_error {
+    ($err:expr $(,)?) => {{
+        #[allow(unused_imports)]
+        use $crate::__private::AsDynError as _;
+        static __APM_SITE: $crate::__private::Site = $crate::__private::Site {
+            module: ::core::module_path!(),
+            file: ::core::file!(),
+            line: ::core::line!(),
+            column: ::core::column!(),
+        };
+        let (__apm_err, __apm_type) = ($err).__apm_as_dyn_error();
+        $crate::__private::capture_error(__apm_err, __apm_type, &__APM_SITE)
+    }};
+}
+
+/// Captures an error (compiled out: the argument is type-checked, never evaluated).
+#[cfg(not(feature = "enable"))]
+#[macro_export]
+macro_rules! capture_error {
+    ($err:expr $(,)?) => {{
+        #[allow(unused_imports)]
+        use $crate::__private::AsDynError as _;
+        let _ = || {
+            let _ = ($err).__apm_as_dyn_error();
+        };
+    }};
+}

@@ -1,0 +1,130 @@
+//! The runtime compiled out (`enable` feature off): the same API as the real one, doing
+//! nothing, with no threads and no network.
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
+
+use crate::{Config, LabelValue, Outcome, Stats};
+
+#[derive(Debug)]
+pub(crate) struct Agent;
+
+impl Agent {
+    pub(crate) fn start(_config: Config) -> Agent {
+        Agent
+    }
+    pub(crate) fn flush(&self, _timeout: Duration) -> bool {
+        false
+    }
+    pub(crate) fn is_running(&self) -> bool {
+        false
+    }
+    pub(crate) fn stats(&self) -> Stats {
+        Stats::default()
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct TransactionGuard;
+
+impl TransactionGuard {
+    pub(crate) fn start(_name: Cow<'static, str>, _kind: Cow<'static, str>) -> Self {
+        TransactionGuard
+    }
+    pub(crate) fn set_name(&self, _name: Cow<'static, str>) {}
+    pub(crate) fn set_result(&self, _result: Cow<'static, str>) {}
+    pub(crate) fn set_outcome(&self, _outcome: Outcome) {}
+    pub(crate) fn set_label(&self, _key: Cow<'static, str>, _value: LabelValue) {}
+    pub(crate) fn is_sampled(&self) -> bool {
+        false
+    }
+    pub(crate) fn trace_id(&self) -> Option<String> {
+        None
+    }
+    pub(crate) fn id(&self) -> Option<String> {
+        None
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct SpanGuard;
+
+impl SpanGuard {
+    pub(crate) fn start(_name: Cow<'static, str>, _kind: Cow<'static, str>) -> Self {
+        SpanGuard
+    }
+    pub(crate) fn set_subtype(&mut self, _subtype: Cow<'static, str>) {}
+    pub(crate) fn set_action(&mut self, _action: Cow<'static, str>) {}
+    pub(crate) fn set_outcome(&mut self, _outcome: Outcome) {}
+    pub(crate) fn set_label(&mut self, _key: Cow<'static, str>, _value: LabelValue) {}
+    pub(crate) fn is_recording(&self) -> bool {
+        false
+    }
+    pub(crate) fn id(&self) -> Option<String> {
+        None
+    }
+}
+
+/// What the current-transaction helpers operate on.
+pub(crate) struct CurrentTransaction;
+
+impl CurrentTransaction {
+    pub(crate) fn set_name(&self, _name: Cow<'static, str>) {}
+    pub(crate) fn set_result(&self, _result: Cow<'static, str>) {}
+    pub(crate) fn set_outcome(&self, _outcome: Outcome) {}
+    pub(crate) fn set_label(&self, _key: Cow<'static, str>, _value: LabelValue) {}
+}
+
+pub(crate) fn with_current_transaction(_f: impl FnOnce(&CurrentTransaction)) {}
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Context;
+
+impl Context {
+    pub(crate) fn current() -> Self {
+        Context
+    }
+    pub(crate) fn is_empty(&self) -> bool {
+        true
+    }
+    pub(crate) fn attach(&self) -> ContextGuard {
+        ContextGuard
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct ContextGuard;
+
+#[derive(Debug)]
+pub(crate) struct Frame;
+
+impl Frame {
+    pub(crate) fn from_context(_ctx: Context) -> Frame {
+        Frame
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Instrumented<F>(F);
+
+impl<F> Instrumented<F> {
+    pub(crate) fn new(fut: F, _frame: Frame) -> Self {
+        Instrumented(fut)
+    }
+}
+
+impl<F: Future> Future for Instrumented<F> {
+    type Output = F::Output;
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
+        // SAFETY: structural pinning of the only field.
+        unsafe { self.map_unchecked_mut(|s| &mut s.0) }.poll(cx)
+    }
+}
+
+/// What generated code calls; with the feature off the macros emit nothing that calls these,
+/// but `capture_error!`'s type check needs the module to exist.
+pub(crate) mod private {}
