@@ -22,6 +22,7 @@ pub struct TransactionMeta {
     pub kind: &'static str,
 }
 
+#[cfg(feature = "enable")]
 pub use crate::imp::private::*;
 
 /// Outcome of a returned value: `Err` is a failure. Chosen by autoref specialisation so that a

@@ -1,73 +1,454 @@
-//! The runtime (feature `enable`). TEMPORARY: no-op stand-in with the contract generated code
-//! calls, until the real runtime lands.
-#[path = "noop.rs"]
-mod noop_for_now;
-pub(crate) use noop_for_now::*;
+//! The runtime behind the public API (feature `enable`). `noop.rs` has the same surface with
+//! the feature off.
 
+use std::borrow::Cow;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+
+use crate::context::{self, Entry, Slot};
+use crate::guard::{self, ActiveSpan};
+use crate::record::TransactionName;
+use crate::tracer::TxnShared;
+use crate::{ids, LabelValue, Outcome};
+
+pub(crate) use crate::agent::Agent;
+
+/// Manual transaction guard (also what `#[apm::transaction]` uses on sync functions).
+#[derive(Debug)]
+pub(crate) struct TransactionGuard {
+    txn: Option<Arc<TxnShared>>,
+    slot: Option<Slot>,
+    /// Outcome derived from the function's return value; an explicit one wins.
+    fallback: Outcome,
+}
+
+impl TransactionGuard {
+    pub(crate) fn start(name: Cow<'static, str>, kind: Cow<'static, str>) -> Self {
+        Self::open(TransactionName::Dynamic(name, kind))
+    }
+
+    #[inline]
+    pub(crate) fn open(name: TransactionName) -> Self {
+        match guard::open_transaction(name) {
+            Some(txn) => {
+                let slot = context::push_owner(Arc::clone(&txn), txn.id);
+                TransactionGuard {
+                    txn: Some(txn),
+                    slot,
+                    fallback: Outcome::Unknown,
+                }
+            }
+            None => TransactionGuard {
+                txn: None,
+                slot: None,
+                fallback: Outcome::Unknown,
+            },
+        }
+    }
+
+    pub(crate) fn set_name(&self, name: Cow<'static, str>) {
+        if let Some(t) = &self.txn {
+            guard::set_transaction_name(t, name);
+        }
+    }
+    pub(crate) fn set_result(&self, result: Cow<'static, str>) {
+        if let Some(t) = &self.txn {
+            guard::set_transaction_result(t, result);
+        }
+    }
+    pub(crate) fn set_outcome(&self, outcome: Outcome) {
+        if let Some(t) = &self.txn {
+            guard::set_transaction_outcome(t, outcome);
+        }
+    }
+    pub(crate) fn set_label(&self, key: Cow<'static, str>, value: LabelValue) {
+        if let Some(t) = &self.txn {
+            guard::set_transaction_label(t, key, value);
+        }
+    }
+    pub(crate) fn is_sampled(&self) -> bool {
+        self.txn.as_ref().is_some_and(|t| t.sampled)
+    }
+    pub(crate) fn trace_id(&self) -> Option<String> {
+        self.txn.as_ref().map(|t| ids::hex128(t.trace_id))
+    }
+    pub(crate) fn id(&self) -> Option<String> {
+        self.txn.as_ref().map(|t| ids::hex64(t.id))
+    }
+}
+
+impl Drop for TransactionGuard {
+    fn drop(&mut self) {
+        if let Some(t) = self.txn.take() {
+            guard::end_transaction(&t, self.slot, self.fallback);
+        }
+    }
+}
+
+/// Manual span guard (also what `#[apm::span]` uses on sync functions).
+#[derive(Debug)]
+pub(crate) struct SpanGuard {
+    span: Option<ActiveSpan>,
+    slot: Option<Slot>,
+}
+
+impl SpanGuard {
+    pub(crate) fn start(name: Cow<'static, str>, kind: Cow<'static, str>) -> Self {
+        Self::open(guard::dynamic_span_name(name, kind))
+    }
+
+    #[inline]
+    pub(crate) fn open(name: crate::record::SpanName) -> Self {
+        match guard::open_span(name, true) {
+            Some((span, slot)) => SpanGuard {
+                span: Some(span),
+                slot,
+            },
+            None => SpanGuard {
+                span: None,
+                slot: None,
+            },
+        }
+    }
+
+    pub(crate) fn set_subtype(&mut self, subtype: Cow<'static, str>) {
+        if let Some(s) = &mut self.span {
+            s.set_subtype(subtype);
+        }
+    }
+    pub(crate) fn set_action(&mut self, action: Cow<'static, str>) {
+        if let Some(s) = &mut self.span {
+            s.set_action(action);
+        }
+    }
+    #[inline]
+    pub(crate) fn set_outcome(&mut self, outcome: Outcome) {
+        if let Some(s) = &mut self.span {
+            s.rec.outcome = outcome;
+        }
+    }
+    pub(crate) fn set_label(&mut self, key: Cow<'static, str>, value: LabelValue) {
+        if let Some(s) = &mut self.span {
+            s.set_label(key, value);
+        }
+    }
+    pub(crate) fn is_recording(&self) -> bool {
+        self.span.is_some()
+    }
+    pub(crate) fn id(&self) -> Option<String> {
+        self.span.as_ref().map(|s| ids::hex64(s.rec.id))
+    }
+}
+
+impl Drop for SpanGuard {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(s) = self.span.take() {
+            s.end(self.slot);
+        }
+    }
+}
+
+/// The current transaction, for the `apm::set_*` helpers.
+pub(crate) struct CurrentTransaction<'a>(&'a TxnShared);
+
+impl CurrentTransaction<'_> {
+    pub(crate) fn set_name(&self, name: Cow<'static, str>) {
+        guard::set_transaction_name(self.0, name);
+    }
+    pub(crate) fn set_result(&self, result: Cow<'static, str>) {
+        guard::set_transaction_result(self.0, result);
+    }
+    pub(crate) fn set_outcome(&self, outcome: Outcome) {
+        guard::set_transaction_outcome(self.0, outcome);
+    }
+    pub(crate) fn set_label(&self, key: Cow<'static, str>, value: LabelValue) {
+        guard::set_transaction_label(self.0, key, value);
+    }
+}
+
+pub(crate) fn with_current_transaction(f: impl FnOnce(&CurrentTransaction<'_>)) {
+    // Clone out first: `f` must not run while the context stack is borrowed.
+    if let Some((txn, _)) = context::snapshot() {
+        f(&CurrentTransaction(&txn));
+    }
+}
+
+/// A captured context: a transaction and the id under which new children open.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Context(Option<(Arc<TxnShared>, u64)>);
+
+impl Context {
+    pub(crate) fn current() -> Self {
+        Context(context::snapshot())
+    }
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+    pub(crate) fn attach(&self) -> ContextGuard {
+        ContextGuard(
+            self.0.as_ref().and_then(|(t, parent)| {
+                Some((context::push_owner(Arc::clone(t), *parent)?, *parent))
+            }),
+        )
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct ContextGuard(Option<(Slot, u64)>);
+
+impl Drop for ContextGuard {
+    fn drop(&mut self) {
+        if let Some((slot, id)) = self.0 {
+            context::pop(slot, id);
+        }
+    }
+}
+
+/// What an instrumented future carries: the span or transaction it times, or a context it
+/// runs inside.
+#[derive(Debug)]
+pub struct Frame(FrameInner);
+
+#[derive(Debug)]
+enum FrameInner {
+    Empty,
+    Span(ActiveSpan, Arc<TxnShared>),
+    Transaction(Arc<TxnShared>),
+    Context(Arc<TxnShared>, u64),
+}
+
+impl Frame {
+    const EMPTY: Frame = Frame(FrameInner::Empty);
+
+    pub(crate) fn from_context(ctx: Context) -> Frame {
+        match ctx.0 {
+            Some((t, parent)) => Frame(FrameInner::Context(t, parent)),
+            None => Frame::EMPTY,
+        }
+    }
+
+    fn current(&self) -> Option<(Arc<TxnShared>, u64)> {
+        use FrameInner as Frame;
+        match &self.0 {
+            Frame::Empty => None,
+            Frame::Span(s, t) => Some((Arc::clone(t), s.rec.id)),
+            Frame::Transaction(t) => Some((Arc::clone(t), t.id)),
+            Frame::Context(t, parent) => Some((Arc::clone(t), *parent)),
+        }
+    }
+
+    fn finish(&mut self, outcome: Outcome) {
+        use FrameInner as Frame;
+        match std::mem::replace(&mut self.0, Frame::Empty) {
+            Frame::Span(mut s, _) => {
+                if s.rec.outcome == Outcome::Unknown {
+                    s.rec.outcome = outcome;
+                }
+                s.end(None);
+            }
+            Frame::Transaction(t) => guard::end_transaction(&t, None, outcome),
+            Frame::Empty | Frame::Context(..) => {}
+        }
+    }
+}
+
+/// Decides an outcome from a future's output.
+pub trait OutcomeHook<O> {
+    fn outcome(self, output: &O) -> Outcome;
+}
+
+/// The hook of futures whose output does not decide the outcome.
+#[derive(Debug, Clone, Copy)]
+pub struct NoHook;
+
+impl<O> OutcomeHook<O> for NoHook {
+    #[inline]
+    fn outcome(self, _output: &O) -> Outcome {
+        Outcome::Unknown
+    }
+}
+
+impl<O, C: FnOnce(&O) -> Outcome> OutcomeHook<O> for C {
+    #[inline]
+    fn outcome(self, output: &O) -> Outcome {
+        self(output)
+    }
+}
+
+/// A future that makes its frame current during each of its polls and ends it when it
+/// completes (or is dropped). Nothing is held across the polls on the thread.
+#[derive(Debug)]
+pub struct Instrumented<F, H = NoHook> {
+    fut: F,
+    frame: Frame,
+    hook: Option<H>,
+    /// Entries opened in an earlier poll and still open (a guard held across `.await`).
+    parked: Vec<Entry>,
+}
+
+impl<F, H> Instrumented<F, H> {
+    pub(crate) fn with_hook(fut: F, frame: Frame, hook: H) -> Self {
+        Instrumented {
+            fut,
+            frame,
+            hook: Some(hook),
+            parked: Vec::new(),
+        }
+    }
+}
+
+/// Wraps `fut` so that it runs inside `frame` (used by `Context::bind`).
+pub(crate) fn bind<F: Future>(fut: F, frame: Frame) -> Instrumented<F> {
+    Instrumented::with_hook(fut, frame, NoHook)
+}
+
+/// Leaves the frame when a poll returns or unwinds.
+struct PollScope<'a> {
+    base: usize,
+    parked: &'a mut Vec<Entry>,
+}
+
+impl Drop for PollScope<'_> {
+    fn drop(&mut self) {
+        let mut above = context::take_above(self.base + 1);
+        std::mem::swap(self.parked, &mut above);
+        context::truncate(self.base);
+    }
+}
+
+impl<F: Future, H: OutcomeHook<F::Output>> Future for Instrumented<F, H> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
+        // SAFETY: `fut` is structurally pinned: it is never moved, and `Drop` does not touch
+        // it. The other fields are not pinned.
+        let this = unsafe { self.get_unchecked_mut() };
+        let fut = unsafe { Pin::new_unchecked(&mut this.fut) };
+        let poll = match this.frame.current() {
+            None => fut.poll(cx),
+            Some((txn, id)) => {
+                let base = context::depth();
+                let entered = context::push_owner(txn, id).is_some();
+                if entered && !this.parked.is_empty() {
+                    context::restore(&mut this.parked);
+                }
+                let _scope = entered.then(|| PollScope {
+                    base,
+                    parked: &mut this.parked,
+                });
+                fut.poll(cx)
+            }
+        };
+        if let Poll::Ready(out) = &poll {
+            let outcome = this
+                .hook
+                .take()
+                .map_or(Outcome::Unknown, |h| h.outcome(out));
+            this.frame.finish(outcome);
+        }
+        poll
+    }
+}
+
+impl<F, H> Drop for Instrumented<F, H> {
+    fn drop(&mut self) {
+        // Dropped before completion: cancelled (or unwinding, which the guards report).
+        self.frame.finish(Outcome::Unknown);
+    }
+}
+
+/// What generated code calls (re-exported by `__private`).
 pub(crate) mod private {
+    use super::*;
     use crate::__private::{Site, SpanMeta, TransactionMeta};
-    use crate::Outcome;
-    use std::future::Future;
-    use std::pin::Pin;
-    use std::task::{Context, Poll};
 
-    /// A span or transaction guard entered on this thread; ends on drop.
+    pub use super::{Frame, Instrumented, NoHook, OutcomeHook};
+
+    /// A span or transaction entered on this thread by an instrumented sync function.
     #[derive(Debug)]
-    pub struct Guard(());
+    pub struct Guard(GuardInner);
+
+    #[derive(Debug)]
+    enum GuardInner {
+        Span(SpanGuard),
+        Transaction(TransactionGuard),
+    }
+
     impl Guard {
+        /// The outcome derived from the function's return value.
         #[inline]
-        pub fn set_outcome(&mut self, _outcome: Outcome) {}
-    }
-    #[inline]
-    pub fn enter_span(_meta: &'static SpanMeta) -> Guard {
-        Guard(())
-    }
-    #[inline]
-    pub fn enter_transaction(_meta: &'static TransactionMeta) -> Guard {
-        Guard(())
-    }
-    /// A started, not entered, span or transaction for a future to carry.
-    #[derive(Debug)]
-    pub struct Frame(());
-    #[inline]
-    pub fn start_span(_meta: &'static SpanMeta) -> Frame {
-        Frame(())
-    }
-    #[inline]
-    pub fn start_transaction(_meta: &'static TransactionMeta) -> Frame {
-        Frame(())
-    }
-    /// The default outcome hook: the output does not decide the outcome.
-    #[inline]
-    pub fn no_outcome<T: ?Sized>(_output: &T) -> Outcome {
-        Outcome::Success
-    }
-    /// A future that enters its frame on every poll.
-    #[derive(Debug)]
-    pub struct Instrumented<F, H> {
-        fut: F,
-        _hook: Option<H>,
-    }
-    impl<F: Future, H: FnOnce(&F::Output) -> Outcome> Instrumented<F, H> {
-        #[inline]
-        pub fn new(fut: F, _frame: Frame, hook: H) -> Self {
-            Instrumented {
-                fut,
-                _hook: Some(hook),
+        pub fn set_outcome(&mut self, outcome: Outcome) {
+            use GuardInner as Guard;
+            match &mut self.0 {
+                Guard::Span(s) => {
+                    if let Some(s) = &mut s.span {
+                        if s.rec.outcome == Outcome::Unknown {
+                            s.rec.outcome = outcome;
+                        }
+                    }
+                }
+                Guard::Transaction(t) => t.fallback = outcome,
             }
         }
     }
-    impl<F: Future, H: FnOnce(&F::Output) -> Outcome> Future for Instrumented<F, H> {
-        type Output = F::Output;
-        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-            // SAFETY: structural pinning of `fut`.
-            unsafe { self.map_unchecked_mut(|s| &mut s.fut) }.poll(cx)
+
+    #[inline]
+    pub fn enter_span(meta: &'static SpanMeta) -> Guard {
+        Guard(GuardInner::Span(SpanGuard::open(guard::static_span_name(
+            meta,
+        ))))
+    }
+
+    #[inline]
+    pub fn enter_transaction(meta: &'static TransactionMeta) -> Guard {
+        Guard(GuardInner::Transaction(TransactionGuard::open(
+            guard::transaction_name(meta),
+        )))
+    }
+
+    /// Starts a span for a future (entered by `Instrumented` on each poll).
+    #[inline]
+    pub fn start_span(meta: &'static SpanMeta) -> Frame {
+        let Some((span, _)) = guard::open_span(guard::static_span_name(meta), false) else {
+            return Frame::EMPTY;
+        };
+        match context::snapshot() {
+            Some((txn, _)) => Frame(FrameInner::Span(span, txn)),
+            None => Frame::EMPTY,
         }
     }
+
+    /// Starts a transaction for a future.
+    #[inline]
+    pub fn start_transaction(meta: &'static TransactionMeta) -> Frame {
+        match guard::open_transaction(guard::transaction_name(meta)) {
+            Some(t) => Frame(FrameInner::Transaction(t)),
+            None => Frame::EMPTY,
+        }
+    }
+
+    /// The outcome hook of futures whose output does not decide it.
+    #[inline]
+    pub fn no_outcome<T: ?Sized>(_output: &T) -> Outcome {
+        Outcome::Unknown
+    }
+
+    impl<F: Future, H: FnOnce(&F::Output) -> Outcome> Instrumented<F, H> {
+        #[inline]
+        pub fn new(fut: F, frame: Frame, hook: H) -> Self {
+            Instrumented::with_hook(fut, frame, hook)
+        }
+    }
+
+    #[inline]
     pub fn capture_error(
-        _err: &dyn std::error::Error,
-        _type_name: &'static str,
-        _site: &'static Site,
+        err: &dyn std::error::Error,
+        type_name: &'static str,
+        site: &'static Site,
     ) {
+        crate::error::capture(err, type_name, site);
     }
 }

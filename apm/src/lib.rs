@@ -35,10 +35,38 @@ mod outcome;
 pub mod __private;
 
 #[cfg(feature = "enable")]
+mod agent;
+#[cfg(feature = "enable")]
+mod buffer;
+#[cfg(feature = "enable")]
+mod clock;
+#[cfg(feature = "enable")]
+mod container;
+#[cfg(feature = "enable")]
+mod context;
+#[cfg(feature = "enable")]
+mod diag;
+#[cfg(feature = "enable")]
+mod error;
+#[cfg(feature = "enable")]
+mod guard;
+#[cfg(feature = "enable")]
+mod ids;
+#[cfg(feature = "enable")]
 mod imp;
 #[cfg(not(feature = "enable"))]
 #[path = "noop.rs"]
 mod imp;
+#[cfg(feature = "enable")]
+mod metadata;
+#[cfg(feature = "enable")]
+mod model;
+#[cfg(feature = "enable")]
+mod record;
+#[cfg(feature = "enable")]
+mod tracer;
+#[cfg(feature = "enable")]
+mod transport;
 
 pub use config::{Config, ConfigBuilder};
 pub use outcome::{LabelValue, Outcome};
@@ -261,10 +289,7 @@ impl Context {
 
     /// Wraps a future so that every poll of it runs inside this context.
     pub fn bind<F: std::future::Future>(self, fut: F) -> WithContext<F> {
-        WithContext(imp::Instrumented::new(
-            fut,
-            imp::Frame::from_context(self.0),
-        ))
+        WithContext(imp::bind(fut, imp::Frame::from_context(self.0)))
     }
 }
 
@@ -324,8 +349,13 @@ macro_rules! capture_error {
             line: ::core::line!(),
             column: ::core::column!(),
         };
-        let (__apm_err, __apm_type) = ($err).__apm_as_dyn_error();
-        $crate::__private::capture_error(__apm_err, __apm_type, &__APM_SITE)
+        // `match` keeps a temporary argument alive and borrows a place without moving it.
+        match $err {
+            ref __apm_err => {
+                let (__apm_err, __apm_type) = __apm_err.__apm_as_dyn_error();
+                $crate::__private::capture_error(__apm_err, __apm_type, &__APM_SITE)
+            }
+        }
     }};
 }
 
@@ -336,8 +366,10 @@ macro_rules! capture_error {
     ($err:expr $(,)?) => {{
         #[allow(unused_imports)]
         use $crate::__private::AsDynError as _;
-        let _ = || {
-            let _ = ($err).__apm_as_dyn_error();
+        let _ = || match $err {
+            ref __apm_err => {
+                let _ = __apm_err.__apm_as_dyn_error();
+            }
         };
     }};
 }

@@ -110,10 +110,8 @@ impl Frame {
 #[derive(Debug)]
 pub(crate) struct Instrumented<F>(F);
 
-impl<F> Instrumented<F> {
-    pub(crate) fn new(fut: F, _frame: Frame) -> Self {
-        Instrumented(fut)
-    }
+pub(crate) fn bind<F>(fut: F, _frame: Frame) -> Instrumented<F> {
+    Instrumented(fut)
 }
 
 impl<F: Future> Future for Instrumented<F> {

@@ -1,1 +1,1 @@
-
+//! Shared pieces of the benchmarks (see `benches/span.rs` and `BENCHMARKS.md`).

@@ -1,1 +1,223 @@
-fn main() {}
+//! The demo: an instrumented "shop" service records a few requests; its events travel through
+//! the agent's real transport (NDJSON, HTTP) to a small APM Server running in this process,
+//! and every received trace is printed as a waterfall.
+//!
+//! Run it with `cargo run --bin demo`.
+
+use std::fmt;
+use std::thread;
+use std::time::Duration;
+
+use apm_tests::{MockServer, NodeKind, Trace, TraceNode};
+
+#[derive(Debug)]
+struct PaymentDeclined {
+    order: u32,
+    source: CardError,
+}
+
+#[derive(Debug)]
+struct CardError;
+
+impl fmt::Display for CardError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("card expired")
+    }
+}
+impl std::error::Error for CardError {}
+
+impl fmt::Display for PaymentDeclined {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "payment declined for order {}", self.order)
+    }
+}
+impl std::error::Error for PaymentDeclined {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+fn work(ms: u64) {
+    thread::sleep(Duration::from_millis(ms));
+}
+
+#[apm::span(kind = "db", subtype = "postgresql", action = "query")]
+fn load_cart(order: u32) -> Result<Vec<u32>, std::io::Error> {
+    work(3);
+    Ok((0..order % 4 + 2).collect())
+}
+
+#[apm::span(kind = "app", subtype = "internal")]
+fn price_items(items: &[u32]) -> u32 {
+    // Prices are looked up in parallel on worker threads, inside the same transaction.
+    let ctx = apm::Context::current();
+    let workers: Vec<_> = items
+        .iter()
+        .map(|&item| thread::spawn(ctx.clone().wrap(move || price_one(item))))
+        .collect();
+    workers.into_iter().map(|w| w.join().unwrap_or(0)).sum()
+}
+
+#[apm::span(
+    name = "GET pricing/item",
+    kind = "external",
+    subtype = "http",
+    action = "request"
+)]
+fn price_one(item: u32) -> u32 {
+    work(2 + u64::from(item));
+    100 + item
+}
+
+#[apm::span(kind = "external", subtype = "http", action = "request")]
+fn charge_card(order: u32, amount: u32) -> Result<(), PaymentDeclined> {
+    work(4);
+    if order.is_multiple_of(3) {
+        return Err(PaymentDeclined {
+            order,
+            source: CardError,
+        });
+    }
+    let _ = amount;
+    Ok(())
+}
+
+#[apm::transaction(name = "POST /checkout", kind = "request")]
+fn checkout(order: u32) -> Result<u32, Box<dyn std::error::Error>> {
+    apm::set_label("order_id", order);
+    let items = load_cart(order)?;
+    let total = price_items(&items);
+    if let Err(e) = charge_card(order, total) {
+        apm::capture_error!(e);
+        apm::set_transaction_result("HTTP 4xx");
+        return Err("declined".into());
+    }
+    apm::set_transaction_result("HTTP 2xx");
+    Ok(total)
+}
+
+#[apm::transaction(kind = "scheduled")]
+async fn nightly_report() {
+    summarise().await;
+    work(1);
+}
+
+#[apm::span]
+async fn summarise() {
+    work(2);
+}
+
+/// Enough of an executor for the demo's one async job.
+fn block_on<F: std::future::Future>(fut: F) -> F::Output {
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Wake, Waker};
+    struct Unpark(thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return v;
+        }
+        thread::park();
+    }
+}
+
+fn main() {
+    let server = MockServer::start();
+    let agent = apm::init_with(
+        apm::Config::builder()
+            .service_name("shop")
+            .service_version("1.4.2")
+            .environment("demo")
+            .server_url(server.url())
+            .build(),
+    );
+    println!(
+        "apm demo: recording 3 checkouts and a background job, sending them to {}\n",
+        server.url()
+    );
+
+    for order in [41, 42, 43] {
+        let _ = checkout(order);
+    }
+    block_on(nightly_report());
+
+    if !agent.flush(Duration::from_secs(10)) {
+        eprintln!("the events did not reach the receiver in time");
+    }
+    let (transactions, spans, errors) = server.with_recorded(|r| {
+        let all = |kind| r.events_of(kind).cloned().collect::<Vec<_>>();
+        (all("transaction"), all("span"), all("error"))
+    });
+    for trace in Trace::build(&transactions, &spans, &errors) {
+        print_trace(&trace);
+    }
+    let stats = agent.stats();
+    println!(
+        "{} events sent in {} request(s); {} dropped.",
+        stats.events_sent,
+        server.with_recorded(|r| r.intake_requests().count()),
+        stats.events_dropped_queue_full + stats.events_dropped_send_failed
+    );
+}
+
+const BAR: usize = 36;
+
+fn print_trace(trace: &Trace) {
+    let Some(root) = trace.root() else {
+        return;
+    };
+    let total_us = (root.duration_ms * 1000.0).max(1.0);
+    println!("trace {}", trace.trace_id);
+    for (depth, node) in trace.walk() {
+        let label = describe(node);
+        let indent = "  ".repeat(depth);
+        let start = node.start_offset_us.max(0) as f64;
+        let from = ((start / total_us) * BAR as f64).round() as usize;
+        let len = (((node.duration_ms * 1000.0) / total_us) * BAR as f64)
+            .round()
+            .max(1.0) as usize;
+        let from = from.min(BAR - 1);
+        let len = len.min(BAR - from);
+        let bar = format!(
+            "{}{}{}",
+            " ".repeat(from),
+            "█".repeat(len),
+            " ".repeat(BAR - from - len)
+        );
+        println!(
+            "  {indent}{label:<width$} |{bar}| +{:>7.2} ms {:>8.2} ms  {}",
+            start / 1000.0,
+            node.duration_ms,
+            node.outcome.as_deref().unwrap_or(""),
+            width = 52usize.saturating_sub(indent.len()),
+        );
+        for e in &node.errors {
+            println!(
+                "  {indent}  ! error {}: {}  at {}",
+                e.exception_type.as_deref().unwrap_or("?"),
+                e.message.as_deref().unwrap_or(""),
+                e.culprit.as_deref().unwrap_or("?")
+            );
+        }
+    }
+    println!();
+}
+
+fn describe(node: &TraceNode) -> String {
+    let mut kind = node.type_.clone();
+    for part in [&node.subtype, &node.action].into_iter().flatten() {
+        kind.push('/');
+        kind.push_str(part);
+    }
+    match node.kind {
+        NodeKind::Transaction => format!("{} [{kind}]", node.name),
+        _ => format!("{} ({kind})", node.name),
+    }
+}

@@ -1,0 +1,78 @@
+//! The agent's own diagnostics: through the `log` facade (target `apm`) when the application
+//! has a logger, on stderr otherwise; each kind of message at most once per interval, so a
+//! server that is down for an hour produces a handful of lines.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+/// Minimum time between two messages of the same kind.
+const INTERVAL: Duration = Duration::from_secs(60);
+
+struct Seen {
+    last: Instant,
+    suppressed: u64,
+}
+
+static SEEN: Mutex<Option<HashMap<&'static str, Seen>>> = Mutex::new(None);
+
+/// Logs `msg` at `level` unless a message of the same `kind` was logged within the interval;
+/// the next one that passes says how many were suppressed.
+pub(crate) fn report(level: log::Level, kind: &'static str, msg: std::fmt::Arguments<'_>) {
+    let suppressed = {
+        let mut seen = SEEN.lock();
+        let seen = seen.get_or_insert_with(HashMap::new);
+        let now = Instant::now();
+        match seen.get_mut(kind) {
+            Some(s) if now.duration_since(s.last) < INTERVAL => {
+                s.suppressed += 1;
+                return;
+            }
+            Some(s) => {
+                s.last = now;
+                std::mem::take(&mut s.suppressed)
+            }
+            None => {
+                seen.insert(
+                    kind,
+                    Seen {
+                        last: now,
+                        suppressed: 0,
+                    },
+                );
+                0
+            }
+        }
+    };
+    emit(level, msg, suppressed);
+}
+
+/// Logs `msg` unconditionally (one-off messages: configuration problems, start and stop).
+pub(crate) fn once(level: log::Level, msg: std::fmt::Arguments<'_>) {
+    emit(level, msg, 0);
+}
+
+fn emit(level: log::Level, msg: std::fmt::Arguments<'_>, suppressed: u64) {
+    let more = if suppressed > 0 {
+        format!(" ({suppressed} similar messages suppressed)")
+    } else {
+        String::new()
+    };
+    // Without a logger `log`'s maximum level stays `Off`: fall back to stderr for warnings.
+    if log::max_level() == log::LevelFilter::Off {
+        if level <= log::Level::Warn {
+            eprintln!("[apm {level}] {msg}{more}");
+        }
+    } else {
+        log::log!(target: "apm", level, "{msg}{more}");
+    }
+}
+
+macro_rules! warn_once {
+    ($($t:tt)*) => { $crate::diag::once(::log::Level::Warn, format_args!($($t)*)) };
+}
+macro_rules! warn_limited {
+    ($kind:expr, $($t:tt)*) => { $crate::diag::report(::log::Level::Warn, $kind, format_args!($($t)*)) };
+}
+pub(crate) use {warn_limited, warn_once};

@@ -1,0 +1,220 @@
+//! Starting and ending transactions and spans: the hot path.
+//!
+//! A span's whole record lives in its guard (on the caller's stack) until it ends; ending it
+//! appends the record to this thread's buffer. No lock, no allocation for static names, no
+//! I/O, no formatting; nothing here can panic into the application.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::__private::{SpanMeta, TransactionMeta};
+use crate::context::{self, Slot};
+use crate::record::{
+    DynamicSpanName, Event, SpanName, SpanRecord, TransactionName, TransactionRecord,
+};
+use crate::tracer::{self, TxnShared, TxnState};
+use crate::{buffer, clock, ids, LabelValue, Outcome};
+
+/// A span being recorded.
+#[derive(Debug)]
+pub(crate) struct ActiveSpan {
+    pub(crate) rec: SpanRecord,
+}
+
+/// Opens a span under the current transaction/span. `None` when there is nothing to record:
+/// agent off, no current transaction, unsampled, or over `transaction_max_spans`.
+#[inline]
+pub(crate) fn open_span(name: SpanName, enter: bool) -> Option<(ActiveSpan, Option<Slot>)> {
+    if !tracer::is_active() {
+        return None;
+    }
+    let decide = |txn: &TxnShared, parent: u64| {
+        if !txn.sampled || !txn.reserve_span() {
+            return None;
+        }
+        let id = ids::next_u64();
+        Some((id, (txn.trace_id, txn.id, txn.sample_rate, parent, id)))
+    };
+    let (slot, (trace_id, transaction_id, sample_rate, parent_id, id)) = if enter {
+        let (slot, ctx) = context::push_child(decide)?;
+        (Some(slot), ctx)
+    } else {
+        let (_, ctx) = context::with_current(|txn, parent| decide(txn, parent)).flatten()?;
+        (None, ctx)
+    };
+    let start = clock::now();
+    Some((
+        ActiveSpan {
+            rec: SpanRecord {
+                trace_id,
+                transaction_id,
+                parent_id,
+                id,
+                name,
+                start,
+                end: start,
+                sample_rate,
+                outcome: Outcome::Unknown,
+                labels: None,
+            },
+        },
+        slot,
+    ))
+}
+
+impl ActiveSpan {
+    /// Ends the span: the outcome is failure while a panic unwinds, success if none was set.
+    #[inline]
+    pub(crate) fn end(mut self, slot: Option<Slot>) {
+        self.rec.end = clock::now();
+        if let Some(slot) = slot {
+            context::pop(slot, self.rec.id);
+        }
+        self.rec.outcome = final_outcome(self.rec.outcome);
+        buffer::push(Event::Span(self.rec));
+    }
+
+    pub(crate) fn set_label(&mut self, key: Cow<'static, str>, value: LabelValue) {
+        self.rec
+            .labels
+            .get_or_insert_with(Default::default)
+            .push((key, value));
+    }
+    pub(crate) fn set_subtype(&mut self, subtype: Cow<'static, str>) {
+        self.rec.name.make_dynamic().subtype = Some(subtype);
+    }
+    pub(crate) fn set_action(&mut self, action: Cow<'static, str>) {
+        self.rec.name.make_dynamic().action = Some(action);
+    }
+}
+
+#[inline]
+fn final_outcome(set: Outcome) -> Outcome {
+    if std::thread::panicking() {
+        Outcome::Failure
+    } else if set == Outcome::Unknown {
+        Outcome::Success
+    } else {
+        set
+    }
+}
+
+pub(crate) fn dynamic_span_name(name: Cow<'static, str>, kind: Cow<'static, str>) -> SpanName {
+    SpanName::Dynamic(Box::new(DynamicSpanName {
+        name,
+        kind,
+        subtype: None,
+        action: None,
+    }))
+}
+
+pub(crate) fn static_span_name(meta: &'static SpanMeta) -> SpanName {
+    SpanName::Static(meta)
+}
+
+/// Starts a transaction: a child of the current context when there is one (same trace and
+/// sampling decision), otherwise the root of a new trace sampled at the current rate.
+pub(crate) fn open_transaction(name: TransactionName) -> Option<Arc<TxnShared>> {
+    if !tracer::is_active() {
+        return None;
+    }
+    let t = tracer::get()?;
+    let inherited =
+        context::with_current(|txn, parent| (txn.trace_id, parent, txn.sampled, txn.sample_rate));
+    let (trace_id, parent_id, sampled, sample_rate) = match inherited {
+        Some((trace, parent, sampled, rate)) => (trace, Some(parent), sampled, rate),
+        None => {
+            let (sampled, rate) = t.sample();
+            (ids::next_u128(), None, sampled, rate)
+        }
+    };
+    Some(Arc::new(TxnShared {
+        trace_id,
+        id: ids::next_u64(),
+        parent_id,
+        sampled,
+        sample_rate,
+        max_spans: t.live.max_spans.load(std::sync::atomic::Ordering::Relaxed),
+        started: Default::default(),
+        dropped: Default::default(),
+        start: clock::now(),
+        state: Mutex::new(TxnState {
+            name,
+            result: None,
+            outcome: Outcome::Unknown,
+            labels: Vec::new(),
+            ended: false,
+        }),
+    }))
+}
+
+pub(crate) fn transaction_name(meta: &'static TransactionMeta) -> TransactionName {
+    TransactionName::Static(meta)
+}
+
+/// Ends a transaction (once; later calls do nothing). `fallback` is the outcome derived from
+/// the instrumented function's return value, used unless one was set explicitly.
+pub(crate) fn end_transaction(txn: &TxnShared, slot: Option<Slot>, fallback: Outcome) {
+    let end = clock::now();
+    if let Some(slot) = slot {
+        context::pop(slot, txn.id);
+    }
+    let mut st = txn.state.lock();
+    if st.ended {
+        return;
+    }
+    st.ended = true;
+    let set = if st.outcome == Outcome::Unknown {
+        fallback
+    } else {
+        st.outcome
+    };
+    let rec = TransactionRecord {
+        trace_id: txn.trace_id,
+        id: txn.id,
+        parent_id: txn.parent_id,
+        name: st.name.clone(),
+        start: txn.start,
+        end,
+        sampled: txn.sampled,
+        sample_rate: if txn.sampled { txn.sample_rate } else { 0 },
+        result: st.result.take(),
+        outcome: final_outcome(set),
+        // Unsampled transactions carry no context.
+        labels: if txn.sampled {
+            std::mem::take(&mut st.labels)
+        } else {
+            Vec::new()
+        },
+        spans_started: txn
+            .started
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .min(txn.max_spans),
+        spans_dropped: txn.dropped.load(std::sync::atomic::Ordering::Relaxed),
+    };
+    drop(st);
+    buffer::push(Event::Transaction(Box::new(rec)));
+}
+
+/// Mutations of a running transaction (manual API), through its shared state.
+pub(crate) fn set_transaction_name(txn: &TxnShared, name: Cow<'static, str>) {
+    let mut st = txn.state.lock();
+    let kind: Cow<'static, str> = Cow::Owned(st.name.kind().to_owned());
+    st.name = TransactionName::Dynamic(name, kind);
+}
+pub(crate) fn set_transaction_result(txn: &TxnShared, result: Cow<'static, str>) {
+    txn.state.lock().result = Some(result);
+}
+pub(crate) fn set_transaction_outcome(txn: &TxnShared, outcome: Outcome) {
+    txn.state.lock().outcome = outcome;
+}
+pub(crate) fn set_transaction_label(txn: &TxnShared, key: Cow<'static, str>, value: LabelValue) {
+    let mut st = txn.state.lock();
+    if let Some(slot) = st.labels.iter_mut().find(|(k, _)| *k == key) {
+        slot.1 = value;
+    } else {
+        st.labels.push((key, value));
+    }
+}

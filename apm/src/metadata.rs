@@ -1,0 +1,168 @@
+//! The metadata line that opens every intake request: service, agent, process and system,
+//! collected once when the agent starts.
+
+use serde_json::{json, Map, Value};
+
+use crate::container;
+use crate::model::{truncate, KEYWORD_LIMIT};
+use crate::Config;
+
+pub(crate) const AGENT_NAME: &str = "rust";
+pub(crate) const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
+const RUSTC_VERSION: &str = env!("APM_RUSTC_VERSION");
+
+fn kw(s: &str) -> Value {
+    Value::String(truncate(s, KEYWORD_LIMIT).into_owned())
+}
+
+fn insert_opt(map: &mut Map<String, Value>, key: &str, value: Option<&str>) {
+    if let Some(v) = value {
+        map.insert(key.to_owned(), kw(v));
+    }
+}
+
+/// The metadata object (without the `{"metadata": …}` wrapper).
+pub(crate) fn collect(config: &Config) -> Value {
+    let mut service = Map::new();
+    service.insert("name".into(), kw(&config.service_name));
+    insert_opt(&mut service, "version", config.service_version.as_deref());
+    insert_opt(&mut service, "environment", config.environment.as_deref());
+    if let Some(node) = &config.service_node_name {
+        service.insert("node".into(), json!({ "configured_name": kw(node) }));
+    }
+    service.insert(
+        "agent".into(),
+        json!({ "name": AGENT_NAME, "version": AGENT_VERSION }),
+    );
+    service.insert(
+        "language".into(),
+        json!({ "name": "Rust", "version": RUSTC_VERSION }),
+    );
+    service.insert(
+        "runtime".into(),
+        json!({ "name": "Rust", "version": RUSTC_VERSION }),
+    );
+
+    let mut meta = Map::new();
+    meta.insert("service".into(), Value::Object(service));
+    meta.insert("process".into(), process());
+    meta.insert(
+        "system".into(),
+        system(config, &container::detect(), &|k| std::env::var(k).ok()),
+    );
+    if !config.global_labels.is_empty() {
+        let labels: Map<String, Value> = config
+            .global_labels
+            .iter()
+            .map(|(k, v)| (crate::model::label_key(k).into_owned(), kw(v)))
+            .collect();
+        meta.insert("labels".into(), Value::Object(labels));
+    }
+    Value::Object(meta)
+}
+
+fn process() -> Value {
+    let argv: Vec<Value> = std::env::args_os()
+        .map(|a| kw(&a.to_string_lossy()))
+        .collect();
+    let title = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    let mut p = json!({
+        "pid": std::process::id(),
+        "title": kw(&title),
+        "argv": argv,
+    });
+    #[cfg(unix)]
+    {
+        p["ppid"] = json!(std::os::unix::process::parent_id());
+    }
+    p
+}
+
+fn detected_hostname() -> Option<String> {
+    #[cfg(target_os = "linux")]
+    if let Ok(h) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+        let h = h.trim();
+        if !h.is_empty() {
+            return Some(h.to_owned());
+        }
+    }
+    std::env::var("HOSTNAME")
+        .or_else(|_| std::env::var("COMPUTERNAME"))
+        .ok()
+        .filter(|h| !h.is_empty())
+}
+
+/// The `system` object; Kubernetes fields as the metadata spec describes them: from the
+/// `KUBERNETES_*` variables, the pod uid from the cgroup, the pod name defaulting to the
+/// hostname when a pod was detected.
+pub(crate) fn system(
+    config: &Config,
+    found: &container::ContainerInfo,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Value {
+    let mut sys = Map::new();
+    let detected = detected_hostname();
+    if let Some(h) = &detected {
+        sys.insert("detected_hostname".into(), kw(h));
+    }
+    insert_opt(&mut sys, "configured_hostname", config.hostname.as_deref());
+    sys.insert("architecture".into(), kw(std::env::consts::ARCH));
+    sys.insert("platform".into(), kw(std::env::consts::OS));
+    if let Some(id) = &found.container_id {
+        sys.insert("container".into(), json!({ "id": kw(id) }));
+    }
+    let namespace = env("KUBERNETES_NAMESPACE");
+    let node = env("KUBERNETES_NODE_NAME");
+    let pod_name = env("KUBERNETES_POD_NAME");
+    let pod_uid = env("KUBERNETES_POD_UID").or_else(|| found.pod_uid.clone());
+    if namespace.is_some() || node.is_some() || pod_name.is_some() || pod_uid.is_some() {
+        let mut k8s = Map::new();
+        insert_opt(&mut k8s, "namespace", namespace.as_deref());
+        if let Some(n) = &node {
+            k8s.insert("node".into(), json!({ "name": kw(n) }));
+        }
+        let mut pod = Map::new();
+        let pod_name = pod_name.or_else(|| pod_uid.as_ref().and(detected.clone()));
+        insert_opt(&mut pod, "name", pod_name.as_deref());
+        insert_opt(&mut pod, "uid", pod_uid.as_deref());
+        if !pod.is_empty() {
+            k8s.insert("pod".into(), Value::Object(pod));
+        }
+        sys.insert("kubernetes".into(), Value::Object(k8s));
+    }
+    Value::Object(sys)
+}
+
+/// The `User-Agent` of every request: `apm-agent-rust/<version> (<service> <version>)`, the
+/// parenthesised part escaped as an RFC 7230 comment (`(`, `)`, `\` and controls → `_`).
+pub(crate) fn user_agent(config: &Config) -> String {
+    let esc = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if matches!(c, '(' | ')' | '\\') || c.is_control() {
+                    '_'
+                } else {
+                    c
+                }
+            })
+            .collect()
+    };
+    let mut ua = format!("apm-agent-{AGENT_NAME}/{AGENT_VERSION}");
+    match &config.service_version {
+        Some(v) => ua.push_str(&format!(" ({} {})", esc(&config.service_name), esc(v))),
+        None => ua.push_str(&format!(" ({})", esc(&config.service_name))),
+    }
+    ua
+}
+
+/// The `Authorization` header: an API key wins over a secret token.
+pub(crate) fn authorization(config: &Config) -> Option<String> {
+    match (&config.api_key, &config.secret_token) {
+        (Some(k), _) if !k.is_empty() => Some(format!("ApiKey {k}")),
+        (_, Some(t)) if !t.is_empty() => Some(format!("Bearer {t}")),
+        _ => None,
+    }
+}

@@ -1,0 +1,184 @@
+//! The process-wide tracer: configuration, the live (dynamic) options, counters, and the
+//! state shared by the threads that record one transaction.
+//!
+//! The tracer is leaked when the agent starts, so the hot path reads it with one atomic load
+//! and never takes a lock; an agent that stopped leaves its (small) tracer behind, and a new
+//! one can start later in the same process.
+
+use std::borrow::Cow;
+use std::ptr;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering::*};
+use std::sync::mpsc::{Sender, SyncSender};
+
+use parking_lot::Mutex;
+
+use crate::clock::Tick;
+use crate::record::{Labels, TransactionName};
+use crate::transport::{Command, Message};
+use crate::{Config, Outcome};
+
+/// Fast "is an agent running and recording" flag: the one load instrumented code pays when
+/// the agent is off.
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+static TRACER: AtomicPtr<Tracer> = AtomicPtr::new(ptr::null_mut());
+
+#[inline]
+pub(crate) fn is_active() -> bool {
+    ACTIVE.load(Relaxed)
+}
+
+/// The running tracer, if any.
+#[inline]
+pub(crate) fn get() -> Option<&'static Tracer> {
+    // SAFETY: the pointer is either null or a leaked `Box<Tracer>` that is never freed.
+    unsafe { TRACER.load(Acquire).as_ref() }
+}
+
+/// Installs `tracer` unless one is running; returns it, or `None` when one was already there.
+pub(crate) fn install(tracer: Tracer) -> Option<&'static Tracer> {
+    let leaked: &'static Tracer = Box::leak(Box::new(tracer));
+    match TRACER.compare_exchange(
+        ptr::null_mut(),
+        leaked as *const Tracer as *mut Tracer,
+        AcqRel,
+        Acquire,
+    ) {
+        Ok(_) => {
+            ACTIVE.store(leaked.live.recording.load(Relaxed), Release);
+            Some(leaked)
+        }
+        Err(_) => None,
+    }
+}
+
+/// Stops recording new events (the agent is shutting down).
+pub(crate) fn stop_recording() {
+    ACTIVE.store(false, Release);
+}
+
+/// Stops recording and forgets the tracer (its threads are stopped by the agent handle).
+pub(crate) fn uninstall(tracer: &'static Tracer) {
+    ACTIVE.store(false, Release);
+    let _ = TRACER.compare_exchange(
+        tracer as *const Tracer as *mut Tracer,
+        ptr::null_mut(),
+        AcqRel,
+        Acquire,
+    );
+}
+
+/// Options that can change while the agent runs; each read is one relaxed load.
+#[derive(Debug)]
+pub(crate) struct LiveConfig {
+    /// Sample rate × 10 000.
+    pub(crate) sample_rate: AtomicU32,
+    pub(crate) max_spans: AtomicU32,
+    pub(crate) recording: AtomicBool,
+}
+
+/// Counters of the agent's own health.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) events_sent: AtomicU64,
+    pub(crate) dropped_queue_full: AtomicU64,
+    pub(crate) dropped_send_failed: AtomicU64,
+    pub(crate) requests_failed: AtomicU64,
+}
+
+#[derive(Debug)]
+pub(crate) struct Tracer {
+    pub(crate) config: Config,
+    pub(crate) live: LiveConfig,
+    pub(crate) counters: Counters,
+    /// Batches of events to the transport thread (bounded).
+    pub(crate) queue: SyncSender<Message>,
+    /// Flush and shutdown requests to the transport thread.
+    pub(crate) commands: Sender<Command>,
+}
+
+/// Sample rate as stored (× 10 000), from a rate already rounded to four decimals.
+pub(crate) fn rate_to_fixed(rate: f64) -> u32 {
+    (rate.clamp(0.0, 1.0) * 10_000.0).round() as u32
+}
+
+impl Tracer {
+    pub(crate) fn new(
+        config: Config,
+        queue: SyncSender<Message>,
+        commands: Sender<Command>,
+    ) -> Tracer {
+        Tracer {
+            live: LiveConfig {
+                sample_rate: AtomicU32::new(rate_to_fixed(config.transaction_sample_rate)),
+                max_spans: AtomicU32::new(config.transaction_max_spans),
+                recording: AtomicBool::new(config.recording),
+            },
+            counters: Counters::default(),
+            config,
+            queue,
+            commands,
+        }
+    }
+
+    /// The sampling decision for a new root transaction, and the rate it was taken at.
+    #[inline]
+    pub(crate) fn sample(&self) -> (bool, u16) {
+        let rate = self.live.sample_rate.load(Relaxed).min(10_000);
+        let sampled = match rate {
+            0 => false,
+            10_000 => true,
+            r => (crate::ids::next_u64() % 10_000) < u64::from(r),
+        };
+        (sampled, rate as u16)
+    }
+
+    /// Sets whether new transactions are recorded.
+    #[allow(dead_code)] // used by central configuration
+    pub(crate) fn set_recording(&self, on: bool) {
+        self.live.recording.store(on, Relaxed);
+        if ptr::eq(get().map_or(ptr::null(), |t| t as *const _), self) {
+            ACTIVE.store(on, Release);
+        }
+    }
+}
+
+/// What the threads recording one transaction share.
+#[derive(Debug)]
+pub(crate) struct TxnShared {
+    pub(crate) trace_id: u128,
+    pub(crate) id: u64,
+    pub(crate) parent_id: Option<u64>,
+    pub(crate) sampled: bool,
+    pub(crate) sample_rate: u16,
+    pub(crate) max_spans: u32,
+    /// Spans recorded so far (counts towards `transaction_max_spans`).
+    pub(crate) started: AtomicU32,
+    /// Spans not recorded because of the limit.
+    pub(crate) dropped: AtomicU32,
+    pub(crate) start: Tick,
+    /// Touched only by the manual API and once at the end: never on a span's path.
+    pub(crate) state: Mutex<TxnState>,
+}
+
+#[derive(Debug)]
+pub(crate) struct TxnState {
+    pub(crate) name: TransactionName,
+    pub(crate) result: Option<Cow<'static, str>>,
+    pub(crate) outcome: Outcome,
+    pub(crate) labels: Labels,
+    pub(crate) ended: bool,
+}
+
+impl TxnShared {
+    /// Reserves a place for one more span; `false` (and counted as dropped) beyond the limit.
+    #[inline]
+    pub(crate) fn reserve_span(&self) -> bool {
+        if self.started.fetch_add(1, Relaxed) < self.max_spans {
+            true
+        } else {
+            self.started.fetch_sub(1, Relaxed);
+            self.dropped.fetch_add(1, Relaxed);
+            false
+        }
+    }
+}

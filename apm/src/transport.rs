@@ -1,0 +1,420 @@
+//! The `apm-transport` thread: turns event records into intake v2 NDJSON, compresses it and
+//! sends it to the APM Server in batches.
+//!
+//! A request is sent when its compressed body reaches `api_request_size`, when it has been open
+//! for `api_request_time`, or on flush. A failed request (connection error, timeout, non-2xx)
+//! is dropped whole and the next one waits `min(n, 6)² ± 10%` seconds (n = failures before it,
+//! from 0), as the transport spec says; while waiting, new events fill at most one request's
+//! worth of memory, the rest is dropped and counted.
+
+use std::io::{self, Write};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+
+use flate2::write::GzEncoder;
+use flate2::Compression;
+
+use crate::diag::warn_limited;
+use crate::record::Event;
+use crate::tracer::Tracer;
+use crate::{buffer, model};
+
+/// How often idle threads' buffers are collected.
+const SWEEP_EVERY: Duration = Duration::from_millis(50);
+
+pub(crate) enum Message {
+    Events(Vec<Event>),
+    /// Nothing but a nudge: a command is waiting.
+    Wake,
+}
+
+pub(crate) enum Command {
+    /// Send everything now; answer whether the server took it.
+    Flush(Sender<bool>),
+    /// Flush, answer, and stop.
+    Shutdown(Sender<bool>),
+}
+
+enum Body {
+    Gzip(GzEncoder<Vec<u8>>),
+    Plain(Vec<u8>),
+}
+
+impl Write for Body {
+    #[inline]
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Body::Gzip(g) => g.write(buf),
+            Body::Plain(v) => v.write(buf),
+        }
+    }
+    #[inline]
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match self {
+            Body::Gzip(g) => g.write_all(buf),
+            Body::Plain(v) => v.write_all(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Body {
+    fn new(compress: bool, capacity: usize) -> Body {
+        if compress {
+            Body::Gzip(GzEncoder::new(
+                Vec::with_capacity(capacity / 4),
+                Compression::fast(),
+            ))
+        } else {
+            Body::Plain(Vec::with_capacity(capacity))
+        }
+    }
+    /// Bytes on the wire so far (compressed bytes for gzip, give or take its buffer).
+    fn len(&self) -> usize {
+        match self {
+            Body::Gzip(g) => g.get_ref().len(),
+            Body::Plain(v) => v.len(),
+        }
+    }
+    fn finish(self) -> io::Result<Vec<u8>> {
+        match self {
+            Body::Gzip(g) => g.finish(),
+            Body::Plain(v) => Ok(v),
+        }
+    }
+}
+
+/// Whether `url`'s host is loopback by name (the spec: no compression for `localhost` and
+/// `127.0.0.1`; `::1` too).
+pub(crate) fn is_loopback(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if let Some(v6) = host_port.strip_prefix('[') {
+        v6.split(']').next().unwrap_or("")
+    } else {
+        host_port.split(':').next().unwrap_or("")
+    };
+    host.eq_ignore_ascii_case("localhost") || host == "127.0.0.1" || host == "::1"
+}
+
+/// The grace period after `failures` consecutive failed requests (before this one).
+pub(crate) fn backoff(failures: u32, jitter_unit: f64) -> Duration {
+    let base = f64::from(failures.min(6).pow(2));
+    // jitter_unit in [0, 1) → ±10 %.
+    Duration::from_secs_f64(base * (0.9 + 0.2 * jitter_unit))
+}
+
+pub(crate) struct Transport {
+    tracer: &'static Tracer,
+    events: Receiver<Message>,
+    commands: Receiver<Command>,
+    metadata_line: Vec<u8>,
+    intake_url: String,
+    user_agent: String,
+    authorization: Option<String>,
+    compress: bool,
+    body: Option<Body>,
+    body_events: u64,
+    body_opened: Instant,
+    failures: u32,
+    retry_at: Option<Instant>,
+    /// Major version of the APM Server, once known (`GET /`).
+    server_major: Option<u64>,
+    server_checked: Option<Instant>,
+}
+
+impl Transport {
+    pub(crate) fn new(
+        tracer: &'static Tracer,
+        events: Receiver<Message>,
+        commands: Receiver<Command>,
+        metadata: &serde_json::Value,
+    ) -> Transport {
+        let config = &tracer.config;
+        let mut metadata_line = b"{\"metadata\":".to_vec();
+        let _ = serde_json::to_writer(&mut metadata_line, metadata);
+        metadata_line.extend_from_slice(b"}\n");
+        Transport {
+            tracer,
+            events,
+            commands,
+            metadata_line,
+            intake_url: format!("{}/intake/v2/events", config.server_url),
+            user_agent: crate::metadata::user_agent(config),
+            authorization: crate::metadata::authorization(config),
+            compress: !is_loopback(&config.server_url),
+            body: None,
+            body_events: 0,
+            body_opened: Instant::now(),
+            failures: 0,
+            retry_at: None,
+            server_major: None,
+            server_checked: None,
+        }
+    }
+
+    pub(crate) fn run(mut self) {
+        let mut last_sweep = Instant::now();
+        loop {
+            let wait = self
+                .next_deadline(last_sweep)
+                .saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(wait) {
+                Ok(Message::Events(batch)) => self.add(batch),
+                Ok(Message::Wake) | Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            while let Ok(cmd) = self.commands.try_recv() {
+                match cmd {
+                    Command::Flush(ack) => {
+                        let ok = self.flush();
+                        let _ = ack.send(ok);
+                    }
+                    Command::Shutdown(ack) => {
+                        let ok = self.flush();
+                        let _ = ack.send(ok);
+                        return;
+                    }
+                }
+            }
+            if last_sweep.elapsed() >= SWEEP_EVERY {
+                buffer::sweep(|batch| self.add(batch));
+                last_sweep = Instant::now();
+            }
+            if self.due() && !self.in_backoff() {
+                self.send();
+            }
+        }
+    }
+
+    fn next_deadline(&self, last_sweep: Instant) -> Instant {
+        let sweep = last_sweep + SWEEP_EVERY;
+        match &self.body {
+            Some(_) => sweep.min(self.body_opened + self.tracer.config.api_request_time),
+            None => sweep,
+        }
+    }
+
+    fn due(&self) -> bool {
+        self.body.as_ref().is_some_and(|b| {
+            b.len() as u64 >= self.tracer.config.api_request_size
+                || self.body_opened.elapsed() >= self.tracer.config.api_request_time
+        })
+    }
+
+    fn in_backoff(&self) -> bool {
+        self.retry_at.is_some_and(|t| Instant::now() < t)
+    }
+
+    /// Everything queued and buffered goes out now. `true` when the server took it all.
+    fn flush(&mut self) -> bool {
+        while let Ok(m) = self.events.try_recv() {
+            if let Message::Events(batch) = m {
+                self.add(batch);
+            }
+        }
+        buffer::sweep(|batch| self.add(batch));
+        if self.body.is_none() {
+            return true;
+        }
+        if self.in_backoff() {
+            return false;
+        }
+        self.send()
+    }
+
+    fn add(&mut self, mut batch: Vec<Event>) {
+        for event in batch.drain(..) {
+            self.write_event(&event);
+            if self
+                .body
+                .as_ref()
+                .is_some_and(|b| b.len() as u64 >= self.tracer.config.api_request_size)
+            {
+                if self.in_backoff() {
+                    self.discard("the APM Server is unavailable (backing off)");
+                } else {
+                    self.send();
+                }
+            }
+        }
+        buffer::recycle(batch);
+    }
+
+    fn write_event(&mut self, event: &Event) {
+        if let Event::Transaction(t) = event {
+            // Servers from 8.0 on do not want unsampled transactions.
+            if !t.sampled && self.server_major().is_some_and(|m| m >= 8) {
+                return;
+            }
+        }
+        let body = match &mut self.body {
+            Some(b) => b,
+            None => {
+                let mut b = Body::new(self.compress, self.tracer.config.api_request_size as usize);
+                let _ = b.write_all(&self.metadata_line);
+                self.body_opened = Instant::now();
+                self.body_events = 0;
+                self.body.insert(b)
+            }
+        };
+        let written = match event {
+            Event::Span(s) => model::write_span(body, s),
+            Event::Transaction(t) => model::write_transaction(body, t),
+            Event::Error(e) => model::write_error(body, e),
+        };
+        match written {
+            Ok(()) => self.body_events += 1,
+            Err(e) => warn_limited!("serialize", "could not serialize an event: {e}"),
+        }
+    }
+
+    fn discard(&mut self, why: &str) {
+        if self.body.take().is_some() {
+            let n = std::mem::take(&mut self.body_events);
+            self.tracer
+                .counters
+                .dropped_send_failed
+                .fetch_add(n, Relaxed);
+            warn_limited!("discard", "dropped {n} events: {why}");
+        }
+    }
+
+    /// The server's major version, asked once (and again every minute while unknown).
+    fn server_major(&mut self) -> Option<u64> {
+        if self.server_major.is_none()
+            && self
+                .server_checked
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
+        {
+            self.server_checked = Some(Instant::now());
+            self.server_major = self.fetch_server_major();
+        }
+        self.server_major
+    }
+
+    fn fetch_server_major(&self) -> Option<u64> {
+        let config = &self.tracer.config;
+        let mut req = with_timeout(
+            minreq::get(format!("{}/", config.server_url))
+                .with_header("User-Agent", &self.user_agent),
+            config.server_timeout,
+        );
+        if let Some(auth) = &self.authorization {
+            req = req.with_header("Authorization", auth);
+        }
+        let resp = req.send().ok()?;
+        if !(200..300).contains(&resp.status_code) {
+            return None;
+        }
+        let info: serde_json::Value = serde_json::from_slice(resp.as_bytes()).ok()?;
+        let version = info.get("version")?.as_str()?;
+        version.split('.').next()?.parse().ok()
+    }
+
+    /// Sends the open request. `true` when the server accepted it.
+    fn send(&mut self) -> bool {
+        let Some(body) = self.body.take() else {
+            return true;
+        };
+        let n = std::mem::take(&mut self.body_events);
+        let config = &self.tracer.config;
+        let payload = match body.finish() {
+            Ok(p) => p,
+            Err(e) => {
+                warn_limited!("compress", "could not compress events: {e}");
+                return false;
+            }
+        };
+        let mut req = with_timeout(
+            minreq::post(&self.intake_url)
+                .with_header("Content-Type", "application/x-ndjson")
+                .with_header("User-Agent", &self.user_agent)
+                .with_body(payload),
+            config.server_timeout,
+        );
+        if self.compress {
+            req = req.with_header("Content-Encoding", "gzip");
+        }
+        if let Some(auth) = &self.authorization {
+            req = req.with_header("Authorization", auth);
+        }
+        let failure = match req.send() {
+            Ok(resp) if (200..300).contains(&resp.status_code) => None,
+            Ok(resp) => Some(format!(
+                "HTTP {} {}",
+                resp.status_code,
+                model::truncate(resp.as_str().unwrap_or(""), 200)
+            )),
+            Err(e) => Some(e.to_string()),
+        };
+        match failure {
+            None => {
+                self.failures = 0;
+                self.retry_at = None;
+                self.tracer.counters.events_sent.fetch_add(n, Relaxed);
+                true
+            }
+            Some(why) => {
+                let wait = backoff(
+                    self.failures,
+                    (crate::ids::next_u64() % 1000) as f64 / 1000.0,
+                );
+                self.failures = self.failures.saturating_add(1);
+                self.retry_at = Some(Instant::now() + wait);
+                self.tracer.counters.requests_failed.fetch_add(1, Relaxed);
+                self.tracer
+                    .counters
+                    .dropped_send_failed
+                    .fetch_add(n, Relaxed);
+                warn_limited!(
+                    "send",
+                    "could not send {n} events to {}: {why}; next attempt in {:.1}s",
+                    self.intake_url,
+                    wait.as_secs_f64()
+                );
+                false
+            }
+        }
+    }
+}
+
+/// Applies `server_timeout` (whole seconds for minreq, at least one; zero means none).
+fn with_timeout(req: minreq::Request, d: Duration) -> minreq::Request {
+    if d.is_zero() {
+        req
+    } else {
+        req.with_timeout(d.as_secs_f64().ceil().max(1.0) as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts_are_recognised() {
+        assert!(is_loopback("http://localhost:8200"));
+        assert!(is_loopback("http://127.0.0.1:8200/"));
+        assert!(is_loopback("https://[::1]:8200"));
+        assert!(is_loopback("http://user:pw@LOCALHOST"));
+        assert!(!is_loopback("https://apm.example.com:443"));
+        assert!(!is_loopback("http://10.0.0.1:8200"));
+    }
+
+    #[test]
+    fn backoff_follows_the_spec() {
+        let secs = |n, j| backoff(n, j).as_secs_f64();
+        assert_eq!(secs(0, 0.5), 0.0);
+        assert!((secs(1, 0.5) - 1.0).abs() < 1e-9);
+        assert!((secs(2, 0.5) - 4.0).abs() < 1e-9);
+        assert!((secs(6, 0.5) - 36.0).abs() < 1e-9);
+        assert!((secs(60, 0.5) - 36.0).abs() < 1e-9);
+        assert!((secs(3, 0.0) - 8.1).abs() < 1e-9);
+        assert!(secs(3, 0.999) < 9.9 && secs(3, 0.999) > 9.8);
+    }
+}

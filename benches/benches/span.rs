@@ -1,0 +1,93 @@
+//! One instrumented call, side by side in one run: the bare function, `#[apm::span]` with the
+//! agent off at run time, inside an unsampled transaction, and inside a sampled transaction
+//! whose events the transport really serialises and ships to a local APM Server.
+//!
+//! `cargo bench -p apm-benches` (all variants) and
+//! `cargo bench -p apm-benches --no-default-features` (the same code compiled out).
+//! `./benches/run.sh` runs both and prints the table of `BENCHMARKS.md`.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use apm_tests::MockServer;
+use criterion::{criterion_group, criterion_main, Criterion};
+
+/// Spans per transaction (a new root every this many calls).
+const SPANS_PER_TRANSACTION: u64 = 100;
+
+#[inline(never)]
+fn bare(x: u64) -> u64 {
+    black_box(x).wrapping_mul(3)
+}
+
+#[apm::span]
+#[inline(never)]
+fn instrumented(x: u64) -> u64 {
+    black_box(x).wrapping_mul(3)
+}
+
+/// Calls `instrumented` `iters` times, inside transactions of `SPANS_PER_TRANSACTION` spans.
+fn in_transactions(iters: u64) -> Duration {
+    let start = Instant::now();
+    let mut left = iters;
+    while left > 0 {
+        let n = left.min(SPANS_PER_TRANSACTION);
+        let _t = apm::start_transaction("bench", "custom");
+        for i in 0..n {
+            black_box(instrumented(i));
+        }
+        left -= n;
+    }
+    start.elapsed()
+}
+
+fn agent(server: &MockServer, sample_rate: f64) -> apm::Agent {
+    apm::init_with(
+        apm::Config::builder()
+            .service_name("bench")
+            .server_url(server.url())
+            .transaction_sample_rate(sample_rate)
+            .max_queue_size(64 * 1024)
+            .build(),
+    )
+}
+
+fn span(c: &mut Criterion) {
+    let server = MockServer::start();
+    server.set_keep_payloads(false);
+    let mut g = c.benchmark_group("span");
+    g.bench_function("bare", |b| b.iter(|| bare(black_box(7))));
+    if cfg!(feature = "enable") {
+        // No agent running: the instrumentation costs one relaxed load.
+        g.bench_function("runtime_disabled", |b| {
+            b.iter(|| instrumented(black_box(7)))
+        });
+        {
+            let _agent = agent(&server, 0.0);
+            g.bench_function("unsampled", |b| b.iter_custom(in_transactions));
+        }
+        {
+            let agent = agent(&server, 1.0);
+            g.bench_function("sampled_shipped", |b| b.iter_custom(in_transactions));
+            agent.flush(Duration::from_secs(30));
+            let s = agent.stats();
+            eprintln!(
+                "sampled_shipped: {} events sent, {} dropped (queue full), {} dropped (send failed)",
+                s.events_sent, s.events_dropped_queue_full, s.events_dropped_send_failed
+            );
+        }
+    } else {
+        g.bench_function("compiled_out", |b| b.iter(|| instrumented(black_box(7))));
+        g.bench_function("compiled_out_in_transactions", |b| {
+            b.iter_custom(in_transactions)
+        });
+    }
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+    targets = span
+}
+criterion_main!(benches);

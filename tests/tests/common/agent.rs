@@ -1,0 +1,99 @@
+//! Runs the agent against a fresh mock APM Server, one test at a time per process (the agent
+//! is process-wide), and checks every received event against the intake schemas at the end.
+
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use apm_tests::MockServer;
+use serde_json::Value;
+
+static ONE_AGENT_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+pub struct Harness {
+    pub server: MockServer,
+    pub agent: Option<apm::Agent>,
+    _exclusive: MutexGuard<'static, ()>,
+}
+
+/// Exclusive use of the process-wide agent for a test that starts its own.
+pub fn exclusive() -> MutexGuard<'static, ()> {
+    ONE_AGENT_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Starts a mock server and an agent sending to it, configured by `configure` on top of a
+/// builder that already names the server and the service.
+pub fn start(configure: impl FnOnce(apm::ConfigBuilder) -> apm::ConfigBuilder) -> Harness {
+    let exclusive = exclusive();
+    let server = MockServer::start();
+    let builder = apm::Config::builder()
+        .service_name("apm-tests")
+        .server_url(server.url());
+    let agent = apm::init_with(configure(builder).build());
+    assert!(agent.is_running(), "the agent did not start");
+    Harness {
+        server,
+        agent: Some(agent),
+        _exclusive: exclusive,
+    }
+}
+
+impl Harness {
+    pub fn agent(&self) -> &apm::Agent {
+        self.agent.as_ref().expect("agent already stopped")
+    }
+
+    /// Flushes and asserts the server took everything.
+    pub fn flush(&self) {
+        assert!(
+            self.agent().flush(Duration::from_secs(10)),
+            "flush failed: {:?}",
+            self.agent().stats()
+        );
+    }
+
+    pub fn events(&self, kind: &str) -> Vec<Value> {
+        self.server
+            .with_recorded(|r| r.events_of(kind).cloned().collect())
+    }
+
+    pub fn transactions(&self) -> Vec<Value> {
+        self.events("transaction")
+    }
+    pub fn spans(&self) -> Vec<Value> {
+        self.events("span")
+    }
+    pub fn errors(&self) -> Vec<Value> {
+        self.events("error")
+    }
+
+    /// Stops the agent (flushing on drop), then validates everything the server received.
+    pub fn finish(mut self) {
+        drop(self.agent.take());
+        super::validate_all(&self.server);
+    }
+}
+
+/// The one event of `events` named `name`.
+pub fn named<'a>(events: &'a [Value], name: &str) -> &'a Value {
+    let found: Vec<&Value> = events.iter().filter(|e| e["name"] == name).collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "expected exactly one event named {name:?} in {events:#?}"
+    );
+    found[0]
+}
+
+/// Polls a future to completion on this thread (no async runtime needed).
+pub fn block_on<F: std::future::Future>(fut: F) -> F::Output {
+    let mut fut = std::pin::pin!(fut);
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    loop {
+        if let std::task::Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return v;
+        }
+    }
+}

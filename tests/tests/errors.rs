@@ -1,0 +1,114 @@
+//! `capture_error!`: error events linked to the trace, with type, message, cause chain and
+//! capture site.
+
+mod common;
+
+use std::fmt;
+
+use common::agent;
+
+#[derive(Debug)]
+struct Outer(Middle);
+#[derive(Debug)]
+struct Middle(std::io::Error);
+
+impl fmt::Display for Outer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("checkout failed")
+    }
+}
+impl std::error::Error for Outer {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+impl fmt::Display for Middle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("payment service unavailable")
+    }
+}
+impl std::error::Error for Middle {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+#[test]
+fn errors_are_linked_to_the_current_span_with_their_chain_and_site() {
+    let h = agent::start(|c| c);
+    let line;
+    {
+        let _t = apm::start_transaction("pay", "request");
+        let _s = apm::start_span("call payment", "external");
+        let err = Outer(Middle(std::io::Error::other("connection refused")));
+        line = line!() + 1;
+        apm::capture_error!(err);
+    }
+    h.flush();
+    let errors = h.errors();
+    assert_eq!(errors.len(), 1);
+    let e = &errors[0];
+    let tx = &h.transactions()[0];
+    let span = &h.spans()[0];
+    assert_eq!(e["trace_id"], tx["trace_id"]);
+    assert_eq!(e["transaction_id"], tx["id"]);
+    assert_eq!(e["parent_id"], span["id"]);
+    assert_eq!(e["transaction"]["name"], "pay");
+    assert_eq!(e["transaction"]["type"], "request");
+    assert_eq!(e["transaction"]["sampled"], true);
+    assert_eq!(e["id"].as_str().unwrap().len(), 32);
+    let ex = &e["exception"];
+    assert_eq!(ex["message"], "checkout failed");
+    assert_eq!(ex["type"], "Outer");
+    assert_eq!(ex["module"], "errors");
+    assert_eq!(ex["cause"][0]["message"], "payment service unavailable");
+    assert_eq!(ex["cause"][1]["message"], "connection refused");
+    assert_eq!(ex["cause"].as_array().unwrap().len(), 2);
+    let frame = &ex["stacktrace"][0];
+    assert!(frame["filename"].as_str().unwrap().ends_with("errors.rs"));
+    assert_eq!(frame["lineno"], line);
+    assert_eq!(frame["module"], "errors");
+    let culprit = e["culprit"].as_str().unwrap();
+    assert!(
+        culprit.starts_with("errors (") && culprit.contains(&format!(":{line})")),
+        "{culprit}"
+    );
+    h.finish();
+}
+
+#[test]
+fn errors_outside_a_transaction_are_sent_unlinked() {
+    let h = agent::start(|c| c);
+    let parse: Result<u8, _> = "x".parse::<u8>();
+    apm::capture_error!(parse.unwrap_err());
+    let boxed: Box<dyn std::error::Error + Send + Sync> = "plain message".into();
+    apm::capture_error!(boxed);
+    h.flush();
+    let errors = h.errors();
+    assert_eq!(errors.len(), 2);
+    for e in &errors {
+        assert!(
+            e.get("trace_id").is_none()
+                && e.get("transaction_id").is_none()
+                && e.get("transaction").is_none()
+        );
+    }
+    assert_eq!(errors[0]["exception"]["type"], "ParseIntError");
+    assert_eq!(errors[0]["exception"]["module"], "core::num::error");
+    assert_eq!(errors[1]["exception"]["message"], "plain message");
+    h.finish();
+}
+
+#[test]
+fn errors_in_unsampled_transactions_are_linked_and_say_so() {
+    let h = agent::start(|c| c.transaction_sample_rate(0.0));
+    {
+        let _t = apm::start_transaction("unsampled", "request");
+        apm::capture_error!(std::io::Error::other("still reported"));
+    }
+    h.flush();
+    let e = &h.errors()[0];
+    assert_eq!(e["transaction"]["sampled"], false);
+    assert_eq!(e["parent_id"], e["transaction_id"]);
+    h.finish();
+}

@@ -1,0 +1,106 @@
+//! Starting and stopping: off switches, a second `init`, invalid configuration.
+
+mod common;
+
+use std::time::Duration;
+
+use apm_tests::MockServer;
+use common::agent;
+
+/// Names of this process's threads that belong to the agent.
+fn agent_threads() -> Vec<String> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|n| n.trim().to_owned())
+        .filter(|n| n.starts_with("apm-"))
+        .collect()
+}
+
+#[test]
+fn a_running_agent_has_its_named_transport_thread_and_stops_it() {
+    let mut h = agent::start(|c| c);
+    assert!(
+        agent_threads().contains(&"apm-transport".to_owned()),
+        "{:?}",
+        agent_threads()
+    );
+    drop(h.agent.take());
+    assert!(agent_threads().is_empty(), "{:?}", agent_threads());
+    h.finish();
+}
+
+#[test]
+fn enabled_false_starts_nothing_and_records_nothing() {
+    let _exclusive = agent::exclusive();
+    let server = MockServer::start();
+    let agent = apm::init_with(
+        apm::Config::builder()
+            .server_url(server.url())
+            .enabled(false)
+            .build(),
+    );
+    assert!(!agent.is_running());
+    assert!(agent_threads().is_empty());
+    {
+        let t = apm::start_transaction("off", "custom");
+        assert!(t.id().is_none());
+        let s = apm::start_span("off", "app");
+        assert!(!s.is_recording());
+    }
+    assert!(!agent.flush(Duration::from_millis(100)));
+    drop(agent);
+    assert_eq!(server.with_recorded(|r| r.requests().len()), 0);
+}
+
+#[test]
+fn recording_false_sends_nothing() {
+    let h = agent::start(|c| c.recording(false));
+    {
+        let t = apm::start_transaction("not recorded", "custom");
+        assert!(t.id().is_none());
+        apm::capture_error!(std::io::Error::other("not recorded either"));
+    }
+    h.flush();
+    assert!(h.transactions().is_empty() && h.errors().is_empty());
+    h.finish();
+}
+
+#[test]
+fn a_second_init_shares_the_running_agent() {
+    let h = agent::start(|c| c);
+    let other = MockServer::start();
+    let second = apm::init_with(apm::Config::builder().server_url(other.url()).build());
+    assert!(second.is_running());
+    assert_eq!(
+        agent_threads()
+            .iter()
+            .filter(|n| *n == "apm-transport")
+            .count(),
+        1
+    );
+    drop(apm::start_transaction("once", "custom"));
+    assert!(second.flush(Duration::from_secs(5)));
+    drop(second);
+    // Dropping the second handle did not stop the agent.
+    assert!(h.agent().is_running());
+    assert_eq!(h.transactions().len(), 1);
+    assert_eq!(other.with_recorded(|r| r.requests().len()), 0);
+    h.finish();
+}
+
+#[test]
+fn invalid_values_fall_back_to_defaults_without_failing() {
+    let config = apm::Config::builder()
+        .transaction_sample_rate(7.5)
+        .service_name("shop")
+        .build();
+    assert!(!config.warnings().is_empty());
+    let h = agent::start(|c| c.transaction_sample_rate(f64::NAN));
+    drop(apm::start_transaction("sampled by default", "custom"));
+    h.flush();
+    assert_eq!(h.transactions()[0]["sampled"], true);
+    h.finish();
+}

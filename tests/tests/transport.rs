@@ -1,0 +1,222 @@
+//! The transport thread against a real (mock) APM Server: batching, compression, headers,
+//! failures and backoff, a dead or slow server, flush on drop.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use apm_tests::MockServer;
+use common::agent;
+
+fn record(n: usize) {
+    for i in 0..n {
+        let _t = apm::start_transaction(format!("tx{i}"), "custom");
+        let _s = apm::start_span("work", "app");
+    }
+}
+
+#[test]
+fn every_request_is_ndjson_with_metadata_first() {
+    let h = agent::start(|c| c.api_request_size(2 * 1024));
+    record(100);
+    h.flush();
+    h.server.with_recorded(|r| {
+        let intake: Vec<_> = r.intake_requests().collect();
+        assert!(
+            intake.len() > 1,
+            "a 2kb request size splits 200 events over several requests"
+        );
+        for req in &intake {
+            assert_eq!(req.method, "POST");
+            assert_eq!(req.path, "/intake/v2/events");
+            assert_eq!(req.header("content-type"), Some("application/x-ndjson"));
+            // Loopback: not compressed, as the spec says.
+            assert_eq!(req.header("content-encoding"), None);
+        }
+        assert!(r.violations().is_empty(), "{:?}", r.violations());
+    });
+    assert_eq!(h.transactions().len(), 100);
+    h.finish();
+}
+
+#[test]
+fn requests_to_a_non_loopback_name_are_gzip_compressed() {
+    // 127.0.0.2 is a loopback address but not one the spec exempts from compression.
+    let Some(server) = MockServer::start_on("127.0.0.2:0") else {
+        eprintln!("cannot bind 127.0.0.2 here; skipping");
+        return;
+    };
+    let h = agent::start(|c| c.server_url(server.url()));
+    record(10);
+    h.flush();
+    server.with_recorded(|r| {
+        let intake: Vec<_> = r.intake_requests().collect();
+        assert!(!intake.is_empty());
+        for req in intake {
+            assert_eq!(req.header("content-encoding"), Some("gzip"));
+        }
+    });
+    assert_eq!(server.with_recorded(|r| r.count("transaction")), 10);
+    common::validate_all(&server);
+    h.finish();
+}
+
+#[test]
+fn batches_go_out_after_api_request_time_without_a_flush() {
+    let h = agent::start(|c| c.api_request_time(Duration::from_millis(300)));
+    let start = Instant::now();
+    record(3);
+    assert!(h.server.wait_for_transactions(3, Duration::from_secs(10)));
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_millis(250),
+        "sent after {waited:?}, before api_request_time"
+    );
+    h.finish();
+}
+
+#[test]
+fn agent_drop_flushes_what_was_recorded() {
+    let mut h = agent::start(|c| c);
+    record(5);
+    // No explicit flush: dropping the agent sends everything.
+    drop(h.agent.take());
+    assert_eq!(h.transactions().len(), 5);
+    h.finish();
+}
+
+#[test]
+fn authorization_prefers_the_api_key() {
+    let h = agent::start(|c| c.secret_token("secr3tT0ken").api_key("MjlXNEJasdfDt"));
+    record(1);
+    h.flush();
+    h.server.with_recorded(|r| {
+        for req in r.intake_requests() {
+            assert_eq!(req.header("authorization"), Some("ApiKey MjlXNEJasdfDt"));
+        }
+    });
+    h.finish();
+}
+
+#[test]
+fn failures_back_off_as_the_spec_says_and_drop_the_batch() {
+    let h = agent::start(|c| c);
+    h.server
+        .set_intake_response(503, r#"{"error":"queue is full"}"#);
+    // First failure: the next request may go at once (0 s grace).
+    record(1);
+    assert!(!h.agent().flush(Duration::from_secs(5)));
+    record(1);
+    assert!(!h.agent().flush(Duration::from_secs(5)));
+    // Second failure: ~1 s (±10 %) of grace; a flush inside it does not send.
+    record(1);
+    let refused_at = Instant::now();
+    assert!(!h.agent().flush(Duration::from_secs(5)));
+    let intake_count = || h.server.with_recorded(|r| r.intake_requests().count());
+    assert_eq!(intake_count(), 2, "no request during the grace period");
+    h.server.set_intake_status(202);
+    // After the grace period, the waiting event goes out on its own schedule or on flush.
+    while refused_at.elapsed() < Duration::from_millis(1150) {
+        std::thread::park_timeout(Duration::from_millis(50));
+    }
+    assert!(h.agent().flush(Duration::from_secs(5)));
+    let times: Vec<Instant> = h
+        .server
+        .with_recorded(|r| r.intake_requests().map(|q| q.arrived).collect());
+    assert_eq!(times.len(), 3);
+    assert!(
+        times[2] - times[1] >= Duration::from_millis(900),
+        "{:?}",
+        times[2] - times[1]
+    );
+    // The two failed batches were dropped (not resent), the third was accepted.
+    assert_eq!(h.transactions().len(), 1);
+    let stats = h.agent().stats();
+    assert_eq!(stats.requests_failed, 2);
+    assert_eq!(stats.events_dropped_send_failed, 4);
+    h.finish();
+}
+
+/// Resident set size of this process, in bytes (Linux).
+fn rss() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+#[test]
+fn a_dead_server_costs_the_application_nothing_and_memory_stays_flat() {
+    // A port nobody listens on.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", dead.local_addr().unwrap());
+    drop(dead);
+    let h = agent::start(|c| {
+        c.server_url(url.clone())
+            .api_request_time(Duration::from_millis(50))
+    });
+    record(20_000);
+    let before = rss();
+    let start = Instant::now();
+    record(500_000);
+    let elapsed = start.elapsed();
+    let after = rss();
+    if let (Some(b), Some(a)) = (before, after) {
+        let growth = a.saturating_sub(b);
+        assert!(
+            growth < 64 * 1024 * 1024,
+            "resident memory grew by {growth} bytes"
+        );
+    }
+    // A million events into a dead server: the app never waited on the network.
+    assert!(
+        elapsed < Duration::from_secs(30),
+        "recording took {elapsed:?}"
+    );
+    let stats = h.agent().stats();
+    assert!(
+        stats.events_dropped_queue_full + stats.events_dropped_send_failed > 0,
+        "{stats:?}"
+    );
+    let dropping = Instant::now();
+    let mut h = h;
+    drop(h.agent.take());
+    assert!(
+        dropping.elapsed() < Duration::from_secs(7),
+        "shutdown took {:?}",
+        dropping.elapsed()
+    );
+    h.finish();
+}
+
+#[test]
+fn a_slow_server_never_blocks_the_application() {
+    let h = agent::start(|c| c.server_timeout(Duration::from_secs(1)).max_queue_size(512));
+    h.server.set_intake_delay(Duration::from_secs(30));
+    record(10);
+    // Flush times out (the server hangs) but returns within its timeout.
+    let t = Instant::now();
+    assert!(!h.agent().flush(Duration::from_millis(300)));
+    assert!(t.elapsed() < Duration::from_secs(1));
+    // Meanwhile the application records at full speed; the queue drops what does not fit.
+    let t = Instant::now();
+    record(200_000);
+    assert!(
+        t.elapsed() < Duration::from_secs(20),
+        "recording took {:?}",
+        t.elapsed()
+    );
+    assert!(h.agent().stats().events_dropped_queue_full > 0);
+    h.server.set_intake_delay(Duration::ZERO);
+    h.finish();
+}
+
+#[test]
+fn garbage_answers_are_failures_not_crashes() {
+    let h = agent::start(|c| c);
+    h.server.set_fault(apm_tests::Fault::Garbage);
+    record(3);
+    assert!(!h.agent().flush(Duration::from_secs(5)));
+    h.server.set_fault(apm_tests::Fault::None);
+    assert_eq!(h.agent().stats().requests_failed, 1);
+    h.finish();
+}

@@ -1,0 +1,6 @@
+#[apm::span(crate = "not a path")]
+fn a() {}
+
+fn main() {
+    a();
+}

@@ -1,0 +1,6 @@
+#[apm::span(name = "x", foo = "bar")]
+fn f() {}
+
+fn main() {
+    f();
+}
