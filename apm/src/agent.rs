@@ -50,6 +50,8 @@ impl Agent {
         let metadata = metadata::collect(&config);
         let capacity = config.max_queue_size.div_ceil(buffer::BATCH).max(2);
         let (events_tx, events_rx) = mpsc::sync_channel(capacity);
+        // One spare buffer per queue slot and a few for the threads handing over.
+        buffer::prefill(capacity + 8);
         let (commands_tx, commands_rx) = mpsc::channel();
         let Some(tracer) = tracer::install(Tracer::new(config, events_tx, commands_tx)) else {
             // Another thread won the race to start: share its agent.

@@ -89,6 +89,15 @@ fn hand_over(batch: Vec<Event>) {
     }
 }
 
+/// Fills the pool with `n` empty vectors (at start), so that hand-overs find a replacement
+/// without allocating as long as the transport keeps up.
+pub(crate) fn prefill(n: usize) {
+    let mut p = POOL.lock();
+    while p.len() < n.min(POOL_MAX) {
+        p.push(Vec::with_capacity(BATCH));
+    }
+}
+
 /// Gives an emptied vector back for reuse.
 pub(crate) fn recycle(mut v: Vec<Event>) {
     v.clear();

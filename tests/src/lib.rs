@@ -12,11 +12,13 @@
 //! Std only: a `TcpListener` on `127.0.0.1:0`, one thread per connection, HTTP/1.1 with
 //! keep-alive, chunked bodies and gzip/deflate request bodies.
 
+mod executor;
 pub mod http;
 mod record;
 mod server;
 mod trace;
 
+pub use executor::block_on;
 pub use record::{Event, Recorded, RecordedRequest, KINDS};
 pub use server::{Fault, MockServer, GARBAGE};
 pub use trace::{NodeKind, Trace, TraceError, TraceNode};

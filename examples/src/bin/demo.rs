@@ -8,7 +8,7 @@ use std::fmt;
 use std::thread;
 use std::time::Duration;
 
-use apm_tests::{MockServer, NodeKind, Trace, TraceNode};
+use apm_tests::{block_on, MockServer, NodeKind, Trace, TraceNode};
 
 #[derive(Debug)]
 struct PaymentDeclined {
@@ -105,27 +105,6 @@ async fn nightly_report() {
 #[apm::span]
 async fn summarise() {
     work(2);
-}
-
-/// Enough of an executor for the demo's one async job.
-fn block_on<F: std::future::Future>(fut: F) -> F::Output {
-    use std::sync::Arc;
-    use std::task::{Context, Poll, Wake, Waker};
-    struct Unpark(thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(Unpark(thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut fut = std::pin::pin!(fut);
-    loop {
-        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
-            return v;
-        }
-        thread::park();
-    }
 }
 
 fn main() {

@@ -86,14 +86,4 @@ pub fn named<'a>(events: &'a [Value], name: &str) -> &'a Value {
     found[0]
 }
 
-/// Polls a future to completion on this thread (no async runtime needed).
-pub fn block_on<F: std::future::Future>(fut: F) -> F::Output {
-    let mut fut = std::pin::pin!(fut);
-    let waker = std::task::Waker::noop();
-    let mut cx = std::task::Context::from_waker(waker);
-    loop {
-        if let std::task::Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
-            return v;
-        }
-    }
-}
+pub use apm_tests::block_on;
