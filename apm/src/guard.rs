@@ -10,7 +10,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::__private::{SpanMeta, TransactionMeta};
-use crate::context::{self, Slot};
+use crate::context::{self, Token};
 use crate::record::{
     DynamicSpanName, Event, SpanName, SpanRecord, TransactionName, TransactionRecord,
 };
@@ -26,7 +26,7 @@ pub(crate) struct ActiveSpan {
 /// Opens a span under the current transaction/span. `None` when there is nothing to record:
 /// agent off, no current transaction, unsampled, or over `transaction_max_spans`.
 #[inline]
-pub(crate) fn open_span(name: SpanName, enter: bool) -> Option<(ActiveSpan, Option<Slot>)> {
+pub(crate) fn open_span(name: SpanName, enter: bool) -> Option<(ActiveSpan, Option<Token>)> {
     if !tracer::is_active() {
         return None;
     }
@@ -67,10 +67,10 @@ pub(crate) fn open_span(name: SpanName, enter: bool) -> Option<(ActiveSpan, Opti
 impl ActiveSpan {
     /// Ends the span: the outcome is failure while a panic unwinds, success if none was set.
     #[inline]
-    pub(crate) fn end(mut self, slot: Option<Slot>) {
+    pub(crate) fn end(mut self, token: Option<Token>) {
         self.rec.end = clock::now();
-        if let Some(slot) = slot {
-            context::pop(slot, self.rec.id);
+        if let Some(token) = token {
+            context::pop(token);
         }
         self.rec.outcome = final_outcome(self.rec.outcome);
         buffer::push(Event::Span(self.rec));
@@ -156,10 +156,10 @@ pub(crate) fn transaction_name(meta: &'static TransactionMeta) -> TransactionNam
 
 /// Ends a transaction (once; later calls do nothing). `fallback` is the outcome derived from
 /// the instrumented function's return value, used unless one was set explicitly.
-pub(crate) fn end_transaction(txn: &TxnShared, slot: Option<Slot>, fallback: Outcome) {
+pub(crate) fn end_transaction(txn: &TxnShared, token: Option<Token>, fallback: Outcome) {
     let end = clock::now();
-    if let Some(slot) = slot {
-        context::pop(slot, txn.id);
+    if let Some(token) = token {
+        context::pop(token);
     }
     let mut st = txn.state.lock();
     if st.ended {

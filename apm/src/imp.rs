@@ -3,11 +3,12 @@
 
 use std::borrow::Cow;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
-use crate::context::{self, Entry, Slot};
+use crate::context::{self, Entry, Token};
 use crate::guard::{self, ActiveSpan};
 use crate::record::TransactionName;
 use crate::tracer::TxnShared;
@@ -16,12 +17,17 @@ use crate::{ids, LabelValue, Outcome};
 pub(crate) use crate::agent::Agent;
 
 /// Manual transaction guard (also what `#[apm::transaction]` uses on sync functions).
+/// Guards are `!Send`: an entry on a thread's context stack must be closed on that thread
+/// (futures carry their context with `Instrumented` instead).
+type NotSend = PhantomData<*const ()>;
+
 #[derive(Debug)]
 pub(crate) struct TransactionGuard {
     txn: Option<Arc<TxnShared>>,
-    slot: Option<Slot>,
+    token: Option<Token>,
     /// Outcome derived from the function's return value; an explicit one wins.
     fallback: Outcome,
+    _not_send: NotSend,
 }
 
 impl TransactionGuard {
@@ -33,17 +39,19 @@ impl TransactionGuard {
     pub(crate) fn open(name: TransactionName) -> Self {
         match guard::open_transaction(name) {
             Some(txn) => {
-                let slot = context::push_owner(Arc::clone(&txn), txn.id);
+                let token = context::push_owner(Arc::clone(&txn), txn.id);
                 TransactionGuard {
                     txn: Some(txn),
-                    slot,
+                    token,
                     fallback: Outcome::Unknown,
+                    _not_send: PhantomData,
                 }
             }
             None => TransactionGuard {
                 txn: None,
-                slot: None,
+                token: None,
                 fallback: Outcome::Unknown,
+                _not_send: PhantomData,
             },
         }
     }
@@ -82,7 +90,7 @@ impl TransactionGuard {
 impl Drop for TransactionGuard {
     fn drop(&mut self) {
         if let Some(t) = self.txn.take() {
-            guard::end_transaction(&t, self.slot, self.fallback);
+            guard::end_transaction(&t, self.token, self.fallback);
         }
     }
 }
@@ -91,7 +99,8 @@ impl Drop for TransactionGuard {
 #[derive(Debug)]
 pub(crate) struct SpanGuard {
     span: Option<ActiveSpan>,
-    slot: Option<Slot>,
+    token: Option<Token>,
+    _not_send: NotSend,
 }
 
 impl SpanGuard {
@@ -102,13 +111,15 @@ impl SpanGuard {
     #[inline]
     pub(crate) fn open(name: crate::record::SpanName) -> Self {
         match guard::open_span(name, true) {
-            Some((span, slot)) => SpanGuard {
+            Some((span, token)) => SpanGuard {
                 span: Some(span),
-                slot,
+                token,
+                _not_send: PhantomData,
             },
             None => SpanGuard {
                 span: None,
-                slot: None,
+                token: None,
+                _not_send: PhantomData,
             },
         }
     }
@@ -146,7 +157,7 @@ impl Drop for SpanGuard {
     #[inline]
     fn drop(&mut self) {
         if let Some(s) = self.span.take() {
-            s.end(self.slot);
+            s.end(self.token);
         }
     }
 }
@@ -189,20 +200,21 @@ impl Context {
     }
     pub(crate) fn attach(&self) -> ContextGuard {
         ContextGuard(
-            self.0.as_ref().and_then(|(t, parent)| {
-                Some((context::push_owner(Arc::clone(t), *parent)?, *parent))
-            }),
+            self.0
+                .as_ref()
+                .and_then(|(t, parent)| context::push_owner(Arc::clone(t), *parent)),
+            PhantomData,
         )
     }
 }
 
 #[derive(Debug)]
-pub(crate) struct ContextGuard(Option<(Slot, u64)>);
+pub(crate) struct ContextGuard(Option<Token>, NotSend);
 
 impl Drop for ContextGuard {
     fn drop(&mut self) {
-        if let Some((slot, id)) = self.0 {
-            context::pop(slot, id);
+        if let Some(token) = self.0 {
+            context::pop(token);
         }
     }
 }
@@ -287,6 +299,8 @@ pub struct Instrumented<F, H = NoHook> {
     hook: Option<H>,
     /// Entries opened in an earlier poll and still open (a guard held across `.await`).
     parked: Vec<Entry>,
+    /// A poll panicked: the frame ends as a failure even if the panic is caught.
+    unwound: bool,
 }
 
 impl<F, H> Instrumented<F, H> {
@@ -296,6 +310,7 @@ impl<F, H> Instrumented<F, H> {
             frame,
             hook: Some(hook),
             parked: Vec::new(),
+            unwound: false,
         }
     }
 }
@@ -305,17 +320,19 @@ pub(crate) fn bind<F: Future>(fut: F, frame: Frame) -> Instrumented<F> {
     Instrumented::with_hook(fut, frame, NoHook)
 }
 
-/// Leaves the frame when a poll returns or unwinds.
+/// Leaves the frame when a poll returns or unwinds, keeping what is still open above it.
 struct PollScope<'a> {
-    base: usize,
+    token: Token,
     parked: &'a mut Vec<Entry>,
+    unwound: &'a mut bool,
 }
 
 impl Drop for PollScope<'_> {
     fn drop(&mut self) {
-        let mut above = context::take_above(self.base + 1);
-        std::mem::swap(self.parked, &mut above);
-        context::truncate(self.base);
+        *self.parked = context::leave(self.token);
+        if std::thread::panicking() {
+            *self.unwound = true;
+        }
     }
 }
 
@@ -327,18 +344,19 @@ impl<F: Future, H: OutcomeHook<F::Output>> Future for Instrumented<F, H> {
         // it. The other fields are not pinned.
         let this = unsafe { self.get_unchecked_mut() };
         let fut = unsafe { Pin::new_unchecked(&mut this.fut) };
-        let poll = match this.frame.current() {
+        let poll = match this
+            .frame
+            .current()
+            .and_then(|(txn, id)| context::push_owner(txn, id))
+        {
             None => fut.poll(cx),
-            Some((txn, id)) => {
-                let base = context::depth();
-                let entered = context::push_owner(txn, id).is_some();
-                if entered && !this.parked.is_empty() {
-                    context::restore(&mut this.parked);
-                }
-                let _scope = entered.then(|| PollScope {
-                    base,
+            Some(token) => {
+                context::restore(&mut this.parked);
+                let _scope = PollScope {
+                    token,
                     parked: &mut this.parked,
-                });
+                    unwound: &mut this.unwound,
+                };
                 fut.poll(cx)
             }
         };
@@ -355,8 +373,13 @@ impl<F: Future, H: OutcomeHook<F::Output>> Future for Instrumented<F, H> {
 
 impl<F, H> Drop for Instrumented<F, H> {
     fn drop(&mut self) {
-        // Dropped before completion: cancelled (or unwinding, which the guards report).
-        self.frame.finish(Outcome::Unknown);
+        // Dropped before completion: cancelled, or after a poll that panicked.
+        let outcome = if self.unwound {
+            Outcome::Failure
+        } else {
+            Outcome::Unknown
+        };
+        self.frame.finish(outcome);
     }
 }
 

@@ -67,6 +67,8 @@ mod record;
 mod tracer;
 #[cfg(feature = "enable")]
 mod transport;
+#[cfg(feature = "enable")]
+mod wildcard;
 
 pub use config::{Config, ConfigBuilder};
 pub use outcome::{LabelValue, Outcome};

@@ -158,6 +158,9 @@ impl Transport {
     }
 
     pub(crate) fn run(mut self) {
+        // Learn the server's version before the first events need it (bounded by
+        // `server_timeout`; events wait in the bounded queue meanwhile).
+        let _ = self.server_major();
         let mut last_sweep = Instant::now();
         loop {
             let wait = self
@@ -194,7 +197,12 @@ impl Transport {
     fn next_deadline(&self, last_sweep: Instant) -> Instant {
         let sweep = last_sweep + SWEEP_EVERY;
         match &self.body {
-            Some(_) => sweep.min(self.body_opened + self.tracer.config.api_request_time),
+            Some(_) => {
+                let due = self.body_opened + self.tracer.config.api_request_time;
+                // While backing off, a body already due waits for the end of the grace period.
+                let due = self.retry_at.map_or(due, |retry| due.max(retry));
+                sweep.min(due)
+            }
             None => sweep,
         }
     }
@@ -212,6 +220,13 @@ impl Transport {
 
     /// Everything queued and buffered goes out now. `true` when the server took it all.
     fn flush(&mut self) -> bool {
+        let dropped_before = self.tracer.counters.dropped_send_failed.load(Relaxed);
+        let sent = self.flush_all();
+        // A request that failed on the way (size-triggered) lost events too.
+        sent && self.tracer.counters.dropped_send_failed.load(Relaxed) == dropped_before
+    }
+
+    fn flush_all(&mut self) -> bool {
         while let Ok(m) = self.events.try_recv() {
             if let Message::Events(batch) = m {
                 self.add(batch);
@@ -326,6 +341,10 @@ impl Transport {
         let payload = match body.finish() {
             Ok(p) => p,
             Err(e) => {
+                self.tracer
+                    .counters
+                    .dropped_send_failed
+                    .fetch_add(n, Relaxed);
                 warn_limited!("compress", "could not compress events: {e}");
                 return false;
             }

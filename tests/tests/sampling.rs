@@ -3,7 +3,14 @@
 
 mod common;
 
+use apm_tests::MockServer;
 use common::agent;
+
+fn server_version(version: &str) -> MockServer {
+    let server = MockServer::start();
+    server.set_server_version(version);
+    server
+}
 
 fn record(n: usize, spans_each: usize) {
     for i in 0..n {
@@ -30,8 +37,7 @@ fn rate_one_samples_everything() {
 
 #[test]
 fn rate_zero_sends_unsampled_transactions_to_servers_before_8() {
-    let h = agent::start(|c| c.transaction_sample_rate(0.0));
-    h.server.set_server_version("7.17.0");
+    let h = agent::start_with(server_version("7.17.0"), |c| c.transaction_sample_rate(0.0));
     record(10, 3);
     h.flush();
     let txs = h.transactions();
@@ -51,8 +57,7 @@ fn rate_zero_sends_unsampled_transactions_to_servers_before_8() {
 
 #[test]
 fn rate_zero_sends_nothing_to_servers_from_8_on() {
-    let h = agent::start(|c| c.transaction_sample_rate(0.0));
-    h.server.set_server_version("8.15.0");
+    let h = agent::start_with(server_version("8.15.0"), |c| c.transaction_sample_rate(0.0));
     record(10, 3);
     h.flush();
     assert!(h.transactions().is_empty() && h.spans().is_empty());
@@ -66,8 +71,9 @@ fn rate_zero_sends_nothing_to_servers_from_8_on() {
 
 #[test]
 fn rate_half_samples_about_half_and_says_so() {
-    let h = agent::start(|c| c.transaction_sample_rate(0.5).max_queue_size(100_000));
-    h.server.set_server_version("7.17.0");
+    let h = agent::start_with(server_version("7.17.0"), |c| {
+        c.transaction_sample_rate(0.5).max_queue_size(100_000)
+    });
     let n = 4000;
     record(n, 1);
     h.flush();
@@ -93,8 +99,9 @@ fn rate_half_samples_about_half_and_says_so() {
 
 #[test]
 fn rate_is_rounded_to_four_decimals() {
-    let h = agent::start(|c| c.transaction_sample_rate(0.123456));
-    h.server.set_server_version("7.17.0");
+    let h = agent::start_with(server_version("7.17.0"), |c| {
+        c.transaction_sample_rate(0.123456)
+    });
     record(200, 0);
     h.flush();
     let txs = h.transactions();

@@ -411,3 +411,97 @@ fn context_follows_work_to_other_threads_and_futures() {
     }
     h.finish();
 }
+
+#[test]
+fn guards_closed_out_of_order_leave_no_stale_parent() {
+    let h = agent::start(|c| c);
+    {
+        let _t = apm::start_transaction("out of order", "custom");
+        let a = apm::start_span("a", "app");
+        let b = apm::start_span("b", "app");
+        drop(a);
+        drop(b);
+        let _c = apm::start_span("c", "app");
+    }
+    // Nested transactions closed outer-first, with a span still open.
+    {
+        let t0 = apm::start_transaction("outer", "custom");
+        let t1 = apm::start_transaction("inner", "custom");
+        let s = apm::start_span("under inner", "app");
+        drop(t1);
+        drop(t0);
+        drop(s);
+    }
+    // Nothing is left behind: a new transaction is a new root.
+    drop(apm::start_transaction("after", "custom"));
+    h.flush();
+    let txs = h.transactions();
+    let spans = h.spans();
+    let t = named(&txs, "out of order");
+    assert_eq!(named(&spans, "c")["parent_id"], t["id"]);
+    let after = named(&txs, "after");
+    assert!(after.get("parent_id").is_none());
+    assert_ne!(after["trace_id"], t["trace_id"]);
+    assert_ne!(after["trace_id"], named(&txs, "outer")["trace_id"]);
+    h.finish();
+}
+
+#[test]
+fn a_guard_dropped_inside_a_future_or_held_across_polls_at_other_depths_stays_consistent() {
+    let h = agent::start(|c| c);
+    {
+        let t = apm::start_transaction("moved in", "custom");
+        let span = apm::start_span("outer", "app");
+        block_on(apm::FutureExt::in_current_context(
+            async move { drop(span) },
+        ));
+        drop(t);
+    }
+    {
+        let _t = apm::start_transaction("depths", "custom");
+        let mut fut = Box::pin(apm::FutureExt::in_current_context(async {
+            let _held = apm::start_span("held", "app");
+            Yield(true).await;
+        }));
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(fut.as_mut().poll(&mut cx).is_pending());
+        // Polled again one level deeper.
+        let inner = apm::start_span("inner", "app");
+        assert!(fut.as_mut().poll(&mut cx).is_ready());
+        drop(inner);
+        let _after = apm::start_span("after", "app");
+    }
+    drop(apm::start_transaction("fresh", "custom"));
+    h.flush();
+    let txs = h.transactions();
+    let spans = h.spans();
+    assert!(named(&txs, "fresh").get("parent_id").is_none());
+    let depths = named(&txs, "depths");
+    assert_eq!(named(&spans, "after")["parent_id"], depths["id"]);
+    assert_eq!(named(&spans, "inner")["parent_id"], depths["id"]);
+    h.finish();
+}
+
+#[apm::span]
+async fn panics_inside() {
+    Yield(true).await;
+    panic!("inside a future");
+}
+
+#[test]
+fn a_panic_caught_around_a_future_still_fails_its_span() {
+    let h = agent::start(|c| c);
+    {
+        let _t = apm::start_transaction("caught", "custom");
+        let mut fut = Box::pin(panics_inside());
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(fut.as_mut().poll(&mut cx).is_pending());
+        let caught =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fut.as_mut().poll(&mut cx)));
+        assert!(caught.is_err());
+        drop(fut);
+    }
+    h.flush();
+    assert_eq!(named(&h.spans(), "panics_inside")["outcome"], "failure");
+    h.finish();
+}

@@ -184,6 +184,16 @@ fn print_trace(trace: &Trace) {
                 e.message.as_deref().unwrap_or(""),
                 e.culprit.as_deref().unwrap_or("?")
             );
+            let causes = e.event["exception"]["cause"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            for cause in causes {
+                println!(
+                    "  {indent}      caused by: {}",
+                    cause["message"].as_str().unwrap_or("?")
+                );
+            }
         }
     }
     println!();

@@ -25,8 +25,15 @@ pub fn exclusive() -> MutexGuard<'static, ()> {
 /// Starts a mock server and an agent sending to it, configured by `configure` on top of a
 /// builder that already names the server and the service.
 pub fn start(configure: impl FnOnce(apm::ConfigBuilder) -> apm::ConfigBuilder) -> Harness {
+    start_with(MockServer::start(), configure)
+}
+
+/// Like [`start`], with a server prepared by the test (e.g. its version set).
+pub fn start_with(
+    server: MockServer,
+    configure: impl FnOnce(apm::ConfigBuilder) -> apm::ConfigBuilder,
+) -> Harness {
     let exclusive = exclusive();
-    let server = MockServer::start();
     let builder = apm::Config::builder()
         .service_name("apm-tests")
         .server_url(server.url());
