@@ -29,8 +29,13 @@ thread_local! {
 /// What a guard keeps to close its entry: a random 64-bit value (a span's own id for spans).
 pub(crate) type Token = u64;
 
+#[inline]
 fn owner(stack: &[Entry]) -> Option<&Arc<TxnShared>> {
-    stack.iter().rev().find_map(|e| e.owner.as_ref())
+    // Usually the top entry itself (a transaction or a future's frame): check it first.
+    match stack.last()?.owner.as_ref() {
+        Some(o) => Some(o),
+        None => stack.iter().rev().find_map(|e| e.owner.as_ref()),
+    }
 }
 
 /// Runs `f` with the current transaction and the id that a new child would take as parent.

@@ -64,6 +64,8 @@ mod model;
 #[cfg(feature = "enable")]
 mod record;
 #[cfg(feature = "enable")]
+mod system_metrics;
+#[cfg(feature = "enable")]
 mod tracer;
 #[cfg(feature = "enable")]
 mod transport;

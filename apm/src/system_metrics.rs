@@ -268,7 +268,7 @@ pub(crate) struct CgroupMount {
 /// `/proc/self/mountinfo` (`id parent major:minor root mount-point options [optional…] - fstype
 /// source super-options`): for v1 a `cgroup` mount whose super options include `memory` (the
 /// spec's `^\d+? \d+? .+? .+? (.*?) .*cgroup.*memory.*`), for v2 a `cgroup2` mount. Among
-/// several, a mount whose root contains `cgroup_path` is preferred, then the first.
+/// several, a mount whose root is `cgroup_path` or an ancestor of it is preferred, then the first.
 pub(crate) fn find_memory_mount(
     mountinfo: &str,
     version: CgroupVersion,
