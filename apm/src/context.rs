@@ -5,7 +5,7 @@
 //! starting a span touches no reference count. Always accessed with `try_with`:
 //! during thread teardown the stack is simply absent.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 
 use crate::tracer::TxnShared;
@@ -24,6 +24,23 @@ pub(crate) struct Entry {
 
 thread_local! {
     static STACK: RefCell<Vec<Entry>> = const { RefCell::new(Vec::new()) };
+    /// Whether the current transaction is sampled, kept beside the stack in a `const`
+    /// thread-local without destructor: spans of unsampled transactions (and spans outside
+    /// any) stop after this one cheap read.
+    static RECORDING_SPANS: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Refreshes [`RECORDING_SPANS`] after the stack changed.
+#[inline]
+fn refresh(stack: &[Entry]) {
+    let on = owner(stack).is_some_and(|t| t.sampled);
+    let _ = RECORDING_SPANS.try_with(|c| c.set(on));
+}
+
+/// `false` when a span opened now would record nothing (no transaction, or unsampled).
+#[inline]
+pub(crate) fn may_record_spans() -> bool {
+    RECORDING_SPANS.try_with(Cell::get).unwrap_or(false)
 }
 
 /// What a guard keeps to close its entry: a random 64-bit value (a span's own id for spans).
@@ -78,11 +95,13 @@ pub(crate) fn push_owner(txn: Arc<TxnShared>, id: u64) -> Option<Token> {
     let token = crate::ids::next_u64();
     STACK
         .try_with(|s| {
-            s.try_borrow_mut().ok()?.push(Entry {
+            let mut s = s.try_borrow_mut().ok()?;
+            s.push(Entry {
                 id,
                 token,
                 owner: Some(txn),
             });
+            refresh(&s);
             Some(token)
         })
         .ok()
@@ -98,9 +117,12 @@ pub(crate) fn pop(token: Token) {
             return;
         };
         if s.last().is_some_and(|e| e.token == token) {
-            s.pop();
+            if s.pop().is_some_and(|e| e.owner.is_some()) {
+                refresh(&s);
+            }
         } else if let Some(i) = s.iter().rposition(|e| e.token == token) {
             s.remove(i);
+            refresh(&s);
         }
     });
 }
@@ -117,6 +139,7 @@ pub(crate) fn leave(token: Token) -> Vec<Entry> {
                 Some(i) => {
                     let above = s.split_off(i + 1);
                     s.pop();
+                    refresh(&s);
                     above
                 }
                 None => Vec::new(),
@@ -129,7 +152,10 @@ pub(crate) fn leave(token: Token) -> Vec<Entry> {
 pub(crate) fn restore(entries: &mut Vec<Entry>) {
     let _ = STACK.try_with(|s| {
         if let Ok(mut s) = s.try_borrow_mut() {
-            s.append(entries);
+            if !entries.is_empty() {
+                s.append(entries);
+                refresh(&s);
+            }
         }
     });
 }

@@ -27,7 +27,7 @@ pub(crate) struct ActiveSpan {
 /// agent off, no current transaction, unsampled, or over `transaction_max_spans`.
 #[inline]
 pub(crate) fn open_span(name: SpanName, enter: bool) -> Option<(ActiveSpan, Option<Token>)> {
-    if !tracer::is_active() {
+    if !tracer::is_active() || !context::may_record_spans() {
         return None;
     }
     let decide = |txn: &TxnShared, parent: u64| {
