@@ -278,37 +278,14 @@ mod unit {
 #[cfg(all(test, feature = "enable"))]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
 
     const FIXTURE: &str = "agent-json-specs/container_metadata_discovery.json";
 
-    /// `$APM_SPEC_DIR`, else `<workspace>/../shared/spec`. Absent: skip, unless under CI.
-    fn spec_dir() -> Option<PathBuf> {
-        let dir = match std::env::var_os("APM_SPEC_DIR") {
-            Some(d) => PathBuf::from(d),
-            None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/spec"),
-        };
-        if dir.join(FIXTURE).is_file() {
-            return Some(dir);
-        }
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!(
-                "spec files not found at {} and CI=true: the conformance fixture must be present \
-                 (keep shared/spec beside the workspace or set APM_SPEC_DIR)",
-                dir.display()
-            );
-        }
-        eprintln!(
-            "spec files not found at {}; skipping conformance test",
-            dir.display()
-        );
-        None
-    }
-
     #[test]
     fn container_metadata_discovery_fixture() {
-        let Some(dir) = spec_dir() else { return };
-        let text = std::fs::read_to_string(dir.join(FIXTURE)).expect("read fixture");
+        let Some(text) = crate::spec_fixture::read(FIXTURE) else {
+            return;
+        };
         let cases: serde_json::Map<String, serde_json::Value> =
             serde_json::from_str(&text).expect("fixture is a JSON object");
         assert!(!cases.is_empty(), "fixture has no case");

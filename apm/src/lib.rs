@@ -63,6 +63,8 @@ mod metadata;
 mod model;
 #[cfg(feature = "enable")]
 mod record;
+#[cfg(all(test, feature = "enable"))]
+mod spec_fixture;
 #[cfg(feature = "enable")]
 mod system_metrics;
 #[cfg(feature = "enable")]

@@ -249,7 +249,6 @@ impl WildcardList {
 #[cfg(all(test, feature = "enable"))]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
 
     fn m(pattern: &str, text: &str) -> bool {
         WildcardMatcher::new(pattern).matches(text)
@@ -407,34 +406,12 @@ mod tests {
 
     const FIXTURE: &str = "agent-json-specs/wildcard_matcher_tests.json";
 
-    /// `$APM_SPEC_DIR`, else `<workspace>/../shared/spec`. Absent: skip, unless under CI.
-    fn spec_dir() -> Option<PathBuf> {
-        let dir = match std::env::var_os("APM_SPEC_DIR") {
-            Some(d) => PathBuf::from(d),
-            None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/spec"),
-        };
-        if dir.join(FIXTURE).is_file() {
-            return Some(dir);
-        }
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!(
-                "spec files not found at {} and CI=true: the conformance fixture must be present \
-                 (keep shared/spec beside the workspace or set APM_SPEC_DIR)",
-                dir.display()
-            );
-        }
-        eprintln!(
-            "spec files not found at {}; skipping wildcard conformance test",
-            dir.display()
-        );
-        None
-    }
-
     /// Layout: `{ test name: { pattern: { text: expected } } }`.
     #[test]
     fn wildcard_matcher_fixture() {
-        let Some(dir) = spec_dir() else { return };
-        let text = std::fs::read_to_string(dir.join(FIXTURE)).expect("read fixture");
+        let Some(text) = crate::spec_fixture::read(FIXTURE) else {
+            return;
+        };
         let groups: serde_json::Map<String, serde_json::Value> =
             serde_json::from_str(&text).expect("fixture is a JSON object");
         let mut count = 0;
