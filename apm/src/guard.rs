@@ -201,7 +201,10 @@ pub(crate) fn end_transaction(txn: &TxnShared, token: Option<Token>, fallback: O
 /// Mutations of a running transaction (manual API), through its shared state.
 pub(crate) fn set_transaction_name(txn: &TxnShared, name: Cow<'static, str>) {
     let mut st = txn.state.lock();
-    let kind: Cow<'static, str> = Cow::Owned(st.name.kind().to_owned());
+    let kind = match &st.name {
+        TransactionName::Static(m) => Cow::Borrowed(m.kind),
+        TransactionName::Dynamic(_, k) => k.clone(),
+    };
     st.name = TransactionName::Dynamic(name, kind);
 }
 pub(crate) fn set_transaction_result(txn: &TxnShared, result: Cow<'static, str>) {

@@ -166,3 +166,64 @@ pub(crate) fn authorization(config: &Config) -> Option<String> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn k8s(found: &container::ContainerInfo, vars: &[(&str, &str)]) -> Value {
+        let env = |k: &str| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| (*v).to_owned())
+        };
+        system(&Config::default(), found, &env)["kubernetes"].clone()
+    }
+
+    #[test]
+    fn kubernetes_fields_come_from_the_environment_first() {
+        let v = k8s(
+            &container::ContainerInfo::default(),
+            &[
+                ("KUBERNETES_NAMESPACE", "shop"),
+                ("KUBERNETES_NODE_NAME", "node-1"),
+                ("KUBERNETES_POD_NAME", "api-7f9"),
+                ("KUBERNETES_POD_UID", "e9b90526-f47d-11e8-b2a5-080027b9f4fb"),
+            ],
+        );
+        assert_eq!(v["namespace"], "shop");
+        assert_eq!(v["node"]["name"], "node-1");
+        assert_eq!(v["pod"]["name"], "api-7f9");
+        assert_eq!(v["pod"]["uid"], "e9b90526-f47d-11e8-b2a5-080027b9f4fb");
+    }
+
+    #[test]
+    fn a_pod_found_in_the_cgroup_is_named_after_the_hostname() {
+        let found = container::ContainerInfo {
+            container_id: Some("abc".into()),
+            pod_uid: Some("90d81341-92de-11e7-8cf2-507b9d4141fa".into()),
+        };
+        let v = k8s(&found, &[]);
+        assert_eq!(v["pod"]["uid"], "90d81341-92de-11e7-8cf2-507b9d4141fa");
+        assert_eq!(v["pod"]["name"].as_str(), detected_hostname().as_deref());
+        assert!(k8s(&container::ContainerInfo::default(), &[]).is_null());
+    }
+
+    #[test]
+    fn user_agent_and_authorization_follow_the_transport_spec() {
+        let mut c = Config::builder().service_name("shop").build();
+        assert!(user_agent(&c).starts_with("apm-agent-rust/"));
+        assert!(user_agent(&c).ends_with(" (shop)"));
+        c.service_version = Some("1(2)\\3".into());
+        assert!(
+            user_agent(&c).ends_with(" (shop 1_2__3)"),
+            "{}",
+            user_agent(&c)
+        );
+        assert_eq!(authorization(&c), None);
+        c.secret_token = Some("t".into());
+        assert_eq!(authorization(&c).as_deref(), Some("Bearer t"));
+        c.api_key = Some("k".into());
+        assert_eq!(authorization(&c).as_deref(), Some("ApiKey k"));
+    }
+}

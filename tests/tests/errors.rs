@@ -112,3 +112,17 @@ fn errors_in_unsampled_transactions_are_linked_and_say_so() {
     assert_eq!(e["parent_id"], e["transaction_id"]);
     h.finish();
 }
+
+#[test]
+fn long_messages_are_cut_at_ten_thousand_characters() {
+    let h = agent::start(|c| c);
+    apm::capture_error!(std::io::Error::other("m".repeat(20_000)));
+    h.flush();
+    let message = h.errors()[0]["exception"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(message.chars().count(), 10_000);
+    assert!(message.ends_with('…'));
+    h.finish();
+}
