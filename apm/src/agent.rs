@@ -1,17 +1,18 @@
-//! Starting and stopping the agent: the tracer, the transport thread, and the handle the
-//! application holds.
+//! Starting and stopping the agent: the tracer and its three named background threads
+//! (`apm-transport`, `apm-metrics`, `apm-config`), and the handle the application holds.
 
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::mpsc::{self, Receiver, Sender};
-use std::thread::JoinHandle;
+use std::sync::mpsc::{self, Sender};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::diag::warn_once;
 use crate::tracer::{self, Tracer};
 use crate::transport::{Command, Message, Transport};
-use crate::{buffer, clock, metadata, Config, Stats};
+use crate::worker::{Stop, Worker};
+use crate::{buffer, clock, metadata, metrics, remote_config, Config, Stats};
 
-/// How long dropping the agent may take: flush, then stop the threads.
+/// How long dropping the agent may take: final metrics, flush, then stop the threads.
 const SHUTDOWN_BUDGET: Duration = Duration::from_secs(5);
 
 #[derive(Debug)]
@@ -23,12 +24,15 @@ pub(crate) struct Agent {
 
 #[derive(Debug)]
 struct Owner {
-    transport: Option<JoinHandle<()>>,
-    transport_done: Receiver<()>,
+    stop: Arc<Stop>,
+    transport: Worker,
+    metrics: Option<Worker>,
+    config: Option<Worker>,
 }
 
 impl Agent {
     pub(crate) fn start(config: Config) -> Agent {
+        crate::diag::set_level(config.log_level);
         for w in &config.warnings {
             warn_once!("configuration: {w}");
         }
@@ -50,9 +54,9 @@ impl Agent {
         let metadata = metadata::collect(&config);
         let capacity = config.max_queue_size.div_ceil(buffer::BATCH).max(2);
         let (events_tx, events_rx) = mpsc::sync_channel(capacity);
+        let (commands_tx, commands_rx) = mpsc::channel();
         // One spare buffer per queue slot and a few for the threads handing over.
         buffer::prefill(capacity + 8);
-        let (commands_tx, commands_rx) = mpsc::channel();
         let Some(tracer) = tracer::install(Tracer::new(config, events_tx, commands_tx)) else {
             // Another thread won the race to start: share its agent.
             return Agent {
@@ -60,43 +64,36 @@ impl Agent {
                 owner: None,
             };
         };
-        let (done_tx, done_rx) = mpsc::channel();
-        let (started_tx, started_rx) = mpsc::channel();
         let transport = Transport::new(tracer, events_rx, commands_rx, &metadata);
-        let spawned = std::thread::Builder::new()
-            .name("apm-transport".into())
-            .spawn(move || {
-                let _ = started_tx.send(());
-                transport.run();
-                let _ = done_tx.send(());
-            });
-        match spawned {
-            Ok(handle) => {
-                // Once `init` returns the thread runs (bounded: a starved machine only delays).
-                let _ = started_rx.recv_timeout(Duration::from_secs(1));
-                log::info!(
-                    target: "apm",
-                    "agent {} started: service {:?}, server {}",
-                    metadata::AGENT_VERSION,
-                    tracer.config.service_name,
-                    tracer.config.server_url
-                );
-                Agent {
-                    tracer: Some(tracer),
-                    owner: Some(Owner {
-                        transport: Some(handle),
-                        transport_done: done_rx,
-                    }),
-                }
-            }
+        let transport = match Worker::spawn("apm-transport", move || transport.run()) {
+            Ok(w) => w,
             Err(e) => {
                 tracer::uninstall(tracer);
                 warn_once!("could not start the transport thread ({e}); the agent is off");
-                Agent {
+                return Agent {
                     tracer: None,
                     owner: None,
-                }
+                };
             }
+        };
+        let stop = Arc::new(Stop::default());
+        let owner = Owner {
+            metrics: metrics::start(tracer, Arc::clone(&stop)),
+            config: remote_config::start(tracer, Arc::clone(&stop)),
+            stop,
+            transport,
+        };
+        crate::diag::once(
+            log::Level::Info,
+            format_args!(
+                "agent {} started; configuration: {}",
+                metadata::AGENT_VERSION,
+                describe(&tracer.config)
+            ),
+        );
+        Agent {
+            tracer: Some(tracer),
+            owner: Some(owner),
         }
     }
 
@@ -136,25 +133,36 @@ impl Agent {
     }
 }
 
+/// `name=value (source)` for every option, secrets redacted: the start-up line.
+fn describe(config: &Config) -> String {
+    config
+        .describe()
+        .into_iter()
+        .map(|(name, value, source)| format!("{name}={value} ({source})"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 impl Drop for Agent {
     fn drop(&mut self) {
-        let Some(t) = self.tracer else {
+        let (Some(t), Some(owner)) = (self.tracer, self.owner.take()) else {
             return;
         };
-        if self.owner.is_none() {
-            return;
-        }
         let deadline = Instant::now() + SHUTDOWN_BUDGET;
         tracer::stop_recording();
-        let _ = self.command(Command::Shutdown, SHUTDOWN_BUDGET);
-        if let Some(owner) = self.owner.as_mut() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            // Join only a thread known to have finished: never hang the application.
-            if owner.transport_done.recv_timeout(left).is_ok() {
-                if let Some(h) = owner.transport.take() {
-                    let _ = h.join();
-                }
-            }
+        // The metrics thread sends its final metricset when stopped, before the last flush.
+        owner.stop.stop();
+        let metrics_joined = owner.metrics.is_none_or(|w| w.join_by(deadline));
+        let config_joined = owner.config.is_none_or(|w| w.join_by(deadline));
+        let _ = self.command(
+            Command::Shutdown,
+            deadline.saturating_duration_since(Instant::now()),
+        );
+        let transport_joined = owner.transport.join_by(deadline);
+        if !(metrics_joined && config_joined && transport_joined) {
+            warn_once!(
+                "the agent's threads did not all stop within {SHUTDOWN_BUDGET:?}; left behind"
+            );
         }
         tracer::uninstall(t);
     }

@@ -5,7 +5,32 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
 use parking_lot::Mutex;
+
+use crate::config::LogLevel;
+
+/// The most verbose level logged (`log_level`), as a `log::Level` number; 0 is off.
+static LEVEL: AtomicUsize = AtomicUsize::new(log::Level::Info as usize);
+
+/// Applies `log_level` (live: central configuration may change it).
+pub(crate) fn set_level(level: LogLevel) {
+    let l = match level {
+        LogLevel::Trace => log::Level::Trace as usize,
+        LogLevel::Debug => log::Level::Debug as usize,
+        LogLevel::Info => log::Level::Info as usize,
+        LogLevel::Warning => log::Level::Warn as usize,
+        LogLevel::Error | LogLevel::Critical => log::Level::Error as usize,
+        LogLevel::Off => 0,
+    };
+    LEVEL.store(l, Relaxed);
+}
+
+/// Whether messages at `level` are logged.
+pub(crate) fn enabled(level: log::Level) -> bool {
+    level as usize <= LEVEL.load(Relaxed)
+}
 
 /// Minimum time between two messages of the same kind.
 const INTERVAL: Duration = Duration::from_secs(60);
@@ -20,6 +45,9 @@ static SEEN: Mutex<Option<HashMap<&'static str, Seen>>> = Mutex::new(None);
 /// Logs `msg` at `level` unless a message of the same `kind` was logged within the interval;
 /// the next one that passes says how many were suppressed.
 pub(crate) fn report(level: log::Level, kind: &'static str, msg: std::fmt::Arguments<'_>) {
+    if !enabled(level) {
+        return;
+    }
     let suppressed = {
         let mut seen = SEEN.lock();
         let seen = seen.get_or_insert_with(HashMap::new);
@@ -50,7 +78,9 @@ pub(crate) fn report(level: log::Level, kind: &'static str, msg: std::fmt::Argum
 
 /// Logs `msg` unconditionally (one-off messages: configuration problems, start and stop).
 pub(crate) fn once(level: log::Level, msg: std::fmt::Arguments<'_>) {
-    emit(level, msg, 0);
+    if enabled(level) {
+        emit(level, msg, 0);
+    }
 }
 
 fn emit(level: log::Level, msg: std::fmt::Arguments<'_>, suppressed: u64) {

@@ -60,9 +60,13 @@ mod imp;
 #[cfg(feature = "enable")]
 mod metadata;
 #[cfg(feature = "enable")]
+mod metrics;
+#[cfg(feature = "enable")]
 mod model;
 #[cfg(feature = "enable")]
 mod record;
+#[cfg(feature = "enable")]
+mod remote_config;
 #[cfg(all(test, feature = "enable"))]
 mod spec_fixture;
 #[cfg(feature = "enable")]
@@ -73,6 +77,8 @@ mod tracer;
 mod transport;
 #[cfg(feature = "enable")]
 mod wildcard;
+#[cfg(feature = "enable")]
+mod worker;
 
 pub use config::{Config, ConfigBuilder};
 pub use outcome::{LabelValue, Outcome};

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::clock;
 use crate::ids::hex;
-use crate::record::{ErrorRecord, Labels, SpanRecord, TransactionRecord};
+use crate::record::{ErrorRecord, Labels, MetricsetRecord, SpanRecord, TransactionRecord};
 use crate::LabelValue;
 
 pub(crate) const KEYWORD_LIMIT: usize = 1024;
@@ -303,6 +303,63 @@ pub(crate) fn write_error<W: Write>(out: &mut W, e: &ErrorRecord) -> io::Result<
         },
     };
     write_line(out, "error", &view)
+}
+
+#[derive(Serialize)]
+struct Sample {
+    value: f64,
+}
+
+struct SamplesView<'a>(&'a [(Cow<'static, str>, f64)]);
+impl Serialize for SamplesView<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (name, value) in self.0.iter().filter(|(_, v)| v.is_finite()) {
+            m.serialize_entry(&**name, &Sample { value: *value })?;
+        }
+        m.end()
+    }
+}
+
+#[derive(Serialize)]
+struct MetricsetSpanView<'a> {
+    #[serde(rename = "type")]
+    kind: Kw<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subtype: Option<Kw<'a>>,
+}
+
+#[derive(Serialize)]
+struct MetricsetView<'a> {
+    timestamp: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    transaction: Option<TransactionRef<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    span: Option<MetricsetSpanView<'a>>,
+    samples: SamplesView<'a>,
+}
+
+#[derive(Serialize)]
+struct TransactionRef<'a> {
+    name: Kw<'a>,
+    #[serde(rename = "type")]
+    kind: Kw<'a>,
+}
+
+pub(crate) fn write_metricset<W: Write>(out: &mut W, m: &MetricsetRecord) -> io::Result<()> {
+    let view = MetricsetView {
+        timestamp: m.timestamp,
+        transaction: m.transaction.as_ref().map(|(name, kind)| TransactionRef {
+            name: Kw(name),
+            kind: Kw(kind),
+        }),
+        span: m.span.as_ref().map(|(kind, subtype)| MetricsetSpanView {
+            kind: Kw(kind),
+            subtype: subtype.as_deref().map(Kw),
+        }),
+        samples: SamplesView(&m.samples),
+    };
+    write_line(out, "metricset", &view)
 }
 
 #[cfg(test)]

@@ -146,10 +146,25 @@ pub(crate) struct ErrorRecord {
     pub(crate) site: &'static Site,
 }
 
+/// One metricset: samples sharing a timestamp and, for breakdown metrics, a transaction and
+/// span type.
+#[derive(Debug, Default)]
+pub(crate) struct MetricsetRecord {
+    /// Microseconds since the Unix epoch.
+    pub(crate) timestamp: u64,
+    /// Transaction name and type (breakdown and transaction metrics).
+    pub(crate) transaction: Option<(String, String)>,
+    /// Span type and subtype (breakdown metrics).
+    pub(crate) span: Option<(String, Option<String>)>,
+    pub(crate) samples: Vec<(Cow<'static, str>, f64)>,
+}
+
 /// Everything that travels to the transport thread.
 #[derive(Debug)]
+#[allow(dead_code)] // TEMPORARY: used by the metrics and central-config threads
 pub(crate) enum Event {
     Span(SpanRecord),
     Transaction(Box<TransactionRecord>),
     Error(Box<ErrorRecord>),
+    Metricset(Box<MetricsetRecord>),
 }

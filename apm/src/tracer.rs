@@ -10,7 +10,9 @@ use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering::*};
 use std::sync::mpsc::{Sender, SyncSender};
 
-use parking_lot::Mutex;
+use std::time::Duration;
+
+use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 
 use crate::clock::Tick;
 use crate::record::{Labels, TransactionName};
@@ -67,18 +69,52 @@ pub(crate) fn uninstall(tracer: &'static Tracer) {
     );
 }
 
-/// Options that can change while the agent runs; each read is one relaxed load.
-#[derive(Debug)]
+/// Options that can change while the agent runs (central configuration); each read is one
+/// relaxed load.
+#[derive(Debug, Default)]
 pub(crate) struct LiveConfig {
     /// Sample rate × 10 000.
     pub(crate) sample_rate: AtomicU32,
     pub(crate) max_spans: AtomicU32,
     pub(crate) recording: AtomicBool,
+    pub(crate) api_request_size: AtomicU64,
+    api_request_time_ms: AtomicU64,
+    server_timeout_ms: AtomicU64,
+}
+
+impl LiveConfig {
+    fn store(&self, c: &Config) {
+        self.sample_rate
+            .store(rate_to_fixed(c.transaction_sample_rate), Relaxed);
+        self.max_spans.store(c.transaction_max_spans, Relaxed);
+        self.recording.store(c.recording, Relaxed);
+        self.api_request_size.store(c.api_request_size, Relaxed);
+        self.api_request_time_ms
+            .store(millis(c.api_request_time), Relaxed);
+        self.server_timeout_ms
+            .store(millis(c.server_timeout), Relaxed);
+    }
+    pub(crate) fn api_request_size(&self) -> u64 {
+        self.api_request_size.load(Relaxed)
+    }
+    pub(crate) fn api_request_time(&self) -> Duration {
+        Duration::from_millis(self.api_request_time_ms.load(Relaxed))
+    }
+    pub(crate) fn server_timeout(&self) -> Duration {
+        Duration::from_millis(self.server_timeout_ms.load(Relaxed))
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Counters of the agent's own health.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
+    /// Events taken by the transport thread (`agent.events.total` is this plus the events
+    /// dropped because the queue was full).
+    pub(crate) events_queued: AtomicU64,
     pub(crate) events_sent: AtomicU64,
     pub(crate) dropped_queue_full: AtomicU64,
     pub(crate) dropped_send_failed: AtomicU64,
@@ -87,7 +123,12 @@ pub(crate) struct Counters {
 
 #[derive(Debug)]
 pub(crate) struct Tracer {
+    /// The local configuration: defaults, code and environment.
     pub(crate) config: Config,
+    /// The local configuration with central configuration applied; read by the background
+    /// threads (the application thread reads only `live`).
+    #[allow(dead_code)] // TEMPORARY: used by the metrics and central-config threads
+    effective: RwLock<Config>,
     pub(crate) live: LiveConfig,
     pub(crate) counters: Counters,
     /// Batches of events to the transport thread (bounded).
@@ -107,13 +148,13 @@ impl Tracer {
         queue: SyncSender<Message>,
         commands: Sender<Command>,
     ) -> Tracer {
+        let live = LiveConfig::default();
+        live.store(&config);
+        crate::diag::set_level(config.log_level);
         Tracer {
-            live: LiveConfig {
-                sample_rate: AtomicU32::new(rate_to_fixed(config.transaction_sample_rate)),
-                max_spans: AtomicU32::new(config.transaction_max_spans),
-                recording: AtomicBool::new(config.recording),
-            },
+            live,
             counters: Counters::default(),
+            effective: RwLock::new(config.clone()),
             config,
             queue,
             commands,
@@ -132,13 +173,21 @@ impl Tracer {
         (sampled, rate as u16)
     }
 
-    /// Sets whether new transactions are recorded.
-    #[allow(dead_code)] // used by central configuration
-    pub(crate) fn set_recording(&self, on: bool) {
-        self.live.recording.store(on, Relaxed);
+    #[allow(dead_code)] // TEMPORARY: used by the metrics and central-config threads
+    /// The configuration in effect now (local plus central).
+    pub(crate) fn effective(&self) -> RwLockReadGuard<'_, Config> {
+        self.effective.read()
+    }
+
+    #[allow(dead_code)] // TEMPORARY: used by the central-config thread
+    /// Puts a new effective configuration in force, live.
+    pub(crate) fn update(&self, effective: Config) {
+        self.live.store(&effective);
+        crate::diag::set_level(effective.log_level);
         if ptr::eq(get().map_or(ptr::null(), |t| t as *const _), self) {
-            ACTIVE.store(on, Release);
+            ACTIVE.store(effective.recording, Release);
         }
+        *self.effective.write() = effective;
     }
 }
 

@@ -198,7 +198,7 @@ impl Transport {
         let sweep = last_sweep + SWEEP_EVERY;
         match &self.body {
             Some(_) => {
-                let due = self.body_opened + self.tracer.config.api_request_time;
+                let due = self.body_opened + self.tracer.live.api_request_time();
                 // While backing off, a body already due waits for the end of the grace period.
                 let due = self.retry_at.map_or(due, |retry| due.max(retry));
                 sweep.min(due)
@@ -209,8 +209,8 @@ impl Transport {
 
     fn due(&self) -> bool {
         self.body.as_ref().is_some_and(|b| {
-            b.len() as u64 >= self.tracer.config.api_request_size
-                || self.body_opened.elapsed() >= self.tracer.config.api_request_time
+            b.len() as u64 >= self.tracer.live.api_request_size()
+                || self.body_opened.elapsed() >= self.tracer.live.api_request_time()
         })
     }
 
@@ -243,12 +243,16 @@ impl Transport {
     }
 
     fn add(&mut self, mut batch: Vec<Event>) {
+        self.tracer
+            .counters
+            .events_queued
+            .fetch_add(batch.len() as u64, Relaxed);
         for event in batch.drain(..) {
             self.write_event(&event);
             if self
                 .body
                 .as_ref()
-                .is_some_and(|b| b.len() as u64 >= self.tracer.config.api_request_size)
+                .is_some_and(|b| b.len() as u64 >= self.tracer.live.api_request_size())
             {
                 if self.in_backoff() {
                     self.discard("the APM Server is unavailable (backing off)");
@@ -270,7 +274,7 @@ impl Transport {
         let body = match &mut self.body {
             Some(b) => b,
             None => {
-                let mut b = Body::new(self.compress, self.tracer.config.api_request_size as usize);
+                let mut b = Body::new(self.compress, self.tracer.live.api_request_size() as usize);
                 let _ = b.write_all(&self.metadata_line);
                 self.body_opened = Instant::now();
                 self.body_events = 0;
@@ -281,6 +285,7 @@ impl Transport {
             Event::Span(s) => model::write_span(body, s),
             Event::Transaction(t) => model::write_transaction(body, t),
             Event::Error(e) => model::write_error(body, e),
+            Event::Metricset(m) => model::write_metricset(body, m),
         };
         match written {
             Ok(()) => self.body_events += 1,
@@ -317,7 +322,7 @@ impl Transport {
         let mut req = with_timeout(
             minreq::get(format!("{}/", config.server_url))
                 .with_header("User-Agent", &self.user_agent),
-            config.server_timeout,
+            self.tracer.live.server_timeout(),
         );
         if let Some(auth) = &self.authorization {
             req = req.with_header("Authorization", auth);
@@ -337,7 +342,6 @@ impl Transport {
             return true;
         };
         let n = std::mem::take(&mut self.body_events);
-        let config = &self.tracer.config;
         let payload = match body.finish() {
             Ok(p) => p,
             Err(e) => {
@@ -354,7 +358,7 @@ impl Transport {
                 .with_header("Content-Type", "application/x-ndjson")
                 .with_header("User-Agent", &self.user_agent)
                 .with_body(payload),
-            config.server_timeout,
+            self.tracer.live.server_timeout(),
         );
         if self.compress {
             req = req.with_header("Content-Encoding", "gzip");
