@@ -44,11 +44,17 @@ impl Agent {
             };
         }
         if let Some(t) = tracer::get() {
-            warn_once!("the agent is already running; this init() returns a handle to it");
-            return Agent {
-                tracer: Some(t),
-                owner: None,
-            };
+            if t.pid == std::process::id() {
+                warn_once!("the agent is already running; this init() returns a handle to it");
+                return Agent {
+                    tracer: Some(t),
+                    owner: None,
+                };
+            }
+            // This process was forked from the one that started the agent: the agent's threads
+            // did not come along. Forget the inherited agent and start this process's own.
+            tracer::uninstall(t);
+            warn_once!("agent inherited through fork without its threads; starting a new one");
         }
         clock::init();
         let metadata = metadata::collect(&config);
@@ -149,16 +155,20 @@ impl Drop for Agent {
             return;
         };
         let deadline = Instant::now() + SHUTDOWN_BUDGET;
+        // Stop the background threads first, so that a central configuration answer arriving
+        // now cannot switch recording back on.
+        owner.stop.stop();
         tracer::stop_recording();
         // The metrics thread sends its final metricset when stopped, before the last flush.
-        owner.stop.stop();
         let metrics_joined = owner.metrics.is_none_or(|w| w.join_by(deadline));
-        let config_joined = owner.config.is_none_or(|w| w.join_by(deadline));
         let _ = self.command(
             Command::Shutdown,
             deadline.saturating_duration_since(Instant::now()),
         );
         let transport_joined = owner.transport.join_by(deadline);
+        // The config thread has nothing to flush: it may be in a poll; never wait for it
+        // before the flush.
+        let config_joined = owner.config.is_none_or(|w| w.join_by(deadline));
         if !(metrics_joined && config_joined && transport_joined) {
             warn_once!(
                 "the agent's threads did not all stop within {SHUTDOWN_BUDGET:?}; left behind"

@@ -72,7 +72,6 @@ pub(crate) fn push(event: Event) {
 }
 
 /// Hands a batch to the transport thread at once (background threads: metrics).
-#[allow(dead_code)] // TEMPORARY: used by the metrics and central-config threads
 pub(crate) fn send(batch: Vec<Event>) {
     hand_over(batch);
 }

@@ -8,7 +8,51 @@
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 
+use crate::clock::Tick;
 use crate::tracer::TxnShared;
+
+/// The time during which at least one child of a span or transaction ran (the union of the
+/// children's durations): its self time, for breakdown metrics, is its duration minus this.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct ChildTimer {
+    active: u32,
+    since: Option<Tick>,
+    busy_ns: u64,
+}
+
+impl ChildTimer {
+    #[inline]
+    fn child_started(&mut self, at: Tick) {
+        if self.active == 0 {
+            self.since = Some(at);
+        }
+        self.active += 1;
+    }
+
+    #[inline]
+    fn child_ended(&mut self, at: Tick) {
+        if self.active == 0 {
+            return;
+        }
+        self.active -= 1;
+        if self.active == 0 {
+            self.busy_ns += self.since.map_or(0, |s| nanos(s, at));
+        }
+    }
+
+    /// Time covered by children up to `end` (children still running count until then).
+    pub(crate) fn busy_until(&self, end: Tick) -> u64 {
+        let running = match (self.active, self.since) {
+            (0, _) | (_, None) => 0,
+            (_, Some(s)) => nanos(s, end),
+        };
+        self.busy_ns + running
+    }
+}
+
+fn nanos(from: Tick, to: Tick) -> u64 {
+    u64::try_from(to.saturating_duration_since(from).as_nanos()).unwrap_or(u64::MAX)
+}
 
 #[derive(Debug)]
 pub(crate) struct Entry {
@@ -20,6 +64,7 @@ pub(crate) struct Entry {
     /// Set on entries that own their transaction; span entries belong to the nearest owner
     /// below them.
     owner: Option<Arc<TxnShared>>,
+    timer: ChildTimer,
 }
 
 thread_local! {
@@ -68,10 +113,12 @@ pub(crate) fn with_current<R>(f: impl FnOnce(&Arc<TxnShared>, u64) -> R) -> Opti
         .flatten()
 }
 
-/// Opens a child of the current entry: `decide` sees the transaction and the parent id and
-/// returns the child's id (also its token; or `None` to open nothing) plus anything else.
+/// Opens a child, started at `start`, of the current entry: `decide` sees the transaction
+/// and the parent id and returns the child's id (also its token; or `None` to open nothing)
+/// plus anything else.
 #[inline]
 pub(crate) fn push_child<R>(
+    start: Tick,
     decide: impl FnOnce(&TxnShared, u64) -> Option<(u64, R)>,
 ) -> Option<(Token, R)> {
     STACK
@@ -79,10 +126,14 @@ pub(crate) fn push_child<R>(
             let mut s = s.try_borrow_mut().ok()?;
             let parent = s.last()?.id;
             let (id, r) = decide(owner(&s)?, parent)?;
+            if let Some(top) = s.last_mut() {
+                top.timer.child_started(start);
+            }
             s.push(Entry {
                 id,
                 token: id,
                 owner: None,
+                timer: ChildTimer::default(),
             });
             Some((id, r))
         })
@@ -90,8 +141,26 @@ pub(crate) fn push_child<R>(
         .flatten()
 }
 
-/// Makes `txn` current with `id` as the parent of what opens next.
-pub(crate) fn push_owner(txn: Arc<TxnShared>, id: u64) -> Option<Token> {
+/// A child that is not on the stack (a future's span) started or ended under the current
+/// entry.
+pub(crate) fn child_started_here(at: Tick) {
+    with_top(|top| top.timer.child_started(at));
+}
+pub(crate) fn child_ended_here(at: Tick) {
+    with_top(|top| top.timer.child_ended(at));
+}
+
+fn with_top(f: impl FnOnce(&mut Entry)) {
+    let _ = STACK.try_with(|s| {
+        if let Some(top) = s.try_borrow_mut().ok().as_mut().and_then(|s| s.last_mut()) {
+            f(top);
+        }
+    });
+}
+
+/// Makes `txn` current with `id` as the parent of what opens next; `timer` carries the time
+/// its children ran so far (a future polled again).
+pub(crate) fn push_owner(txn: Arc<TxnShared>, id: u64, timer: ChildTimer) -> Option<Token> {
     let token = crate::ids::next_u64();
     STACK
         .try_with(|s| {
@@ -100,6 +169,7 @@ pub(crate) fn push_owner(txn: Arc<TxnShared>, id: u64) -> Option<Token> {
                 id,
                 token,
                 owner: Some(txn),
+                timer,
             });
             refresh(&s);
             Some(token)
@@ -109,40 +179,48 @@ pub(crate) fn push_owner(txn: Arc<TxnShared>, id: u64) -> Option<Token> {
 }
 
 /// Closes the entry opened with `token`, wherever it is on this thread's stack (guards may be
-/// dropped out of order). Guards cannot move to another thread (they are `!Send`).
+/// dropped out of order; they cannot move to another thread: they are `!Send`). With `end`,
+/// the entry below learns that its child ended. Returns the closed entry's child timer.
 #[inline]
-pub(crate) fn pop(token: Token) {
-    let _ = STACK.try_with(|s| {
-        let Ok(mut s) = s.try_borrow_mut() else {
-            return;
-        };
-        if s.last().is_some_and(|e| e.token == token) {
-            if s.pop().is_some_and(|e| e.owner.is_some()) {
+pub(crate) fn pop(token: Token, end: Option<Tick>) -> Option<ChildTimer> {
+    STACK
+        .try_with(|s| {
+            let mut s = s.try_borrow_mut().ok()?;
+            let i = if s.last().is_some_and(|e| e.token == token) {
+                s.len() - 1
+            } else {
+                s.iter().rposition(|e| e.token == token)?
+            };
+            let closed = s.remove(i);
+            if let (Some(end), Some(below)) = (end, i.checked_sub(1)) {
+                s[below].timer.child_ended(end);
+            }
+            if closed.owner.is_some() || i < s.len() {
                 refresh(&s);
             }
-        } else if let Some(i) = s.iter().rposition(|e| e.token == token) {
-            s.remove(i);
-            refresh(&s);
-        }
-    });
+            Some(closed.timer)
+        })
+        .ok()
+        .flatten()
 }
 
 /// Leaves the entry opened with `token` and everything opened above it: the entries above are
-/// returned (a future yielding with guards still open keeps them for its next poll).
-pub(crate) fn leave(token: Token) -> Vec<Entry> {
+/// returned (a future yielding with guards still open keeps them for its next poll), with the
+/// entry's child timer.
+pub(crate) fn leave(token: Token) -> (Vec<Entry>, Option<ChildTimer>) {
     STACK
         .try_with(|s| {
             let Ok(mut s) = s.try_borrow_mut() else {
-                return Vec::new();
+                return (Vec::new(), None);
             };
             match s.iter().rposition(|e| e.token == token) {
                 Some(i) => {
                     let above = s.split_off(i + 1);
-                    s.pop();
+                    let timer = s.pop().map(|e| e.timer);
                     refresh(&s);
-                    above
+                    (above, timer)
                 }
-                None => Vec::new(),
+                None => (Vec::new(), None),
             }
         })
         .unwrap_or_default()

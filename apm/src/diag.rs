@@ -32,17 +32,20 @@ pub(crate) fn enabled(level: log::Level) -> bool {
     level as usize <= LEVEL.load(Relaxed)
 }
 
-/// Minimum time between two messages of the same kind.
-const INTERVAL: Duration = Duration::from_secs(60);
+/// Time between two messages of the same kind: it doubles while the problem lasts (a server
+/// down for an hour logs about seven lines), and starts over after a quiet period.
+const FIRST_INTERVAL: Duration = Duration::from_secs(60);
+const LONGEST_INTERVAL: Duration = Duration::from_secs(30 * 60);
 
 struct Seen {
     last: Instant,
+    interval: Duration,
     suppressed: u64,
 }
 
 static SEEN: Mutex<Option<HashMap<&'static str, Seen>>> = Mutex::new(None);
 
-/// Logs `msg` at `level` unless a message of the same `kind` was logged within the interval;
+/// Logs `msg` at `level` unless a message of the same `kind` was logged within its interval;
 /// the next one that passes says how many were suppressed.
 pub(crate) fn report(level: log::Level, kind: &'static str, msg: std::fmt::Arguments<'_>) {
     if !enabled(level) {
@@ -53,11 +56,17 @@ pub(crate) fn report(level: log::Level, kind: &'static str, msg: std::fmt::Argum
         let seen = seen.get_or_insert_with(HashMap::new);
         let now = Instant::now();
         match seen.get_mut(kind) {
-            Some(s) if now.duration_since(s.last) < INTERVAL => {
+            Some(s) if now.duration_since(s.last) < s.interval => {
                 s.suppressed += 1;
                 return;
             }
             Some(s) => {
+                let quiet = now.duration_since(s.last) > s.interval * 2 && s.suppressed == 0;
+                s.interval = if quiet {
+                    FIRST_INTERVAL
+                } else {
+                    (s.interval * 2).min(LONGEST_INTERVAL)
+                };
                 s.last = now;
                 std::mem::take(&mut s.suppressed)
             }
@@ -66,6 +75,7 @@ pub(crate) fn report(level: log::Level, kind: &'static str, msg: std::fmt::Argum
                     kind,
                     Seen {
                         last: now,
+                        interval: FIRST_INTERVAL,
                         suppressed: 0,
                     },
                 );

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::__private::{SpanMeta, TransactionMeta};
-use crate::context::{self, Token};
+use crate::clock::Tick;
+use crate::context::{self, ChildTimer, Token};
 use crate::record::{
     DynamicSpanName, Event, SpanName, SpanRecord, TransactionName, TransactionRecord,
 };
@@ -37,14 +38,15 @@ pub(crate) fn open_span(name: SpanName, enter: bool) -> Option<(ActiveSpan, Opti
         let id = ids::next_u64();
         Some((id, (txn.trace_id, txn.id, txn.sample_rate, parent, id)))
     };
+    let start = clock::now();
     let (slot, (trace_id, transaction_id, sample_rate, parent_id, id)) = if enter {
-        let (slot, ctx) = context::push_child(decide)?;
+        let (slot, ctx) = context::push_child(start, decide)?;
         (Some(slot), ctx)
     } else {
         let (_, ctx) = context::with_current(|txn, parent| decide(txn, parent)).flatten()?;
+        context::child_started_here(start);
         (None, ctx)
     };
-    let start = clock::now();
     Some((
         ActiveSpan {
             rec: SpanRecord {
@@ -58,6 +60,7 @@ pub(crate) fn open_span(name: SpanName, enter: bool) -> Option<(ActiveSpan, Opti
                 sample_rate,
                 outcome: Outcome::Unknown,
                 labels: None,
+                child_ns: 0,
             },
         },
         slot,
@@ -65,13 +68,26 @@ pub(crate) fn open_span(name: SpanName, enter: bool) -> Option<(ActiveSpan, Opti
 }
 
 impl ActiveSpan {
-    /// Ends the span: the outcome is failure while a panic unwinds, success if none was set.
+    /// Ends the span opened on the stack with `token`: the outcome is failure while a panic
+    /// unwinds, success if none was set.
     #[inline]
-    pub(crate) fn end(mut self, token: Option<Token>) {
-        self.rec.end = clock::now();
-        if let Some(token) = token {
-            context::pop(token);
-        }
+    pub(crate) fn end(self, token: Token) {
+        let end = clock::now();
+        let timer = context::pop(token, Some(end)).unwrap_or_default();
+        self.finish(end, &timer);
+    }
+
+    /// Ends a span that a future carried (not on the stack), whose children ran for `timer`.
+    pub(crate) fn end_carried(self, timer: &ChildTimer) {
+        let end = clock::now();
+        context::child_ended_here(end);
+        self.finish(end, timer);
+    }
+
+    #[inline]
+    fn finish(mut self, end: Tick, timer: &ChildTimer) {
+        self.rec.end = end;
+        self.rec.child_ns = timer.busy_until(end);
         self.rec.outcome = final_outcome(self.rec.outcome);
         buffer::push(Event::Span(self.rec));
     }
@@ -156,11 +172,17 @@ pub(crate) fn transaction_name(meta: &'static TransactionMeta) -> TransactionNam
 
 /// Ends a transaction (once; later calls do nothing). `fallback` is the outcome derived from
 /// the instrumented function's return value, used unless one was set explicitly.
-pub(crate) fn end_transaction(txn: &TxnShared, token: Option<Token>, fallback: Outcome) {
+/// `token` is its entry on this thread's stack (sync), or `carried` the child timer of the
+/// future that carried it.
+pub(crate) fn end_transaction(
+    txn: &TxnShared,
+    token: Option<Token>,
+    carried: Option<&ChildTimer>,
+    fallback: Outcome,
+) {
     let end = clock::now();
-    if let Some(token) = token {
-        context::pop(token);
-    }
+    let popped = token.and_then(|t| context::pop(t, Some(end)));
+    let child_ns = popped.as_ref().or(carried).map_or(0, |t| t.busy_until(end));
     let mut st = txn.state.lock();
     if st.ended {
         return;
@@ -193,6 +215,7 @@ pub(crate) fn end_transaction(txn: &TxnShared, token: Option<Token>, fallback: O
             .load(std::sync::atomic::Ordering::Relaxed)
             .min(txn.max_spans),
         spans_dropped: txn.dropped.load(std::sync::atomic::Ordering::Relaxed),
+        child_ns,
     };
     drop(st);
     buffer::push(Event::Transaction(Box::new(rec)));

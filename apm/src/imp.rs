@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
-use crate::context::{self, Entry, Token};
+use crate::context::{self, ChildTimer, Entry, Token};
 use crate::guard::{self, ActiveSpan};
 use crate::record::TransactionName;
 use crate::tracer::TxnShared;
@@ -39,7 +39,7 @@ impl TransactionGuard {
     pub(crate) fn open(name: TransactionName) -> Self {
         match guard::open_transaction(name) {
             Some(txn) => {
-                let token = context::push_owner(Arc::clone(&txn), txn.id);
+                let token = context::push_owner(Arc::clone(&txn), txn.id, ChildTimer::default());
                 TransactionGuard {
                     txn: Some(txn),
                     token,
@@ -90,7 +90,7 @@ impl TransactionGuard {
 impl Drop for TransactionGuard {
     fn drop(&mut self) {
         if let Some(t) = self.txn.take() {
-            guard::end_transaction(&t, self.token, self.fallback);
+            guard::end_transaction(&t, self.token, None, self.fallback);
         }
     }
 }
@@ -157,7 +157,10 @@ impl Drop for SpanGuard {
     #[inline]
     fn drop(&mut self) {
         if let Some(s) = self.span.take() {
-            s.end(self.token);
+            match self.token {
+                Some(token) => s.end(token),
+                None => s.end_carried(&ChildTimer::default()),
+            }
         }
     }
 }
@@ -200,9 +203,9 @@ impl Context {
     }
     pub(crate) fn attach(&self) -> ContextGuard {
         ContextGuard(
-            self.0
-                .as_ref()
-                .and_then(|(t, parent)| context::push_owner(Arc::clone(t), *parent)),
+            self.0.as_ref().and_then(|(t, parent)| {
+                context::push_owner(Arc::clone(t), *parent, ChildTimer::default())
+            }),
             PhantomData,
         )
     }
@@ -214,7 +217,7 @@ pub(crate) struct ContextGuard(Option<Token>, NotSend);
 impl Drop for ContextGuard {
     fn drop(&mut self) {
         if let Some(token) = self.0 {
-            context::pop(token);
+            context::pop(token, None);
         }
     }
 }
@@ -252,16 +255,16 @@ impl Frame {
         }
     }
 
-    fn finish(&mut self, outcome: Outcome) {
+    fn finish(&mut self, outcome: Outcome, timer: &ChildTimer) {
         use FrameInner as Frame;
         match std::mem::replace(&mut self.0, Frame::Empty) {
             Frame::Span(mut s, _) => {
                 if s.rec.outcome == Outcome::Unknown {
                     s.rec.outcome = outcome;
                 }
-                s.end(None);
+                s.end_carried(timer);
             }
-            Frame::Transaction(t) => guard::end_transaction(&t, None, outcome),
+            Frame::Transaction(t) => guard::end_transaction(&t, None, Some(timer), outcome),
             Frame::Empty | Frame::Context(..) => {}
         }
     }
@@ -299,6 +302,8 @@ pub struct Instrumented<F, H = NoHook> {
     hook: Option<H>,
     /// Entries opened in an earlier poll and still open (a guard held across `.await`).
     parked: Vec<Entry>,
+    /// Time the frame's children ran, kept between polls.
+    timer: ChildTimer,
     /// A poll panicked: the frame ends as a failure even if the panic is caught.
     unwound: bool,
 }
@@ -310,6 +315,7 @@ impl<F, H> Instrumented<F, H> {
             frame,
             hook: Some(hook),
             parked: Vec::new(),
+            timer: ChildTimer::default(),
             unwound: false,
         }
     }
@@ -324,12 +330,17 @@ pub(crate) fn bind<F: Future>(fut: F, frame: Frame) -> Instrumented<F> {
 struct PollScope<'a> {
     token: Token,
     parked: &'a mut Vec<Entry>,
+    timer: &'a mut ChildTimer,
     unwound: &'a mut bool,
 }
 
 impl Drop for PollScope<'_> {
     fn drop(&mut self) {
-        *self.parked = context::leave(self.token);
+        let (parked, timer) = context::leave(self.token);
+        *self.parked = parked;
+        if let Some(t) = timer {
+            *self.timer = t;
+        }
         if std::thread::panicking() {
             *self.unwound = true;
         }
@@ -347,7 +358,7 @@ impl<F: Future, H: OutcomeHook<F::Output>> Future for Instrumented<F, H> {
         let poll = match this
             .frame
             .current()
-            .and_then(|(txn, id)| context::push_owner(txn, id))
+            .and_then(|(txn, id)| context::push_owner(txn, id, this.timer))
         {
             None => fut.poll(cx),
             Some(token) => {
@@ -355,6 +366,7 @@ impl<F: Future, H: OutcomeHook<F::Output>> Future for Instrumented<F, H> {
                 let _scope = PollScope {
                     token,
                     parked: &mut this.parked,
+                    timer: &mut this.timer,
                     unwound: &mut this.unwound,
                 };
                 fut.poll(cx)
@@ -365,7 +377,7 @@ impl<F: Future, H: OutcomeHook<F::Output>> Future for Instrumented<F, H> {
                 .hook
                 .take()
                 .map_or(Outcome::Unknown, |h| h.outcome(out));
-            this.frame.finish(outcome);
+            this.frame.finish(outcome, &this.timer);
         }
         poll
     }
@@ -379,7 +391,7 @@ impl<F, H> Drop for Instrumented<F, H> {
         } else {
             Outcome::Unknown
         };
-        self.frame.finish(outcome);
+        self.frame.finish(outcome, &self.timer);
     }
 }
 

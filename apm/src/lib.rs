@@ -37,6 +37,8 @@ pub mod __private;
 #[cfg(feature = "enable")]
 mod agent;
 #[cfg(feature = "enable")]
+mod breakdown;
+#[cfg(feature = "enable")]
 mod buffer;
 #[cfg(feature = "enable")]
 mod clock;

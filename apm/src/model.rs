@@ -329,9 +329,22 @@ struct MetricsetSpanView<'a> {
     subtype: Option<Kw<'a>>,
 }
 
+struct TagsView<'a>(&'a [(&'static str, &'static str)]);
+impl Serialize for TagsView<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0 {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
 #[derive(Serialize)]
 struct MetricsetView<'a> {
     timestamp: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tags: Option<TagsView<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     transaction: Option<TransactionRef<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -349,6 +362,7 @@ struct TransactionRef<'a> {
 pub(crate) fn write_metricset<W: Write>(out: &mut W, m: &MetricsetRecord) -> io::Result<()> {
     let view = MetricsetView {
         timestamp: m.timestamp,
+        tags: (!m.tags.is_empty()).then_some(TagsView(&m.tags)),
         transaction: m.transaction.as_ref().map(|(name, kind)| TransactionRef {
             name: Kw(name),
             kind: Kw(kind),

@@ -80,6 +80,8 @@ pub(crate) struct SpanRecord {
     pub(crate) sample_rate: u16,
     pub(crate) outcome: Outcome,
     pub(crate) labels: Option<Box<Labels>>,
+    /// Time during which its children ran (self time = duration − this).
+    pub(crate) child_ns: u64,
 }
 
 /// A transaction's name and type.
@@ -120,6 +122,8 @@ pub(crate) struct TransactionRecord {
     pub(crate) labels: Labels,
     pub(crate) spans_started: u32,
     pub(crate) spans_dropped: u32,
+    /// Time during which its children ran (self time = duration − this).
+    pub(crate) child_ns: u64,
 }
 
 /// The trace an error belongs to, when it was captured inside a transaction.
@@ -156,12 +160,13 @@ pub(crate) struct MetricsetRecord {
     pub(crate) transaction: Option<(String, String)>,
     /// Span type and subtype (breakdown metrics).
     pub(crate) span: Option<(String, Option<String>)>,
+    /// Labels of the metricset (`tags`), e.g. `eventType` on `agent.events.total`.
+    pub(crate) tags: Vec<(&'static str, &'static str)>,
     pub(crate) samples: Vec<(Cow<'static, str>, f64)>,
 }
 
 /// Everything that travels to the transport thread.
 #[derive(Debug)]
-#[allow(dead_code)] // TEMPORARY: used by the metrics and central-config threads
 pub(crate) enum Event {
     Span(SpanRecord),
     Transaction(Box<TransactionRecord>),

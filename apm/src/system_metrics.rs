@@ -8,9 +8,6 @@
 //! real files, keeps the previous CPU counters, never panics and never fails: a missing or
 //! unreadable file omits the metrics that depend on it. Off Linux it reports nothing.
 
-// Used by the metrics thread (issue: metrics and central config).
-#![cfg_attr(not(test), allow(dead_code))]
-
 use std::path::{Path, PathBuf};
 
 /// System CPU busy share since the previous sample, in `[0, 1]`.

@@ -127,10 +127,14 @@ pub(crate) struct Tracer {
     pub(crate) config: Config,
     /// The local configuration with central configuration applied; read by the background
     /// threads (the application thread reads only `live`).
-    #[allow(dead_code)] // TEMPORARY: used by the metrics and central-config threads
     effective: RwLock<Config>,
     pub(crate) live: LiveConfig,
     pub(crate) counters: Counters,
+    /// The process that started the agent: a child created by `fork` inherits this memory
+    /// but none of the agent's threads.
+    pub(crate) pid: u32,
+    /// Breakdown metrics totals (transport thread adds, metrics thread drains).
+    pub(crate) breakdown: crate::breakdown::Breakdown,
     /// Batches of events to the transport thread (bounded).
     pub(crate) queue: SyncSender<Message>,
     /// Flush and shutdown requests to the transport thread.
@@ -154,6 +158,8 @@ impl Tracer {
         Tracer {
             live,
             counters: Counters::default(),
+            breakdown: Default::default(),
+            pid: std::process::id(),
             effective: RwLock::new(config.clone()),
             config,
             queue,
@@ -173,13 +179,11 @@ impl Tracer {
         (sampled, rate as u16)
     }
 
-    #[allow(dead_code)] // TEMPORARY: used by the metrics and central-config threads
     /// The configuration in effect now (local plus central).
     pub(crate) fn effective(&self) -> RwLockReadGuard<'_, Config> {
         self.effective.read()
     }
 
-    #[allow(dead_code)] // TEMPORARY: used by the central-config thread
     /// Puts a new effective configuration in force, live.
     pub(crate) fn update(&self, effective: Config) {
         self.live.store(&effective);

@@ -117,6 +117,8 @@ pub(crate) struct Transport {
     user_agent: String,
     authorization: Option<String>,
     compress: bool,
+    /// Breakdown metrics on (`breakdown_metrics` and metrics not off).
+    breakdown: bool,
     body: Option<Body>,
     body_events: u64,
     body_opened: Instant,
@@ -147,6 +149,7 @@ impl Transport {
             user_agent: crate::metadata::user_agent(config),
             authorization: crate::metadata::authorization(config),
             compress: !is_loopback(&config.server_url),
+            breakdown: config.breakdown_metrics && !config.metrics_interval.is_zero(),
             body: None,
             body_events: 0,
             body_opened: Instant::now(),
@@ -247,6 +250,11 @@ impl Transport {
             .counters
             .events_queued
             .fetch_add(batch.len() as u64, Relaxed);
+        if self.breakdown {
+            // Before serialising: a send below may block on the network, and the metrics
+            // thread must not wait on it.
+            self.tracer.breakdown.record(&batch);
+        }
         for event in batch.drain(..) {
             self.write_event(&event);
             if self
@@ -407,7 +415,7 @@ impl Transport {
 }
 
 /// Applies `server_timeout` (whole seconds for minreq, at least one; zero means none).
-fn with_timeout(req: minreq::Request, d: Duration) -> minreq::Request {
+pub(crate) fn with_timeout(req: minreq::Request, d: Duration) -> minreq::Request {
     if d.is_zero() {
         req
     } else {

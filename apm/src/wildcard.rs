@@ -11,9 +11,6 @@
 //! Patterns are compiled once when configuration is read; [`WildcardMatcher::matches`] runs on
 //! every request, header or metric name, so it never allocates.
 
-// Compiled but not yet consulted by the config consumers; drop once they use it.
-#![cfg_attr(not(test), allow(dead_code))]
-
 /// Makes the rest of the pattern case-sensitive. Only recognised as a prefix, as in the
 /// spec's "prepending a matcher with `(?-i)`"; anywhere else it is literal text.
 const CASE_SENSITIVE_PREFIX: &str = "(?-i)";
@@ -77,11 +74,6 @@ impl WildcardMatcher {
             anchored_end: !body.ends_with('*'),
             case_sensitive,
         }
-    }
-
-    /// The pattern as configured.
-    pub(crate) fn pattern(&self) -> &str {
-        &self.pattern
     }
 
     /// Whether the whole of `text` matches the pattern. Allocation-free.
@@ -232,11 +224,6 @@ impl WildcardList {
     /// Whether any pattern matches `text`; `false` for an empty list. Allocation-free.
     pub(crate) fn any_match(&self, text: &str) -> bool {
         self.0.iter().any(|m| m.matches(text))
-    }
-
-    /// The first pattern that matches `text`, for logging why something was dropped.
-    pub(crate) fn first_match(&self, text: &str) -> Option<&WildcardMatcher> {
-        self.0.iter().find(|m| m.matches(text))
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -396,10 +383,6 @@ mod tests {
         assert!(list.any_match("X-Custom"));
         assert!(!list.any_match("x-custom"));
         assert!(!list.any_match("passwords"));
-        assert_eq!(
-            list.first_match("my_token").map(WildcardMatcher::pattern),
-            Some("*token*")
-        );
         assert!(!WildcardList::parse(&[]).any_match(""));
         assert!(WildcardList::default().is_empty());
     }

@@ -14,7 +14,6 @@ pub(crate) struct Stop {
     cv: Condvar,
 }
 
-#[allow(dead_code)] // TEMPORARY: used by the metrics and central-config threads
 impl Stop {
     /// Asks every waiter to stop.
     pub(crate) fn stop(&self) {

@@ -1,0 +1,165 @@
+//! Breakdown metrics: per transaction group, the self time of each span type (its duration
+//! minus the time covered by its children, overlapping children counted once) and the
+//! transaction's own self time as type `app`; checked against the trace the server received.
+
+mod common;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use common::agent::{self, named};
+use serde_json::Value;
+
+/// Burns CPU for `ms` (work of a known length, not synchronisation).
+fn spin(ms: u64) {
+    let until = Instant::now() + Duration::from_millis(ms);
+    while Instant::now() < until {
+        std::hint::spin_loop();
+    }
+}
+
+struct Yield(bool);
+impl Future for Yield {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if std::mem::take(&mut self.0) {
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    }
+}
+
+#[apm::span(kind = "external", subtype = "http")]
+async fn call(ms: u64) {
+    spin(ms);
+    Yield(true).await;
+    spin(ms);
+}
+
+/// A transaction whose `db` span has two overlapping `external` children.
+#[apm::transaction(name = "breakdown", kind = "request")]
+fn constructed_trace() {
+    spin(3);
+    let _db = apm::start_span("query", "db");
+    spin(2);
+    let mut a = Box::pin(call(4));
+    let mut b = Box::pin(call(4));
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    // a starts, b starts, a ends, b ends: the children overlap.
+    assert!(a.as_mut().poll(&mut cx).is_pending());
+    assert!(b.as_mut().poll(&mut cx).is_pending());
+    assert!(a.as_mut().poll(&mut cx).is_ready());
+    assert!(b.as_mut().poll(&mut cx).is_ready());
+    spin(2);
+}
+
+fn start_us(e: &Value) -> f64 {
+    e["timestamp"].as_u64().expect("a timestamp") as f64
+}
+fn end_us(e: &Value) -> f64 {
+    start_us(e) + e["duration"].as_f64().expect("a duration") * 1000.0
+}
+
+#[test]
+fn self_times_are_durations_minus_the_union_of_children() {
+    let h = agent::start(|c| {
+        c.metrics_interval(Duration::from_millis(100))
+            .api_request_time(Duration::from_millis(50))
+    });
+    constructed_trace();
+    h.flush();
+    let txs = h.transactions();
+    let spans = h.spans();
+    let tx = named(&txs, "breakdown");
+    let db = named(&spans, "query");
+    let calls: Vec<&Value> = spans.iter().filter(|s| s["name"] == "call").collect();
+    assert_eq!(calls.len(), 2);
+    for c in &calls {
+        assert_eq!(c["parent_id"], db["id"]);
+    }
+    // Expected from the received trace: overlapping children count once.
+    let union = calls.iter().map(|c| end_us(c)).fold(0.0, f64::max)
+        - calls.iter().map(|c| start_us(c)).fold(f64::MAX, f64::min);
+    let db_duration = end_us(db) - start_us(db);
+    let expected: HashMap<&str, (u64, f64)> = HashMap::from([
+        ("app", (1, end_us(tx) - start_us(tx) - db_duration)),
+        ("db", (1, db_duration - union)),
+        (
+            "external",
+            (2, calls.iter().map(|c| end_us(c) - start_us(c)).sum()),
+        ),
+    ]);
+    assert!(
+        expected["db"].1 > 3_000.0,
+        "the db span has self time of its own"
+    );
+    assert!(
+        union < calls.iter().map(|c| end_us(c) - start_us(c)).sum::<f64>(),
+        "children overlap"
+    );
+
+    let found = h.server.wait_for(
+        |r| {
+            r.events_of("metricset")
+                .filter(|m| m["transaction"]["name"] == "breakdown")
+                .count()
+                >= 3
+        },
+        Duration::from_secs(10),
+    );
+    assert!(found, "breakdown metricsets did not arrive");
+    let sets: Vec<Value> = h.server.with_recorded(|r| {
+        r.events_of("metricset")
+            .filter(|m| m["transaction"]["name"] == "breakdown")
+            .cloned()
+            .collect()
+    });
+    for (span_type, (count, sum_us)) in &expected {
+        let mut got_count = 0.0;
+        let mut got_sum = 0.0;
+        for m in sets.iter().filter(|m| m["span"]["type"] == *span_type) {
+            assert_eq!(m["transaction"]["type"], "request");
+            got_count += m["samples"]["span.self_time.count"]["value"]
+                .as_f64()
+                .unwrap();
+            got_sum += m["samples"]["span.self_time.sum.us"]["value"]
+                .as_f64()
+                .unwrap();
+        }
+        assert_eq!(got_count, *count as f64, "{span_type} count");
+        // µs timestamps and truncation: a few µs per span.
+        assert!(
+            (got_sum - sum_us).abs() < 30.0,
+            "{span_type}: reported {got_sum} µs, expected {sum_us} µs"
+        );
+    }
+    let external = sets
+        .iter()
+        .find(|m| m["span"]["type"] == "external")
+        .unwrap();
+    assert_eq!(external["span"]["subtype"], "http");
+    h.finish();
+}
+
+#[test]
+fn breakdown_metrics_off_sends_none() {
+    let h = agent::start(|c| {
+        c.metrics_interval(Duration::from_millis(100))
+            .api_request_time(Duration::from_millis(50))
+            .breakdown_metrics(false)
+    });
+    constructed_trace();
+    h.flush();
+    // Wait for two metrics cycles (system metricsets), then check none is a breakdown one.
+    assert!(h.server.wait_for_metricsets(2, Duration::from_secs(10)));
+    assert!(h
+        .events("metricset")
+        .iter()
+        .all(|m| m.get("transaction").is_none()));
+    h.finish();
+}
