@@ -5,6 +5,7 @@
 //! I/O, no formatting; nothing here can panic into the application.
 
 use std::borrow::Cow;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -152,7 +153,7 @@ pub(crate) fn open_transaction(name: TransactionName) -> Option<Arc<TxnShared>> 
         parent_id,
         sampled,
         sample_rate,
-        max_spans: t.live.max_spans.load(std::sync::atomic::Ordering::Relaxed),
+        max_spans: t.live.max_spans.load(Relaxed),
         started: Default::default(),
         dropped: Default::default(),
         start: clock::now(),
@@ -182,6 +183,11 @@ pub(crate) fn end_transaction(
 ) {
     let end = clock::now();
     let popped = token.and_then(|t| context::pop(t, Some(end)));
+    if !txn.sampled && !tracer::get().is_some_and(|t| t.live.send_unsampled.load(Relaxed)) {
+        // The server does not want it (8.0 and later): nothing to build or send.
+        txn.state.lock().ended = true;
+        return;
+    }
     let child_ns = popped.as_ref().or(carried).map_or(0, |t| t.busy_until(end));
     let mut st = txn.state.lock();
     if st.ended {
@@ -210,11 +216,8 @@ pub(crate) fn end_transaction(
         } else {
             Vec::new()
         },
-        spans_started: txn
-            .started
-            .load(std::sync::atomic::Ordering::Relaxed)
-            .min(txn.max_spans),
-        spans_dropped: txn.dropped.load(std::sync::atomic::Ordering::Relaxed),
+        spans_started: txn.started.load(Relaxed).min(txn.max_spans),
+        spans_dropped: txn.dropped.load(Relaxed),
         child_ns,
     };
     drop(st);

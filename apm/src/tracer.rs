@@ -77,6 +77,9 @@ pub(crate) struct LiveConfig {
     pub(crate) sample_rate: AtomicU32,
     pub(crate) max_spans: AtomicU32,
     pub(crate) recording: AtomicBool,
+    /// Whether the APM Server wants unsampled transactions (servers before 8.0; `true` until
+    /// the version is known). When not, they are not even recorded.
+    pub(crate) send_unsampled: AtomicBool,
     pub(crate) api_request_size: AtomicU64,
     api_request_time_ms: AtomicU64,
     server_timeout_ms: AtomicU64,
@@ -154,6 +157,7 @@ impl Tracer {
     ) -> Tracer {
         let live = LiveConfig::default();
         live.store(&config);
+        live.send_unsampled.store(true, Relaxed);
         crate::diag::set_level(config.log_level);
         Tracer {
             live,

@@ -321,6 +321,11 @@ impl Transport {
         {
             self.server_checked = Some(Instant::now());
             self.server_major = self.fetch_server_major();
+            let wants_unsampled = self.server_major.is_none_or(|m| m < 8);
+            self.tracer
+                .live
+                .send_unsampled
+                .store(wants_unsampled, Relaxed);
         }
         self.server_major
     }
