@@ -21,6 +21,7 @@ pub(crate) const KIND: &str = "kind";
 pub(crate) const SUBTYPE: &str = "subtype";
 pub(crate) const ACTION: &str = "action";
 pub(crate) const CRATE: &str = "crate";
+pub(crate) const HEADERS: &str = "headers";
 
 /// Default `kind` of both macros. The Elastic agent spec (elastic/apm
 /// `specs/agents/tracing-spans.md`, "Transaction and Span type and subtype fields"): "If no
@@ -49,7 +50,7 @@ impl Macro {
     fn keys(self) -> &'static [&'static str] {
         match self {
             Macro::Span => &[NAME, KIND, SUBTYPE, ACTION, CRATE],
-            Macro::Transaction => &[NAME, KIND, CRATE],
+            Macro::Transaction => &[NAME, KIND, HEADERS, CRATE],
         }
     }
 }
@@ -69,6 +70,9 @@ pub(crate) struct SpanArgs {
 pub(crate) struct TransactionArgs {
     pub name: Option<LitStr>,
     pub kind: Option<LitStr>,
+    /// An argument of the function holding the incoming request's headers (a
+    /// `HeaderSource`): the transaction continues the trace they carry.
+    pub headers: Option<Ident>,
     pub krate: Option<Path>,
 }
 
@@ -108,11 +112,13 @@ impl TransactionArgs {
         let cx = Ctxt::new();
         let mut name = Attr::new(NAME);
         let mut kind = Attr::new(KIND);
+        let mut headers = Attr::new(HEADERS);
         let mut krate = Attr::new(CRATE);
         for arg in raw_args {
             match arg.key.unraw().to_string().as_str() {
                 NAME => name.set(&cx, &arg.key, string_value(&cx, &arg, Check::NonEmpty)),
                 KIND => kind.set(&cx, &arg.key, string_value(&cx, &arg, Check::Token)),
+                HEADERS => headers.set(&cx, &arg.key, ident_value(&cx, &arg)),
                 CRATE => krate.set(&cx, &arg.key, path_value(&cx, &arg)),
                 _ => unknown_key(&cx, Macro::Transaction, &arg.key),
             }
@@ -121,6 +127,7 @@ impl TransactionArgs {
         Ok(TransactionArgs {
             name: name.get(),
             kind: kind.get(),
+            headers: headers.get(),
             krate: krate.get(),
         })
     }
@@ -302,6 +309,33 @@ fn string_value(cx: &Ctxt, arg: &RawArg, check: Check) -> Option<LitStr> {
 }
 
 /// `crate = some::path` or `crate = "some::path"`.
+/// `headers = request_headers`: the name of one of the function's arguments.
+fn ident_value(cx: &Ctxt, arg: &RawArg) -> Option<Ident> {
+    let Some(value) = &arg.value else {
+        missing_value(cx, &arg.key, "an_argument");
+        return None;
+    };
+    match value {
+        Expr::Path(p) if p.attrs.is_empty() && p.qself.is_none() => match p.path.get_ident() {
+            Some(ident) => Some(ident.clone()),
+            None => {
+                cx.error_spanned_by(
+                    value,
+                    "expected the name of one of the function's arguments",
+                );
+                None
+            }
+        },
+        _ => {
+            cx.error_spanned_by(
+                value,
+                "expected the name of one of the function's arguments",
+            );
+            None
+        }
+    }
+}
+
 fn path_value(cx: &Ctxt, arg: &RawArg) -> Option<Path> {
     let Some(value) = &arg.value else {
         missing_value(cx, &arg.key, "path::to::apm");
@@ -398,7 +432,20 @@ mod tests {
         let err = TransactionArgs::parse(quote!(subtype = "x")).err().unwrap();
         assert_eq!(
             messages(err),
-            ["unknown `apm::transaction` argument `subtype`; expected one of: `name`, `kind`, `crate`"]
+            ["unknown `apm::transaction` argument `subtype`; expected one of: `name`, `kind`, `headers`, `crate`"]
+        );
+    }
+
+    #[test]
+    fn headers_names_an_argument() {
+        let args = TransactionArgs::parse(quote!(headers = req)).unwrap();
+        assert_eq!(args.headers.map(|h| h.to_string()).as_deref(), Some("req"));
+        let err = TransactionArgs::parse(quote!(headers = "req"))
+            .err()
+            .unwrap();
+        assert_eq!(
+            messages(err),
+            ["expected the name of one of the function's arguments"]
         );
     }
 

@@ -34,6 +34,7 @@ pub(crate) fn span(args: TokenStream, item: TokenStream) -> TokenStream {
             },
             enter: format_ident!("enter_span"),
             start: format_ident!("start_span"),
+            extra: TokenStream::new(),
             krate,
         }
     })
@@ -48,13 +49,18 @@ pub(crate) fn transaction(args: TokenStream, item: TokenStream) -> TokenStream {
             let krate = krate(args.krate);
             let name = name_or_default(args.name, func);
             let kind = kind_or_default(args.kind);
+            let (suffix, extra) = match args.headers {
+                Some(h) => ("_with", quote!(, #krate::__private::as_header_source(&#h))),
+                None => ("", TokenStream::new()),
+            };
             Site {
                 meta: quote! {
                     static __APM_META: #krate::__private::TransactionMeta =
                         #krate::__private::TransactionMeta { name: #name, kind: #kind };
                 },
-                enter: format_ident!("enter_transaction"),
-                start: format_ident!("start_transaction"),
+                enter: format_ident!("enter_transaction{}", suffix),
+                start: format_ident!("start_transaction{}", suffix),
+                extra,
                 krate,
             }
         },
@@ -71,6 +77,8 @@ struct Site {
     enter: Ident,
     /// `__private` function starting a frame for a future (async code).
     start: Ident,
+    /// Arguments after `&__APM_META` (the incoming headers of a transaction).
+    extra: TokenStream,
 }
 
 fn expand<A>(
@@ -266,11 +274,16 @@ impl ReturnValue {
 /// `let __apm_guard = enter(..); { body }`. With a `Result` return, the body runs in a
 /// closure so that every exit (`return`, `?`, tail) goes through the outcome check.
 fn gen_sync(site: &Site, body: &Body, ret: ReturnValue) -> TokenStream {
-    let Site { krate, enter, .. } = site;
+    let Site {
+        krate,
+        enter,
+        extra,
+        ..
+    } = site;
     let guard = local("__apm_guard");
     if !ret.is_result {
         return quote! {
-            let #guard = #krate::__private::#enter(&__APM_META);
+            let #guard = #krate::__private::#enter(&__APM_META #extra);
             #body
         };
     }
@@ -286,7 +299,7 @@ fn gen_sync(site: &Site, body: &Body, ret: ReturnValue) -> TokenStream {
         fn #call_once<__ApmR, __ApmF: ::core::ops::FnOnce() -> __ApmR>(f: __ApmF) -> __ApmR {
             f()
         }
-        let mut #guard = #krate::__private::#enter(&__APM_META);
+        let mut #guard = #krate::__private::#enter(&__APM_META #extra);
         let #value = #call_once(move || #closure_body);
         #[allow(clippy::needless_borrow)]
         #guard.set_outcome(#outcome);
@@ -298,7 +311,12 @@ fn gen_sync(site: &Site, body: &Body, ret: ReturnValue) -> TokenStream {
 /// or of an instrumented `async` block. No guard is held across `.await`: the runtime enters
 /// the frame on each poll.
 fn gen_future(site: &Site, body: impl ToTokens, ret: ReturnValue) -> TokenStream {
-    let Site { krate, start, .. } = site;
+    let Site {
+        krate,
+        start,
+        extra,
+        ..
+    } = site;
     let hook = if ret.is_result {
         let value = local("__apm_ret");
         let outcome = outcome_of(krate, value.to_token_stream());
@@ -307,14 +325,12 @@ fn gen_future(site: &Site, body: impl ToTokens, ret: ReturnValue) -> TokenStream
         quote!(#krate::__private::no_outcome)
     };
     let future_body = ret.typed_block(body);
-    quote! {
-        #krate::__private::Instrumented::new(
-            async move #future_body,
-            #krate::__private::#start(&__APM_META),
-            #hook,
-        )
-        .await
-    }
+    let frame = local("__apm_frame");
+    // The frame first: its arguments (the incoming headers) may be moved into the body.
+    quote! {{
+        let #frame = #krate::__private::#start(&__APM_META #extra);
+        #krate::__private::Instrumented::new(async move #future_body, #frame, #hook).await
+    }}
 }
 
 /// The user's `async` block (attributes and capture mode kept) around the instrumented
@@ -492,7 +508,7 @@ mod tests {
             ),
         );
         assert!(future.contains(":: apm :: __private :: start_span"));
-        assert!(future.contains(":: apm :: __private :: no_outcome ,) . await"));
+        assert!(future.contains(":: apm :: __private :: no_outcome) . await"));
 
         let boxed = expand_span(
             quote!(),

@@ -13,10 +13,13 @@ use parking_lot::Mutex;
 use crate::__private::{SpanMeta, TransactionMeta};
 use crate::clock::Tick;
 use crate::context::{self, ChildTimer, Token};
+use crate::headers::HeaderSource;
+use crate::propagation;
+use crate::record::UNKNOWN_RATE;
 use crate::record::{
     DynamicSpanName, Event, SpanName, SpanRecord, TransactionName, TransactionRecord,
 };
-use crate::tracer::{self, TxnShared, TxnState};
+use crate::tracer::{self, Tracer, TxnShared, TxnState};
 use crate::{buffer, clock, ids, LabelValue, Outcome};
 
 /// A span being recorded.
@@ -131,31 +134,98 @@ pub(crate) fn static_span_name(meta: &'static SpanMeta) -> SpanName {
     SpanName::Static(meta)
 }
 
-/// Starts a transaction: a child of the current context when there is one (same trace and
-/// sampling decision), otherwise the root of a new trace sampled at the current rate.
-pub(crate) fn open_transaction(name: TransactionName) -> Option<Arc<TxnShared>> {
+/// Where a new transaction's trace comes from.
+struct Origin {
+    trace_id: u128,
+    parent_id: Option<u64>,
+    sampled: bool,
+    sample_rate: u16,
+    tracestate: Option<Box<str>>,
+    links: Vec<(u128, u64)>,
+}
+
+/// A new root: our sampling decision, our rate in the `es` tracestate entry (other vendors'
+/// entries of a restarted trace kept).
+fn root(t: &Tracer, others: &str, links: Vec<(u128, u64)>) -> Origin {
+    let (sampled, rate) = t.sample();
+    Origin {
+        trace_id: ids::next_u128(),
+        parent_id: None,
+        sampled,
+        sample_rate: rate,
+        tracestate: propagation::format_tracestate(Some(f64::from(rate) / 10_000.0), others)
+            .map(Into::into),
+        links,
+    }
+}
+
+/// The trace context of incoming `headers`, per `trace_continuation_strategy`
+/// (specs/agents/trace-continuation.md): continue it, or restart with a span link to it
+/// (`restart`; `restart_external` only when the caller is not an Elastic agent, i.e. sent no
+/// `es` tracestate entry).
+fn from_headers(t: &Tracer, headers: &dyn HeaderSource) -> Origin {
+    let Some(parent) = propagation::find_traceparent(headers) else {
+        return root(t, "", Vec::new());
+    };
+    let state = propagation::find_tracestate(headers).unwrap_or_default();
+    let restart = match t.live.continuation.load(Relaxed) {
+        1 => true,
+        2 => !state.has_es,
+        _ => false,
+    };
+    if restart {
+        return root(t, &state.others, vec![(parent.trace_id, parent.parent_id)]);
+    }
+    let sample_rate = match (parent.sampled, state.sample_rate) {
+        (false, _) => 0,
+        (true, Some(r)) => tracer::rate_to_fixed(r) as u16,
+        (true, None) => UNKNOWN_RATE,
+    };
+    Origin {
+        trace_id: parent.trace_id,
+        parent_id: Some(parent.parent_id),
+        sampled: parent.sampled,
+        sample_rate,
+        // Downstream the upstream's entries travel on as received; we never write `es` here.
+        tracestate: propagation::format_tracestate_raw(&state).map(Into::into),
+        links: Vec::new(),
+    }
+}
+
+/// Starts a transaction: the continuation of the trace in `headers` when given; else a child
+/// of the current context when there is one (same trace and sampling decision); otherwise the
+/// root of a new trace sampled at the current rate.
+pub(crate) fn open_transaction(
+    name: TransactionName,
+    headers: Option<&dyn HeaderSource>,
+) -> Option<Arc<TxnShared>> {
     if !tracer::is_active() {
         return None;
     }
     let t = tracer::get()?;
-    let inherited =
-        context::with_current(|txn, parent| (txn.trace_id, parent, txn.sampled, txn.sample_rate));
-    let (trace_id, parent_id, sampled, sample_rate) = match inherited {
-        Some((trace, parent, sampled, rate)) => (trace, Some(parent), sampled, rate),
-        None => {
-            let (sampled, rate) = t.sample();
-            (ids::next_u128(), None, sampled, rate)
-        }
+    let origin = match headers {
+        Some(h) => from_headers(t, h),
+        None => context::with_current(|txn, parent| Origin {
+            trace_id: txn.trace_id,
+            parent_id: Some(parent),
+            sampled: txn.sampled,
+            sample_rate: txn.sample_rate,
+            tracestate: txn.tracestate.clone(),
+            links: Vec::new(),
+        })
+        .unwrap_or_else(|| root(t, "", Vec::new())),
     };
     Some(Arc::new(TxnShared {
-        trace_id,
+        trace_id: origin.trace_id,
         id: ids::next_u64(),
-        parent_id,
-        sampled,
-        sample_rate,
+        parent_id: origin.parent_id,
+        sampled: origin.sampled,
+        sample_rate: origin.sample_rate,
         max_spans: t.live.max_spans.load(Relaxed),
         started: Default::default(),
         dropped: Default::default(),
+        tracestate: origin.tracestate,
+        links: origin.links,
         start: clock::now(),
         state: Mutex::new(TxnState {
             name,
@@ -219,6 +289,11 @@ pub(crate) fn end_transaction(
         spans_started: txn.started.load(Relaxed).min(txn.max_spans),
         spans_dropped: txn.dropped.load(Relaxed),
         child_ns,
+        links: txn
+            .links
+            .iter()
+            .map(|&(trace, span)| crate::model::Link::new(trace, span))
+            .collect(),
     };
     drop(st);
     buffer::push(Event::Transaction(Box::new(rec)));

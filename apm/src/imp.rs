@@ -10,9 +10,10 @@ use std::task::{Context as TaskContext, Poll};
 
 use crate::context::{self, ChildTimer, Entry, Token};
 use crate::guard::{self, ActiveSpan};
+use crate::headers::{HeaderSink, HeaderSource};
 use crate::record::TransactionName;
 use crate::tracer::TxnShared;
-use crate::{ids, LabelValue, Outcome};
+use crate::{ids, propagation, LabelValue, Outcome};
 
 pub(crate) use crate::agent::Agent;
 
@@ -31,13 +32,17 @@ pub(crate) struct TransactionGuard {
 }
 
 impl TransactionGuard {
-    pub(crate) fn start(name: Cow<'static, str>, kind: Cow<'static, str>) -> Self {
-        Self::open(TransactionName::Dynamic(name, kind))
+    pub(crate) fn start(
+        name: Cow<'static, str>,
+        kind: Cow<'static, str>,
+        headers: Option<&dyn HeaderSource>,
+    ) -> Self {
+        Self::open(TransactionName::Dynamic(name, kind), headers)
     }
 
     #[inline]
-    pub(crate) fn open(name: TransactionName) -> Self {
-        match guard::open_transaction(name) {
+    pub(crate) fn open(name: TransactionName, headers: Option<&dyn HeaderSource>) -> Self {
+        match guard::open_transaction(name, headers) {
             Some(txn) => {
                 let token = context::push_owner(Arc::clone(&txn), txn.id, ChildTimer::default());
                 TransactionGuard {
@@ -201,6 +206,14 @@ impl Context {
     pub(crate) fn is_empty(&self) -> bool {
         self.0.is_none()
     }
+    /// Writes `traceparent` (and `tracestate` when there is one) for a call made in this
+    /// context.
+    pub(crate) fn inject(&self, sink: &mut dyn HeaderSink) {
+        if let Some((t, parent)) = &self.0 {
+            inject(t, *parent, sink);
+        }
+    }
+
     pub(crate) fn attach(&self) -> ContextGuard {
         ContextGuard(
             self.0.as_ref().and_then(|(t, parent)| {
@@ -208,6 +221,64 @@ impl Context {
             }),
             PhantomData,
         )
+    }
+}
+
+/// The propagation headers of a call from `parent` (a span or transaction id) in `txn`.
+pub(crate) fn inject(txn: &TxnShared, parent: u64, sink: &mut dyn HeaderSink) {
+    sink.set_header(
+        propagation::TRACEPARENT,
+        &propagation::format_traceparent(txn.trace_id, parent, txn.sampled),
+    );
+    if let Some(state) = &txn.tracestate {
+        sink.set_header(propagation::TRACESTATE, state);
+    }
+}
+
+/// A transaction handle for code that drives futures (web frameworks): not entered anywhere;
+/// [`Transaction::bind`] runs a future inside it and ends it when the future completes.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Transaction(Option<Arc<TxnShared>>);
+
+impl Transaction {
+    pub(crate) fn start(
+        name: Cow<'static, str>,
+        kind: Cow<'static, str>,
+        headers: Option<&dyn HeaderSource>,
+    ) -> Self {
+        Transaction(guard::open_transaction(
+            TransactionName::Dynamic(name, kind),
+            headers,
+        ))
+    }
+    pub(crate) fn bind<F: Future>(&self, fut: F) -> Instrumented<F> {
+        let frame = match &self.0 {
+            Some(t) => Frame(FrameInner::Transaction(Arc::clone(t))),
+            None => Frame::EMPTY,
+        };
+        bind(fut, frame)
+    }
+    pub(crate) fn end(&self) {
+        if let Some(t) = &self.0 {
+            guard::end_transaction(t, None, None, Outcome::Unknown);
+        }
+    }
+    pub(crate) fn context(&self) -> Context {
+        Context(self.0.as_ref().map(|t| (Arc::clone(t), t.id)))
+    }
+    pub(crate) fn with(&self, f: impl FnOnce(&CurrentTransaction<'_>)) {
+        if let Some(t) = &self.0 {
+            f(&CurrentTransaction(t));
+        }
+    }
+    pub(crate) fn is_sampled(&self) -> bool {
+        self.0.as_ref().is_some_and(|t| t.sampled)
+    }
+    pub(crate) fn trace_id(&self) -> Option<String> {
+        self.0.as_ref().map(|t| ids::hex128(t.trace_id))
+    }
+    pub(crate) fn id(&self) -> Option<String> {
+        self.0.as_ref().map(|t| ids::hex64(t.id))
     }
 }
 
@@ -441,7 +512,26 @@ pub(crate) mod private {
     pub fn enter_transaction(meta: &'static TransactionMeta) -> Guard {
         Guard(GuardInner::Transaction(TransactionGuard::open(
             guard::transaction_name(meta),
+            None,
         )))
+    }
+
+    /// `#[apm::transaction(headers = ..)]`: continues the trace of the incoming headers.
+    #[inline]
+    pub fn enter_transaction_with(
+        meta: &'static TransactionMeta,
+        headers: &dyn HeaderSource,
+    ) -> Guard {
+        Guard(GuardInner::Transaction(TransactionGuard::open(
+            guard::transaction_name(meta),
+            Some(headers),
+        )))
+    }
+
+    /// Lets `headers = arg` accept an argument of any `HeaderSource` type, by value or reference.
+    #[inline]
+    pub fn as_header_source<H: HeaderSource>(headers: &H) -> &dyn HeaderSource {
+        headers
     }
 
     /// Starts a span for a future (entered by `Instrumented` on each poll).
@@ -459,7 +549,23 @@ pub(crate) mod private {
     /// Starts a transaction for a future.
     #[inline]
     pub fn start_transaction(meta: &'static TransactionMeta) -> Frame {
-        match guard::open_transaction(guard::transaction_name(meta)) {
+        transaction_frame(meta, None)
+    }
+
+    /// A future's transaction continuing the trace of the incoming headers.
+    #[inline]
+    pub fn start_transaction_with(
+        meta: &'static TransactionMeta,
+        headers: &dyn HeaderSource,
+    ) -> Frame {
+        transaction_frame(meta, Some(headers))
+    }
+
+    fn transaction_frame(
+        meta: &'static TransactionMeta,
+        headers: Option<&dyn HeaderSource>,
+    ) -> Frame {
+        match guard::open_transaction(guard::transaction_name(meta), headers) {
             Some(t) => Frame(FrameInner::Transaction(t)),
             None => Frame::EMPTY,
         }

@@ -28,6 +28,7 @@ use std::time::Duration;
 pub use apm_macros::{span, transaction};
 
 pub mod config;
+mod headers;
 mod outcome;
 
 #[doc(hidden)]
@@ -66,6 +67,8 @@ mod metrics;
 #[cfg(feature = "enable")]
 mod model;
 #[cfg(feature = "enable")]
+mod propagation;
+#[cfg(feature = "enable")]
 mod record;
 #[cfg(feature = "enable")]
 mod remote_config;
@@ -83,6 +86,7 @@ mod wildcard;
 mod worker;
 
 pub use config::{Config, ConfigBuilder};
+pub use headers::{headers_fn, HeaderSink, HeaderSource, HeadersFn};
 pub use outcome::{LabelValue, Outcome};
 
 /// Starts the agent from the `ELASTIC_APM_*` environment variables.
@@ -144,7 +148,112 @@ pub fn start_transaction(
     name: impl Into<Cow<'static, str>>,
     kind: impl Into<Cow<'static, str>>,
 ) -> TransactionGuard {
-    TransactionGuard(imp::TransactionGuard::start(name.into(), kind.into()))
+    TransactionGuard(imp::TransactionGuard::start(name.into(), kind.into(), None))
+}
+
+/// Starts a transaction on this thread that continues the distributed trace of an incoming
+/// request: `headers` are its headers (`traceparent`, `tracestate`, or the legacy
+/// `elastic-apm-traceparent`), read as `trace_continuation_strategy` says. Without a valid
+/// `traceparent` it starts a new trace.
+///
+/// ```no_run
+/// let headers = vec![("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")];
+/// let _t = apm::start_transaction_with("GET /users", "request", &headers);
+/// ```
+pub fn start_transaction_with(
+    name: impl Into<Cow<'static, str>>,
+    kind: impl Into<Cow<'static, str>>,
+    headers: &impl HeaderSource,
+) -> TransactionGuard {
+    TransactionGuard(imp::TransactionGuard::start(
+        name.into(),
+        kind.into(),
+        Some(headers),
+    ))
+}
+
+/// Writes the propagation headers (`traceparent`, and `tracestate` when the trace has one) of
+/// the current context into an outgoing request, so the callee continues the trace. An HTTP
+/// client integration starts its exit span first, so that the callee's parent is that span.
+pub fn inject_headers(sink: &mut impl HeaderSink) {
+    Context::current().inject(sink);
+}
+
+/// A transaction that is not tied to a thread: for servers that handle requests as futures.
+/// [`Transaction::bind`] runs a future inside it (every poll, any thread) and ends the
+/// transaction when that future completes or is dropped; [`Transaction::end`] ends it
+/// explicitly. Cloning gives another handle to the same transaction.
+#[derive(Debug, Clone, Default)]
+pub struct Transaction(imp::Transaction);
+
+impl Transaction {
+    /// Starts a transaction (a child of the current context, if any, else a new trace).
+    pub fn start(name: impl Into<Cow<'static, str>>, kind: impl Into<Cow<'static, str>>) -> Self {
+        Transaction(imp::Transaction::start(name.into(), kind.into(), None))
+    }
+
+    /// Starts a transaction continuing the trace of an incoming request's headers.
+    pub fn start_with(
+        name: impl Into<Cow<'static, str>>,
+        kind: impl Into<Cow<'static, str>>,
+        headers: &impl HeaderSource,
+    ) -> Self {
+        Transaction(imp::Transaction::start(
+            name.into(),
+            kind.into(),
+            Some(headers),
+        ))
+    }
+
+    /// Runs `fut` inside this transaction and ends the transaction when it completes.
+    pub fn bind<F: std::future::Future>(&self, fut: F) -> WithContext<F> {
+        WithContext(self.0.bind(fut))
+    }
+
+    /// Ends the transaction now (later ends do nothing).
+    pub fn end(&self) {
+        self.0.end();
+    }
+
+    /// The context of this transaction, to carry elsewhere or inject into outgoing headers.
+    pub fn context(&self) -> Context {
+        Context(self.0.context())
+    }
+
+    /// Renames the transaction (e.g. once the route is known).
+    pub fn set_name(&self, name: impl Into<Cow<'static, str>>) {
+        self.0.with(|t| t.set_name(name.into()));
+    }
+
+    /// Sets the result (e.g. `HTTP 2xx`).
+    pub fn set_result(&self, result: impl Into<Cow<'static, str>>) {
+        self.0.with(|t| t.set_result(result.into()));
+    }
+
+    /// Sets the outcome.
+    pub fn set_outcome(&self, outcome: Outcome) {
+        self.0.with(|t| t.set_outcome(outcome));
+    }
+
+    /// Adds a label.
+    pub fn set_label(&self, key: impl Into<Cow<'static, str>>, value: impl Into<LabelValue>) {
+        self.0.with(|t| t.set_label(key.into(), value.into()));
+    }
+
+    /// Whether the transaction is sampled.
+    pub fn is_sampled(&self) -> bool {
+        self.0.is_sampled()
+    }
+
+    /// The trace id (32 hex digits), if recording.
+    pub fn trace_id(&self) -> Option<String> {
+        self.0.trace_id()
+    }
+
+    /// The transaction id (16 hex digits), if recording.
+    pub fn id(&self) -> Option<String> {
+        self.0.id()
+    }
 }
 
 /// Starts a span, child of the current span or transaction, and makes it current until the
@@ -286,6 +395,11 @@ impl Context {
     /// Whether a transaction is behind this context.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// Writes `traceparent` (and `tracestate`) for an outgoing call made in this context.
+    pub fn inject(&self, sink: &mut impl HeaderSink) {
+        self.0.inject(sink);
     }
 
     /// Makes this context current on this thread until the guard is dropped.

@@ -100,8 +100,10 @@ struct LabelsContext<'a> {
     tags: Option<LabelsView<'a>>,
 }
 
-fn rate(fixed: u16) -> f64 {
-    f64::from(fixed) / 10_000.0
+/// Sample rate × 10 000 as sent; [`UNKNOWN_RATE`](crate::record::UNKNOWN_RATE) (a continued
+/// trace whose root did not say) is left out.
+fn rate(fixed: u16) -> Option<f64> {
+    (fixed != crate::record::UNKNOWN_RATE).then(|| f64::from(fixed) / 10_000.0)
 }
 
 #[derive(Serialize)]
@@ -120,9 +122,32 @@ struct SpanView<'a> {
     timestamp: u64,
     duration: f64,
     outcome: &'static str,
-    sample_rate: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sample_rate: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     context: Option<LabelsContext<'a>>,
+}
+
+/// A span link (to the trace a restarted transaction came from).
+#[derive(Serialize)]
+pub(crate) struct Link {
+    trace_id: Hex128,
+    span_id: Hex64,
+}
+
+impl Link {
+    pub(crate) fn new(trace_id: u128, span_id: u64) -> Link {
+        Link {
+            trace_id: Hex128(trace_id),
+            span_id: Hex64(span_id),
+        }
+    }
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Link({:x}-{:x})", self.trace_id.0, self.span_id.0)
+    }
 }
 
 #[derive(Serialize)]
@@ -146,8 +171,11 @@ struct TransactionView<'a> {
     result: Option<Kw<'a>>,
     outcome: &'static str,
     sampled: bool,
-    sample_rate: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sample_rate: Option<f64>,
     span_count: SpanCount,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    links: &'a [Link],
     #[serde(skip_serializing_if = "Option::is_none")]
     context: Option<LabelsContext<'a>>,
 }
@@ -261,6 +289,7 @@ pub(crate) fn write_transaction<W: Write>(out: &mut W, t: &TransactionRecord) ->
             started: t.spans_started,
             dropped: t.spans_dropped,
         },
+        links: &t.links,
         context: (!t.labels.is_empty()).then_some(LabelsContext {
             tags: Some(LabelsView(&t.labels)),
         }),

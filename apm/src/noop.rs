@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
+use crate::headers::{HeaderSink, HeaderSource};
 use crate::{Config, LabelValue, Outcome, Stats};
 
 #[derive(Debug)]
@@ -31,7 +32,11 @@ impl Agent {
 pub(crate) struct TransactionGuard;
 
 impl TransactionGuard {
-    pub(crate) fn start(_name: Cow<'static, str>, _kind: Cow<'static, str>) -> Self {
+    pub(crate) fn start(
+        _name: Cow<'static, str>,
+        _kind: Cow<'static, str>,
+        _headers: Option<&dyn HeaderSource>,
+    ) -> Self {
         TransactionGuard
     }
     pub(crate) fn set_name(&self, _name: Cow<'static, str>) {}
@@ -93,10 +98,41 @@ impl Context {
     pub(crate) fn attach(&self) -> ContextGuard {
         ContextGuard
     }
+    pub(crate) fn inject(&self, _sink: &mut dyn HeaderSink) {}
 }
 
 #[derive(Debug)]
 pub(crate) struct ContextGuard;
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Transaction;
+
+impl Transaction {
+    pub(crate) fn start(
+        _name: Cow<'static, str>,
+        _kind: Cow<'static, str>,
+        _headers: Option<&dyn HeaderSource>,
+    ) -> Self {
+        Transaction
+    }
+    pub(crate) fn bind<F: Future>(&self, fut: F) -> Instrumented<F> {
+        Instrumented(fut)
+    }
+    pub(crate) fn end(&self) {}
+    pub(crate) fn context(&self) -> Context {
+        Context
+    }
+    pub(crate) fn with(&self, _f: impl FnOnce(&CurrentTransaction)) {}
+    pub(crate) fn is_sampled(&self) -> bool {
+        false
+    }
+    pub(crate) fn trace_id(&self) -> Option<String> {
+        None
+    }
+    pub(crate) fn id(&self) -> Option<String> {
+        None
+    }
+}
 
 #[derive(Debug)]
 pub(crate) struct Frame;

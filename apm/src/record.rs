@@ -9,6 +9,9 @@ use crate::{LabelValue, Outcome};
 
 pub(crate) type Labels = Vec<(Cow<'static, str>, LabelValue)>;
 
+/// `sample_rate` of a continued trace whose root did not propagate one: not sent.
+pub(crate) const UNKNOWN_RATE: u16 = u16::MAX;
+
 /// A span's name and kind: a pointer to the macro's static, or owned text for the manual API.
 #[derive(Debug)]
 pub(crate) enum SpanName {
@@ -124,6 +127,8 @@ pub(crate) struct TransactionRecord {
     pub(crate) spans_dropped: u32,
     /// Time during which its children ran (self time = duration − this).
     pub(crate) child_ns: u64,
+    /// Span links: the trace a restarted transaction came from.
+    pub(crate) links: Vec<crate::model::Link>,
 }
 
 /// The trace an error belongs to, when it was captured inside a transaction.

@@ -15,6 +15,7 @@ use std::time::Duration;
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 
 use crate::clock::Tick;
+use crate::config::TraceContinuationStrategy;
 use crate::record::{Labels, TransactionName};
 use crate::transport::{Command, Message};
 use crate::{Config, Outcome};
@@ -80,6 +81,8 @@ pub(crate) struct LiveConfig {
     /// Whether the APM Server wants unsampled transactions (servers before 8.0; `true` until
     /// the version is known). When not, they are not even recorded.
     pub(crate) send_unsampled: AtomicBool,
+    /// `trace_continuation_strategy`: 0 continue, 1 restart, 2 restart_external.
+    pub(crate) continuation: std::sync::atomic::AtomicU8,
     pub(crate) api_request_size: AtomicU64,
     api_request_time_ms: AtomicU64,
     server_timeout_ms: AtomicU64,
@@ -91,6 +94,14 @@ impl LiveConfig {
             .store(rate_to_fixed(c.transaction_sample_rate), Relaxed);
         self.max_spans.store(c.transaction_max_spans, Relaxed);
         self.recording.store(c.recording, Relaxed);
+        self.continuation.store(
+            match c.trace_continuation_strategy {
+                TraceContinuationStrategy::Continue => 0,
+                TraceContinuationStrategy::Restart => 1,
+                TraceContinuationStrategy::RestartExternal => 2,
+            },
+            Relaxed,
+        );
         self.api_request_size.store(c.api_request_size, Relaxed);
         self.api_request_time_ms
             .store(millis(c.api_request_time), Relaxed);
@@ -142,6 +153,11 @@ pub(crate) struct Tracer {
     pub(crate) queue: SyncSender<Message>,
     /// Flush and shutdown requests to the transport thread.
     pub(crate) commands: Sender<Command>,
+}
+
+/// A rate as text with at most four decimals and no trailing zeros (`0.5`, `1`, `0.1235`).
+pub(crate) fn format_rate(rate: f64) -> String {
+    format!("{}", (rate.clamp(0.0, 1.0) * 10_000.0).round() / 10_000.0)
 }
 
 /// Sample rate as stored (× 10 000), from a rate already rounded to four decimals.
@@ -212,6 +228,10 @@ pub(crate) struct TxnShared {
     pub(crate) started: AtomicU32,
     /// Spans not recorded because of the limit.
     pub(crate) dropped: AtomicU32,
+    /// The `tracestate` to send downstream (`None`: send none).
+    pub(crate) tracestate: Option<Box<str>>,
+    /// Span links (a restarted trace points at the one it came from).
+    pub(crate) links: Vec<(u128, u64)>,
     pub(crate) start: Tick,
     /// Touched only by the manual API and once at the end: never on a span's path.
     pub(crate) state: Mutex<TxnState>,
