@@ -19,6 +19,7 @@ use crate::record::UNKNOWN_RATE;
 use crate::record::{
     DynamicSpanName, Event, SpanName, SpanRecord, TransactionName, TransactionRecord,
 };
+use crate::span_context::SpanExtra;
 use crate::tracer::{self, Tracer, TxnShared, TxnState};
 use crate::{buffer, clock, ids, LabelValue, Outcome};
 
@@ -30,8 +31,19 @@ pub(crate) struct ActiveSpan {
 
 /// Opens a span under the current transaction/span. `None` when there is nothing to record:
 /// agent off, no current transaction, unsampled, or over `transaction_max_spans`.
+/// How a new span relates to this thread's stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Pushed: current on this thread until it ends (guards).
+    Enter,
+    /// Carried by a future that enters it on each poll; counted in its parent's child time.
+    Carried,
+    /// Never current (a handle for a call made elsewhere, e.g. an HTTP client's request).
+    Detached,
+}
+
 #[inline]
-pub(crate) fn open_span(name: SpanName, enter: bool) -> Option<(ActiveSpan, Option<Token>)> {
+pub(crate) fn open_span(name: SpanName, mode: Mode) -> Option<(ActiveSpan, Option<Token>)> {
     if !tracer::is_active() || !context::may_record_spans() {
         return None;
     }
@@ -43,12 +55,14 @@ pub(crate) fn open_span(name: SpanName, enter: bool) -> Option<(ActiveSpan, Opti
         Some((id, (txn.trace_id, txn.id, txn.sample_rate, parent, id)))
     };
     let start = clock::now();
-    let (slot, (trace_id, transaction_id, sample_rate, parent_id, id)) = if enter {
+    let (slot, (trace_id, transaction_id, sample_rate, parent_id, id)) = if mode == Mode::Enter {
         let (slot, ctx) = context::push_child(start, decide)?;
         (Some(slot), ctx)
     } else {
         let (_, ctx) = context::with_current(|txn, parent| decide(txn, parent)).flatten()?;
-        context::child_started_here(start);
+        if mode == Mode::Carried {
+            context::child_started_here(start);
+        }
         (None, ctx)
     };
     Some((
@@ -63,7 +77,7 @@ pub(crate) fn open_span(name: SpanName, enter: bool) -> Option<(ActiveSpan, Opti
                 end: start,
                 sample_rate,
                 outcome: Outcome::Unknown,
-                labels: None,
+                extra: None,
                 child_ns: 0,
             },
         },
@@ -88,6 +102,11 @@ impl ActiveSpan {
         self.finish(end, timer);
     }
 
+    /// Ends a detached span (its parent's child time is not touched).
+    pub(crate) fn end_detached(self) {
+        self.finish(clock::now(), &ChildTimer::default());
+    }
+
     #[inline]
     fn finish(mut self, end: Tick, timer: &ChildTimer) {
         self.rec.end = end;
@@ -96,11 +115,13 @@ impl ActiveSpan {
         buffer::push(Event::Span(self.rec));
     }
 
+    /// The span's optional parts, created on first use.
+    pub(crate) fn extra(&mut self) -> &mut SpanExtra {
+        self.rec.extra.get_or_insert_with(Default::default)
+    }
+
     pub(crate) fn set_label(&mut self, key: Cow<'static, str>, value: LabelValue) {
-        self.rec
-            .labels
-            .get_or_insert_with(Default::default)
-            .push((key, value));
+        self.extra().labels.push((key, value));
     }
     pub(crate) fn set_subtype(&mut self, subtype: Cow<'static, str>) {
         self.rec.name.make_dynamic().subtype = Some(subtype);
@@ -232,6 +253,8 @@ pub(crate) fn open_transaction(
             result: None,
             outcome: Outcome::Unknown,
             labels: Vec::new(),
+            request: None,
+            response: None,
             ended: false,
         }),
     }))
@@ -289,6 +312,12 @@ pub(crate) fn end_transaction(
         spans_started: txn.started.load(Relaxed).min(txn.max_spans),
         spans_dropped: txn.dropped.load(Relaxed),
         child_ns,
+        request: if txn.sampled { st.request.take() } else { None },
+        response: if txn.sampled {
+            st.response.take()
+        } else {
+            None
+        },
         links: txn
             .links
             .iter()
@@ -307,6 +336,12 @@ pub(crate) fn set_transaction_name(txn: &TxnShared, name: Cow<'static, str>) {
         TransactionName::Dynamic(_, k) => k.clone(),
     };
     st.name = TransactionName::Dynamic(name, kind);
+}
+pub(crate) fn set_transaction_request(txn: &TxnShared, request: crate::web::Request) {
+    txn.state.lock().request = Some(Box::new(request));
+}
+pub(crate) fn set_transaction_response(txn: &TxnShared, response: crate::web::Response) {
+    txn.state.lock().response = Some(Box::new(response));
 }
 pub(crate) fn set_transaction_result(txn: &TxnShared, result: Cow<'static, str>) {
     txn.state.lock().result = Some(result);

@@ -12,6 +12,7 @@ use crate::context::{self, ChildTimer, Entry, Token};
 use crate::guard::{self, ActiveSpan};
 use crate::headers::{HeaderSink, HeaderSource};
 use crate::record::TransactionName;
+use crate::span_context::{Db, Message, SpanExtra};
 use crate::tracer::TxnShared;
 use crate::{ids, propagation, LabelValue, Outcome};
 
@@ -100,10 +101,110 @@ impl Drop for TransactionGuard {
     }
 }
 
+/// A span's record while it runs, with what can be set on it (shared by the guard and the
+/// detached handle). Empty when nothing is recorded.
+#[derive(Debug, Default)]
+pub(crate) struct SpanCore(Option<ActiveSpan>);
+
+impl SpanCore {
+    fn extra(&mut self) -> Option<&mut SpanExtra> {
+        self.0.as_mut().map(ActiveSpan::extra)
+    }
+    pub(crate) fn set_subtype(&mut self, subtype: Cow<'static, str>) {
+        if let Some(s) = &mut self.0 {
+            s.set_subtype(subtype);
+        }
+    }
+    pub(crate) fn set_action(&mut self, action: Cow<'static, str>) {
+        if let Some(s) = &mut self.0 {
+            s.set_action(action);
+        }
+    }
+    #[inline]
+    pub(crate) fn set_outcome(&mut self, outcome: Outcome) {
+        if let Some(s) = &mut self.0 {
+            s.rec.outcome = outcome;
+        }
+    }
+    pub(crate) fn set_label(&mut self, key: Cow<'static, str>, value: LabelValue) {
+        if let Some(s) = &mut self.0 {
+            s.set_label(key, value);
+        }
+    }
+    pub(crate) fn set_exit(&mut self) {
+        if let Some(e) = self.extra() {
+            e.exit = true;
+        }
+    }
+    pub(crate) fn set_http_request(&mut self, method: Cow<'static, str>, url: String) {
+        if let Some(e) = self.extra() {
+            let h = e.http.get_or_insert_with(Default::default);
+            h.method = Some(method);
+            h.url = Some(url);
+        }
+    }
+    pub(crate) fn set_http_status(&mut self, status: u16) {
+        if let Some(e) = self.extra() {
+            e.http.get_or_insert_with(Default::default).status_code = Some(status);
+        }
+    }
+    pub(crate) fn set_db(
+        &mut self,
+        kind: Cow<'static, str>,
+        instance: Option<String>,
+        statement: Option<String>,
+    ) {
+        if let Some(e) = self.extra() {
+            e.db = Some(Db {
+                kind: Some(kind),
+                instance,
+                statement,
+            });
+        }
+    }
+    pub(crate) fn set_message_queue(&mut self, queue: String) {
+        if let Some(e) = self.extra() {
+            e.message = Some(Message { queue: Some(queue) });
+        }
+    }
+    pub(crate) fn set_service_target(
+        &mut self,
+        kind: Cow<'static, str>,
+        name: Option<Cow<'static, str>>,
+    ) {
+        if let Some(e) = self.extra() {
+            e.target_type = Some(kind);
+            e.target_name = name;
+        }
+    }
+    pub(crate) fn is_recording(&self) -> bool {
+        self.0.is_some()
+    }
+    pub(crate) fn id(&self) -> Option<String> {
+        self.0.as_ref().map(|s| ids::hex64(s.rec.id))
+    }
+    /// The propagation headers of a call made by this span (or, when it records nothing, by
+    /// the current context).
+    pub(crate) fn inject(&self, sink: &mut dyn HeaderSink) {
+        match &self.0 {
+            Some(s) => {
+                sink.set_header(
+                    propagation::TRACEPARENT,
+                    &propagation::format_traceparent(s.rec.trace_id, s.rec.id, true),
+                );
+                if let Some(state) = context::with_current(|t, _| t.tracestate.clone()).flatten() {
+                    sink.set_header(propagation::TRACESTATE, &state);
+                }
+            }
+            None => Context::current().inject(sink),
+        }
+    }
+}
+
 /// Manual span guard (also what `#[apm::span]` uses on sync functions).
 #[derive(Debug)]
 pub(crate) struct SpanGuard {
-    span: Option<ActiveSpan>,
+    core: SpanCore,
     token: Option<Token>,
     _not_send: NotSend,
 }
@@ -115,53 +216,29 @@ impl SpanGuard {
 
     #[inline]
     pub(crate) fn open(name: crate::record::SpanName) -> Self {
-        match guard::open_span(name, true) {
-            Some((span, token)) => SpanGuard {
-                span: Some(span),
-                token,
-                _not_send: PhantomData,
-            },
-            None => SpanGuard {
-                span: None,
-                token: None,
-                _not_send: PhantomData,
-            },
+        let (span, token) = match guard::open_span(name, guard::Mode::Enter) {
+            Some((span, token)) => (Some(span), token),
+            None => (None, None),
+        };
+        SpanGuard {
+            core: SpanCore(span),
+            token,
+            _not_send: PhantomData,
         }
     }
 
-    pub(crate) fn set_subtype(&mut self, subtype: Cow<'static, str>) {
-        if let Some(s) = &mut self.span {
-            s.set_subtype(subtype);
-        }
+    pub(crate) fn core(&mut self) -> &mut SpanCore {
+        &mut self.core
     }
-    pub(crate) fn set_action(&mut self, action: Cow<'static, str>) {
-        if let Some(s) = &mut self.span {
-            s.set_action(action);
-        }
-    }
-    #[inline]
-    pub(crate) fn set_outcome(&mut self, outcome: Outcome) {
-        if let Some(s) = &mut self.span {
-            s.rec.outcome = outcome;
-        }
-    }
-    pub(crate) fn set_label(&mut self, key: Cow<'static, str>, value: LabelValue) {
-        if let Some(s) = &mut self.span {
-            s.set_label(key, value);
-        }
-    }
-    pub(crate) fn is_recording(&self) -> bool {
-        self.span.is_some()
-    }
-    pub(crate) fn id(&self) -> Option<String> {
-        self.span.as_ref().map(|s| ids::hex64(s.rec.id))
+    pub(crate) fn core_ref(&self) -> &SpanCore {
+        &self.core
     }
 }
 
 impl Drop for SpanGuard {
     #[inline]
     fn drop(&mut self) {
-        if let Some(s) = self.span.take() {
+        if let Some(s) = self.core.0.take() {
             match self.token {
                 Some(token) => s.end(token),
                 None => s.end_carried(&ChildTimer::default()),
@@ -170,10 +247,48 @@ impl Drop for SpanGuard {
     }
 }
 
+/// A span that is never current: for a call whose progress happens elsewhere (an HTTP client
+/// request awaited in a task). `Send`; ends when dropped.
+#[derive(Debug, Default)]
+pub(crate) struct Span {
+    core: SpanCore,
+}
+
+impl Span {
+    pub(crate) fn start(name: Cow<'static, str>, kind: Cow<'static, str>) -> Self {
+        Span {
+            core: SpanCore(
+                guard::open_span(guard::dynamic_span_name(name, kind), guard::Mode::Detached)
+                    .map(|(s, _)| s),
+            ),
+        }
+    }
+    pub(crate) fn core(&mut self) -> &mut SpanCore {
+        &mut self.core
+    }
+    pub(crate) fn core_ref(&self) -> &SpanCore {
+        &self.core
+    }
+}
+
+impl Drop for Span {
+    fn drop(&mut self) {
+        if let Some(s) = self.core.0.take() {
+            s.end_detached();
+        }
+    }
+}
+
 /// The current transaction, for the `apm::set_*` helpers.
 pub(crate) struct CurrentTransaction<'a>(&'a TxnShared);
 
 impl CurrentTransaction<'_> {
+    pub(crate) fn set_request(&self, request: crate::web::Request) {
+        guard::set_transaction_request(self.0, request);
+    }
+    pub(crate) fn set_response(&self, response: crate::web::Response) {
+        guard::set_transaction_response(self.0, response);
+    }
     pub(crate) fn set_name(&self, name: Cow<'static, str>) {
         guard::set_transaction_name(self.0, name);
     }
@@ -490,7 +605,7 @@ pub(crate) mod private {
             use GuardInner as Guard;
             match &mut self.0 {
                 Guard::Span(s) => {
-                    if let Some(s) = &mut s.span {
+                    if let Some(s) = &mut s.core.0 {
                         if s.rec.outcome == Outcome::Unknown {
                             s.rec.outcome = outcome;
                         }
@@ -537,7 +652,8 @@ pub(crate) mod private {
     /// Starts a span for a future (entered by `Instrumented` on each poll).
     #[inline]
     pub fn start_span(meta: &'static SpanMeta) -> Frame {
-        let Some((span, _)) = guard::open_span(guard::static_span_name(meta), false) else {
+        let Some((span, _)) = guard::open_span(guard::static_span_name(meta), guard::Mode::Carried)
+        else {
             return Frame::EMPTY;
         };
         match context::snapshot() {

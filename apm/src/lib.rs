@@ -30,6 +30,7 @@ pub use apm_macros::{span, transaction};
 pub mod config;
 mod headers;
 mod outcome;
+pub mod web;
 
 #[doc(hidden)]
 #[path = "__private.rs"]
@@ -72,6 +73,8 @@ mod propagation;
 mod record;
 #[cfg(feature = "enable")]
 mod remote_config;
+#[cfg(feature = "enable")]
+mod span_context;
 #[cfg(all(test, feature = "enable"))]
 mod spec_fixture;
 #[cfg(feature = "enable")]
@@ -240,6 +243,16 @@ impl Transaction {
         self.0.with(|t| t.set_label(key.into(), value.into()));
     }
 
+    /// Records the HTTP request this transaction serves (`context.request`).
+    pub fn set_request(&self, request: web::Request) {
+        self.0.with(|t| t.set_request(request));
+    }
+
+    /// Records the response (`context.response`).
+    pub fn set_response(&self, response: web::Response) {
+        self.0.with(|t| t.set_response(response));
+    }
+
     /// Whether the transaction is sampled.
     pub fn is_sampled(&self) -> bool {
         self.0.is_sampled()
@@ -317,41 +330,122 @@ impl TransactionGuard {
 #[must_use = "the span ends when the guard is dropped"]
 pub struct SpanGuard(pub(crate) imp::SpanGuard);
 
+/// The methods every span handle has ([`SpanGuard`], [`Span`]).
+macro_rules! span_methods {
+    () => {
+        /// Sets the span's subtype (e.g. `postgresql`).
+        pub fn set_subtype(&mut self, subtype: impl Into<Cow<'static, str>>) {
+            self.0.core().set_subtype(subtype.into());
+        }
+
+        /// Sets the span's action (e.g. `query`).
+        pub fn set_action(&mut self, action: impl Into<Cow<'static, str>>) {
+            self.0.core().set_action(action.into());
+        }
+
+        /// Sets the outcome; otherwise it is `success`, or `failure` when a panic unwinds
+        /// through the guard.
+        pub fn set_outcome(&mut self, outcome: Outcome) {
+            self.0.core().set_outcome(outcome);
+        }
+
+        /// Adds a label to the span.
+        pub fn set_label(
+            &mut self,
+            key: impl Into<Cow<'static, str>>,
+            value: impl Into<LabelValue>,
+        ) {
+            self.0.core().set_label(key.into(), value.into());
+        }
+
+        /// Marks the span as an exit span: a call to another service. Its `service.target`
+        /// and `destination` are inferred from the context set below, as the spec says.
+        pub fn set_exit(&mut self) {
+            self.0.core().set_exit();
+        }
+
+        /// `context.http` of an outgoing request (the URL's user information is removed
+        /// when sent).
+        pub fn set_http_request(
+            &mut self,
+            method: impl Into<Cow<'static, str>>,
+            url: impl Into<String>,
+        ) {
+            self.0.core().set_http_request(method.into(), url.into());
+        }
+
+        /// The response status of an outgoing HTTP request.
+        pub fn set_http_status(&mut self, status: u16) {
+            self.0.core().set_http_status(status);
+        }
+
+        /// `context.db`: the database type (e.g. `sql`), instance and statement.
+        pub fn set_db(
+            &mut self,
+            db_type: impl Into<Cow<'static, str>>,
+            instance: Option<String>,
+            statement: Option<String>,
+        ) {
+            self.0.core().set_db(db_type.into(), instance, statement);
+        }
+
+        /// `context.message.queue.name` (messaging spans).
+        pub fn set_message_queue(&mut self, queue: impl Into<String>) {
+            self.0.core().set_message_queue(queue.into());
+        }
+
+        /// Sets `service.target` explicitly (inference then leaves it alone).
+        pub fn set_service_target(
+            &mut self,
+            target_type: impl Into<Cow<'static, str>>,
+            name: Option<Cow<'static, str>>,
+        ) {
+            self.0.core().set_service_target(target_type.into(), name);
+        }
+
+        /// Writes `traceparent` (this span as the parent) and `tracestate` into the headers
+        /// of the outgoing call this span times.
+        pub fn inject(&self, sink: &mut impl HeaderSink) {
+            self.0.core_ref().inject(sink);
+        }
+
+        /// Whether this span is being recorded (a sampled transaction is current and
+        /// `transaction_max_spans` is not reached).
+        pub fn is_recording(&self) -> bool {
+            self.0.core_ref().is_recording()
+        }
+
+        /// The span id as 16 lower-case hex digits, if recording.
+        pub fn id(&self) -> Option<String> {
+            self.0.core_ref().id()
+        }
+    };
+}
+
 impl SpanGuard {
     /// Ends the span now.
     pub fn end(self) {}
 
-    /// Sets the span's subtype (e.g. `postgresql`).
-    pub fn set_subtype(&mut self, subtype: impl Into<Cow<'static, str>>) {
-        self.0.set_subtype(subtype.into());
+    span_methods!();
+}
+
+/// A span that is never current on any thread: it times a call whose work happens
+/// elsewhere, typically an HTTP client request in an async task. It is `Send`, starts as a
+/// child of the current context, and ends when dropped (or with [`Span::end`]).
+#[derive(Debug)]
+#[must_use = "the span ends when dropped"]
+pub struct Span(imp::Span);
+
+impl Span {
+    /// Starts a span under the current context (records nothing without one).
+    pub fn start(name: impl Into<Cow<'static, str>>, kind: impl Into<Cow<'static, str>>) -> Span {
+        Span(imp::Span::start(name.into(), kind.into()))
     }
 
-    /// Sets the span's action (e.g. `query`).
-    pub fn set_action(&mut self, action: impl Into<Cow<'static, str>>) {
-        self.0.set_action(action.into());
-    }
+    /// Ends the span now.
+    pub fn end(self) {}
 
-    /// Sets the outcome; otherwise it is `success`, or `failure` when a panic unwinds
-    /// through the guard.
-    pub fn set_outcome(&mut self, outcome: Outcome) {
-        self.0.set_outcome(outcome);
-    }
-
-    /// Adds a label to the span.
-    pub fn set_label(&mut self, key: impl Into<Cow<'static, str>>, value: impl Into<LabelValue>) {
-        self.0.set_label(key.into(), value.into());
-    }
-
-    /// Whether this span is being recorded (a sampled transaction is current and
-    /// `transaction_max_spans` is not reached).
-    pub fn is_recording(&self) -> bool {
-        self.0.is_recording()
-    }
-
-    /// The span id as 16 lower-case hex digits, if recording.
-    pub fn id(&self) -> Option<String> {
-        self.0.id()
-    }
+    span_methods!();
 }
 
 /// Adds a label to the current transaction.

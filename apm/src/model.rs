@@ -13,6 +13,9 @@ use serde::Serialize;
 use crate::clock;
 use crate::ids::hex;
 use crate::record::{ErrorRecord, Labels, MetricsetRecord, SpanRecord, TransactionRecord};
+use crate::span_context::{self, SpanExtra};
+use crate::web;
+use crate::wildcard::WildcardList;
 use crate::LabelValue;
 
 pub(crate) const KEYWORD_LIMIT: usize = 1024;
@@ -94,10 +97,221 @@ impl Serialize for LabelsView<'_> {
     }
 }
 
+/// How request and response details are written: live configuration, compiled on the
+/// transport thread.
+#[derive(Debug, Default)]
+pub(crate) struct Policy {
+    pub(crate) sanitize: WildcardList,
+    pub(crate) capture_headers: bool,
+}
+
+const REDACTED: &str = "[REDACTED]";
+
+impl Policy {
+    fn value<'v>(&self, name: &str, value: &'v str) -> &'v str {
+        if self.sanitize.any_match(name) {
+            REDACTED
+        } else {
+            value
+        }
+    }
+}
+
+/// Headers as an object (repeated names as arrays), sanitised; `Cookie` is sent as `cookies`.
+struct HeadersView<'a> {
+    headers: &'a [(String, String)],
+    policy: &'a Policy,
+}
+
+impl Serialize for HeadersView<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut names: Vec<&str> = Vec::new();
+        for (k, _) in self.headers {
+            if !k.eq_ignore_ascii_case("cookie") && !names.iter().any(|n| n.eq_ignore_ascii_case(k))
+            {
+                names.push(k);
+            }
+        }
+        let mut m = s.serialize_map(Some(names.len()))?;
+        for name in names {
+            let values: Vec<&str> = self
+                .headers
+                .iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| self.policy.value(name, v))
+                .collect();
+            match values.as_slice() {
+                [one] => m.serialize_entry(name, &Kw(one))?,
+                many => m.serialize_entry(name, &many.iter().map(|v| Kw(v)).collect::<Vec<_>>())?,
+            }
+        }
+        m.end()
+    }
+}
+
+/// `name=value; …` pairs of every `Cookie` header, sanitised.
+struct CookiesView<'a> {
+    headers: &'a [(String, String)],
+    policy: &'a Policy,
+}
+
+impl CookiesView<'_> {
+    fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("cookie"))
+            .flat_map(|(_, v)| v.split(';'))
+            .filter_map(|pair| {
+                let (k, v) = pair.split_once('=')?;
+                Some((k.trim(), v.trim()))
+            })
+    }
+}
+
+impl Serialize for CookiesView<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        for (k, v) in self.pairs() {
+            m.serialize_entry(k, &Kw(self.policy.value(k, v)))?;
+        }
+        m.end()
+    }
+}
+
 #[derive(Serialize)]
-struct LabelsContext<'a> {
+struct UrlView<'a> {
+    full: Kw<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    protocol: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hostname: Option<Kw<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    port: Option<u16>,
+    pathname: Kw<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    search: Option<Kw<'a>>,
+}
+
+fn url_view(full: &str) -> UrlView<'_> {
+    let (scheme, rest) = full.split_once("://").unwrap_or(("", full));
+    let path_start = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (path_query, _fragment) = rest[path_start..]
+        .split_once('#')
+        .unwrap_or((&rest[path_start..], ""));
+    let (path, query) = match path_query.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path_query, None),
+    };
+    let host_port = span_context::host_port(full);
+    let explicit_port = rest[..path_start]
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse::<u16>().ok());
+    UrlView {
+        full: Kw(full),
+        protocol: (!scheme.is_empty()).then(|| format!("{scheme}:")),
+        hostname: host_port.as_ref().and_then(|(h, _)| {
+            let start = full.find(h.as_str())?;
+            Some(Kw(&full[start..start + h.len()]))
+        }),
+        port: explicit_port.or(host_port.map(|(_, p)| p)),
+        pathname: Kw(if path.is_empty() { "/" } else { path }),
+        search: query.map(Kw),
+    }
+}
+
+#[derive(Serialize)]
+struct SocketView<'a> {
+    remote_address: Kw<'a>,
+}
+
+#[derive(Serialize)]
+struct RequestView<'a> {
+    method: Kw<'a>,
+    url: UrlView<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    http_version: Option<Kw<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    headers: Option<HeadersView<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cookies: Option<CookiesView<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    socket: Option<SocketView<'a>>,
+    body: Cow<'a, str>,
+}
+
+#[derive(Serialize)]
+struct ResponseView<'a> {
+    status_code: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    headers: Option<HeadersView<'a>>,
+}
+
+#[derive(Serialize)]
+struct TransactionContextView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     tags: Option<LabelsView<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request: Option<RequestView<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response: Option<ResponseView<'a>>,
+}
+
+/// A form body with the values of sensitive fields replaced.
+fn sanitized_body<'a>(req: &'a web::Request, policy: &Policy) -> Cow<'a, str> {
+    let Some(body) = &req.body else {
+        return Cow::Borrowed(REDACTED);
+    };
+    let form = req.headers.iter().any(|(k, v)| {
+        k.eq_ignore_ascii_case("content-type") && v.starts_with("application/x-www-form-urlencoded")
+    });
+    if !form {
+        return truncate(body, LONG_LIMIT);
+    }
+    let fields: Vec<String> = body
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((k, v)) => format!("{k}={}", policy.value(k, v)),
+            None => pair.to_owned(),
+        })
+        .collect();
+    Cow::Owned(truncate(&fields.join("&"), LONG_LIMIT).into_owned())
+}
+
+fn transaction_context<'a>(
+    t: &'a TransactionRecord,
+    policy: &'a Policy,
+) -> Option<TransactionContextView<'a>> {
+    if t.labels.is_empty() && t.request.is_none() && t.response.is_none() {
+        return None;
+    }
+    let headers = |h: &'a [(String, String)]| {
+        (policy.capture_headers && !h.is_empty()).then_some(HeadersView { headers: h, policy })
+    };
+    Some(TransactionContextView {
+        tags: (!t.labels.is_empty()).then_some(LabelsView(&t.labels)),
+        request: t.request.as_deref().map(|r| RequestView {
+            method: Kw(&r.method),
+            url: url_view(&r.url),
+            http_version: r.http_version.as_deref().map(Kw),
+            headers: headers(&r.headers),
+            cookies: (policy.capture_headers
+                && r.headers
+                    .iter()
+                    .any(|(k, _)| k.eq_ignore_ascii_case("cookie")))
+            .then_some(CookiesView {
+                headers: &r.headers,
+                policy,
+            }),
+            socket: r.remote_address.as_deref().map(|a| SocketView {
+                remote_address: Kw(a),
+            }),
+            body: sanitized_body(r, policy),
+        }),
+        response: t.response.as_deref().map(|r| ResponseView {
+            status_code: r.status_code,
+            headers: headers(&r.headers),
+        }),
+    })
 }
 
 /// Sample rate × 10 000 as sent; [`UNKNOWN_RATE`](crate::record::UNKNOWN_RATE) (a continued
@@ -125,7 +339,122 @@ struct SpanView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     sample_rate: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    context: Option<LabelsContext<'a>>,
+    context: Option<SpanContextView<'a>>,
+}
+
+#[derive(Serialize)]
+struct SpanContextView<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tags: Option<LabelsView<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    http: Option<HttpView<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    db: Option<DbView<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<MessageView<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    service: Option<ServiceView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    destination: Option<DestinationView>,
+}
+
+#[derive(Serialize)]
+struct HttpView<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    method: Option<Kw<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    url: Option<Kw<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status_code: Option<u16>,
+}
+
+#[derive(Serialize)]
+struct DbView<'a> {
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<Kw<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    instance: Option<Kw<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    statement: Option<Long<'a>>,
+}
+
+#[derive(Serialize)]
+struct QueueView<'a> {
+    name: Kw<'a>,
+}
+
+#[derive(Serialize)]
+struct MessageView<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    queue: Option<QueueView<'a>>,
+}
+
+#[derive(Serialize)]
+struct TargetView {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ServiceView {
+    target: TargetView,
+}
+
+#[derive(Serialize)]
+struct DestinationServiceView {
+    resource: String,
+}
+
+#[derive(Serialize)]
+struct DestinationView {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    port: Option<u16>,
+    service: DestinationServiceView,
+}
+
+fn span_context<'a>(
+    kind: &str,
+    subtype: Option<&str>,
+    extra: &'a SpanExtra,
+    url: Option<&'a str>,
+) -> SpanContextView<'a> {
+    let target = span_context::infer(kind, subtype, extra);
+    let address = url.and_then(span_context::host_port);
+    SpanContextView {
+        tags: (!extra.labels.is_empty()).then_some(LabelsView(&extra.labels)),
+        http: extra.http.as_ref().map(|h| HttpView {
+            method: h.method.as_deref().map(Kw),
+            url: url.map(Kw),
+            status_code: h.status_code,
+        }),
+        db: extra.db.as_ref().map(|d| DbView {
+            kind: d.kind.as_deref().map(Kw),
+            instance: d.instance.as_deref().map(Kw),
+            statement: d.statement.as_deref().map(Long),
+        }),
+        message: extra.message.as_ref().map(|m| MessageView {
+            queue: m.queue.as_deref().map(|name| QueueView { name: Kw(name) }),
+        }),
+        destination: target.as_ref().map(|t| DestinationView {
+            address: address
+                .as_ref()
+                .map(|(h, _)| h.trim_matches(['[', ']']).to_owned()),
+            port: address.as_ref().map(|(_, p)| *p),
+            service: DestinationServiceView {
+                resource: truncate(&t.resource, KEYWORD_LIMIT).into_owned(),
+            },
+        }),
+        service: target.map(|t| ServiceView {
+            target: TargetView {
+                kind: truncate(&t.kind, KEYWORD_LIMIT).into_owned(),
+                name: t.name.map(|n| truncate(&n, KEYWORD_LIMIT).into_owned()),
+            },
+        }),
+    }
 }
 
 /// A span link (to the trace a restarted transaction came from).
@@ -177,7 +506,7 @@ struct TransactionView<'a> {
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     links: &'a [Link],
     #[serde(skip_serializing_if = "Option::is_none")]
-    context: Option<LabelsContext<'a>>,
+    context: Option<TransactionContextView<'a>>,
 }
 
 #[derive(Serialize)]
@@ -252,6 +581,11 @@ fn write_line<W: Write>(out: &mut W, key: &str, value: &impl Serialize) -> io::R
 }
 
 pub(crate) fn write_span<W: Write>(out: &mut W, s: &SpanRecord) -> io::Result<()> {
+    let url = s
+        .extra
+        .as_deref()
+        .and_then(|e| e.http.as_ref()?.url.as_deref())
+        .map(span_context::redact_userinfo);
     let view = SpanView {
         id: Hex64(s.id),
         transaction_id: Hex64(s.transaction_id),
@@ -265,14 +599,19 @@ pub(crate) fn write_span<W: Write>(out: &mut W, s: &SpanRecord) -> io::Result<()
         duration: clock::millis_between(s.start, s.end),
         outcome: s.outcome.as_str(),
         sample_rate: rate(s.sample_rate),
-        context: s.labels.as_deref().map(|l| LabelsContext {
-            tags: Some(LabelsView(l)),
-        }),
+        context: s
+            .extra
+            .as_deref()
+            .map(|e| span_context(s.name.kind(), s.name.subtype(), e, url.as_deref())),
     };
     write_line(out, "span", &view)
 }
 
-pub(crate) fn write_transaction<W: Write>(out: &mut W, t: &TransactionRecord) -> io::Result<()> {
+pub(crate) fn write_transaction<W: Write>(
+    out: &mut W,
+    t: &TransactionRecord,
+    policy: &Policy,
+) -> io::Result<()> {
     let view = TransactionView {
         id: Hex64(t.id),
         trace_id: Hex128(t.trace_id),
@@ -290,9 +629,7 @@ pub(crate) fn write_transaction<W: Write>(out: &mut W, t: &TransactionRecord) ->
             dropped: t.spans_dropped,
         },
         links: &t.links,
-        context: (!t.labels.is_empty()).then_some(LabelsContext {
-            tags: Some(LabelsView(&t.labels)),
-        }),
+        context: transaction_context(t, policy),
     };
     write_line(out, "transaction", &view)
 }

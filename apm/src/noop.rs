@@ -54,22 +54,67 @@ impl TransactionGuard {
     }
 }
 
-#[derive(Debug)]
-pub(crate) struct SpanGuard;
+#[derive(Debug, Default)]
+pub(crate) struct SpanCore;
 
-impl SpanGuard {
-    pub(crate) fn start(_name: Cow<'static, str>, _kind: Cow<'static, str>) -> Self {
-        SpanGuard
-    }
+impl SpanCore {
     pub(crate) fn set_subtype(&mut self, _subtype: Cow<'static, str>) {}
     pub(crate) fn set_action(&mut self, _action: Cow<'static, str>) {}
     pub(crate) fn set_outcome(&mut self, _outcome: Outcome) {}
     pub(crate) fn set_label(&mut self, _key: Cow<'static, str>, _value: LabelValue) {}
+    pub(crate) fn set_exit(&mut self) {}
+    pub(crate) fn set_http_request(&mut self, _method: Cow<'static, str>, _url: String) {}
+    pub(crate) fn set_http_status(&mut self, _status: u16) {}
+    pub(crate) fn set_db(
+        &mut self,
+        _kind: Cow<'static, str>,
+        _instance: Option<String>,
+        _statement: Option<String>,
+    ) {
+    }
+    pub(crate) fn set_message_queue(&mut self, _queue: String) {}
+    pub(crate) fn set_service_target(
+        &mut self,
+        _kind: Cow<'static, str>,
+        _name: Option<Cow<'static, str>>,
+    ) {
+    }
     pub(crate) fn is_recording(&self) -> bool {
         false
     }
     pub(crate) fn id(&self) -> Option<String> {
         None
+    }
+    pub(crate) fn inject(&self, _sink: &mut dyn HeaderSink) {}
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct SpanGuard(SpanCore);
+
+impl SpanGuard {
+    pub(crate) fn start(_name: Cow<'static, str>, _kind: Cow<'static, str>) -> Self {
+        SpanGuard(SpanCore)
+    }
+    pub(crate) fn core(&mut self) -> &mut SpanCore {
+        &mut self.0
+    }
+    pub(crate) fn core_ref(&self) -> &SpanCore {
+        &self.0
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Span(SpanCore);
+
+impl Span {
+    pub(crate) fn start(_name: Cow<'static, str>, _kind: Cow<'static, str>) -> Self {
+        Span(SpanCore)
+    }
+    pub(crate) fn core(&mut self) -> &mut SpanCore {
+        &mut self.0
+    }
+    pub(crate) fn core_ref(&self) -> &SpanCore {
+        &self.0
     }
 }
 
@@ -77,6 +122,8 @@ impl SpanGuard {
 pub(crate) struct CurrentTransaction;
 
 impl CurrentTransaction {
+    pub(crate) fn set_request(&self, _request: crate::web::Request) {}
+    pub(crate) fn set_response(&self, _response: crate::web::Response) {}
     pub(crate) fn set_name(&self, _name: Cow<'static, str>) {}
     pub(crate) fn set_result(&self, _result: Cow<'static, str>) {}
     pub(crate) fn set_outcome(&self, _outcome: Outcome) {}

@@ -82,7 +82,8 @@ pub(crate) struct SpanRecord {
     /// Sample rate × 10 000 (the rate has four decimals).
     pub(crate) sample_rate: u16,
     pub(crate) outcome: Outcome,
-    pub(crate) labels: Option<Box<Labels>>,
+    /// Labels and exit-span context, when any was set.
+    pub(crate) extra: Option<Box<crate::span_context::SpanExtra>>,
     /// Time during which its children ran (self time = duration − this).
     pub(crate) child_ns: u64,
 }
@@ -129,6 +130,8 @@ pub(crate) struct TransactionRecord {
     pub(crate) child_ns: u64,
     /// Span links: the trace a restarted transaction came from.
     pub(crate) links: Vec<crate::model::Link>,
+    pub(crate) request: Option<Box<crate::web::Request>>,
+    pub(crate) response: Option<Box<crate::web::Response>>,
 }
 
 /// The trace an error belongs to, when it was captured inside a transaction.

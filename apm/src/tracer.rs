@@ -243,6 +243,8 @@ pub(crate) struct TxnState {
     pub(crate) result: Option<Cow<'static, str>>,
     pub(crate) outcome: Outcome,
     pub(crate) labels: Labels,
+    pub(crate) request: Option<Box<crate::web::Request>>,
+    pub(crate) response: Option<Box<crate::web::Response>>,
     pub(crate) ended: bool,
 }
 

@@ -119,6 +119,10 @@ pub(crate) struct Transport {
     compress: bool,
     /// Breakdown metrics on (`breakdown_metrics` and metrics not off).
     breakdown: bool,
+    /// Sanitisation and header capture, from the live configuration.
+    policy: model::Policy,
+    policy_patterns: Vec<String>,
+    policy_read: Option<Instant>,
     body: Option<Body>,
     body_events: u64,
     body_opened: Instant,
@@ -150,6 +154,9 @@ impl Transport {
             authorization: crate::metadata::authorization(config),
             compress: !is_loopback(&config.server_url),
             breakdown: config.breakdown_metrics && !config.metrics_interval.is_zero(),
+            policy: model::Policy::default(),
+            policy_patterns: Vec::new(),
+            policy_read: None,
             body: None,
             body_events: 0,
             body_opened: Instant::now(),
@@ -291,7 +298,15 @@ impl Transport {
         };
         let written = match event {
             Event::Span(s) => model::write_span(body, s),
-            Event::Transaction(t) => model::write_transaction(body, t),
+            Event::Transaction(t) => {
+                refresh_policy(
+                    self.tracer,
+                    &mut self.policy,
+                    &mut self.policy_patterns,
+                    &mut self.policy_read,
+                );
+                model::write_transaction(body, t, &self.policy)
+            }
             Event::Error(e) => model::write_error(body, e),
             Event::Metricset(m) => model::write_metricset(body, m),
         };
@@ -416,6 +431,26 @@ impl Transport {
                 false
             }
         }
+    }
+}
+
+/// Re-reads `sanitize_field_names` and `capture_headers` (central configuration may change
+/// them) at most once a second; recompiles the patterns only when they changed.
+fn refresh_policy(
+    tracer: &Tracer,
+    policy: &mut model::Policy,
+    patterns: &mut Vec<String>,
+    read: &mut Option<Instant>,
+) {
+    if read.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+        return;
+    }
+    let first = read.replace(Instant::now()).is_none();
+    let config = tracer.effective();
+    policy.capture_headers = config.capture_headers;
+    if first || *patterns != config.sanitize_field_names {
+        patterns.clone_from(&config.sanitize_field_names);
+        policy.sanitize = crate::wildcard::WildcardList::parse(patterns);
     }
 }
 

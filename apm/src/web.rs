@@ -1,0 +1,102 @@
+//! What a web framework integration records about a request and its response
+//! (`context.request`, `context.response` of the transaction). Sanitised (`sanitize_field_names`)
+//! and shaped for the intake protocol on the transport thread, not here.
+
+/// An incoming HTTP request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Request {
+    /// `GET`, `POST`, …
+    pub method: String,
+    /// The full URL (scheme, host, port, path, query) as the server saw it.
+    pub url: String,
+    /// `1.1`, `2`, …
+    pub http_version: Option<String>,
+    /// Every header, in order (cookies are taken from the `Cookie` header).
+    pub headers: Vec<(String, String)>,
+    /// The peer's address.
+    pub remote_address: Option<String>,
+    /// The body, when `capture_body` allows it; otherwise sent as `[REDACTED]`.
+    pub body: Option<String>,
+}
+
+impl Request {
+    /// A request with its method and full URL.
+    pub fn new(method: impl Into<String>, url: impl Into<String>) -> Request {
+        Request {
+            method: method.into(),
+            url: url.into(),
+            ..Request::default()
+        }
+    }
+
+    /// Sets the HTTP version (`1.1`, `2`).
+    pub fn http_version(mut self, version: impl Into<String>) -> Request {
+        self.http_version = Some(version.into());
+        self
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Request {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Sets the peer's address.
+    pub fn remote_address(mut self, address: impl Into<String>) -> Request {
+        self.remote_address = Some(address.into());
+        self
+    }
+
+    /// Sets the captured body.
+    pub fn body(mut self, body: impl Into<String>) -> Request {
+        self.body = Some(body.into());
+        self
+    }
+}
+
+/// The response to an HTTP request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Response {
+    pub status_code: u16,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Response {
+    /// A response with its status.
+    pub fn new(status_code: u16) -> Response {
+        Response {
+            status_code,
+            headers: Vec::new(),
+        }
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Response {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+}
+
+/// `HTTP 2xx` … for a status code, as the spec names transaction results.
+pub fn result_for_status(status: u16) -> &'static str {
+    match status / 100 {
+        1 => "HTTP 1xx",
+        2 => "HTTP 2xx",
+        3 => "HTTP 3xx",
+        4 => "HTTP 4xx",
+        5 => "HTTP 5xx",
+        _ => "HTTP",
+    }
+}
+
+/// The outcome of a server transaction with this status (5xx is a failure, 4xx is not: the
+/// client erred, not the service).
+pub fn outcome_for_status(status: u16) -> crate::Outcome {
+    if status >= 500 {
+        crate::Outcome::Failure
+    } else {
+        crate::Outcome::Success
+    }
+}
