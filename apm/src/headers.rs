@@ -64,3 +64,23 @@ impl<T: HeaderSource + ?Sized> HeaderSource for &T {
         (**self).header_values(name, each);
     }
 }
+
+#[cfg(any(feature = "tower", feature = "reqwest", feature = "actix-web"))]
+impl HeaderSource for http::HeaderMap {
+    fn header_values(&self, name: &str, each: &mut dyn FnMut(&str)) {
+        for v in self.get_all(name) {
+            if let Ok(v) = v.to_str() {
+                each(v);
+            }
+        }
+    }
+}
+
+#[cfg(any(feature = "tower", feature = "reqwest", feature = "actix-web"))]
+impl HeaderSink for http::HeaderMap {
+    fn set_header(&mut self, name: &'static str, value: &str) {
+        if let Ok(v) = http::HeaderValue::from_str(value) {
+            self.insert(http::HeaderName::from_static(name), v);
+        }
+    }
+}

@@ -10,6 +10,7 @@ use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering::*};
 use std::sync::mpsc::{Sender, SyncSender};
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
@@ -142,6 +143,8 @@ pub(crate) struct Tracer {
     /// The local configuration with central configuration applied; read by the background
     /// threads (the application thread reads only `live`).
     effective: RwLock<Config>,
+    /// What server integrations check per request, compiled once per configuration change.
+    server_policy: RwLock<Arc<crate::web::ServerPolicy>>,
     pub(crate) live: LiveConfig,
     pub(crate) counters: Counters,
     /// The process that started the agent: a child created by `fork` inherits this memory
@@ -181,6 +184,7 @@ impl Tracer {
             breakdown: Default::default(),
             pid: std::process::id(),
             effective: RwLock::new(config.clone()),
+            server_policy: RwLock::new(Arc::new(crate::web::ServerPolicy::from_config(&config))),
             config,
             queue,
             commands,
@@ -199,6 +203,11 @@ impl Tracer {
         (sampled, rate as u16)
     }
 
+    /// The per-request rules of server integrations (one shared read, no allocation).
+    pub(crate) fn server_policy(&self) -> Arc<crate::web::ServerPolicy> {
+        Arc::clone(&self.server_policy.read())
+    }
+
     /// The configuration in effect now (local plus central).
     pub(crate) fn effective(&self) -> RwLockReadGuard<'_, Config> {
         self.effective.read()
@@ -211,6 +220,7 @@ impl Tracer {
         if ptr::eq(get().map_or(ptr::null(), |t| t as *const _), self) {
             ACTIVE.store(effective.recording, Release);
         }
+        *self.server_policy.write() = Arc::new(crate::web::ServerPolicy::from_config(&effective));
         *self.effective.write() = effective;
     }
 }

@@ -100,3 +100,81 @@ pub fn outcome_for_status(status: u16) -> crate::Outcome {
         crate::Outcome::Success
     }
 }
+
+/// The live rules a server integration applies to each request: `transaction_ignore_urls`,
+/// `transaction_ignore_user_agents`, `transaction_name_groups`, `capture_body`.
+#[derive(Debug, Default)]
+pub(crate) struct ServerPolicy {
+    #[cfg(feature = "enable")]
+    ignore_urls: crate::wildcard::WildcardList,
+    #[cfg(feature = "enable")]
+    ignore_user_agents: crate::wildcard::WildcardList,
+    #[cfg(feature = "enable")]
+    name_groups: Vec<(String, crate::wildcard::WildcardMatcher)>,
+    capture_body: bool,
+}
+
+#[cfg(feature = "enable")]
+impl ServerPolicy {
+    pub(crate) fn from_config(c: &crate::Config) -> ServerPolicy {
+        use crate::config::CaptureBody;
+        use crate::wildcard::{WildcardList, WildcardMatcher};
+        ServerPolicy {
+            ignore_urls: WildcardList::parse(&c.transaction_ignore_urls),
+            ignore_user_agents: WildcardList::parse(&c.transaction_ignore_user_agents),
+            name_groups: c
+                .transaction_name_groups
+                .iter()
+                .map(|p| (p.clone(), WildcardMatcher::new(p)))
+                .collect(),
+            capture_body: matches!(c.capture_body, CaptureBody::Transactions | CaptureBody::All),
+        }
+    }
+}
+
+#[allow(dead_code)] // used by the server integrations (optional features)
+impl ServerPolicy {
+    /// The rules in force now (nothing ignored when the agent is off).
+    pub(crate) fn current() -> std::sync::Arc<ServerPolicy> {
+        #[cfg(feature = "enable")]
+        if let Some(t) = crate::tracer::get() {
+            return t.server_policy();
+        }
+        std::sync::Arc::new(ServerPolicy::default())
+    }
+
+    /// Whether a request to `path` from `user_agent` is not to be traced.
+    pub(crate) fn ignore(&self, path: &str, user_agent: Option<&str>) -> bool {
+        #[cfg(feature = "enable")]
+        {
+            self.ignore_urls.any_match(path)
+                || user_agent.is_some_and(|ua| self.ignore_user_agents.any_match(ua))
+        }
+        #[cfg(not(feature = "enable"))]
+        {
+            let _ = (path, user_agent);
+            true
+        }
+    }
+
+    /// The group a transaction name falls in (`transaction_name_groups`), if any.
+    pub(crate) fn group<'a>(&'a self, name: &str) -> Option<&'a str> {
+        #[cfg(feature = "enable")]
+        {
+            self.name_groups
+                .iter()
+                .find(|(_, m)| m.matches(name))
+                .map(|(p, _)| p.as_str())
+        }
+        #[cfg(not(feature = "enable"))]
+        {
+            let _ = name;
+            None
+        }
+    }
+
+    /// Whether request bodies are captured for transactions (`capture_body`).
+    pub(crate) fn capture_body(&self) -> bool {
+        self.capture_body
+    }
+}

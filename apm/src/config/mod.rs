@@ -173,6 +173,8 @@ pub struct Config {
     pub(crate) capture_body: CaptureBody,
     /// Wildcard patterns.
     pub(crate) transaction_ignore_urls: Vec<String>,
+    pub(crate) transaction_ignore_user_agents: Vec<String>,
+    pub(crate) transaction_name_groups: Vec<String>,
     pub(crate) exit_span_min_duration: Duration,
     pub(crate) span_compression_enabled: bool,
     pub(crate) span_compression_exact_match_max_duration: Duration,
@@ -224,6 +226,8 @@ impl Default for Config {
             capture_headers: true,
             capture_body: CaptureBody::Off,
             transaction_ignore_urls: Vec::new(),
+            transaction_ignore_user_agents: Vec::new(),
+            transaction_name_groups: Vec::new(),
             exit_span_min_duration: Duration::ZERO,
             span_compression_enabled: true,
             span_compression_exact_match_max_duration: Duration::from_millis(50),
@@ -666,6 +670,10 @@ impl ConfigBuilder {
         sanitize_field_names => SanitizeFieldNames;
         /// `transaction_ignore_urls`: wildcard patterns of URL paths not to trace.
         transaction_ignore_urls => TransactionIgnoreUrls;
+        /// `transaction_ignore_user_agents`: wildcard patterns of User-Agent headers not to trace.
+        transaction_ignore_user_agents => TransactionIgnoreUserAgents;
+        /// `transaction_name_groups`: wildcard patterns grouping transaction names.
+        transaction_name_groups => TransactionNameGroups;
     }
 
     /// `transaction_sample_rate` in [0, 1], rounded half away from zero to 4 decimals

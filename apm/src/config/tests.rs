@@ -186,6 +186,8 @@ fn every_option_reads_its_environment_variable() {
         ("ELASTIC_APM_CAPTURE_HEADERS", "false"),
         ("ELASTIC_APM_CAPTURE_BODY", "ALL"),
         ("ELASTIC_APM_TRANSACTION_IGNORE_URLS", "/health*, /metrics"),
+        ("ELASTIC_APM_TRANSACTION_IGNORE_USER_AGENTS", "kube-probe/*"),
+        ("ELASTIC_APM_TRANSACTION_NAME_GROUPS", "GET /users/*"),
         ("ELASTIC_APM_EXIT_SPAN_MIN_DURATION", "100us"),
         ("ELASTIC_APM_SPAN_COMPRESSION_ENABLED", "false"),
         (
@@ -235,6 +237,8 @@ fn every_option_reads_its_environment_variable() {
     assert_eq!(c.sanitize_field_names, ["password", "x-*"]);
     assert_eq!(c.capture_body, CaptureBody::All);
     assert_eq!(c.transaction_ignore_urls, ["/health*", "/metrics"]);
+    assert_eq!(c.transaction_ignore_user_agents, ["kube-probe/*"]);
+    assert_eq!(c.transaction_name_groups, ["GET /users/*"]);
     assert_eq!(c.exit_span_min_duration, Duration::from_micros(100));
     assert!(!c.span_compression_enabled);
     assert_eq!(
