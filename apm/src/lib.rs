@@ -22,6 +22,11 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+/// The README's Rust snippets are compiled and run as doctests, so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
+
 use std::borrow::Cow;
 use std::time::Duration;
 
