@@ -346,6 +346,17 @@ pub(crate) fn set_transaction_response(txn: &TxnShared, response: crate::web::Re
 pub(crate) fn set_transaction_result(txn: &TxnShared, result: Cow<'static, str>) {
     txn.state.lock().result = Some(result);
 }
+/// An integration's result, unless the application set one (the application's wins).
+pub(crate) fn default_transaction_result(txn: &TxnShared, result: Cow<'static, str>) {
+    txn.state.lock().result.get_or_insert(result);
+}
+/// An integration's outcome, unless the application set one (specs: outcome.feature).
+pub(crate) fn default_transaction_outcome(txn: &TxnShared, outcome: Outcome) {
+    let mut st = txn.state.lock();
+    if st.outcome == Outcome::Unknown {
+        st.outcome = outcome;
+    }
+}
 pub(crate) fn set_transaction_outcome(txn: &TxnShared, outcome: Outcome) {
     txn.state.lock().outcome = outcome;
 }

@@ -283,6 +283,12 @@ impl Drop for Span {
 pub(crate) struct CurrentTransaction<'a>(&'a TxnShared);
 
 impl CurrentTransaction<'_> {
+    pub(crate) fn default_result(&self, result: Cow<'static, str>) {
+        guard::default_transaction_result(self.0, result);
+    }
+    pub(crate) fn default_outcome(&self, outcome: Outcome) {
+        guard::default_transaction_outcome(self.0, outcome);
+    }
     pub(crate) fn set_request(&self, request: crate::web::Request) {
         guard::set_transaction_request(self.0, request);
     }

@@ -37,6 +37,27 @@ mod headers;
 mod outcome;
 pub mod web;
 
+/// actix-web middleware (feature `actix-web`).
+#[cfg(feature = "actix-web")]
+#[cfg_attr(docsrs, doc(cfg(feature = "actix-web")))]
+#[path = "integration_actix.rs"]
+pub mod actix;
+/// minreq client spans (feature `minreq-client`).
+#[cfg(feature = "minreq-client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "minreq-client")))]
+#[path = "integration_minreq.rs"]
+pub mod minreq;
+/// reqwest client spans (feature `reqwest`; `reqwest-blocking` for the blocking client).
+#[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+#[path = "integration_reqwest.rs"]
+pub mod reqwest;
+/// `tower::Layer` for axum, hyper and tonic servers (feature `tower`; `axum` adds route names).
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+#[path = "integration_tower.rs"]
+pub mod tower;
+
 #[doc(hidden)]
 #[path = "__private.rs"]
 pub mod __private;
@@ -246,6 +267,19 @@ impl Transaction {
     /// Adds a label.
     pub fn set_label(&self, key: impl Into<Cow<'static, str>>, value: impl Into<LabelValue>) {
         self.0.with(|t| t.set_label(key.into(), value.into()));
+    }
+
+    /// The result an integration derives (e.g. from the status), unless the application
+    /// set one.
+    #[allow(dead_code)] // used by the optional server integrations
+    pub(crate) fn default_result(&self, result: impl Into<Cow<'static, str>>) {
+        self.0.with(|t| t.default_result(result.into()));
+    }
+
+    /// The outcome an integration derives, unless the application set one.
+    #[allow(dead_code)] // used by the optional server integrations
+    pub(crate) fn default_outcome(&self, outcome: Outcome) {
+        self.0.with(|t| t.default_outcome(outcome));
     }
 
     /// Records the HTTP request this transaction serves (`context.request`).

@@ -1,0 +1,538 @@
+//! `apm::tower::ApmLayer` on a real axum server (tokio, 127.0.0.1:0) called by real HTTP
+//! clients, against the mock APM Server: names, results and outcomes, request and response
+//! context, trace continuation, spans and errors inside handlers, the ignore and grouping
+//! options, and many concurrent requests.
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use apm::FutureExt as _;
+use apm_tests::MockServer;
+use axum::extract::Path;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::get;
+use axum::Router;
+use common::agent::{self, named};
+use serde_json::Value;
+
+/// An axum server on its own tokio runtime, stopped when dropped.
+struct Server {
+    runtime: Option<tokio::runtime::Runtime>,
+    addr: SocketAddr,
+}
+
+impl Server {
+    fn start(app: Router) -> Server {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(4)
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind");
+        let addr = listener.local_addr().expect("local address");
+        runtime.spawn(async move {
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
+            axum::serve(listener, app).await.ok();
+        });
+        Server {
+            runtime: Some(runtime),
+            addr,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_timeout(Duration::from_secs(5));
+        }
+    }
+}
+
+fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("reqwest client")
+}
+
+fn get_status(url: &str) -> u16 {
+    client().get(url).send().expect("request").status().as_u16()
+}
+
+#[apm::span(kind = "db", subtype = "postgresql", action = "query")]
+async fn load_user(id: u64) -> u64 {
+    {
+        // A synchronous span named after the id, child of `load_user`.
+        let _s = apm::start_span(format!("row {id}"), "db");
+    }
+    tokio::time::sleep(Duration::from_millis(3)).await;
+    id
+}
+
+#[apm::span]
+async fn notify(id: u64) -> u64 {
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    id
+}
+
+/// `GET /users/{id}`: a label with the id, an `#[apm::span]` async fn and a spawned task
+/// carrying the context.
+async fn user(Path(id): Path<u64>) -> (HeaderMap, String) {
+    apm::set_label("user_id", id.to_string());
+    let loaded = load_user(id).await;
+    let spawned = tokio::spawn(notify(id).in_current_context())
+        .await
+        .unwrap_or_default();
+    let mut headers = HeaderMap::new();
+    headers.insert("x-user", id.to_string().parse().expect("header value"));
+    (headers, format!("user {loaded} {spawned}"))
+}
+
+async fn fail() -> StatusCode {
+    StatusCode::INTERNAL_SERVER_ERROR
+}
+
+async fn not_found_here() -> StatusCode {
+    StatusCode::NOT_FOUND
+}
+
+async fn health() -> &'static str {
+    "ok"
+}
+
+async fn panics(Path(n): Path<u32>) -> String {
+    if n > 0 {
+        panic!("handler exploded on {n}");
+    }
+    String::new()
+}
+
+/// The application judges its own outcome and result: they win over the status's.
+async fn judged() -> &'static str {
+    apm::set_transaction_outcome(apm::Outcome::Failure);
+    apm::set_transaction_result("rejected by policy");
+    "ok"
+}
+
+fn app() -> Router {
+    Router::new()
+        .route("/users/{id}", get(user))
+        .route("/users/{id}/orders", get(|| async { "orders" }))
+        .route("/fail", get(fail))
+        .route("/judged", get(judged))
+        .route("/gone/{what}", get(not_found_here))
+        .route("/health/live", get(health))
+        .route("/panic/{n}", get(panics))
+        .layer(apm::tower::ApmLayer::new())
+}
+
+fn by_trace<'a>(events: &'a [Value], trace_id: &str) -> Vec<&'a Value> {
+    events
+        .iter()
+        .filter(|e| e["trace_id"] == trace_id)
+        .collect()
+}
+
+#[test]
+fn names_results_and_outcomes() {
+    let h = agent::start(|c| c);
+    let server = Server::start(app());
+    assert_eq!(get_status(&server.url("/users/7")), 200);
+    assert_eq!(get_status(&server.url("/fail")), 500);
+    assert_eq!(get_status(&server.url("/gone/x")), 404);
+    assert_eq!(get_status(&server.url("/no/such/path")), 404);
+    assert_eq!(get_status(&server.url("/judged")), 200);
+    let post = client()
+        .post(server.url("/fail"))
+        .send()
+        .expect("request")
+        .status();
+    assert_eq!(post.as_u16(), 405);
+    drop(server);
+    h.flush();
+    let txs = h.transactions();
+    assert_eq!(txs.len(), 6, "{txs:#?}");
+    let judged = named(&txs, "GET /judged");
+    assert_eq!(judged["outcome"], "failure");
+    assert_eq!(judged["result"], "rejected by policy");
+    for tx in &txs {
+        assert_eq!(tx["type"], "request");
+    }
+    let ok = named(&txs, "GET /users/{id}");
+    assert_eq!(ok["result"], "HTTP 2xx");
+    assert_eq!(ok["outcome"], "success");
+    let fail = named(&txs, "GET /fail");
+    assert_eq!(fail["result"], "HTTP 5xx");
+    assert_eq!(fail["outcome"], "failure");
+    // A known route answering 404 keeps its route name (spec: `GET /users/{id}` even when
+    // the user does not exist); a 4xx is the client's fault: success.
+    let gone = named(&txs, "GET /gone/{what}");
+    assert_eq!(gone["result"], "HTTP 4xx");
+    assert_eq!(gone["outcome"], "success");
+    // No route matched: `<METHOD> unknown route`.
+    let unknown = named(&txs, "GET unknown route");
+    assert_eq!(unknown["result"], "HTTP 4xx");
+    assert_eq!(unknown["outcome"], "success");
+    assert_eq!(
+        unknown["context"]["request"]["url"]["pathname"],
+        "/no/such/path"
+    );
+    // Method not allowed on a known path.
+    let post = named(&txs, "POST /fail");
+    assert_eq!(post["result"], "HTTP 4xx");
+    assert_eq!(post["context"]["response"]["status_code"], 405);
+    h.finish();
+}
+
+#[test]
+fn request_and_response_context() {
+    let h = agent::start(|c| c);
+    let server = Server::start(app());
+    let response = client()
+        .get(server.url("/users/42?verbose=1&x=y"))
+        .header("Authorization", "Bearer s3cret")
+        .header("Cookie", "session_id=abc; theme=dark")
+        .header("X-Custom", "custom value")
+        .header("User-Agent", "tower-axum-test/1.0")
+        .send()
+        .expect("request");
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.text().expect("body"), "user 42 42");
+    drop(server);
+    h.flush();
+    let txs = h.transactions();
+    let tx = named(&txs, "GET /users/{id}");
+    let req = &tx["context"]["request"];
+    assert_eq!(req["method"], "GET");
+    assert_eq!(req["http_version"], "1.1");
+    let url = &req["url"];
+    let port = url["port"].as_u64().expect("port");
+    assert_eq!(
+        url["full"],
+        format!("http://127.0.0.1:{port}/users/42?verbose=1&x=y")
+    );
+    assert_eq!(url["protocol"], "http:");
+    assert_eq!(url["hostname"], "127.0.0.1");
+    assert_eq!(url["pathname"], "/users/42");
+    assert_eq!(url["search"], "verbose=1&x=y");
+    let headers = &req["headers"];
+    assert_eq!(headers["authorization"], "[REDACTED]");
+    assert_eq!(headers["x-custom"], "custom value");
+    assert_eq!(headers["user-agent"], "tower-axum-test/1.0");
+    assert!(headers.get("cookie").is_none(), "{headers:#}");
+    assert_eq!(req["cookies"]["session_id"], "[REDACTED]");
+    assert_eq!(req["cookies"]["theme"], "dark");
+    assert_eq!(req["socket"]["remote_address"], "127.0.0.1");
+    // Bodies are not captured.
+    assert_eq!(req["body"], "[REDACTED]");
+    let resp = &tx["context"]["response"];
+    assert_eq!(resp["status_code"], 200);
+    assert_eq!(resp["headers"]["x-user"], "42");
+    assert_eq!(resp["headers"]["content-type"], "text/plain; charset=utf-8");
+    assert_eq!(tx["context"]["tags"]["user_id"], "42");
+    h.finish();
+}
+
+#[test]
+fn incoming_traceparent_is_continued_and_its_sampled_flag_obeyed() {
+    let server_mock = MockServer::start();
+    // A 7.x server takes unsampled transactions, so the unsampled one is visible.
+    server_mock.set_server_version("7.17.1");
+    let h = agent::start_with(server_mock, |c| c);
+    let server = Server::start(app());
+    let sampled_trace = "0af7651916cd43dd8448eb211c80319c";
+    let unsampled_trace = "1bf7651916cd43dd8448eb211c80319d";
+    let status = client()
+        .get(server.url("/users/1"))
+        .header(
+            "traceparent",
+            format!("00-{sampled_trace}-b7ad6b7169203331-01"),
+        )
+        .send()
+        .expect("request")
+        .status();
+    assert_eq!(status.as_u16(), 200);
+    let status = client()
+        .get(server.url("/users/2"))
+        .header(
+            "traceparent",
+            format!("00-{unsampled_trace}-c7ad6b7169203332-00"),
+        )
+        .send()
+        .expect("request")
+        .status();
+    assert_eq!(status.as_u16(), 200);
+    drop(server);
+    h.flush();
+    let txs = h.transactions();
+    let spans = h.spans();
+    let sampled = by_trace(&txs, sampled_trace);
+    assert_eq!(sampled.len(), 1, "{txs:#?}");
+    assert_eq!(sampled[0]["parent_id"], "b7ad6b7169203331");
+    assert_eq!(sampled[0]["sampled"], true);
+    assert_eq!(by_trace(&spans, sampled_trace).len(), 3);
+    let unsampled = by_trace(&txs, unsampled_trace);
+    assert_eq!(unsampled.len(), 1, "{txs:#?}");
+    assert_eq!(unsampled[0]["parent_id"], "c7ad6b7169203332");
+    assert_eq!(unsampled[0]["sampled"], false);
+    assert!(unsampled[0]["context"].get("request").is_none());
+    assert!(by_trace(&spans, unsampled_trace).is_empty());
+    h.finish();
+}
+
+#[test]
+fn handler_spans_and_spawned_tasks_belong_to_the_request() {
+    let h = agent::start(|c| c);
+    let server = Server::start(app());
+    assert_eq!(get_status(&server.url("/users/5")), 200);
+    drop(server);
+    h.flush();
+    let txs = h.transactions();
+    let tx = named(&txs, "GET /users/{id}");
+    let spans = h.spans();
+    assert_eq!(spans.len(), 3, "{spans:#?}");
+    let load = named(&spans, "load_user");
+    assert_eq!(load["type"], "db");
+    assert_eq!(load["parent_id"], tx["id"]);
+    let row = named(&spans, "row 5");
+    assert_eq!(row["parent_id"], load["id"]);
+    let notify = named(&spans, "notify");
+    assert_eq!(notify["parent_id"], tx["id"]);
+    for s in &spans {
+        assert_eq!(s["transaction_id"], tx["id"]);
+        assert_eq!(s["trace_id"], tx["trace_id"]);
+    }
+    assert_eq!(tx["span_count"]["started"], 3);
+    h.finish();
+}
+
+#[test]
+fn a_panicking_handler_sends_an_error_and_fails_the_transaction() {
+    let h = agent::start(|c| c);
+    let server = Server::start(app());
+    // Without a catch-panic layer, axum drops the connection: the client sees an error
+    // (or, with one, a 500).
+    match client().get(server.url("/panic/3")).send() {
+        Ok(response) => assert_eq!(response.status().as_u16(), 500),
+        Err(e) => assert!(!e.is_timeout(), "{e}"),
+    }
+    // The server still serves.
+    assert_eq!(get_status(&server.url("/users/1")), 200);
+    drop(server);
+    h.flush();
+    let txs = h.transactions();
+    let tx = named(&txs, "GET /panic/{n}");
+    assert_eq!(tx["outcome"], "failure");
+    assert!(tx.get("result").is_none(), "{tx:#}");
+    let errors = h.errors();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    let err = &errors[0];
+    assert_eq!(err["exception"]["message"], "handler exploded on 3");
+    assert_eq!(err["transaction_id"], tx["id"]);
+    assert_eq!(err["parent_id"], tx["id"]);
+    assert_eq!(err["trace_id"], tx["trace_id"]);
+    assert_eq!(err["transaction"]["name"], "GET /panic/{n}");
+    assert_eq!(named(&txs, "GET /users/{id}")["outcome"], "success");
+    h.finish();
+}
+
+#[test]
+fn ignored_urls_and_user_agents_are_not_traced() {
+    let h = agent::start(|c| {
+        c.transaction_ignore_urls(["/health*"])
+            .transaction_ignore_user_agents(["kube-probe/*"])
+    });
+    let server = Server::start(app());
+    assert_eq!(get_status(&server.url("/health/live")), 200);
+    let probe = client()
+        .get(server.url("/users/1"))
+        .header("User-Agent", "kube-probe/1.29")
+        .send()
+        .expect("request")
+        .status();
+    assert_eq!(probe.as_u16(), 200);
+    let traced = client()
+        .get(server.url("/users/2"))
+        .header("User-Agent", "browser/1")
+        .send()
+        .expect("request")
+        .status();
+    assert_eq!(traced.as_u16(), 200);
+    drop(server);
+    h.flush();
+    let txs = h.transactions();
+    assert_eq!(txs.len(), 1, "{txs:#?}");
+    assert_eq!(txs[0]["context"]["request"]["url"]["pathname"], "/users/2");
+    // The ignored request's handler recorded no spans either.
+    assert_eq!(h.spans().len(), 3);
+    h.finish();
+}
+
+#[test]
+fn transaction_name_groups_replace_names() {
+    let h = agent::start(|c| c.transaction_name_groups(["GET /users/*/orders"]));
+    let server = Server::start(app());
+    assert_eq!(get_status(&server.url("/users/3/orders")), 200);
+    assert_eq!(get_status(&server.url("/users/3")), 200);
+    drop(server);
+    h.flush();
+    let txs = h.transactions();
+    assert_eq!(txs.len(), 2, "{txs:#?}");
+    named(&txs, "GET /users/*/orders");
+    named(&txs, "GET /users/{id}");
+    h.finish();
+}
+
+#[test]
+fn concurrent_requests_keep_their_own_spans_and_labels() {
+    const N: u64 = 200;
+    let h = agent::start(|c| c);
+    let server = Server::start(app());
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(N as usize));
+    let threads: Vec<_> = (0..N)
+        .map(|id| {
+            let url = server.url(&format!("/users/{id}"));
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                barrier.wait();
+                let response = minreq::get(url).with_timeout(30).send().expect("request");
+                assert_eq!(response.status_code, 200);
+                assert_eq!(response.as_str().expect("utf-8"), format!("user {id} {id}"));
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("client thread");
+    }
+    drop(server);
+    h.flush();
+    let stats = h.agent().stats();
+    assert_eq!(stats.events_dropped_queue_full, 0, "{stats:?}");
+    let txs = h.transactions();
+    let spans = h.spans();
+    assert_eq!(txs.len(), N as usize);
+    assert_eq!(spans.len(), 3 * N as usize);
+    let mut spans_of: HashMap<&str, Vec<&Value>> = HashMap::new();
+    for s in &spans {
+        let txn = s["transaction_id"].as_str().expect("transaction_id");
+        spans_of.entry(txn).or_default().push(s);
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for tx in &txs {
+        let id = tx["context"]["tags"]["user_id"]
+            .as_str()
+            .expect("user_id label");
+        assert_eq!(
+            tx["context"]["request"]["url"]["pathname"],
+            format!("/users/{id}"),
+            "label and URL of one transaction disagree"
+        );
+        assert!(seen.insert(id.to_owned()), "two transactions for id {id}");
+        let tx_id = tx["id"].as_str().expect("id");
+        let own = spans_of.get(tx_id).cloned().unwrap_or_default();
+        assert_eq!(own.len(), 3, "transaction {id}: {own:#?}");
+        let load = own
+            .iter()
+            .find(|s| s["name"] == "load_user")
+            .expect("load_user span");
+        let row = own
+            .iter()
+            .find(|s| s["name"] == format!("row {id}"))
+            .unwrap_or_else(|| panic!("span `row {id}` in transaction {id}: {own:#?}"));
+        let notify = own
+            .iter()
+            .find(|s| s["name"] == "notify")
+            .expect("notify span");
+        assert_eq!(load["parent_id"], tx["id"]);
+        assert_eq!(notify["parent_id"], tx["id"]);
+        assert_eq!(row["parent_id"], load["id"]);
+        for s in &own {
+            assert_eq!(s["trace_id"], tx["trace_id"]);
+        }
+    }
+    assert_eq!(seen.len(), N as usize);
+    h.finish();
+}
+
+#[test]
+fn a_plain_tower_service_is_traced_too() {
+    use tower::{Layer as _, ServiceExt as _};
+    let h = agent::start(|c| c);
+    let service =
+        apm::tower::ApmLayer::new().layer(tower::service_fn(|req: axum::http::Request<String>| {
+            // Runs in `call`, before the future: inside the transaction too.
+            drop(apm::start_span("synchronous part of call", "app"));
+            let fail = req.uri().path() == "/err";
+            async move {
+                if fail {
+                    Err(std::io::Error::other("no response"))
+                } else {
+                    Ok(axum::http::Response::new(String::from("fine")))
+                }
+            }
+        }));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let request = |path: &str| {
+        axum::http::Request::builder()
+            .method("PUT")
+            .uri(path)
+            .header("host", "svc.internal:9000")
+            .body(String::new())
+            .expect("request")
+    };
+    let ok = runtime
+        .block_on(service.clone().oneshot(request("/ok?a=1")))
+        .expect("response");
+    assert_eq!(ok.into_body(), "fine");
+    let err = runtime.block_on(service.oneshot(request("/err")));
+    assert!(err.is_err());
+    h.flush();
+    let txs = h.transactions();
+    assert_eq!(txs.len(), 2, "{txs:#?}");
+    // No router: no route template.
+    for tx in &txs {
+        assert_eq!(tx["name"], "PUT unknown route");
+    }
+    let ok = txs
+        .iter()
+        .find(|t| t["context"]["request"]["url"]["pathname"] == "/ok")
+        .expect("the /ok transaction");
+    assert_eq!(
+        ok["context"]["request"]["url"]["full"],
+        "http://svc.internal:9000/ok?a=1"
+    );
+    assert_eq!(ok["result"], "HTTP 2xx");
+    assert_eq!(ok["outcome"], "success");
+    let err = txs
+        .iter()
+        .find(|t| t["context"]["request"]["url"]["pathname"] == "/err")
+        .expect("the /err transaction");
+    // No response, no status: failure, and no `HTTP Nxx` result.
+    assert_eq!(err["outcome"], "failure");
+    assert!(err.get("result").is_none(), "{err:#}");
+    assert!(err["context"].get("response").is_none(), "{err:#}");
+    let spans = h.spans();
+    assert_eq!(spans.len(), 2, "{spans:#?}");
+    for tx in &txs {
+        let span = spans
+            .iter()
+            .find(|s| s["transaction_id"] == tx["id"])
+            .expect("the span of `call`");
+        assert_eq!(span["name"], "synchronous part of call");
+        assert_eq!(span["parent_id"], tx["id"]);
+    }
+    h.finish();
+}
