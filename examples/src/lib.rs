@@ -1,0 +1,3 @@
+//! Shared pieces of the examples.
+
+pub mod waterfall;

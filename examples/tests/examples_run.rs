@@ -1,0 +1,74 @@
+//! The examples run end to end: their events go through the agents' real transports to the
+//! local receiver, which prints each trace.
+
+use std::process::Command;
+
+fn run(exe: &str) -> String {
+    let out = Command::new(exe).output().expect("run the example");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+/// The lines of each printed trace.
+fn traces(output: &str) -> Vec<Vec<&str>> {
+    let mut traces: Vec<Vec<&str>> = Vec::new();
+    for line in output.lines() {
+        if line.starts_with("trace ") {
+            traces.push(Vec::new());
+        } else if let Some(t) = traces.last_mut() {
+            if !line.trim().is_empty() {
+                t.push(line);
+            }
+        }
+    }
+    traces
+}
+
+fn indent(line: &str) -> usize {
+    line.len() - line.trim_start().len()
+}
+
+#[test]
+fn two_services_make_one_trace_linked_by_the_client_span() {
+    let output = run(env!("CARGO_BIN_EXE_services"));
+    let traces = traces(&output);
+    assert_eq!(traces.len(), 2, "{output}");
+    for t in traces {
+        let names = [
+            "GET /checkout/{id} [request]",
+            "GET 127.0.0.1:",
+            "GET /stock/{id} [request]",
+            "stock_level (db/postgresql/query)",
+        ];
+        assert_eq!(t.len(), names.len(), "{output}");
+        for (i, (line, name)) in t.iter().zip(names).enumerate() {
+            assert!(
+                line.trim_start().starts_with(name),
+                "{line:?} is not {name:?}\n{output}"
+            );
+            if i > 0 {
+                assert!(
+                    indent(line) > indent(t[i - 1]),
+                    "each is the child of the one above:\n{output}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_demo_prints_its_traces() {
+    let output = run(env!("CARGO_BIN_EXE_demo"));
+    let traces = traces(&output);
+    assert_eq!(traces.len(), 4, "{output}");
+    assert!(
+        output.contains("! error PaymentDeclined: payment declined for order 42"),
+        "{output}"
+    );
+    assert!(output.contains("caused by: card expired"), "{output}");
+    assert!(output.contains("0 dropped"), "{output}");
+}
