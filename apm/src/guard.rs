@@ -27,6 +27,9 @@ use crate::{buffer, clock, ids, LabelValue, Outcome};
 #[derive(Debug)]
 pub(crate) struct ActiveSpan {
     pub(crate) rec: SpanRecord,
+    /// The outcome was set explicitly (even to `unknown`, e.g. a cancelled call); otherwise
+    /// it is derived when the span ends.
+    outcome_set: bool,
 }
 
 /// Opens a span under the current transaction/span. `None` when there is nothing to record:
@@ -67,6 +70,7 @@ pub(crate) fn open_span(name: SpanName, mode: Mode) -> Option<(ActiveSpan, Optio
     };
     Some((
         ActiveSpan {
+            outcome_set: false,
             rec: SpanRecord {
                 trace_id,
                 transaction_id,
@@ -111,8 +115,30 @@ impl ActiveSpan {
     fn finish(mut self, end: Tick, timer: &ChildTimer) {
         self.rec.end = end;
         self.rec.child_ns = timer.busy_until(end);
-        self.rec.outcome = final_outcome(self.rec.outcome);
+        self.rec.outcome = if std::thread::panicking() {
+            Outcome::Failure
+        } else if self.rec.outcome == Outcome::Unknown && !self.outcome_set {
+            Outcome::Success
+        } else {
+            self.rec.outcome
+        };
         buffer::push(Event::Span(self.rec));
+    }
+
+    /// An explicit outcome (the application's or an integration's): kept as set.
+    #[inline]
+    pub(crate) fn set_outcome(&mut self, outcome: Outcome) {
+        self.rec.outcome = outcome;
+        self.outcome_set = true;
+    }
+
+    /// An outcome derived by instrumentation (a `Result`, a future's end), unless one was
+    /// set explicitly.
+    #[inline]
+    pub(crate) fn default_outcome(&mut self, outcome: Outcome) {
+        if !self.outcome_set {
+            self.rec.outcome = outcome;
+        }
     }
 
     /// The span's optional parts, created on first use.

@@ -123,7 +123,7 @@ impl SpanCore {
     #[inline]
     pub(crate) fn set_outcome(&mut self, outcome: Outcome) {
         if let Some(s) = &mut self.0 {
-            s.rec.outcome = outcome;
+            s.set_outcome(outcome);
         }
     }
     pub(crate) fn set_label(&mut self, key: Cow<'static, str>, value: LabelValue) {
@@ -451,9 +451,7 @@ impl Frame {
         use FrameInner as Frame;
         match std::mem::replace(&mut self.0, Frame::Empty) {
             Frame::Span(mut s, _) => {
-                if s.rec.outcome == Outcome::Unknown {
-                    s.rec.outcome = outcome;
-                }
+                s.default_outcome(outcome);
                 s.end_carried(timer);
             }
             Frame::Transaction(t) => guard::end_transaction(&t, None, Some(timer), outcome),
@@ -612,9 +610,7 @@ pub(crate) mod private {
             match &mut self.0 {
                 Guard::Span(s) => {
                     if let Some(s) = &mut s.core.0 {
-                        if s.rec.outcome == Outcome::Unknown {
-                            s.rec.outcome = outcome;
-                        }
+                        s.default_outcome(outcome);
                     }
                 }
                 Guard::Transaction(t) => t.fallback = outcome,

@@ -206,6 +206,9 @@ fn start<S: ExitSpan>(method: &::reqwest::Method, url: &::reqwest::Url) -> Optio
     let method = method_name(method);
     let mut span = S::start(span_name(&method, url));
     span.start_http(method, url.as_str());
+    // Until a response or an error decides it: a request dropped before either (a cancelled
+    // future) ends with outcome `unknown`, as the HTTP client spec says.
+    span.set_outcome(Outcome::Unknown);
     Some(span)
 }
 

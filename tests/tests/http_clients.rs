@@ -492,3 +492,35 @@ fn an_unsampled_transaction_propagates_without_recording_spans() {
     assert_eq!(h.spans(), Vec::<Value>::new());
     h.finish();
 }
+
+#[test]
+fn a_cancelled_request_ends_with_outcome_unknown() {
+    let h = agent::start(|c| c);
+    // A server that accepts connections (the kernel's backlog) and never answers.
+    let silent = StdListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/never", silent.local_addr().expect("address"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let t = apm::Transaction::start("gives up", "request");
+    let outcome = rt.block_on(t.bind(async move {
+        let call = reqwest::Client::new().get(url).send_traced();
+        // Dropped by the timeout before any answer: the request is cancelled.
+        tokio::time::timeout(std::time::Duration::from_millis(200), call)
+            .await
+            .is_err()
+    }));
+    assert!(outcome, "the request timed out");
+    h.flush();
+    let spans = h.spans();
+    assert_eq!(spans.len(), 1, "{spans:#?}");
+    let span = &spans[0];
+    assert!(span["name"]
+        .as_str()
+        .is_some_and(|n| n.starts_with("GET 127.0.0.1:")));
+    assert_eq!(span["outcome"], "unknown", "{span:#}");
+    assert!(span["context"]["http"].get("status_code").is_none());
+    drop(silent);
+    h.finish();
+}
