@@ -43,7 +43,6 @@
 //! The transaction ends when the response head is ready, before its body is streamed.
 
 use std::any::Any;
-use std::borrow::Cow;
 use std::fmt;
 use std::future::{ready, Future, Ready};
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
@@ -312,33 +311,9 @@ fn record_outcome<B>(txn: &Transaction, out: &Result<ServiceResponse<B>, ::actix
 /// A panic unwinding out of the chain: an error event with its message, outcome `failure`
 /// (no result: no response is sent).
 fn record_panic(txn: &Transaction, payload: &(dyn Any + Send)) {
-    crate::capture_error!(HandlerPanic::from_payload(payload));
+    crate::capture_error!(crate::web::HandlerPanic::from_payload(payload));
     txn.set_outcome(Outcome::Failure);
 }
-
-/// The error event of a handler that panicked: its message is the panic's.
-#[derive(Debug)]
-struct HandlerPanic(Cow<'static, str>);
-
-impl HandlerPanic {
-    fn from_payload(payload: &(dyn Any + Send)) -> HandlerPanic {
-        if let Some(s) = payload.downcast_ref::<&'static str>() {
-            HandlerPanic(Cow::Borrowed(s))
-        } else if let Some(s) = payload.downcast_ref::<String>() {
-            HandlerPanic(Cow::Owned(s.clone()))
-        } else {
-            HandlerPanic(Cow::Borrowed("handler panicked (non-string payload)"))
-        }
-    }
-}
-
-impl fmt::Display for HandlerPanic {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for HandlerPanic {}
 
 #[cfg(test)]
 mod tests {
@@ -381,17 +356,17 @@ mod tests {
     fn panic_messages() {
         let payload: Box<dyn Any + Send> = Box::new("boom");
         assert_eq!(
-            HandlerPanic::from_payload(payload.as_ref()).to_string(),
+            crate::web::HandlerPanic::from_payload(payload.as_ref()).to_string(),
             "boom"
         );
         let payload: Box<dyn Any + Send> = Box::new(format!("boom {}", 2));
         assert_eq!(
-            HandlerPanic::from_payload(payload.as_ref()).to_string(),
+            crate::web::HandlerPanic::from_payload(payload.as_ref()).to_string(),
             "boom 2"
         );
         let payload: Box<dyn Any + Send> = Box::new(7_u8);
         assert_eq!(
-            HandlerPanic::from_payload(payload.as_ref()).to_string(),
+            crate::web::HandlerPanic::from_payload(payload.as_ref()).to_string(),
             "handler panicked (non-string payload)"
         );
     }

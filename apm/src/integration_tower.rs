@@ -49,7 +49,6 @@
 //! prefix.
 
 use std::borrow::Cow;
-use std::fmt;
 use std::future::Future;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::pin::Pin;
@@ -215,7 +214,7 @@ where
             Ok(poll) => poll,
             Err(payload) => {
                 // Still inside the transaction's context: the error is linked to it.
-                let panic = HandlerPanic::from_payload(&*payload);
+                let panic = crate::web::HandlerPanic::from_payload(&*payload);
                 crate::capture_error!(panic);
                 this.txn.set_outcome(Outcome::Failure);
                 resume_unwind(payload)
@@ -327,30 +326,6 @@ fn record_response<B, E>(txn: &Transaction, result: &Result<Response<B>, E>) {
     }
 }
 
-/// The error event of a handler that panicked: its message is the panic's.
-#[derive(Debug)]
-struct HandlerPanic(Cow<'static, str>);
-
-impl HandlerPanic {
-    fn from_payload(payload: &(dyn std::any::Any + Send)) -> HandlerPanic {
-        if let Some(s) = payload.downcast_ref::<&'static str>() {
-            HandlerPanic(Cow::Borrowed(s))
-        } else if let Some(s) = payload.downcast_ref::<String>() {
-            HandlerPanic(Cow::Owned(s.clone()))
-        } else {
-            HandlerPanic(Cow::Borrowed("handler panicked (non-string payload)"))
-        }
-    }
-}
-
-impl fmt::Display for HandlerPanic {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for HandlerPanic {}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -398,11 +373,17 @@ mod tests {
     #[test]
     fn panic_messages() {
         let p: Box<dyn std::any::Any + Send> = Box::new("static");
-        assert_eq!(HandlerPanic::from_payload(&*p).to_string(), "static");
+        assert_eq!(
+            crate::web::HandlerPanic::from_payload(&*p).to_string(),
+            "static"
+        );
         let p: Box<dyn std::any::Any + Send> = Box::new(String::from("owned 7"));
-        assert_eq!(HandlerPanic::from_payload(&*p).to_string(), "owned 7");
+        assert_eq!(
+            crate::web::HandlerPanic::from_payload(&*p).to_string(),
+            "owned 7"
+        );
         let p: Box<dyn std::any::Any + Send> = Box::new(7_u8);
-        assert!(HandlerPanic::from_payload(&*p)
+        assert!(crate::web::HandlerPanic::from_payload(&*p)
             .to_string()
             .contains("non-string"));
     }

@@ -178,3 +178,33 @@ impl ServerPolicy {
         self.capture_body
     }
 }
+
+/// The error event of a request handler that panicked: its message is the panic's (server
+/// integrations send it, then let the panic go on).
+#[cfg(any(feature = "tower", feature = "actix-web"))]
+#[derive(Debug)]
+pub(crate) struct HandlerPanic(std::borrow::Cow<'static, str>);
+
+#[cfg(any(feature = "tower", feature = "actix-web"))]
+impl HandlerPanic {
+    pub(crate) fn from_payload(payload: &(dyn std::any::Any + Send)) -> HandlerPanic {
+        use std::borrow::Cow;
+        if let Some(s) = payload.downcast_ref::<&'static str>() {
+            HandlerPanic(Cow::Borrowed(s))
+        } else if let Some(s) = payload.downcast_ref::<String>() {
+            HandlerPanic(Cow::Owned(s.clone()))
+        } else {
+            HandlerPanic(Cow::Borrowed("handler panicked (non-string payload)"))
+        }
+    }
+}
+
+#[cfg(any(feature = "tower", feature = "actix-web"))]
+impl std::fmt::Display for HandlerPanic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(any(feature = "tower", feature = "actix-web"))]
+impl std::error::Error for HandlerPanic {}

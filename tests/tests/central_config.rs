@@ -12,7 +12,7 @@ mod common;
 use std::time::Duration;
 
 use apm_tests::{MockServer, Recorded, RecordedRequest, CONFIG_PATH};
-use common::agent::{self, Harness};
+use common::agent::{self, agent_threads, Harness};
 use serde_json::json;
 
 /// The `max-age` served in these tests, and the agent's minimum interval.
@@ -67,18 +67,6 @@ fn server_with(body: serde_json::Value, etag: &str, max_age: Option<u32>) -> Moc
 fn transaction(name: &'static str) -> bool {
     let t = apm::start_transaction(name, "custom");
     t.is_sampled()
-}
-
-/// Names of this process's threads that belong to the agent.
-fn agent_threads() -> Vec<String> {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return Vec::new();
-    };
-    tasks
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .map(|n| n.trim().to_owned())
-        .filter(|n| n.starts_with("apm-"))
-        .collect()
 }
 
 #[test]

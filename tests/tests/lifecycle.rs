@@ -5,19 +5,7 @@ mod common;
 use std::time::Duration;
 
 use apm_tests::MockServer;
-use common::agent;
-
-/// Names of this process's threads that belong to the agent.
-fn agent_threads() -> Vec<String> {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return Vec::new();
-    };
-    tasks
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .map(|n| n.trim().to_owned())
-        .filter(|n| n.starts_with("apm-"))
-        .collect()
-}
+use common::agent::{self, agent_threads};
 
 #[test]
 fn a_running_agent_has_its_named_transport_thread_and_stops_it() {

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use apm_tests::MockServer;
-use common::agent::{self, Harness};
+use common::agent::{self, agent_threads, Harness};
 use serde_json::Value;
 
 const INTERVAL: Duration = Duration::from_millis(200);
@@ -88,19 +88,8 @@ fn system_sets(server: &MockServer) -> Vec<Value> {
     sets
 }
 
-/// Names of this process's threads.
-fn threads() -> Vec<String> {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return Vec::new();
-    };
-    tasks
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .map(|n| n.trim().to_owned())
-        .collect()
-}
-
 fn has_metrics_thread() -> bool {
-    threads().iter().any(|n| n == "apm-metrics")
+    agent_threads().iter().any(|n| n == "apm-metrics")
 }
 
 #[test]
@@ -380,7 +369,7 @@ fn a_final_metricset_is_sent_at_shutdown() {
 #[test]
 fn metrics_interval_zero_starts_no_thread_and_sends_no_metricset() {
     let mut h = agent::start(|c| c.metrics_interval(Duration::ZERO));
-    assert!(!has_metrics_thread(), "{:?}", threads());
+    assert!(!has_metrics_thread(), "{:?}", agent_threads());
     drop(apm::start_transaction("no metrics", "custom"));
     h.flush();
     assert_eq!(h.transactions().len(), 1);
@@ -397,10 +386,10 @@ fn metrics_interval_zero_starts_no_thread_and_sends_no_metricset() {
 #[test]
 fn the_metrics_thread_runs_with_the_agent_and_stops_with_it() {
     let mut h: Harness = agent::start(fast);
-    assert!(has_metrics_thread(), "{:?}", threads());
+    assert!(has_metrics_thread(), "{:?}", agent_threads());
     assert!(wait_system(&h.server, 1, WAIT));
     drop(h.agent.take());
-    assert!(!has_metrics_thread(), "{:?}", threads());
+    assert!(!has_metrics_thread(), "{:?}", agent_threads());
     h.finish();
 }
 

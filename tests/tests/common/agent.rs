@@ -94,3 +94,15 @@ pub fn named<'a>(events: &'a [Value], name: &str) -> &'a Value {
 }
 
 pub use apm_tests::block_on;
+
+/// Names of this process's threads that belong to the agent (`apm-…`; Linux).
+pub fn agent_threads() -> Vec<String> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|n| n.trim().to_owned())
+        .filter(|n| n.starts_with("apm-"))
+        .collect()
+}
