@@ -40,8 +40,12 @@
 //! - on a panic in the handler, sends an error event with the panic message, linked to the
 //!   transaction, then lets the panic continue (the framework behaves as without the layer).
 //!
-//! Request bodies are not captured (`context.request.body` is sent as `[REDACTED]`):
-//! capturing them would mean buffering the body stream before the handler sees it.
+//! Request bodies are captured only with axum and [`CaptureBodyLayer`] added outside
+//! [`ApmLayer`] (`.layer(ApmLayer::new()).layer(CaptureBodyLayer::new())`): when
+//! `capture_body` is `transactions` or `all`, it buffers small textual bodies (a known
+//! `Content-Length` up to its limit, 16 KiB by default) before the handler reads them, and the
+//! transaction's `context.request.body` carries them (form fields sanitised). Otherwise the
+//! body is sent as `[REDACTED]`.
 //!
 //! Apply the layer with `Router::layer` on the outermost router: a layer around the whole
 //! router (outside routing) sees no `MatchedPath` and names every transaction
@@ -264,8 +268,143 @@ fn request_context<B>(req: &Request<B>) -> web::Request {
             .extensions()
             .get::<::axum::extract::ConnectInfo<std::net::SocketAddr>>()
             .map(|c| c.0.ip().to_string());
+        request.body = req
+            .extensions()
+            .get::<body::CapturedBody>()
+            .map(|b| b.0.clone());
     }
     request
+}
+
+#[cfg(feature = "axum")]
+pub use body::{CaptureBody, CaptureBodyLayer};
+
+/// Request body capture for axum (`capture_body`).
+#[cfg(feature = "axum")]
+mod body {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use ::axum::body::Body;
+    use ::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+    use ::http::Request;
+
+    use crate::web::ServerPolicy;
+
+    /// Bodies larger than this are not captured (the spec leaves the limit to agents).
+    const DEFAULT_LIMIT: usize = 16 * 1024;
+
+    /// A captured request body, handed from [`CaptureBody`] to the transaction through the
+    /// request's extensions.
+    #[derive(Debug, Clone)]
+    pub(super) struct CapturedBody(pub(super) String);
+
+    /// Buffers small textual request bodies so that the transaction records them (see the
+    /// [module documentation](super)). Add it *outside* `ApmLayer`.
+    #[derive(Debug, Clone, Copy)]
+    pub struct CaptureBodyLayer {
+        limit: usize,
+    }
+
+    impl CaptureBodyLayer {
+        /// Captures bodies up to 16 KiB.
+        pub fn new() -> CaptureBodyLayer {
+            CaptureBodyLayer {
+                limit: DEFAULT_LIMIT,
+            }
+        }
+
+        /// Captures bodies up to `bytes`.
+        pub fn limit(bytes: usize) -> CaptureBodyLayer {
+            CaptureBodyLayer { limit: bytes }
+        }
+    }
+
+    impl Default for CaptureBodyLayer {
+        fn default() -> Self {
+            CaptureBodyLayer::new()
+        }
+    }
+
+    impl<S> ::tower_layer::Layer<S> for CaptureBodyLayer {
+        type Service = CaptureBody<S>;
+        fn layer(&self, inner: S) -> CaptureBody<S> {
+            CaptureBody {
+                inner,
+                limit: self.limit,
+            }
+        }
+    }
+
+    /// The service of [`CaptureBodyLayer`].
+    #[derive(Debug, Clone)]
+    pub struct CaptureBody<S> {
+        inner: S,
+        limit: usize,
+    }
+
+    /// Whether the body is worth reading: textual, and of a known, small length (a body
+    /// whose length is unknown is never buffered: that could change how it streams).
+    fn capturable(req: &Request<Body>, limit: usize) -> bool {
+        let textual = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| {
+                t.starts_with("text/")
+                    || t.starts_with("application/json")
+                    || t.starts_with("application/x-www-form-urlencoded")
+                    || t.starts_with("application/xml")
+            });
+        let small = req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+            .is_some_and(|n| n > 0 && n <= limit);
+        textual && small
+    }
+
+    type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+    impl<S> ::tower_service::Service<Request<Body>> for CaptureBody<S>
+    where
+        S: ::tower_service::Service<Request<Body>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+    {
+        type Response = S::Response;
+        type Error = S::Error;
+        type Future = BoxFuture<Result<S::Response, S::Error>>;
+
+        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+            self.inner.poll_ready(cx)
+        }
+
+        fn call(&mut self, req: Request<Body>) -> Self::Future {
+            if !ServerPolicy::current().capture_body() || !capturable(&req, self.limit) {
+                return Box::pin(self.inner.call(req));
+            }
+            // The ready service is used later, in the future (tower's usual pattern).
+            let fresh = self.inner.clone();
+            let ready = std::mem::replace(&mut self.inner, fresh);
+            let limit = self.limit;
+            Box::pin(async move {
+                let mut inner = ready;
+                let (mut parts, body) = req.into_parts();
+                // Within the announced length, `to_bytes` only fails when the client breaks
+                // off; the handler then gets what the client sent: nothing.
+                let bytes = ::axum::body::to_bytes(body, limit)
+                    .await
+                    .unwrap_or_default();
+                if let Ok(text) = std::str::from_utf8(&bytes) {
+                    parts.extensions.insert(CapturedBody(text.to_owned()));
+                }
+                inner
+                    .call(Request::from_parts(parts, Body::from(bytes)))
+                    .await
+            })
+        }
+    }
 }
 
 /// The URL as the client asked for it: the request target when it is absolute (HTTP/2, a

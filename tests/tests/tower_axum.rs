@@ -536,3 +536,53 @@ fn a_plain_tower_service_is_traced_too() {
     }
     h.finish();
 }
+
+fn login_app() -> Router {
+    Router::new()
+        .route(
+            "/login",
+            axum::routing::post(|body: String| async move { body }),
+        )
+        .layer(apm::tower::ApmLayer::new())
+        .layer(apm::tower::CaptureBodyLayer::new())
+}
+
+fn post_form(server: &Server, body: &'static str) -> String {
+    client()
+        .post(server.url("/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .expect("request")
+        .text()
+        .expect("body")
+}
+
+#[test]
+fn request_bodies_are_captured_when_capture_body_says_so() {
+    let form = "user=ann&password=hunter2&remember=1";
+    for (capture, expected) in [
+        (
+            apm::config::CaptureBody::All,
+            "user=ann&password=[REDACTED]&remember=1",
+        ),
+        (
+            apm::config::CaptureBody::Transactions,
+            "user=ann&password=[REDACTED]&remember=1",
+        ),
+        (apm::config::CaptureBody::Off, "[REDACTED]"),
+    ] {
+        let h = agent::start(|c| c.capture_body(capture));
+        let server = Server::start(login_app());
+        // The handler reads the whole body either way.
+        assert_eq!(post_form(&server, form), form);
+        drop(server);
+        h.flush();
+        let tx = named(&h.transactions(), "POST /login").clone();
+        assert_eq!(
+            tx["context"]["request"]["body"], expected,
+            "capture_body={capture:?}"
+        );
+        h.finish();
+    }
+}
