@@ -15,8 +15,12 @@ pub(crate) fn capture(err: &dyn Error, type_name: &'static str, site: &'static S
         return;
     }
     let timestamp = clock::now();
+    let mut request = None;
     let trace = context::with_current(|txn, parent| {
         let st = txn.state.lock();
+        if txn.sampled {
+            request = st.request.clone();
+        }
         ErrorTrace {
             trace_id: txn.trace_id,
             transaction_id: txn.id,
@@ -43,5 +47,6 @@ pub(crate) fn capture(err: &dyn Error, type_name: &'static str, site: &'static S
         message: err.to_string(),
         causes,
         site,
+        request,
     })));
 }

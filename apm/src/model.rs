@@ -103,6 +103,10 @@ impl Serialize for LabelsView<'_> {
 pub(crate) struct Policy {
     pub(crate) sanitize: WildcardList,
     pub(crate) capture_headers: bool,
+    /// `capture_body` allows bodies on transactions (`transactions`, `all`) / on errors
+    /// (`errors`, `all`).
+    pub(crate) body_on_transactions: bool,
+    pub(crate) body_on_errors: bool,
 }
 
 const REDACTED: &str = "[REDACTED]";
@@ -256,9 +260,10 @@ struct TransactionContextView<'a> {
     response: Option<ResponseView<'a>>,
 }
 
-/// A form body with the values of sensitive fields replaced.
-fn sanitized_body<'a>(req: &'a web::Request, policy: &Policy) -> Cow<'a, str> {
-    let Some(body) = &req.body else {
+/// A form body with the values of sensitive fields replaced; `[REDACTED]` when not captured
+/// or not allowed on this kind of event.
+fn sanitized_body<'a>(req: &'a web::Request, policy: &Policy, allowed: bool) -> Cow<'a, str> {
+    let Some(body) = req.body.as_ref().filter(|_| allowed) else {
         return Cow::Borrowed(REDACTED);
     };
     let form = req.headers.iter().any(|(k, v)| {
@@ -277,6 +282,35 @@ fn sanitized_body<'a>(req: &'a web::Request, policy: &Policy) -> Cow<'a, str> {
     Cow::Owned(truncate(&fields.join("&"), LONG_LIMIT).into_owned())
 }
 
+fn headers_view<'a>(h: &'a [(String, String)], policy: &'a Policy) -> Option<HeadersView<'a>> {
+    (policy.capture_headers && !h.is_empty()).then_some(HeadersView { headers: h, policy })
+}
+
+fn request_view<'a>(
+    r: &'a web::Request,
+    policy: &'a Policy,
+    body_allowed: bool,
+) -> RequestView<'a> {
+    RequestView {
+        method: Kw(&r.method),
+        url: url_view(&r.url),
+        http_version: r.http_version.as_deref().map(Kw),
+        headers: headers_view(&r.headers, policy),
+        cookies: (policy.capture_headers
+            && r.headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("cookie")))
+        .then_some(CookiesView {
+            headers: &r.headers,
+            policy,
+        }),
+        socket: r.remote_address.as_deref().map(|a| SocketView {
+            remote_address: Kw(a),
+        }),
+        body: sanitized_body(r, policy, body_allowed),
+    }
+}
+
 fn transaction_context<'a>(
     t: &'a TransactionRecord,
     policy: &'a Policy,
@@ -284,32 +318,15 @@ fn transaction_context<'a>(
     if t.labels.is_empty() && t.request.is_none() && t.response.is_none() {
         return None;
     }
-    let headers = |h: &'a [(String, String)]| {
-        (policy.capture_headers && !h.is_empty()).then_some(HeadersView { headers: h, policy })
-    };
     Some(TransactionContextView {
         tags: (!t.labels.is_empty()).then_some(LabelsView(&t.labels)),
-        request: t.request.as_deref().map(|r| RequestView {
-            method: Kw(&r.method),
-            url: url_view(&r.url),
-            http_version: r.http_version.as_deref().map(Kw),
-            headers: headers(&r.headers),
-            cookies: (policy.capture_headers
-                && r.headers
-                    .iter()
-                    .any(|(k, _)| k.eq_ignore_ascii_case("cookie")))
-            .then_some(CookiesView {
-                headers: &r.headers,
-                policy,
-            }),
-            socket: r.remote_address.as_deref().map(|a| SocketView {
-                remote_address: Kw(a),
-            }),
-            body: sanitized_body(r, policy),
-        }),
+        request: t
+            .request
+            .as_deref()
+            .map(|r| request_view(r, policy, policy.body_on_transactions)),
         response: t.response.as_deref().map(|r| ResponseView {
             status_code: r.status_code,
-            headers: headers(&r.headers),
+            headers: headers_view(&r.headers, policy),
         }),
     })
 }
@@ -558,6 +575,13 @@ struct ErrorView<'a> {
     transaction: Option<ErrorTransactionView<'a>>,
     culprit: Kw<'a>,
     exception: ExceptionView<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    context: Option<ErrorContextView<'a>>,
+}
+
+#[derive(Serialize)]
+struct ErrorContextView<'a> {
+    request: RequestView<'a>,
 }
 
 /// Splits a Rust type path into module and type name: `std::num::ParseIntError` →
@@ -634,7 +658,11 @@ pub(crate) fn write_transaction<W: Write>(
     write_line(out, "transaction", &view)
 }
 
-pub(crate) fn write_error<W: Write>(out: &mut W, e: &ErrorRecord) -> io::Result<()> {
+pub(crate) fn write_error<W: Write>(
+    out: &mut W,
+    e: &ErrorRecord,
+    policy: &Policy,
+) -> io::Result<()> {
     let (module, type_name) = split_type_name(e.type_name);
     let culprit = format!("{} ({}:{})", e.site.module, e.site.file, e.site.line);
     let view = ErrorView {
@@ -667,6 +695,9 @@ pub(crate) fn write_error<W: Write>(out: &mut W, e: &ErrorRecord) -> io::Result<
                 library_frame: false,
             }],
         },
+        context: e.request.as_deref().map(|r| ErrorContextView {
+            request: request_view(r, policy, policy.body_on_errors),
+        }),
     };
     write_line(out, "error", &view)
 }

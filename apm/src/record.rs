@@ -156,6 +156,8 @@ pub(crate) struct ErrorRecord {
     /// Messages of the `source()` chain, outermost first.
     pub(crate) causes: Vec<String>,
     pub(crate) site: &'static Site,
+    /// The request being served when the error was captured (sampled transactions).
+    pub(crate) request: Option<Box<crate::web::Request>>,
 }
 
 /// One metricset: samples sharing a timestamp and, for breakdown metrics, a transaction and

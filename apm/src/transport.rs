@@ -307,7 +307,15 @@ impl Transport {
                 );
                 model::write_transaction(body, t, &self.policy)
             }
-            Event::Error(e) => model::write_error(body, e),
+            Event::Error(e) => {
+                refresh_policy(
+                    self.tracer,
+                    &mut self.policy,
+                    &mut self.policy_patterns,
+                    &mut self.policy_read,
+                );
+                model::write_error(body, e, &self.policy)
+            }
             Event::Metricset(m) => model::write_metricset(body, m),
         };
         match written {
@@ -448,6 +456,12 @@ fn refresh_policy(
     let first = read.replace(Instant::now()).is_none();
     let config = tracer.effective();
     policy.capture_headers = config.capture_headers;
+    use crate::config::CaptureBody;
+    policy.body_on_transactions = matches!(
+        config.capture_body,
+        CaptureBody::Transactions | CaptureBody::All
+    );
+    policy.body_on_errors = matches!(config.capture_body, CaptureBody::Errors | CaptureBody::All);
     if first || *patterns != config.sanitize_field_names {
         patterns.clone_from(&config.sanitize_field_names);
         policy.sanitize = crate::wildcard::WildcardList::parse(patterns);

@@ -127,7 +127,9 @@ impl ServerPolicy {
                 .iter()
                 .map(|p| (p.clone(), WildcardMatcher::new(p)))
                 .collect(),
-            capture_body: matches!(c.capture_body, CaptureBody::Transactions | CaptureBody::All),
+            // Bodies are read whenever something may send them; the serialiser keeps them out of
+            // the events `capture_body` excludes.
+            capture_body: c.capture_body != CaptureBody::Off,
         }
     }
 }
@@ -173,7 +175,7 @@ impl ServerPolicy {
         }
     }
 
-    /// Whether request bodies are captured for transactions (`capture_body`).
+    /// Whether request bodies are read (`capture_body` is not `off`).
     pub(crate) fn capture_body(&self) -> bool {
         self.capture_body
     }

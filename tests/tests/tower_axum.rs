@@ -541,7 +541,10 @@ fn login_app() -> Router {
     Router::new()
         .route(
             "/login",
-            axum::routing::post(|body: String| async move { body }),
+            axum::routing::post(|body: String| async move {
+                apm::capture_error!(std::io::Error::other("login refused"));
+                body
+            }),
         )
         .layer(apm::tower::ApmLayer::new())
         .layer(apm::tower::CaptureBodyLayer::new())
@@ -560,17 +563,15 @@ fn post_form(server: &Server, body: &'static str) -> String {
 
 #[test]
 fn request_bodies_are_captured_when_capture_body_says_so() {
+    use apm::config::CaptureBody;
     let form = "user=ann&password=hunter2&remember=1";
-    for (capture, expected) in [
-        (
-            apm::config::CaptureBody::All,
-            "user=ann&password=[REDACTED]&remember=1",
-        ),
-        (
-            apm::config::CaptureBody::Transactions,
-            "user=ann&password=[REDACTED]&remember=1",
-        ),
-        (apm::config::CaptureBody::Off, "[REDACTED]"),
+    let kept = "user=ann&password=[REDACTED]&remember=1";
+    let redacted = "[REDACTED]";
+    for (capture, on_transaction, on_error) in [
+        (CaptureBody::All, kept, kept),
+        (CaptureBody::Transactions, kept, redacted),
+        (CaptureBody::Errors, redacted, kept),
+        (CaptureBody::Off, redacted, redacted),
     ] {
         let h = agent::start(|c| c.capture_body(capture));
         let server = Server::start(login_app());
@@ -580,9 +581,14 @@ fn request_bodies_are_captured_when_capture_body_says_so() {
         h.flush();
         let tx = named(&h.transactions(), "POST /login").clone();
         assert_eq!(
-            tx["context"]["request"]["body"], expected,
+            tx["context"]["request"]["body"], on_transaction,
             "capture_body={capture:?}"
         );
+        let errors = h.errors();
+        assert_eq!(errors.len(), 1, "capture_body={capture:?}");
+        let request = &errors[0]["context"]["request"];
+        assert_eq!(request["method"], "POST");
+        assert_eq!(request["body"], on_error, "capture_body={capture:?}");
         h.finish();
     }
 }

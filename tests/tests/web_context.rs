@@ -24,7 +24,7 @@ fn request() -> Request {
 
 #[test]
 fn request_and_response_are_recorded_and_sanitised() {
-    let h = agent::start(|c| c);
+    let h = agent::start(|c| c.capture_body(apm::config::CaptureBody::All));
     let t = apm::Transaction::start("POST /cart/items", "request");
     t.set_request(request());
     t.set_response(
@@ -89,7 +89,10 @@ fn capture_headers_off_and_custom_sanitisation_are_honoured() {
     );
     h.finish();
 
-    let h = agent::start(|c| c.sanitize_field_names(["theme", "accept"]));
+    let h = agent::start(|c| {
+        c.sanitize_field_names(["theme", "accept"])
+            .capture_body(apm::config::CaptureBody::All)
+    });
     let t = apm::Transaction::start("custom", "request");
     t.set_request(request());
     t.end();
