@@ -41,6 +41,9 @@
 //! ```
 //!
 //! The transaction ends when the response head is ready, before its body is streamed.
+//!
+//! Request bodies are recorded only with [`CaptureBody`] wrapped outside the middleware and
+//! `capture_body` not `off`; otherwise `context.request.body` is `[REDACTED]`.
 
 use std::any::Any;
 use std::fmt;
@@ -168,7 +171,127 @@ fn request_of(req: &ServiceRequest) -> web::Request {
     request.http_version = http_version(req.version()).map(str::to_owned);
     request.headers = header_pairs(req.headers());
     request.remote_address = req.peer_addr().map(|addr| addr.ip().to_string());
+    request.body = ::actix_web::HttpMessage::extensions(req)
+        .get::<CapturedBody>()
+        .map(|b| b.0.clone());
     request
+}
+
+/// A captured request body, handed from [`CaptureBody`] to the transaction through the
+/// request's extensions.
+#[derive(Debug, Clone)]
+struct CapturedBody(String);
+
+/// Bodies larger than this are not captured (the spec leaves the limit to agents).
+const DEFAULT_BODY_LIMIT: usize = 16 * 1024;
+
+/// Buffers small textual request bodies (a known `Content-Length` up to the limit) when
+/// `capture_body` is not `off`, so that the transaction (`transactions`) or errors captured
+/// while serving the request (`errors`) record them, form fields sanitised. Wrap it *after*
+/// [`ApmMiddleware`] (outermost): `App::new().wrap(ApmMiddleware::new()).wrap(CaptureBody::new())`.
+#[derive(Debug, Clone, Copy)]
+pub struct CaptureBody {
+    limit: usize,
+}
+
+impl CaptureBody {
+    /// Captures bodies up to 16 KiB.
+    pub fn new() -> CaptureBody {
+        CaptureBody {
+            limit: DEFAULT_BODY_LIMIT,
+        }
+    }
+
+    /// Captures bodies up to `bytes`.
+    pub fn limit(bytes: usize) -> CaptureBody {
+        CaptureBody { limit: bytes }
+    }
+}
+
+impl Default for CaptureBody {
+    fn default() -> Self {
+        CaptureBody::new()
+    }
+}
+
+impl<S, B> Transform<S, ServiceRequest> for CaptureBody
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = ::actix_web::Error> + 'static,
+    S::Future: 'static,
+{
+    type Response = ServiceResponse<B>;
+    type Error = ::actix_web::Error;
+    type Transform = CaptureBodyService<S>;
+    type InitError = ();
+    type Future = Ready<Result<CaptureBodyService<S>, ()>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(CaptureBodyService {
+            service: std::rc::Rc::new(service),
+            limit: self.limit,
+        }))
+    }
+}
+
+/// The service [`CaptureBody`] wraps around the rest of the chain.
+#[derive(Debug)]
+pub struct CaptureBodyService<S> {
+    service: std::rc::Rc<S>,
+    limit: usize,
+}
+
+/// Whether the body is worth reading: textual, and of a known, small length.
+fn capturable(req: &ServiceRequest, limit: usize) -> bool {
+    use ::actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+    let textual = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| {
+            t.starts_with("text/")
+                || t.starts_with("application/json")
+                || t.starts_with("application/x-www-form-urlencoded")
+                || t.starts_with("application/xml")
+        });
+    let small = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+        .is_some_and(|n| n > 0 && n <= limit);
+    textual && small
+}
+
+impl<S, B> Service<ServiceRequest> for CaptureBodyService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = ::actix_web::Error> + 'static,
+    S::Future: 'static,
+{
+    type Response = ServiceResponse<B>;
+    type Error = ::actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<ServiceResponse<B>, ::actix_web::Error>>>>;
+
+    #[inline]
+    fn poll_ready(&self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        self.service.poll_ready(cx)
+    }
+
+    fn call(&self, mut req: ServiceRequest) -> Self::Future {
+        if !ServerPolicy::current().capture_body() || !capturable(&req, self.limit) {
+            return Box::pin(self.service.call(req));
+        }
+        let service = std::rc::Rc::clone(&self.service);
+        Box::pin(async move {
+            // A body that cannot be read within its announced length is the client's
+            // failure: the handler would have met the same error.
+            let bytes = req.extract::<::actix_web::web::Bytes>().await?;
+            if let Ok(text) = std::str::from_utf8(&bytes) {
+                ::actix_web::HttpMessage::extensions_mut(&req)
+                    .insert(CapturedBody(text.to_owned()));
+            }
+            req.set_payload(::actix_web::dev::Payload::from(bytes));
+            service.call(req).await
+        })
+    }
 }
 
 fn http_version(version: Version) -> Option<&'static str> {

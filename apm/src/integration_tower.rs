@@ -42,7 +42,7 @@
 //!
 //! Request bodies are captured only with axum and [`CaptureBodyLayer`] added outside
 //! [`ApmLayer`] (`.layer(ApmLayer::new()).layer(CaptureBodyLayer::new())`): when
-//! `capture_body` is `transactions` or `all`, it buffers small textual bodies (a known
+//! `capture_body` is not `off`, it buffers small textual bodies (a known
 //! `Content-Length` up to its limit, 16 KiB by default) before the handler reads them, and the
 //! transaction's `context.request.body` carries them (form fields sanitised). Otherwise the
 //! body is sent as `[REDACTED]`.

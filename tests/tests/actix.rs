@@ -59,6 +59,11 @@ async fn work(n: web::Path<u64>) -> String {
     format!("{n}")
 }
 
+async fn login(body: String) -> String {
+    apm::capture_error!(std::io::Error::other("login refused"));
+    body
+}
+
 fn app() -> App<
     impl actix_web::dev::ServiceFactory<
         actix_web::dev::ServiceRequest,
@@ -70,6 +75,9 @@ fn app() -> App<
 > {
     App::new()
         .wrap(apm::actix::ApmMiddleware::new())
+        // A no-op unless `capture_body` is on: every test also shows it changes nothing else.
+        .wrap(apm::actix::CaptureBody::new())
+        .route("/login", web::post().to(login))
         .route("/users/{id}", web::get().to(user))
         .route("/status/{code}", web::get().to(status))
         .route("/fail", web::get().to(fail))
@@ -401,4 +409,45 @@ fn concurrent_requests_do_not_cross_talk() {
     }
     assert!(seen.iter().all(|&s| s));
     h.finish();
+}
+
+#[test]
+fn request_bodies_are_captured_when_capture_body_says_so() {
+    use apm::config::CaptureBody;
+    let form = "user=ann&password=hunter2&remember=1";
+    let kept = "user=ann&password=[REDACTED]&remember=1";
+    let redacted = "[REDACTED]";
+    for (capture, on_transaction, on_error) in [
+        (CaptureBody::All, kept, kept),
+        (CaptureBody::Transactions, kept, redacted),
+        (CaptureBody::Errors, redacted, kept),
+        (CaptureBody::Off, redacted, redacted),
+    ] {
+        let h = agent::start(|c| c.capture_body(capture));
+        let server = serve();
+        let echoed = reqwest::blocking::Client::new()
+            .post(server.url("/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form)
+            .send()
+            .expect("request")
+            .text()
+            .expect("body");
+        // The handler reads the whole body either way.
+        assert_eq!(echoed, form);
+        let txs = transactions(&h, 1);
+        drop(server);
+        let tx = named(&txs, "POST /login");
+        assert_eq!(
+            tx["context"]["request"]["body"], on_transaction,
+            "capture_body={capture:?}"
+        );
+        let errors = h.errors();
+        assert_eq!(errors.len(), 1, "capture_body={capture:?}");
+        assert_eq!(
+            errors[0]["context"]["request"]["body"], on_error,
+            "capture_body={capture:?}"
+        );
+        h.finish();
+    }
 }
