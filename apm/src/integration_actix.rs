@@ -182,9 +182,6 @@ fn request_of(req: &ServiceRequest) -> web::Request {
 #[derive(Debug, Clone)]
 struct CapturedBody(String);
 
-/// Bodies larger than this are not captured (the spec leaves the limit to agents).
-const DEFAULT_BODY_LIMIT: usize = 16 * 1024;
-
 /// Buffers small textual request bodies (a known `Content-Length` up to the limit) when
 /// `capture_body` is not `off`, so that the transaction (`transactions`) or errors captured
 /// while serving the request (`errors`) record them, form fields sanitised. Wrap it *after*
@@ -198,7 +195,7 @@ impl CaptureBody {
     /// Captures bodies up to 16 KiB.
     pub fn new() -> CaptureBody {
         CaptureBody {
-            limit: DEFAULT_BODY_LIMIT,
+            limit: crate::web::DEFAULT_BODY_LIMIT,
         }
     }
 
@@ -240,25 +237,10 @@ pub struct CaptureBodyService<S> {
     limit: usize,
 }
 
-/// Whether the body is worth reading: textual, and of a known, small length.
 fn capturable(req: &ServiceRequest, limit: usize) -> bool {
     use ::actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
-    let textual = req
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| {
-            t.starts_with("text/")
-                || t.starts_with("application/json")
-                || t.starts_with("application/x-www-form-urlencoded")
-                || t.starts_with("application/xml")
-        });
-    let small = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
-        .is_some_and(|n| n > 0 && n <= limit);
-    textual && small
+    let header = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
+    crate::web::body_capturable(header(CONTENT_TYPE), header(CONTENT_LENGTH), limit)
 }
 
 impl<S, B> Service<ServiceRequest> for CaptureBodyService<S>

@@ -287,13 +287,9 @@ mod body {
     use std::task::{Context, Poll};
 
     use ::axum::body::Body;
-    use ::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
     use ::http::Request;
 
     use crate::web::ServerPolicy;
-
-    /// Bodies larger than this are not captured (the spec leaves the limit to agents).
-    const DEFAULT_LIMIT: usize = 16 * 1024;
 
     /// A captured request body, handed from [`CaptureBody`] to the transaction through the
     /// request's extensions.
@@ -311,7 +307,7 @@ mod body {
         /// Captures bodies up to 16 KiB.
         pub fn new() -> CaptureBodyLayer {
             CaptureBodyLayer {
-                limit: DEFAULT_LIMIT,
+                limit: crate::web::DEFAULT_BODY_LIMIT,
             }
         }
 
@@ -344,25 +340,10 @@ mod body {
         limit: usize,
     }
 
-    /// Whether the body is worth reading: textual, and of a known, small length (a body
-    /// whose length is unknown is never buffered: that could change how it streams).
     fn capturable(req: &Request<Body>, limit: usize) -> bool {
-        let textual = req
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|t| {
-                t.starts_with("text/")
-                    || t.starts_with("application/json")
-                    || t.starts_with("application/x-www-form-urlencoded")
-                    || t.starts_with("application/xml")
-            });
-        let small = req
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
-            .is_some_and(|n| n > 0 && n <= limit);
-        textual && small
+        use ::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+        let header = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
+        crate::web::body_capturable(header(CONTENT_TYPE), header(CONTENT_LENGTH), limit)
     }
 
     type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;

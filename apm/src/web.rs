@@ -210,3 +210,29 @@ impl std::fmt::Display for HandlerPanic {
 
 #[cfg(any(feature = "tower", feature = "actix-web"))]
 impl std::error::Error for HandlerPanic {}
+
+/// Request bodies larger than this are not captured by default (the spec leaves the limit to
+/// agents).
+#[cfg(any(feature = "tower", feature = "actix-web"))]
+pub(crate) const DEFAULT_BODY_LIMIT: usize = 16 * 1024;
+
+/// Whether a request body is worth buffering for `capture_body`: textual, and of a known,
+/// small length (a body of unknown length is never buffered: that could change how it
+/// streams to the handler).
+#[cfg(any(feature = "tower", feature = "actix-web"))]
+pub(crate) fn body_capturable(
+    content_type: Option<&str>,
+    content_length: Option<&str>,
+    limit: usize,
+) -> bool {
+    let textual = content_type.is_some_and(|t| {
+        t.starts_with("text/")
+            || t.starts_with("application/json")
+            || t.starts_with("application/x-www-form-urlencoded")
+            || t.starts_with("application/xml")
+    });
+    let small = content_length
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .is_some_and(|n| n > 0 && n <= limit);
+    textual && small
+}

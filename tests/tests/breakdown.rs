@@ -6,11 +6,10 @@ mod common;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::Context;
 use std::time::{Duration, Instant};
 
-use common::agent::{self, named};
+use common::agent::{self, named, Yield};
 use serde_json::Value;
 
 /// Burns CPU for `ms` (work of a known length, not synchronisation).
@@ -18,19 +17,6 @@ fn spin(ms: u64) {
     let until = Instant::now() + Duration::from_millis(ms);
     while Instant::now() < until {
         std::hint::spin_loop();
-    }
-}
-
-struct Yield(bool);
-impl Future for Yield {
-    type Output = ();
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if std::mem::take(&mut self.0) {
-            cx.waker().wake_by_ref();
-            Poll::Pending
-        } else {
-            Poll::Ready(())
-        }
     }
 }
 

@@ -4,10 +4,9 @@
 mod common;
 
 use std::future::Future;
-use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use common::agent::{self, block_on, named};
+use common::agent::{self, block_on, named, Yield};
 use serde_json::Value;
 
 fn is_hex(v: &Value, len: usize) -> bool {
@@ -301,20 +300,6 @@ async fn async_parent(tag: &'static str) -> &'static str {
 #[apm::transaction(kind = "job")]
 async fn async_job(tag: &'static str) -> &'static str {
     async_parent(tag).await
-}
-
-/// Returns `Pending` once, then `Ready`.
-struct Yield(bool);
-impl Future for Yield {
-    type Output = ();
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if std::mem::take(&mut self.0) {
-            cx.waker().wake_by_ref();
-            Poll::Pending
-        } else {
-            Poll::Ready(())
-        }
-    }
 }
 
 #[test]

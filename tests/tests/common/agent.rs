@@ -106,3 +106,22 @@ pub fn agent_threads() -> Vec<String> {
         .filter(|n| n.starts_with("apm-"))
         .collect()
 }
+
+/// A future that returns `Pending` once (waking itself), then `Ready`: a yield point that
+/// makes futures interleave.
+pub struct Yield(pub bool);
+
+impl std::future::Future for Yield {
+    type Output = ();
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if std::mem::take(&mut self.0) {
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    }
+}
