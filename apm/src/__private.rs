@@ -25,6 +25,16 @@ pub struct TransactionMeta {
 #[cfg(feature = "enable")]
 pub use crate::imp::private::*;
 
+/// Entry points of the benchmarks into the agent's internals.
+#[cfg(feature = "enable")]
+pub mod bench {
+    /// Serialises `count` span events as the transport does (gzip when `compress`): the time
+    /// it took and the bytes produced.
+    pub fn encode_spans(count: usize, compress: bool) -> (::std::time::Duration, usize) {
+        crate::transport::encode_spans(count, compress)
+    }
+}
+
 /// Outcome of a returned value: `Err` is a failure. Chosen by autoref specialisation so that a
 /// non-`Result` type named `Result` still compiles (it counts as success).
 pub trait ResultOutcome {

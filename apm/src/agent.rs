@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::diag::warn_once;
 use crate::tracer::{self, Tracer};
-use crate::transport::{Command, Message, Transport};
+use crate::transport::{Command, Transport};
 use crate::worker::{Stop, Worker};
 use crate::{buffer, clock, metadata, metrics, remote_config, Config, Stats};
 
@@ -63,7 +63,8 @@ impl Agent {
         let (commands_tx, commands_rx) = mpsc::channel();
         // One spare buffer per queue slot and a few for the threads handing over.
         buffer::prefill(capacity + 8);
-        let Some(tracer) = tracer::install(Tracer::new(config, events_tx, commands_tx)) else {
+        let Some(tracer) = tracer::install(Tracer::new(config, events_tx, capacity, commands_tx))
+        else {
             // Another thread won the race to start: share its agent.
             return Agent {
                 tracer: tracer::get(),
@@ -111,8 +112,7 @@ impl Agent {
         if t.commands.send(make(ack_tx)).is_err() {
             return false;
         }
-        // A full queue means the transport is awake anyway.
-        let _ = t.queue.try_send(Message::Wake);
+        t.doorbell.ring();
         ack_rx.recv_timeout(timeout).unwrap_or(false)
     }
 

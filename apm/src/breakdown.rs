@@ -7,12 +7,14 @@
 //! a span and its transaction's final name known together. The metrics thread drains the
 //! totals every `metrics_interval`. All maps are bounded.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use parking_lot::Mutex;
 
 use crate::clock;
-use crate::record::{Event, MetricsetRecord, SpanRecord, TransactionRecord};
+use crate::record::{Event, MetricsetRecord, SpanName, SpanRecord, TransactionRecord};
 
 /// Transaction groups × span types kept between two reports.
 const MAX_GROUPS: usize = 1_000;
@@ -25,9 +27,31 @@ const MAX_PENDING: usize = 50_000;
 struct Group {
     transaction_name: String,
     transaction_type: String,
-    span_type: String,
-    span_subtype: Option<String>,
+    span_type: Cow<'static, str>,
+    span_subtype: Option<Cow<'static, str>>,
 }
+
+/// A span's type and subtype: borrowed from the macro's statics for most spans.
+type SpanKind = (Cow<'static, str>, Option<Cow<'static, str>>);
+
+/// Span and transaction ids are random: their low bits are a hash already (SipHash over
+/// them was a tenth of the transport thread's time).
+#[derive(Default)]
+struct IdHasher(u64);
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+type ById<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
 
 #[derive(Debug, Default, Clone, Copy)]
 struct Total {
@@ -38,10 +62,11 @@ struct Total {
 #[derive(Debug, Default)]
 struct State {
     totals: HashMap<Group, Total>,
-    recent: HashMap<u64, (String, String)>,
+    recent: ById<(String, String)>,
     recent_order: VecDeque<u64>,
-    /// Spans by transaction id: (type, subtype, self time µs).
-    pending: HashMap<u64, Vec<(String, Option<String>, u64)>>,
+    /// Spans waiting for their transaction, by transaction id: per span kind, the count and
+    /// the sum of self times (µs).
+    pending: ById<Vec<(SpanKind, Total)>>,
     pending_len: usize,
     overflowed: bool,
 }
@@ -78,7 +103,10 @@ impl Breakdown {
             .map(|(g, t)| MetricsetRecord {
                 timestamp: timestamp_us,
                 transaction: Some((g.transaction_name, g.transaction_type)),
-                span: Some((g.span_type, g.span_subtype)),
+                span: Some((
+                    g.span_type.into_owned(),
+                    g.span_subtype.map(Cow::into_owned),
+                )),
                 tags: Vec::new(),
                 samples: vec![
                     ("span.self_time.count".into(), t.count as f64),
@@ -89,8 +117,15 @@ impl Breakdown {
     }
 }
 
+fn span_kind(s: &SpanRecord) -> SpanKind {
+    match &s.name {
+        SpanName::Static(m) => (Cow::Borrowed(m.kind), m.subtype.map(Cow::Borrowed)),
+        SpanName::Dynamic(d) => (d.kind.clone(), d.subtype.clone()),
+    }
+}
+
 impl State {
-    fn add(&mut self, group: Group, self_us: u64) {
+    fn add(&mut self, group: Group, total: Total) {
         if !self.totals.contains_key(&group) && self.totals.len() >= MAX_GROUPS {
             if !self.overflowed {
                 self.overflowed = true;
@@ -102,32 +137,46 @@ impl State {
             return;
         }
         let t = self.totals.entry(group).or_default();
-        t.count += 1;
-        t.sum_us += self_us;
+        t.count += total.count;
+        t.sum_us += total.sum_us;
     }
 
     fn span(&mut self, s: &SpanRecord) {
-        let self_us = self_time_us(s.start, s.end, s.child_ns);
-        let kind = s.name.kind().to_owned();
-        let subtype = s.name.subtype().map(str::to_owned);
+        let one = Total {
+            count: 1,
+            sum_us: self_time_us(s.start, s.end, s.child_ns),
+        };
+        let kind = span_kind(s);
         match self.recent.get(&s.transaction_id) {
             Some((name, ty)) => {
                 let group = Group {
                     transaction_name: name.clone(),
                     transaction_type: ty.clone(),
-                    span_type: kind,
-                    span_subtype: subtype,
+                    span_type: kind.0,
+                    span_subtype: kind.1,
                 };
-                self.add(group, self_us);
+                self.add(group, one);
             }
-            None if self.pending_len < MAX_PENDING => {
-                self.pending
-                    .entry(s.transaction_id)
-                    .or_default()
-                    .push((kind, subtype, self_us));
-                self.pending_len += 1;
+            None => {
+                let full = self.pending_len >= MAX_PENDING;
+                let kinds = match self.pending.get_mut(&s.transaction_id) {
+                    Some(kinds) => kinds,
+                    None if full => return,
+                    None => self.pending.entry(s.transaction_id).or_default(),
+                };
+                // A transaction has few span kinds: a linear search beats hashing them.
+                match kinds.iter_mut().find(|(k, _)| *k == kind) {
+                    Some((_, t)) => {
+                        t.count += 1;
+                        t.sum_us += one.sum_us;
+                    }
+                    None if full => {}
+                    None => {
+                        kinds.push((kind, one));
+                        self.pending_len += 1;
+                    }
+                }
             }
-            None => {}
         }
     }
 
@@ -139,21 +188,24 @@ impl State {
             Group {
                 transaction_name: name.clone(),
                 transaction_type: ty.clone(),
-                span_type: "app".into(),
+                span_type: Cow::Borrowed("app"),
                 span_subtype: None,
             },
-            own,
+            Total {
+                count: 1,
+                sum_us: own,
+            },
         );
-        if let Some(spans) = self.pending.remove(&t.id) {
-            self.pending_len -= spans.len();
-            for (kind, subtype, self_us) in spans {
+        if let Some(kinds) = self.pending.remove(&t.id) {
+            self.pending_len -= kinds.len();
+            for ((span_type, span_subtype), total) in kinds {
                 let group = Group {
                     transaction_name: name.clone(),
                     transaction_type: ty.clone(),
-                    span_type: kind,
-                    span_subtype: subtype,
+                    span_type,
+                    span_subtype,
                 };
-                self.add(group, self_us);
+                self.add(group, total);
             }
         }
         if self.recent_order.len() >= MAX_RECENT {

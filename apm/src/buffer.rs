@@ -1,15 +1,16 @@
 //! Per-thread event buffers between the application and the transport thread.
 //!
-//! Each thread appends finished events to its own buffer, behind a mutex that only that thread
-//! and (every few tens of milliseconds) the transport thread ever take, so it is uncontended.
-//! A full buffer is handed over whole through a bounded channel with `try_send`; when the
-//! channel is full the events are dropped and counted, and the vector is reused: the
-//! application never blocks and memory never grows. The transport thread sweeps the buffers
-//! of idle threads, and gives emptied vectors back to a small pool so that steady-state
-//! recording allocates nothing.
+//! Each thread appends finished events to a vector only it touches (no lock, no atomic: a
+//! locked instruction per span would also wait for the span's own stores to drain). A full
+//! vector is handed over whole through a bounded channel with `try_send`; when the channel is
+//! full the events are dropped and counted, and the vector is reused: the application never
+//! blocks and memory never grows. When the thread leaves its last recorded transaction, what
+//! it staged moves to its shared buffer, behind a mutex that only that thread and (every few
+//! tens of milliseconds) the transport thread take; the transport thread sweeps those of idle
+//! threads, and gives emptied vectors back to a pool so that recording allocates nothing.
 
 use std::cell::RefCell;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::mpsc::TrySendError;
 use std::sync::Arc;
 
@@ -22,7 +23,10 @@ use crate::transport::Message;
 /// Events per hand-over: big enough to amortise the channel, small enough to bound memory
 /// per thread (about 30 KiB).
 pub(crate) const BATCH: usize = 256;
-const POOL_MAX: usize = 64;
+/// Empty vectors kept for reuse: one per queue slot and a few (set by [`prefill`]), so that
+/// even a queue filled to the brim gives all its vectors back (a fresh vector costs page
+/// faults on the application thread).
+static POOL_MAX: AtomicUsize = AtomicUsize::new(64);
 
 type Buffer = Arc<Mutex<Vec<Event>>>;
 
@@ -30,6 +34,9 @@ static REGISTRY: Mutex<Vec<Buffer>> = Mutex::new(Vec::new());
 static POOL: Mutex<Vec<Vec<Event>>> = Mutex::new(Vec::new());
 
 thread_local! {
+    /// Events of this thread not yet visible to the transport thread.
+    static STAGED: RefCell<Vec<Event>> = const { RefCell::new(Vec::new()) };
+    /// This thread's buffer in the registry (what the transport thread sweeps).
     static LOCAL: RefCell<Option<Buffer>> = const { RefCell::new(None) };
 }
 
@@ -50,25 +57,63 @@ fn fresh_vec() -> Vec<Event> {
 #[inline]
 pub(crate) fn push(event: Event) {
     let mut event = Some(event);
-    let _ = LOCAL.try_with(|local| {
-        let Ok(mut local) = local.try_borrow_mut() else {
+    let _ = STAGED.try_with(|staged| {
+        let Ok(mut staged) = staged.try_borrow_mut() else {
             return;
         };
-        let buf = local.get_or_insert_with(register);
-        let mut events = buf.lock();
-        if let Some(e) = event.take() {
-            events.push(e);
+        if staged.capacity() == 0 {
+            *staged = fresh_vec();
         }
-        if events.len() >= BATCH {
-            let full = std::mem::replace(&mut *events, fresh_vec());
-            drop(events);
+        if let Some(e) = event.take() {
+            staged.push(e);
+        }
+        if staged.len() >= BATCH {
+            let full = std::mem::replace(&mut *staged, fresh_vec());
             hand_over(full);
+        } else if !crate::context::may_record_spans() {
+            // Outside any recorded transaction: nothing tells when this thread comes back.
+            publish(&mut staged);
         }
     });
     // Thread-local storage already torn down: send this one event on its own.
     if let Some(e) = event {
         hand_over(vec![e]);
     }
+}
+
+/// Makes what this thread staged visible to the transport thread (it left its last recorded
+/// transaction).
+pub(crate) fn publish_staged() {
+    let _ = STAGED.try_with(|staged| {
+        if let Ok(mut staged) = staged.try_borrow_mut() {
+            if !staged.is_empty() {
+                publish(&mut staged);
+            }
+        }
+    });
+}
+
+fn publish(staged: &mut Vec<Event>) {
+    let _ = LOCAL.try_with(|local| {
+        let Ok(mut local) = local.try_borrow_mut() else {
+            return;
+        };
+        let buf = local.get_or_insert_with(register);
+        let mut shared = buf.lock();
+        if shared.is_empty() && shared.capacity() >= BATCH {
+            // Swap rather than copy: the shared buffer's empty vector becomes the stage.
+            std::mem::swap(&mut *shared, staged);
+            return;
+        }
+        let room = BATCH.saturating_sub(shared.len());
+        if staged.len() > room {
+            let full = std::mem::replace(&mut *shared, fresh_vec());
+            drop(shared);
+            hand_over(full);
+            shared = buf.lock();
+        }
+        shared.append(staged);
+    });
 }
 
 /// Hands a batch to the transport thread at once (background threads: metrics).
@@ -82,7 +127,7 @@ fn hand_over(batch: Vec<Event>) {
     };
     let n = batch.len() as u64;
     match t.queue.try_send(Message::Events(batch)) {
-        Ok(()) => {}
+        Ok(()) => t.doorbell.queued(),
         Err(TrySendError::Full(Message::Events(mut batch))) => {
             t.counters.dropped_queue_full.fetch_add(n, Relaxed);
             batch.clear();
@@ -94,11 +139,12 @@ fn hand_over(batch: Vec<Event>) {
     }
 }
 
-/// Fills the pool with `n` empty vectors (at start), so that hand-overs find a replacement
-/// without allocating as long as the transport keeps up.
+/// Lets the pool keep `n` vectors and fills it with some (at start), so that hand-overs find
+/// a replacement without allocating.
 pub(crate) fn prefill(n: usize) {
+    POOL_MAX.store(n.max(64), Relaxed);
     let mut p = POOL.lock();
-    while p.len() < n.min(POOL_MAX) {
+    while p.len() < n.min(64) {
         p.push(Vec::with_capacity(BATCH));
     }
 }
@@ -108,7 +154,7 @@ pub(crate) fn recycle(mut v: Vec<Event>) {
     v.clear();
     if v.capacity() >= BATCH {
         if let Some(mut p) = POOL.try_lock() {
-            if p.len() < POOL_MAX {
+            if p.len() < POOL_MAX.load(Relaxed) {
                 p.push(v);
             }
         }

@@ -23,6 +23,11 @@ pub(crate) fn millis_between(start: Tick, end: Tick) -> f64 {
     end.saturating_duration_since(start).as_nanos() as f64 / 1e6
 }
 
+/// Nanoseconds between two ticks (zero when `end` is before `start`).
+pub(crate) fn nanos_between(start: Tick, end: Tick) -> u64 {
+    end.saturating_duration_since(start).as_nanos() as u64
+}
+
 /// Fixes the anchor now (called when the agent starts, off the hot path).
 pub(crate) fn init() {
     ANCHOR.get_or_init(fastant::Anchor::new);

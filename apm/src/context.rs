@@ -6,6 +6,7 @@
 //! during thread teardown the stack is simply absent.
 
 use std::cell::{Cell, RefCell};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use crate::clock::Tick;
@@ -65,6 +66,30 @@ pub(crate) struct Entry {
     /// below them.
     owner: Option<Arc<TxnShared>>,
     timer: ChildTimer,
+    /// On owner entries: span places reserved from the transaction and not used yet. Spans
+    /// take them from here, so that a span touches no shared counter (an atomic per span,
+    /// and the wait for the stores before it, was the largest single cost of a span).
+    budget: u32,
+    /// On owner entries: spans not recorded because of `transaction_max_spans`.
+    over_limit: u32,
+}
+
+/// Span places an owner entry reserves at once. While an entry holds some, the
+/// transaction's `started` count includes them (at most this many too many, and only for
+/// entries still open on other threads when the transaction ends).
+const SPAN_BUDGET: u32 = 16;
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        if let Some(txn) = &self.owner {
+            if self.budget > 0 {
+                txn.started.fetch_sub(self.budget, Relaxed);
+            }
+            if self.over_limit > 0 {
+                txn.dropped.fetch_add(self.over_limit, Relaxed);
+            }
+        }
+    }
 }
 
 thread_local! {
@@ -79,7 +104,12 @@ thread_local! {
 #[inline]
 fn refresh(stack: &[Entry]) {
     let on = owner(stack).is_some_and(|t| t.sampled);
-    let _ = RECORDING_SPANS.try_with(|c| c.set(on));
+    let was = RECORDING_SPANS.try_with(|c| c.replace(on)).unwrap_or(false);
+    if was && !on {
+        // Left the last recorded transaction: what this thread staged must not wait for it
+        // to come back.
+        crate::buffer::publish_staged();
+    }
 }
 
 /// `false` when a span opened now would record nothing (no transaction, or unsampled).
@@ -93,11 +123,14 @@ pub(crate) type Token = u64;
 
 #[inline]
 fn owner(stack: &[Entry]) -> Option<&Arc<TxnShared>> {
-    // Usually the top entry itself (a transaction or a future's frame): check it first.
-    match stack.last()?.owner.as_ref() {
-        Some(o) => Some(o),
-        None => stack.iter().rev().find_map(|e| e.owner.as_ref()),
-    }
+    stack[owner_index(stack)?].owner.as_ref()
+}
+
+/// Where the nearest entry that owns its transaction is.
+#[inline]
+fn owner_index(stack: &[Entry]) -> Option<usize> {
+    // Usually the top entry itself (a transaction or a future's frame), or just below it.
+    stack.iter().rposition(|e| e.owner.is_some())
 }
 
 /// Runs `f` with the current transaction and the id that a new child would take as parent.
@@ -113,19 +146,41 @@ pub(crate) fn with_current<R>(f: impl FnOnce(&Arc<TxnShared>, u64) -> R) -> Opti
         .flatten()
 }
 
-/// Opens a child, started at `start`, of the current entry: `decide` sees the transaction
-/// and the parent id and returns the child's id (also its token; or `None` to open nothing)
-/// plus anything else.
+/// Opens a span, started at `start`, as a child of the current entry, if the current
+/// transaction is sampled and below `transaction_max_spans`: `decide` sees the transaction and
+/// the parent id and returns the child's id (also its token) plus anything else.
 #[inline]
 pub(crate) fn push_child<R>(
     start: Tick,
-    decide: impl FnOnce(&TxnShared, u64) -> Option<(u64, R)>,
+    decide: impl FnOnce(&TxnShared, u64) -> (u64, R),
 ) -> Option<(Token, R)> {
     STACK
         .try_with(|s| {
             let mut s = s.try_borrow_mut().ok()?;
             let parent = s.last()?.id;
-            let (id, r) = decide(owner(&s)?, parent)?;
+            let at = owner_index(&s)?;
+            let (id, r) = {
+                let Entry {
+                    owner,
+                    budget,
+                    over_limit,
+                    ..
+                } = &mut s[at];
+                let txn = owner.as_deref()?;
+                if !txn.sampled {
+                    return None;
+                }
+                // Past the limit once, past it for good: no shared counter touched again.
+                if *budget == 0 && *over_limit == 0 {
+                    *budget = txn.reserve_spans(SPAN_BUDGET);
+                }
+                if *budget == 0 {
+                    *over_limit = over_limit.saturating_add(1);
+                    return None;
+                }
+                *budget -= 1;
+                decide(txn, parent)
+            };
             if let Some(top) = s.last_mut() {
                 top.timer.child_started(start);
             }
@@ -134,6 +189,8 @@ pub(crate) fn push_child<R>(
                 token: id,
                 owner: None,
                 timer: ChildTimer::default(),
+                budget: 0,
+                over_limit: 0,
             });
             Some((id, r))
         })
@@ -170,6 +227,8 @@ pub(crate) fn push_owner(txn: Arc<TxnShared>, id: u64, timer: ChildTimer) -> Opt
                 token,
                 owner: Some(txn),
                 timer,
+                budget: 0,
+                over_limit: 0,
             });
             refresh(&s);
             Some(token)

@@ -51,18 +51,18 @@ pub(crate) fn open_span(name: SpanName, mode: Mode) -> Option<(ActiveSpan, Optio
         return None;
     }
     let decide = |txn: &TxnShared, parent: u64| {
-        if !txn.sampled || !txn.reserve_span() {
-            return None;
-        }
         let id = ids::next_u64();
-        Some((id, (txn.trace_id, txn.id, txn.sample_rate, parent, id)))
+        (id, (txn.trace_id, txn.id, txn.sample_rate, parent, id))
     };
     let start = clock::now();
     let (slot, (trace_id, transaction_id, sample_rate, parent_id, id)) = if mode == Mode::Enter {
         let (slot, ctx) = context::push_child(start, decide)?;
         (Some(slot), ctx)
     } else {
-        let (_, ctx) = context::with_current(|txn, parent| decide(txn, parent)).flatten()?;
+        let (_, ctx) = context::with_current(|txn, parent| {
+            (txn.sampled && txn.reserve_span()).then(|| decide(txn, parent))
+        })
+        .flatten()?;
         if mode == Mode::Carried {
             context::child_started_here(start);
         }

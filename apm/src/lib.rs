@@ -65,6 +65,8 @@ pub mod __private;
 #[cfg(feature = "enable")]
 mod agent;
 #[cfg(feature = "enable")]
+mod body;
+#[cfg(feature = "enable")]
 mod breakdown;
 #[cfg(feature = "enable")]
 mod buffer;
@@ -87,6 +89,8 @@ mod imp;
 #[cfg(not(feature = "enable"))]
 #[path = "noop.rs"]
 mod imp;
+#[cfg(feature = "enable")]
+mod json;
 #[cfg(feature = "enable")]
 mod metadata;
 #[cfg(feature = "enable")]

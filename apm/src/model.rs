@@ -10,13 +10,13 @@ use std::io::{self, Write};
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 
-use crate::clock;
 use crate::ids::hex;
 use crate::record::{ErrorRecord, Labels, MetricsetRecord, SpanRecord, TransactionRecord};
 use crate::span_context::{self, SpanExtra};
 use crate::web;
 use crate::wildcard::WildcardList;
 use crate::LabelValue;
+use crate::{clock, json};
 
 pub(crate) const KEYWORD_LIMIT: usize = 1024;
 pub(crate) const LONG_LIMIT: usize = 10_000;
@@ -338,28 +338,6 @@ fn rate(fixed: u16) -> Option<f64> {
 }
 
 #[derive(Serialize)]
-struct SpanView<'a> {
-    id: Hex64,
-    transaction_id: Hex64,
-    parent_id: Hex64,
-    trace_id: Hex128,
-    name: Kw<'a>,
-    #[serde(rename = "type")]
-    kind: Kw<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    subtype: Option<Kw<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    action: Option<Kw<'a>>,
-    timestamp: u64,
-    duration: f64,
-    outcome: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    sample_rate: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    context: Option<SpanContextView<'a>>,
-}
-
-#[derive(Serialize)]
 struct SpanContextView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     tags: Option<LabelsView<'a>>,
@@ -604,31 +582,52 @@ fn write_line<W: Write>(out: &mut W, key: &str, value: &impl Serialize) -> io::R
     out.write_all(b"}\n")
 }
 
-pub(crate) fn write_span<W: Write>(out: &mut W, s: &SpanRecord) -> io::Result<()> {
-    let url = s
-        .extra
-        .as_deref()
-        .and_then(|e| e.http.as_ref()?.url.as_deref())
-        .map(span_context::redact_userinfo);
-    let view = SpanView {
-        id: Hex64(s.id),
-        transaction_id: Hex64(s.transaction_id),
-        parent_id: Hex64(s.parent_id),
-        trace_id: Hex128(s.trace_id),
-        name: Kw(s.name.name()),
-        kind: Kw(s.name.kind()),
-        subtype: s.name.subtype().map(Kw),
-        action: s.name.action().map(Kw),
-        timestamp: clock::epoch_micros(s.start),
-        duration: clock::millis_between(s.start, s.end),
-        outcome: s.outcome.as_str(),
-        sample_rate: rate(s.sample_rate),
-        context: s
-            .extra
-            .as_deref()
-            .map(|e| span_context(s.name.kind(), s.name.subtype(), e, url.as_deref())),
-    };
-    write_line(out, "span", &view)
+/// One span line. Written by hand (see `json`); only the optional `context` of exit spans
+/// and labelled spans goes through serde.
+pub(crate) fn write_span(out: &mut Vec<u8>, s: &SpanRecord) -> io::Result<()> {
+    out.extend_from_slice(b"{\"span\":{\"id\":");
+    json::hex::<16>(out, u128::from(s.id));
+    out.extend_from_slice(b",\"transaction_id\":");
+    json::hex::<16>(out, u128::from(s.transaction_id));
+    out.extend_from_slice(b",\"parent_id\":");
+    json::hex::<16>(out, u128::from(s.parent_id));
+    out.extend_from_slice(b",\"trace_id\":");
+    json::hex::<32>(out, s.trace_id);
+    out.extend_from_slice(b",\"name\":");
+    json::string(out, s.name.name(), KEYWORD_LIMIT);
+    out.extend_from_slice(b",\"type\":");
+    json::string(out, s.name.kind(), KEYWORD_LIMIT);
+    if let Some(subtype) = s.name.subtype() {
+        out.extend_from_slice(b",\"subtype\":");
+        json::string(out, subtype, KEYWORD_LIMIT);
+    }
+    if let Some(action) = s.name.action() {
+        out.extend_from_slice(b",\"action\":");
+        json::string(out, action, KEYWORD_LIMIT);
+    }
+    out.extend_from_slice(b",\"timestamp\":");
+    json::uint(out, clock::epoch_micros(s.start));
+    out.extend_from_slice(b",\"duration\":");
+    json::millis(out, clock::nanos_between(s.start, s.end));
+    out.extend_from_slice(b",\"outcome\":\"");
+    out.extend_from_slice(s.outcome.as_str().as_bytes());
+    out.push(b'"');
+    if s.sample_rate != crate::record::UNKNOWN_RATE {
+        out.extend_from_slice(b",\"sample_rate\":");
+        json::fixed4(out, s.sample_rate);
+    }
+    if let Some(extra) = s.extra.as_deref() {
+        let url = extra
+            .http
+            .as_ref()
+            .and_then(|h| h.url.as_deref())
+            .map(span_context::redact_userinfo);
+        let context = span_context(s.name.kind(), s.name.subtype(), extra, url.as_deref());
+        out.extend_from_slice(b",\"context\":");
+        serde_json::to_writer(&mut *out, &context).map_err(io::Error::other)?;
+    }
+    out.extend_from_slice(b"}}\n");
+    Ok(())
 }
 
 pub(crate) fn write_transaction<W: Write>(

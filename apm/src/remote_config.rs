@@ -392,7 +392,7 @@ mod tests {
     fn tracer(config: Config) -> &'static Tracer {
         let (queue, _) = mpsc::sync_channel(1);
         let (commands, _) = mpsc::channel();
-        Box::leak(Box::new(Tracer::new(config, queue, commands)))
+        Box::leak(Box::new(Tracer::new(config, queue, 4, commands)))
     }
 
     fn ok<'a>(body: &'a str, etag: &'a str) -> Answer<'a> {

@@ -156,6 +156,49 @@ pub(crate) struct Tracer {
     pub(crate) queue: SyncSender<Message>,
     /// Flush and shutdown requests to the transport thread.
     pub(crate) commands: Sender<Command>,
+    /// Wakes the transport thread, which otherwise polls the queue: producers handing a
+    /// batch over never pay for a wake-up (a futex call) unless the queue is half full.
+    pub(crate) doorbell: Doorbell,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Doorbell {
+    transport: std::sync::OnceLock<std::thread::Thread>,
+    /// Batches in the queue.
+    queued: std::sync::atomic::AtomicUsize,
+    /// Queue slots; the bell rings when a hand-over fills the half of them.
+    half: usize,
+}
+
+impl Doorbell {
+    pub(crate) fn new(slots: usize) -> Doorbell {
+        Doorbell {
+            half: (slots / 2).max(1),
+            ..Doorbell::default()
+        }
+    }
+    /// Called by the transport thread when it starts.
+    pub(crate) fn register(&self) {
+        let _ = self.transport.set(std::thread::current());
+    }
+    pub(crate) fn ring(&self) {
+        if let Some(t) = self.transport.get() {
+            t.unpark();
+        }
+    }
+    /// A batch entered the queue.
+    #[inline]
+    pub(crate) fn queued(&self) {
+        if self.queued.fetch_add(1, Relaxed) + 1 == self.half {
+            self.ring();
+        }
+    }
+    /// A batch left the queue (transport thread).
+    pub(crate) fn taken(&self) {
+        let _ = self
+            .queued
+            .fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_sub(1)));
+    }
 }
 
 /// A rate as text with at most four decimals and no trailing zeros (`0.5`, `1`, `0.1235`).
@@ -172,6 +215,7 @@ impl Tracer {
     pub(crate) fn new(
         config: Config,
         queue: SyncSender<Message>,
+        queue_slots: usize,
         commands: Sender<Command>,
     ) -> Tracer {
         let live = LiveConfig::default();
@@ -188,6 +232,7 @@ impl Tracer {
             config,
             queue,
             commands,
+            doorbell: Doorbell::new(queue_slots),
         }
     }
 
@@ -259,6 +304,17 @@ pub(crate) struct TxnState {
 }
 
 impl TxnShared {
+    /// Reserves up to `n` places for spans at once; returns how many were granted (fewer near
+    /// `transaction_max_spans`, none beyond it).
+    pub(crate) fn reserve_spans(&self, n: u32) -> u32 {
+        let before = self.started.fetch_add(n, Relaxed);
+        let granted = self.max_spans.saturating_sub(before).min(n);
+        if granted < n {
+            self.started.fetch_sub(n - granted, Relaxed);
+        }
+        granted
+    }
+
     /// Reserves a place for one more span; `false` (and counted as dropped) beyond the limit.
     #[inline]
     pub(crate) fn reserve_span(&self) -> bool {

@@ -7,14 +7,11 @@
 //! from 0), as the transport spec says; while waiting, new events fill at most one request's
 //! worth of memory, the rest is dropped and counted.
 
-use std::io::{self, Write};
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::time::{Duration, Instant};
 
-use flate2::write::GzEncoder;
-use flate2::Compression;
-
+use crate::body::Body;
 use crate::diag::warn_limited;
 use crate::record::Event;
 use crate::tracer::Tracer;
@@ -22,11 +19,11 @@ use crate::{buffer, model};
 
 /// How often idle threads' buffers are collected.
 const SWEEP_EVERY: Duration = Duration::from_millis(50);
+/// Longest sleep between two looks at the queue.
+const POLL: Duration = Duration::from_millis(10);
 
 pub(crate) enum Message {
     Events(Vec<Event>),
-    /// Nothing but a nudge: a command is waiting.
-    Wake,
 }
 
 pub(crate) enum Command {
@@ -34,57 +31,6 @@ pub(crate) enum Command {
     Flush(Sender<bool>),
     /// Flush, answer, and stop.
     Shutdown(Sender<bool>),
-}
-
-enum Body {
-    Gzip(GzEncoder<Vec<u8>>),
-    Plain(Vec<u8>),
-}
-
-impl Write for Body {
-    #[inline]
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Body::Gzip(g) => g.write(buf),
-            Body::Plain(v) => v.write(buf),
-        }
-    }
-    #[inline]
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        match self {
-            Body::Gzip(g) => g.write_all(buf),
-            Body::Plain(v) => v.write_all(buf),
-        }
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Body {
-    fn new(compress: bool, capacity: usize) -> Body {
-        if compress {
-            Body::Gzip(GzEncoder::new(
-                Vec::with_capacity(capacity / 4),
-                Compression::fast(),
-            ))
-        } else {
-            Body::Plain(Vec::with_capacity(capacity))
-        }
-    }
-    /// Bytes on the wire so far (compressed bytes for gzip, give or take its buffer).
-    fn len(&self) -> usize {
-        match self {
-            Body::Gzip(g) => g.get_ref().len(),
-            Body::Plain(v) => v.len(),
-        }
-    }
-    fn finish(self) -> io::Result<Vec<u8>> {
-        match self {
-            Body::Gzip(g) => g.finish(),
-            Body::Plain(v) => Ok(v),
-        }
-    }
 }
 
 /// Whether `url`'s host is loopback by name (the spec: no compression for `localhost` and
@@ -170,16 +116,24 @@ impl Transport {
     pub(crate) fn run(mut self) {
         // Learn the server's version before the first events need it (bounded by
         // `server_timeout`; events wait in the bounded queue meanwhile).
+        self.tracer.doorbell.register();
         let _ = self.server_major();
         let mut last_sweep = Instant::now();
         loop {
-            let wait = self
-                .next_deadline(last_sweep)
-                .saturating_duration_since(Instant::now());
-            match self.events.recv_timeout(wait) {
-                Ok(Message::Events(batch)) => self.add(batch),
-                Ok(Message::Wake) | Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => return,
+            // Polls: a thread blocked on the channel would make every hand-over a futex
+            // wake-up on the application's side. The doorbell rings for commands and when
+            // the queue is half full.
+            let mut took = false;
+            loop {
+                match self.events.try_recv() {
+                    Ok(Message::Events(batch)) => {
+                        self.tracer.doorbell.taken();
+                        self.add(batch);
+                        took = true;
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => return,
+                }
             }
             while let Ok(cmd) = self.commands.try_recv() {
                 match cmd {
@@ -200,6 +154,12 @@ impl Transport {
             }
             if self.due() && !self.in_backoff() {
                 self.send();
+            }
+            if !took {
+                let wait = self
+                    .next_deadline(last_sweep)
+                    .saturating_duration_since(Instant::now());
+                std::thread::park_timeout(wait.min(POLL));
             }
         }
     }
@@ -237,10 +197,9 @@ impl Transport {
     }
 
     fn flush_all(&mut self) -> bool {
-        while let Ok(m) = self.events.try_recv() {
-            if let Message::Events(batch) = m {
-                self.add(batch);
-            }
+        while let Ok(Message::Events(batch)) = self.events.try_recv() {
+            self.tracer.doorbell.taken();
+            self.add(batch);
         }
         buffer::sweep(|batch| self.add(batch));
         if self.body.is_none() {
@@ -290,14 +249,15 @@ impl Transport {
             Some(b) => b,
             None => {
                 let mut b = Body::new(self.compress, self.tracer.live.api_request_size() as usize);
-                let _ = b.write_all(&self.metadata_line);
+                b.out().extend_from_slice(&self.metadata_line);
                 self.body_opened = Instant::now();
                 self.body_events = 0;
                 self.body.insert(b)
             }
         };
+        let out = body.out();
         let written = match event {
-            Event::Span(s) => model::write_span(body, s),
+            Event::Span(s) => model::write_span(out, s),
             Event::Transaction(t) => {
                 refresh_policy(
                     self.tracer,
@@ -305,7 +265,7 @@ impl Transport {
                     &mut self.policy_patterns,
                     &mut self.policy_read,
                 );
-                model::write_transaction(body, t, &self.policy)
+                model::write_transaction(out, t, &self.policy)
             }
             Event::Error(e) => {
                 refresh_policy(
@@ -314,11 +274,11 @@ impl Transport {
                     &mut self.policy_patterns,
                     &mut self.policy_read,
                 );
-                model::write_error(body, e, &self.policy)
+                model::write_error(out, e, &self.policy)
             }
-            Event::Metricset(m) => model::write_metricset(body, m),
+            Event::Metricset(m) => model::write_metricset(out, m),
         };
-        match written {
+        match written.and_then(|()| body.written()) {
             Ok(()) => self.body_events += 1,
             Err(e) => warn_limited!("serialize", "could not serialize an event: {e}"),
         }
@@ -475,6 +435,51 @@ pub(crate) fn with_timeout(req: minreq::Request, d: Duration) -> minreq::Request
     } else {
         req.with_timeout(d.as_secs_f64().ceil().max(1.0) as u64)
     }
+}
+
+/// Serialises `count` span events into intake NDJSON the way the transport does (gzip when
+/// `compress`) and returns the time it took and the bytes produced. For the throughput
+/// benchmark; the records are built before the clock starts.
+pub(crate) fn encode_spans(count: usize, compress: bool) -> (Duration, usize) {
+    use crate::__private::SpanMeta;
+    use crate::record::{SpanName, SpanRecord};
+    static META: SpanMeta = SpanMeta {
+        name: "orders::load_order",
+        kind: "app",
+        subtype: None,
+        action: None,
+    };
+    let start = crate::clock::now();
+    let trace_id = u128::from(crate::ids::next_u64()) << 64 | u128::from(crate::ids::next_u64());
+    let transaction_id = crate::ids::next_u64();
+    let records: Vec<SpanRecord> = (0..count)
+        .map(|_| SpanRecord {
+            trace_id,
+            transaction_id,
+            parent_id: transaction_id,
+            id: crate::ids::next_u64(),
+            name: SpanName::Static(&META),
+            start,
+            end: crate::clock::now(),
+            sample_rate: 10_000,
+            outcome: crate::Outcome::Success,
+            extra: None,
+            child_ns: 0,
+        })
+        .collect();
+    let began = Instant::now();
+    let mut body = Body::new(compress, 768 * 1024);
+    let mut bytes = 0;
+    for r in &records {
+        let _ = model::write_span(body.out(), r);
+        let _ = body.written();
+        if body.len() >= 768 * 1024 {
+            let full = std::mem::replace(&mut body, Body::new(compress, 768 * 1024));
+            bytes += full.finish().map_or(0, |b| b.len());
+        }
+    }
+    bytes += body.finish().map_or(0, |b| b.len());
+    (began.elapsed(), bytes)
 }
 
 #[cfg(test)]

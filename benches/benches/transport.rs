@@ -1,0 +1,43 @@
+//! Transport throughput: span events serialised into intake v2 NDJSON and gzip-compressed on
+//! one core, the work the `apm-transport` thread does per event (the records are built
+//! before the clock starts; the network is not involved).
+//!
+//! `cargo bench -p apm-benches --bench transport`
+
+#[cfg(not(feature = "enable"))]
+fn main() {
+    eprintln!("transport: the agent is compiled out (--no-default-features)");
+}
+
+#[cfg(feature = "enable")]
+fn main() {
+    const SPANS: usize = 1_000_000;
+    const ROUNDS: usize = 7;
+    // `cargo bench` passes `--bench`; `cargo test --benches` runs a short round.
+    let quick = !std::env::args().any(|a| a == "--bench");
+    {
+        let spans = if quick { 10_000 } else { SPANS };
+        println!("\n## transport: {spans} spans per round, {ROUNDS} rounds, one thread\n");
+        println!("| encoding | median spans/s | ns/span | bytes/span |");
+        println!("|---|---:|---:|---:|");
+        for (name, compress) in [
+            ("NDJSON + gzip (fast)", true),
+            ("NDJSON, uncompressed", false),
+        ] {
+            let mut rounds: Vec<(f64, usize)> = (0..ROUNDS)
+                .map(|_| {
+                    let (took, bytes) = apm::__private::bench::encode_spans(spans, compress);
+                    (took.as_secs_f64(), bytes)
+                })
+                .collect();
+            rounds.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let (secs, bytes) = rounds[ROUNDS / 2];
+            println!(
+                "| {name} | {:.0} | {:.0} | {:.1} |",
+                spans as f64 / secs,
+                secs * 1e9 / spans as f64,
+                bytes as f64 / spans as f64
+            );
+        }
+    }
+}
