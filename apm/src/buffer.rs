@@ -56,7 +56,13 @@ fn fresh_vec() -> Vec<Event> {
 /// Hands one event to the transport thread (eventually). Never blocks, never panics.
 #[inline]
 pub(crate) fn push(event: Event) {
-    let mut event = Some(event);
+    push_with(|| event);
+}
+
+/// [`push`] of the event `make` builds, built in place where it can be.
+#[inline(always)]
+pub(crate) fn push_with(make: impl FnOnce() -> Event) {
+    let mut make = Some(make);
     let _ = STAGED.try_with(|staged| {
         let Ok(mut staged) = staged.try_borrow_mut() else {
             return;
@@ -64,8 +70,8 @@ pub(crate) fn push(event: Event) {
         if staged.capacity() == 0 {
             *staged = fresh_vec();
         }
-        if let Some(e) = event.take() {
-            staged.push(e);
+        if let Some(make) = make.take() {
+            staged.push(make());
         }
         if staged.len() >= BATCH {
             let full = std::mem::replace(&mut *staged, fresh_vec());
@@ -76,8 +82,8 @@ pub(crate) fn push(event: Event) {
         }
     });
     // Thread-local storage already torn down: send this one event on its own.
-    if let Some(e) = event {
-        hand_over(vec![e]);
+    if let Some(make) = make {
+        hand_over(vec![make()]);
     }
 }
 
@@ -90,6 +96,29 @@ pub(crate) fn publish_staged() {
                 publish(&mut staged);
             }
         }
+    });
+}
+
+/// Takes back what this thread last published, if the transport thread has not swept it yet,
+/// to go on filling it (the thread enters a recorded transaction again): publishing and
+/// reclaiming move a vector, never the events, so that a thread that goes in and out of
+/// transactions does not copy its events each time.
+pub(crate) fn reclaim_staged() {
+    let _ = STAGED.try_with(|staged| {
+        let Ok(mut staged) = staged.try_borrow_mut() else {
+            return;
+        };
+        if !staged.is_empty() {
+            return;
+        }
+        let _ = LOCAL.try_with(|local| {
+            if let Some(buf) = local.try_borrow().ok().as_ref().and_then(|l| l.as_ref()) {
+                let mut shared = buf.lock();
+                if !shared.is_empty() {
+                    std::mem::swap(&mut *shared, &mut *staged);
+                }
+            }
+        });
     });
 }
 

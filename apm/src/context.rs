@@ -9,7 +9,10 @@ use std::cell::{Cell, RefCell};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
+use crate::__private::SpanMeta;
 use crate::clock::Tick;
+use crate::outcome::Outcome;
+use crate::record::{Event, SpanName, SpanRecord};
 use crate::tracer::TxnShared;
 
 /// The time during which at least one child of a span or transaction ran (the union of the
@@ -72,6 +75,20 @@ pub(crate) struct Entry {
     budget: u32,
     /// On owner entries: spans not recorded because of `transaction_max_spans`.
     over_limit: u32,
+    /// On the entries of `#[apm::span]` functions: the span itself, kept here until it ends
+    /// (its guard holds only the token, so nothing is copied around on the way).
+    span: Option<StaticSpan>,
+}
+
+/// A span of a `#[apm::span]` function while it runs.
+#[derive(Debug)]
+struct StaticSpan {
+    meta: &'static SpanMeta,
+    start: Tick,
+    parent_id: u64,
+    trace_id: u128,
+    transaction_id: u64,
+    sample_rate: u16,
 }
 
 /// Span places an owner entry reserves at once. While an entry holds some, the
@@ -109,6 +126,8 @@ fn refresh(stack: &[Entry]) {
         // Left the last recorded transaction: what this thread staged must not wait for it
         // to come back.
         crate::buffer::publish_staged();
+    } else if on && !was {
+        crate::buffer::reclaim_staged();
     }
 }
 
@@ -159,28 +178,7 @@ pub(crate) fn push_child<R>(
             let mut s = s.try_borrow_mut().ok()?;
             let parent = s.last()?.id;
             let at = owner_index(&s)?;
-            let (id, r) = {
-                let Entry {
-                    owner,
-                    budget,
-                    over_limit,
-                    ..
-                } = &mut s[at];
-                let txn = owner.as_deref()?;
-                if !txn.sampled {
-                    return None;
-                }
-                // Past the limit once, past it for good: no shared counter touched again.
-                if *budget == 0 && *over_limit == 0 {
-                    *budget = txn.reserve_spans(SPAN_BUDGET);
-                }
-                if *budget == 0 {
-                    *over_limit = over_limit.saturating_add(1);
-                    return None;
-                }
-                *budget -= 1;
-                decide(txn, parent)
-            };
+            let (id, r) = decide(reserve_span(&mut s[at])?, parent);
             if let Some(top) = s.last_mut() {
                 top.timer.child_started(start);
             }
@@ -191,11 +189,126 @@ pub(crate) fn push_child<R>(
                 timer: ChildTimer::default(),
                 budget: 0,
                 over_limit: 0,
+                span: None,
             });
             Some((id, r))
         })
         .ok()
         .flatten()
+}
+
+/// Takes a span place from the owner entry `e`: its transaction when the span may be recorded
+/// (sampled, below `transaction_max_spans`).
+#[inline]
+fn reserve_span(e: &mut Entry) -> Option<&TxnShared> {
+    let Entry {
+        owner,
+        budget,
+        over_limit,
+        ..
+    } = e;
+    let txn = owner.as_deref()?;
+    if !txn.sampled {
+        return None;
+    }
+    // Past the limit once, past it for good: no shared counter touched again.
+    if *budget == 0 && *over_limit == 0 {
+        *budget = txn.reserve_spans(SPAN_BUDGET);
+    }
+    if *budget == 0 {
+        *over_limit = over_limit.saturating_add(1);
+        return None;
+    }
+    *budget -= 1;
+    Some(txn)
+}
+
+/// Opens the span of a `#[apm::span]` function, started at `start`, as a child of the current
+/// entry; `None` when nothing is recorded. The span lives on the stack until
+/// [`exit_static_span`].
+#[inline]
+pub(crate) fn enter_static_span(meta: &'static SpanMeta, start: Tick) -> Option<Token> {
+    STACK
+        .try_with(|s| {
+            let mut s = s.try_borrow_mut().ok()?;
+            let parent_id = s.last()?.id;
+            let at = owner_index(&s)?;
+            let txn = reserve_span(&mut s[at])?;
+            let span = StaticSpan {
+                meta,
+                start,
+                parent_id,
+                trace_id: txn.trace_id,
+                transaction_id: txn.id,
+                sample_rate: txn.sample_rate,
+            };
+            let id = crate::ids::next_u64();
+            if let Some(top) = s.last_mut() {
+                top.timer.child_started(start);
+            }
+            s.push(Entry {
+                id,
+                token: id,
+                owner: None,
+                timer: ChildTimer::default(),
+                budget: 0,
+                over_limit: 0,
+                span: Some(span),
+            });
+            Some(id)
+        })
+        .ok()
+        .flatten()
+}
+
+/// Closes the span opened by [`enter_static_span`] and hands its record to the buffer.
+#[inline]
+pub(crate) fn exit_static_span(token: Token, end: Tick, outcome: Outcome) {
+    let _ = STACK.try_with(|s| {
+        let Ok(mut s) = s.try_borrow_mut() else {
+            return;
+        };
+        if s.last().is_none_or(|e| e.token != token) {
+            // Closed out of order: the general path.
+            let Some(closed) = close(&mut s, token, Some(end)) else {
+                return;
+            };
+            if let Some(span) = &closed.span {
+                let record = span.record(closed.id, end, outcome, &closed.timer);
+                crate::buffer::push_with(|| Event::Span(record));
+            }
+            return;
+        }
+        let top = s.len() - 1;
+        // Read in place and truncate: moving the entry out would copy it.
+        if let Some(span) = &s[top].span {
+            let (id, timer) = (s[top].id, &s[top].timer);
+            crate::buffer::push_with(|| Event::Span(span.record(id, end, outcome, timer)));
+        }
+        s.truncate(top);
+        if let Some(below) = s.last_mut() {
+            below.timer.child_ended(end);
+        }
+    });
+}
+
+impl StaticSpan {
+    #[inline(always)]
+    fn record(&self, id: u64, end: Tick, outcome: Outcome, timer: &ChildTimer) -> SpanRecord {
+        SpanRecord {
+            trace_id: self.trace_id,
+            transaction_id: self.transaction_id,
+            parent_id: self.parent_id,
+            id,
+            name: SpanName::Static(self.meta),
+            start: self.start,
+            end,
+            sample_rate: self.sample_rate,
+            outcome,
+            extra: None,
+            child_ns: timer.busy_until(end),
+        }
+    }
 }
 
 /// A child that is not on the stack (a future's span) started or ended under the current
@@ -229,6 +342,7 @@ pub(crate) fn push_owner(txn: Arc<TxnShared>, id: u64, timer: ChildTimer) -> Opt
                 timer,
                 budget: 0,
                 over_limit: 0,
+                span: None,
             });
             refresh(&s);
             Some(token)
@@ -245,22 +359,27 @@ pub(crate) fn pop(token: Token, end: Option<Tick>) -> Option<ChildTimer> {
     STACK
         .try_with(|s| {
             let mut s = s.try_borrow_mut().ok()?;
-            let i = if s.last().is_some_and(|e| e.token == token) {
-                s.len() - 1
-            } else {
-                s.iter().rposition(|e| e.token == token)?
-            };
-            let closed = s.remove(i);
-            if let (Some(end), Some(below)) = (end, i.checked_sub(1)) {
-                s[below].timer.child_ended(end);
-            }
-            if closed.owner.is_some() || i < s.len() {
-                refresh(&s);
-            }
-            Some(closed.timer)
+            close(&mut s, token, end).map(|closed| closed.timer)
         })
         .ok()
         .flatten()
+}
+
+#[inline]
+fn close(s: &mut Vec<Entry>, token: Token, end: Option<Tick>) -> Option<Entry> {
+    let (i, closed) = if s.last().is_some_and(|e| e.token == token) {
+        (s.len() - 1, s.pop()?)
+    } else {
+        let i = s.iter().rposition(|e| e.token == token)?;
+        (i, s.remove(i))
+    };
+    if let (Some(end), Some(below)) = (end, i.checked_sub(1)) {
+        s[below].timer.child_ended(end);
+    }
+    if closed.owner.is_some() || i < s.len() {
+        refresh(s);
+    }
+    Some(closed)
 }
 
 /// Leaves the entry opened with `token` and everything opened above it: the entries above are

@@ -605,8 +605,32 @@ pub(crate) mod private {
 
     #[derive(Debug)]
     enum GuardInner {
-        Span(SpanGuard),
+        /// The span of a `#[apm::span]` function: its data waits on the context stack.
+        StaticSpan(StaticSpanGuard),
         Transaction(TransactionGuard),
+    }
+
+    #[derive(Debug)]
+    struct StaticSpanGuard {
+        token: Token,
+        /// Derived from the function's return value; success when none is.
+        outcome: Outcome,
+        _not_send: NotSend,
+    }
+
+    impl Drop for StaticSpanGuard {
+        #[inline]
+        fn drop(&mut self) {
+            let end = crate::clock::now();
+            let outcome = if std::thread::panicking() {
+                Outcome::Failure
+            } else if self.outcome == Outcome::Unknown {
+                Outcome::Success
+            } else {
+                self.outcome
+            };
+            context::exit_static_span(self.token, end, outcome);
+        }
     }
 
     impl Guard {
@@ -615,11 +639,7 @@ pub(crate) mod private {
         pub fn set_outcome(&mut self, outcome: Outcome) {
             use GuardInner as Guard;
             match &mut self.0 {
-                Some(Guard::Span(s)) => {
-                    if let Some(s) = &mut s.core.0 {
-                        s.default_outcome(outcome);
-                    }
-                }
+                Some(Guard::StaticSpan(s)) => s.outcome = outcome,
                 Some(Guard::Transaction(t)) => t.fallback = outcome,
                 None => {}
             }
@@ -634,9 +654,14 @@ pub(crate) mod private {
         if !crate::tracer::is_active() || !context::may_record_spans() {
             return Guard(None);
         }
-        Guard(Some(GuardInner::Span(SpanGuard::open(
-            guard::static_span_name(meta),
-        ))))
+        let start = crate::clock::now();
+        Guard(context::enter_static_span(meta, start).map(|token| {
+            GuardInner::StaticSpan(StaticSpanGuard {
+                token,
+                outcome: Outcome::Unknown,
+                _not_send: PhantomData,
+            })
+        }))
     }
 
     #[inline]

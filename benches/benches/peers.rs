@@ -379,6 +379,22 @@ fn main() {
             .max_queue_size(4 * CALLS as usize)
             .build(),
     )));
+    // `--profile <part of a name> <calls>`: only that variant, for perf/callgrind.
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--profile") {
+        let name = args.get(i + 1).map_or("apm", String::as_str);
+        let calls = args
+            .get(i + 2)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(100_000);
+        for v in &mut variants(agent) {
+            if v.name.contains(name) {
+                let r = measure_round(calls, &mut v.run, &mut v.drain);
+                println!("{}: {:.1} ns/call", v.name, r.call_ns);
+            }
+        }
+        return;
+    }
     if quick {
         let mut v = variants(agent);
         for v in &mut v {
