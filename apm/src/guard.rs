@@ -187,7 +187,7 @@ struct Origin {
     parent_id: Option<u64>,
     sampled: bool,
     sample_rate: u16,
-    tracestate: Option<Box<str>>,
+    tracestate: Option<Arc<str>>,
     links: Vec<(u128, u64)>,
 }
 
@@ -200,10 +200,36 @@ fn root(t: &Tracer, others: &str, links: Vec<(u128, u64)>) -> Origin {
         parent_id: None,
         sampled,
         sample_rate: rate,
-        tracestate: propagation::format_tracestate(Some(f64::from(rate) / 10_000.0), others)
-            .map(Into::into),
+        tracestate: if others.is_empty() {
+            es_entry(rate)
+        } else {
+            propagation::format_tracestate(Some(f64::from(rate) / 10_000.0), others).map(Into::into)
+        },
         links,
     }
+}
+
+/// `es=s:<rate>`, formatted once per thread and rate (formatting it per transaction cost more
+/// than the rest of starting one).
+fn es_entry(rate: u16) -> Option<Arc<str>> {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(u16, Arc<str>)>> = const { std::cell::RefCell::new(None) };
+    }
+    let make = || propagation::format_tracestate(Some(f64::from(rate) / 10_000.0), "");
+    LAST.try_with(|last| {
+        let mut last = last.try_borrow_mut().ok()?;
+        match &*last {
+            Some((r, s)) if *r == rate => Some(Arc::clone(s)),
+            _ => {
+                let s: Arc<str> = make()?.into();
+                *last = Some((rate, Arc::clone(&s)));
+                Some(s)
+            }
+        }
+    })
+    .ok()
+    .flatten()
+    .or_else(|| make().map(Into::into))
 }
 
 /// The trace context of incoming `headers`, per `trace_continuation_strategy`

@@ -284,7 +284,7 @@ pub(crate) struct TxnShared {
     /// Spans not recorded because of the limit.
     pub(crate) dropped: AtomicU32,
     /// The `tracestate` to send downstream (`None`: send none).
-    pub(crate) tracestate: Option<Box<str>>,
+    pub(crate) tracestate: Option<Arc<str>>,
     /// Span links (a restarted trace points at the one it came from).
     pub(crate) links: Vec<(u128, u64)>,
     pub(crate) start: Tick,
