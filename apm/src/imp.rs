@@ -621,16 +621,29 @@ pub(crate) mod private {
     impl Drop for StaticSpanGuard {
         #[inline]
         fn drop(&mut self) {
-            let end = crate::clock::now();
-            let outcome = if std::thread::panicking() {
-                Outcome::Failure
-            } else if self.outcome == Outcome::Unknown {
-                Outcome::Success
-            } else {
-                self.outcome
-            };
-            context::exit_static_span(self.token, end, outcome);
+            exit_static_span(self.token, self.outcome);
         }
+    }
+
+    /// Out of line, like [`open_static_span`].
+    #[inline(never)]
+    fn exit_static_span(token: Token, outcome: Outcome) {
+        let end = crate::clock::now();
+        let outcome = if std::thread::panicking() {
+            Outcome::Failure
+        } else if outcome == Outcome::Unknown {
+            Outcome::Success
+        } else {
+            outcome
+        };
+        context::exit_static_span(token, end, outcome);
+    }
+
+    /// The recording path, kept out of the instrumented function: inlined, it made every
+    /// call save and restore registers and reserve stack, even with the agent off.
+    #[inline(never)]
+    fn open_static_span(meta: &'static SpanMeta) -> Option<Token> {
+        context::enter_static_span(meta, crate::clock::now())
     }
 
     impl Guard {
@@ -654,8 +667,7 @@ pub(crate) mod private {
         if !crate::tracer::is_active() || !context::may_record_spans() {
             return Guard(None);
         }
-        let start = crate::clock::now();
-        Guard(context::enter_static_span(meta, start).map(|token| {
+        Guard(open_static_span(meta).map(|token| {
             GuardInner::StaticSpan(StaticSpanGuard {
                 token,
                 outcome: Outcome::Unknown,

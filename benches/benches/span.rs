@@ -41,6 +41,16 @@ fn in_transactions(iters: u64) -> Duration {
     start.elapsed()
 }
 
+/// Calls `instrumented` `iters` times inside one transaction (the spans' own cost).
+fn in_one_transaction(iters: u64) -> Duration {
+    let start = Instant::now();
+    let _t = apm::start_transaction("bench", "custom");
+    for i in 0..iters {
+        black_box(instrumented(i));
+    }
+    start.elapsed()
+}
+
 fn agent(server: &MockServer, sample_rate: f64) -> apm::Agent {
     apm::init_with(
         apm::Config::builder()
@@ -64,7 +74,10 @@ fn span(c: &mut Criterion) {
         });
         {
             let _agent = agent(&server, 0.0);
-            g.bench_function("unsampled", |b| b.iter_custom(in_transactions));
+            g.bench_function("unsampled", |b| b.iter_custom(in_one_transaction));
+            g.bench_function("unsampled_new_transaction_every_100", |b| {
+                b.iter_custom(in_transactions)
+            });
         }
         {
             let agent = agent(&server, 1.0);
@@ -78,8 +91,8 @@ fn span(c: &mut Criterion) {
         }
     } else {
         g.bench_function("compiled_out", |b| b.iter(|| instrumented(black_box(7))));
-        g.bench_function("compiled_out_in_transactions", |b| {
-            b.iter_custom(in_transactions)
+        g.bench_function("compiled_out_in_a_transaction", |b| {
+            b.iter_custom(in_one_transaction)
         });
     }
     g.finish();
