@@ -241,6 +241,20 @@ impl SpanGuard {
     }
 }
 
+impl Default for SpanGuard {
+    fn default() -> Self {
+        SpanGuard::NONE
+    }
+}
+
+/// Whether a span started on this thread now would be recorded (integrations check it before
+/// building a span's name).
+#[inline]
+#[cfg(any(feature = "minreq-client", feature = "reqwest"))]
+pub(crate) fn spans_recorded_here() -> bool {
+    crate::tracer::is_active() && context::may_record_spans()
+}
+
 impl Drop for SpanGuard {
     #[inline]
     fn drop(&mut self) {

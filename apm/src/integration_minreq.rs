@@ -97,7 +97,12 @@ fn traced<R>(
         return send(build(::minreq::Request::new(method, url)));
     }
     let name = method_name(&method);
-    let mut span = crate::start_span(span_name(&name, &url), "external");
+    // Unsampled: headers only, no name built.
+    let mut span = if crate::spans_recorded_here() {
+        crate::start_span(span_name(&name, &url), "external")
+    } else {
+        crate::SpanGuard::idle()
+    };
     if span.is_recording() {
         span.set_subtype("http");
         span.set_exit();

@@ -161,6 +161,8 @@ pub mod blocking {
 /// methods but no common trait.
 trait ExitSpan: Sized {
     fn start(name: String) -> Self;
+    /// A handle that records nothing (headers still come from the current context).
+    fn idle() -> Self;
     fn start_http(&mut self, method: Cow<'static, str>, url: &str);
     fn inject(&self, headers: &mut ::http::HeaderMap);
     fn set_http_status(&mut self, status: u16);
@@ -172,6 +174,9 @@ macro_rules! impl_exit_span {
         impl ExitSpan for $handle {
             fn start(name: String) -> Self {
                 $start(name, "external")
+            }
+            fn idle() -> Self {
+                <$handle>::idle()
             }
             fn start_http(&mut self, method: Cow<'static, str>, url: &str) {
                 if self.is_recording() {
@@ -202,6 +207,10 @@ impl_exit_span!(crate::SpanGuard, crate::start_span);
 fn start<S: ExitSpan>(method: &::reqwest::Method, url: &::reqwest::Url) -> Option<S> {
     if crate::Context::current().is_empty() {
         return None;
+    }
+    if !crate::spans_recorded_here() {
+        // Unsampled: headers only, no name built.
+        return Some(S::idle());
     }
     let method = method_name(method);
     let mut span = S::start(span_name(&method, url));

@@ -373,6 +373,19 @@ impl TransactionGuard {
 #[must_use = "the span ends when the guard is dropped"]
 pub struct SpanGuard(pub(crate) imp::SpanGuard);
 
+impl SpanGuard {
+    /// A guard that records nothing (for integrations, when nothing would be recorded).
+    #[cfg(any(feature = "minreq-client", feature = "reqwest-blocking"))]
+    pub(crate) fn idle() -> SpanGuard {
+        SpanGuard(imp::SpanGuard::default())
+    }
+}
+
+/// Whether a span started on this thread now would be recorded: integrations check it
+/// before building a span's name, so that unsampled calls allocate nothing.
+#[cfg(any(feature = "minreq-client", feature = "reqwest"))]
+pub(crate) use imp::spans_recorded_here;
+
 /// The methods every span handle has ([`SpanGuard`], [`Span`]).
 macro_rules! span_methods {
     () => {
@@ -480,6 +493,12 @@ impl SpanGuard {
 pub struct Span(imp::Span);
 
 impl Span {
+    /// A span that records nothing (for integrations, when nothing would be recorded).
+    #[cfg(feature = "reqwest")]
+    pub(crate) fn idle() -> Span {
+        Span(imp::Span::default())
+    }
+
     /// Starts a span under the current context (records nothing without one).
     pub fn start(name: impl Into<Cow<'static, str>>, kind: impl Into<Cow<'static, str>>) -> Span {
         Span(imp::Span::start(name.into(), kind.into()))
