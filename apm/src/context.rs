@@ -179,22 +179,29 @@ pub(crate) fn push_child<R>(
             let parent = s.last()?.id;
             let at = owner_index(&s)?;
             let (id, r) = decide(reserve_span(&mut s[at])?, parent);
-            if let Some(top) = s.last_mut() {
-                top.timer.child_started(start);
-            }
-            s.push(Entry {
-                id,
-                token: id,
-                owner: None,
-                timer: ChildTimer::default(),
-                budget: 0,
-                over_limit: 0,
-                span: None,
-            });
+            push_span_entry(&mut s, id, start, None);
             Some((id, r))
         })
         .ok()
         .flatten()
+}
+
+/// Pushes a span's entry (its id is its token) above the current one, which learns that a
+/// child started.
+#[inline]
+fn push_span_entry(s: &mut Vec<Entry>, id: u64, start: Tick, span: Option<StaticSpan>) {
+    if let Some(top) = s.last_mut() {
+        top.timer.child_started(start);
+    }
+    s.push(Entry {
+        id,
+        token: id,
+        owner: None,
+        timer: ChildTimer::default(),
+        budget: 0,
+        over_limit: 0,
+        span,
+    });
 }
 
 /// Takes a span place from the owner entry `e`: its transaction when the span may be recorded
@@ -243,18 +250,7 @@ pub(crate) fn enter_static_span(meta: &'static SpanMeta, start: Tick) -> Option<
                 sample_rate: txn.sample_rate,
             };
             let id = crate::ids::next_u64();
-            if let Some(top) = s.last_mut() {
-                top.timer.child_started(start);
-            }
-            s.push(Entry {
-                id,
-                token: id,
-                owner: None,
-                timer: ChildTimer::default(),
-                budget: 0,
-                over_limit: 0,
-                span: Some(span),
-            });
+            push_span_entry(&mut s, id, start, Some(span));
             Some(id)
         })
         .ok()

@@ -68,33 +68,31 @@ pub(crate) fn uint(out: &mut Vec<u8>, v: u64) {
 /// intake's `duration` fields want them.
 #[inline]
 pub(crate) fn millis(out: &mut Vec<u8>, nanos: u64) {
-    uint(out, nanos / 1_000_000);
-    let mut frac = nanos % 1_000_000;
-    if frac != 0 {
-        let mut digits = [b'0'; 7];
-        digits[0] = b'.';
-        for d in digits[1..].iter_mut().rev() {
-            *d = b'0' + (frac % 10) as u8;
-            frac /= 10;
-        }
-        let end = digits.iter().rposition(|&d| d != b'0').map_or(1, |i| i + 1);
-        out.extend_from_slice(&digits[..end]);
-    }
+    fixed::<6>(out, nanos, 1_000_000);
 }
 
 /// A fixed-point number with four decimals (`v` / 10 000), trailing zeros left out.
 #[inline]
 pub(crate) fn fixed4(out: &mut Vec<u8>, v: u16) {
-    uint(out, u64::from(v / 10_000));
-    let mut frac = v % 10_000;
+    fixed::<4>(out, u64::from(v), 10_000);
+}
+
+/// `v / scale` with `DECIMALS` decimals (`scale` = 10^`DECIMALS`), trailing zeros left out.
+#[inline]
+fn fixed<const DECIMALS: usize>(out: &mut Vec<u8>, v: u64, scale: u64) {
+    uint(out, v / scale);
+    let mut frac = v % scale;
     if frac != 0 {
-        let mut digits = [b'0'; 5];
+        let mut digits = [b'0'; 7];
         digits[0] = b'.';
-        for d in digits[1..].iter_mut().rev() {
+        for d in digits[1..=DECIMALS].iter_mut().rev() {
             *d = b'0' + (frac % 10) as u8;
             frac /= 10;
         }
-        let end = digits.iter().rposition(|&d| d != b'0').map_or(1, |i| i + 1);
+        let end = digits[..=DECIMALS]
+            .iter()
+            .rposition(|&d| d != b'0')
+            .map_or(1, |i| i + 1);
         out.extend_from_slice(&digits[..end]);
     }
 }
