@@ -68,6 +68,10 @@ struct State {
     /// the sum of self times (µs).
     pending: ById<Vec<(SpanKind, Total)>>,
     pending_len: usize,
+    /// Transaction ids of `pending` by age (with ids already gone, cleared out now and then):
+    /// when `pending` is full the oldest make room, so that spans whose transaction never
+    /// comes (dropped on a full queue) cannot take the room for good.
+    pending_order: VecDeque<u64>,
     overflowed: bool,
 }
 
@@ -158,25 +162,40 @@ impl State {
                 self.add(group, one);
             }
             None => {
-                let full = self.pending_len >= MAX_PENDING;
-                let kinds = match self.pending.get_mut(&s.transaction_id) {
-                    Some(kinds) => kinds,
-                    None if full => return,
-                    None => self.pending.entry(s.transaction_id).or_default(),
-                };
+                if !self.pending.contains_key(&s.transaction_id) {
+                    self.make_pending_room();
+                    self.pending_order.push_back(s.transaction_id);
+                }
+                let kinds = self.pending.entry(s.transaction_id).or_default();
                 // A transaction has few span kinds: a linear search beats hashing them.
                 match kinds.iter_mut().find(|(k, _)| *k == kind) {
                     Some((_, t)) => {
                         t.count += 1;
                         t.sum_us += one.sum_us;
                     }
-                    None if full => {}
                     None => {
                         kinds.push((kind, one));
                         self.pending_len += 1;
                     }
                 }
             }
+        }
+    }
+
+    /// Evicts the oldest waiting transactions' spans while `pending` is full.
+    fn make_pending_room(&mut self) {
+        while self.pending_len >= MAX_PENDING {
+            let Some(old) = self.pending_order.pop_front() else {
+                break;
+            };
+            if let Some(kinds) = self.pending.remove(&old) {
+                self.pending_len -= kinds.len();
+            }
+        }
+        // Ids whose transaction came stay in the order until evicted: keep them few.
+        if self.pending_order.len() > 2 * self.pending.len() + 1_024 {
+            let pending = &self.pending;
+            self.pending_order.retain(|id| pending.contains_key(id));
         }
     }
 
@@ -219,5 +238,104 @@ impl State {
         }
         self.recent_order.push_back(t.id);
         self.recent.insert(t.id, (name, ty));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::__private::{SpanMeta, TransactionMeta};
+    use crate::record::TransactionName;
+
+    static DB: SpanMeta = SpanMeta {
+        name: "query",
+        kind: "db",
+        subtype: Some("postgresql"),
+        action: None,
+    };
+    static JOB: TransactionMeta = TransactionMeta {
+        name: "job",
+        kind: "task",
+    };
+
+    fn span(transaction_id: u64) -> SpanRecord {
+        let now = clock::now();
+        SpanRecord {
+            trace_id: 1,
+            transaction_id,
+            parent_id: transaction_id,
+            id: transaction_id ^ 0xff,
+            name: SpanName::Static(&DB),
+            start: now,
+            end: now,
+            sample_rate: 10_000,
+            outcome: crate::Outcome::Success,
+            extra: None,
+            child_ns: 0,
+        }
+    }
+
+    fn transaction(id: u64) -> TransactionRecord {
+        let now = clock::now();
+        TransactionRecord {
+            trace_id: 1,
+            id,
+            parent_id: None,
+            name: TransactionName::Static(&JOB),
+            start: now,
+            end: now,
+            sampled: true,
+            sample_rate: 10_000,
+            result: None,
+            outcome: crate::Outcome::Success,
+            labels: Vec::new(),
+            spans_started: 1,
+            spans_dropped: 0,
+            child_ns: 0,
+            request: None,
+            response: None,
+            links: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn spans_whose_transaction_never_comes_do_not_block_later_ones() {
+        let b = Breakdown::default();
+        // More orphans than `pending` holds (their transactions were dropped).
+        let orphans: Vec<Event> = (1..=MAX_PENDING as u64 + 10)
+            .map(|id| Event::Span(span(id)))
+            .collect();
+        b.record(&orphans);
+        assert!(b.state.lock().pending_len <= MAX_PENDING);
+        let id = u64::MAX;
+        b.record(&[
+            Event::Span(span(id)),
+            Event::Transaction(Box::new(transaction(id))),
+        ]);
+        let db = b.drain(0).into_iter().find(|m| {
+            m.span.as_ref().is_some_and(|(kind, subtype)| {
+                kind == "db" && subtype.as_deref() == Some("postgresql")
+            })
+        });
+        let db = db.expect("the later transaction's db span is reported");
+        assert_eq!(db.samples[0], ("span.self_time.count".into(), 1.0));
+    }
+
+    #[test]
+    fn the_order_of_waiting_transactions_stays_bounded() {
+        let b = Breakdown::default();
+        for id in 1..=20_000u64 {
+            b.record(&[
+                Event::Span(span(id)),
+                Event::Transaction(Box::new(transaction(id))),
+            ]);
+        }
+        let st = b.state.lock();
+        assert_eq!(st.pending_len, 0);
+        assert!(
+            st.pending_order.len() <= 1_024 + 1,
+            "{}",
+            st.pending_order.len()
+        );
     }
 }

@@ -1,0 +1,180 @@
+//! Soak: resident memory stays bounded while the APM Server is down or slow, because the agent
+//! drops (and counts) what it cannot send instead of keeping it.
+//!
+//! Each scenario records a warm-up, then 1.5 M sampled spans in transactions of 100, and
+//! asserts that resident memory (`/proc/self/statm`; the test is skipped where it does not
+//! exist) grew by less than [`BOUND`] over them. Why that bound means something: the spans the
+//! agent shed during the measured phase are counted, and each would take at least
+//! [`RECORD_BYTES`] kept as a record in the queue (or [`JSON_BYTES`] kept as JSON for a retry);
+//! the test asserts that keeping them would have cost more than twice the bound. An unbounded
+//! queue, which would hold every span recorded while the transport thread is stuck in a
+//! request to the slow server (1.5 M × ≥ 64 bytes ≈ 96 MB), fails it.
+//!
+//! Both scenarios are in one test: the agent is process-wide, and resident memory is the
+//! whole process's, so nothing else may run meanwhile.
+
+mod common;
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use apm_tests::MockServer;
+use common::agent;
+
+const SPANS_PER_TRANSACTION: u64 = 100;
+/// Spans recorded before the first measurement: the agent's buffers, the transport's request
+/// body and the allocator's arenas reach their working size.
+const WARM_UP: u64 = 200_000;
+/// Spans recorded between the two measurements.
+const MEASURED: u64 = 1_500_000;
+const MIB: u64 = 1024 * 1024;
+/// Largest resident memory growth allowed over the measured spans.
+const BOUND: u64 = 32 * MIB;
+/// Least a kept span record takes: trace id (16 bytes), span, parent and transaction ids (3 × 8),
+/// start and end (2 × 8), name (8).
+const RECORD_BYTES: u64 = 64;
+/// Least a span takes as intake JSON (its ids alone in hex are 80 characters).
+const JSON_BYTES: u64 = 128;
+/// Longest an agent shutdown may take (the agent allows itself 5 s).
+const SHUTDOWN: Duration = Duration::from_secs(7);
+
+#[apm::span]
+#[inline(never)]
+fn noop(x: u64) -> u64 {
+    black_box(x)
+}
+
+fn record(spans: u64) {
+    let mut left = spans;
+    while left > 0 {
+        let n = left.min(SPANS_PER_TRANSACTION);
+        let _t = apm::start_transaction("soak", "test");
+        for i in 0..n {
+            black_box(noop(i));
+        }
+        left -= n;
+    }
+}
+
+/// The page size, from the auxiliary vector the kernel gave this process (`AT_PAGESZ`).
+fn page_size() -> Option<u64> {
+    const AT_PAGESZ: usize = 6;
+    const WORD: usize = std::mem::size_of::<usize>();
+    let auxv = std::fs::read("/proc/self/auxv").ok()?;
+    auxv.chunks_exact(2 * WORD).find_map(|pair| {
+        let word = |b: &[u8]| usize::from_ne_bytes(b.try_into().unwrap_or([0; WORD]));
+        (word(&pair[..WORD]) == AT_PAGESZ).then(|| word(&pair[WORD..]) as u64)
+    })
+}
+
+/// Resident memory of this process, in bytes (Linux).
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * page_size().unwrap_or(4096))
+}
+
+/// What the measured spans cost and what the agent did with them.
+#[derive(Debug)]
+struct Soaked {
+    growth: u64,
+    recording: Duration,
+    sent: u64,
+    dropped_queue_full: u64,
+    dropped_send_failed: u64,
+}
+
+/// Records the warm-up, then the measured spans, and returns the second's figures.
+fn soak(agent: &apm::Agent, after_warm_up: impl FnOnce()) -> Soaked {
+    record(WARM_UP);
+    after_warm_up();
+    let rss_before = resident_bytes().expect("resident memory");
+    let before = agent.stats();
+    let started = Instant::now();
+    record(MEASURED);
+    let recording = started.elapsed();
+    let after = agent.stats();
+    let rss_after = resident_bytes().expect("resident memory");
+    Soaked {
+        growth: rss_after.saturating_sub(rss_before),
+        recording,
+        sent: after.events_sent - before.events_sent,
+        dropped_queue_full: after.events_dropped_queue_full - before.events_dropped_queue_full,
+        dropped_send_failed: after.events_dropped_send_failed - before.events_dropped_send_failed,
+    }
+}
+
+fn check(scenario: &str, s: &Soaked) {
+    eprintln!(
+        "{scenario}: {MEASURED} spans in {:?}, resident memory +{:.1} MiB, {} sent, {} dropped \
+         (queue full), {} dropped (send failed)",
+        s.recording,
+        s.growth as f64 / MIB as f64,
+        s.sent,
+        s.dropped_queue_full,
+        s.dropped_send_failed
+    );
+    assert!(
+        s.growth < BOUND,
+        "{scenario}: resident memory grew by {:.1} MiB over {MEASURED} spans (bound {} MiB): {s:?}",
+        s.growth as f64 / MIB as f64,
+        BOUND / MIB
+    );
+    assert_eq!(
+        s.sent, 0,
+        "{scenario}: no APM Server can have accepted events: {s:?}"
+    );
+    assert!(
+        s.dropped_queue_full + s.dropped_send_failed > 0,
+        "{scenario}: the agent counted no dropped events: {s:?}"
+    );
+    // The bound is meaningful only if keeping what was dropped would have exceeded it.
+    let kept_would_take = s.dropped_queue_full * RECORD_BYTES + s.dropped_send_failed * JSON_BYTES;
+    assert!(
+        kept_would_take > 2 * BOUND,
+        "{scenario}: too few events dropped ({kept_would_take} bytes' worth) for the bound to \
+         tell a bounded agent from an unbounded one: {s:?}"
+    );
+}
+
+/// Drops the agent, asserting that the shutdown is bounded, then checks what the server got.
+fn finish(mut h: agent::Harness, scenario: &str) {
+    let stopping = Instant::now();
+    drop(h.agent.take());
+    let took = stopping.elapsed();
+    assert!(took < SHUTDOWN, "{scenario}: shutdown took {took:?}");
+    h.finish();
+}
+
+#[test]
+fn memory_stays_bounded_while_the_apm_server_is_down_or_slow() {
+    if resident_bytes().is_none() {
+        eprintln!("no /proc/self/statm here; skipping the soak test");
+        return;
+    }
+
+    // Down: a loopback port nobody listens on (connections refused).
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let url = format!("http://{}", dead.local_addr().expect("local address"));
+    drop(dead);
+    let h = agent::start(move |c| c.server_url(url));
+    let down = soak(h.agent(), || {});
+    finish(h, "down");
+    check("down", &down);
+
+    // Slow: every intake request hangs for 30 s (past the agent's `server_timeout`). The
+    // measured spans start once the transport thread is stuck in such a request.
+    let server = MockServer::start();
+    server.set_keep_payloads(false);
+    server.set_intake_delay(Duration::from_secs(30));
+    let h = agent::start_with(server, |c| c);
+    let slow = soak(h.agent(), || {
+        assert!(
+            h.server
+                .wait_for_intake_requests(1, Duration::from_secs(10)),
+            "slow: the agent sent no request"
+        );
+    });
+    finish(h, "slow");
+    check("slow", &slow);
+}
