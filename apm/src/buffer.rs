@@ -35,9 +35,21 @@ static POOL: Mutex<Vec<Vec<Event>>> = Mutex::new(Vec::new());
 
 thread_local! {
     /// Events of this thread not yet visible to the transport thread.
-    static STAGED: RefCell<Vec<Event>> = const { RefCell::new(Vec::new()) };
+    static STAGED: RefCell<Staged> = const { RefCell::new(Staged(Vec::new())) };
     /// This thread's buffer in the registry (what the transport thread sweeps).
     static LOCAL: RefCell<Option<Buffer>> = const { RefCell::new(None) };
+}
+
+/// A thread's staged events; a thread that exits inside a transaction hands them over rather
+/// than losing them.
+struct Staged(Vec<Event>);
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.0.is_empty() {
+            hand_over(std::mem::take(&mut self.0));
+        }
+    }
 }
 
 #[cold]
@@ -67,6 +79,7 @@ pub(crate) fn push_with(make: impl FnOnce() -> Event) {
         let Ok(mut staged) = staged.try_borrow_mut() else {
             return;
         };
+        let staged = &mut staged.0;
         if staged.capacity() == 0 {
             *staged = fresh_vec();
         }
@@ -74,11 +87,11 @@ pub(crate) fn push_with(make: impl FnOnce() -> Event) {
             staged.push(make());
         }
         if staged.len() >= BATCH {
-            let full = std::mem::replace(&mut *staged, fresh_vec());
+            let full = std::mem::replace(staged, fresh_vec());
             hand_over(full);
         } else if !crate::context::may_record_spans() {
             // Outside any recorded transaction: nothing tells when this thread comes back.
-            publish(&mut staged);
+            publish(staged);
         }
     });
     // Thread-local storage already torn down: send this one event on its own.
@@ -92,8 +105,8 @@ pub(crate) fn push_with(make: impl FnOnce() -> Event) {
 pub(crate) fn publish_staged() {
     let _ = STAGED.try_with(|staged| {
         if let Ok(mut staged) = staged.try_borrow_mut() {
-            if !staged.is_empty() {
-                publish(&mut staged);
+            if !staged.0.is_empty() {
+                publish(&mut staged.0);
             }
         }
     });
@@ -108,6 +121,7 @@ pub(crate) fn reclaim_staged() {
         let Ok(mut staged) = staged.try_borrow_mut() else {
             return;
         };
+        let staged = &mut staged.0;
         if !staged.is_empty() {
             return;
         }

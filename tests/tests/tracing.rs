@@ -352,6 +352,30 @@ fn interleaved_futures_each_keep_their_own_parents() {
 }
 
 #[test]
+fn spans_of_a_thread_that_exits_inside_a_transaction_are_sent() {
+    let h = agent::start(|c| c);
+    let tx = apm::start_transaction("outlived", "custom");
+    let ctx = apm::Context::current();
+    std::thread::spawn(move || {
+        // The thread ends with the context still attached: its staged span is handed over
+        // when its thread-local storage goes, not lost.
+        std::mem::forget(ctx.attach());
+        let _s = apm::start_span("on an exiting thread", "app");
+    })
+    .join()
+    .unwrap();
+    drop(tx);
+    h.flush();
+    let spans = h.spans();
+    let span = named(&spans, "on an exiting thread");
+    assert_eq!(
+        named(&h.transactions(), "outlived")["id"],
+        span["parent_id"]
+    );
+    h.finish();
+}
+
+#[test]
 fn context_follows_work_to_other_threads_and_futures() {
     let h = agent::start(|c| c);
     let tx = apm::start_transaction("fan-out", "custom");
