@@ -319,17 +319,7 @@ fn curve(agent: &'static apm::Agent) {
             let mut run = |calls: u64| {
                 std::thread::scope(|s| {
                     for _ in 0..threads {
-                        s.spawn(|| {
-                            let mut left = calls / threads;
-                            while left > 0 {
-                                let n = left.min(spans);
-                                let _t = apm::start_transaction("root", "bench");
-                                for i in 0..n {
-                                    black_box(apm_span(i));
-                                }
-                                left -= n;
-                            }
-                        });
+                        s.spawn(|| apm_benches::in_transactions(calls / threads, spans, apm_span));
                     }
                 });
             };

@@ -122,15 +122,7 @@ impl Plan {
 
 /// Records `spans` spans in transactions of [`SPANS_PER_TRANSACTION`].
 fn record(spans: u64) {
-    let mut left = spans;
-    while left > 0 {
-        let n = left.min(SPANS_PER_TRANSACTION);
-        let _t = apm::start_transaction("soak", "bench");
-        for i in 0..n {
-            black_box(noop(i));
-        }
-        left -= n;
-    }
+    apm_benches::in_transactions(spans, SPANS_PER_TRANSACTION, noop);
 }
 
 /// `http://127.0.0.1:PORT` on a port nothing listens on (bound, then released).

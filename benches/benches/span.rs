@@ -29,15 +29,7 @@ fn instrumented(x: u64) -> u64 {
 /// Calls `instrumented` `iters` times, inside transactions of `SPANS_PER_TRANSACTION` spans.
 fn in_transactions(iters: u64) -> Duration {
     let start = Instant::now();
-    let mut left = iters;
-    while left > 0 {
-        let n = left.min(SPANS_PER_TRANSACTION);
-        let _t = apm::start_transaction("bench", "custom");
-        for i in 0..n {
-            black_box(instrumented(i));
-        }
-        left -= n;
-    }
+    apm_benches::in_transactions(iters, SPANS_PER_TRANSACTION, instrumented);
     start.elapsed()
 }
 

@@ -126,6 +126,20 @@ fn serve(conn: TcpStream, stats: &SinkStats, delay: Duration) {
     }
 }
 
+/// Calls `span` `calls` times, inside `apm` transactions of `per_transaction` calls each (a
+/// new one each time; its cost is part of the measurement).
+pub fn in_transactions(calls: u64, per_transaction: u64, span: impl Fn(u64) -> u64) {
+    let mut left = calls;
+    while left > 0 {
+        let n = left.min(per_transaction);
+        let _t = apm::start_transaction("bench", "custom");
+        for i in 0..n {
+            std::hint::black_box(span(i));
+        }
+        left -= n;
+    }
+}
+
 /// CPU time the whole process (every thread) has used.
 pub fn process_cpu_time() -> Duration {
     let mut ts = libc::timespec {
