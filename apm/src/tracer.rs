@@ -193,6 +193,10 @@ impl Doorbell {
             self.ring();
         }
     }
+    /// Batches in the queue.
+    pub(crate) fn len(&self) -> usize {
+        self.queued.load(Relaxed)
+    }
     /// A batch left the queue (transport thread).
     pub(crate) fn taken(&self) {
         let _ = self

@@ -21,6 +21,8 @@ use crate::{buffer, model};
 const SWEEP_EVERY: Duration = Duration::from_millis(50);
 /// Longest sleep between two looks at the queue.
 const POLL: Duration = Duration::from_millis(10);
+/// Batches taken from the queue before commands and timers are looked at again.
+const DRAIN_PER_ROUND: usize = 16;
 
 pub(crate) enum Message {
     Events(Vec<Event>),
@@ -124,7 +126,8 @@ impl Transport {
             // wake-up on the application's side. The doorbell rings for commands and when
             // the queue is half full.
             let mut took = false;
-            loop {
+            // A bounded number per round: under a flood, commands and timers still get a turn.
+            for _ in 0..DRAIN_PER_ROUND {
                 match self.events.try_recv() {
                     Ok(Message::Events(batch)) => {
                         self.tracer.doorbell.taken();
@@ -197,7 +200,11 @@ impl Transport {
     }
 
     fn flush_all(&mut self) -> bool {
-        while let Ok(Message::Events(batch)) = self.events.try_recv() {
+        // What is queued now, not what keeps arriving: a flood must not hold the flush up.
+        for _ in 0..self.tracer.doorbell.len() {
+            let Ok(Message::Events(batch)) = self.events.try_recv() else {
+                break;
+            };
             self.tracer.doorbell.taken();
             self.add(batch);
         }

@@ -220,3 +220,41 @@ fn garbage_answers_are_failures_not_crashes() {
     assert_eq!(h.agent().stats().requests_failed, 1);
     h.finish();
 }
+
+#[test]
+fn a_flush_is_served_while_the_application_floods_the_queue() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let h = agent::start(|c| c.max_queue_size(1024));
+    h.server.set_keep_payloads(false);
+    let stop = Arc::new(AtomicBool::new(false));
+    // Two recording threads: together they outpace the transport, so the queue stays full.
+    let floods: Vec<_> = (0..2)
+        .map(|_| {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let _t = apm::start_transaction("flood", "custom");
+                    for _ in 0..100 {
+                        let _s = apm::start_span("work", "app");
+                    }
+                }
+            })
+        })
+        .collect();
+    // Wait until the queue overflows: from then on it is never empty.
+    while h.agent().stats().events_dropped_queue_full == 0 {
+        std::thread::yield_now();
+    }
+    // The transport takes what was queued when asked, not everything that keeps coming.
+    let t = Instant::now();
+    h.agent().flush(Duration::from_secs(30));
+    let took = t.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    for flood in floods {
+        flood.join().expect("flood thread");
+    }
+    // It takes a fraction of a second; draining until the queue is empty never ended.
+    assert!(took < Duration::from_secs(5), "flush took {took:?}");
+    h.finish();
+}
