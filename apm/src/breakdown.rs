@@ -14,7 +14,9 @@ use std::hash::{BuildHasherDefault, Hasher};
 use parking_lot::Mutex;
 
 use crate::clock;
-use crate::record::{Event, MetricsetRecord, SpanName, SpanRecord, TransactionRecord};
+use crate::record::{
+    Event, MetricsetRecord, SpanName, SpanRecord, TransactionName, TransactionRecord,
+};
 
 /// Transaction groups × span types kept between two reports.
 const MAX_GROUPS: usize = 1_000;
@@ -23,12 +25,15 @@ const MAX_RECENT: usize = 4_096;
 /// Spans waiting for their transaction.
 const MAX_PENDING: usize = 50_000;
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct Group {
-    transaction_name: String,
-    transaction_type: String,
-    span_type: Cow<'static, str>,
-    span_subtype: Option<Cow<'static, str>>,
+/// A transaction group: name and type, borrowed from the macro's statics for most
+/// transactions (finding its totals then allocates nothing).
+type TxnKey = (Cow<'static, str>, Cow<'static, str>);
+
+fn txn_key(name: &TransactionName) -> TxnKey {
+    match name {
+        TransactionName::Static(m) => (Cow::Borrowed(m.name), Cow::Borrowed(m.kind)),
+        TransactionName::Dynamic(n, k) => (n.clone(), k.clone()),
+    }
 }
 
 /// A span's type and subtype: borrowed from the macro's statics for most spans.
@@ -61,8 +66,11 @@ struct Total {
 
 #[derive(Debug, Default)]
 struct State {
-    totals: HashMap<Group, Total>,
-    recent: ById<(String, String)>,
+    /// Per transaction group, per span kind (a group has few: searched linearly).
+    totals: HashMap<TxnKey, Vec<(SpanKind, Total)>>,
+    /// Entries of `totals` (transaction group × span kind), bounded by `MAX_GROUPS`.
+    groups: usize,
+    recent: ById<TxnKey>,
     recent_order: VecDeque<u64>,
     /// Spans waiting for their transaction, by transaction id: per span kind, the count and
     /// the sum of self times (µs).
@@ -101,21 +109,26 @@ impl Breakdown {
 
     /// The totals since the last call, as metricsets stamped `timestamp_us` (metrics thread).
     pub(crate) fn drain(&self, timestamp_us: u64) -> Vec<MetricsetRecord> {
-        let totals = std::mem::take(&mut self.state.lock().totals);
+        let totals = {
+            let mut st = self.state.lock();
+            st.groups = 0;
+            std::mem::take(&mut st.totals)
+        };
         totals
             .into_iter()
-            .map(|(g, t)| MetricsetRecord {
-                timestamp: timestamp_us,
-                transaction: Some((g.transaction_name, g.transaction_type)),
-                span: Some((
-                    g.span_type.into_owned(),
-                    g.span_subtype.map(Cow::into_owned),
-                )),
-                tags: Vec::new(),
-                samples: vec![
-                    ("span.self_time.count".into(), t.count as f64),
-                    ("span.self_time.sum.us".into(), t.sum_us as f64),
-                ],
+            .flat_map(|((name, ty), kinds)| {
+                kinds
+                    .into_iter()
+                    .map(move |((kind, subtype), t)| MetricsetRecord {
+                        timestamp: timestamp_us,
+                        transaction: Some((name.clone().into_owned(), ty.clone().into_owned())),
+                        span: Some((kind.into_owned(), subtype.map(Cow::into_owned))),
+                        tags: Vec::new(),
+                        samples: vec![
+                            ("span.self_time.count".into(), t.count as f64),
+                            ("span.self_time.sum.us".into(), t.sum_us as f64),
+                        ],
+                    })
             })
             .collect()
     }
@@ -129,8 +142,15 @@ fn span_kind(s: &SpanRecord) -> SpanKind {
 }
 
 impl State {
-    fn add(&mut self, group: Group, total: Total) {
-        if !self.totals.contains_key(&group) && self.totals.len() >= MAX_GROUPS {
+    fn add(&mut self, txn: &TxnKey, kind: SpanKind, total: Total) {
+        if let Some(kinds) = self.totals.get_mut(txn) {
+            if let Some((_, t)) = kinds.iter_mut().find(|(k, _)| *k == kind) {
+                t.count += total.count;
+                t.sum_us += total.sum_us;
+                return;
+            }
+        }
+        if self.groups >= MAX_GROUPS {
             if !self.overflowed {
                 self.overflowed = true;
                 crate::diag::warn_limited!(
@@ -140,9 +160,11 @@ impl State {
             }
             return;
         }
-        let t = self.totals.entry(group).or_default();
-        t.count += total.count;
-        t.sum_us += total.sum_us;
+        self.groups += 1;
+        self.totals
+            .entry(txn.clone())
+            .or_default()
+            .push((kind, total));
     }
 
     fn span(&mut self, s: &SpanRecord) {
@@ -152,14 +174,9 @@ impl State {
         };
         let kind = span_kind(s);
         match self.recent.get(&s.transaction_id) {
-            Some((name, ty)) => {
-                let group = Group {
-                    transaction_name: name.clone(),
-                    transaction_type: ty.clone(),
-                    span_type: kind.0,
-                    span_subtype: kind.1,
-                };
-                self.add(group, one);
+            Some(txn) => {
+                let txn = txn.clone();
+                self.add(&txn, kind, one);
             }
             None => {
                 if !self.pending.contains_key(&s.transaction_id) {
@@ -200,31 +217,16 @@ impl State {
     }
 
     fn transaction(&mut self, t: &TransactionRecord) {
-        let name = t.name.name().to_owned();
-        let ty = t.name.kind().to_owned();
-        let own = self_time_us(t.start, t.end, t.child_ns);
-        self.add(
-            Group {
-                transaction_name: name.clone(),
-                transaction_type: ty.clone(),
-                span_type: Cow::Borrowed("app"),
-                span_subtype: None,
-            },
-            Total {
-                count: 1,
-                sum_us: own,
-            },
-        );
+        let txn = txn_key(&t.name);
+        let own = Total {
+            count: 1,
+            sum_us: self_time_us(t.start, t.end, t.child_ns),
+        };
+        self.add(&txn, (Cow::Borrowed("app"), None), own);
         if let Some(kinds) = self.pending.remove(&t.id) {
             self.pending_len -= kinds.len();
-            for ((span_type, span_subtype), total) in kinds {
-                let group = Group {
-                    transaction_name: name.clone(),
-                    transaction_type: ty.clone(),
-                    span_type,
-                    span_subtype,
-                };
-                self.add(group, total);
+            for (kind, total) in kinds {
+                self.add(&txn, kind, total);
             }
         }
         if self.recent_order.len() >= MAX_RECENT {
@@ -237,7 +239,7 @@ impl State {
             }
         }
         self.recent_order.push_back(t.id);
-        self.recent.insert(t.id, (name, ty));
+        self.recent.insert(t.id, txn);
     }
 }
 
@@ -245,7 +247,6 @@ impl State {
 mod tests {
     use super::*;
     use crate::__private::{SpanMeta, TransactionMeta};
-    use crate::record::TransactionName;
 
     static DB: SpanMeta = SpanMeta {
         name: "query",
@@ -337,5 +338,19 @@ mod tests {
             "{}",
             st.pending_order.len()
         );
+    }
+
+    #[test]
+    fn groups_are_bounded_per_interval() {
+        let b = Breakdown::default();
+        for id in 1..=(MAX_GROUPS as u64 + 50) {
+            let mut t = transaction(id);
+            t.name = TransactionName::Dynamic(format!("job {id}").into(), "task".into());
+            b.record(&[Event::Transaction(Box::new(t))]);
+        }
+        assert_eq!(b.drain(0).len(), MAX_GROUPS);
+        // A new interval starts empty.
+        b.record(&[Event::Transaction(Box::new(transaction(1)))]);
+        assert_eq!(b.drain(0).len(), 1);
     }
 }
