@@ -16,6 +16,14 @@ fn a_running_agent_has_its_named_transport_thread_and_stops_it() {
         agent_threads()
     );
     drop(h.agent.take());
+    // The three threads are joined by the drop. minreq runs each request with a timeout on a
+    // short-lived helper thread (named after the thread that sent it); after its request is
+    // answered it still needs a moment to exit, and no signal tells when: look again for a
+    // bounded time.
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while !agent_threads().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::yield_now();
+    }
     assert!(agent_threads().is_empty(), "{:?}", agent_threads());
     h.finish();
 }
