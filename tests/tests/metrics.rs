@@ -94,19 +94,14 @@ fn has_metrics_thread() -> bool {
 
 #[test]
 fn system_metricsets_arrive_on_schedule_with_plausible_values() {
-    let started = Instant::now();
     let h = agent::start(fast);
+    // Three reports within WAIT: the default interval (30 s) would not get there. How long
+    // the wait took says more about the machine's load than about the agent (CI compiles the
+    // UI tests alongside), so the schedule is judged by the reports' own timestamps below.
     assert!(
         wait_system(&h.server, 3, WAIT),
         "{:?}",
         h.events("metricset")
-    );
-    // Three reports at 200 ms, shipped within 50 ms: well under 3 s even on a busy machine
-    // (the default interval, 30 s, would not get there).
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "3 metricsets took {:?}",
-        started.elapsed()
     );
     let sets = system_sets(&h.server);
     let stamps: Vec<u64> = sets.iter().map(timestamp).collect();
