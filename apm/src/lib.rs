@@ -83,6 +83,8 @@ mod error;
 #[cfg(feature = "enable")]
 mod guard;
 #[cfg(feature = "enable")]
+mod http_client;
+#[cfg(feature = "enable")]
 mod ids;
 #[cfg(feature = "enable")]
 mod imp;

@@ -20,6 +20,7 @@ use serde_json::{Map, Value};
 
 use crate::config::{options, Source};
 use crate::diag::{warn_limited, warn_once};
+use crate::http_client::{Request, Server};
 use crate::tracer::Tracer;
 use crate::worker::{Stop, Worker};
 use crate::Config;
@@ -65,9 +66,11 @@ pub(crate) fn start(tracer: &'static Tracer, stop: Arc<Stop>) -> Option<Worker> 
 /// The polling state: what to ask and what the last answer was.
 struct Poller {
     tracer: &'static Tracer,
+    server: Server,
+    /// `/config/v1/agents?service.name=…`, appended to `server_url`.
+    path: String,
+    /// The whole URL, for messages.
     url: String,
-    user_agent: String,
-    authorization: Option<String>,
     /// The `ETag` of the last configuration applied, sent back as `If-None-Match`.
     etag: Option<String>,
     /// (option, value) pairs already reported as unsupported or invalid: each is reported
@@ -75,10 +78,10 @@ struct Poller {
     reported: HashSet<(String, String)>,
 }
 
-/// The parts of an HTTP answer the poller reads (separate from minreq, for the tests).
+/// The parts of an HTTP answer the poller reads (separate from the client, for the tests).
 #[derive(Debug, Clone, Copy)]
 struct Answer<'a> {
-    status: i32,
+    status: u16,
     etag: Option<&'a str>,
     cache_control: Option<&'a str>,
     body: &'a [u8],
@@ -87,11 +90,12 @@ struct Answer<'a> {
 impl Poller {
     fn new(tracer: &'static Tracer) -> Poller {
         let config = &tracer.config;
+        let path = config_path(config);
         Poller {
             tracer,
-            url: config_url(config),
-            user_agent: crate::metadata::user_agent(config),
-            authorization: crate::metadata::authorization(config),
+            server: Server::new(config),
+            url: format!("{}{path}", config.server_url),
+            path,
             etag: None,
             reported: HashSet::new(),
         }
@@ -109,27 +113,25 @@ impl Poller {
 
     /// One request and its handling; returns the wait before the next one.
     fn poll(&mut self, stop: &Stop) -> Duration {
-        let mut req = crate::transport::with_timeout(
-            minreq::get(&self.url).with_header("User-Agent", &self.user_agent),
-            self.tracer.live.server_timeout(),
-        );
-        if let Some(auth) = &self.authorization {
-            req = req.with_header("Authorization", auth);
-        }
-        if let Some(etag) = &self.etag {
-            req = req.with_header("If-None-Match", etag);
-        }
-        match req.send() {
+        let etag = self.etag.as_deref().map(|e| ("If-None-Match", e));
+        let answer = self.server.send(&Request {
+            method: "GET",
+            path: &self.path,
+            headers: etag.as_slice(),
+            body: &[],
+            timeout: self.tracer.live.server_timeout(),
+        });
+        match answer {
             Ok(resp) => {
                 if stop.is_stopped() {
                     // Shutting down: a late answer must not switch recording back on.
                     return Duration::ZERO;
                 }
                 self.handle(Answer {
-                    status: resp.status_code,
-                    etag: resp.headers.get("etag").map(String::as_str),
-                    cache_control: resp.headers.get("cache-control").map(String::as_str),
-                    body: resp.as_bytes(),
+                    status: resp.status,
+                    etag: resp.header("etag"),
+                    cache_control: resp.header("cache-control"),
+                    body: &resp.body,
                 })
             }
             Err(e) => {
@@ -267,11 +269,10 @@ impl Poller {
     }
 }
 
-/// `{server_url}/config/v1/agents?service.name=…`, with `service.environment` when set.
-fn config_url(config: &Config) -> String {
+/// `/config/v1/agents?service.name=…`, with `service.environment` when set.
+fn config_path(config: &Config) -> String {
     let mut url = format!(
-        "{}/config/v1/agents?service.name={}",
-        config.server_url,
+        "/config/v1/agents?service.name={}",
         percent_encode(&config.service_name)
     );
     if let Some(env) = config.environment.as_deref().filter(|e| !e.is_empty()) {
@@ -414,19 +415,16 @@ mod tests {
             .service_name("shop api")
             .server_url("http://apm:8200/")
             .build();
-        assert_eq!(
-            config_url(&c),
-            "http://apm:8200/config/v1/agents?service.name=shop%20api"
-        );
+        assert_eq!(config_path(&c), "/config/v1/agents?service.name=shop%20api");
         let c = Config::builder()
             .service_name("shop")
             .environment("prod&eu=1/ü")
             .build();
         assert!(
-            config_url(&c)
+            config_path(&c)
                 .ends_with("?service.name=shop&service.environment=prod%26eu%3D1%2F%C3%BC"),
             "{}",
-            config_url(&c)
+            config_path(&c)
         );
     }
 

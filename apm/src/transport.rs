@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::body::Body;
 use crate::diag::warn_limited;
+use crate::http_client::{Request, Server};
 use crate::record::Event;
 use crate::tracer::Tracer;
 use crate::{buffer, model};
@@ -61,9 +62,8 @@ pub(crate) struct Transport {
     events: Receiver<Message>,
     commands: Receiver<Command>,
     metadata_line: Vec<u8>,
+    server: Server,
     intake_url: String,
-    user_agent: String,
-    authorization: Option<String>,
     compress: bool,
     /// Breakdown metrics on (`breakdown_metrics` and metrics not off).
     breakdown: bool,
@@ -97,9 +97,8 @@ impl Transport {
             events,
             commands,
             metadata_line,
+            server: Server::new(config),
             intake_url: format!("{}/intake/v2/events", config.server_url),
-            user_agent: crate::metadata::user_agent(config),
-            authorization: crate::metadata::authorization(config),
             compress: !is_loopback(&config.server_url),
             breakdown: config.breakdown_metrics && !config.metrics_interval.is_zero(),
             policy: model::Policy::default(),
@@ -321,20 +320,20 @@ impl Transport {
     }
 
     fn fetch_server_major(&self) -> Option<u64> {
-        let config = &self.tracer.config;
-        let mut req = with_timeout(
-            minreq::get(format!("{}/", config.server_url))
-                .with_header("User-Agent", &self.user_agent),
-            self.tracer.live.server_timeout(),
-        );
-        if let Some(auth) = &self.authorization {
-            req = req.with_header("Authorization", auth);
-        }
-        let resp = req.send().ok()?;
-        if !(200..300).contains(&resp.status_code) {
+        let resp = self
+            .server
+            .send(&Request {
+                method: "GET",
+                path: "/",
+                headers: &[],
+                body: &[],
+                timeout: self.tracer.live.server_timeout(),
+            })
+            .ok()?;
+        if !resp.is_success() {
             return None;
         }
-        let info: serde_json::Value = serde_json::from_slice(resp.as_bytes()).ok()?;
+        let info: serde_json::Value = serde_json::from_slice(&resp.body).ok()?;
         let version = info.get("version")?.as_str()?;
         version.split('.').next()?.parse().ok()
     }
@@ -356,25 +355,27 @@ impl Transport {
                 return false;
             }
         };
-        let mut req = with_timeout(
-            minreq::post(&self.intake_url)
-                .with_header("Content-Type", "application/x-ndjson")
-                .with_header("User-Agent", &self.user_agent)
-                .with_body(payload),
-            self.tracer.live.server_timeout(),
-        );
-        if self.compress {
-            req = req.with_header("Content-Encoding", "gzip");
-        }
-        if let Some(auth) = &self.authorization {
-            req = req.with_header("Authorization", auth);
-        }
-        let failure = match req.send() {
-            Ok(resp) if (200..300).contains(&resp.status_code) => None,
+        let encoding: &[(&str, &str)] = if self.compress {
+            &[
+                ("Content-Type", "application/x-ndjson"),
+                ("Content-Encoding", "gzip"),
+            ]
+        } else {
+            &[("Content-Type", "application/x-ndjson")]
+        };
+        let answer = self.server.send(&Request {
+            method: "POST",
+            path: "/intake/v2/events",
+            headers: encoding,
+            body: &payload,
+            timeout: self.tracer.live.server_timeout(),
+        });
+        let failure = match answer {
+            Ok(resp) if resp.is_success() => None,
             Ok(resp) => Some(format!(
                 "HTTP {} {}",
-                resp.status_code,
-                model::truncate(resp.as_str().unwrap_or(""), 200)
+                resp.status,
+                model::truncate(&String::from_utf8_lossy(&resp.body), 200)
             )),
             Err(e) => Some(e.to_string()),
         };
@@ -432,15 +433,6 @@ fn refresh_policy(
     if first || *patterns != config.sanitize_field_names {
         patterns.clone_from(&config.sanitize_field_names);
         policy.sanitize = crate::wildcard::WildcardList::parse(patterns);
-    }
-}
-
-/// Applies `server_timeout` (whole seconds for minreq, at least one; zero means none).
-pub(crate) fn with_timeout(req: minreq::Request, d: Duration) -> minreq::Request {
-    if d.is_zero() {
-        req
-    } else {
-        req.with_timeout(d.as_secs_f64().ceil().max(1.0) as u64)
     }
 }
 

@@ -94,6 +94,8 @@ pub struct Recorded {
     pub(crate) counts: BTreeMap<String, usize>,
     pub(crate) violations: Vec<String>,
     pub(crate) dropped_connections: usize,
+    /// TLS connections whose handshake failed (e.g. the agent rejected the certificate).
+    pub(crate) tls_handshake_failures: usize,
 }
 
 impl Recorded {
@@ -133,6 +135,10 @@ impl Recorded {
     /// Connections closed unanswered by [`Fault::CloseImmediately`](crate::Fault).
     pub fn dropped_connections(&self) -> usize {
         self.dropped_connections
+    }
+
+    pub fn tls_handshake_failures(&self) -> usize {
+        self.tls_handshake_failures
     }
 
     pub(crate) fn violation(&mut self, msg: String) {

@@ -3,7 +3,7 @@
 //! sleeping.
 
 use std::collections::HashMap;
-use std::io::{self, BufReader, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -85,6 +85,8 @@ struct Shared {
     conns: Mutex<HashMap<u64, TcpStream>>,
     handlers: Mutex<Vec<JoinHandle<()>>>,
     next_conn: AtomicU64,
+    /// Serve HTTPS with this configuration.
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Shared {
@@ -110,6 +112,7 @@ impl Shared {
 #[derive(Debug)]
 pub struct MockServer {
     addr: SocketAddr,
+    tls: bool,
     shared: Arc<Shared>,
     acceptor: Option<JoinHandle<()>>,
 }
@@ -124,6 +127,31 @@ impl MockServer {
     /// Binds `addr` (e.g. `127.0.0.2:0`, another loopback address) and starts serving; `None`
     /// when it cannot be bound here, so the caller can skip.
     pub fn start_on(addr: &str) -> Option<MockServer> {
+        MockServer::serve(addr, None)
+    }
+
+    /// Serves HTTPS on `127.0.0.1:0` with the PEM certificate chain and private key given;
+    /// [`url`](Self::url) then names the host `localhost`. Panics on an unusable certificate.
+    pub fn start_tls(cert_pem: &[u8], key_pem: &[u8]) -> MockServer {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
+            .collect::<Result<_, _>>()
+            .expect("mock APM Server: certificate PEM");
+        let key = PrivateKeyDer::from_pem_slice(key_pem).expect("mock APM Server: key PEM");
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("mock APM Server: TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("mock APM Server: certificate and key");
+        MockServer::serve("127.0.0.1:0", Some(Arc::new(config)))
+            .expect("mock APM Server: bind 127.0.0.1:0")
+    }
+
+    fn serve(addr: &str, tls: Option<Arc<rustls::ServerConfig>>) -> Option<MockServer> {
         let listener = TcpListener::bind(addr).ok()?;
         let addr = listener.local_addr().ok()?;
         let shared = Arc::new(Shared {
@@ -134,6 +162,7 @@ impl MockServer {
             conns: Mutex::new(HashMap::new()),
             handlers: Mutex::new(Vec::new()),
             next_conn: AtomicU64::new(0),
+            tls,
         });
         let acceptor = {
             let shared = Arc::clone(&shared);
@@ -144,14 +173,20 @@ impl MockServer {
         };
         Some(MockServer {
             addr,
+            tls: shared.tls.is_some(),
             shared,
             acceptor: Some(acceptor),
         })
     }
 
-    /// `http://127.0.0.1:PORT`, to use as the agent's server URL.
+    /// `http://127.0.0.1:PORT` (`https://localhost:PORT` when serving TLS), to use as the
+    /// agent's server URL.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        if self.tls {
+            format!("https://localhost:{}", self.addr.port())
+        } else {
+            format!("http://{}", self.addr)
+        }
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -390,7 +425,10 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             thread::Builder::new()
                 .name(format!("mock-apm-conn-{id}"))
                 .spawn(move || {
-                    serve_connection(&shared, stream);
+                    match shared.tls.clone() {
+                        Some(config) => serve_tls(&shared, config, stream),
+                        None => serve_connection(&shared, stream),
+                    }
                     shared.conns.lock().remove(&id);
                 })
         };
@@ -402,12 +440,25 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-fn serve_connection(shared: &Shared, stream: TcpStream) {
-    let Ok(read_half) = stream.try_clone() else {
+/// Completes the TLS handshake (a client that rejects the certificate is counted, not a
+/// violation), then serves the connection.
+fn serve_tls(shared: &Shared, config: Arc<rustls::ServerConfig>, mut tcp: TcpStream) {
+    let Ok(mut conn) = rustls::ServerConnection::new(config) else {
         return;
     };
-    let mut reader = BufReader::new(read_half);
-    let mut writer = stream;
+    while conn.is_handshaking() {
+        if conn.complete_io(&mut tcp).is_err() {
+            let mut state = shared.state.lock();
+            state.tls_handshake_failures += 1;
+            shared.changed.notify_all();
+            return;
+        }
+    }
+    serve_connection(shared, rustls::StreamOwned::new(conn, tcp));
+}
+
+fn serve_connection(shared: &Shared, stream: impl Read + Write) {
+    let mut reader = BufReader::new(stream);
     while !shared.stopping() {
         let req = match read_request(&mut reader) {
             Ok(Some(req)) => req,
@@ -418,7 +469,7 @@ fn serve_connection(shared: &Shared, stream: TcpStream) {
                     let msg = format!("malformed HTTP request: {e}");
                     shared.state.lock().violation(msg);
                     let _ = Response::json(400, json!({ "error": e.to_string() }).to_string())
-                        .write_to(&mut writer, false);
+                        .write_to(reader.get_mut(), false);
                 }
                 return;
             }
@@ -435,13 +486,14 @@ fn serve_connection(shared: &Shared, stream: TcpStream) {
         let is_intake = req.path == INTAKE_PATH;
         let response = handle(shared, req, &behaviour);
         if behaviour.fault == Fault::Garbage {
+            let writer = reader.get_mut();
             let _ = writer.write_all(GARBAGE).and_then(|()| writer.flush());
             return;
         }
         if is_intake && !behaviour.intake_delay.is_zero() && !shared.pause(behaviour.intake_delay) {
             return;
         }
-        if response.write_to(&mut writer, keep_alive).is_err() || !keep_alive {
+        if response.write_to(reader.get_mut(), keep_alive).is_err() || !keep_alive {
             return;
         }
     }

@@ -16,15 +16,39 @@ fn a_running_agent_has_its_named_transport_thread_and_stops_it() {
         agent_threads()
     );
     drop(h.agent.take());
-    // The three threads are joined by the drop. minreq runs each request with a timeout on a
-    // short-lived helper thread (named after the thread that sent it); after its request is
-    // answered it still needs a moment to exit, and no signal tells when: look again for a
-    // bounded time.
-    let deadline = std::time::Instant::now() + Duration::from_secs(2);
-    while !agent_threads().is_empty() && std::time::Instant::now() < deadline {
-        std::thread::yield_now();
-    }
+    // The drop joins the three threads, and no request ever ran on a thread of its own.
     assert!(agent_threads().is_empty(), "{:?}", agent_threads());
+    h.finish();
+}
+
+#[test]
+fn exactly_three_threads_run_while_requests_are_in_flight() {
+    let h = agent::start(|c| c.server_timeout(Duration::from_secs(3)));
+    // The intake request hangs in the server while the threads are counted; the central
+    // configuration poll and the server information probe have been made by then.
+    h.server.set_intake_delay(Duration::from_secs(30));
+    {
+        let _t = apm::start_transaction("in flight", "request");
+    }
+    let server = &h.server;
+    let threads = std::thread::scope(|s| {
+        let counting = s.spawn(|| {
+            assert!(server.wait_for_intake_requests(1, Duration::from_secs(10)));
+            let polled = |r: &apm_tests::Recorded| {
+                r.requests()
+                    .iter()
+                    .any(|q| q.path == apm_tests::CONFIG_PATH)
+            };
+            assert!(server.wait_for(polled, Duration::from_secs(10)));
+            agent_threads()
+        });
+        h.agent().flush(Duration::from_secs(1));
+        counting.join().expect("counting thread")
+    });
+    let mut threads = threads;
+    threads.sort();
+    assert_eq!(threads, ["apm-config", "apm-metrics", "apm-transport"]);
+    h.server.set_intake_delay(Duration::ZERO);
     h.finish();
 }
 

@@ -144,6 +144,8 @@ pub struct Config {
     pub(crate) secret_token: Option<String>,
     pub(crate) api_key: Option<String>,
     pub(crate) verify_server_cert: bool,
+    /// PEM file of the certificates that sign the APM Server's (instead of the built-in roots).
+    pub(crate) server_ca_cert_file: Option<String>,
     pub(crate) enabled: bool,
     pub(crate) recording: bool,
     /// In [0, 1], already rounded to 4 decimals.
@@ -202,6 +204,7 @@ impl Default for Config {
             secret_token: None,
             api_key: None,
             verify_server_cert: true,
+            server_ca_cert_file: None,
             enabled: true,
             recording: true,
             transaction_sample_rate: 1.0,
@@ -619,6 +622,10 @@ impl ConfigBuilder {
         secret_token => SecretToken;
         /// `api_key` for the APM Server.
         api_key => ApiKey;
+        /// `server_ca_cert_file`: a PEM file with the certificate(s) the APM Server's
+        /// certificate is verified against, in place of the built-in roots (self-signed or
+        /// private CAs).
+        server_ca_cert_file => ServerCaCertFile;
     }
 
     plain_setters! {

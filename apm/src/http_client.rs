@@ -1,0 +1,807 @@
+//! The agent's HTTP/1.1 client for its own requests to the APM Server: intake, the server
+//! information probe and central-configuration polls. One request per connection.
+//!
+//! The agent needs the whole request (connect, TLS handshake, sending, the answer) bounded by
+//! `server_timeout` on the calling thread. minreq enforces its timeout by running every request
+//! on a new thread, in whole seconds: a fourth thread for the duration of each request, which
+//! also spoils "the agent runs exactly three threads". Here every socket operation gets the
+//! time left until the request's deadline instead, and `verify_server_cert` and
+//! `server_ca_cert_file` can be honoured.
+
+use std::fmt;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use crate::diag::warn_limited;
+
+/// An answer's head (status line and headers) longer than this is not an APM Server's.
+const MAX_HEAD: usize = 64 * 1024;
+/// Answer bodies are kept up to this size (error messages, server information, central
+/// configuration); the rest is not read.
+const MAX_BODY: usize = 1024 * 1024;
+
+/// What went wrong with a request, for the agent's log.
+#[derive(Debug)]
+pub(crate) enum Error {
+    /// The deadline passed (connecting, sending or waiting for the answer).
+    TimedOut(Duration),
+    Io(io::Error),
+    /// The answer is not HTTP/1.x as this client understands it.
+    BadAnswer(&'static str),
+    /// The server URL cannot be used (e.g. `https` without the `https` feature).
+    Setup(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::TimedOut(t) => write!(f, "no answer within server_timeout ({t:?})"),
+            Error::Io(e) => e.fmt(f),
+            Error::BadAnswer(why) => write!(f, "not an HTTP answer: {why}"),
+            Error::Setup(why) => f.write_str(why),
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Error::Io(e)
+    }
+}
+
+/// The parts of `server_url` a request needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Endpoint {
+    pub(crate) tls: bool,
+    /// Without brackets for IPv6, as the resolver wants it.
+    host: String,
+    port: u16,
+    /// `Host` header value: brackets for IPv6, the port unless it is the scheme's default.
+    authority: String,
+    /// The URL's path without a trailing `/` (`""` or e.g. `/apm`), prefixed to every request.
+    base_path: String,
+}
+
+impl Endpoint {
+    /// Parses an `http://` or `https://` URL; user information, query and fragment are
+    /// ignored.
+    pub(crate) fn parse(url: &str) -> Result<Endpoint, String> {
+        let bad = |why: &str| format!("server_url {url:?}: {why}");
+        let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("no scheme"))?;
+        let tls = match scheme.to_ascii_lowercase().as_str() {
+            "http" => false,
+            "https" => true,
+            _ => return Err(bad("the scheme must be http or https")),
+        };
+        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let (authority, after) = rest.split_at(end);
+        let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        let (host, port) = if let Some(v6) = host_port.strip_prefix('[') {
+            let (host, tail) = v6.split_once(']').ok_or_else(|| bad("unclosed '['"))?;
+            (host, tail.strip_prefix(':'))
+        } else {
+            match host_port.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (host_port, None),
+            }
+        };
+        if host.is_empty() {
+            return Err(bad("the host is missing"));
+        }
+        let default_port = if tls { 443 } else { 80 };
+        let port = match port {
+            None | Some("") => default_port,
+            Some(p) => p.parse().map_err(|_| bad("the port is not a number"))?,
+        };
+        let bracketed = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.to_owned()
+        };
+        let authority = if port == default_port {
+            bracketed
+        } else {
+            format!("{bracketed}:{port}")
+        };
+        let path = after.split(['?', '#']).next().unwrap_or("");
+        Ok(Endpoint {
+            tls,
+            host: host.to_owned(),
+            port,
+            authority,
+            base_path: path.trim_end_matches('/').to_owned(),
+        })
+    }
+}
+
+/// A request: `path` (with its query) is appended to the server URL's path.
+#[derive(Debug)]
+pub(crate) struct Request<'a> {
+    pub(crate) method: &'static str,
+    pub(crate) path: &'a str,
+    pub(crate) headers: &'a [(&'a str, &'a str)],
+    pub(crate) body: &'a [u8],
+    /// For the whole request; zero means none.
+    pub(crate) timeout: Duration,
+}
+
+/// An answer: status, headers (names in lower case) and up to [`MAX_BODY`] of the body.
+#[derive(Debug)]
+pub(crate) struct Response {
+    pub(crate) status: u16,
+    headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
+}
+
+impl Response {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub(crate) fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+}
+
+/// The client for the configured APM Server. One that could not be set up (an `https` URL
+/// without the `https` feature, an unreadable `server_ca_cert_file`) fails every request with
+/// the reason, which was logged when it was made.
+#[derive(Debug)]
+pub(crate) struct Server {
+    client: Result<Client, String>,
+    user_agent: String,
+    authorization: Option<String>,
+}
+
+impl Server {
+    pub(crate) fn new(config: &crate::config::Config) -> Server {
+        let tls = TlsOptions {
+            verify: config.verify_server_cert,
+            ca_cert_file: config.server_ca_cert_file.clone(),
+        };
+        let client = Client::new(&config.server_url, &tls);
+        match &client {
+            Err(why) => warn_limited!("http-client", "cannot reach the APM Server: {why}"),
+            Ok(c) if c.endpoint.tls && !tls.verify => warn_limited!(
+                "http-client",
+                "verify_server_cert is false: the APM Server's certificate is not verified"
+            ),
+            Ok(_) => {}
+        }
+        Server {
+            client,
+            user_agent: crate::metadata::user_agent(config),
+            authorization: crate::metadata::authorization(config),
+        }
+    }
+
+    /// Sends `req` with the agent's `User-Agent` and, when configured, `Authorization`.
+    pub(crate) fn send(&self, req: &Request<'_>) -> Result<Response, Error> {
+        let client = self
+            .client
+            .as_ref()
+            .map_err(|why| Error::Setup(why.clone()))?;
+        let mut headers = vec![("User-Agent", self.user_agent.as_str())];
+        if let Some(auth) = &self.authorization {
+            headers.push(("Authorization", auth));
+        }
+        headers.extend_from_slice(req.headers);
+        client.send(&Request {
+            headers: &headers,
+            ..*req
+        })
+    }
+}
+
+/// A client for one APM Server.
+pub(crate) struct Client {
+    endpoint: Endpoint,
+    #[cfg(feature = "https")]
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How an `https` server's certificate is checked.
+#[derive(Debug, Clone, Default)]
+#[cfg_attr(not(feature = "https"), allow(dead_code))]
+pub(crate) struct TlsOptions {
+    /// `verify_server_cert`; false accepts any certificate.
+    pub(crate) verify: bool,
+    /// `server_ca_cert_file`: PEM certificates trusted in place of the built-in roots.
+    pub(crate) ca_cert_file: Option<String>,
+}
+
+impl Client {
+    #[cfg_attr(not(feature = "https"), allow(unused_variables))]
+    pub(crate) fn new(server_url: &str, tls: &TlsOptions) -> Result<Client, String> {
+        let endpoint = Endpoint::parse(server_url)?;
+        #[cfg(feature = "https")]
+        let tls = if endpoint.tls {
+            Some(tls::client_config(tls)?)
+        } else {
+            None
+        };
+        #[cfg(not(feature = "https"))]
+        if endpoint.tls {
+            return Err(format!(
+                "server_url {server_url:?} is https, and this build of the agent has no TLS \
+                 (cargo feature `https`)"
+            ));
+        }
+        Ok(Client {
+            endpoint,
+            #[cfg(feature = "https")]
+            tls,
+        })
+    }
+
+    /// Sends `req` on a new connection and reads the answer, within `req.timeout`.
+    pub(crate) fn send(&self, req: &Request<'_>) -> Result<Response, Error> {
+        let deadline = Deadline::after(req.timeout);
+        let result = self
+            .connect(deadline)
+            .and_then(|stream| exchange(stream, &self.head(req), req));
+        match result {
+            Err(Error::Io(e)) if deadline.is_timeout(&e) => Err(Error::TimedOut(req.timeout)),
+            other => other,
+        }
+    }
+
+    fn head(&self, req: &Request<'_>) -> Vec<u8> {
+        let mut head = Vec::with_capacity(256);
+        let _ = write!(
+            head,
+            "{} {}{} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
+            req.method, self.endpoint.base_path, req.path, self.endpoint.authority
+        );
+        if !req.body.is_empty() || req.method == "POST" {
+            let _ = write!(head, "Content-Length: {}\r\n", req.body.len());
+        }
+        for (name, value) in req.headers {
+            // A value from configuration must not be able to add headers of its own.
+            let value: String = value.chars().filter(|c| !c.is_control()).collect();
+            let _ = write!(head, "{name}: {value}\r\n");
+        }
+        head.extend_from_slice(b"\r\n");
+        head
+    }
+
+    fn connect(&self, deadline: Deadline) -> Result<Stream, Error> {
+        let host = (self.endpoint.host.as_str(), self.endpoint.port);
+        let mut last = None;
+        for addr in host.to_socket_addrs()? {
+            let attempt = match deadline.left()? {
+                Some(left) => TcpStream::connect_timeout(&addr, left),
+                None => TcpStream::connect(addr),
+            };
+            match attempt {
+                Ok(tcp) => {
+                    let _ = tcp.set_nodelay(true);
+                    return self.secure(Timed { tcp, deadline });
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.map_or_else(
+            || Error::Setup(format!("{} resolves to no address", self.endpoint.host)),
+            Error::Io,
+        ))
+    }
+
+    #[cfg(feature = "https")]
+    fn secure(&self, timed: Timed) -> Result<Stream, Error> {
+        match &self.tls {
+            Some(config) => tls::wrap(config, &self.endpoint.host, timed),
+            None => Ok(Stream::Plain(timed)),
+        }
+    }
+
+    #[cfg(not(feature = "https"))]
+    fn secure(&self, timed: Timed) -> Result<Stream, Error> {
+        Ok(Stream::Plain(timed))
+    }
+}
+
+/// Writes the request and reads the answer.
+fn exchange(mut stream: Stream, head: &[u8], req: &Request<'_>) -> Result<Response, Error> {
+    stream.write_all(head)?;
+    stream.write_all(req.body)?;
+    stream.flush()?;
+    read_response(&mut BufReader::new(stream), req.method == "HEAD")
+}
+
+/// When a request must be over, if it has a timeout.
+#[derive(Debug, Clone, Copy)]
+struct Deadline(Option<Instant>);
+
+impl Deadline {
+    fn after(timeout: Duration) -> Deadline {
+        Deadline((!timeout.is_zero()).then(|| Instant::now() + timeout))
+    }
+
+    /// The time left (`None`: no deadline), or a timeout error once it has passed.
+    fn left(self) -> io::Result<Option<Duration>> {
+        let Some(at) = self.0 else { return Ok(None) };
+        match at.checked_duration_since(Instant::now()) {
+            Some(left) if !left.is_zero() => Ok(Some(left)),
+            _ => Err(io::ErrorKind::TimedOut.into()),
+        }
+    }
+
+    fn is_timeout(self, e: &io::Error) -> bool {
+        self.0.is_some()
+            && matches!(
+                e.kind(),
+                io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+            )
+    }
+}
+
+/// A socket whose every read and write may take only the time left until the deadline.
+#[derive(Debug)]
+struct Timed {
+    tcp: TcpStream,
+    deadline: Deadline,
+}
+
+impl Timed {
+    fn arm(&self) -> io::Result<()> {
+        if let Some(left) = self.deadline.left()? {
+            self.tcp.set_read_timeout(Some(left))?;
+            self.tcp.set_write_timeout(Some(left))?;
+        }
+        Ok(())
+    }
+}
+
+impl Read for Timed {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.arm()?;
+        self.tcp.read(buf)
+    }
+}
+
+impl Write for Timed {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.arm()?;
+        self.tcp.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.tcp.flush()
+    }
+}
+
+enum Stream {
+    Plain(Timed),
+    #[cfg(feature = "https")]
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, Timed>>),
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            #[cfg(feature = "https")]
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            #[cfg(feature = "https")]
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            #[cfg(feature = "https")]
+            Stream::Tls(s) => s.flush(),
+        }
+    }
+}
+
+/// Reads one answer (skipping interim `1xx` ones): its head, then a body framed by
+/// `Transfer-Encoding: chunked`, `Content-Length` or the end of the connection.
+fn read_response(r: &mut impl BufRead, head_only: bool) -> Result<Response, Error> {
+    let mut budget = MAX_HEAD;
+    let (status, headers) = loop {
+        let status_line = head_line(r, &mut budget)?;
+        let status = parse_status(&status_line)?;
+        let mut headers = Vec::new();
+        loop {
+            let line = head_line(r, &mut budget)?;
+            if line.is_empty() {
+                break;
+            }
+            let (name, value) = line
+                .split_once(':')
+                .ok_or(Error::BadAnswer("a header line without ':'"))?;
+            headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
+        }
+        if !(100..200).contains(&status) {
+            break (status, headers);
+        }
+    };
+    let mut response = Response {
+        status,
+        headers,
+        body: Vec::new(),
+    };
+    if head_only || status == 204 || status == 304 {
+        return Ok(response);
+    }
+    let chunked = response
+        .header("transfer-encoding")
+        .is_some_and(|te| te.to_ascii_lowercase().contains("chunked"));
+    let length = response.header("content-length").map(str::to_owned);
+    response.body = if chunked {
+        read_chunked(r)?
+    } else if let Some(length) = length {
+        let length: usize = length
+            .parse()
+            .map_err(|_| Error::BadAnswer("a Content-Length that is not a number"))?;
+        let mut body = Vec::with_capacity(length.min(MAX_BODY));
+        r.take(length.min(MAX_BODY) as u64).read_to_end(&mut body)?;
+        if body.len() < length.min(MAX_BODY) {
+            return Err(Error::BadAnswer(
+                "the body is shorter than its Content-Length",
+            ));
+        }
+        body
+    } else {
+        read_to_close(r)?
+    };
+    Ok(response)
+}
+
+/// One line of the head without its line ending, counted against the head's budget.
+fn head_line(r: &mut impl BufRead, budget: &mut usize) -> Result<String, Error> {
+    let mut line = Vec::new();
+    let n = r.take(*budget as u64).read_until(b'\n', &mut line)?;
+    *budget -= n;
+    if !line.ends_with(b"\n") {
+        return Err(Error::BadAnswer(if *budget == 0 {
+            "its head is too long"
+        } else {
+            "the connection closed in the middle of the head"
+        }));
+    }
+    line.pop();
+    if line.ends_with(b"\r") {
+        line.pop();
+    }
+    Ok(String::from_utf8_lossy(&line).into_owned())
+}
+
+/// `HTTP/1.1 202 Accepted` → 202.
+fn parse_status(line: &str) -> Result<u16, Error> {
+    let rest = line.strip_prefix("HTTP/1.").ok_or(Error::BadAnswer(
+        "the first line is not an HTTP/1.x status line",
+    ))?;
+    // `1 202 Accepted`: the minor version, a space, three digits, then a space or the end.
+    let bytes = rest.as_bytes();
+    let framed = bytes.get(1) == Some(&b' ') && matches!(bytes.get(5), None | Some(b' '));
+    let code = rest.get(2..5).filter(|_| framed);
+    code.and_then(|c| c.parse().ok())
+        .filter(|c| (100..600).contains(c))
+        .ok_or(Error::BadAnswer("the status line has no valid status code"))
+}
+
+fn read_chunked(r: &mut impl BufRead) -> Result<Vec<u8>, Error> {
+    let mut body = Vec::new();
+    let mut budget = MAX_HEAD;
+    loop {
+        let line = head_line(r, &mut budget)?;
+        let size = line.split(';').next().unwrap_or("").trim();
+        let size = usize::from_str_radix(size, 16)
+            .map_err(|_| Error::BadAnswer("a chunk size that is not hexadecimal"))?;
+        if size == 0 {
+            // Trailers, up to the empty line.
+            while !head_line(r, &mut budget)?.is_empty() {}
+            return Ok(body);
+        }
+        let keep = size.min(MAX_BODY.saturating_sub(body.len()));
+        let before = body.len();
+        r.take(keep as u64).read_to_end(&mut body)?;
+        if body.len() - before < keep {
+            return Err(Error::BadAnswer(
+                "the connection closed in the middle of a chunk",
+            ));
+        }
+        if keep < size {
+            // Enough kept: the rest is not needed, and the connection is not reused.
+            return Ok(body);
+        }
+        if !head_line(r, &mut budget)?.is_empty() {
+            return Err(Error::BadAnswer("a chunk longer than its size"));
+        }
+    }
+}
+
+/// A body without framing ends with the connection. A TLS peer that closes without
+/// `close_notify` ends it too: the answer's head has been read already.
+fn read_to_close(r: &mut impl BufRead) -> Result<Vec<u8>, Error> {
+    let mut body = Vec::new();
+    match r.take(MAX_BODY as u64).read_to_end(&mut body) {
+        Ok(_) => Ok(body),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(body),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(feature = "https")]
+mod tls {
+    use std::sync::Arc;
+
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme};
+
+    use super::{Error, Stream, Timed, TlsOptions};
+
+    pub(super) fn client_config(options: &TlsOptions) -> Result<Arc<ClientConfig>, String> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS setup: {e}"))?;
+        let config = if !options.verify {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+                .with_no_client_auth()
+        } else {
+            let mut roots = rustls::RootCertStore::empty();
+            match &options.ca_cert_file {
+                Some(path) => {
+                    let certs = CertificateDer::pem_file_iter(path)
+                        .map_err(|e| format!("server_ca_cert_file {path:?}: {e}"))?;
+                    for cert in certs {
+                        let cert =
+                            cert.map_err(|e| format!("server_ca_cert_file {path:?}: {e}"))?;
+                        roots
+                            .add(cert)
+                            .map_err(|e| format!("server_ca_cert_file {path:?}: {e}"))?;
+                    }
+                    if roots.is_empty() {
+                        return Err(format!(
+                            "server_ca_cert_file {path:?} holds no PEM certificate"
+                        ));
+                    }
+                }
+                None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        };
+        Ok(Arc::new(config))
+    }
+
+    pub(super) fn wrap(
+        config: &Arc<ClientConfig>,
+        host: &str,
+        timed: Timed,
+    ) -> Result<Stream, Error> {
+        let name = ServerName::try_from(host.to_owned())
+            .map_err(|e| Error::Setup(format!("TLS server name {host:?}: {e}")))?;
+        let conn = ClientConnection::new(Arc::clone(config), name)
+            .map_err(|e| Error::Setup(format!("TLS: {e}")))?;
+        Ok(Stream::Tls(Box::new(rustls::StreamOwned::new(conn, timed))))
+    }
+
+    /// `verify_server_cert = false`: any certificate is accepted, but the handshake's
+    /// signatures are still checked against it.
+    #[derive(Debug)]
+    struct AnyCertificate(Arc<CryptoProvider>);
+
+    impl ServerCertVerifier for AnyCertificate {
+        fn verify_server_cert(
+            &self,
+            _end_entity: &CertificateDer<'_>,
+            _intermediates: &[CertificateDer<'_>],
+            _server_name: &ServerName<'_>,
+            _ocsp_response: &[u8],
+            _now: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            verify_tls12_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            verify_tls13_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(raw: &[u8]) -> Result<Response, Error> {
+        read_response(&mut &raw[..], false)
+    }
+
+    #[test]
+    fn endpoints_from_server_urls() {
+        let e = Endpoint::parse("http://localhost:8200").unwrap();
+        assert_eq!(
+            (
+                e.tls,
+                e.host.as_str(),
+                e.port,
+                e.authority.as_str(),
+                e.base_path.as_str()
+            ),
+            (false, "localhost", 8200, "localhost:8200", "")
+        );
+        let e = Endpoint::parse("HTTPS://user:pw@apm.example.com/prefix/?q=1#f").unwrap();
+        assert_eq!(
+            (
+                e.tls,
+                e.host.as_str(),
+                e.port,
+                e.authority.as_str(),
+                e.base_path.as_str()
+            ),
+            (true, "apm.example.com", 443, "apm.example.com", "/prefix")
+        );
+        let e = Endpoint::parse("http://[::1]:8200/").unwrap();
+        assert_eq!(
+            (e.host.as_str(), e.port, e.authority.as_str()),
+            ("::1", 8200, "[::1]:8200")
+        );
+        let e = Endpoint::parse("http://[::1]").unwrap();
+        assert_eq!((e.port, e.authority.as_str()), (80, "[::1]"));
+        for bad in [
+            "localhost:8200",
+            "ftp://x",
+            "http://",
+            "http://:80",
+            "http://h:port",
+            "http://[::1",
+        ] {
+            assert!(Endpoint::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn request_heads_carry_host_length_and_clean_headers() {
+        let client = Client::new("http://apm:8200/base", &TlsOptions::default()).unwrap();
+        let head = client.head(&Request {
+            method: "POST",
+            path: "/intake/v2/events",
+            headers: &[("Authorization", "Bearer x\r\nX-Injected: 1")],
+            body: b"abc",
+            timeout: Duration::ZERO,
+        });
+        assert_eq!(
+            String::from_utf8(head).unwrap(),
+            "POST /base/intake/v2/events HTTP/1.1\r\nHost: apm:8200\r\nConnection: close\r\n\
+             Content-Length: 3\r\nAuthorization: Bearer xX-Injected: 1\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn bodies_framed_by_length_chunks_or_close() {
+        let r =
+            parse(b"HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\nETag: \"x\"\r\n\r\nokIGNORED")
+                .unwrap();
+        assert_eq!((r.status, r.body.as_slice()), (202, &b"ok"[..]));
+        assert_eq!(r.header("etag"), Some("\"x\""));
+        assert!(r.is_success());
+
+        let r = parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nTrailer: t\r\n\r\n")
+            .unwrap();
+        assert_eq!(r.body, b"abcde");
+
+        let r = parse(b"HTTP/1.0 503 Service Unavailable\nServer: x\n\nqueue is full").unwrap();
+        assert_eq!((r.status, r.body.as_slice()), (503, &b"queue is full"[..]));
+        assert!(!r.is_success());
+
+        let r = parse(
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!((r.status, r.body.len()), (304, 0));
+    }
+
+    #[test]
+    fn answers_that_are_not_http_are_errors() {
+        for raw in [
+            &b""[..],
+            b"\x00\x01SSH-2.0-definitely-not-http\r\n\xff\xfe",
+            b"HTTP/1.1 2000 OK\r\n\r\n",
+            b"HTTP/1.1 202",
+            b"HTTP/1.1 202 Accepted\r\nno colon\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
+            b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab",
+        ] {
+            assert!(
+                matches!(parse(raw), Err(Error::BadAnswer(_))),
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+        let endless = [b"HTTP/1.1 200 OK\r\nX: ".as_slice(), &[b'a'; MAX_HEAD]].concat();
+        assert!(matches!(parse(&endless), Err(Error::BadAnswer(m)) if m.contains("too long")));
+    }
+
+    #[test]
+    fn bodies_beyond_the_limit_are_cut() {
+        let big = [
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+                MAX_BODY + 10
+            )
+            .as_bytes(),
+            &vec![b'x'; MAX_BODY + 10],
+        ]
+        .concat();
+        assert_eq!(parse(&big).unwrap().body.len(), MAX_BODY);
+    }
+
+    #[test]
+    fn a_deadline_bounds_connecting_and_waiting() {
+        // A listener that accepts and never answers.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let client = Client::new(&url, &TlsOptions::default()).unwrap();
+        let started = Instant::now();
+        let result = client.send(&Request {
+            method: "GET",
+            path: "/",
+            headers: &[],
+            body: &[],
+            timeout: Duration::from_millis(200),
+        });
+        assert!(matches!(result, Err(Error::TimedOut(_))), "{result:?}");
+        assert!(started.elapsed() >= Duration::from_millis(200));
+        drop(listener);
+    }
+}

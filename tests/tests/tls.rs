@@ -1,0 +1,72 @@
+//! HTTPS to the APM Server: the certificate is verified against the built-in roots or
+//! `server_ca_cert_file`, or not at all with `verify_server_cert = false`. The server is the
+//! mock APM Server behind TLS, with a self-signed certificate for `localhost` (`tests/tls/`).
+
+mod common;
+
+use std::time::Duration;
+
+use apm_tests::MockServer;
+use common::agent;
+
+const CERT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tls/localhost.pem");
+const KEY: &[u8] = include_bytes!("../tls/localhost.key");
+
+fn tls_server() -> MockServer {
+    let cert = std::fs::read(CERT).expect("tests/tls/localhost.pem");
+    MockServer::start_tls(&cert, KEY)
+}
+
+fn record(n: usize) {
+    for i in 0..n {
+        let _t = apm::start_transaction(format!("GET /tls/{i}"), "request");
+        let _s = apm::start_span("work", "app");
+    }
+}
+
+#[test]
+fn events_go_over_https_verified_against_server_ca_cert_file() {
+    let h = agent::start_with(tls_server(), |c| c.server_ca_cert_file(CERT));
+    record(3);
+    assert!(h.agent().flush(Duration::from_secs(10)));
+    assert_eq!(h.server.transactions().len(), 3);
+    assert_eq!(h.server.spans().len(), 3);
+    assert_eq!(h.server.with_recorded(|r| r.tls_handshake_failures()), 0);
+    h.finish();
+}
+
+#[test]
+fn a_certificate_no_root_vouches_for_is_refused_and_the_application_does_not_notice() {
+    let h = agent::start_with(tls_server(), |c| c);
+    record(3);
+    assert!(!h.agent().flush(Duration::from_secs(10)));
+    assert!(h.server.with_recorded(|r| r.tls_handshake_failures()) >= 1);
+    assert!(h.server.transactions().is_empty());
+    let stats = h.agent().stats();
+    assert!(stats.requests_failed >= 1, "{stats:?}");
+    assert_eq!(stats.events_sent, 0, "{stats:?}");
+    h.finish();
+}
+
+#[test]
+fn verify_server_cert_false_accepts_any_certificate() {
+    let h = agent::start_with(tls_server(), |c| c.verify_server_cert(false));
+    record(2);
+    assert!(h.agent().flush(Duration::from_secs(10)));
+    assert_eq!(h.server.transactions().len(), 2);
+    h.finish();
+}
+
+#[test]
+fn an_unreadable_server_ca_cert_file_fails_requests_not_the_application() {
+    let h = agent::start_with(tls_server(), |c| {
+        c.server_ca_cert_file("/nonexistent/apm-ca.pem")
+    });
+    record(1);
+    assert!(!h.agent().flush(Duration::from_secs(10)));
+    assert!(h.agent().stats().requests_failed >= 1);
+    // Nothing was even attempted: the client could not be set up.
+    assert_eq!(h.server.with_recorded(|r| r.tls_handshake_failures()), 0);
+    assert!(h.server.requests().is_empty());
+    h.finish();
+}
