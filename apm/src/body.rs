@@ -23,6 +23,8 @@ impl Body {
         if compress {
             Body {
                 ndjson: Vec::with_capacity(STAGE + STAGE / 4),
+                // Level 1 of flate2's zlib-rs backend: the cheapest deflate in CPU per event
+                // (BENCHMARKS.md, "Transport"), and intake NDJSON still shrinks over tenfold.
                 gzip: Some(GzEncoder::new(
                     Vec::with_capacity(capacity / 4),
                     Compression::fast(),

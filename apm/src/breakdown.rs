@@ -142,29 +142,40 @@ fn span_kind(s: &SpanRecord) -> SpanKind {
 }
 
 impl State {
-    fn add(&mut self, txn: &TxnKey, kind: SpanKind, total: Total) {
-        if let Some(kinds) = self.totals.get_mut(txn) {
+    /// Adds to the totals of the group `txn`, found once for all of `items`.
+    fn add(&mut self, txn: &TxnKey, items: impl IntoIterator<Item = (SpanKind, Total)>) {
+        let State {
+            totals,
+            groups,
+            overflowed,
+            ..
+        } = self;
+        let kinds = match totals.get_mut(txn) {
+            Some(kinds) => kinds,
+            None if *groups < MAX_GROUPS => totals.entry(txn.clone()).or_default(),
+            None => return Self::overflow(overflowed),
+        };
+        for (kind, total) in items {
             if let Some((_, t)) = kinds.iter_mut().find(|(k, _)| *k == kind) {
                 t.count += total.count;
                 t.sum_us += total.sum_us;
-                return;
+            } else if *groups < MAX_GROUPS {
+                *groups += 1;
+                kinds.push((kind, total));
+            } else {
+                Self::overflow(overflowed);
             }
         }
-        if self.groups >= MAX_GROUPS {
-            if !self.overflowed {
-                self.overflowed = true;
-                crate::diag::warn_limited!(
-                    "breakdown",
-                    "more than {MAX_GROUPS} breakdown groups in one metrics interval; the rest are not reported"
-                );
-            }
-            return;
+    }
+
+    fn overflow(overflowed: &mut bool) {
+        if !*overflowed {
+            *overflowed = true;
+            crate::diag::warn_limited!(
+                "breakdown",
+                "more than {MAX_GROUPS} breakdown groups in one metrics interval; the rest are not reported"
+            );
         }
-        self.groups += 1;
-        self.totals
-            .entry(txn.clone())
-            .or_default()
-            .push((kind, total));
     }
 
     fn span(&mut self, s: &SpanRecord) {
@@ -176,7 +187,7 @@ impl State {
         match self.recent.get(&s.transaction_id) {
             Some(txn) => {
                 let txn = txn.clone();
-                self.add(&txn, kind, one);
+                self.add(&txn, [(kind, one)]);
             }
             None => {
                 if !self.pending.contains_key(&s.transaction_id) {
@@ -222,13 +233,12 @@ impl State {
             count: 1,
             sum_us: self_time_us(t.start, t.end, t.child_ns),
         };
-        self.add(&txn, (Cow::Borrowed("app"), None), own);
-        if let Some(kinds) = self.pending.remove(&t.id) {
-            self.pending_len -= kinds.len();
-            for (kind, total) in kinds {
-                self.add(&txn, kind, total);
-            }
-        }
+        let spans = self.pending.remove(&t.id).unwrap_or_default();
+        self.pending_len -= spans.len();
+        self.add(
+            &txn,
+            std::iter::once(((Cow::Borrowed("app"), None), own)).chain(spans),
+        );
         if self.recent_order.len() >= MAX_RECENT {
             if let Some(old) = self.recent_order.pop_front() {
                 self.recent.remove(&old);

@@ -18,11 +18,6 @@ pub(crate) fn epoch_micros(t: Tick) -> u64 {
     t.as_unix_nanos(ANCHOR.get_or_init(fastant::Anchor::new)) / 1000
 }
 
-/// Milliseconds between two ticks, as the intake `duration` field wants them.
-pub(crate) fn millis_between(start: Tick, end: Tick) -> f64 {
-    end.saturating_duration_since(start).as_nanos() as f64 / 1e6
-}
-
 /// Nanoseconds between two ticks (zero when `end` is before `start`).
 pub(crate) fn nanos_between(start: Tick, end: Tick) -> u64 {
     end.saturating_duration_since(start).as_nanos() as u64

@@ -265,12 +265,15 @@ impl Transport {
         let written = match event {
             Event::Span(s) => model::write_span(out, s),
             Event::Transaction(t) => {
-                refresh_policy(
-                    self.tracer,
-                    &mut self.policy,
-                    &mut self.policy_patterns,
-                    &mut self.policy_read,
-                );
+                // The policy shapes the request and response only (and looks at the clock).
+                if t.request.is_some() || t.response.is_some() {
+                    refresh_policy(
+                        self.tracer,
+                        &mut self.policy,
+                        &mut self.policy_patterns,
+                        &mut self.policy_read,
+                    );
+                }
                 model::write_transaction(out, t, &self.policy)
             }
             Event::Error(e) => {
