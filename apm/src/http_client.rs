@@ -10,13 +10,21 @@
 
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 use crate::diag::warn_limited;
 
 /// An answer's head (status line and headers) longer than this is not an APM Server's.
 const MAX_HEAD: usize = 64 * 1024;
+/// The longest chunk-size line read.
+const MAX_LINE: usize = 4 * 1024;
+/// Most of the time left one address may take to connect when others remain to be tried.
+const PER_ADDRESS: Duration = Duration::from_secs(2);
+/// How long resolved addresses are used before the name is resolved again.
+const RESOLVE_EVERY: Duration = Duration::from_secs(60);
 /// Answer bodies are kept up to this size (error messages, server information, central
 /// configuration); the rest is not read.
 const MAX_BODY: usize = 1024 * 1024;
@@ -68,6 +76,10 @@ impl Endpoint {
     /// ignored.
     pub(crate) fn parse(url: &str) -> Result<Endpoint, String> {
         let bad = |why: &str| format!("server_url {url:?}: {why}");
+        // They would end up in the request line and the `Host` header.
+        if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(bad("it contains whitespace or control characters"));
+        }
         let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("no scheme"))?;
         let tls = match scheme.to_ascii_lowercase().as_str() {
             "http" => false,
@@ -79,6 +91,9 @@ impl Endpoint {
         let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
         let (host, port) = if let Some(v6) = host_port.strip_prefix('[') {
             let (host, tail) = v6.split_once(']').ok_or_else(|| bad("unclosed '['"))?;
+            if !tail.is_empty() && !tail.starts_with(':') {
+                return Err(bad("unexpected text after the IPv6 address"));
+            }
             (host, tail.strip_prefix(':'))
         } else {
             match host_port.rsplit_once(':') {
@@ -200,6 +215,8 @@ impl Server {
 /// A client for one APM Server.
 pub(crate) struct Client {
     endpoint: Endpoint,
+    /// The server's addresses and when they were resolved.
+    resolved: Mutex<Option<(Vec<SocketAddr>, Instant)>>,
     #[cfg(feature = "https")]
     tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
@@ -241,6 +258,7 @@ impl Client {
         }
         Ok(Client {
             endpoint,
+            resolved: Mutex::new(None),
             #[cfg(feature = "https")]
             tls,
         })
@@ -277,26 +295,63 @@ impl Client {
         head
     }
 
+    /// Connects to the first address that answers; each but the last may take only its
+    /// share of the time left, so that an address that swallows packets (IPv6 routed
+    /// nowhere, say) cannot use up the whole deadline.
     fn connect(&self, deadline: Deadline) -> Result<Stream, Error> {
-        let host = (self.endpoint.host.as_str(), self.endpoint.port);
+        let addrs = self.addresses()?;
         let mut last = None;
-        for addr in host.to_socket_addrs()? {
+        for (i, addr) in addrs.iter().enumerate() {
+            let untried = (addrs.len() - i) as u32;
             let attempt = match deadline.left()? {
-                Some(left) => TcpStream::connect_timeout(&addr, left),
+                Some(left) if untried > 1 => {
+                    TcpStream::connect_timeout(addr, (left / untried).min(PER_ADDRESS))
+                }
+                Some(left) => TcpStream::connect_timeout(addr, left),
                 None => TcpStream::connect(addr),
             };
             match attempt {
                 Ok(tcp) => {
+                    self.worked(*addr);
                     let _ = tcp.set_nodelay(true);
                     return self.secure(Timed { tcp, deadline });
                 }
                 Err(e) => last = Some(e),
             }
         }
+        // Resolve again next time: the server may have moved.
+        *self.resolved.lock() = None;
         Err(last.map_or_else(
             || Error::Setup(format!("{} resolves to no address", self.endpoint.host)),
             Error::Io,
         ))
+    }
+
+    /// The server's addresses, resolved at most once per [`RESOLVE_EVERY`] (and again after
+    /// a failure to connect). The system resolver cannot be given a deadline: a slow one
+    /// delays this thread's request beyond `server_timeout` (never the application), and the
+    /// cache keeps that to one request in a while.
+    fn addresses(&self) -> Result<Vec<SocketAddr>, Error> {
+        let mut resolved = self.resolved.lock();
+        if let Some((addrs, at)) = &*resolved {
+            if at.elapsed() < RESOLVE_EVERY {
+                return Ok(addrs.clone());
+            }
+        }
+        let addrs: Vec<SocketAddr> = (self.endpoint.host.as_str(), self.endpoint.port)
+            .to_socket_addrs()?
+            .collect();
+        *resolved = Some((addrs.clone(), Instant::now()));
+        Ok(addrs)
+    }
+
+    /// Puts the address that answered first for the next requests.
+    fn worked(&self, addr: SocketAddr) {
+        if let Some((addrs, _)) = &mut *self.resolved.lock() {
+            if let Some(i) = addrs.iter().position(|a| *a == addr) {
+                addrs[..=i].rotate_right(1);
+            }
+        }
     }
 
     #[cfg(feature = "https")]
@@ -314,11 +369,18 @@ impl Client {
 }
 
 /// Writes the request and reads the answer.
+/// Writes the request and reads the answer. A server may answer (401, 413, 503) and close
+/// before it has read the whole body: its answer then says more than the failed write.
 fn exchange(mut stream: Stream, head: &[u8], req: &Request<'_>) -> Result<Response, Error> {
-    stream.write_all(head)?;
-    stream.write_all(req.body)?;
-    stream.flush()?;
-    read_response(&mut BufReader::new(stream), req.method == "HEAD")
+    let sent = stream
+        .write_all(head)
+        .and_then(|()| stream.write_all(req.body))
+        .and_then(|()| stream.flush());
+    let answer = read_response(&mut BufReader::new(stream), req.method == "HEAD");
+    match (sent, answer) {
+        (Err(e), Err(_)) => Err(e.into()),
+        (_, answer) => answer,
+    }
 }
 
 /// When a request must be over, if it has a timeout.
@@ -506,14 +568,14 @@ fn parse_status(line: &str) -> Result<u16, Error> {
 
 fn read_chunked(r: &mut impl BufRead) -> Result<Vec<u8>, Error> {
     let mut body = Vec::new();
-    let mut budget = MAX_HEAD;
     loop {
-        let line = head_line(r, &mut budget)?;
+        let line = chunk_line(r)?;
         let size = line.split(';').next().unwrap_or("").trim();
         let size = usize::from_str_radix(size, 16)
             .map_err(|_| Error::BadAnswer("a chunk size that is not hexadecimal"))?;
         if size == 0 {
             // Trailers, up to the empty line.
+            let mut budget = MAX_HEAD;
             while !head_line(r, &mut budget)?.is_empty() {}
             return Ok(body);
         }
@@ -529,10 +591,17 @@ fn read_chunked(r: &mut impl BufRead) -> Result<Vec<u8>, Error> {
             // Enough kept: the rest is not needed, and the connection is not reused.
             return Ok(body);
         }
-        if !head_line(r, &mut budget)?.is_empty() {
+        if !chunk_line(r)?.is_empty() {
             return Err(Error::BadAnswer("a chunk longer than its size"));
         }
     }
+}
+
+/// A chunk-size line, or the line ending after a chunk. Each is bounded on its own, so that
+/// many small chunks are fine.
+fn chunk_line(r: &mut impl BufRead) -> Result<String, Error> {
+    let mut budget = MAX_LINE;
+    head_line(r, &mut budget)
 }
 
 /// A body without framing ends with the connection. A TLS peer that closes without
@@ -786,22 +855,89 @@ mod tests {
         assert_eq!(parse(&big).unwrap().body.len(), MAX_BODY);
     }
 
-    #[test]
-    fn a_deadline_bounds_connecting_and_waiting() {
-        // A listener that accepts and never answers.
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let client = Client::new(&url, &TlsOptions::default()).unwrap();
-        let started = Instant::now();
-        let result = client.send(&Request {
+    fn get(client: &Client, timeout: Duration) -> Result<Response, Error> {
+        client.send(&Request {
             method: "GET",
             path: "/",
             headers: &[],
             body: &[],
-            timeout: Duration::from_millis(200),
-        });
+            timeout,
+        })
+    }
+
+    /// Sends a GET with a 300 ms deadline to `url` and asserts it timed out in about that
+    /// time (the slack is for a busy machine).
+    fn times_out(url: &str) {
+        let client = Client::new(url, &TlsOptions::default()).unwrap();
+        let started = Instant::now();
+        let result = get(&client, Duration::from_millis(300));
+        let took = started.elapsed();
         assert!(matches!(result, Err(Error::TimedOut(_))), "{result:?}");
-        assert!(started.elapsed() >= Duration::from_millis(200));
-        drop(listener);
+        assert!(
+            took >= Duration::from_millis(300) && took < Duration::from_secs(3),
+            "{took:?}"
+        );
+    }
+
+    #[test]
+    fn a_deadline_bounds_waiting_for_a_silent_server() {
+        // The kernel accepts the connection; nobody ever reads or answers.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        times_out(&format!("http://{}", listener.local_addr().unwrap()));
+    }
+
+    #[test]
+    fn a_deadline_bounds_the_whole_answer_not_each_read() {
+        // Answers one byte every 20 ms, forever: every read succeeds in time, the answer never
+        // ends.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let trickle = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut head = [0u8; 1024];
+            let _ = conn.read(&mut head);
+            for byte in b"HTTP/1.1 200 OK\r\nX: "
+                .iter()
+                .chain(std::iter::repeat(&b'a'))
+            {
+                std::thread::sleep(Duration::from_millis(20));
+                if conn.write_all(&[*byte]).is_err() {
+                    return;
+                }
+            }
+        });
+        times_out(&url);
+        trickle.join().unwrap();
+    }
+
+    #[cfg(feature = "https")]
+    #[test]
+    fn a_deadline_bounds_a_tls_handshake_that_never_ends() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        times_out(&format!("https://{}", listener.local_addr().unwrap()));
+    }
+
+    #[test]
+    fn many_small_chunks_and_a_close_without_close_notify_are_fine() {
+        let mut raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        for _ in 0..20_000 {
+            raw.extend_from_slice(b"1\r\nx\r\n");
+        }
+        raw.extend_from_slice(b"0\r\n\r\n");
+        assert_eq!(parse(&raw).unwrap().body.len(), 20_000);
+
+        // rustls reports a peer that closed without `close_notify` as `UnexpectedEof`.
+        struct Abrupt<'a>(&'a [u8]);
+        impl Read for Abrupt<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                if self.0.is_empty() {
+                    return Err(io::ErrorKind::UnexpectedEof.into());
+                }
+                self.0.read(buf)
+            }
+        }
+        let raw = b"HTTP/1.1 200 OK\r\n\r\n{\"version\":\"8.15.0\"}";
+        let r = read_response(&mut BufReader::new(Abrupt(raw)), false).unwrap();
+        assert_eq!(r.body, b"{\"version\":\"8.15.0\"}");
     }
 }

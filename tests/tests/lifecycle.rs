@@ -23,7 +23,8 @@ fn a_running_agent_has_its_named_transport_thread_and_stops_it() {
 
 #[test]
 fn exactly_three_threads_run_while_requests_are_in_flight() {
-    let h = agent::start(|c| c.server_timeout(Duration::from_secs(3)));
+    const TIMEOUT: Duration = Duration::from_secs(3);
+    let h = agent::start(|c| c.server_timeout(TIMEOUT));
     // The intake request hangs in the server while the threads are counted; the central
     // configuration poll and the server information probe have been made by then.
     h.server.set_intake_delay(Duration::from_secs(30));
@@ -40,7 +41,18 @@ fn exactly_three_threads_run_while_requests_are_in_flight() {
                     .any(|q| q.path == apm_tests::CONFIG_PATH)
             };
             assert!(server.wait_for(polled, Duration::from_secs(10)));
-            agent_threads()
+            let threads = agent_threads();
+            // Counted before the agent's request could time out: it was in flight.
+            let intake = server
+                .requests()
+                .into_iter()
+                .find(|q| q.path == apm_tests::INTAKE_PATH)
+                .expect("the intake request");
+            assert!(
+                intake.arrived.elapsed() < TIMEOUT,
+                "counted too late to see the request in flight"
+            );
+            threads
         });
         h.agent().flush(Duration::from_secs(1));
         counting.join().expect("counting thread")

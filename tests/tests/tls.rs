@@ -70,3 +70,15 @@ fn an_unreadable_server_ca_cert_file_fails_requests_not_the_application() {
     assert!(h.server.requests().is_empty());
     h.finish();
 }
+
+#[test]
+fn an_ip_address_url_is_verified_against_the_certificates_ip_names() {
+    let server = tls_server();
+    // The certificate names `localhost` and `IP:127.0.0.1`.
+    let url = format!("https://127.0.0.1:{}", server.addr().port());
+    let h = agent::start_with(server, |c| c.server_url(url).server_ca_cert_file(CERT));
+    record(1);
+    assert!(h.agent().flush(Duration::from_secs(10)));
+    assert_eq!(h.server.transactions().len(), 1);
+    h.finish();
+}
