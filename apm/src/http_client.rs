@@ -736,35 +736,26 @@ mod tests {
 
     #[test]
     fn endpoints_from_server_urls() {
-        let e = Endpoint::parse("http://localhost:8200").unwrap();
+        let parts = |url: &str| {
+            let e = Endpoint::parse(url).unwrap();
+            (e.tls, e.host, e.port, e.authority, e.base_path)
+        };
+        let expect = |tls, host: &str, port, authority: &str, path: &str| {
+            (tls, host.into(), port, authority.into(), path.into())
+        };
         assert_eq!(
-            (
-                e.tls,
-                e.host.as_str(),
-                e.port,
-                e.authority.as_str(),
-                e.base_path.as_str()
-            ),
-            (false, "localhost", 8200, "localhost:8200", "")
+            parts("http://localhost:8200"),
+            expect(false, "localhost", 8200, "localhost:8200", "")
         );
-        let e = Endpoint::parse("HTTPS://user:pw@apm.example.com/prefix/?q=1#f").unwrap();
         assert_eq!(
-            (
-                e.tls,
-                e.host.as_str(),
-                e.port,
-                e.authority.as_str(),
-                e.base_path.as_str()
-            ),
-            (true, "apm.example.com", 443, "apm.example.com", "/prefix")
+            parts("HTTPS://user:pw@apm.example.com/prefix/?q=1#f"),
+            expect(true, "apm.example.com", 443, "apm.example.com", "/prefix")
         );
-        let e = Endpoint::parse("http://[::1]:8200/").unwrap();
         assert_eq!(
-            (e.host.as_str(), e.port, e.authority.as_str()),
-            ("::1", 8200, "[::1]:8200")
+            parts("http://[::1]:8200/"),
+            expect(false, "::1", 8200, "[::1]:8200", "")
         );
-        let e = Endpoint::parse("http://[::1]").unwrap();
-        assert_eq!((e.port, e.authority.as_str()), (80, "[::1]"));
+        assert_eq!(parts("http://[::1]"), expect(false, "::1", 80, "[::1]", ""));
         for bad in [
             "localhost:8200",
             "ftp://x",

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use apm_tests::MockServer;
-use common::agent;
+use common::agent::{self, record};
 
 const CERT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tls/localhost.pem");
 const KEY: &[u8] = include_bytes!("../tls/localhost.key");
@@ -15,13 +15,6 @@ const KEY: &[u8] = include_bytes!("../tls/localhost.key");
 fn tls_server() -> MockServer {
     let cert = std::fs::read(CERT).expect("tests/tls/localhost.pem");
     MockServer::start_tls(&cert, KEY)
-}
-
-fn record(n: usize) {
-    for i in 0..n {
-        let _t = apm::start_transaction(format!("GET /tls/{i}"), "request");
-        let _s = apm::start_span("work", "app");
-    }
 }
 
 #[test]

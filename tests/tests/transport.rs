@@ -6,14 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use apm_tests::MockServer;
-use common::agent;
-
-fn record(n: usize) {
-    for i in 0..n {
-        let _t = apm::start_transaction(format!("tx{i}"), "custom");
-        let _s = apm::start_span("work", "app");
-    }
-}
+use common::agent::{self, record};
 
 #[test]
 fn every_request_is_ndjson_with_metadata_first() {

@@ -125,3 +125,11 @@ impl std::future::Future for Yield {
         }
     }
 }
+
+/// Records `n` transactions (`tx0`, `tx1`, …) of one span each.
+pub fn record(n: usize) {
+    for i in 0..n {
+        let _t = apm::start_transaction(format!("tx{i}"), "custom");
+        let _s = apm::start_span("work", "app");
+    }
+}
