@@ -45,6 +45,7 @@ impl ChildTimer {
     }
 
     /// Time covered by children up to `end` (children still running count until then).
+    #[inline]
     pub(crate) fn busy_until(&self, end: Tick) -> u64 {
         let running = match (self.active, self.since) {
             (0, _) | (_, None) => 0,
