@@ -128,6 +128,14 @@ impl Endpoint {
             base_path: path.trim_end_matches('/').to_owned(),
         })
     }
+
+    /// Whether the host is this machine by name (`localhost`, `127.0.0.1`, `::1`), as the
+    /// spec's rule for compression has it.
+    pub(crate) fn is_loopback(&self) -> bool {
+        self.host.eq_ignore_ascii_case("localhost")
+            || self.host == "127.0.0.1"
+            || self.host == "::1"
+    }
 }
 
 /// A request: `path` (with its query) is appended to the server URL's path.
@@ -192,6 +200,11 @@ impl Server {
             user_agent: crate::metadata::user_agent(config),
             authorization: crate::metadata::authorization(config),
         }
+    }
+
+    /// Whether the server is on this machine by name (see [`Endpoint::is_loopback`]).
+    pub(crate) fn is_loopback(&self) -> bool {
+        self.client.as_ref().is_ok_and(|c| c.endpoint.is_loopback())
     }
 
     /// Sends `req` with the agent's `User-Agent` and, when configured, `Authorization`.
@@ -766,6 +779,17 @@ mod tests {
         ] {
             assert!(Endpoint::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn loopback_hosts_are_recognised() {
+        let loopback = |url| Endpoint::parse(url).unwrap().is_loopback();
+        assert!(loopback("http://localhost:8200"));
+        assert!(loopback("http://127.0.0.1:8200/"));
+        assert!(loopback("https://[::1]:8200"));
+        assert!(loopback("http://user:pw@LOCALHOST"));
+        assert!(!loopback("https://apm.example.com:443"));
+        assert!(!loopback("http://10.0.0.1:8200"));
     }
 
     #[test]
