@@ -118,7 +118,7 @@ impl sentry_core::Transport for DropEnvelopes {
 struct NoopLayer;
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for NoopLayer {}
 
-fn variants(agent: &'static apm::Agent) -> Vec<Variant> {
+fn variants(agent: &'static apm::Agent, local: bool) -> Vec<Variant> {
     use opentelemetry::trace::{TraceContextExt, Tracer, TracerProvider};
     use tracing_subscriber::layer::SubscriberExt;
 
@@ -138,7 +138,11 @@ fn variants(agent: &'static apm::Agent) -> Vec<Variant> {
     v.push(Variant::new("bare function", |n| in_roots(n, || (), work)));
 
     v.push(Variant::with_drain(
-        "**apm** `#[apm::span]`, shipped gzip to a local APM Server",
+        if local {
+            "**apm** `#[apm::span]`, shipped uncompressed to an APM Server on 127.0.0.1"
+        } else {
+            "**apm** `#[apm::span]`, shipped gzip to a local APM Server"
+        },
         |n| in_roots(n, || apm::start_transaction("root", "bench"), apm_span),
         move || {
             agent.flush(Duration::from_secs(30));
@@ -247,8 +251,8 @@ fn variants(agent: &'static apm::Agent) -> Vec<Variant> {
     v
 }
 
-fn race(agent: &'static apm::Agent, filters: &[String]) {
-    let mut variants = variants(agent);
+fn race(agent: &'static apm::Agent, local: bool, filters: &[String]) {
+    let mut variants = variants(agent, local);
     // Always keep the references the ratios are taken against.
     variants.retain(|v| {
         filters.is_empty()
@@ -361,7 +365,13 @@ fn main() {
     }
     // `cargo bench` passes `--bench`; `cargo test --benches` runs this once, quickly.
     let quick = !std::env::args().any(|a| a == "--bench");
-    let sink = Sink::start(Duration::ZERO);
+    // `--local`: the APM Server on 127.0.0.1, to which the spec says not to compress.
+    let local = std::env::args().any(|a| a == "--local");
+    let sink = if local {
+        Sink::start_local()
+    } else {
+        Sink::start(Duration::ZERO)
+    };
     let agent: &'static apm::Agent = Box::leak(Box::new(apm::init_with(
         apm::Config::builder()
             .service_name("bench")
@@ -377,7 +387,7 @@ fn main() {
             .get(i + 2)
             .and_then(|n| n.parse().ok())
             .unwrap_or(100_000);
-        for v in &mut variants(agent) {
+        for v in &mut variants(agent, local) {
             if v.name.contains(name) {
                 let r = measure_round(calls, &mut v.run, &mut v.drain);
                 println!("{}: {:.1} ns/call", v.name, r.call_ns);
@@ -386,7 +396,7 @@ fn main() {
         return;
     }
     if quick {
-        let mut v = variants(agent);
+        let mut v = variants(agent, local);
         for v in &mut v {
             measure_round(1_000, &mut v.run, &mut v.drain);
         }
@@ -399,7 +409,7 @@ fn main() {
         .filter(|a| !a.starts_with('-'))
         .collect();
     if filters.is_empty() || filters.iter().any(|f| f != "curve") {
-        race(agent, &filters);
+        race(agent, local, &filters);
     }
     if filters.is_empty() || filters.iter().any(|f| f == "curve") {
         curve(agent);

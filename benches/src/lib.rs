@@ -31,6 +31,17 @@ impl Sink {
         let listener = TcpListener::bind("127.0.0.2:0")
             .or_else(|_| TcpListener::bind("127.0.0.1:0"))
             .expect("bind the sink");
+        Sink::serve(listener, delay)
+    }
+
+    /// Listens on `127.0.0.1`, loopback by name: the agent sends uncompressed, as the spec
+    /// says for an APM Server on the same host.
+    pub fn start_local() -> Sink {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the sink");
+        Sink::serve(listener, Duration::ZERO)
+    }
+
+    fn serve(listener: TcpListener, delay: Duration) -> Sink {
         let addr = listener.local_addr().expect("sink address").to_string();
         let stats = Arc::new(SinkStats::default());
         let shared = Arc::clone(&stats);
