@@ -94,16 +94,21 @@ impl Shared {
         self.shutdown.load(Ordering::Acquire)
     }
 
-    /// Sleeps up to `d`, returning early (false) when the server shuts down.
-    fn pause(&self, d: Duration) -> bool {
-        let deadline = Instant::now() + d;
+    /// Holds an intake answer back until `intake_delay` after `since`. The delay is read
+    /// again whenever the behaviour changes, so lowering it releases answers already held.
+    /// `false` when the server shuts down meanwhile.
+    fn hold_intake(&self, since: Instant) -> bool {
         let mut state = self.state.lock();
-        while !self.stopping() {
-            if self.changed.wait_until(&mut state, deadline).timed_out() {
-                return !self.stopping();
+        loop {
+            if self.stopping() {
+                return false;
             }
+            let until = since + self.behaviour.lock().intake_delay;
+            if Instant::now() >= until {
+                return true;
+            }
+            self.changed.wait_until(&mut state, until);
         }
-        false
     }
 }
 
@@ -197,6 +202,9 @@ impl MockServer {
 
     fn configure(&self, f: impl FnOnce(&mut Behaviour)) {
         f(&mut self.shared.behaviour.lock());
+        // Under the state lock, so that an answer being held sees the change.
+        let _state = self.shared.state.lock();
+        self.shared.changed.notify_all();
     }
 
     /// Status of intake answers; non-2xx ones carry an APM-Server-like JSON error body and their
@@ -484,13 +492,14 @@ fn serve_connection(shared: &Shared, stream: impl Read + Write) {
         }
         let keep_alive = req.keep_alive();
         let is_intake = req.path == INTAKE_PATH;
+        let arrived = Instant::now();
         let response = handle(shared, req, &behaviour);
         if behaviour.fault == Fault::Garbage {
             let writer = reader.get_mut();
             let _ = writer.write_all(GARBAGE).and_then(|()| writer.flush());
             return;
         }
-        if is_intake && !behaviour.intake_delay.is_zero() && !shared.pause(behaviour.intake_delay) {
+        if is_intake && !behaviour.intake_delay.is_zero() && !shared.hold_intake(arrived) {
             return;
         }
         if response.write_to(reader.get_mut(), keep_alive).is_err() || !keep_alive {

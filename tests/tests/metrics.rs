@@ -95,11 +95,11 @@ fn has_metrics_thread() -> bool {
 #[test]
 fn system_metricsets_arrive_on_schedule_with_plausible_values() {
     let h = agent::start(fast);
-    // Three reports within WAIT: the default interval (30 s) would not get there. How long
+    // Five reports within WAIT: the default interval (30 s) would not get there. How long
     // the wait took says more about the machine's load than about the agent (CI compiles the
     // UI tests alongside), so the schedule is judged by the reports' own timestamps below.
     assert!(
-        wait_system(&h.server, 3, WAIT),
+        wait_system(&h.server, 5, WAIT),
         "{:?}",
         h.events("metricset")
     );
@@ -110,19 +110,19 @@ fn system_metricsets_arrive_on_schedule_with_plausible_values() {
         stamps.iter().all(|&t| t <= now && now - t < 60_000_000),
         "timestamps are µs since the epoch: {stamps:?} vs {now}"
     );
-    for pair in stamps.windows(2) {
-        let gap = pair[1] - pair[0];
-        assert!(
-            (20_000..=1_500_000).contains(&gap),
-            "gap of {gap} µs between reports: {stamps:?}"
-        );
-    }
-    let first = stamps[0];
-    let last = stamps[stamps.len() - 1];
-    let mean = (last - first) / (stamps.len() as u64 - 1);
+    let mut gaps: Vec<u64> = stamps.windows(2).map(|p| p[1] - p[0]).collect();
+    // Never two reports for one tick.
     assert!(
-        (160_000..=300_000).contains(&mean),
-        "mean gap of {mean} µs for a 200 ms interval: {stamps:?}"
+        gaps.iter().all(|&g| g >= 20_000),
+        "reports too close together: {stamps:?}"
+    );
+    // The typical gap is the interval; one report held up by a busy machine moves one gap,
+    // not the median.
+    gaps.sort_unstable();
+    let median = gaps[gaps.len() / 2];
+    assert!(
+        (150_000..=400_000).contains(&median),
+        "median gap of {median} µs for a 200 ms interval: {stamps:?}"
     );
 
     let known: BTreeSet<&str> = EXPECTED

@@ -183,13 +183,17 @@ fn a_dead_server_costs_the_application_nothing_and_memory_stays_flat() {
 
 #[test]
 fn a_slow_server_never_blocks_the_application() {
-    let h = agent::start(|c| c.server_timeout(Duration::from_secs(1)).max_queue_size(512));
+    let h = agent::start(|c| {
+        c.server_timeout(Duration::from_secs(10))
+            .max_queue_size(512)
+    });
     h.server.set_intake_delay(Duration::from_secs(30));
     record(10);
-    // Flush times out (the server hangs) but returns within its timeout.
+    // Flush gives up after its own timeout, long before the request's (10 s) or the
+    // server's answer (30 s); the bound leaves room for a busy machine.
     let t = Instant::now();
     assert!(!h.agent().flush(Duration::from_millis(300)));
-    assert!(t.elapsed() < Duration::from_secs(1));
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
     // Meanwhile the application records at full speed; the queue drops what does not fit.
     let t = Instant::now();
     record(200_000);
@@ -199,6 +203,7 @@ fn a_slow_server_never_blocks_the_application() {
         t.elapsed()
     );
     assert!(h.agent().stats().events_dropped_queue_full > 0);
+    // Lowering the delay releases the answer held back.
     h.server.set_intake_delay(Duration::ZERO);
     h.finish();
 }
