@@ -23,7 +23,7 @@ fn a_running_agent_has_its_named_transport_thread_and_stops_it() {
 
 #[test]
 fn exactly_three_threads_run_while_requests_are_in_flight() {
-    const TIMEOUT: Duration = Duration::from_secs(3);
+    const TIMEOUT: Duration = Duration::from_secs(10);
     let h = agent::start(|c| c.server_timeout(TIMEOUT));
     // The intake request hangs in the server while the threads are counted; the central
     // configuration poll and the server information probe have been made by then.
