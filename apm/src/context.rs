@@ -313,8 +313,16 @@ impl StaticSpan {
 pub(crate) fn child_started_here(at: Tick) {
     with_top(|top| top.timer.child_started(at));
 }
-pub(crate) fn child_ended_here(at: Tick) {
-    with_top(|top| top.timer.child_ended(at));
+/// A child that is not on the stack ended: its parent, found by id, learns it. Not found (the
+/// child ended where its parent is not current): nothing to tell.
+pub(crate) fn child_ended_under(parent_id: u64, at: Tick) {
+    let _ = STACK.try_with(|s| {
+        if let Ok(mut s) = s.try_borrow_mut() {
+            if let Some(parent) = s.iter_mut().rev().find(|e| e.id == parent_id) {
+                parent.timer.child_ended(at);
+            }
+        }
+    });
 }
 
 fn with_top(f: impl FnOnce(&mut Entry)) {

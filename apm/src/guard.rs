@@ -39,10 +39,10 @@ pub(crate) struct ActiveSpan {
 pub(crate) enum Mode {
     /// Pushed: current on this thread until it ends (guards).
     Enter,
-    /// Carried by a future that enters it on each poll; counted in its parent's child time.
-    Carried,
-    /// Never current (a handle for a call made elsewhere, e.g. an HTTP client's request).
-    Detached,
+    /// Not on the stack: carried by a future that enters it on each poll, or a handle for a
+    /// call whose progress happens elsewhere (an HTTP client's request awaited in a task).
+    /// Counted in its parent's child time while the parent is current where it ends.
+    Beside,
 }
 
 #[inline]
@@ -63,9 +63,8 @@ pub(crate) fn open_span(name: SpanName, mode: Mode) -> Option<(ActiveSpan, Optio
             (txn.sampled && txn.reserve_span()).then(|| decide(txn, parent))
         })
         .flatten()?;
-        if mode == Mode::Carried {
-            context::child_started_here(start);
-        }
+        // The current entry is the parent.
+        context::child_started_here(start);
         (None, ctx)
     };
     Some((
@@ -99,16 +98,11 @@ impl ActiveSpan {
         self.finish(end, &timer);
     }
 
-    /// Ends a span that a future carried (not on the stack), whose children ran for `timer`.
-    pub(crate) fn end_carried(self, timer: &ChildTimer) {
+    /// Ends a span opened beside the stack, whose own children ran for `timer`.
+    pub(crate) fn end_beside(self, timer: &ChildTimer) {
         let end = clock::now();
-        context::child_ended_here(end);
+        context::child_ended_under(self.rec.parent_id, end);
         self.finish(end, timer);
-    }
-
-    /// Ends a detached span (its parent's child time is not touched).
-    pub(crate) fn end_detached(self) {
-        self.finish(clock::now(), &ChildTimer::default());
     }
 
     #[inline]

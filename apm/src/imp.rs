@@ -261,14 +261,15 @@ impl Drop for SpanGuard {
         if let Some(s) = self.core.0.take() {
             match self.token {
                 Some(token) => s.end(token),
-                None => s.end_carried(&ChildTimer::default()),
+                None => s.end_beside(&ChildTimer::default()),
             }
         }
     }
 }
 
 /// A span that is never current: for a call whose progress happens elsewhere (an HTTP client
-/// request awaited in a task). `Send`; ends when dropped.
+/// request awaited in a task). `Send`; ends when dropped. Ended where its parent is current
+/// (the request awaited by the task that made it), its time is the parent's child time.
 #[derive(Debug, Default)]
 pub(crate) struct Span {
     core: SpanCore,
@@ -278,7 +279,7 @@ impl Span {
     pub(crate) fn start(name: Cow<'static, str>, kind: Cow<'static, str>) -> Self {
         Span {
             core: SpanCore(
-                guard::open_span(guard::dynamic_span_name(name, kind), guard::Mode::Detached)
+                guard::open_span(guard::dynamic_span_name(name, kind), guard::Mode::Beside)
                     .map(|(s, _)| s),
             ),
         }
@@ -294,7 +295,7 @@ impl Span {
 impl Drop for Span {
     fn drop(&mut self) {
         if let Some(s) = self.core.0.take() {
-            s.end_detached();
+            s.end_beside(&ChildTimer::default());
         }
     }
 }
@@ -472,7 +473,7 @@ impl Frame {
         match std::mem::replace(&mut self.0, Frame::Empty) {
             Frame::Span(mut s, _) => {
                 s.default_outcome(outcome);
-                s.end_carried(timer);
+                s.end_beside(timer);
             }
             Frame::Transaction(t) => guard::end_transaction(&t, None, Some(timer), outcome),
             Frame::Empty | Frame::Context(..) => {}
@@ -719,7 +720,7 @@ pub(crate) mod private {
     /// Starts a span for a future (entered by `Instrumented` on each poll).
     #[inline]
     pub fn start_span(meta: &'static SpanMeta) -> Frame {
-        let Some((span, _)) = guard::open_span(guard::static_span_name(meta), guard::Mode::Carried)
+        let Some((span, _)) = guard::open_span(guard::static_span_name(meta), guard::Mode::Beside)
         else {
             return Frame::EMPTY;
         };

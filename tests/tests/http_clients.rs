@@ -15,6 +15,9 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use common::agent::{self, named};
 use serde_json::Value;
 
+/// How long the callee takes to answer `/slow`.
+const SLOW: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// What the callee saw of one request.
 #[derive(Debug, Clone)]
 struct Seen {
@@ -24,7 +27,8 @@ struct Seen {
 }
 
 /// An axum server on 127.0.0.1:0, on its own runtime: `/missing` answers 404, `/boom` 500,
-/// `/traced` runs a transaction continuing the caller's trace, anything else 200.
+/// `/traced` runs a transaction continuing the caller's trace, `/slow` 200 after [`SLOW`],
+/// anything else 200.
 struct Callee {
     rt: tokio::runtime::Runtime,
     port: u16,
@@ -46,7 +50,12 @@ impl Callee {
         let record = Arc::clone(&seen);
         let app = axum::Router::new().fallback(move |uri: Uri, headers: HeaderMap| {
             let record = Arc::clone(&record);
-            async move { handle(&record, &uri, &headers) }
+            async move {
+                if uri.path() == "/slow" {
+                    tokio::time::sleep(SLOW).await;
+                }
+                handle(&record, &uri, &headers)
+            }
         });
         rt.spawn(async move { axum::serve(listener, app).await });
         Callee { rt, port, seen }
@@ -522,5 +531,57 @@ fn a_cancelled_request_ends_with_outcome_unknown() {
     assert_eq!(span["outcome"], "unknown", "{span:#}");
     assert!(span["context"]["http"].get("status_code").is_none());
     drop(silent);
+    h.finish();
+}
+
+/// Breakdown: a request the transaction awaits is its child time, so the transaction's own
+/// (`app`) self time is its duration minus the request's.
+#[test]
+fn an_awaited_request_is_child_time_in_breakdown_metrics() {
+    use std::time::Duration;
+    let h = agent::start(|c| {
+        c.metrics_interval(Duration::from_millis(100))
+            .api_request_time(Duration::from_millis(50))
+    });
+    let callee = Callee::start();
+    let client = reqwest::Client::new();
+    let t = apm::Transaction::start("awaits a slow call", "request");
+    let url = callee.url("/slow");
+    let work = t.bind(async move { client.get(url).send_traced().await.expect("200").status() });
+    let status = callee
+        .rt
+        .block_on(callee.rt.spawn(work))
+        .expect("the task ran");
+    assert_eq!(status, StatusCode::OK);
+    h.flush();
+    let txn = named(&h.transactions(), "awaits a slow call").clone();
+    let spans = h.spans();
+    assert_eq!(spans.len(), 1, "{spans:#?}");
+    let ms = |e: &Value| e["duration"].as_f64().expect("a duration");
+    let call_us = ms(&spans[0]) * 1000.0;
+    assert!(call_us >= SLOW.as_micros() as f64, "{call_us} µs");
+    let own_us = (ms(&txn) * 1000.0) - call_us;
+
+    let app = |r: &apm_tests::Recorded| {
+        r.events_of("metricset")
+            .find(|m| {
+                m["transaction"]["name"] == "awaits a slow call" && m["span"]["type"] == "app"
+            })
+            .cloned()
+    };
+    assert!(
+        h.server
+            .wait_for(|r| app(r).is_some(), Duration::from_secs(10)),
+        "no breakdown metricset"
+    );
+    let app = h.server.with_recorded(app).expect("the app metricset");
+    let sum_us = app["samples"]["span.self_time.sum.us"]["value"]
+        .as_f64()
+        .expect("a sum");
+    // µs timestamps and truncation: a few µs.
+    assert!(
+        (sum_us - own_us).abs() < 30.0,
+        "app self time {sum_us} µs, expected {own_us} µs (the request took {call_us} µs)"
+    );
     h.finish();
 }

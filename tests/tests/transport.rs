@@ -130,15 +130,11 @@ fn failures_back_off_as_the_spec_says_and_drop_the_batch() {
     h.finish();
 }
 
-/// Resident set size of this process, in bytes (Linux).
-fn rss() -> Option<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * 4096)
-}
-
+/// What a dead server costs the application: no waiting, and the events it cannot take are
+/// dropped and counted. That resident memory stays bounded meanwhile is `soak.rs`'s to show,
+/// in a process of its own: here other tests share the process, and its memory.
 #[test]
-fn a_dead_server_costs_the_application_nothing_and_memory_stays_flat() {
+fn a_dead_server_costs_the_application_nothing() {
     // A port nobody listens on.
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", dead.local_addr().unwrap());
@@ -148,18 +144,9 @@ fn a_dead_server_costs_the_application_nothing_and_memory_stays_flat() {
             .api_request_time(Duration::from_millis(50))
     });
     record(20_000);
-    let before = rss();
     let start = Instant::now();
     record(500_000);
     let elapsed = start.elapsed();
-    let after = rss();
-    if let (Some(b), Some(a)) = (before, after) {
-        let growth = a.saturating_sub(b);
-        assert!(
-            growth < 64 * 1024 * 1024,
-            "resident memory grew by {growth} bytes"
-        );
-    }
     // A million events into a dead server: the app never waited on the network.
     assert!(
         elapsed < Duration::from_secs(30),
