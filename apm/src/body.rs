@@ -16,7 +16,13 @@ pub(crate) struct Body {
     gzip: Option<GzEncoder<Vec<u8>>>,
     /// Uncompressed bytes handed to the encoder so far.
     fed: usize,
+    /// Compressed bytes per uncompressed byte so far, in 1/65 536ths: [`Body::len`] runs after
+    /// every event, and a multiplication is cheaper there than a division.
+    ratio: u64,
 }
+
+/// [`Body::ratio`] before anything was compressed: one to one, never an underestimate.
+const ONE: u64 = 1 << 16;
 
 impl Body {
     pub(crate) fn new(compress: bool, capacity: usize) -> Body {
@@ -30,12 +36,14 @@ impl Body {
                     Compression::fast(),
                 )),
                 fed: 0,
+                ratio: ONE,
             }
         } else {
             Body {
                 ndjson: Vec::with_capacity(capacity),
                 gzip: None,
                 fed: 0,
+                ratio: ONE,
             }
         }
     }
@@ -60,6 +68,8 @@ impl Body {
             g.write_all(&self.ndjson)?;
             self.fed += self.ndjson.len();
             self.ndjson.clear();
+            let compressed = g.get_ref().len().max(1) as u64;
+            self.ratio = (compressed << 16).div_ceil(self.fed as u64);
         }
         Ok(())
     }
@@ -71,12 +81,8 @@ impl Body {
         match &self.gzip {
             None => self.ndjson.len(),
             Some(g) => {
-                let compressed = g.get_ref().len();
-                let staged = self.ndjson.len();
-                let staged_on_wire = (staged * compressed.max(1))
-                    .checked_div(self.fed)
-                    .unwrap_or(staged);
-                compressed + staged_on_wire
+                let staged_on_wire = (self.ndjson.len() as u64 * self.ratio) >> 16;
+                g.get_ref().len() + staged_on_wire as usize
             }
         }
     }

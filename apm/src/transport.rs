@@ -205,7 +205,7 @@ impl Transport {
         self.send()
     }
 
-    fn add(&mut self, mut batch: Vec<Event>) {
+    fn add(&mut self, batch: Vec<Event>) {
         self.tracer
             .counters
             .events_queued
@@ -215,8 +215,9 @@ impl Transport {
             // thread must not wait on it.
             self.tracer.breakdown.record(&batch);
         }
-        for event in batch.drain(..) {
-            self.write_event(&event);
+        // By reference: moving each event out of the vector would copy it.
+        for event in &batch {
+            self.write_event(event);
             if self
                 .body
                 .as_ref()
