@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use crate::diag::warn_limited;
+use crate::http_proxy::Proxy;
 
 /// An answer's head (status line and headers) longer than this is not an APM Server's.
 const MAX_HEAD: usize = 64 * 1024;
@@ -129,6 +130,20 @@ impl Endpoint {
         })
     }
 
+    /// The host, without brackets for IPv6.
+    pub(crate) fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// `host:port` (brackets for IPv6), as `CONNECT` names a server.
+    pub(crate) fn host_port(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
     /// Whether the host is this machine by name (`localhost`, `127.0.0.1`, `::1`), as the
     /// spec's rule for compression has it.
     pub(crate) fn is_loopback(&self) -> bool {
@@ -189,11 +204,23 @@ impl Server {
         let client = Client::new(&config.server_url, &tls);
         match &client {
             Err(why) => warn_limited!("http-client", "cannot reach the APM Server: {why}"),
-            Ok(c) if c.endpoint.tls && !tls.verify => warn_limited!(
-                "http-client",
-                "verify_server_cert is false: the APM Server's certificate is not verified"
-            ),
-            Ok(_) => {}
+            Ok(c) => {
+                if c.endpoint.tls && !tls.verify {
+                    warn_limited!(
+                        "http-client",
+                        "verify_server_cert is false: the APM Server's certificate is not verified"
+                    );
+                }
+                if let Some(proxy) = &c.proxy {
+                    crate::diag::once(
+                        log::Level::Info,
+                        format_args!(
+                            "requests to the APM Server go through the proxy {}",
+                            proxy.endpoint.host_port()
+                        ),
+                    );
+                }
+            }
         }
         Server {
             client,
@@ -228,6 +255,8 @@ impl Server {
 /// A client for one APM Server.
 pub(crate) struct Client {
     endpoint: Endpoint,
+    /// From the environment (`https_proxy`, `http_proxy`, `no_proxy`).
+    proxy: Option<Proxy>,
     /// The server's addresses and when they were resolved.
     resolved: Mutex<Option<(Vec<SocketAddr>, Instant)>>,
     #[cfg(feature = "https")]
@@ -253,9 +282,19 @@ pub(crate) struct TlsOptions {
 }
 
 impl Client {
-    #[cfg_attr(not(feature = "https"), allow(unused_variables))]
     pub(crate) fn new(server_url: &str, tls: &TlsOptions) -> Result<Client, String> {
+        Client::with_env(server_url, tls, |name| std::env::var(name).ok())
+    }
+
+    /// [`Client::new`] with the environment variables `var` looks up (for the proxy).
+    #[cfg_attr(not(feature = "https"), allow(unused_variables))]
+    pub(crate) fn with_env(
+        server_url: &str,
+        tls: &TlsOptions,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> Result<Client, String> {
         let endpoint = Endpoint::parse(server_url)?;
+        let proxy = Proxy::for_target(&endpoint, var)?;
         #[cfg(feature = "https")]
         let tls = if endpoint.tls {
             Some(tls::client_config(tls)?)
@@ -271,6 +310,7 @@ impl Client {
         }
         Ok(Client {
             endpoint,
+            proxy,
             resolved: Mutex::new(None),
             #[cfg(feature = "https")]
             tls,
@@ -291,11 +331,21 @@ impl Client {
 
     fn head(&self, req: &Request<'_>) -> Vec<u8> {
         let mut head = Vec::with_capacity(256);
+        // Through a proxy, a plain request names the whole URL (an https one goes through a
+        // tunnel, and looks as if sent directly).
+        let proxied = self.proxy.as_ref().filter(|_| !self.endpoint.tls);
+        let origin = match proxied {
+            Some(_) => format!("http://{}", self.endpoint.authority),
+            None => String::new(),
+        };
         let _ = write!(
             head,
-            "{} {}{} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
+            "{} {origin}{}{} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
             req.method, self.endpoint.base_path, req.path, self.endpoint.authority
         );
+        if let Some(auth) = proxied.and_then(|p| p.authorization.as_deref()) {
+            let _ = write!(head, "Proxy-Authorization: {auth}\r\n");
+        }
         if !req.body.is_empty() || req.method == "POST" {
             let _ = write!(head, "Content-Length: {}\r\n", req.body.len());
         }
@@ -327,7 +377,11 @@ impl Client {
                 Ok(tcp) => {
                     self.worked(*addr);
                     let _ = tcp.set_nodelay(true);
-                    return self.secure(Timed { tcp, deadline });
+                    let mut timed = Timed { tcp, deadline };
+                    if let Some(proxy) = self.proxy.as_ref().filter(|_| self.endpoint.tls) {
+                        proxy.tunnel(&mut timed, &self.endpoint)?;
+                    }
+                    return self.secure(timed);
                 }
                 Err(e) => last = Some(e),
             }
@@ -335,7 +389,7 @@ impl Client {
         // Resolve again next time: the server may have moved.
         *self.resolved.lock() = None;
         Err(last.map_or_else(
-            || Error::Setup(format!("{} resolves to no address", self.endpoint.host)),
+            || Error::Setup(format!("{} resolves to no address", self.dialled().host)),
             Error::Io,
         ))
     }
@@ -351,11 +405,15 @@ impl Client {
                 return Ok(addrs.clone());
             }
         }
-        let addrs: Vec<SocketAddr> = (self.endpoint.host.as_str(), self.endpoint.port)
-            .to_socket_addrs()?
-            .collect();
+        let dial = self.dialled();
+        let addrs: Vec<SocketAddr> = (dial.host.as_str(), dial.port).to_socket_addrs()?.collect();
         *resolved = Some((addrs.clone(), Instant::now()));
         Ok(addrs)
+    }
+
+    /// Where connections go: the proxy, if there is one, else the APM Server.
+    fn dialled(&self) -> &Endpoint {
+        self.proxy.as_ref().map_or(&self.endpoint, |p| &p.endpoint)
     }
 
     /// Puts the address that answered first for the next requests.
@@ -891,6 +949,47 @@ mod tests {
         assert!(
             took >= Duration::from_millis(300) && took < Duration::from_secs(3),
             "{took:?}"
+        );
+    }
+
+    #[test]
+    fn plain_requests_through_a_proxy_name_the_whole_url() {
+        let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let proxy_url = format!("http://u:p@{}", proxy.local_addr().unwrap());
+        let seen = std::thread::spawn(move || {
+            let (conn, _) = proxy.accept().unwrap();
+            let mut reader = BufReader::new(conn);
+            let mut head = Vec::new();
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if line == "\r\n" || line.is_empty() {
+                    break;
+                }
+                head.push(line.trim_end().to_owned());
+            }
+            let answer = b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n";
+            reader.get_mut().write_all(answer).unwrap();
+            head
+        });
+        // The APM Server's name does not resolve: only the proxy can have answered.
+        let client = Client::with_env(
+            "http://apm.invalid:8200/base",
+            &TlsOptions::default(),
+            |name| (name == "http_proxy").then(|| proxy_url.clone()),
+        )
+        .unwrap();
+        let answer = get(&client, Duration::from_secs(5)).unwrap();
+        assert_eq!(answer.status, 202);
+        let head = seen.join().unwrap();
+        assert_eq!(head[0], "GET http://apm.invalid:8200/base/ HTTP/1.1");
+        assert!(
+            head.contains(&"Host: apm.invalid:8200".to_owned()),
+            "{head:?}"
+        );
+        assert!(
+            head.contains(&"Proxy-Authorization: Basic dTpw".to_owned()),
+            "{head:?}"
         );
     }
 

@@ -85,6 +85,8 @@ mod guard;
 #[cfg(feature = "enable")]
 mod http_client;
 #[cfg(feature = "enable")]
+mod http_proxy;
+#[cfg(feature = "enable")]
 mod ids;
 #[cfg(feature = "enable")]
 mod imp;
