@@ -852,7 +852,8 @@ mod tests {
 
     #[test]
     fn request_heads_carry_host_length_and_clean_headers() {
-        let client = Client::new("http://apm:8200/base", &TlsOptions::default()).unwrap();
+        let client =
+            Client::with_env("http://apm:8200/base", &TlsOptions::default(), |_| None).unwrap();
         let head = client.head(&Request {
             method: "POST",
             path: "/intake/v2/events",

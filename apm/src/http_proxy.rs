@@ -1,12 +1,13 @@
 //! An HTTP proxy between the agent and the APM Server, taken from the environment as curl and
-//! the other Elastic agents read it: `https_proxy`/`HTTPS_PROXY` for an `https` server,
-//! `http_proxy`/`HTTP_PROXY` for an `http` one, except for hosts that `no_proxy`/`NO_PROXY`
+//! Go read it: `https_proxy`/`HTTPS_PROXY` for an `https` server, `http_proxy`/`HTTP_PROXY`
+//! for an `http` one, else `all_proxy`/`ALL_PROXY`; except for hosts that `no_proxy`/`NO_PROXY`
 //! lists, and never for this machine (`localhost`, loopback addresses). Plain requests go to
 //! the proxy with the absolute URL; `https` ones through a `CONNECT` tunnel, with TLS to the
 //! APM Server inside it. Credentials in the proxy URL are sent as `Proxy-Authorization:
 //! Basic`.
 
 use std::io::{self, Read, Write};
+use std::net::IpAddr;
 
 use crate::http_client::Endpoint;
 
@@ -26,19 +27,20 @@ impl Proxy {
         target: &Endpoint,
         var: impl Fn(&str) -> Option<String>,
     ) -> Result<Option<Proxy>, String> {
-        let names: [&str; 2] = if target.tls {
-            ["https_proxy", "HTTPS_PROXY"]
-        } else {
-            ["http_proxy", "HTTP_PROXY"]
+        let set = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+        // Upper-case `HTTP_PROXY` is skipped in a CGI program, where a request's `Proxy`
+        // header arrives as that variable ("httpoxy").
+        let cgi = set("REQUEST_METHOD").is_some();
+        let names: &[&str] = match (target.tls, cgi) {
+            (true, _) => &["https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"],
+            (false, false) => &["http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"],
+            (false, true) => &["http_proxy", "all_proxy", "ALL_PROXY"],
         };
-        let Some(url) = names
-            .iter()
-            .find_map(|n| var(n).filter(|v| !v.trim().is_empty()))
-        else {
+        let Some((name, url)) = names.iter().find_map(|&name| Some((name, set(name)?))) else {
             return Ok(None);
         };
         // As Go's standard library does: a proxy cannot reach this machine's own services.
-        let no_proxy = var("no_proxy").or_else(|| var("NO_PROXY"));
+        let no_proxy = set("no_proxy").or_else(|| set("NO_PROXY"));
         if local(target.host()) || no_proxy.is_some_and(|list| exempts(&list, target.host())) {
             return Ok(None);
         }
@@ -49,14 +51,20 @@ impl Proxy {
         } else {
             format!("http://{url}")
         };
-        let endpoint = Endpoint::parse(&url).map_err(|why| format!("proxy: {why}"))?;
+        // Messages name the variable and never show its credentials.
+        let shown = redacted(&url);
+        let endpoint = Endpoint::parse(&url).map_err(|why| {
+            let why = why.rsplit_once(": ").map_or(why.as_str(), |(_, w)| w);
+            format!("{name} {shown:?}: {why}")
+        })?;
         if endpoint.tls {
             return Err(format!(
-                "proxy {url:?}: only http:// proxies are supported (the tunnel to an https \
+                "{name} {shown:?}: only http:// proxies are supported (the tunnel to an https \
                  APM Server is encrypted end to end all the same)"
             ));
         }
-        let authorization = user_info(&url).map(|creds| format!("Basic {}", base64(creds)));
+        let authorization = user_info(&url)
+            .map(|(user, password)| format!("Basic {}", base64(&format!("{user}:{password}"))));
         Ok(Some(Proxy {
             endpoint,
             authorization,
@@ -110,20 +118,34 @@ fn local(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// Whether `no_proxy` (comma-separated hosts or domains, `*` for all) exempts `host`. A
-/// domain covers its subdomains, with or without a leading dot; a port is ignored.
+/// Whether `no_proxy` (comma-separated hosts, domains, IP addresses or CIDR ranges; `*` for
+/// all) exempts `host`. A domain covers its subdomains (with or without a leading `.` or
+/// `*.`); a port is ignored.
 fn exempts(no_proxy: &str, host: &str) -> bool {
     let host = host.to_ascii_lowercase();
+    let host_ip: Option<IpAddr> = host.parse().ok();
     no_proxy.split(',').map(str::trim).any(|entry| {
         if entry == "*" {
             return true;
         }
+        if let Some(range) = cidr(entry) {
+            return host_ip.is_some_and(|ip| range.contains(ip));
+        }
+        // `[v6]:port`, `v6`, `name:port`, `name`.
         let entry = match entry.strip_prefix('[') {
             Some(v6) => v6.split(']').next().unwrap_or(""),
+            None if entry.parse::<IpAddr>().is_ok() => entry,
             None => entry.split(':').next().unwrap_or(""),
         };
-        let domain = entry.trim_start_matches('.').to_ascii_lowercase();
-        !domain.is_empty()
+        if let Ok(ip) = entry.parse::<IpAddr>() {
+            return host_ip == Some(ip);
+        }
+        let domain = entry
+            .trim_start_matches("*.")
+            .trim_start_matches('.')
+            .to_ascii_lowercase();
+        host_ip.is_none()
+            && !domain.is_empty()
             && (host == domain
                 || host
                     .strip_suffix(&domain)
@@ -131,11 +153,75 @@ fn exempts(no_proxy: &str, host: &str) -> bool {
     })
 }
 
-/// The `user:password` of a URL, if it has one.
-fn user_info(url: &str) -> Option<&str> {
+/// An address range (`10.0.0.0/8`, `fd00::/8`).
+struct Cidr {
+    network: IpAddr,
+    bits: u32,
+}
+
+fn cidr(entry: &str) -> Option<Cidr> {
+    let (addr, bits) = entry.split_once('/')?;
+    let network: IpAddr = addr.trim_matches(['[', ']']).parse().ok()?;
+    let bits: u32 = bits.parse().ok()?;
+    let max = if network.is_ipv4() { 32 } else { 128 };
+    (bits <= max).then_some(Cidr { network, bits })
+}
+
+impl Cidr {
+    fn contains(&self, ip: IpAddr) -> bool {
+        let (network, addr, width) = match (self.network, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                (u128::from(u32::from(n)), u128::from(u32::from(a)), 32)
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => (u128::from(n), u128::from(a), 128),
+            _ => return false,
+        };
+        let shift = width - self.bits;
+        network.checked_shr(shift).unwrap_or(0) == addr.checked_shr(shift).unwrap_or(0)
+    }
+}
+
+/// The user and password of a URL, percent-decoded, if it has user information (the password
+/// may be empty).
+fn user_info(url: &str) -> Option<(String, String)> {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    authority.rsplit_once('@').map(|(creds, _)| creds)
+    let (creds, _) = authority.rsplit_once('@')?;
+    let (user, password) = creds.split_once(':').unwrap_or((creds, ""));
+    Some((percent_decoded(user), percent_decoded(password)))
+}
+
+/// `url` with its user information replaced by `***`.
+fn redacted(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}://***@{host}{}", &rest[end..]),
+        None => url.to_owned(),
+    }
+}
+
+/// `%XX` escapes decoded (invalid ones kept as they are).
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Standard base64 with padding (RFC 4648), for Basic credentials.
@@ -213,6 +299,27 @@ mod tests {
         }
         assert!(exempts("*", "anything"));
         assert!(!exempts("", "anything"));
+        // Addresses compare as addresses, ranges as ranges.
+        let list = "10.0.0.0/8, 2001:db8::5, fd00::/8, *.corp.example, 0.7";
+        for host in [
+            "10.1.2.3",
+            "2001:db8::5",
+            "fd12::1",
+            "apm.corp.example",
+            "corp.example",
+        ] {
+            assert!(exempts(list, host), "{host}");
+        }
+        for host in [
+            "11.0.0.1",
+            "2001:db8::6",
+            "fe80::1",
+            "10.0.0.7.example",
+            "corp.example.org",
+        ] {
+            assert!(!exempts(list, host), "{host}");
+        }
+        assert!(!exempts("0.7", "10.0.0.7"));
     }
 
     #[test]
@@ -234,6 +341,66 @@ mod tests {
             .unwrap();
         assert_eq!(tls.endpoint.host_port(), "tls-proxy:8080");
         assert_eq!(tls.authorization.as_deref(), Some("Basic dXNlcjpwQHNz"));
+
+        let with = |url: &str, vars: &[(&str, &str)]| {
+            Proxy::for_target(&target(url), env(vars))
+                .map(|p| p.map(|p| (p.endpoint.host_port(), p.authorization.unwrap_or_default())))
+        };
+        // Credentials are percent-decoded; a user alone has an empty password.
+        assert_eq!(
+            with(
+                "http://apm",
+                &[("http_proxy", "http://user:p%40ss@proxy:1")]
+            ),
+            Ok(Some(("proxy:1".into(), "Basic dXNlcjpwQHNz".into())))
+        );
+        assert_eq!(
+            with("http://apm", &[("http_proxy", "http://bob@proxy:1")]),
+            Ok(Some(("proxy:1".into(), "Basic Ym9iOg==".into())))
+        );
+        // ALL_PROXY when nothing more specific is set; HTTP_PROXY is skipped under CGI.
+        assert_eq!(
+            with("https://apm", &[("ALL_PROXY", "all:2")]),
+            Ok(Some(("all:2".into(), String::new())))
+        );
+        assert_eq!(
+            with(
+                "http://apm",
+                &[("HTTP_PROXY", "evil:6666"), ("REQUEST_METHOD", "GET")]
+            ),
+            Ok(None)
+        );
+        // An empty `no_proxy` does not hide `NO_PROXY`.
+        assert_eq!(
+            with(
+                "http://apm.internal",
+                &[
+                    ("http_proxy", "p:1"),
+                    ("no_proxy", ""),
+                    ("NO_PROXY", ".internal")
+                ]
+            ),
+            Ok(None)
+        );
+        // Errors name the variable and hide the credentials.
+        let err = with(
+            "http://apm",
+            &[("HTTP_PROXY", "https://u:secret@proxy:443")],
+        )
+        .unwrap_err();
+        assert!(
+            err.starts_with("HTTP_PROXY") && !err.contains("secret"),
+            "{err}"
+        );
+        let err = with(
+            "http://apm",
+            &[("http_proxy", "http://u:secret@proxy:port")],
+        )
+        .unwrap_err();
+        assert!(
+            err.starts_with("http_proxy") && !err.contains("secret"),
+            "{err}"
+        );
 
         let exempt = Proxy::for_target(&target("http://skip.example.com"), env(&vars));
         assert_eq!(exempt, Ok(None));
