@@ -278,48 +278,53 @@ mod tests {
 
     #[test]
     fn no_proxy_exempts_hosts_and_their_subdomains() {
-        let list = "localhost, .internal,example.com:8200, [::1], 10.0.0.7";
-        for host in [
-            "localhost",
-            "apm.internal",
-            "example.com",
-            "apm.example.com",
-            "::1",
-            "10.0.0.7",
-        ] {
-            assert!(exempts(list, host), "{host}");
-        }
-        for host in [
-            "badexample.com",
-            "internal.org",
-            "10.0.0.70",
-            "apm.example.org",
-        ] {
-            assert!(!exempts(list, host), "{host}");
-        }
-        assert!(exempts("*", "anything"));
-        assert!(!exempts("", "anything"));
+        let check = |list: &str, exempt: &[&str], not: &[&str]| {
+            for host in exempt {
+                assert!(exempts(list, host), "{list:?} should exempt {host}");
+            }
+            for host in not {
+                assert!(!exempts(list, host), "{list:?} should not exempt {host}");
+            }
+        };
+        check(
+            "localhost, .internal,example.com:8200, [::1], 10.0.0.7",
+            &[
+                "localhost",
+                "apm.internal",
+                "example.com",
+                "apm.example.com",
+                "::1",
+                "10.0.0.7",
+            ],
+            &[
+                "badexample.com",
+                "internal.org",
+                "10.0.0.70",
+                "apm.example.org",
+            ],
+        );
+        check("*", &["anything"], &[]);
+        check("", &[], &["anything"]);
         // Addresses compare as addresses, ranges as ranges.
-        let list = "10.0.0.0/8, 2001:db8::5, fd00::/8, *.corp.example, 0.7";
-        for host in [
-            "10.1.2.3",
-            "2001:db8::5",
-            "fd12::1",
-            "apm.corp.example",
-            "corp.example",
-        ] {
-            assert!(exempts(list, host), "{host}");
-        }
-        for host in [
-            "11.0.0.1",
-            "2001:db8::6",
-            "fe80::1",
-            "10.0.0.7.example",
-            "corp.example.org",
-        ] {
-            assert!(!exempts(list, host), "{host}");
-        }
-        assert!(!exempts("0.7", "10.0.0.7"));
+        check(
+            "10.0.0.0/8, 2001:db8::5, fd00::/8, *.corp.example, 0.7",
+            &[
+                "10.1.2.3",
+                "2001:db8::5",
+                "fd12::1",
+                "apm.corp.example",
+                "corp.example",
+            ],
+            &[
+                "11.0.0.1",
+                "2001:db8::6",
+                "fe80::1",
+                "10.0.0.7.example",
+                "corp.example.org",
+            ],
+        );
+        // An address is not a domain suffix.
+        check("0.7", &[], &["10.0.0.7"]);
     }
 
     #[test]
