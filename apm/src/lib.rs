@@ -35,6 +35,8 @@ pub use apm_macros::{span, transaction};
 pub mod config;
 mod headers;
 mod outcome;
+/// SQL statements to span names (`SELECT FROM orders`), as the Elastic spec has them.
+pub mod sql;
 pub mod web;
 
 /// actix-web middleware (feature `actix-web`).
@@ -439,7 +441,8 @@ macro_rules! span_methods {
             self.0.core().set_http_status(status);
         }
 
-        /// `context.db`: the database type (e.g. `sql`), instance and statement.
+        /// `context.db`: the database type (e.g. `sql`), instance and statement. For a SQL
+        /// statement, [`sql::signature`](crate::sql::signature) gives the span's name.
         pub fn set_db(
             &mut self,
             db_type: impl Into<Cow<'static, str>>,

@@ -585,3 +585,68 @@ fn an_awaited_request_is_child_time_in_breakdown_metrics() {
     );
     h.finish();
 }
+
+/// Whether `span_types.json` registers the type and subtype, by its own rules: an unlisted
+/// type never; no subtype where `allow_null_subtype` or no subtypes are listed; a subtype that
+/// is listed, or any where `allow_unlisted_subtype`.
+fn registered(registry: &Value, kind: &str, subtype: Option<&str>) -> bool {
+    let Some(entry) = registry.get(kind).filter(|_| !kind.starts_with("__")) else {
+        return false;
+    };
+    let flag = |name: &str| entry[name].as_bool().unwrap_or(false);
+    let listed = entry["subtypes"].as_object();
+    match subtype {
+        None => flag("allow_null_subtype") || listed.is_none_or(|l| l.is_empty()),
+        Some(sub) => flag("allow_unlisted_subtype") || listed.is_some_and(|l| l.contains_key(sub)),
+    }
+}
+
+#[apm::span]
+fn with_the_default_kind() {}
+
+/// The types and subtypes the agent gives its own spans (the integrations' exit spans, the
+/// attribute's default) are the ones the spec registers in `span_types.json`. Types chosen by
+/// the application are its own business.
+#[test]
+fn the_agents_own_span_types_are_registered_in_the_spec() {
+    let dir = common::require_spec!();
+    let text = std::fs::read_to_string(dir.join("agent-json-specs/span_types.json"))
+        .expect("span_types.json");
+    let registry: Value = serde_json::from_str(&text).expect("span_types.json is JSON");
+    // The rules themselves, on known answers.
+    assert!(registered(&registry, "external", Some("http")));
+    assert!(registered(&registry, "app", None));
+    assert!(!registered(&registry, "db", None));
+    assert!(!registered(&registry, "external", Some("carrier-pigeon")));
+    assert!(!registered(&registry, "__description", None));
+
+    let h = agent::start(|c| c);
+    let callee = Callee::start();
+    {
+        let _t = apm::start_transaction("span types", "request");
+        with_the_default_kind();
+        apm::minreq::get(callee.url("/ok")).expect("200");
+    }
+    let t = apm::Transaction::start("span types, async", "request");
+    let client = reqwest::Client::new();
+    let url = callee.url("/ok");
+    let call = t.bind(async move { client.get(url).send_traced().await.map(|r| r.status()) });
+    let status = callee
+        .rt
+        .block_on(callee.rt.spawn(call))
+        .expect("the task ran");
+    assert_eq!(status.expect("200"), StatusCode::OK);
+    h.flush();
+    let spans = h.spans();
+    assert_eq!(spans.len(), 3, "{spans:#?}");
+    for span in &spans {
+        let kind = span["type"].as_str().expect("a type");
+        let subtype = span["subtype"].as_str();
+        assert!(
+            registered(&registry, kind, subtype),
+            "{kind}/{subtype:?} of {} is not in span_types.json",
+            span["name"]
+        );
+    }
+    h.finish();
+}
