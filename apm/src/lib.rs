@@ -75,6 +75,8 @@ mod buffer;
 #[cfg(feature = "enable")]
 mod clock;
 #[cfg(feature = "enable")]
+mod cloud;
+#[cfg(feature = "enable")]
 mod container;
 #[cfg(feature = "enable")]
 mod context;

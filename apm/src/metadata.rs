@@ -50,6 +50,9 @@ pub(crate) fn collect(config: &Config) -> Value {
         "system".into(),
         system(config, &container::detect(), &|k| std::env::var(k).ok()),
     );
+    if let Some(cloud) = crate::cloud::detect(config.cloud_provider, |k| std::env::var(k).ok()) {
+        meta.insert("cloud".into(), cloud);
+    }
     if !config.global_labels.is_empty() {
         let labels: Map<String, Value> = config
             .global_labels

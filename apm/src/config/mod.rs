@@ -117,6 +117,24 @@ word_enum!(
 );
 
 word_enum!(
+    /// `cloud_provider`: where to look for cloud metadata (`metadata.cloud`).
+    CloudProvider, "cloud_provider value" {
+        /// Every provider this agent can detect without asking the network: Azure App Service
+        /// and Azure Functions, from their environment variables (the default).
+        Auto = "auto",
+        /// Azure only.
+        Azure = "azure",
+        /// Amazon Web Services: its instance metadata endpoint is not queried by this agent,
+        /// so no cloud metadata is reported.
+        Aws = "aws",
+        /// Google Cloud: likewise, not queried.
+        Gcp = "gcp",
+        /// No cloud metadata.
+        None = "none",
+    }
+);
+
+word_enum!(
     /// `trace_continuation_strategy`: what to do with an incoming `traceparent`
     /// (specs/agents/trace-continuation.md).
     TraceContinuationStrategy, "trace continuation strategy" {
@@ -173,6 +191,7 @@ pub struct Config {
     pub(crate) sanitize_field_names: Vec<String>,
     pub(crate) capture_headers: bool,
     pub(crate) capture_body: CaptureBody,
+    pub(crate) cloud_provider: CloudProvider,
     /// Wildcard patterns.
     pub(crate) transaction_ignore_urls: Vec<String>,
     pub(crate) transaction_ignore_user_agents: Vec<String>,
@@ -228,6 +247,7 @@ impl Default for Config {
                 .collect(),
             capture_headers: true,
             capture_body: CaptureBody::Off,
+            cloud_provider: CloudProvider::Auto,
             transaction_ignore_urls: Vec::new(),
             transaction_ignore_user_agents: Vec::new(),
             transaction_name_groups: Vec::new(),
@@ -651,6 +671,8 @@ impl ConfigBuilder {
         capture_headers: bool => CaptureHeaders;
         /// `capture_body` (default off).
         capture_body: CaptureBody => CaptureBody;
+        /// `cloud_provider` (default auto).
+        cloud_provider: CloudProvider => CloudProvider;
         /// `exit_span_min_duration` (default 0ms).
         exit_span_min_duration: Duration => ExitSpanMinDuration;
         /// `span_compression_enabled` (default true).

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::parse::{self, Unit};
-use super::{CaptureBody, Config, LogLevel, TraceContinuationStrategy};
+use super::{CaptureBody, CloudProvider, Config, LogLevel, TraceContinuationStrategy};
 
 /// Identifies an option; its discriminant is the option's index in [`OPTIONS`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,6 +37,7 @@ pub(crate) enum Id {
     SanitizeFieldNames,
     CaptureHeaders,
     CaptureBody,
+    CloudProvider,
     TransactionIgnoreUrls,
     TransactionIgnoreUserAgents,
     TransactionNameGroups,
@@ -384,6 +385,11 @@ pub(crate) static OPTIONS: [OptionSpec; COUNT] = [
         "Whether to capture request bodies: off, errors, transactions or all.",
         set: |c, v| { c.capture_body = CaptureBody::parse(v)?; Ok(None) },
         get: |c| c.capture_body.as_str().to_owned()),
+    row!(CloudProvider, "cloud_provider", "CLOUD_PROVIDER",
+        Kind::Enum(CloudProvider::NAMES), "auto", dynamic: false,
+        "Where to look for cloud metadata: auto, azure, aws, gcp or none (Azure App Service and Functions are detected from their environment; AWS and GCP metadata endpoints are not queried).",
+        set: |c, v| { c.cloud_provider = CloudProvider::parse(v)?; Ok(None) },
+        get: |c| c.cloud_provider.as_str().to_owned()),
     row!(TransactionIgnoreUrls, "transaction_ignore_urls", "TRANSACTION_IGNORE_URLS",
         Kind::List, "", dynamic: true,
         "Wildcard patterns of URL paths for which no transaction is recorded.",

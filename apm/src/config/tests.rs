@@ -186,6 +186,7 @@ fn every_option_reads_its_environment_variable() {
         ("ELASTIC_APM_SANITIZE_FIELD_NAMES", "password,,x-*"),
         ("ELASTIC_APM_CAPTURE_HEADERS", "false"),
         ("ELASTIC_APM_CAPTURE_BODY", "ALL"),
+        ("ELASTIC_APM_CLOUD_PROVIDER", "Azure"),
         ("ELASTIC_APM_TRANSACTION_IGNORE_URLS", "/health*, /metrics"),
         ("ELASTIC_APM_TRANSACTION_IGNORE_USER_AGENTS", "kube-probe/*"),
         ("ELASTIC_APM_TRANSACTION_NAME_GROUPS", "GET /users/*"),
@@ -219,6 +220,7 @@ fn every_option_reads_its_environment_variable() {
     assert_eq!(c.api_key.as_deref(), Some("k3y"));
     assert!(!c.verify_server_cert && !c.enabled && !c.recording);
     assert_eq!(c.server_ca_cert_file.as_deref(), Some("/etc/apm/ca.pem"));
+    assert_eq!(c.cloud_provider, crate::config::CloudProvider::Azure);
     assert_eq!(c.transaction_sample_rate, 0.1235);
     assert_eq!(c.transaction_max_spans, 100);
     assert_eq!(c.api_request_size, 1 << 20);

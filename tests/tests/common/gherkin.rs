@@ -1,5 +1,5 @@
-//! Just enough Gherkin for the agent spec's feature files: scenarios, scenario outlines with
-//! their examples, and steps with data tables.
+//! Just enough Gherkin for the agent spec's feature files: a background, scenarios, scenario
+//! outlines with their examples, and steps with data tables.
 
 #[derive(Debug, Clone)]
 pub struct Step {
@@ -19,9 +19,15 @@ fn cells(line: &str) -> Vec<String> {
     inner.split('|').map(|c| c.trim().to_owned()).collect()
 }
 
-/// Parses a feature file; outlines come out once per example row, placeholders replaced.
+/// Parses a feature file; outlines come out once per example row, placeholders replaced; the
+/// background's steps come first in every scenario.
 pub fn parse(text: &str) -> Vec<Scenario> {
     let mut out = Vec::new();
+    let mut background = Scenario {
+        name: "Background".into(),
+        steps: vec![],
+    };
+    let mut in_background = false;
     let mut current: Option<(Scenario, bool)> = None;
     let mut examples: Vec<Vec<String>> = Vec::new();
     let mut in_examples = false;
@@ -33,8 +39,10 @@ pub fn parse(text: &str) -> Vec<Scenario> {
             out.push(sc);
             return;
         }
+        // An outline without examples (the spec has some) is one plain scenario.
         let Some((header, rows)) = examples.split_first() else {
-            panic!("scenario outline {:?} without examples", sc.name)
+            out.push(sc);
+            return;
         };
         for row in rows {
             let subst = |s: &str| {
@@ -73,30 +81,35 @@ pub fn parse(text: &str) -> Vec<Scenario> {
             current = Some((
                 Scenario {
                     name: name.trim().into(),
-                    steps: vec![],
+                    steps: background.steps.clone(),
                 },
                 true,
             ));
             in_examples = false;
+            in_background = false;
         } else if let Some(name) = t.strip_prefix("Scenario:") {
             flush(current.take(), &mut examples, &mut out);
             current = Some((
                 Scenario {
                     name: name.trim().into(),
-                    steps: vec![],
+                    steps: background.steps.clone(),
                 },
                 false,
             ));
             in_examples = false;
+            in_background = false;
+        } else if t.starts_with("Background:") {
+            in_background = true;
         } else if t.starts_with("Examples:") {
             in_examples = true;
         } else if t.starts_with('|') {
+            let scenario = steps_of(in_background, &mut background, &mut current);
             if in_examples {
                 examples.push(cells(t));
-            } else if let Some(step) = current.as_mut().and_then(|(sc, _)| sc.steps.last_mut()) {
+            } else if let Some(step) = scenario.and_then(|sc| sc.steps.last_mut()) {
                 step.table.push(cells(t));
             }
-        } else if let Some((sc, _)) = current.as_mut() {
+        } else if let Some(sc) = steps_of(in_background, &mut background, &mut current) {
             let text = ["Given ", "When ", "Then ", "And ", "But "]
                 .iter()
                 .find_map(|k| t.strip_prefix(k))
@@ -109,6 +122,19 @@ pub fn parse(text: &str) -> Vec<Scenario> {
     }
     flush(current.take(), &mut examples, &mut out);
     out
+}
+
+/// Where the step being read goes: the background, or the scenario being read.
+fn steps_of<'a>(
+    in_background: bool,
+    background: &'a mut Scenario,
+    current: &'a mut Option<(Scenario, bool)>,
+) -> Option<&'a mut Scenario> {
+    if in_background {
+        Some(background)
+    } else {
+        current.as_mut().map(|(sc, _)| sc)
+    }
 }
 
 /// The text between the first pair of single quotes of a step.
