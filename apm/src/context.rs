@@ -17,11 +17,14 @@ use crate::tracer::TxnShared;
 
 /// The time during which at least one child of a span or transaction ran (the union of the
 /// children's durations): its self time, for breakdown metrics, is its duration minus this.
+/// Also whether an error was captured while the span or transaction was current, which makes
+/// its outcome a failure unless one was set explicitly (spec: `outcome.feature`).
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct ChildTimer {
     active: u32,
     since: Option<Tick>,
     busy_ns: u64,
+    pub(crate) errored: bool,
 }
 
 impl ChildTimer {
@@ -271,6 +274,7 @@ pub(crate) fn exit_static_span(token: Token, end: Tick, outcome: Outcome) {
                 return;
             };
             if let Some(span) = &closed.span {
+                let outcome = errored_outcome(outcome, &closed.timer);
                 let record = span.record(closed.id, end, outcome, &closed.timer);
                 crate::buffer::push_with(|| Event::Span(record));
             }
@@ -280,6 +284,7 @@ pub(crate) fn exit_static_span(token: Token, end: Tick, outcome: Outcome) {
         // Read in place and truncate: moving the entry out would copy it.
         if let Some(span) = &s[top].span {
             let (id, timer) = (s[top].id, &s[top].timer);
+            let outcome = errored_outcome(outcome, timer);
             crate::buffer::push_with(|| Event::Span(span.record(id, end, outcome, timer)));
         }
         s.truncate(top);
@@ -287,6 +292,17 @@ pub(crate) fn exit_static_span(token: Token, end: Tick, outcome: Outcome) {
             below.timer.child_ended(end);
         }
     });
+}
+
+/// A `#[apm::span]` function's outcome (derived from what it returned) gives way to a
+/// failure when an error was captured inside it.
+#[inline]
+fn errored_outcome(derived: Outcome, timer: &ChildTimer) -> Outcome {
+    if timer.errored {
+        Outcome::Failure
+    } else {
+        derived
+    }
 }
 
 impl StaticSpan {
@@ -313,6 +329,11 @@ impl StaticSpan {
 pub(crate) fn child_started_here(at: Tick) {
     with_top(|top| top.timer.child_started(at));
 }
+/// An error was captured while the current entry was current.
+pub(crate) fn error_captured_here() {
+    with_top(|top| top.timer.errored = true);
+}
+
 /// A child that is not on the stack ended: its parent, found by id, learns it. Not found (the
 /// child ended where its parent is not current): nothing to tell.
 pub(crate) fn child_ended_under(parent_id: u64, at: Tick) {
@@ -424,4 +445,30 @@ pub(crate) fn restore(entries: &mut Vec<Entry>) {
 /// The current transaction and parent id, as an owned snapshot.
 pub(crate) fn snapshot() -> Option<(Arc<TxnShared>, u64)> {
     with_current(|t, parent| (Arc::clone(t), parent))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every span writes one entry and one record: their sizes are part of its cost
+    /// (BENCHMARKS.md).
+    #[test]
+    fn the_hot_path_structures_stay_small() {
+        assert!(
+            std::mem::size_of::<ChildTimer>() <= 32,
+            "{}",
+            std::mem::size_of::<ChildTimer>()
+        );
+        assert!(
+            std::mem::size_of::<Entry>() <= 128,
+            "{}",
+            std::mem::size_of::<Entry>()
+        );
+        assert!(
+            std::mem::size_of::<Event>() <= 96,
+            "{}",
+            std::mem::size_of::<Event>()
+        );
+    }
 }

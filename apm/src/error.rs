@@ -30,6 +30,8 @@ pub(crate) fn capture(err: &dyn Error, type_name: &'static str, site: &'static S
             sampled: txn.sampled,
         }
     });
+    // The span or transaction it was captured in fails (spec: `outcome.feature`).
+    context::error_captured_here();
     let mut causes = Vec::new();
     let mut source = err.source();
     while let Some(e) = source {

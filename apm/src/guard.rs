@@ -109,7 +109,7 @@ impl ActiveSpan {
     fn finish(mut self, end: Tick, timer: &ChildTimer) {
         self.rec.end = end;
         self.rec.child_ns = timer.busy_until(end);
-        self.rec.outcome = if std::thread::panicking() {
+        self.rec.outcome = if std::thread::panicking() || timer.errored && !self.outcome_set {
             Outcome::Failure
         } else if self.rec.outcome == Outcome::Unknown && !self.outcome_set {
             Outcome::Success
@@ -297,7 +297,8 @@ pub(crate) fn open_transaction(
         state: Mutex::new(TxnState {
             name,
             result: None,
-            outcome: Outcome::Unknown,
+            outcome: None,
+            integration_outcome: None,
             labels: Vec::new(),
             request: None,
             response: None,
@@ -327,16 +328,22 @@ pub(crate) fn end_transaction(
         txn.state.lock().ended = true;
         return;
     }
-    let child_ns = popped.as_ref().or(carried).map_or(0, |t| t.busy_until(end));
+    let timer = popped.as_ref().or(carried);
+    let child_ns = timer.map_or(0, |t| t.busy_until(end));
+    let errored = timer.is_some_and(|t| t.errored);
     let mut st = txn.state.lock();
     if st.ended {
         return;
     }
     st.ended = true;
-    let set = if st.outcome == Outcome::Unknown {
-        fallback
-    } else {
-        st.outcome
+    // The application's outcome as set (`unknown` included), else a failure if an error was
+    // captured in the transaction itself, else the instrumentation's (e.g. from the HTTP
+    // status), `unknown` there meaning nothing went wrong.
+    let outcome = match st.outcome {
+        _ if std::thread::panicking() => Outcome::Failure,
+        Some(set) => set,
+        None if errored => Outcome::Failure,
+        None => final_outcome(st.integration_outcome.unwrap_or(fallback)),
     };
     let rec = TransactionRecord {
         trace_id: txn.trace_id,
@@ -348,7 +355,7 @@ pub(crate) fn end_transaction(
         sampled: txn.sampled,
         sample_rate: if txn.sampled { txn.sample_rate } else { 0 },
         result: st.result.take(),
-        outcome: final_outcome(set),
+        outcome,
         // Unsampled transactions carry no context.
         labels: if txn.sampled {
             std::mem::take(&mut st.labels)
@@ -396,15 +403,13 @@ pub(crate) fn set_transaction_result(txn: &TxnShared, result: Cow<'static, str>)
 pub(crate) fn default_transaction_result(txn: &TxnShared, result: Cow<'static, str>) {
     txn.state.lock().result.get_or_insert(result);
 }
-/// An integration's outcome, unless the application set one (specs: outcome.feature).
+/// An integration's outcome: the application's, or a captured error, win over it (specs:
+/// outcome.feature).
 pub(crate) fn default_transaction_outcome(txn: &TxnShared, outcome: Outcome) {
-    let mut st = txn.state.lock();
-    if st.outcome == Outcome::Unknown {
-        st.outcome = outcome;
-    }
+    txn.state.lock().integration_outcome.get_or_insert(outcome);
 }
 pub(crate) fn set_transaction_outcome(txn: &TxnShared, outcome: Outcome) {
-    txn.state.lock().outcome = outcome;
+    txn.state.lock().outcome = Some(outcome);
 }
 pub(crate) fn set_transaction_label(txn: &TxnShared, key: Cow<'static, str>, value: LabelValue) {
     let mut st = txn.state.lock();

@@ -300,7 +300,10 @@ pub(crate) struct TxnShared {
 pub(crate) struct TxnState {
     pub(crate) name: TransactionName,
     pub(crate) result: Option<Cow<'static, str>>,
-    pub(crate) outcome: Outcome,
+    /// Set by the application: wins over everything else.
+    pub(crate) outcome: Option<Outcome>,
+    /// Set by an integration: gives way to the application's and to a captured error.
+    pub(crate) integration_outcome: Option<Outcome>,
     pub(crate) labels: Labels,
     pub(crate) request: Option<Box<crate::web::Request>>,
     pub(crate) response: Option<Box<crate::web::Response>>,

@@ -126,3 +126,68 @@ fn long_messages_are_cut_at_ten_thousand_characters() {
     assert!(message.ends_with('…'));
     h.finish();
 }
+
+#[apm::span]
+fn recovers(fail: bool) -> Result<u32, std::io::Error> {
+    if fail {
+        // Handled here: the function still succeeds, but an error was reported in it.
+        apm::capture_error!(std::io::Error::other("cache miss"));
+    }
+    Ok(7)
+}
+
+#[apm::span]
+async fn recovers_later(fail: bool) -> u32 {
+    common::agent::Yield(false).await;
+    if fail {
+        apm::capture_error!(std::io::Error::other("retrying"));
+    }
+    7
+}
+
+/// `outcome.feature`: a span or transaction an error is reported to ends as a failure, one
+/// without as a success; what the application set explicitly wins.
+#[test]
+fn an_error_reported_to_a_span_or_transaction_fails_it() {
+    let h = agent::start(|c| c);
+    {
+        let _t = apm::start_transaction("with error", "request");
+        recovers(true).expect("recovered");
+        recovers(false).expect("no error");
+        let span = apm::start_span("manual", "app");
+        apm::capture_error!(std::io::Error::other("in a manual span"));
+        drop(span);
+        apm_tests::block_on(recovers_later(true));
+        apm_tests::block_on(recovers_later(false));
+    }
+    {
+        let _t = apm::start_transaction("reported to the transaction", "request");
+        apm::capture_error!(std::io::Error::other("in the transaction itself"));
+    }
+    {
+        let _t = apm::start_transaction("set explicitly", "request");
+        apm::capture_error!(std::io::Error::other("overruled"));
+        apm::set_transaction_outcome(apm::Outcome::Unknown);
+    }
+    h.flush();
+    let spans = h.spans();
+    let outcomes = |name: &str| -> Vec<String> {
+        let mut found: Vec<String> = spans
+            .iter()
+            .filter(|s| s["name"] == name)
+            .map(|s| s["outcome"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        found.sort();
+        found
+    };
+    assert_eq!(outcomes("recovers"), ["failure", "success"]);
+    assert_eq!(outcomes("recovers_later"), ["failure", "success"]);
+    assert_eq!(outcomes("manual"), ["failure"]);
+    let txs = h.transactions();
+    let outcome = |name: &str| agent::named(&txs, name)["outcome"].clone();
+    // Errors reported to its spans are theirs, not the transaction's.
+    assert_eq!(outcome("with error"), "success");
+    assert_eq!(outcome("reported to the transaction"), "failure");
+    assert_eq!(outcome("set explicitly"), "unknown");
+    h.finish();
+}
