@@ -357,18 +357,19 @@ fn update_table<'a>(tokens: &mut Peekable<impl Iterator<Item = Token<'a>>>) -> O
 mod tests {
     use super::*;
 
-    fn load(name: &str) -> Option<serde_json::Value> {
+    /// The cases of a fixture (there are at least `expected`), or `None` when it is absent.
+    fn cases(name: &str, expected: usize) -> Option<Vec<serde_json::Value>> {
         let text = crate::spec_fixture::read(&format!("agent-json-specs/{name}"))?;
-        Some(serde_json::from_str(&text).expect("the fixture is JSON"))
+        let all: Vec<serde_json::Value> = serde_json::from_str(&text).expect("a JSON array");
+        assert!(all.len() >= expected, "{name}: {} cases", all.len());
+        Some(all)
     }
 
     #[test]
     fn tokens_match_every_cross_agent_example() {
-        let Some(cases) = load("sql_token_examples.json") else {
+        let Some(cases) = cases("sql_token_examples.json", 14) else {
             return;
         };
-        let cases = cases.as_array().expect("an array of cases").clone();
-        assert!(cases.len() >= 14, "{} cases", cases.len());
         for case in cases {
             let input = case["input"].as_str().expect("input");
             let expected: Vec<(String, String)> = case["tokens"]
@@ -394,11 +395,9 @@ mod tests {
 
     #[test]
     fn signatures_match_every_cross_agent_example() {
-        let Some(cases) = load("sql_signature_examples.json") else {
+        let Some(cases) = cases("sql_signature_examples.json", 35) else {
             return;
         };
-        let cases = cases.as_array().expect("an array of cases").clone();
-        assert!(cases.len() >= 35, "{} cases", cases.len());
         for case in cases {
             let input = case["input"].as_str().expect("input");
             let output = case["output"].as_str().expect("output");
