@@ -36,7 +36,10 @@
 //!   spans and `capture_error!` in handlers belong to it;
 //! - sets the result `HTTP Nxx` and the outcome from the status (`failure` for 5xx only:
 //!   4xx is the client's fault); without a status (the inner service returned `Err`, or the
-//!   handler panicked) the outcome is `failure` and no result is set;
+//!   handler panicked) the outcome is `failure` and no result is set. A gRPC response with
+//!   its `grpc-status` in the headers (a call that failed at once) gives the status's name as
+//!   result and the spec's server outcome (`failure` for `UNAVAILABLE`, `INTERNAL`, ...;
+//!   `success` for `NOT_FOUND`, ...); one whose status comes in trailers keeps the HTTP ones;
 //! - on a panic in the handler, sends an error event with the panic message, linked to the
 //!   transaction, then lets the panic continue (the framework behaves as without the layer).
 //!
@@ -428,6 +431,23 @@ fn header_pairs(headers: &::http::HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The status of a gRPC response that carries it in its headers: a call that failed at once
+/// ("trailers-only", as tonic answers an `Err(Status)`). Otherwise it comes in trailers, after
+/// the response: the HTTP status stands in.
+fn grpc_status(headers: &::http::HeaderMap) -> Option<u32> {
+    let grpc = headers
+        .get(::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/grpc"));
+    if !grpc {
+        return None;
+    }
+    headers
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// Result, outcome and `context.response` from what the inner service returned.
 fn record_response<B, E>(txn: &Transaction, result: &Result<Response<B>, E>) {
     match result {
@@ -438,8 +458,16 @@ fn record_response<B, E>(txn: &Transaction, result: &Result<Response<B>, E>) {
                 context.headers = header_pairs(response.headers());
                 txn.set_response(context);
             }
-            txn.default_result(web::result_for_status(status));
-            txn.default_outcome(web::outcome_for_status(status));
+            match grpc_status(response.headers()) {
+                Some(code) => {
+                    txn.default_result(web::grpc_status_name(code));
+                    txn.default_outcome(web::grpc_server_outcome(code));
+                }
+                None => {
+                    txn.default_result(web::result_for_status(status));
+                    txn.default_outcome(web::outcome_for_status(status));
+                }
+            }
         }
         // No response, no status: a failure (spec `outcome.feature`, status "not available").
         Err(_) => txn.set_outcome(Outcome::Failure),

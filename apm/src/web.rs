@@ -101,6 +101,46 @@ pub fn outcome_for_status(status: u16) -> crate::Outcome {
     }
 }
 
+/// The name of a gRPC status code (`grpc-status`), as a gRPC transaction's result.
+pub fn grpc_status_name(code: u32) -> &'static str {
+    const NAMES: [&str; 17] = [
+        "OK",
+        "CANCELLED",
+        "UNKNOWN",
+        "INVALID_ARGUMENT",
+        "DEADLINE_EXCEEDED",
+        "NOT_FOUND",
+        "ALREADY_EXISTS",
+        "PERMISSION_DENIED",
+        "RESOURCE_EXHAUSTED",
+        "FAILED_PRECONDITION",
+        "ABORTED",
+        "OUT_OF_RANGE",
+        "UNIMPLEMENTED",
+        "INTERNAL",
+        "UNAVAILABLE",
+        "DATA_LOSS",
+        "UNAUTHENTICATED",
+    ];
+    usize::try_from(code)
+        .ok()
+        .and_then(|i| NAMES.get(i))
+        .copied()
+        .unwrap_or("UNKNOWN")
+}
+
+/// The outcome of a gRPC server transaction with this status (spec `outcome.feature`): a
+/// failure for the codes that say the service failed, a success for those that blame the
+/// caller.
+pub fn grpc_server_outcome(code: u32) -> crate::Outcome {
+    match code {
+        // UNKNOWN, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, FAILED_PRECONDITION, ABORTED,
+        // INTERNAL, UNAVAILABLE, DATA_LOSS.
+        2 | 4 | 8 | 9 | 10 | 13 | 14 | 15 => crate::Outcome::Failure,
+        _ => crate::Outcome::Success,
+    }
+}
+
 /// The live rules a server integration applies to each request: `transaction_ignore_urls`,
 /// `transaction_ignore_user_agents`, `transaction_name_groups`, `capture_body`.
 #[derive(Debug, Default)]
@@ -235,4 +275,44 @@ pub(crate) fn body_capturable(
         .and_then(|v| v.trim().parse::<usize>().ok())
         .is_some_and(|n| n > 0 && n <= limit);
     textual && small
+}
+
+#[cfg(all(test, feature = "enable"))]
+mod tests {
+    use super::*;
+
+    /// The server columns of `outcome.feature`'s HTTP and gRPC tables, every row (a status
+    /// of -1, "no status", is the integrations' business: they have no response then).
+    #[test]
+    fn server_outcomes_follow_the_outcome_feature() {
+        let Some(feature) = crate::spec_fixture::read("gherkin-specs/outcome.feature") else {
+            return;
+        };
+        let word = |o: crate::Outcome| o.as_str();
+        let (mut http, mut grpc) = (0, 0);
+        for line in feature.lines() {
+            let cells: Vec<&str> = line
+                .trim()
+                .trim_matches('|')
+                .split('|')
+                .map(str::trim)
+                .collect();
+            let [status, _client, server] = cells[..] else {
+                continue;
+            };
+            if let Ok(code) = status.parse::<i32>() {
+                if let Ok(code) = u16::try_from(code) {
+                    assert_eq!(word(outcome_for_status(code)), server, "HTTP {code}");
+                    http += 1;
+                }
+            } else if let Some(code) = (0..17).find(|&c| grpc_status_name(c) == status) {
+                assert_eq!(word(grpc_server_outcome(code)), server, "gRPC {status}");
+                grpc += 1;
+            }
+        }
+        assert!(
+            http >= 6 && grpc >= 16,
+            "{http} HTTP rows, {grpc} gRPC rows"
+        );
+    }
 }

@@ -592,3 +592,54 @@ fn request_bodies_are_captured_when_capture_body_says_so() {
         h.finish();
     }
 }
+
+/// A gRPC call that fails at once carries its status in the response headers ("trailers-only",
+/// as tonic answers an `Err(Status)`): the transaction's result is the status's name and its
+/// outcome follows the spec's server column (`outcome.feature`).
+#[test]
+fn grpc_statuses_in_response_headers_give_result_and_outcome() {
+    use tower::{Layer as _, ServiceExt as _};
+    let h = agent::start(|c| c);
+    let service =
+        apm::tower::ApmLayer::new().layer(tower::service_fn(|req: axum::http::Request<String>| {
+            let status = req.uri().path().trim_start_matches("/shop.Cart/");
+            let mut response =
+                axum::http::Response::builder().header("content-type", "application/grpc");
+            if let Ok(code) = status.parse::<u32>() {
+                response = response.header("grpc-status", code.to_string());
+            }
+            let response = response.body(String::new()).expect("response");
+            async move { Ok::<_, std::io::Error>(response) }
+        }));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    for method in ["14", "5", "0", "streaming"] {
+        let request = axum::http::Request::builder()
+            .method("POST")
+            .uri(format!("/shop.Cart/{method}"))
+            .header("content-type", "application/grpc")
+            .body(String::new())
+            .expect("request");
+        runtime
+            .block_on(service.clone().oneshot(request))
+            .expect("response");
+    }
+    h.flush();
+    let txs = h.transactions();
+    let by_path = |method: &str| {
+        let path = format!("/shop.Cart/{method}");
+        let tx = txs
+            .iter()
+            .find(|t| t["context"]["request"]["url"]["pathname"] == path.as_str())
+            .expect("a transaction per call");
+        (tx["result"].clone(), tx["outcome"].clone())
+    };
+    assert_eq!(by_path("14"), ("UNAVAILABLE".into(), "failure".into()));
+    assert_eq!(by_path("5"), ("NOT_FOUND".into(), "success".into()));
+    assert_eq!(by_path("0"), ("OK".into(), "success".into()));
+    // The status will come in trailers: the HTTP status stands in.
+    assert_eq!(by_path("streaming"), ("HTTP 2xx".into(), "success".into()));
+    h.finish();
+}
