@@ -253,13 +253,13 @@ impl std::error::Error for HandlerPanic {}
 
 /// Request bodies larger than this are not captured by default (the spec leaves the limit to
 /// agents).
-#[cfg(any(feature = "tower", feature = "actix-web"))]
+#[cfg(any(feature = "axum", feature = "actix-web"))]
 pub(crate) const DEFAULT_BODY_LIMIT: usize = 16 * 1024;
 
 /// Whether a request body is worth buffering for `capture_body`: textual, and of a known,
 /// small length (a body of unknown length is never buffered: that could change how it
 /// streams to the handler).
-#[cfg(any(feature = "tower", feature = "actix-web"))]
+#[cfg(any(feature = "axum", feature = "actix-web"))]
 pub(crate) fn body_capturable(
     content_type: Option<&str>,
     content_length: Option<&str>,
