@@ -55,7 +55,9 @@ fn azure(var: &impl Fn(&str) -> Option<String>) -> Option<Value> {
         let group = set("WEBSITE_RESOURCE_GROUP").unwrap_or_else(|| owner.resource_group.into());
         let region = set("REGION_NAME").unwrap_or_else(|| owner.region.into());
         cloud.insert("service".into(), json!({ "name": "functions" }));
-        cloud.insert("project".into(), json!({ "name": group }));
+        if !group.is_empty() {
+            cloud.insert("project".into(), json!({ "name": group }));
+        }
         cloud.insert("region".into(), json!(region));
     } else {
         // Azure App Service: all four variables, or it is not one.

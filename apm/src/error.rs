@@ -17,6 +17,10 @@ pub(crate) fn capture(err: &dyn Error, type_name: &'static str, site: &'static S
     let timestamp = clock::now();
     let mut request = None;
     let trace = context::with_current(|txn, parent| {
+        if parent == txn.id {
+            txn.errored
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         let st = txn.state.lock();
         if txn.sampled {
             request = st.request.clone();

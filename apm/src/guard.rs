@@ -294,6 +294,7 @@ pub(crate) fn open_transaction(
         tracestate: origin.tracestate,
         links: origin.links,
         start: clock::now(),
+        errored: Default::default(),
         state: Mutex::new(TxnState {
             name,
             result: None,
@@ -330,7 +331,7 @@ pub(crate) fn end_transaction(
     }
     let timer = popped.as_ref().or(carried);
     let child_ns = timer.map_or(0, |t| t.busy_until(end));
-    let errored = timer.is_some_and(|t| t.errored);
+    let errored = timer.is_some_and(|t| t.errored) || txn.errored.load(Relaxed);
     let mut st = txn.state.lock();
     if st.ended {
         return;
@@ -407,6 +408,11 @@ pub(crate) fn default_transaction_result(txn: &TxnShared, result: Cow<'static, s
 /// outcome.feature).
 pub(crate) fn default_transaction_outcome(txn: &TxnShared, outcome: Outcome) {
     txn.state.lock().integration_outcome.get_or_insert(outcome);
+}
+/// An integration saw the transaction fail (an error instead of a response, a panic): over
+/// any outcome integrations derived, under the application's.
+pub(crate) fn transaction_failed_by_integration(txn: &TxnShared) {
+    txn.state.lock().integration_outcome = Some(Outcome::Failure);
 }
 pub(crate) fn set_transaction_outcome(txn: &TxnShared, outcome: Outcome) {
     txn.state.lock().outcome = Some(outcome);

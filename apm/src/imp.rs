@@ -310,6 +310,9 @@ impl CurrentTransaction<'_> {
     pub(crate) fn default_outcome(&self, outcome: Outcome) {
         guard::default_transaction_outcome(self.0, outcome);
     }
+    pub(crate) fn integration_failed(&self) {
+        guard::transaction_failed_by_integration(self.0);
+    }
     pub(crate) fn set_request(&self, request: crate::web::Request) {
         guard::set_transaction_request(self.0, request);
     }

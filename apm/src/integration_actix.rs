@@ -57,7 +57,7 @@ use ::actix_web::http::header::{HeaderMap, USER_AGENT};
 use ::actix_web::http::Version;
 
 use crate::web::{self, ServerPolicy};
-use crate::{HeaderSource, Outcome, Transaction, WithContext};
+use crate::{HeaderSource, Transaction, WithContext};
 
 /// The transaction type of HTTP requests (tracing-instrumentation-http.md).
 const KIND: &str = "request";
@@ -404,7 +404,7 @@ fn record_outcome<B>(txn: &Transaction, out: &Result<ServiceResponse<B>, ::actix
             // actix-web turns the error into this response after the middleware.
             let status = err.as_response_error().status_code().as_u16();
             txn.default_result(web::result_for_status(status));
-            txn.set_outcome(Outcome::Failure);
+            txn.integration_failed();
             if txn.is_sampled() {
                 txn.set_response(web::Response::new(status));
             }
@@ -417,7 +417,7 @@ fn record_outcome<B>(txn: &Transaction, out: &Result<ServiceResponse<B>, ::actix
 /// (no result: no response is sent).
 fn record_panic(txn: &Transaction, payload: &(dyn Any + Send)) {
     crate::capture_error!(crate::web::HandlerPanic::from_payload(payload));
-    txn.set_outcome(Outcome::Failure);
+    txn.integration_failed();
 }
 
 #[cfg(test)]

@@ -66,7 +66,7 @@ use ::http::{Request, Response, Version};
 use pin_project_lite::pin_project;
 
 use crate::web::{self, ServerPolicy};
-use crate::{Outcome, Transaction, WithContext};
+use crate::{Transaction, WithContext};
 
 /// The transaction type of server requests (spec: HTTP transactions are of type `request`).
 const KIND: &str = "request";
@@ -223,7 +223,7 @@ where
                 // Still inside the transaction's context: the error is linked to it.
                 let panic = crate::web::HandlerPanic::from_payload(&*payload);
                 crate::capture_error!(panic);
-                this.txn.set_outcome(Outcome::Failure);
+                this.txn.integration_failed();
                 resume_unwind(payload)
             }
         };
@@ -442,10 +442,15 @@ fn grpc_status(headers: &::http::HeaderMap) -> Option<u32> {
     if !grpc {
         return None;
     }
-    headers
-        .get("grpc-status")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok())
+    // Present but unreadable: UNKNOWN (2), as gRPC reads it.
+    let status = headers.get("grpc-status")?;
+    Some(
+        status
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(2),
+    )
 }
 
 /// Result, outcome and `context.response` from what the inner service returned.
@@ -470,7 +475,7 @@ fn record_response<B, E>(txn: &Transaction, result: &Result<Response<B>, E>) {
             }
         }
         // No response, no status: a failure (spec `outcome.feature`, status "not available").
-        Err(_) => txn.set_outcome(Outcome::Failure),
+        Err(_) => txn.integration_failed(),
     }
 }
 

@@ -294,6 +294,13 @@ impl Transaction {
         self.0.with(|t| t.default_outcome(outcome));
     }
 
+    /// An integration saw the transaction fail: `failure`, unless the application set an
+    /// outcome.
+    #[allow(dead_code)] // used by the optional server integrations
+    pub(crate) fn integration_failed(&self) {
+        self.0.with(|t| t.integration_failed());
+    }
+
     /// Records the HTTP request this transaction serves (`context.request`).
     pub fn set_request(&self, request: web::Request) {
         self.0.with(|t| t.set_request(request));

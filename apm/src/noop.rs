@@ -130,6 +130,7 @@ pub(crate) struct CurrentTransaction;
 impl CurrentTransaction {
     pub(crate) fn default_result(&self, _result: Cow<'static, str>) {}
     pub(crate) fn default_outcome(&self, _outcome: Outcome) {}
+    pub(crate) fn integration_failed(&self) {}
     pub(crate) fn set_request(&self, _request: crate::web::Request) {}
     pub(crate) fn set_response(&self, _response: crate::web::Response) {}
     pub(crate) fn set_name(&self, _name: Cow<'static, str>) {}

@@ -17,6 +17,9 @@
 
 use std::iter::Peekable;
 
+/// How much of a statement [`signature`] reads.
+const MAX_SCANNED: usize = 32 * 1024;
+
 /// What a token is. Keywords the signature looks for have kinds of their own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
@@ -115,7 +118,6 @@ impl<'a> Scanner<'a> {
     fn quoted_ident(&mut self, close: char) -> Token<'a> {
         let start = self.pos + 1;
         let mut i = start;
-        let bytes = self.src.as_bytes();
         loop {
             match self.src[i..].find(close) {
                 Some(at) if self.src[i + at + 1..].starts_with(close) && close != ']' => {
@@ -130,13 +132,12 @@ impl<'a> Scanner<'a> {
                     };
                 }
                 None => {
-                    // Unterminated: the rest is the identifier.
-                    let text = &self.src[start.min(bytes.len())..];
-                    self.pos = self.src.len();
-                    return Token {
-                        kind: Kind::Ident,
-                        text,
-                    };
+                    // Unterminated: probably not a quote. Up to the next whitespace, and not
+                    // an identifier, so that the rest of the statement (values included)
+                    // never becomes a name.
+                    let rest = &self.src[self.pos..];
+                    let word = rest.find(char::is_whitespace).unwrap_or(rest.len());
+                    return self.token(Kind::Other, self.pos + word);
                 }
             }
         }
@@ -270,10 +271,21 @@ impl<'a> Iterator for Scanner<'a> {
 /// FROM a.b`, `CALL proc`); for anything else, or a statement it cannot read, its first word
 /// in upper case. Values never appear in it.
 pub fn signature(statement: &str) -> String {
-    let mut tokens = Scanner::new(statement)
+    // The signature is found near the start; a bound keeps an odd statement (thousands of
+    // unterminated `$tag$`s, each searched for to the end) from costing quadratic time.
+    let mut end = statement.len().min(MAX_SCANNED);
+    while !statement.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut tokens = Scanner::new(&statement[..end])
         .filter(|t| t.kind != Kind::Comment)
         .peekable();
-    let Some(first) = tokens.next() else {
+    // A statement that starts with something other than a word (a literal, a quote) has no
+    // name to give that would not be a value.
+    let Some(first) = tokens
+        .next()
+        .filter(|t| t.kind == Kind::Ident || KEYWORDS.iter().any(|(_, k)| *k == t.kind))
+    else {
         return String::new();
     };
     let upper = first.text.to_uppercase();
@@ -341,10 +353,13 @@ fn select_table<'a>(tokens: &mut Peekable<impl Iterator<Item = Token<'a>>>) -> O
 /// The table of an `UPDATE`. Option words before it (`IGNORE`, `ONLY`, `LOW_PRIORITY`) scan
 /// as identifiers too: of a run of identifiers, the last is the table.
 fn update_table<'a>(tokens: &mut Peekable<impl Iterator<Item = Token<'a>>>) -> Option<String> {
+    // The table comes before any keyword (`SET`, `AS`, ...).
     let mut name = loop {
         let t = tokens.next()?;
-        if t.kind == Kind::Ident {
-            break t.text;
+        match t.kind {
+            Kind::Ident => break t.text,
+            kind if KEYWORDS.iter().any(|(_, k)| *k == kind) => return None,
+            _ => {}
         }
     };
     while let Some(next) = tokens.next_if(|t| t.kind == Kind::Ident) {
@@ -432,6 +447,14 @@ mod tests {
             let _ = Scanner::new(sql).count();
         }
         assert_eq!(signature("select * from Orders"), "SELECT FROM Orders");
+        // Unterminated quotes and leading literals never put values into the name.
+        assert_eq!(signature("UPDATE `users SET password='hunter2'"), "UPDATE");
+        assert_eq!(signature("SELECT * FROM \"t WHERE ssn='1'"), "SELECT");
+        assert_eq!(signature("'secret' AS x"), "");
+        assert_eq!(signature("$$body$$ SELECT"), "");
+        // A bounded cost for a statement of unterminated dollar tags.
+        let odd: String = (0..20_000).map(|i| format!("$a{i}$ ")).collect();
+        assert_eq!(signature(&format!("SELECT {odd}")), "SELECT");
         assert_eq!(signature("replace into t values (1)"), "REPLACE INTO t");
     }
 }

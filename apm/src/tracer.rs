@@ -292,6 +292,10 @@ pub(crate) struct TxnShared {
     /// Span links (a restarted trace points at the one it came from).
     pub(crate) links: Vec<(u128, u64)>,
     pub(crate) start: Tick,
+    /// An error was captured where the transaction itself was current (its own entry, or a
+    /// context bound to it on another thread or in another future): it fails, unless the
+    /// application set an outcome (spec: `outcome.feature`).
+    pub(crate) errored: std::sync::atomic::AtomicBool,
     /// Touched only by the manual API and once at the end: never on a span's path.
     pub(crate) state: Mutex<TxnState>,
 }

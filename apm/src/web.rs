@@ -135,9 +135,10 @@ pub fn grpc_status_name(code: u32) -> &'static str {
 pub fn grpc_server_outcome(code: u32) -> crate::Outcome {
     match code {
         // UNKNOWN, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, FAILED_PRECONDITION, ABORTED,
-        // INTERNAL, UNAVAILABLE, DATA_LOSS.
-        2 | 4 | 8 | 9 | 10 | 13 | 14 | 15 => crate::Outcome::Failure,
-        _ => crate::Outcome::Success,
+        // INTERNAL, UNAVAILABLE, DATA_LOSS; and codes gRPC does not define, which read as
+        // UNKNOWN.
+        0 | 1 | 3 | 5 | 6 | 7 | 11 | 12 | 16 => crate::Outcome::Success,
+        _ => crate::Outcome::Failure,
     }
 }
 

@@ -165,6 +165,17 @@ fn an_error_reported_to_a_span_or_transaction_fails_it() {
         apm::capture_error!(std::io::Error::other("in the transaction itself"));
     }
     {
+        // Captured on another thread, where the transaction's context is attached.
+        let _t = apm::start_transaction("reported elsewhere", "request");
+        let context = apm::Context::current();
+        std::thread::spawn(move || {
+            let _attached = context.attach();
+            apm::capture_error!(std::io::Error::other("on a worker"));
+        })
+        .join()
+        .expect("the worker ran");
+    }
+    {
         let _t = apm::start_transaction("set explicitly", "request");
         apm::capture_error!(std::io::Error::other("overruled"));
         apm::set_transaction_outcome(apm::Outcome::Unknown);
@@ -188,6 +199,7 @@ fn an_error_reported_to_a_span_or_transaction_fails_it() {
     // Errors reported to its spans are theirs, not the transaction's.
     assert_eq!(outcome("with error"), "success");
     assert_eq!(outcome("reported to the transaction"), "failure");
+    assert_eq!(outcome("reported elsewhere"), "failure");
     assert_eq!(outcome("set explicitly"), "unknown");
     h.finish();
 }

@@ -473,7 +473,13 @@ fn a_plain_tower_service_is_traced_too() {
             // Runs in `call`, before the future: inside the transaction too.
             drop(apm::start_span("synchronous part of call", "app"));
             let fail = req.uri().path() == "/err";
+            let vouched = req.uri().path() == "/vouched";
             async move {
+                if vouched {
+                    // The application's outcome wins over the layer's `failure`.
+                    apm::set_transaction_outcome(apm::Outcome::Success);
+                    return Err(std::io::Error::other("handled by the caller"));
+                }
                 if fail {
                     Err(std::io::Error::other("no response"))
                 } else {
@@ -497,10 +503,17 @@ fn a_plain_tower_service_is_traced_too() {
         .block_on(service.clone().oneshot(request("/ok?a=1")))
         .expect("response");
     assert_eq!(ok.into_body(), "fine");
-    let err = runtime.block_on(service.oneshot(request("/err")));
+    let err = runtime.block_on(service.clone().oneshot(request("/err")));
     assert!(err.is_err());
+    let vouched = runtime.block_on(service.oneshot(request("/vouched")));
+    assert!(vouched.is_err());
     h.flush();
-    let txs = h.transactions();
+    let mut txs = h.transactions();
+    let vouched = txs
+        .iter()
+        .position(|t| t["context"]["request"]["url"]["pathname"] == "/vouched")
+        .expect("the /vouched transaction");
+    assert_eq!(txs.remove(vouched)["outcome"], "success");
     assert_eq!(txs.len(), 2, "{txs:#?}");
     // No router: no route template.
     for tx in &txs {
@@ -525,7 +538,7 @@ fn a_plain_tower_service_is_traced_too() {
     assert!(err.get("result").is_none(), "{err:#}");
     assert!(err["context"].get("response").is_none(), "{err:#}");
     let spans = h.spans();
-    assert_eq!(spans.len(), 2, "{spans:#?}");
+    assert_eq!(spans.len(), 3, "one per call: {spans:#?}");
     for tx in &txs {
         let span = spans
             .iter()
@@ -615,7 +628,7 @@ fn grpc_statuses_in_response_headers_give_result_and_outcome() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    for method in ["14", "5", "0", "streaming"] {
+    for method in ["14", "5", "0", "99", "streaming"] {
         let request = axum::http::Request::builder()
             .method("POST")
             .uri(format!("/shop.Cart/{method}"))
@@ -639,6 +652,8 @@ fn grpc_statuses_in_response_headers_give_result_and_outcome() {
     assert_eq!(by_path("14"), ("UNAVAILABLE".into(), "failure".into()));
     assert_eq!(by_path("5"), ("NOT_FOUND".into(), "success".into()));
     assert_eq!(by_path("0"), ("OK".into(), "success".into()));
+    // A code gRPC does not define reads as UNKNOWN.
+    assert_eq!(by_path("99"), ("UNKNOWN".into(), "failure".into()));
     // The status will come in trailers: the HTTP status stands in.
     assert_eq!(by_path("streaming"), ("HTTP 2xx".into(), "success".into()));
     h.finish();
