@@ -331,7 +331,8 @@ pub(crate) fn end_transaction(
     }
     let timer = popped.as_ref().or(carried);
     let child_ns = timer.map_or(0, |t| t.busy_until(end));
-    let errored = timer.is_some_and(|t| t.errored) || txn.errored.load(Relaxed);
+    // Set wherever the transaction itself was current when an error was captured.
+    let errored = txn.errored.load(Relaxed);
     let mut st = txn.state.lock();
     if st.ended {
         return;

@@ -252,6 +252,15 @@ impl Server {
     }
 }
 
+impl Default for TlsOptions {
+    fn default() -> Self {
+        TlsOptions {
+            verify: true,
+            ca_cert_file: None,
+        }
+    }
+}
+
 /// A client for one APM Server.
 pub(crate) struct Client {
     endpoint: Endpoint,
@@ -271,8 +280,9 @@ impl fmt::Debug for Client {
     }
 }
 
-/// How an `https` server's certificate is checked.
-#[derive(Debug, Clone, Default)]
+/// How an `https` server's certificate is checked. The default verifies it against the
+/// built-in roots.
+#[derive(Debug, Clone)]
 #[cfg_attr(not(feature = "https"), allow(dead_code))]
 pub(crate) struct TlsOptions {
     /// `verify_server_cert`; false accepts any certificate.
