@@ -403,6 +403,14 @@ impl Transaction {
         };
         bind(fut, frame)
     }
+    /// Like [`Transaction::bind`], but the transaction stays open when `fut` completes,
+    /// until [`Instrumented::take_pending_end`]'s result is dropped.
+    #[allow(dead_code)] // used by the optional server integrations
+    pub(crate) fn bind_until_handed_over<F: Future>(&self, fut: F) -> Instrumented<F> {
+        let mut bound = self.bind(fut);
+        bound.state.defer_end = true;
+        bound
+    }
     pub(crate) fn end(&self) {
         if let Some(t) = &self.0 {
             guard::end_transaction(t, None, None, Outcome::Unknown);
@@ -507,12 +515,11 @@ impl<O, C: FnOnce(&O) -> Outcome> OutcomeHook<O> for C {
     }
 }
 
-/// A future that makes its frame current during each of its polls and ends it when it
-/// completes (or is dropped). Nothing is held across the polls on the thread.
+/// A frame made current for the length of each poll, and what it keeps between polls.
 #[derive(Debug)]
-pub struct Instrumented<F, H = NoHook> {
-    fut: F,
+struct FrameState<H = NoHook> {
     frame: Frame,
+    /// Decides the outcome from the future's output.
     hook: Option<H>,
     /// Entries opened in an earlier poll and still open (a guard held across `.await`).
     parked: Vec<Entry>,
@@ -520,18 +527,111 @@ pub struct Instrumented<F, H = NoHook> {
     timer: ChildTimer,
     /// A poll panicked: the frame ends as a failure even if the panic is caught.
     unwound: bool,
+    /// The frame outlives the future's completion: [`Instrumented::take_pending_end`] hands
+    /// it over (an HTTP server's transaction, which ends with the response's body).
+    defer_end: bool,
+}
+
+impl<H> FrameState<H> {
+    fn new(frame: Frame, hook: Option<H>) -> FrameState<H> {
+        FrameState {
+            frame,
+            hook,
+            parked: Vec::new(),
+            timer: ChildTimer::default(),
+            unwound: false,
+            defer_end: false,
+        }
+    }
+
+    /// Runs `poll` with the frame current on this thread.
+    #[inline]
+    fn run<R>(&mut self, poll: impl FnOnce() -> R) -> R {
+        match self
+            .frame
+            .current()
+            .and_then(|(txn, id)| context::push_owner(txn, id, self.timer))
+        {
+            None => poll(),
+            Some(token) => {
+                context::restore(&mut self.parked);
+                let _scope = PollScope {
+                    token,
+                    parked: &mut self.parked,
+                    timer: &mut self.timer,
+                    unwound: &mut self.unwound,
+                };
+                poll()
+            }
+        }
+    }
+
+    /// Ends the frame's span or transaction, if it has not ended (`outcome` unless one was
+    /// set; a failure after a poll that panicked).
+    fn finish(&mut self, outcome: Outcome) {
+        let outcome = if self.unwound {
+            Outcome::Failure
+        } else {
+            outcome
+        };
+        self.frame.finish(outcome, &self.timer);
+    }
+}
+
+/// A future that makes its frame current during each of its polls and ends it when it
+/// completes (or is dropped). Nothing is held across the polls on the thread.
+#[derive(Debug)]
+pub struct Instrumented<F, H = NoHook> {
+    fut: F,
+    state: FrameState<H>,
 }
 
 impl<F, H> Instrumented<F, H> {
     pub(crate) fn with_hook(fut: F, frame: Frame, hook: H) -> Self {
         Instrumented {
             fut,
-            frame,
-            hook: Some(hook),
-            parked: Vec::new(),
-            timer: ChildTimer::default(),
-            unwound: false,
+            state: FrameState::new(frame, Some(hook)),
         }
+    }
+
+    /// After the future completed (bound with [`Transaction::bind_until_handed_over`]): its
+    /// transaction, still open, to be ended by what follows the future.
+    #[allow(dead_code)] // used by the optional server integrations
+    pub(crate) fn take_pending_end(self: Pin<&mut Self>) -> PendingEnd {
+        // SAFETY: only the frame's state is moved, never the pinned `fut`.
+        let state = unsafe { &mut self.get_unchecked_mut().state };
+        PendingEnd(FrameState {
+            frame: std::mem::replace(&mut state.frame, Frame::EMPTY),
+            hook: None,
+            parked: std::mem::take(&mut state.parked),
+            timer: state.timer,
+            unwound: state.unwound,
+            defer_end: false,
+        })
+    }
+}
+
+/// A transaction whose future has completed and whose end waits for what follows it (an HTTP
+/// response's body): makes it current while that is polled, and ends it when dropped.
+#[derive(Debug)]
+pub(crate) struct PendingEnd(FrameState);
+
+impl PendingEnd {
+    /// Runs `poll` with the transaction current on this thread.
+    #[allow(dead_code)] // used by the optional server integrations
+    #[inline]
+    pub(crate) fn run<R>(&mut self, poll: impl FnOnce() -> R) -> R {
+        self.0.run(poll)
+    }
+
+    /// Ends the transaction now.
+    #[allow(dead_code)] // used by the optional server integrations
+    pub(crate) fn end(self) {}
+}
+
+impl Drop for PendingEnd {
+    fn drop(&mut self) {
+        self.0.finish(Outcome::Unknown);
     }
 }
 
@@ -569,29 +669,16 @@ impl<F: Future, H: OutcomeHook<F::Output>> Future for Instrumented<F, H> {
         // it. The other fields are not pinned.
         let this = unsafe { self.get_unchecked_mut() };
         let fut = unsafe { Pin::new_unchecked(&mut this.fut) };
-        let poll = match this
-            .frame
-            .current()
-            .and_then(|(txn, id)| context::push_owner(txn, id, this.timer))
-        {
-            None => fut.poll(cx),
-            Some(token) => {
-                context::restore(&mut this.parked);
-                let _scope = PollScope {
-                    token,
-                    parked: &mut this.parked,
-                    timer: &mut this.timer,
-                    unwound: &mut this.unwound,
-                };
-                fut.poll(cx)
-            }
-        };
+        let poll = this.state.run(|| fut.poll(cx));
         if let Poll::Ready(out) = &poll {
             let outcome = this
+                .state
                 .hook
                 .take()
                 .map_or(Outcome::Unknown, |h| h.outcome(out));
-            this.frame.finish(outcome, &this.timer);
+            if !this.state.defer_end {
+                this.state.finish(outcome);
+            }
         }
         poll
     }
@@ -599,13 +686,9 @@ impl<F: Future, H: OutcomeHook<F::Output>> Future for Instrumented<F, H> {
 
 impl<F, H> Drop for Instrumented<F, H> {
     fn drop(&mut self) {
-        // Dropped before completion: cancelled, or after a poll that panicked.
-        let outcome = if self.unwound {
-            Outcome::Failure
-        } else {
-            Outcome::Unknown
-        };
-        self.frame.finish(outcome, &self.timer);
+        // Dropped before completion (cancelled, or after a poll that panicked), or completed
+        // with its end deferred and never handed over.
+        self.state.finish(Outcome::Unknown);
     }
 }
 

@@ -36,10 +36,16 @@
 //!   spans and `capture_error!` in handlers belong to it;
 //! - sets the result `HTTP Nxx` and the outcome from the status (`failure` for 5xx only:
 //!   4xx is the client's fault); without a status (the inner service returned `Err`, or the
-//!   handler panicked) the outcome is `failure` and no result is set. A gRPC response with
-//!   its `grpc-status` in the headers (a call that failed at once) gives the status's name as
-//!   result and the spec's server outcome (`failure` for `UNAVAILABLE`, `INTERNAL`, ...;
-//!   `success` for `NOT_FOUND`, ...); one whose status comes in trailers keeps the HTTP ones;
+//!   handler panicked) the outcome is `failure` and no result is set;
+//! - for a gRPC response, sets the result to the name of its `grpc-status` and the outcome
+//!   the spec gives a server (`failure` for `UNAVAILABLE`, `INTERNAL`, ...; `success` for
+//!   `NOT_FOUND`, ...), whether the status comes in the headers (a call that failed at once)
+//!   or in the trailers after the messages (tonic's usual answer); the HTTP ones stand in if
+//!   no status comes;
+//! - ends the transaction when the response's body has been sent whole, or dropped (the
+//!   client went away): a streamed response's time is part of the transaction, the body is
+//!   polled inside it (spans started while it streams belong to the request), and a body that
+//!   fails or panics makes it a failure;
 //! - on a panic in the handler, sends an error event with the panic message, linked to the
 //!   transaction, then lets the panic continue (the framework behaves as without the layer).
 //!
@@ -62,11 +68,12 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use ::http::header::{HOST, USER_AGENT};
-use ::http::{Request, Response, Version};
+use ::http::{HeaderMap, Request, Response, Version};
 use pin_project_lite::pin_project;
 
+use crate::imp::{Instrumented, PendingEnd};
 use crate::web::{self, ServerPolicy};
-use crate::{Transaction, WithContext};
+use crate::Transaction;
 
 /// The transaction type of server requests (spec: HTTP transactions are of type `request`).
 const KIND: &str = "request";
@@ -120,7 +127,7 @@ impl<S, ReqBody, ResBody> ::tower_service::Service<Request<ReqBody>> for ApmServ
 where
     S: ::tower_service::Service<Request<ReqBody>, Response = Response<ResBody>>,
 {
-    type Response = S::Response;
+    type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
     type Future = ResponseFuture<S::Future>;
 
@@ -153,10 +160,11 @@ where
         };
         ResponseFuture {
             state: State::Traced {
-                fut: txn.bind(Recorded {
+                fut: txn.0.bind_until_handed_over(Recorded {
                     fut,
                     txn: txn.clone(),
                 }),
+                txn,
             },
         }
     }
@@ -164,7 +172,7 @@ where
 
 pin_project! {
     /// The response future of [`ApmService`]: the inner service's future, run inside the
-    /// request's transaction, which it ends.
+    /// request's transaction, which the response's body then ends.
     #[derive(Debug)]
     pub struct ResponseFuture<F> {
         #[pin]
@@ -178,7 +186,7 @@ pin_project! {
     enum State<F> {
         // Ignored by `transaction_ignore_urls` / `transaction_ignore_user_agents`.
         Untraced { #[pin] fut: F },
-        Traced { #[pin] fut: WithContext<Recorded<F>> },
+        Traced { #[pin] fut: Instrumented<Recorded<F>>, txn: Transaction },
     }
 }
 
@@ -186,20 +194,41 @@ impl<F, ResBody, E> Future for ResponseFuture<F>
 where
     F: Future<Output = Result<Response<ResBody>, E>>,
 {
-    type Output = F::Output;
+    type Output = Result<Response<ResponseBody<ResBody>>, E>;
 
     #[inline]
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
-            StateProj::Untraced { fut } => fut.poll(cx),
-            StateProj::Traced { fut } => fut.poll(cx),
+            StateProj::Untraced { fut } => fut
+                .poll(cx)
+                .map_ok(|response| response.map(ResponseBody::untraced)),
+            StateProj::Traced { mut fut, txn } => {
+                let result = std::task::ready!(fut.as_mut().poll(cx));
+                let pending = fut.take_pending_end();
+                Poll::Ready(match result {
+                    Ok(response) => {
+                        let end = BodyEnd {
+                            awaiting_grpc_status: record_response(txn, &response),
+                            txn: txn.clone(),
+                            pending,
+                        };
+                        Ok(response.map(|body| ResponseBody::traced(body, end)))
+                    }
+                    // No response, no status: a failure (spec `outcome.feature`, status "not
+                    // available"); the transaction ends here.
+                    Err(e) => {
+                        txn.integration_failed();
+                        pending.end();
+                        Err(e)
+                    }
+                })
+            }
         }
     }
 }
 
 pin_project! {
-    /// The inner future, polled inside the transaction: records the response, or the panic,
-    /// before the transaction ends.
+    /// The inner future, polled inside the transaction: reports a panic before it goes on.
     #[derive(Debug)]
     struct Recorded<F> {
         #[pin]
@@ -208,29 +237,138 @@ pin_project! {
     }
 }
 
-impl<F, ResBody, E> Future for Recorded<F>
-where
-    F: Future<Output = Result<Response<ResBody>, E>>,
-{
+impl<F: Future> Future for Recorded<F> {
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
-        let mut fut = this.fut;
-        let poll = match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
-            Ok(poll) => poll,
-            Err(payload) => {
-                // Still inside the transaction's context: the error is linked to it.
-                let panic = crate::web::HandlerPanic::from_payload(&*payload);
-                crate::capture_error!(panic);
-                this.txn.integration_failed();
-                resume_unwind(payload)
+        reporting_panics(this.txn, || this.fut.poll(cx))
+    }
+}
+
+/// Runs `poll` (inside the transaction's context); a panic is sent as an error linked to the
+/// transaction, which fails, and then goes on unwinding (the framework sees it as without the
+/// layer).
+fn reporting_panics<T>(txn: &Transaction, poll: impl FnOnce() -> T) -> T {
+    match catch_unwind(AssertUnwindSafe(poll)) {
+        Ok(polled) => polled,
+        Err(payload) => {
+            let panic = crate::web::HandlerPanic::from_payload(&*payload);
+            crate::capture_error!(panic);
+            txn.integration_failed();
+            resume_unwind(payload)
+        }
+    }
+}
+
+/// What a traced response's body ends: the transaction, with its result and outcome if they
+/// still wait for a gRPC status from the trailers.
+#[derive(Debug)]
+struct BodyEnd {
+    txn: Transaction,
+    /// The HTTP status that stands in if no gRPC status comes.
+    awaiting_grpc_status: Option<u16>,
+    /// Declared last: the transaction ends after `Drop::drop` has set what it sets.
+    pending: PendingEnd,
+}
+
+impl BodyEnd {
+    fn trailers(&mut self, trailers: &HeaderMap) {
+        if self.awaiting_grpc_status.is_some() {
+            if let Some(code) = grpc_status_code(trailers) {
+                self.awaiting_grpc_status = None;
+                set_grpc_status(&self.txn, code);
             }
+        }
+    }
+}
+
+impl Drop for BodyEnd {
+    fn drop(&mut self) {
+        if let Some(status) = self.awaiting_grpc_status.take() {
+            set_http_status(&self.txn, status);
+        }
+    }
+}
+
+pin_project! {
+    /// The body of a response from [`ApmService`]: the request's transaction ends when this
+    /// body has been sent whole or is dropped. It is polled inside the transaction, and a gRPC
+    /// status in its trailers gives the transaction's result and outcome.
+    #[derive(Debug)]
+    pub struct ResponseBody<B> {
+        // First: when the body is dropped, the transaction ends before the inner body goes.
+        end: Option<BodyEnd>,
+        #[pin]
+        inner: B,
+    }
+}
+
+impl<B> ResponseBody<B> {
+    fn untraced(inner: B) -> ResponseBody<B> {
+        ResponseBody { inner, end: None }
+    }
+
+    fn traced(inner: B, end: BodyEnd) -> ResponseBody<B> {
+        ResponseBody {
+            inner,
+            end: Some(end),
+        }
+    }
+
+    /// The wrapped body.
+    pub fn get_ref(&self) -> &B {
+        &self.inner
+    }
+
+    /// The wrapped body; the transaction ends now if it has not.
+    pub fn into_inner(self) -> B {
+        let ResponseBody { inner, end } = self;
+        drop(end);
+        inner
+    }
+}
+
+impl<B: ::http_body::Body> ::http_body::Body for ResponseBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<::http_body::Frame<B::Data>, B::Error>>> {
+        let this = self.project();
+        let inner = this.inner;
+        let Some(end) = this.end.as_mut() else {
+            return inner.poll_frame(cx);
         };
-        if let Poll::Ready(result) = &poll {
-            record_response(this.txn, result);
+        let BodyEnd { txn, pending, .. } = end;
+        let poll = pending.run(|| reporting_panics(txn, || inner.poll_frame(cx)));
+        match &poll {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(trailers) = frame.trailers_ref() {
+                    end.trailers(trailers);
+                }
+            }
+            // The response broke off.
+            Poll::Ready(Some(Err(_))) => {
+                end.txn.integration_failed();
+                *this.end = None;
+            }
+            Poll::Ready(None) => *this.end = None,
+            Poll::Pending => {}
         }
         poll
+    }
+
+    #[inline]
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    #[inline]
+    fn size_hint(&self) -> ::http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -419,7 +557,7 @@ fn http_version(version: Version) -> Option<&'static str> {
     }
 }
 
-fn header_pairs(headers: &::http::HeaderMap) -> Vec<(String, String)> {
+fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
     headers
         .iter()
         .map(|(name, value)| {
@@ -431,18 +569,16 @@ fn header_pairs(headers: &::http::HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The status of a gRPC response that carries it in its headers: a call that failed at once
-/// ("trailers-only", as tonic answers an `Err(Status)`). Otherwise it comes in trailers, after
-/// the response: the HTTP status stands in.
-fn grpc_status(headers: &::http::HeaderMap) -> Option<u32> {
-    let grpc = headers
+fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
         .get(::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/grpc"));
-    if !grpc {
-        return None;
-    }
-    // Present but unreadable: UNKNOWN (2), as gRPC reads it.
+        .is_some_and(|ct| ct.starts_with("application/grpc"))
+}
+
+/// The `grpc-status` in headers or trailers; present but unreadable, UNKNOWN (2), as gRPC
+/// reads it.
+fn grpc_status_code(headers: &HeaderMap) -> Option<u32> {
     let status = headers.get("grpc-status")?;
     Some(
         status
@@ -453,29 +589,37 @@ fn grpc_status(headers: &::http::HeaderMap) -> Option<u32> {
     )
 }
 
-/// Result, outcome and `context.response` from what the inner service returned.
-fn record_response<B, E>(txn: &Transaction, result: &Result<Response<B>, E>) {
-    match result {
-        Ok(response) => {
-            let status = response.status().as_u16();
-            if txn.is_sampled() {
-                let mut context = web::Response::new(status);
-                context.headers = header_pairs(response.headers());
-                txn.set_response(context);
-            }
-            match grpc_status(response.headers()) {
-                Some(code) => {
-                    txn.default_result(web::grpc_status_name(code));
-                    txn.default_outcome(web::grpc_server_outcome(code));
-                }
-                None => {
-                    txn.default_result(web::result_for_status(status));
-                    txn.default_outcome(web::outcome_for_status(status));
-                }
-            }
+fn set_grpc_status(txn: &Transaction, code: u32) {
+    txn.default_result(web::grpc_status_name(code));
+    txn.default_outcome(web::grpc_server_outcome(code));
+}
+
+fn set_http_status(txn: &Transaction, status: u16) {
+    txn.default_result(web::result_for_status(status));
+    txn.default_outcome(web::outcome_for_status(status));
+}
+
+/// `context.response`, and the result and outcome from the status. A gRPC response carries its
+/// status in the headers when the call failed at once ("trailers-only", as tonic answers an
+/// `Err(Status)`), else in the trailers after the messages: then this returns the HTTP status,
+/// to stand in if none comes.
+fn record_response<B>(txn: &Transaction, response: &Response<B>) -> Option<u16> {
+    let status = response.status().as_u16();
+    if txn.is_sampled() {
+        let mut context = web::Response::new(status);
+        context.headers = header_pairs(response.headers());
+        txn.set_response(context);
+    }
+    if !is_grpc(response.headers()) {
+        set_http_status(txn, status);
+        return None;
+    }
+    match grpc_status_code(response.headers()) {
+        Some(code) => {
+            set_grpc_status(txn, code);
+            None
         }
-        // No response, no status: a failure (spec `outcome.feature`, status "not available").
-        Err(_) => txn.integration_failed(),
+        None => Some(status),
     }
 }
 
@@ -542,15 +686,24 @@ mod tests {
     }
 
     #[test]
-    fn response_future_is_send_when_the_inner_one_is() {
+    fn response_future_and_body_are_send_when_the_inner_ones_are() {
         let fut = ResponseFuture {
             state: State::Traced {
-                fut: Transaction::default().bind(Recorded {
+                fut: Transaction::default().0.bind_until_handed_over(Recorded {
                     fut: std::future::ready(Ok::<_, ()>(Response::new(()))),
                     txn: Transaction::default(),
                 }),
+                txn: Transaction::default(),
             },
         };
         assert_send(&fut);
+        let mut fut = Box::pin(fut);
+        let Poll::Ready(Ok(response)) = fut
+            .as_mut()
+            .poll(&mut Context::from_waker(std::task::Waker::noop()))
+        else {
+            panic!("a ready inner future gives a response at once");
+        };
+        assert_send(&response);
     }
 }

@@ -174,6 +174,10 @@ impl Transaction {
     pub(crate) fn bind<F: Future>(&self, fut: F) -> Instrumented<F> {
         Instrumented(fut)
     }
+    #[allow(dead_code)] // used by the optional server integrations
+    pub(crate) fn bind_until_handed_over<F: Future>(&self, fut: F) -> Instrumented<F> {
+        Instrumented(fut)
+    }
     pub(crate) fn end(&self) {}
     pub(crate) fn context(&self) -> Context {
         Context
@@ -204,6 +208,27 @@ pub(crate) struct Instrumented<F>(F);
 
 pub(crate) fn bind<F>(fut: F, _frame: Frame) -> Instrumented<F> {
     Instrumented(fut)
+}
+
+impl<F> Instrumented<F> {
+    #[allow(dead_code)] // used by the optional server integrations
+    pub(crate) fn take_pending_end(self: Pin<&mut Self>) -> PendingEnd {
+        PendingEnd
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct PendingEnd;
+
+impl PendingEnd {
+    #[allow(dead_code)] // used by the optional server integrations
+    #[inline]
+    pub(crate) fn run<R>(&mut self, poll: impl FnOnce() -> R) -> R {
+        poll()
+    }
+
+    #[allow(dead_code)] // used by the optional server integrations
+    pub(crate) fn end(self) {}
 }
 
 impl<F: Future> Future for Instrumented<F> {

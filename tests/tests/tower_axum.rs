@@ -502,7 +502,7 @@ fn a_plain_tower_service_is_traced_too() {
     let ok = runtime
         .block_on(service.clone().oneshot(request("/ok?a=1")))
         .expect("response");
-    assert_eq!(ok.into_body(), "fine");
+    assert_eq!(ok.into_body().into_inner(), "fine");
     let err = runtime.block_on(service.clone().oneshot(request("/err")));
     assert!(err.is_err());
     let vouched = runtime.block_on(service.oneshot(request("/vouched")));
@@ -656,5 +656,240 @@ fn grpc_statuses_in_response_headers_give_result_and_outcome() {
     assert_eq!(by_path("99"), ("UNKNOWN".into(), "failure".into()));
     // The status will come in trailers: the HTTP status stands in.
     assert_eq!(by_path("streaming"), ("HTTP 2xx".into(), "success".into()));
+    h.finish();
+}
+
+/// A response body that streams: it waits (if told to), then sends one message, started
+/// under a span, then its trailers (if any).
+struct StreamedBody {
+    wait: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    message: Option<&'static str>,
+    trailers: Option<HeaderMap>,
+}
+
+impl http_body::Body for StreamedBody {
+    type Data = axum::body::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        use std::task::Poll;
+        if let Some(wait) = self.wait.as_mut() {
+            std::task::ready!(std::future::Future::poll(wait.as_mut(), cx));
+            self.wait = None;
+        }
+        if let Some(message) = self.message.take() {
+            let _rendering = apm::start_span("render message", "app");
+            return Poll::Ready(Some(Ok(http_body::Frame::data(message.into()))));
+        }
+        Poll::Ready(
+            self.trailers
+                .take()
+                .map(|t| Ok(http_body::Frame::trailers(t))),
+        )
+    }
+}
+
+/// A body that never ends: a line every 10 ms, until it is dropped, which it signals.
+struct EndlessBody {
+    tick: tokio::time::Interval,
+    dropped: std::sync::mpsc::Sender<()>,
+}
+
+impl http_body::Body for EndlessBody {
+    type Data = axum::body::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::task::ready!(self.tick.poll_tick(cx));
+        std::task::Poll::Ready(Some(Ok(http_body::Frame::data("tick\n".into()))))
+    }
+}
+
+impl Drop for EndlessBody {
+    fn drop(&mut self) {
+        let _ = self.dropped.send(());
+    }
+}
+
+fn streamed_response(content_type: &str, body: StreamedBody) -> axum::response::Response {
+    axum::response::Response::builder()
+        .header("content-type", content_type)
+        .body(axum::body::Body::new(body))
+        .expect("response")
+}
+
+/// Flushes until `n` transactions have arrived (a server ends a transaction when it is done
+/// with the response's body, which can be just after the client has read it all).
+fn wait_for_transactions(h: &agent::Harness, n: usize) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        h.flush();
+        let txs = h.transactions();
+        if txs.len() >= n || std::time::Instant::now() > deadline {
+            return txs;
+        }
+        std::thread::yield_now();
+    }
+}
+
+/// tonic answers a call that ran with its messages, then its status in the trailers: the
+/// transaction's result and outcome come from that status.
+#[test]
+fn grpc_statuses_in_trailers_give_result_and_outcome() {
+    let h = agent::start(|c| c);
+    let app = Router::new()
+        .route(
+            "/shop.Cart/{status}",
+            axum::routing::post(|Path(status): Path<String>| async move {
+                let trailers = status.parse::<u32>().ok().map(|code| {
+                    let mut trailers = HeaderMap::new();
+                    trailers.insert("grpc-status", code.into());
+                    trailers
+                });
+                streamed_response(
+                    "application/grpc",
+                    StreamedBody {
+                        wait: None,
+                        message: Some("\0\0\0\0\0"),
+                        trailers,
+                    },
+                )
+            }),
+        )
+        .layer(apm::tower::ApmLayer::new());
+    let server = Server::start(app);
+    let methods = ["0", "13", "5", "no-status"];
+    for method in methods {
+        let response = client()
+            .post(server.url(&format!("/shop.Cart/{method}")))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .send()
+            .expect("call");
+        assert_eq!(response.bytes().expect("messages").len(), 5);
+    }
+    let txs = wait_for_transactions(&h, methods.len());
+    assert!(
+        txs.iter().all(|t| t["name"] == "POST /shop.Cart/{status}"),
+        "{txs:#?}"
+    );
+    let by_method = |method: &str| {
+        let path = format!("/shop.Cart/{method}");
+        let tx = txs
+            .iter()
+            .find(|t| t["context"]["request"]["url"]["pathname"] == path.as_str())
+            .unwrap_or_else(|| panic!("a transaction for {path}: {txs:#?}"));
+        (
+            tx["result"].as_str().unwrap_or_default().to_owned(),
+            tx["outcome"].as_str().unwrap_or_default().to_owned(),
+        )
+    };
+    assert_eq!(by_method("0"), ("OK".into(), "success".into()));
+    assert_eq!(by_method("13"), ("INTERNAL".into(), "failure".into()));
+    assert_eq!(by_method("5"), ("NOT_FOUND".into(), "success".into()));
+    // No status came: the HTTP one stands in.
+    assert_eq!(
+        by_method("no-status"),
+        ("HTTP 2xx".into(), "success".into())
+    );
+    drop(server);
+    h.finish();
+}
+
+/// A response whose body streams after the handler returned: its time is the transaction's,
+/// and spans started while it streams belong to the transaction.
+#[test]
+fn a_streamed_body_is_timed_and_traced_inside_the_transaction() {
+    const WAIT: Duration = Duration::from_millis(200);
+    let h = agent::start(|c| c);
+    let app = Router::new()
+        .route(
+            "/report",
+            get(|| async {
+                streamed_response(
+                    "text/plain",
+                    StreamedBody {
+                        wait: Some(Box::pin(tokio::time::sleep(WAIT))),
+                        message: Some("the report"),
+                        trailers: None,
+                    },
+                )
+            }),
+        )
+        .layer(apm::tower::ApmLayer::new());
+    let server = Server::start(app);
+    let body = client()
+        .get(server.url("/report"))
+        .send()
+        .and_then(|r| r.text())
+        .expect("the report");
+    assert_eq!(body, "the report");
+    let txs = wait_for_transactions(&h, 1);
+    let tx = named(&txs, "GET /report");
+    let duration = tx["duration"].as_f64().unwrap_or_default();
+    assert!(
+        duration >= WAIT.as_secs_f64() * 1000.0,
+        "the transaction lasted {duration} ms, the body took {WAIT:?} to stream: {tx:#}"
+    );
+    let spans = h.spans();
+    let rendering = named(&spans, "render message");
+    assert_eq!(rendering["transaction_id"], tx["id"]);
+    assert_eq!(rendering["parent_id"], tx["id"]);
+    assert_eq!(tx["span_count"]["started"], 1);
+    drop(server);
+    h.finish();
+}
+
+/// A client that goes away while the body streams: the server drops the body, and the
+/// transaction ends then.
+#[test]
+fn a_client_leaving_mid_stream_ends_the_transaction() {
+    use std::io::Read as _;
+    let h = agent::start(|c| c);
+    let (dropped, body_gone) = std::sync::mpsc::channel();
+    let app = Router::new()
+        .route(
+            "/events",
+            get(move || {
+                let dropped = dropped.clone();
+                async move {
+                    let body = EndlessBody {
+                        tick: tokio::time::interval(Duration::from_millis(10)),
+                        dropped,
+                    };
+                    axum::response::Response::new(axum::body::Body::new(body))
+                }
+            }),
+        )
+        .layer(apm::tower::ApmLayer::new());
+    let server = Server::start(app);
+    let mut response = client()
+        .get(server.url("/events"))
+        .send()
+        .expect("the stream");
+    // Three lines: the interval ticks at once, then every 10 ms.
+    let mut lines = [0; 15];
+    response.read_exact(&mut lines).expect("three lines");
+    assert_eq!(&lines, b"tick\ntick\ntick\n");
+    drop(response);
+    // The body is dropped once a write to the closed connection fails; the transaction has
+    // ended by then.
+    body_gone
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the server drops the body of a client that went away");
+    h.flush();
+    let txs = h.transactions();
+    let tx = named(&txs, "GET /events");
+    assert_eq!(tx["result"], "HTTP 2xx");
+    // Open while the body streamed, at least until the third line was sent.
+    let duration = tx["duration"].as_f64().unwrap_or_default();
+    assert!(duration >= 20.0, "lasted {duration} ms: {tx:#}");
+    drop(server);
     h.finish();
 }
