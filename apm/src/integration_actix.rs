@@ -13,6 +13,11 @@
 //! coming out of the inner service are captured as error events and end the transaction with
 //! outcome `failure`; the panic itself goes on unwinding as before.
 //!
+//! The transaction ends when the response's body has been sent whole, or dropped (the client
+//! went away): a streamed body's time is part of the transaction, the body is polled inside it
+//! (spans started while it streams belong to the request), and a body that fails or panics
+//! makes it a failure.
+//!
 //! ```no_run
 //! use actix_web::{web, App, HttpServer};
 //!
@@ -40,8 +45,6 @@
 //! }
 //! ```
 //!
-//! The transaction ends when the response head is ready, before its body is streamed.
-//!
 //! Request bodies are recorded only with [`CaptureBody`] wrapped outside the middleware and
 //! `capture_body` not `off`; otherwise `context.request.body` is `[REDACTED]`.
 
@@ -52,12 +55,16 @@ use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 
+use ::actix_web::body::{BodySize, MessageBody};
 use ::actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
 use ::actix_web::http::header::{HeaderMap, USER_AGENT};
 use ::actix_web::http::Version;
+use ::actix_web::web::Bytes;
+use pin_project_lite::pin_project;
 
+use crate::imp::{Instrumented, PendingEnd};
 use crate::web::{self, ServerPolicy};
-use crate::{HeaderSource, Transaction, WithContext};
+use crate::{HeaderSource, Transaction};
 
 /// The transaction type of HTTP requests (tracing-instrumentation-http.md).
 const KIND: &str = "request";
@@ -82,7 +89,7 @@ impl<S, B> Transform<S, ServiceRequest> for ApmMiddleware
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = ::actix_web::Error>,
 {
-    type Response = ServiceResponse<B>;
+    type Response = ServiceResponse<ResponseBody<B>>;
     type Error = ::actix_web::Error;
     type Transform = ApmService<S>;
     type InitError = ();
@@ -103,7 +110,7 @@ impl<S, B> Service<ServiceRequest> for ApmService<S>
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = ::actix_web::Error>,
 {
-    type Response = ServiceResponse<B>;
+    type Response = ServiceResponse<ResponseBody<B>>;
     type Error = ::actix_web::Error;
     type Future = ApmFuture<S::Future>;
 
@@ -136,10 +143,11 @@ where
             }
         };
         drop(entered);
-        ApmFuture(Inner::Traced(txn.bind(Observed {
+        let bound = txn.0.bind_until_handed_over(Observed {
             fut,
             txn: txn.clone(),
-        })))
+        });
+        ApmFuture(Inner::Traced(bound))
     }
 }
 
@@ -310,14 +318,15 @@ impl HeaderSource for HeaderMap {
     }
 }
 
-/// The future of [`ApmService`]: the rest of the chain, inside the request's transaction.
+/// The future of [`ApmService`]: the rest of the chain, inside the request's transaction,
+/// which the response's body then ends.
 #[must_use = "futures do nothing unless polled"]
 pub struct ApmFuture<F>(Inner<F>);
 
 enum Inner<F> {
     /// An ignored request (or the agent compiled out): passed through untouched.
     Untraced(F),
-    Traced(WithContext<Observed<F>>),
+    Traced(Instrumented<Observed<F>>),
 }
 
 impl<F> fmt::Debug for ApmFuture<F> {
@@ -333,15 +342,130 @@ impl<F, B> Future for ApmFuture<F>
 where
     F: Future<Output = Result<ServiceResponse<B>, ::actix_web::Error>>,
 {
-    type Output = F::Output;
+    type Output = Result<ServiceResponse<ResponseBody<B>>, ::actix_web::Error>;
 
     #[inline]
-    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         // SAFETY: structural pinning of the variant's future: `ApmFuture` has no `Drop`, and
         // the enum is never replaced nor its fields moved out of once pinned.
         match unsafe { &mut self.get_unchecked_mut().0 } {
-            Inner::Untraced(fut) => unsafe { Pin::new_unchecked(fut) }.poll(cx),
-            Inner::Traced(fut) => unsafe { Pin::new_unchecked(fut) }.poll(cx),
+            Inner::Untraced(fut) => unsafe { Pin::new_unchecked(fut) }
+                .poll(cx)
+                .map_ok(|res| res.map_body(|_, body| ResponseBody::untraced(body))),
+            Inner::Traced(fut) => {
+                let mut fut = unsafe { Pin::new_unchecked(fut) };
+                let (out, txn) = std::task::ready!(fut.as_mut().poll(cx));
+                let pending = fut.take_pending_end();
+                Poll::Ready(match out {
+                    Ok(res) => Ok(res
+                        .map_body(|_, body| ResponseBody::traced(body, BodyEnd { txn, pending }))),
+                    // No response from the chain: the transaction ends now.
+                    Err(err) => {
+                        pending.end();
+                        Err(err)
+                    }
+                })
+            }
+        }
+    }
+}
+
+/// What a traced response's body ends: the transaction.
+struct BodyEnd {
+    txn: Transaction,
+    pending: PendingEnd,
+}
+
+pin_project! {
+    /// The body of a response from [`ApmService`]: the request's transaction ends when this
+    /// body has been sent whole or is dropped. It is polled inside the transaction.
+    pub struct ResponseBody<B> {
+        // First: when the body is dropped, the transaction ends before the inner body goes.
+        end: Option<BodyEnd>,
+        #[pin]
+        inner: B,
+    }
+}
+
+impl<B> fmt::Debug for ResponseBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseBody")
+            .field("traced", &self.end.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B> ResponseBody<B> {
+    fn untraced(inner: B) -> ResponseBody<B> {
+        ResponseBody { end: None, inner }
+    }
+
+    fn traced(inner: B, end: BodyEnd) -> ResponseBody<B> {
+        ResponseBody {
+            end: Some(end),
+            inner,
+        }
+    }
+
+    /// The wrapped body.
+    pub fn get_ref(&self) -> &B {
+        &self.inner
+    }
+
+    /// The wrapped body; the transaction ends now if it has not.
+    pub fn into_inner(self) -> B {
+        let ResponseBody { end, inner } = self;
+        if let Some(end) = end {
+            end.pending.end();
+        }
+        inner
+    }
+}
+
+impl<B: MessageBody> MessageBody for ResponseBody<B> {
+    type Error = B::Error;
+
+    #[inline]
+    fn size(&self) -> BodySize {
+        self.inner.size()
+    }
+
+    fn poll_next(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        let this = self.project();
+        let inner = this.inner;
+        let Some(BodyEnd { txn, pending }) = this.end.as_mut() else {
+            return inner.poll_next(cx);
+        };
+        let poll = pending.run(
+            || match catch_unwind(AssertUnwindSafe(|| inner.poll_next(cx))) {
+                Ok(poll) => poll,
+                Err(payload) => {
+                    record_panic(txn, payload.as_ref());
+                    resume_unwind(payload)
+                }
+            },
+        );
+        match &poll {
+            // The response broke off.
+            Poll::Ready(Some(Err(_))) => {
+                txn.integration_failed();
+                *this.end = None;
+            }
+            Poll::Ready(None) => *this.end = None,
+            Poll::Ready(Some(Ok(_))) | Poll::Pending => {}
+        }
+        poll
+    }
+
+    /// A body that is whole already is sent as it is; the transaction ends then.
+    fn try_into_bytes(self) -> Result<Bytes, Self> {
+        let ResponseBody { end, inner } = self;
+        match inner.try_into_bytes() {
+            Ok(bytes) => Ok(bytes),
+            Err(inner) => Err(ResponseBody { end, inner }),
         }
     }
 }
@@ -357,9 +481,10 @@ impl<F, B> Future for Observed<F>
 where
     F: Future<Output = Result<ServiceResponse<B>, ::actix_web::Error>>,
 {
-    type Output = F::Output;
+    /// With the transaction, for the response's body to end.
+    type Output = (F::Output, Transaction);
 
-    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         // SAFETY: `fut` is structurally pinned: `Observed` has no `Drop` and `fut` is never
         // moved; `txn` is not pinned.
         let this = unsafe { self.get_unchecked_mut() };
@@ -369,7 +494,7 @@ where
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(out)) => {
                 record_outcome(&this.txn, &out);
-                Poll::Ready(out)
+                Poll::Ready((out, this.txn.clone()))
             }
             Err(payload) => {
                 record_panic(&this.txn, payload.as_ref());

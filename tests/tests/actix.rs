@@ -64,6 +64,78 @@ async fn login(body: String) -> String {
     body
 }
 
+/// A response body that streams: after [`REPORT_WAIT`], one message, made under a span.
+struct SlowReport {
+    wait: std::pin::Pin<Box<actix_web::rt::time::Sleep>>,
+    sent: bool,
+}
+
+const REPORT_WAIT: Duration = Duration::from_millis(200);
+
+impl actix_web::body::MessageBody for SlowReport {
+    type Error = std::convert::Infallible;
+
+    fn size(&self) -> actix_web::body::BodySize {
+        actix_web::body::BodySize::Stream
+    }
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<web::Bytes, Self::Error>>> {
+        if self.sent {
+            return std::task::Poll::Ready(None);
+        }
+        std::task::ready!(std::future::Future::poll(self.wait.as_mut(), cx));
+        self.sent = true;
+        let _rendering = apm::start_span("render report", "app");
+        std::task::Poll::Ready(Some(Ok(web::Bytes::from_static(b"the report"))))
+    }
+}
+
+async fn report() -> HttpResponse {
+    HttpResponse::Ok().body(SlowReport {
+        wait: Box::pin(actix_web::rt::time::sleep(REPORT_WAIT)),
+        sent: false,
+    })
+}
+
+/// Told when the body of `/events` is dropped.
+static EVENTS_DROPPED: std::sync::Mutex<Option<mpsc::Sender<()>>> = std::sync::Mutex::new(None);
+
+/// A body that never ends: a line every 10 ms, until it is dropped, which it signals.
+struct EndlessEvents(actix_web::rt::time::Interval);
+
+impl actix_web::body::MessageBody for EndlessEvents {
+    type Error = std::convert::Infallible;
+
+    fn size(&self) -> actix_web::body::BodySize {
+        actix_web::body::BodySize::Stream
+    }
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<web::Bytes, Self::Error>>> {
+        std::task::ready!(self.0.poll_tick(cx));
+        std::task::Poll::Ready(Some(Ok(web::Bytes::from_static(b"tick\n"))))
+    }
+}
+
+impl Drop for EndlessEvents {
+    fn drop(&mut self) {
+        if let Some(dropped) = EVENTS_DROPPED.lock().ok().and_then(|d| d.clone()) {
+            let _ = dropped.send(());
+        }
+    }
+}
+
+async fn events() -> HttpResponse {
+    HttpResponse::Ok().body(EndlessEvents(actix_web::rt::time::interval(
+        Duration::from_millis(10),
+    )))
+}
+
 fn app() -> App<
     impl actix_web::dev::ServiceFactory<
         actix_web::dev::ServiceRequest,
@@ -84,6 +156,8 @@ fn app() -> App<
         .route("/panic", web::get().to(explode))
         .route("/work/{n}", web::get().to(work))
         .route("/health", web::get().to(|| async { "ok" }))
+        .route("/report", web::get().to(report))
+        .route("/events", web::get().to(events))
         .service(web::scope("/api").route("/items/{item}", web::post().to(|| async { "item" })))
 }
 
@@ -450,4 +524,58 @@ fn request_bodies_are_captured_when_capture_body_says_so() {
         );
         h.finish();
     }
+}
+
+/// A response whose body streams after the handler returned: its time is the transaction's,
+/// and spans started while it streams belong to the transaction.
+#[test]
+fn a_streamed_body_is_timed_and_traced_inside_the_transaction() {
+    let h = agent::start(|c| c);
+    let server = serve();
+    let body = reqwest::blocking::get(server.url("/report"))
+        .and_then(|r| r.text())
+        .expect("the report");
+    assert_eq!(body, "the report");
+    let txs = transactions(&h, 1);
+    let tx = named(&txs, "GET /report");
+    let duration = tx["duration"].as_f64().unwrap_or_default();
+    assert!(
+        duration >= REPORT_WAIT.as_secs_f64() * 1000.0,
+        "the transaction lasted {duration} ms, the body took {REPORT_WAIT:?} to stream: {tx:#}"
+    );
+    let spans = h.spans();
+    let rendering = named(&spans, "render report");
+    assert_eq!(rendering["transaction_id"], tx["id"]);
+    assert_eq!(rendering["parent_id"], tx["id"]);
+    drop(server);
+    h.finish();
+}
+
+/// A client that goes away while the body streams: the server drops the body, and the
+/// transaction ends then.
+#[test]
+fn a_client_leaving_mid_stream_ends_the_transaction() {
+    use std::io::Read as _;
+    let h = agent::start(|c| c);
+    let (dropped, body_gone) = mpsc::channel();
+    *EVENTS_DROPPED.lock().expect("the signal's slot") = Some(dropped);
+    let server = serve();
+    let mut response = reqwest::blocking::get(server.url("/events")).expect("the stream");
+    // Three lines: the interval ticks at once, then every 10 ms.
+    let mut lines = [0; 15];
+    response.read_exact(&mut lines).expect("three lines");
+    assert_eq!(&lines, b"tick\ntick\ntick\n");
+    drop(response);
+    // The body is dropped once a write to the closed connection fails; the transaction has
+    // ended by then.
+    body_gone
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the server drops the body of a client that went away");
+    let txs = transactions(&h, 1);
+    let tx = named(&txs, "GET /events");
+    assert_eq!(tx["result"], "HTTP 2xx");
+    let duration = tx["duration"].as_f64().unwrap_or_default();
+    assert!(duration >= 20.0, "lasted {duration} ms: {tx:#}");
+    drop(server);
+    h.finish();
 }
