@@ -598,6 +598,10 @@ impl<F, H> Instrumented<F, H> {
     /// transaction, still open, to be ended by what follows the future.
     #[allow(dead_code)] // used by the optional server integrations
     pub(crate) fn take_pending_end(self: Pin<&mut Self>) -> PendingEnd {
+        debug_assert!(
+            self.state.defer_end && self.state.hook.is_none(),
+            "only a future bound until handed over, once completed, hands its transaction over"
+        );
         // SAFETY: only the frame's state is moved, never the pinned `fut`.
         let state = unsafe { &mut self.get_unchecked_mut().state };
         PendingEnd(FrameState {

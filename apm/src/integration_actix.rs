@@ -16,7 +16,9 @@
 //! The transaction ends when the response's body has been sent whole, or dropped (the client
 //! went away): a streamed body's time is part of the transaction, the body is polled inside it
 //! (spans started while it streams belong to the request), and a body that fails or panics
-//! makes it a failure.
+//! makes it a failure. The responses' bodies are [`ResponseBody`]s wrapping the inner
+//! service's; where a response with actix's `BoxBody` is needed, `map_into_boxed_body()` gives
+//! it.
 //!
 //! ```no_run
 //! use actix_web::{web, App, HttpServer};

@@ -40,12 +40,14 @@
 //! - for a gRPC response, sets the result to the name of its `grpc-status` and the outcome
 //!   the spec gives a server (`failure` for `UNAVAILABLE`, `INTERNAL`, ...; `success` for
 //!   `NOT_FOUND`, ...), whether the status comes in the headers (a call that failed at once)
-//!   or in the trailers after the messages (tonic's usual answer); the HTTP ones stand in if
-//!   no status comes;
-//! - ends the transaction when the response's body has been sent whole, or dropped (the
-//!   client went away): a streamed response's time is part of the transaction, the body is
-//!   polled inside it (spans started while it streams belong to the request), and a body that
-//!   fails or panics makes it a failure;
+//!   or in the trailers after the messages (tonic's usual answer); a body dropped before its
+//!   status is a `CANCELLED` call, one that fails is `UNKNOWN`, and the HTTP ones stand in
+//!   if the body ends without a status;
+//! - ends the transaction when the server has taken the last frame of the response's body,
+//!   or dropped the body (the client went away): a streamed response's time is part of the
+//!   transaction, the body is polled inside it (spans started while it streams belong to the
+//!   request), and a body that fails or panics makes it a failure. A layer outside this one
+//!   that replaces the body (axum drops the body of a `HEAD` response) ends it then;
 //! - on a panic in the handler, sends an error event with the panic message, linked to the
 //!   transaction, then lets the panic continue (the framework behaves as without the layer).
 //!
@@ -60,6 +62,11 @@
 //! router (outside routing) sees no `MatchedPath` and names every transaction
 //! `<METHOD> unknown route`; a layer on a nested router sees the path without the nest's
 //! prefix.
+//!
+//! The responses' bodies are [`ResponseBody`]s wrapping the inner service's. `Router::layer`
+//! turns them back into axum's body; where a service must answer with a body type of its own
+//! (`axum::serve` of a service wrapped outside the router, for example), map it back:
+//! `ServiceBuilder::new().map_response(|r: Response<_>| r.into_response()).layer(ApmLayer::new())`.
 
 use std::borrow::Cow;
 use std::future::Future;
@@ -266,27 +273,48 @@ fn reporting_panics<T>(txn: &Transaction, poll: impl FnOnce() -> T) -> T {
 #[derive(Debug)]
 struct BodyEnd {
     txn: Transaction,
-    /// The HTTP status that stands in if no gRPC status comes.
+    /// The HTTP status of a gRPC response whose status has not come yet.
     awaiting_grpc_status: Option<u16>,
-    /// Declared last: the transaction ends after `Drop::drop` has set what it sets.
+    /// Ends the transaction when dropped (after `Drop::drop` below).
     pending: PendingEnd,
 }
 
+/// gRPC's codes for a call the client gave up (`CANCELLED`) and for a broken one (`UNKNOWN`).
+const GRPC_CANCELLED: u32 = 1;
+const GRPC_UNKNOWN: u32 = 2;
+
 impl BodyEnd {
+    /// The trailers are the body's last frame: their gRPC status, or none will come.
     fn trailers(&mut self, trailers: &HeaderMap) {
-        if self.awaiting_grpc_status.is_some() {
-            if let Some(code) = grpc_status_code(trailers) {
-                self.awaiting_grpc_status = None;
-                set_grpc_status(&self.txn, code);
+        if let Some(status) = self.awaiting_grpc_status.take() {
+            match grpc_status_code(trailers) {
+                Some(code) => set_grpc_status(&self.txn, code),
+                None => set_http_status(&self.txn, status),
             }
         }
+    }
+
+    /// The body was sent whole without a gRPC status: the HTTP one stands in.
+    fn ended(mut self) {
+        if let Some(status) = self.awaiting_grpc_status.take() {
+            set_http_status(&self.txn, status);
+        }
+    }
+
+    /// The body broke off: a failure (for gRPC, the client sees `UNKNOWN`).
+    fn failed(mut self) {
+        if self.awaiting_grpc_status.take().is_some() {
+            set_grpc_status(&self.txn, GRPC_UNKNOWN);
+        }
+        self.txn.integration_failed();
     }
 }
 
 impl Drop for BodyEnd {
+    /// Dropped before its end: the client went away (for gRPC, a cancelled call).
     fn drop(&mut self) {
-        if let Some(status) = self.awaiting_grpc_status.take() {
-            set_http_status(&self.txn, status);
+        if self.awaiting_grpc_status.take().is_some() {
+            set_grpc_status(&self.txn, GRPC_CANCELLED);
         }
     }
 }
@@ -301,6 +329,14 @@ pin_project! {
         end: Option<BodyEnd>,
         #[pin]
         inner: B,
+    }
+}
+
+/// For layers outside this one that build bodies of their own (tower-http's CORS, timeout,
+/// authorization and redirect layers answer some requests themselves).
+impl<B: Default> Default for ResponseBody<B> {
+    fn default() -> Self {
+        ResponseBody::untraced(B::default())
     }
 }
 
@@ -350,12 +386,16 @@ impl<B: ::http_body::Body> ::http_body::Body for ResponseBody<B> {
                     end.trailers(trailers);
                 }
             }
-            // The response broke off.
             Poll::Ready(Some(Err(_))) => {
-                end.txn.integration_failed();
-                *this.end = None;
+                if let Some(end) = this.end.take() {
+                    end.failed();
+                }
             }
-            Poll::Ready(None) => *this.end = None,
+            Poll::Ready(None) => {
+                if let Some(end) = this.end.take() {
+                    end.ended();
+                }
+            }
             Poll::Pending => {}
         }
         poll
@@ -628,6 +668,7 @@ mod tests {
     use super::*;
 
     fn assert_send<T: Send>(_: &T) {}
+    fn assert_sync<T: Sync>(_: &T) {}
 
     #[test]
     fn url_from_host_header_or_absolute_target() {
@@ -705,5 +746,6 @@ mod tests {
             panic!("a ready inner future gives a response at once");
         };
         assert_send(&response);
+        assert_sync(&response);
     }
 }

@@ -654,8 +654,9 @@ fn grpc_statuses_in_response_headers_give_result_and_outcome() {
     assert_eq!(by_path("0"), ("OK".into(), "success".into()));
     // A code gRPC does not define reads as UNKNOWN.
     assert_eq!(by_path("99"), ("UNKNOWN".into(), "failure".into()));
-    // The status will come in trailers: the HTTP status stands in.
-    assert_eq!(by_path("streaming"), ("HTTP 2xx".into(), "success".into()));
+    // The status would come in the trailers, but the body is dropped unsent: the call was
+    // cancelled (a success for the server, as the spec says).
+    assert_eq!(by_path("streaming"), ("CANCELLED".into(), "success".into()));
     h.finish();
 }
 
@@ -734,7 +735,7 @@ fn wait_for_transactions(h: &agent::Harness, n: usize) -> Vec<Value> {
         if txs.len() >= n || std::time::Instant::now() > deadline {
             return txs;
         }
-        std::thread::yield_now();
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -891,5 +892,164 @@ fn a_client_leaving_mid_stream_ends_the_transaction() {
     let duration = tx["duration"].as_f64().unwrap_or_default();
     assert!(duration >= 20.0, "lasted {duration} ms: {tx:#}");
     drop(server);
+    h.finish();
+}
+
+/// A body that fails after its first message, or panics.
+struct BrokenBody {
+    panics: bool,
+    sent: bool,
+}
+
+impl http_body::Body for BrokenBody {
+    type Data = axum::body::Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        if !self.sent {
+            self.sent = true;
+            // The application decides while the body streams: it wins over what follows.
+            if self.panics {
+                apm::set_transaction_result("partly rendered");
+            }
+            return std::task::Poll::Ready(Some(Ok(http_body::Frame::data("part".into()))));
+        }
+        if self.panics {
+            panic!("renderer exploded");
+        }
+        std::task::Poll::Ready(Some(Err(std::io::Error::other("storage went away"))))
+    }
+}
+
+/// Polls `body` to its end (or its first error).
+fn drain<B: http_body::Body + Unpin>(runtime: &tokio::runtime::Runtime, mut body: B) {
+    runtime.block_on(std::future::poll_fn(|cx| loop {
+        match std::pin::Pin::new(&mut body).poll_frame(cx) {
+            std::task::Poll::Ready(Some(Ok(_))) => continue,
+            std::task::Poll::Ready(_) => return std::task::Poll::Ready(()),
+            std::task::Poll::Pending => return std::task::Poll::Pending,
+        }
+    }));
+}
+
+/// A body that breaks off fails the transaction (for gRPC: `UNKNOWN`); one that panics is
+/// reported as an error of the request and fails it too; what the application sets while
+/// the body streams wins.
+#[test]
+fn a_body_that_fails_or_panics_fails_the_transaction() {
+    use tower::{Layer as _, ServiceExt as _};
+    let h = agent::start(|c| c);
+    let service =
+        apm::tower::ApmLayer::new().layer(tower::service_fn(|req: axum::http::Request<String>| {
+            let path = req.uri().path().to_owned();
+            let content_type = if path.starts_with("/grpc") {
+                "application/grpc"
+            } else {
+                "text/plain"
+            };
+            let body = BrokenBody {
+                panics: path.ends_with("panics"),
+                sent: false,
+            };
+            let response = axum::http::Response::builder()
+                .header("content-type", content_type)
+                .body(body)
+                .expect("response");
+            async move { Ok::<_, std::io::Error>(response) }
+        }));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    for path in ["/http/fails", "/grpc/fails", "/http/panics"] {
+        let request = axum::http::Request::builder()
+            .uri(path)
+            .body(String::new())
+            .expect("request");
+        let response = runtime
+            .block_on(service.clone().oneshot(request))
+            .expect("response");
+        let body = response.into_body();
+        let drained = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            drain(&runtime, body);
+        }));
+        assert_eq!(drained.is_err(), path.ends_with("panics"), "{path}");
+    }
+    h.flush();
+    let txs = h.transactions();
+    let by_path = |path: &str| {
+        let tx = txs
+            .iter()
+            .find(|t| t["context"]["request"]["url"]["pathname"] == path)
+            .unwrap_or_else(|| panic!("a transaction for {path}: {txs:#?}"));
+        (tx["result"].clone(), tx["outcome"].clone())
+    };
+    assert_eq!(
+        by_path("/http/fails"),
+        ("HTTP 2xx".into(), "failure".into())
+    );
+    assert_eq!(by_path("/grpc/fails"), ("UNKNOWN".into(), "failure".into()));
+    assert_eq!(
+        by_path("/http/panics"),
+        ("partly rendered".into(), "failure".into())
+    );
+    let errors = h.errors();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    let panicked = txs
+        .iter()
+        .find(|t| t["context"]["request"]["url"]["pathname"] == "/http/panics")
+        .expect("the panicking request");
+    assert_eq!(errors[0]["transaction_id"], panicked["id"]);
+    assert!(
+        errors[0]["exception"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("renderer exploded")),
+        "{:#}",
+        errors[0]
+    );
+    h.finish();
+}
+
+/// A service wrapped outside the router answers with axum's own body again once its response
+/// is mapped back, and is traced all the same.
+#[test]
+fn a_layer_outside_the_router_maps_its_body_back() {
+    use axum::response::IntoResponse as _;
+    let h = agent::start(|c| c);
+    let router = Router::new().route("/ping", get(|| async { "pong" }));
+    let service = tower::ServiceBuilder::new()
+        .map_response(|r: axum::http::Response<_>| r.into_response())
+        .layer(apm::tower::ApmLayer::new())
+        .service(router);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let addr = listener.local_addr().expect("local address");
+    runtime.spawn(async move {
+        axum::serve(
+            listener,
+            axum::ServiceExt::<axum::extract::Request>::into_make_service(service),
+        )
+        .await
+        .ok();
+    });
+    let body = client()
+        .get(format!("http://{addr}/ping"))
+        .send()
+        .and_then(|r| r.text())
+        .expect("pong");
+    assert_eq!(body, "pong");
+    let txs = wait_for_transactions(&h, 1);
+    // Outside the router: no route template.
+    assert_eq!(named(&txs, "GET unknown route")["result"], "HTTP 2xx");
+    runtime.shutdown_timeout(Duration::from_secs(5));
     h.finish();
 }
