@@ -21,7 +21,10 @@ use crate::tracer::TxnShared;
 /// its outcome a failure unless one was set explicitly (spec: `outcome.feature`).
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct ChildTimer {
+    /// Children on the stack running now.
     active: u32,
+    /// While children run: when the current busy stretch began. Otherwise: when the last
+    /// counted one ended (a child reported afterwards is counted from there on only).
     since: Option<Tick>,
     busy_ns: u64,
     pub(crate) errored: bool,
@@ -44,6 +47,25 @@ impl ChildTimer {
         self.active -= 1;
         if self.active == 0 {
             self.busy_ns += self.since.map_or(0, |s| nanos(s, at));
+            self.since = Some(at);
+        }
+    }
+
+    /// A child that was not on the stack (a future's span, a request awaited elsewhere) ran
+    /// from `start` to `end`: the part not counted yet is busy time. While children on the
+    /// stack run, their stretch already covers the present; what came before it is left out
+    /// rather than risk counting it twice.
+    fn child_ran(&mut self, start: Tick, end: Tick) {
+        if self.active > 0 {
+            return;
+        }
+        let from = match self.since {
+            Some(counted_until) if counted_until > start => counted_until,
+            _ => start,
+        };
+        if end > from {
+            self.busy_ns += nanos(from, end);
+            self.since = Some(end);
         }
     }
 
@@ -324,23 +346,19 @@ impl StaticSpan {
     }
 }
 
-/// A child that is not on the stack (a future's span) started or ended under the current
-/// entry.
-pub(crate) fn child_started_here(at: Tick) {
-    with_top(|top| top.timer.child_started(at));
-}
 /// An error was captured while the current entry was current.
 pub(crate) fn error_captured_here() {
     with_top(|top| top.timer.errored = true);
 }
 
-/// A child that is not on the stack ended: its parent, found by id, learns it. Not found (the
-/// child ended where its parent is not current): nothing to tell.
-pub(crate) fn child_ended_under(parent_id: u64, at: Tick) {
+/// A child that is not on the stack ended: its parent, found by id, counts the time it ran.
+/// Not found (the child ended where its parent is not current, in a task of its own): its
+/// time stays the parent's own.
+pub(crate) fn child_ended_under(parent_id: u64, start: Tick, end: Tick) {
     let _ = STACK.try_with(|s| {
         if let Ok(mut s) = s.try_borrow_mut() {
             if let Some(parent) = s.iter_mut().rev().find(|e| e.id == parent_id) {
-                parent.timer.child_ended(at);
+                parent.timer.child_ran(start, end);
             }
         }
     });
@@ -470,5 +488,35 @@ mod tests {
             "{}",
             std::mem::size_of::<Event>()
         );
+    }
+
+    /// Ticks `ms` milliseconds after `base`.
+    fn at(base: Tick, ms: u64) -> Tick {
+        base + std::time::Duration::from_millis(ms)
+    }
+
+    /// Busy time until `end`, in whole milliseconds (ticks convert to nanoseconds with
+    /// rounding).
+    fn busy_ms(timer: &ChildTimer, end: Tick) -> u64 {
+        (timer.busy_until(end) + 500_000) / 1_000_000
+    }
+
+    #[test]
+    fn children_off_the_stack_count_once_where_they_overlap() {
+        let t0 = crate::clock::now();
+        let mut timer = ChildTimer::default();
+        timer.child_ran(at(t0, 0), at(t0, 10));
+        // Inside what is counted already, then reaching past it.
+        timer.child_ran(at(t0, 5), at(t0, 8));
+        timer.child_ran(at(t0, 2), at(t0, 20));
+        assert_eq!(busy_ms(&timer, at(t0, 100)), 20);
+        // A gap, then a child on the stack, then one off the stack that overlaps it.
+        timer.child_started(at(t0, 30));
+        timer.child_ran(at(t0, 25), at(t0, 35));
+        timer.child_ended(at(t0, 40));
+        assert_eq!(busy_ms(&timer, at(t0, 100)), 30);
+        // After the stack child: counted from its end on.
+        timer.child_ran(at(t0, 38), at(t0, 45));
+        assert_eq!(busy_ms(&timer, at(t0, 100)), 35);
     }
 }

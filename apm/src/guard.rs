@@ -63,8 +63,7 @@ pub(crate) fn open_span(name: SpanName, mode: Mode) -> Option<(ActiveSpan, Optio
             (txn.sampled && txn.reserve_span()).then(|| decide(txn, parent))
         })
         .flatten()?;
-        // The current entry is the parent.
-        context::child_started_here(start);
+        // The current entry is the parent; it learns of the child when the child ends.
         (None, ctx)
     };
     Some((
@@ -101,7 +100,7 @@ impl ActiveSpan {
     /// Ends a span opened beside the stack, whose own children ran for `timer`.
     pub(crate) fn end_beside(self, timer: &ChildTimer) {
         let end = clock::now();
-        context::child_ended_under(self.rec.parent_id, end);
+        context::child_ended_under(self.rec.parent_id, self.rec.start, end);
         self.finish(end, timer);
     }
 

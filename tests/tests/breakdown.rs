@@ -149,3 +149,44 @@ fn breakdown_metrics_off_sends_none() {
         .all(|m| m.get("transaction").is_none()));
     h.finish();
 }
+
+/// A span started under a transaction and ended on another thread, where the transaction is
+/// not current: its parent cannot count it, and the transaction keeps its own time (before,
+/// such a span left the transaction's children "running" until it ended: no self time at
+/// all).
+#[test]
+fn a_span_ending_on_another_thread_leaves_its_parent_self_time() {
+    let h = agent::start(|c| {
+        c.metrics_interval(Duration::from_millis(100))
+            .api_request_time(Duration::from_millis(50))
+    });
+    {
+        let _t = apm::start_transaction("handed over", "request");
+        let background = apm::Span::start("background", "app");
+        std::thread::spawn(move || drop(background))
+            .join()
+            .expect("the other thread");
+        spin(20);
+    }
+    h.flush();
+    let found = h.server.wait_for(
+        |r| {
+            r.events_of("metricset")
+                .any(|m| m["transaction"]["name"] == "handed over" && m["span"]["type"] == "app")
+        },
+        Duration::from_secs(10),
+    );
+    assert!(found, "breakdown metricsets did not arrive");
+    let self_us: f64 = h.server.with_recorded(|r| {
+        r.events_of("metricset")
+            .filter(|m| m["transaction"]["name"] == "handed over" && m["span"]["type"] == "app")
+            .filter_map(|m| m["samples"]["span.self_time.sum.us"]["value"].as_f64())
+            .sum()
+    });
+    // The transaction's own 20 ms, and the background span's few µs counted as app too.
+    assert!(
+        self_us >= 20_000.0,
+        "the transaction's self time is {self_us} µs"
+    );
+    h.finish();
+}
