@@ -26,6 +26,17 @@ struct Server {
 
 impl Server {
     fn start(app: Router) -> Server {
+        Server::start_with(|listener| async move {
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
+            axum::serve(listener, app).await.ok();
+        })
+    }
+
+    /// Runs what `serve` makes of a listener on 127.0.0.1.
+    fn start_with<F>(serve: impl FnOnce(tokio::net::TcpListener) -> F) -> Server
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(4)
             .enable_all()
@@ -35,10 +46,7 @@ impl Server {
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .expect("bind");
         let addr = listener.local_addr().expect("local address");
-        runtime.spawn(async move {
-            let app = app.into_make_service_with_connect_info::<SocketAddr>();
-            axum::serve(listener, app).await.ok();
-        });
+        runtime.spawn(serve(listener));
         Server {
             runtime: Some(runtime),
             addr,
@@ -1024,25 +1032,12 @@ fn a_layer_outside_the_router_maps_its_body_back() {
         .map_response(|r: axum::http::Response<_>| r.into_response())
         .layer(apm::tower::ApmLayer::new())
         .service(router);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .expect("bind");
-    let addr = listener.local_addr().expect("local address");
-    runtime.spawn(async move {
-        axum::serve(
-            listener,
-            axum::ServiceExt::<axum::extract::Request>::into_make_service(service),
-        )
-        .await
-        .ok();
+    let server = Server::start_with(|listener| async move {
+        let service = axum::ServiceExt::<axum::extract::Request>::into_make_service(service);
+        axum::serve(listener, service).await.ok();
     });
     let body = client()
-        .get(format!("http://{addr}/ping"))
+        .get(server.url("/ping"))
         .send()
         .and_then(|r| r.text())
         .expect("pong");
@@ -1050,6 +1045,6 @@ fn a_layer_outside_the_router_maps_its_body_back() {
     let txs = wait_for_transactions(&h, 1);
     // Outside the router: no route template.
     assert_eq!(named(&txs, "GET unknown route")["result"], "HTTP 2xx");
-    runtime.shutdown_timeout(Duration::from_secs(5));
+    drop(server);
     h.finish();
 }
