@@ -19,22 +19,46 @@ use crate::tracer::TxnShared;
 /// children's durations): its self time, for breakdown metrics, is its duration minus this.
 /// Also whether an error was captured while the span or transaction was current, which makes
 /// its outcome a failure unless one was set explicitly (spec: `outcome.feature`).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct ChildTimer {
-    /// Children on the stack running now.
+    /// Children running now, as far as this entry knows: on the stack, or off it and not
+    /// heard of since they started.
     active: u32,
-    /// While children run: when the current busy stretch began. Otherwise: when the last
-    /// counted one ended (a child reported afterwards is counted from there on only).
-    since: Option<Tick>,
-    busy_ns: u64,
     pub(crate) errored: bool,
+    /// A child off the stack (a future's span, a request) started under this entry. One that
+    /// ends where this entry is not current tells the transaction, and [`ChildTimer::settle`]
+    /// hears of it from there.
+    off_stack: bool,
+    /// Nobody reads this timer: it belongs to a context carried elsewhere (an attached
+    /// context, a future bound to one), not to the span or transaction itself.
+    discarded: bool,
+    /// When the current busy stretch began (while `active > 0`).
+    since: Tick,
+    /// The latest end of a child in the current stretch (a child may be heard of late).
+    last_end: Tick,
+    busy_ns: u64,
+}
+
+impl Default for ChildTimer {
+    fn default() -> Self {
+        ChildTimer {
+            active: 0,
+            errored: false,
+            off_stack: false,
+            discarded: false,
+            since: Tick::ZERO,
+            last_end: Tick::ZERO,
+            busy_ns: 0,
+        }
+    }
 }
 
 impl ChildTimer {
     #[inline]
     fn child_started(&mut self, at: Tick) {
         if self.active == 0 {
-            self.since = Some(at);
+            self.since = at;
+            self.last_end = at;
         }
         self.active += 1;
     }
@@ -45,38 +69,36 @@ impl ChildTimer {
             return;
         }
         self.active -= 1;
+        if at > self.last_end {
+            self.last_end = at;
+        }
         if self.active == 0 {
-            self.busy_ns += self.since.map_or(0, |s| nanos(s, at));
-            self.since = Some(at);
+            self.busy_ns += nanos(self.since, self.last_end);
         }
     }
 
-    /// A child that was not on the stack (a future's span, a request awaited elsewhere) ran
-    /// from `start` to `end`: the part not counted yet is busy time. While children on the
-    /// stack run, their stretch already covers the present; what came before it is left out
-    /// rather than risk counting it twice.
-    fn child_ran(&mut self, start: Tick, end: Tick) {
-        if self.active > 0 {
-            return;
-        }
-        let from = match self.since {
-            Some(counted_until) if counted_until > start => counted_until,
-            _ => start,
-        };
-        if end > from {
-            self.busy_ns += nanos(from, end);
-            self.since = Some(end);
+    /// Whether a child off the stack may have ended elsewhere, unheard of.
+    #[inline]
+    fn may_owe(&self) -> bool {
+        self.off_stack && self.active > 0
+    }
+
+    /// Hears of the children off the stack that ended where this entry (`id`) was not
+    /// current: before it counts on `active` (a new child, its own end).
+    pub(crate) fn settle(&mut self, txn: &TxnShared, id: u64) {
+        if self.may_owe() {
+            txn.take_children_ended_elsewhere(id, |end| self.child_ended(end));
         }
     }
 
     /// Time covered by children up to `end` (children still running count until then).
     #[inline]
     pub(crate) fn busy_until(&self, end: Tick) -> u64 {
-        let running = match (self.active, self.since) {
-            (0, _) | (_, None) => 0,
-            (_, Some(s)) => nanos(s, end),
-        };
-        self.busy_ns + running
+        if self.active > 0 {
+            self.busy_ns + nanos(self.since, end)
+        } else {
+            self.busy_ns
+        }
     }
 }
 
@@ -197,7 +219,7 @@ pub(crate) fn with_current<R>(f: impl FnOnce(&Arc<TxnShared>, u64) -> R) -> Opti
 #[inline]
 pub(crate) fn push_child<R>(
     start: Tick,
-    decide: impl FnOnce(&TxnShared, u64) -> (u64, R),
+    decide: impl FnOnce(&Arc<TxnShared>, u64) -> (u64, R),
 ) -> Option<(Token, R)> {
     STACK
         .try_with(|s| {
@@ -216,6 +238,9 @@ pub(crate) fn push_child<R>(
 /// child started.
 #[inline]
 fn push_span_entry(s: &mut Vec<Entry>, id: u64, start: Tick, span: Option<StaticSpan>) {
+    if s.last().is_some_and(|top| top.timer.may_owe()) {
+        settle_top(s);
+    }
     if let Some(top) = s.last_mut() {
         top.timer.child_started(start);
     }
@@ -233,14 +258,14 @@ fn push_span_entry(s: &mut Vec<Entry>, id: u64, start: Tick, span: Option<Static
 /// Takes a span place from the owner entry `e`: its transaction when the span may be recorded
 /// (sampled, below `transaction_max_spans`).
 #[inline]
-fn reserve_span(e: &mut Entry) -> Option<&TxnShared> {
+fn reserve_span(e: &mut Entry) -> Option<&Arc<TxnShared>> {
     let Entry {
         owner,
         budget,
         over_limit,
         ..
     } = e;
-    let txn = owner.as_deref()?;
+    let txn = owner.as_ref()?;
     if !txn.sampled {
         return None;
     }
@@ -292,9 +317,13 @@ pub(crate) fn exit_static_span(token: Token, end: Tick, outcome: Outcome) {
         };
         if s.last().is_none_or(|e| e.token != token) {
             // Closed out of order: the general path.
-            let Some(closed) = close(&mut s, token, Some(end)) else {
+            let txn = owner(&s).cloned();
+            let Some(mut closed) = close(&mut s, token, Some(end)) else {
                 return;
             };
+            if let Some(txn) = txn {
+                closed.timer.settle(&txn, closed.id);
+            }
             if let Some(span) = &closed.span {
                 let outcome = errored_outcome(outcome, &closed.timer);
                 let record = span.record(closed.id, end, outcome, &closed.timer);
@@ -303,6 +332,9 @@ pub(crate) fn exit_static_span(token: Token, end: Tick, outcome: Outcome) {
             return;
         }
         let top = s.len() - 1;
+        if s[top].timer.may_owe() {
+            settle_top(&mut s);
+        }
         // Read in place and truncate: moving the entry out would copy it.
         if let Some(span) = &s[top].span {
             let (id, timer) = (s[top].id, &s[top].timer);
@@ -351,17 +383,71 @@ pub(crate) fn error_captured_here() {
     with_top(|top| top.timer.errored = true);
 }
 
-/// A child that is not on the stack ended: its parent, found by id, counts the time it ran.
-/// Not found (the child ended where its parent is not current, in a task of its own): its
-/// time stays the parent's own.
-pub(crate) fn child_ended_under(parent_id: u64, start: Tick, end: Tick) {
-    let _ = STACK.try_with(|s| {
-        if let Ok(mut s) = s.try_borrow_mut() {
-            if let Some(parent) = s.iter_mut().rev().find(|e| e.id == parent_id) {
-                parent.timer.child_ran(start, end);
+/// Where the entry of `parent_id` whose timer counts is on the stack (the span or transaction
+/// itself, not a context carried here).
+fn counting_entry(s: &[Entry], parent_id: u64) -> Option<usize> {
+    s.iter()
+        .rposition(|e| e.id == parent_id && !e.timer.discarded)
+}
+
+/// A child off the stack started under the current entry, whose id is `parent_id`. `false`
+/// when the parent's own entry is not on this thread's stack (only a context carried here):
+/// the child is not counted, and need not report its end.
+pub(crate) fn child_started_here(parent_id: u64, at: Tick) -> bool {
+    STACK
+        .try_with(|s| {
+            let Ok(mut s) = s.try_borrow_mut() else {
+                return false;
+            };
+            let Some(i) = counting_entry(&s, parent_id) else {
+                return false;
+            };
+            if s[i].timer.may_owe() {
+                settle_entry(&mut s, i);
             }
-        }
-    });
+            s[i].timer.child_started(at);
+            s[i].timer.off_stack = true;
+            true
+        })
+        .unwrap_or(false)
+}
+
+/// A child off the stack ended: its parent, found by id on this thread's stack, learns it.
+/// `false` when the parent is not there (the child ended in another task or thread): the
+/// caller tells the transaction instead.
+pub(crate) fn child_ended_under(parent_id: u64, end: Tick) -> bool {
+    STACK
+        .try_with(|s| {
+            let Ok(mut s) = s.try_borrow_mut() else {
+                return false;
+            };
+            match counting_entry(&s, parent_id) {
+                Some(i) => {
+                    s[i].timer.child_ended(end);
+                    true
+                }
+                None => false,
+            }
+        })
+        .unwrap_or(false)
+}
+
+/// Lets the current entry hear of its children that ended elsewhere (rare: only entries
+/// with children off the stack still counted as running get here).
+#[cold]
+fn settle_top(s: &mut [Entry]) {
+    if let Some(top) = s.len().checked_sub(1) {
+        settle_entry(s, top);
+    }
+}
+
+#[cold]
+fn settle_entry(s: &mut [Entry], i: usize) {
+    let Some(txn) = owner(&s[..=i]).cloned() else {
+        return;
+    };
+    let id = s[i].id;
+    s[i].timer.settle(&txn, id);
 }
 
 fn with_top(f: impl FnOnce(&mut Entry)) {
@@ -374,7 +460,14 @@ fn with_top(f: impl FnOnce(&mut Entry)) {
 
 /// Makes `txn` current with `id` as the parent of what opens next; `timer` carries the time
 /// its children ran so far (a future polled again).
-pub(crate) fn push_owner(txn: Arc<TxnShared>, id: u64, timer: ChildTimer) -> Option<Token> {
+/// `own_timer`: the entry is the span or transaction itself, whose children's time counts;
+/// not a context carried elsewhere, whose timer nobody reads.
+pub(crate) fn push_owner(
+    txn: Arc<TxnShared>,
+    id: u64,
+    timer: ChildTimer,
+    own_timer: bool,
+) -> Option<Token> {
     let token = crate::ids::next_u64();
     STACK
         .try_with(|s| {
@@ -383,7 +476,10 @@ pub(crate) fn push_owner(txn: Arc<TxnShared>, id: u64, timer: ChildTimer) -> Opt
                 id,
                 token,
                 owner: Some(txn),
-                timer,
+                timer: ChildTimer {
+                    discarded: !own_timer,
+                    ..timer
+                },
                 budget: 0,
                 over_limit: 0,
                 span: None,
@@ -502,21 +598,24 @@ mod tests {
     }
 
     #[test]
-    fn children_off_the_stack_count_once_where_they_overlap() {
+    fn overlapping_children_count_once_whatever_order_they_end_in() {
         let t0 = crate::clock::now();
         let mut timer = ChildTimer::default();
-        timer.child_ran(at(t0, 0), at(t0, 10));
-        // Inside what is counted already, then reaching past it.
-        timer.child_ran(at(t0, 5), at(t0, 8));
-        timer.child_ran(at(t0, 2), at(t0, 20));
-        assert_eq!(busy_ms(&timer, at(t0, 100)), 20);
-        // A gap, then a child on the stack, then one off the stack that overlaps it.
-        timer.child_started(at(t0, 30));
-        timer.child_ran(at(t0, 25), at(t0, 35));
-        timer.child_ended(at(t0, 40));
-        assert_eq!(busy_ms(&timer, at(t0, 100)), 30);
-        // After the stack child: counted from its end on.
-        timer.child_ran(at(t0, 38), at(t0, 45));
-        assert_eq!(busy_ms(&timer, at(t0, 100)), 35);
+        // A runs 0-100; B starts later and ends first.
+        timer.child_started(at(t0, 0));
+        timer.child_started(at(t0, 10));
+        timer.child_ended(at(t0, 20));
+        timer.child_ended(at(t0, 100));
+        assert_eq!(busy_ms(&timer, at(t0, 200)), 100);
+        // C runs 200-210, its end heard of late (it ended elsewhere), after D (205-250)
+        // ended: the stretch lasts until D's end.
+        timer.child_started(at(t0, 200));
+        timer.child_started(at(t0, 205));
+        timer.child_ended(at(t0, 250));
+        timer.child_ended(at(t0, 210));
+        assert_eq!(busy_ms(&timer, at(t0, 300)), 150);
+        // A child still running counts until the end asked for.
+        timer.child_started(at(t0, 300));
+        assert_eq!(busy_ms(&timer, at(t0, 320)), 170);
     }
 }

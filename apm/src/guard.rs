@@ -30,6 +30,12 @@ pub(crate) struct ActiveSpan {
     /// The outcome was set explicitly (even to `unknown`, e.g. a cancelled call); otherwise
     /// it is derived when the span ends.
     outcome_set: bool,
+    /// Its transaction: where the span, or a child of it that ended elsewhere, tells its
+    /// parent about an end the parent did not see (breakdown metrics).
+    txn: Arc<TxnShared>,
+    /// Opened beside the stack and counted as running by its parent, which must hear of its
+    /// end.
+    counted_by_parent: bool,
 }
 
 /// Opens a span under the current transaction/span. `None` when there is nothing to record:
@@ -41,7 +47,8 @@ pub(crate) enum Mode {
     Enter,
     /// Not on the stack: carried by a future that enters it on each poll, or a handle for a
     /// call whose progress happens elsewhere (an HTTP client's request awaited in a task).
-    /// Counted in its parent's child time while the parent is current where it ends.
+    /// Counted in its parent's child time from its start to its end when it starts where the
+    /// parent's own entry is current (it may end anywhere).
     Beside,
 }
 
@@ -50,12 +57,12 @@ pub(crate) fn open_span(name: SpanName, mode: Mode) -> Option<(ActiveSpan, Optio
     if !tracer::is_active() || !context::may_record_spans() {
         return None;
     }
-    let decide = |txn: &TxnShared, parent: u64| {
+    let decide = |txn: &Arc<TxnShared>, parent: u64| {
         let id = ids::next_u64();
-        (id, (txn.trace_id, txn.id, txn.sample_rate, parent, id))
+        (id, (Arc::clone(txn), parent, id))
     };
     let start = clock::now();
-    let (slot, (trace_id, transaction_id, sample_rate, parent_id, id)) = if mode == Mode::Enter {
+    let (slot, (txn, parent_id, id)) = if mode == Mode::Enter {
         let (slot, ctx) = context::push_child(start, decide)?;
         (Some(slot), ctx)
     } else {
@@ -63,25 +70,29 @@ pub(crate) fn open_span(name: SpanName, mode: Mode) -> Option<(ActiveSpan, Optio
             (txn.sampled && txn.reserve_span()).then(|| decide(txn, parent))
         })
         .flatten()?;
-        // The current entry is the parent; it learns of the child when the child ends.
         (None, ctx)
     };
+    // The current entry is the parent: it counts the child if it is the span or transaction
+    // itself.
+    let counted_by_parent = mode == Mode::Beside && context::child_started_here(parent_id, start);
     Some((
         ActiveSpan {
             outcome_set: false,
             rec: SpanRecord {
-                trace_id,
-                transaction_id,
+                trace_id: txn.trace_id,
+                transaction_id: txn.id,
                 parent_id,
                 id,
                 name,
                 start,
                 end: start,
-                sample_rate,
+                sample_rate: txn.sample_rate,
                 outcome: Outcome::Unknown,
                 extra: None,
                 child_ns: 0,
             },
+            txn,
+            counted_by_parent,
         },
         slot,
     ))
@@ -94,18 +105,22 @@ impl ActiveSpan {
     pub(crate) fn end(self, token: Token) {
         let end = clock::now();
         let timer = context::pop(token, Some(end)).unwrap_or_default();
-        self.finish(end, &timer);
+        self.finish(end, timer);
     }
 
     /// Ends a span opened beside the stack, whose own children ran for `timer`.
     pub(crate) fn end_beside(self, timer: &ChildTimer) {
         let end = clock::now();
-        context::child_ended_under(self.rec.parent_id, self.rec.start, end);
-        self.finish(end, timer);
+        if self.counted_by_parent && !context::child_ended_under(self.rec.parent_id, end) {
+            self.txn.child_ended_elsewhere(self.rec.parent_id, end);
+        }
+        self.finish(end, *timer);
     }
 
     #[inline]
-    fn finish(mut self, end: Tick, timer: &ChildTimer) {
+    fn finish(mut self, end: Tick, mut timer: ChildTimer) {
+        timer.settle(&self.txn, self.rec.id);
+        let timer = &timer;
         self.rec.end = end;
         self.rec.child_ns = timer.busy_until(end);
         self.rec.outcome = if std::thread::panicking() || timer.errored && !self.outcome_set {
@@ -294,6 +309,7 @@ pub(crate) fn open_transaction(
         links: origin.links,
         start: clock::now(),
         errored: Default::default(),
+        children_ended_elsewhere: Mutex::new(Vec::new()),
         state: Mutex::new(TxnState {
             name,
             result: None,
@@ -328,7 +344,11 @@ pub(crate) fn end_transaction(
         txn.state.lock().ended = true;
         return;
     }
-    let timer = popped.as_ref().or(carried);
+    let mut timer = popped.or(carried.copied());
+    if let Some(t) = &mut timer {
+        t.settle(txn, txn.id);
+    }
+    let timer = timer.as_ref();
     let child_ns = timer.map_or(0, |t| t.busy_until(end));
     // Set wherever the transaction itself was current when an error was captured.
     let errored = txn.errored.load(Relaxed);

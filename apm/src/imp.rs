@@ -45,7 +45,8 @@ impl TransactionGuard {
     pub(crate) fn open(name: TransactionName, headers: Option<&dyn HeaderSource>) -> Self {
         match guard::open_transaction(name, headers) {
             Some(txn) => {
-                let token = context::push_owner(Arc::clone(&txn), txn.id, ChildTimer::default());
+                let token =
+                    context::push_owner(Arc::clone(&txn), txn.id, ChildTimer::default(), true);
                 TransactionGuard {
                     txn: Some(txn),
                     token,
@@ -268,8 +269,8 @@ impl Drop for SpanGuard {
 }
 
 /// A span that is never current: for a call whose progress happens elsewhere (an HTTP client
-/// request awaited in a task). `Send`; ends when dropped. Ended where its parent is current
-/// (the request awaited by the task that made it), its time is the parent's child time.
+/// request awaited in a task). `Send`; ends when dropped. Its time is the parent's child time
+/// (wherever it ends).
 #[derive(Debug, Default)]
 pub(crate) struct Span {
     core: SpanCore,
@@ -362,7 +363,8 @@ impl Context {
     pub(crate) fn attach(&self) -> ContextGuard {
         ContextGuard(
             self.0.as_ref().and_then(|(t, parent)| {
-                context::push_owner(Arc::clone(t), *parent, ChildTimer::default())
+                // A context carried here: the time of children started in it is not counted.
+                context::push_owner(Arc::clone(t), *parent, ChildTimer::default(), false)
             }),
             PhantomData,
         )
@@ -547,11 +549,10 @@ impl<H> FrameState<H> {
     /// Runs `poll` with the frame current on this thread.
     #[inline]
     fn run<R>(&mut self, poll: impl FnOnce() -> R) -> R {
-        match self
-            .frame
-            .current()
-            .and_then(|(txn, id)| context::push_owner(txn, id, self.timer))
-        {
+        match self.frame.current().and_then(|(txn, id)| {
+            let own_timer = !matches!(self.frame.0, FrameInner::Context(..));
+            context::push_owner(txn, id, self.timer, own_timer)
+        }) {
             None => poll(),
             Some(token) => {
                 context::restore(&mut self.parked);

@@ -298,6 +298,10 @@ pub(crate) struct TxnShared {
     pub(crate) errored: std::sync::atomic::AtomicBool,
     /// Touched only by the manual API and once at the end: never on a span's path.
     pub(crate) state: Mutex<TxnState>,
+    /// Children off the stack that ended where their parent was not current (another task or
+    /// thread): (parent id, end), until the parent hears of them (breakdown metrics). At most
+    /// one per recorded span.
+    pub(crate) children_ended_elsewhere: Mutex<Vec<(u64, crate::clock::Tick)>>,
 }
 
 #[derive(Debug)]
@@ -315,6 +319,25 @@ pub(crate) struct TxnState {
 }
 
 impl TxnShared {
+    /// A child of `parent` ended at `end` where `parent` was not current.
+    pub(crate) fn child_ended_elsewhere(&self, parent: u64, end: crate::clock::Tick) {
+        self.children_ended_elsewhere.lock().push((parent, end));
+    }
+
+    /// Hands `parent` the ends of its children that ended elsewhere.
+    pub(crate) fn take_children_ended_elsewhere(
+        &self,
+        parent: u64,
+        mut end: impl FnMut(crate::clock::Tick),
+    ) {
+        self.children_ended_elsewhere.lock().retain(|&(p, at)| {
+            if p == parent {
+                end(at);
+            }
+            p != parent
+        });
+    }
+
     /// Reserves up to `n` places for spans at once; returns how many were granted (fewer near
     /// `transaction_max_spans`, none beyond it).
     pub(crate) fn reserve_spans(&self, n: u32) -> u32 {

@@ -190,3 +190,112 @@ fn a_span_ending_on_another_thread_leaves_its_parent_self_time() {
     );
     h.finish();
 }
+
+/// Two async children of the transaction, the second started later and ended first: their
+/// union is the first one's whole run, counted once.
+#[apm::transaction(name = "out of order", kind = "request")]
+fn children_ending_out_of_order() {
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    let mut long = Box::pin(call(6));
+    assert!(long.as_mut().poll(&mut cx).is_pending());
+    let mut short = Box::pin(call(1));
+    assert!(short.as_mut().poll(&mut cx).is_pending());
+    assert!(short.as_mut().poll(&mut cx).is_ready());
+    assert!(long.as_mut().poll(&mut cx).is_ready());
+    spin(5);
+}
+
+#[test]
+fn children_ending_out_of_order_count_once() {
+    let h = agent::start(|c| {
+        c.metrics_interval(Duration::from_millis(100))
+            .api_request_time(Duration::from_millis(50))
+    });
+    children_ending_out_of_order();
+    h.flush();
+    let txs = h.transactions();
+    let tx = named(&txs, "out of order");
+    let spans = h.spans();
+    let calls: Vec<&Value> = spans.iter().filter(|s| s["name"] == "call").collect();
+    assert_eq!(calls.len(), 2);
+    let union = calls.iter().map(|c| end_us(c)).fold(0.0, f64::max)
+        - calls.iter().map(|c| start_us(c)).fold(f64::MAX, f64::min);
+    let expected = end_us(tx) - start_us(tx) - union;
+    let found = h.server.wait_for(
+        |r| {
+            r.events_of("metricset")
+                .any(|m| m["transaction"]["name"] == "out of order" && m["span"]["type"] == "app")
+        },
+        Duration::from_secs(10),
+    );
+    assert!(found, "breakdown metricsets did not arrive");
+    let self_us: f64 = h.server.with_recorded(|r| {
+        r.events_of("metricset")
+            .filter(|m| m["transaction"]["name"] == "out of order" && m["span"]["type"] == "app")
+            .filter_map(|m| m["samples"]["span.self_time.sum.us"]["value"].as_f64())
+            .sum()
+    });
+    assert!(
+        (self_us - expected).abs() < 30.0,
+        "the transaction's self time is {self_us} µs, its duration minus its children's union {expected} µs"
+    );
+    h.finish();
+}
+
+/// An async child started under the transaction and finished by another thread's task,
+/// which carries the transaction's context: the transaction hears of its end there and then,
+/// and keeps the rest of its time as its own.
+#[apm::transaction(name = "finished elsewhere", kind = "request")]
+fn child_finished_on_another_thread() {
+    use apm::FutureExt as _;
+    let mut child = Box::pin(call(2));
+    assert!(child
+        .as_mut()
+        .poll(&mut Context::from_waker(std::task::Waker::noop()))
+        .is_pending());
+    let mut carried = Box::pin(child.in_current_context());
+    std::thread::spawn(move || {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        while carried.as_mut().poll(&mut cx).is_pending() {}
+    })
+    .join()
+    .expect("the other thread");
+    spin(20);
+}
+
+#[test]
+fn a_child_finished_on_another_thread_is_child_time_only_while_it_ran() {
+    let h = agent::start(|c| {
+        c.metrics_interval(Duration::from_millis(100))
+            .api_request_time(Duration::from_millis(50))
+    });
+    child_finished_on_another_thread();
+    h.flush();
+    let txs = h.transactions();
+    let tx = named(&txs, "finished elsewhere");
+    let spans = h.spans();
+    let child = named(&spans, "call");
+    let expected = end_us(tx) - start_us(tx) - (end_us(child) - start_us(child));
+    let found = h.server.wait_for(
+        |r| {
+            r.events_of("metricset").any(|m| {
+                m["transaction"]["name"] == "finished elsewhere" && m["span"]["type"] == "app"
+            })
+        },
+        Duration::from_secs(10),
+    );
+    assert!(found, "breakdown metricsets did not arrive");
+    let self_us: f64 = h.server.with_recorded(|r| {
+        r.events_of("metricset")
+            .filter(|m| {
+                m["transaction"]["name"] == "finished elsewhere" && m["span"]["type"] == "app"
+            })
+            .filter_map(|m| m["samples"]["span.self_time.sum.us"]["value"].as_f64())
+            .sum()
+    });
+    assert!(
+        (self_us - expected).abs() < 30.0,
+        "the transaction's self time is {self_us} µs, its duration minus its child's {expected} µs"
+    );
+    h.finish();
+}
