@@ -44,6 +44,23 @@ fn constructed_trace() {
     spin(2);
 }
 
+/// The transaction's own self time (`app`) in the breakdown metricsets of transactions named
+/// `name`, once they have arrived.
+fn app_self_time_us(h: &agent::Harness, name: &str) -> f64 {
+    let is_app = |m: &Value| m["transaction"]["name"] == name && m["span"]["type"] == "app";
+    let found = h.server.wait_for(
+        |r| r.events_of("metricset").any(is_app),
+        Duration::from_secs(10),
+    );
+    assert!(found, "breakdown metricsets of {name:?} did not arrive");
+    h.server.with_recorded(|r| {
+        r.events_of("metricset")
+            .filter(|m| is_app(m))
+            .filter_map(|m| m["samples"]["span.self_time.sum.us"]["value"].as_f64())
+            .sum()
+    })
+}
+
 fn start_us(e: &Value) -> f64 {
     e["timestamp"].as_u64().expect("a timestamp") as f64
 }
@@ -169,20 +186,7 @@ fn a_span_ending_on_another_thread_leaves_its_parent_self_time() {
         spin(20);
     }
     h.flush();
-    let found = h.server.wait_for(
-        |r| {
-            r.events_of("metricset")
-                .any(|m| m["transaction"]["name"] == "handed over" && m["span"]["type"] == "app")
-        },
-        Duration::from_secs(10),
-    );
-    assert!(found, "breakdown metricsets did not arrive");
-    let self_us: f64 = h.server.with_recorded(|r| {
-        r.events_of("metricset")
-            .filter(|m| m["transaction"]["name"] == "handed over" && m["span"]["type"] == "app")
-            .filter_map(|m| m["samples"]["span.self_time.sum.us"]["value"].as_f64())
-            .sum()
-    });
+    let self_us = app_self_time_us(&h, "handed over");
     // The transaction's own 20 ms, and the background span's few µs counted as app too.
     assert!(
         self_us >= 20_000.0,
@@ -221,20 +225,7 @@ fn children_ending_out_of_order_count_once() {
     let union = calls.iter().map(|c| end_us(c)).fold(0.0, f64::max)
         - calls.iter().map(|c| start_us(c)).fold(f64::MAX, f64::min);
     let expected = end_us(tx) - start_us(tx) - union;
-    let found = h.server.wait_for(
-        |r| {
-            r.events_of("metricset")
-                .any(|m| m["transaction"]["name"] == "out of order" && m["span"]["type"] == "app")
-        },
-        Duration::from_secs(10),
-    );
-    assert!(found, "breakdown metricsets did not arrive");
-    let self_us: f64 = h.server.with_recorded(|r| {
-        r.events_of("metricset")
-            .filter(|m| m["transaction"]["name"] == "out of order" && m["span"]["type"] == "app")
-            .filter_map(|m| m["samples"]["span.self_time.sum.us"]["value"].as_f64())
-            .sum()
-    });
+    let self_us = app_self_time_us(&h, "out of order");
     assert!(
         (self_us - expected).abs() < 30.0,
         "the transaction's self time is {self_us} µs, its duration minus its children's union {expected} µs"
@@ -276,23 +267,7 @@ fn a_child_finished_on_another_thread_is_child_time_only_while_it_ran() {
     let spans = h.spans();
     let child = named(&spans, "call");
     let expected = end_us(tx) - start_us(tx) - (end_us(child) - start_us(child));
-    let found = h.server.wait_for(
-        |r| {
-            r.events_of("metricset").any(|m| {
-                m["transaction"]["name"] == "finished elsewhere" && m["span"]["type"] == "app"
-            })
-        },
-        Duration::from_secs(10),
-    );
-    assert!(found, "breakdown metricsets did not arrive");
-    let self_us: f64 = h.server.with_recorded(|r| {
-        r.events_of("metricset")
-            .filter(|m| {
-                m["transaction"]["name"] == "finished elsewhere" && m["span"]["type"] == "app"
-            })
-            .filter_map(|m| m["samples"]["span.self_time.sum.us"]["value"].as_f64())
-            .sum()
-    });
+    let self_us = app_self_time_us(&h, "finished elsewhere");
     assert!(
         (self_us - expected).abs() < 30.0,
         "the transaction's self time is {self_us} µs, its duration minus its child's {expected} µs"
