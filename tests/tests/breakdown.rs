@@ -167,10 +167,10 @@ fn breakdown_metrics_off_sends_none() {
     h.finish();
 }
 
-/// A span started under a transaction and ended on another thread, where the transaction is
-/// not current: its parent cannot count it, and the transaction keeps its own time (before,
-/// such a span left the transaction's children "running" until it ended: no self time at
-/// all).
+/// A span started under a transaction and ended at once on another thread, where the
+/// transaction is not current: the transaction hears of the end through itself and keeps the
+/// rest of its time as its own (before, such a span left the transaction's children "running"
+/// until it ended: no self time at all).
 #[test]
 fn a_span_ending_on_another_thread_leaves_its_parent_self_time() {
     let h = agent::start(|c| {
