@@ -74,6 +74,8 @@ impl ChildTimer {
         }
         if self.active == 0 {
             self.busy_ns += nanos(self.since, self.last_end);
+            // Every child off the stack has been heard of: nothing owed until the next.
+            self.off_stack = false;
         }
     }
 
@@ -317,13 +319,14 @@ pub(crate) fn exit_static_span(token: Token, end: Tick, outcome: Outcome) {
         };
         if s.last().is_none_or(|e| e.token != token) {
             // Closed out of order: the general path.
-            let txn = owner(&s).cloned();
-            let Some(mut closed) = close(&mut s, token, Some(end)) else {
+            if let Some(i) = s.iter().rposition(|e| e.token == token) {
+                if s[i].timer.may_owe() {
+                    settle_entry(&mut s, i);
+                }
+            }
+            let Some(closed) = close(&mut s, token, Some(end)) else {
                 return;
             };
-            if let Some(txn) = txn {
-                closed.timer.settle(&txn, closed.id);
-            }
             if let Some(span) = &closed.span {
                 let outcome = errored_outcome(outcome, &closed.timer);
                 let record = span.record(closed.id, end, outcome, &closed.timer);
@@ -443,11 +446,20 @@ fn settle_top(s: &mut [Entry]) {
 
 #[cold]
 fn settle_entry(s: &mut [Entry], i: usize) {
-    let Some(txn) = owner(&s[..=i]).cloned() else {
+    let Some(at) = owner_index(&s[..=i]) else {
         return;
     };
-    let id = s[i].id;
-    s[i].timer.settle(&txn, id);
+    // The owner's transaction and the entry's timer, borrowed apart (no `Arc` clone).
+    let (below, from_i) = s.split_at_mut(i);
+    let entry = &mut from_i[0];
+    let txn = if at == i {
+        entry.owner.as_deref()
+    } else {
+        below[at].owner.as_deref()
+    };
+    if let Some(txn) = txn {
+        entry.timer.settle(txn, entry.id);
+    }
 }
 
 fn with_top(f: impl FnOnce(&mut Entry)) {

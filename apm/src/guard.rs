@@ -310,6 +310,7 @@ pub(crate) fn open_transaction(
         start: clock::now(),
         errored: Default::default(),
         children_ended_elsewhere: Mutex::new(Vec::new()),
+        children_ended_elsewhere_count: Default::default(),
         state: Mutex::new(TxnState {
             name,
             result: None,
@@ -338,7 +339,8 @@ pub(crate) fn end_transaction(
     fallback: Outcome,
 ) {
     let end = clock::now();
-    let popped = token.and_then(|t| context::pop(t, Some(end)));
+    // The entry below did not count the transaction as its child: it is not told of its end.
+    let popped = token.and_then(|t| context::pop(t, None));
     if !txn.sampled && !tracer::get().is_some_and(|t| t.live.send_unsampled.load(Relaxed)) {
         // The server does not want it (8.0 and later): nothing to build or send.
         txn.state.lock().ended = true;

@@ -302,6 +302,8 @@ pub(crate) struct TxnShared {
     /// thread): (parent id, end), until the parent hears of them (breakdown metrics). At most
     /// one per recorded span.
     pub(crate) children_ended_elsewhere: Mutex<Vec<(u64, crate::clock::Tick)>>,
+    /// How many there are: a parent with nothing to hear of takes no lock.
+    pub(crate) children_ended_elsewhere_count: AtomicU32,
 }
 
 #[derive(Debug)]
@@ -321,7 +323,10 @@ pub(crate) struct TxnState {
 impl TxnShared {
     /// A child of `parent` ended at `end` where `parent` was not current.
     pub(crate) fn child_ended_elsewhere(&self, parent: u64, end: crate::clock::Tick) {
-        self.children_ended_elsewhere.lock().push((parent, end));
+        let mut ended = self.children_ended_elsewhere.lock();
+        ended.push((parent, end));
+        self.children_ended_elsewhere_count
+            .store(ended.len() as u32, Relaxed);
     }
 
     /// Hands `parent` the ends of its children that ended elsewhere.
@@ -330,12 +335,18 @@ impl TxnShared {
         parent: u64,
         mut end: impl FnMut(crate::clock::Tick),
     ) {
-        self.children_ended_elsewhere.lock().retain(|&(p, at)| {
+        if self.children_ended_elsewhere_count.load(Relaxed) == 0 {
+            return;
+        }
+        let mut ended = self.children_ended_elsewhere.lock();
+        ended.retain(|&(p, at)| {
             if p == parent {
                 end(at);
             }
             p != parent
         });
+        self.children_ended_elsewhere_count
+            .store(ended.len() as u32, Relaxed);
     }
 
     /// Reserves up to `n` places for spans at once; returns how many were granted (fewer near

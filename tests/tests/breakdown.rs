@@ -184,13 +184,30 @@ fn a_span_ending_on_another_thread_leaves_its_parent_self_time() {
             .join()
             .expect("the other thread");
         spin(20);
+        // A child on the stack after it: the background span's end is heard of first, so the
+        // 20 ms between them stay the transaction's own.
+        let _after = apm::start_span("after", "db");
+        spin(5);
     }
     h.flush();
-    let self_us = app_self_time_us(&h, "handed over");
-    // The transaction's own 20 ms, and the background span's few µs counted as app too.
+    let txs = h.transactions();
+    let tx = named(&txs, "handed over");
+    let spans = h.spans();
+    let children: f64 = ["background", "after"]
+        .iter()
+        .map(|name| {
+            let s = named(&spans, name);
+            end_us(s) - start_us(s)
+        })
+        .sum();
+    let expected = end_us(tx) - start_us(tx) - children;
+    // The transaction's own self time; the background span's few µs are `app` self time too.
+    let background = named(&spans, "background");
+    let background_us = end_us(background) - start_us(background);
+    let self_us = app_self_time_us(&h, "handed over") - background_us;
     assert!(
-        self_us >= 20_000.0,
-        "the transaction's self time is {self_us} µs"
+        (self_us - expected).abs() < 30.0,
+        "the transaction's self time is {self_us} µs, its duration minus its children's {expected} µs"
     );
     h.finish();
 }
@@ -271,6 +288,36 @@ fn a_child_finished_on_another_thread_is_child_time_only_while_it_ran() {
     assert!(
         (self_us - expected).abs() < 30.0,
         "the transaction's self time is {self_us} µs, its duration minus its child's {expected} µs"
+    );
+    h.finish();
+}
+
+/// A transaction started inside another is not its child: its end leaves the outer one's
+/// count of running children alone (here, a detached span still running).
+#[test]
+fn a_nested_transaction_leaves_its_parents_children_alone() {
+    let h = agent::start(|c| {
+        c.metrics_interval(Duration::from_millis(100))
+            .api_request_time(Duration::from_millis(50))
+    });
+    {
+        let _outer = apm::start_transaction("outer", "request");
+        let request = apm::Span::start("request", "external");
+        drop(apm::start_transaction("inner", "request"));
+        spin(10);
+        drop(request);
+        spin(5);
+    }
+    h.flush();
+    let txs = h.transactions();
+    let outer = named(&txs, "outer");
+    let spans = h.spans();
+    let request = named(&spans, "request");
+    let expected = end_us(outer) - start_us(outer) - (end_us(request) - start_us(request));
+    let self_us = app_self_time_us(&h, "outer");
+    assert!(
+        (self_us - expected).abs() < 30.0,
+        "the outer transaction's self time is {self_us} µs, its duration minus its child's {expected} µs"
     );
     h.finish();
 }
