@@ -99,6 +99,12 @@ pub(crate) fn open_span(name: SpanName, mode: Mode) -> Option<(ActiveSpan, Optio
 }
 
 impl ActiveSpan {
+    /// The transaction the span belongs to.
+    #[inline]
+    pub(crate) fn transaction(&self) -> &Arc<TxnShared> {
+        &self.txn
+    }
+
     /// Ends the span opened on the stack with `token`: the outcome is failure while a panic
     /// unwinds, success if none was set.
     #[inline]

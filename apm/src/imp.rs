@@ -815,10 +815,9 @@ pub(crate) mod private {
         else {
             return Frame::EMPTY;
         };
-        match context::snapshot() {
-            Some((txn, _)) => Frame(FrameInner::Span(span, txn)),
-            None => Frame::EMPTY,
-        }
+        // The span's own transaction: the frame makes it current on each poll.
+        let txn = Arc::clone(span.transaction());
+        Frame(FrameInner::Span(span, txn))
     }
 
     /// Starts a transaction for a future.
