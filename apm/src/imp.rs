@@ -456,7 +456,7 @@ pub struct Frame(FrameInner);
 #[derive(Debug)]
 enum FrameInner {
     Empty,
-    Span(ActiveSpan, Arc<TxnShared>),
+    Span(ActiveSpan),
     Transaction(Arc<TxnShared>),
     Context(Arc<TxnShared>, u64),
 }
@@ -475,7 +475,7 @@ impl Frame {
         use FrameInner as Frame;
         match &self.0 {
             Frame::Empty => None,
-            Frame::Span(s, t) => Some((Arc::clone(t), s.rec.id)),
+            Frame::Span(s) => Some((Arc::clone(s.transaction()), s.rec.id)),
             Frame::Transaction(t) => Some((Arc::clone(t), t.id)),
             Frame::Context(t, parent) => Some((Arc::clone(t), *parent)),
         }
@@ -484,7 +484,7 @@ impl Frame {
     fn finish(&mut self, outcome: Outcome, timer: &ChildTimer) {
         use FrameInner as Frame;
         match std::mem::replace(&mut self.0, Frame::Empty) {
-            Frame::Span(mut s, _) => {
+            Frame::Span(mut s) => {
                 s.default_outcome(outcome);
                 s.end_beside(timer);
             }
@@ -815,9 +815,7 @@ pub(crate) mod private {
         else {
             return Frame::EMPTY;
         };
-        // The span's own transaction: the frame makes it current on each poll.
-        let txn = Arc::clone(span.transaction());
-        Frame(FrameInner::Span(span, txn))
+        Frame(FrameInner::Span(span))
     }
 
     /// Starts a transaction for a future.
