@@ -1,5 +1,19 @@
-//! Records the compiler's version for the `language`/`runtime` metadata.
+//! Records the compiler's version for the `language`/`runtime` metadata, and sets the cfgs
+//! that group integrations by what they need of the runtime, so that code serving a group
+//! exists exactly when one of its integrations is compiled:
+//! - `apm_server`: server integrations (transactions that end with the response's body);
+//! - `apm_client`: HTTP client integrations (exit spans, idle handles);
+//! - `apm_body_capture`: integrations that buffer request bodies for `capture_body`;
+//! - `apm_http`: integrations built on the `http` crate's types.
 use std::process::Command;
+
+/// Each cfg and the cargo features (as `CARGO_FEATURE_*` names) that turn it on.
+const GROUPS: &[(&str, &[&str])] = &[
+    ("apm_server", &["TOWER", "ACTIX_WEB"]),
+    ("apm_client", &["REQWEST", "MINREQ_CLIENT"]),
+    ("apm_body_capture", &["AXUM", "ACTIX_WEB"]),
+    ("apm_http", &["TOWER", "REQWEST", "ACTIX_WEB"]),
+];
 
 fn main() {
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
@@ -12,4 +26,13 @@ fn main() {
         .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=APM_RUSTC_VERSION={version}");
     println!("cargo:rerun-if-env-changed=RUSTC");
+    for (cfg, features) in GROUPS {
+        println!("cargo::rustc-check-cfg=cfg({cfg})");
+        if features
+            .iter()
+            .any(|f| std::env::var_os(format!("CARGO_FEATURE_{f}")).is_some())
+        {
+            println!("cargo::rustc-cfg={cfg}");
+        }
+    }
 }

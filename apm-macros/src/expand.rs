@@ -12,59 +12,53 @@ use syn::spanned::Spanned;
 use syn::visit_mut::VisitMut;
 use syn::{Block, ExprAsync, LitStr, ReturnType, Signature, Type};
 
-use crate::attr::{Macro, SpanArgs, TransactionArgs, DEFAULT_KIND};
-use crate::fallback;
+use crate::attr::{SpanArgs, TransactionArgs, DEFAULT_KIND};
 use crate::item::{self, Body, Func, Shape};
 
-pub(crate) fn span(args: TokenStream, item: TokenStream) -> TokenStream {
-    expand(Macro::Span, SpanArgs::parse(args), item, |args, func| {
-        let krate = krate(args.krate);
-        let name = name_or_default(args.name, func);
-        let kind = kind_or_default(args.kind);
-        let subtype = optional(args.subtype);
-        let action = optional(args.action);
-        Site {
-            meta: quote! {
-                static __APM_META: #krate::__private::SpanMeta = #krate::__private::SpanMeta {
-                    name: #name,
-                    kind: #kind,
-                    subtype: #subtype,
-                    action: #action,
-                };
-            },
-            enter: format_ident!("enter_span"),
-            start: format_ident!("start_span"),
-            extra: TokenStream::new(),
-            krate,
-        }
-    })
+/// The instrumented function of `#[apm::span]`.
+pub(crate) fn span(args: SpanArgs, func: &Func) -> TokenStream {
+    let krate = krate(args.krate);
+    let name = name_or_default(args.name, func);
+    let kind = kind_or_default(args.kind);
+    let subtype = optional(args.subtype);
+    let action = optional(args.action);
+    let site = Site {
+        meta: quote! {
+            static __APM_META: #krate::__private::SpanMeta = #krate::__private::SpanMeta {
+                name: #name,
+                kind: #kind,
+                subtype: #subtype,
+                action: #action,
+            };
+        },
+        enter: format_ident!("enter_span"),
+        start: format_ident!("start_span"),
+        extra: TokenStream::new(),
+        krate,
+    };
+    gen_function(func, &site)
 }
 
-pub(crate) fn transaction(args: TokenStream, item: TokenStream) -> TokenStream {
-    expand(
-        Macro::Transaction,
-        TransactionArgs::parse(args),
-        item,
-        |args, func| {
-            let krate = krate(args.krate);
-            let name = name_or_default(args.name, func);
-            let kind = kind_or_default(args.kind);
-            let (suffix, extra) = match args.headers {
-                Some(h) => ("_with", quote!(, #krate::__private::as_header_source(&#h))),
-                None => ("", TokenStream::new()),
-            };
-            Site {
-                meta: quote! {
-                    static __APM_META: #krate::__private::TransactionMeta =
-                        #krate::__private::TransactionMeta { name: #name, kind: #kind };
-                },
-                enter: format_ident!("enter_transaction{}", suffix),
-                start: format_ident!("start_transaction{}", suffix),
-                extra,
-                krate,
-            }
+/// The instrumented function of `#[apm::transaction]`.
+pub(crate) fn transaction(args: TransactionArgs, func: &Func) -> TokenStream {
+    let krate = krate(args.krate);
+    let name = name_or_default(args.name, func);
+    let kind = kind_or_default(args.kind);
+    let (suffix, extra) = match args.headers {
+        Some(h) => ("_with", quote!(, #krate::__private::as_header_source(&#h))),
+        None => ("", TokenStream::new()),
+    };
+    let site = Site {
+        meta: quote! {
+            static __APM_META: #krate::__private::TransactionMeta =
+                #krate::__private::TransactionMeta { name: #name, kind: #kind };
         },
-    )
+        enter: format_ident!("enter_transaction{}", suffix),
+        start: format_ident!("start_transaction{}", suffix),
+        extra,
+        krate,
+    };
+    gen_function(func, &site)
 }
 
 /// What differs between the two macros.
@@ -79,38 +73,6 @@ struct Site {
     start: Ident,
     /// Arguments after `&__APM_META` (the incoming headers of a transaction).
     extra: TokenStream,
-}
-
-fn expand<A>(
-    mac: Macro,
-    args: syn::Result<A>,
-    item: TokenStream,
-    site: impl FnOnce(A, &Func) -> Site,
-) -> TokenStream {
-    let func = Func::parse(item.clone(), mac).and_then(|func| {
-        if let Some(func) = &func {
-            func.validate(mac)?;
-        }
-        Ok(func)
-    });
-    let (args, func) = match (args, func) {
-        (Ok(args), Ok(func)) => (args, func),
-        (Err(mut error), Err(other)) => {
-            error.combine(other);
-            return fallback::expand(item, error);
-        }
-        (Err(error), Ok(_)) | (Ok(_), Err(error)) => return fallback::expand(item, error),
-    };
-    // Not valid Rust: rustc reports the user's error on the unchanged tokens.
-    let Some(func) = func else {
-        return item;
-    };
-    // Instrumentation compiled out: the arguments were still checked above.
-    if !cfg!(feature = "enable") {
-        return item;
-    }
-    let site = site(args, &func);
-    gen_function(&func, &site)
 }
 
 fn krate(path: Option<syn::Path>) -> TokenStream {
@@ -426,111 +388,4 @@ fn erase_impl_trait(ty: &Type) -> Type {
     let mut ty = ty.clone();
     Eraser.visit_type_mut(&mut ty);
     ty
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn expand_span(args: TokenStream, item: TokenStream) -> String {
-        span(args, item).to_string()
-    }
-
-    #[test]
-    fn invalid_input_keeps_the_item() {
-        let out = expand_span(
-            quote!(foo = "x"),
-            quote!(
-                fn f() -> u8 {
-                    1
-                }
-            ),
-        );
-        assert!(out.starts_with(":: core :: compile_error !"), "{out}");
-        assert!(out.ends_with("fn f () -> u8 { 1 }"), "{out}");
-    }
-
-    #[test]
-    fn unparseable_item_is_returned_as_is() {
-        let item = quote!(fn f(x:) {});
-        assert_eq!(expand_span(quote!(), item.clone()), item.to_string());
-    }
-
-    #[cfg(not(feature = "enable"))]
-    #[test]
-    fn disabled_returns_the_item() {
-        let item = quote!(
-            #[inline]
-            pub async fn f(x: u8) -> Result<u8, ()> {
-                Ok(x)
-            }
-        );
-        assert_eq!(
-            expand_span(quote!(kind = "db"), item.clone()),
-            item.to_string()
-        );
-    }
-
-    #[cfg(feature = "enable")]
-    #[test]
-    fn shapes_call_the_runtime() {
-        let sync = expand_span(
-            quote!(),
-            quote!(
-                fn f() -> u8 {
-                    1
-                }
-            ),
-        );
-        assert!(sync.contains(":: apm :: __private :: enter_span (& __APM_META)"));
-        assert!(!sync.contains("__apm_call_once"));
-
-        let result = transaction(
-            quote!(crate = my::apm),
-            quote!(
-                fn f() -> io::Result<u8> {
-                    Ok(1)
-                }
-            ),
-        )
-        .to_string();
-        assert!(result.contains("my :: apm :: __private :: enter_transaction"));
-        assert!(result.contains("__apm_call_once (move"));
-        assert!(result.contains("set_outcome"));
-        assert!(result.contains("name : \"f\" , kind : \"custom\""));
-
-        let future = expand_span(
-            quote!(name = "n"),
-            quote!(
-                async fn f() -> u8 {
-                    1
-                }
-            ),
-        );
-        assert!(future.contains(":: apm :: __private :: start_span"));
-        assert!(future.contains(":: apm :: __private :: no_outcome) . await"));
-
-        let boxed = expand_span(
-            quote!(),
-            quote!(
-                fn f(&self) -> Pin<Box<dyn Future<Output = Result<u8, E>> + Send + '_>> {
-                    Box::pin(async move { Ok(1) })
-                }
-            ),
-        );
-        assert!(boxed.contains(":: std :: boxed :: Box :: pin (async move {"));
-        assert!(boxed.contains("__apm_outcome"));
-    }
-
-    #[cfg(feature = "enable")]
-    #[test]
-    fn raw_names_lose_their_prefix() {
-        let out = expand_span(
-            quote!(),
-            quote!(
-                fn r#type() {}
-            ),
-        );
-        assert!(out.contains("name : \"type\""), "{out}");
-    }
 }

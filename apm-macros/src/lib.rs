@@ -3,10 +3,11 @@
 //! Use them through `apm` (`apm::span`), not through this crate: the generated code calls
 //! `apm::__private`, whose version this crate is pinned to.
 //!
-//! Stages: [`attr`] parses and checks the arguments, [`item`] reads the function, [`expand`]
-//! generates the instrumented function, [`fallback`] emits the function unchanged next to the
-//! errors when the input is invalid. Without the `enable` feature, the arguments and the item
-//! are still checked, and the function is emitted unchanged.
+//! Each entry point drives the same stages ([`instrument`]): [`attr`] parses and checks the
+//! arguments, [`item`] reads and checks the function, [`expand`] generates the instrumented
+//! function, and [`fallback`] emits the function unchanged next to the errors when the input
+//! is invalid. Without the `enable` feature, the arguments and the item are still checked,
+//! and the function is emitted unchanged.
 
 mod attr;
 mod expand;
@@ -14,6 +15,9 @@ mod fallback;
 mod item;
 
 use proc_macro::TokenStream;
+
+use attr::{Macro, SpanArgs, TransactionArgs};
+use item::Func;
 
 /// Records each call of the function as an Elastic APM **transaction** (an entry into the
 /// service: a request, a job, a message).
@@ -45,7 +49,13 @@ use proc_macro::TokenStream;
 /// completion). `const fn` is rejected.
 #[proc_macro_attribute]
 pub fn transaction(args: TokenStream, item: TokenStream) -> TokenStream {
-    expand::transaction(args.into(), item.into()).into()
+    instrument(
+        Macro::Transaction,
+        TransactionArgs::parse(args.into()),
+        item.into(),
+        expand::transaction,
+    )
+    .into()
 }
 
 /// Records each call of the function as an Elastic APM **span**, a child of the current span
@@ -75,5 +85,162 @@ pub fn transaction(args: TokenStream, item: TokenStream) -> TokenStream {
 /// outcome from a `Result` return, `async fn` and `#[async_trait]` support.
 #[proc_macro_attribute]
 pub fn span(args: TokenStream, item: TokenStream) -> TokenStream {
-    expand::span(args.into(), item.into()).into()
+    instrument(
+        Macro::Span,
+        SpanArgs::parse(args.into()),
+        item.into(),
+        expand::span,
+    )
+    .into()
+}
+
+/// Parse, validate, then expand. Every error found in the arguments and in the function is
+/// reported at once, next to the function as written; a function that is not valid Rust is
+/// emitted unchanged, so that rustc reports the user's own error.
+fn instrument<A>(
+    mac: Macro,
+    args: syn::Result<A>,
+    item: proc_macro2::TokenStream,
+    generate: fn(A, &Func) -> proc_macro2::TokenStream,
+) -> proc_macro2::TokenStream {
+    let func = Func::parse(item.clone(), mac).and_then(|func| {
+        if let Some(func) = &func {
+            func.validate(mac)?;
+        }
+        Ok(func)
+    });
+    let (args, func) = match (args, func) {
+        (Ok(args), Ok(func)) => (args, func),
+        (Err(mut error), Err(other)) => {
+            error.combine(other);
+            return fallback::expand(item, error);
+        }
+        (Err(error), Ok(_)) | (Ok(_), Err(error)) => return fallback::expand(item, error),
+    };
+    let Some(func) = func else {
+        return item;
+    };
+    // Instrumentation compiled out: the arguments and the function were still checked.
+    if !cfg!(feature = "enable") {
+        return item;
+    }
+    generate(args, &func)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proc_macro2::TokenStream;
+    use quote::quote;
+
+    fn expand_span(args: TokenStream, item: TokenStream) -> String {
+        instrument(Macro::Span, SpanArgs::parse(args), item, expand::span).to_string()
+    }
+
+    fn expand_transaction(args: TokenStream, item: TokenStream) -> String {
+        instrument(
+            Macro::Transaction,
+            TransactionArgs::parse(args),
+            item,
+            expand::transaction,
+        )
+        .to_string()
+    }
+
+    #[test]
+    fn invalid_input_keeps_the_item() {
+        let out = expand_span(
+            quote!(foo = "x"),
+            quote!(
+                fn f() -> u8 {
+                    1
+                }
+            ),
+        );
+        assert!(out.starts_with(":: core :: compile_error !"), "{out}");
+        assert!(out.ends_with("fn f () -> u8 { 1 }"), "{out}");
+    }
+
+    #[test]
+    fn unparseable_item_is_returned_as_is() {
+        let item = quote!(fn f(x:) {});
+        assert_eq!(expand_span(quote!(), item.clone()), item.to_string());
+    }
+
+    #[cfg(not(feature = "enable"))]
+    #[test]
+    fn disabled_returns_the_item() {
+        let item = quote!(
+            #[inline]
+            pub async fn f(x: u8) -> Result<u8, ()> {
+                Ok(x)
+            }
+        );
+        assert_eq!(
+            expand_span(quote!(kind = "db"), item.clone()),
+            item.to_string()
+        );
+    }
+
+    #[cfg(feature = "enable")]
+    #[test]
+    fn shapes_call_the_runtime() {
+        let sync = expand_span(
+            quote!(),
+            quote!(
+                fn f() -> u8 {
+                    1
+                }
+            ),
+        );
+        assert!(sync.contains(":: apm :: __private :: enter_span (& __APM_META)"));
+        assert!(!sync.contains("__apm_call_once"));
+
+        let result = expand_transaction(
+            quote!(crate = my::apm),
+            quote!(
+                fn f() -> io::Result<u8> {
+                    Ok(1)
+                }
+            ),
+        );
+        assert!(result.contains("my :: apm :: __private :: enter_transaction"));
+        assert!(result.contains("__apm_call_once (move"));
+        assert!(result.contains("set_outcome"));
+        assert!(result.contains("name : \"f\" , kind : \"custom\""));
+
+        let future = expand_span(
+            quote!(name = "n"),
+            quote!(
+                async fn f() -> u8 {
+                    1
+                }
+            ),
+        );
+        assert!(future.contains(":: apm :: __private :: start_span"));
+        assert!(future.contains(":: apm :: __private :: no_outcome) . await"));
+
+        let boxed = expand_span(
+            quote!(),
+            quote!(
+                fn f(&self) -> Pin<Box<dyn Future<Output = Result<u8, E>> + Send + '_>> {
+                    Box::pin(async move { Ok(1) })
+                }
+            ),
+        );
+        assert!(boxed.contains(":: std :: boxed :: Box :: pin (async move {"));
+        assert!(boxed.contains("__apm_outcome"));
+    }
+
+    #[cfg(feature = "enable")]
+    #[test]
+    fn raw_names_lose_their_prefix() {
+        let out = expand_span(
+            quote!(),
+            quote!(
+                fn r#type() {}
+            ),
+        );
+        assert!(out.contains("name : \"type\""), "{out}");
+    }
 }

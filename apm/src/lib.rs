@@ -19,8 +19,22 @@
 //!
 //! With the default feature `enable` off, every macro emits the user's function unchanged and
 //! the whole API compiles to no-ops: no threads, no network.
+//!
+//! # Cargo features
+//!
+//! | Feature | Default | What it turns on |
+//! |---|---|---|
+//! | `enable` | yes | The agent itself. Without it every macro emits the function as written and the API compiles to no-ops: no threads, no network, no dependencies beyond the macros. |
+//! | `https` | yes | HTTPS to the APM Server: rustls with ring and Mozilla's root certificates. |
+//! | `tower` | no | `apm::tower`: a `tower::Layer` tracing each request of an axum, hyper or tonic server. |
+//! | `axum` | no | `tower`, with transactions named after axum's route templates, and `apm::tower::CaptureBodyLayer` for request bodies. |
+//! | `actix-web` | no | `apm::actix`: actix-web middleware tracing each request, and `apm::actix::CaptureBody`. |
+//! | `reqwest` | no | `apm::reqwest`: exit spans for requests sent with reqwest's async client. |
+//! | `reqwest-blocking` | no | `reqwest`, and the same for `reqwest::blocking`. |
+//! | `minreq-client` | no | `apm::minreq`: exit spans for minreq requests. |
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
+#![warn(missing_docs, unreachable_pub)]
 
 /// The README's Rust snippets are compiled and run as doctests, so they stay true.
 #[cfg(doctest)]
@@ -32,103 +46,50 @@ use std::time::Duration;
 
 pub use apm_macros::{span, transaction};
 
-pub mod config;
-mod headers;
-mod outcome;
-/// SQL statements to span names (`SELECT FROM orders`), as the Elastic spec has them.
-pub mod sql;
-pub mod web;
+/// Applies `#[cfg(feature = "enable")]` to each item: the parts of the runtime that exist only
+/// with the agent compiled in. Each stage switches once, in its own `mod.rs`.
+macro_rules! cfg_enable {
+    ($($item:item)*) => { $( #[cfg(feature = "enable")] $item )* };
+}
 
-/// actix-web middleware (feature `actix-web`).
-#[cfg(feature = "actix-web")]
-#[cfg_attr(docsrs, doc(cfg(feature = "actix-web")))]
-#[path = "integration_actix.rs"]
-pub mod actix;
-/// minreq client spans (feature `minreq-client`).
-#[cfg(feature = "minreq-client")]
-#[cfg_attr(docsrs, doc(cfg(feature = "minreq-client")))]
-#[path = "integration_minreq.rs"]
-pub mod minreq;
-/// reqwest client spans (feature `reqwest`; `reqwest-blocking` for the blocking client).
-#[cfg(feature = "reqwest")]
-#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
-#[path = "integration_reqwest.rs"]
-pub mod reqwest;
-/// `tower::Layer` for axum, hyper and tonic servers (feature `tower`; `axum` adds route names).
-#[cfg(feature = "tower")]
-#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
-#[path = "integration_tower.rs"]
-pub mod tower;
+// The stages, from the bottom up: each imports only from those listed before it (and from
+// `config`). See ARCHITECTURE.md.
+mod types;
+mod util;
+cfg_enable! {
+    mod queue;
+    mod export;
+}
+mod agent;
+mod capture;
+mod integrations;
 
 #[doc(hidden)]
-#[path = "__private.rs"]
 pub mod __private;
+pub mod config;
 
-#[cfg(feature = "enable")]
-mod agent;
-#[cfg(feature = "enable")]
-mod body;
-#[cfg(feature = "enable")]
-mod breakdown;
-#[cfg(feature = "enable")]
-mod buffer;
-#[cfg(feature = "enable")]
-mod clock;
-#[cfg(feature = "enable")]
-mod cloud;
-#[cfg(feature = "enable")]
-mod container;
-#[cfg(feature = "enable")]
-mod context;
-#[cfg(feature = "enable")]
-mod diag;
-#[cfg(feature = "enable")]
-mod error;
-#[cfg(feature = "enable")]
-mod guard;
-#[cfg(feature = "enable")]
-mod http_client;
-#[cfg(feature = "enable")]
-mod http_proxy;
-#[cfg(feature = "enable")]
-mod ids;
-#[cfg(feature = "enable")]
-mod imp;
-#[cfg(not(feature = "enable"))]
-#[path = "noop.rs"]
-mod imp;
-#[cfg(feature = "enable")]
-mod json;
-#[cfg(feature = "enable")]
-mod metadata;
-#[cfg(feature = "enable")]
-mod metrics;
-#[cfg(feature = "enable")]
-mod model;
-#[cfg(feature = "enable")]
-mod propagation;
-#[cfg(feature = "enable")]
-mod record;
-#[cfg(feature = "enable")]
-mod remote_config;
-#[cfg(feature = "enable")]
-mod span_context;
-#[cfg(all(test, feature = "enable"))]
-mod spec_fixture;
-#[cfg(feature = "enable")]
-mod system_metrics;
-#[cfg(feature = "enable")]
-mod tracer;
-#[cfg(feature = "enable")]
-mod transport;
-#[cfg(feature = "enable")]
-mod wildcard;
-#[cfg(feature = "enable")]
-mod worker;
+cfg_enable! {
+    /// Entry points of the benchmarks into the transport's work. Not public API.
+    #[doc(hidden)]
+    pub mod __bench {
+        pub use crate::export::bench::encode_spans;
+    }
+}
 
 pub use config::{Config, ConfigBuilder};
-pub use headers::{headers_fn, HeaderSink, HeaderSource, HeadersFn};
-pub use outcome::{LabelValue, Outcome};
+#[cfg(feature = "actix-web")]
+pub use integrations::actix;
+#[cfg(feature = "minreq-client")]
+pub use integrations::minreq;
+#[cfg(feature = "reqwest")]
+pub use integrations::reqwest;
+#[cfg(feature = "tower")]
+pub use integrations::tower;
+pub use types::headers::{headers_fn, HeaderSink, HeaderSource, HeadersFn};
+pub use types::outcome::{LabelValue, Outcome};
+pub use types::stats::Stats;
+pub use types::web;
+pub use util::sql;
 
 /// Starts the agent from the `ELASTIC_APM_*` environment variables.
 ///
@@ -141,14 +102,14 @@ pub fn init() -> Agent {
 
 /// Starts the agent with an explicit configuration (see [`Config::builder`]).
 pub fn init_with(config: Config) -> Agent {
-    Agent(imp::Agent::start(config))
+    Agent(agent::Agent::start(config))
 }
 
 /// The running agent. Dropping the handle returned by the first [`init`] flushes (bounded by
 /// five seconds) and stops the background threads.
 #[derive(Debug)]
 #[must_use = "dropping the agent handle stops the agent"]
-pub struct Agent(imp::Agent);
+pub struct Agent(agent::Agent);
 
 impl Agent {
     /// Sends everything recorded so far. Returns `true` when the APM Server has received it (or
@@ -169,27 +130,17 @@ impl Agent {
     }
 }
 
-/// Counters of the agent's own health.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Stats {
-    /// Events (transactions, spans, errors, metricsets) accepted by the APM Server.
-    pub events_sent: u64,
-    /// Events dropped because the queue to the transport thread was full.
-    pub events_dropped_queue_full: u64,
-    /// Events dropped because a request to the APM Server failed.
-    pub events_dropped_send_failed: u64,
-    /// Requests to the intake endpoint that failed.
-    pub requests_failed: u64,
-}
-
 /// Starts a transaction on this thread; it is the current one until the guard is dropped
 /// (or [`TransactionGuard::end`] is called).
 pub fn start_transaction(
     name: impl Into<Cow<'static, str>>,
     kind: impl Into<Cow<'static, str>>,
 ) -> TransactionGuard {
-    TransactionGuard(imp::TransactionGuard::start(name.into(), kind.into(), None))
+    TransactionGuard(capture::TransactionGuard::start(
+        name.into(),
+        kind.into(),
+        None,
+    ))
 }
 
 /// Starts a transaction on this thread that continues the distributed trace of an incoming
@@ -206,7 +157,7 @@ pub fn start_transaction_with(
     kind: impl Into<Cow<'static, str>>,
     headers: &impl HeaderSource,
 ) -> TransactionGuard {
-    TransactionGuard(imp::TransactionGuard::start(
+    TransactionGuard(capture::TransactionGuard::start(
         name.into(),
         kind.into(),
         Some(headers),
@@ -225,12 +176,12 @@ pub fn inject_headers(sink: &mut impl HeaderSink) {
 /// transaction when that future completes or is dropped; [`Transaction::end`] ends it
 /// explicitly. Cloning gives another handle to the same transaction.
 #[derive(Debug, Clone, Default)]
-pub struct Transaction(imp::Transaction);
+pub struct Transaction(capture::Transaction);
 
 impl Transaction {
     /// Starts a transaction (a child of the current context, if any, else a new trace).
     pub fn start(name: impl Into<Cow<'static, str>>, kind: impl Into<Cow<'static, str>>) -> Self {
-        Transaction(imp::Transaction::start(name.into(), kind.into(), None))
+        Transaction(capture::Transaction::start(name.into(), kind.into(), None))
     }
 
     /// Starts a transaction continuing the trace of an incoming request's headers.
@@ -239,7 +190,7 @@ impl Transaction {
         kind: impl Into<Cow<'static, str>>,
         headers: &impl HeaderSource,
     ) -> Self {
-        Transaction(imp::Transaction::start(
+        Transaction(capture::Transaction::start(
             name.into(),
             kind.into(),
             Some(headers),
@@ -281,26 +232,6 @@ impl Transaction {
         self.0.with(|t| t.set_label(key.into(), value.into()));
     }
 
-    /// The result an integration derives (e.g. from the status), unless the application
-    /// set one.
-    #[allow(dead_code)] // used by the optional server integrations
-    pub(crate) fn default_result(&self, result: impl Into<Cow<'static, str>>) {
-        self.0.with(|t| t.default_result(result.into()));
-    }
-
-    /// The outcome an integration derives, unless the application set one.
-    #[allow(dead_code)] // used by the optional server integrations
-    pub(crate) fn default_outcome(&self, outcome: Outcome) {
-        self.0.with(|t| t.default_outcome(outcome));
-    }
-
-    /// An integration saw the transaction fail: `failure`, unless the application set an
-    /// outcome.
-    #[allow(dead_code)] // used by the optional server integrations
-    pub(crate) fn integration_failed(&self) {
-        self.0.with(|t| t.integration_failed());
-    }
-
     /// Records the HTTP request this transaction serves (`context.request`).
     pub fn set_request(&self, request: web::Request) {
         self.0.with(|t| t.set_request(request));
@@ -313,17 +244,17 @@ impl Transaction {
 
     /// Whether the transaction is sampled.
     pub fn is_sampled(&self) -> bool {
-        self.0.is_sampled()
+        self.0.with(|t| t.is_sampled()).unwrap_or(false)
     }
 
     /// The trace id (32 hex digits), if recording.
     pub fn trace_id(&self) -> Option<String> {
-        self.0.trace_id()
+        self.0.with(|t| t.trace_id())
     }
 
     /// The transaction id (16 hex digits), if recording.
     pub fn id(&self) -> Option<String> {
-        self.0.id()
+        self.0.with(|t| t.id())
     }
 }
 
@@ -333,13 +264,13 @@ pub fn start_span(
     name: impl Into<Cow<'static, str>>,
     kind: impl Into<Cow<'static, str>>,
 ) -> SpanGuard {
-    SpanGuard(imp::SpanGuard::start(name.into(), kind.into()))
+    SpanGuard(capture::SpanGuard::start(name.into(), kind.into()))
 }
 
 /// A running transaction, current on this thread while the guard lives.
 #[derive(Debug)]
 #[must_use = "the transaction ends when the guard is dropped"]
-pub struct TransactionGuard(pub(crate) imp::TransactionGuard);
+pub struct TransactionGuard(pub(crate) capture::TransactionGuard);
 
 impl TransactionGuard {
     /// Ends the transaction now.
@@ -347,59 +278,46 @@ impl TransactionGuard {
 
     /// Renames the transaction.
     pub fn set_name(&self, name: impl Into<Cow<'static, str>>) {
-        self.0.set_name(name.into());
+        self.0.with(|t| t.set_name(name.into()));
     }
 
     /// Sets the transaction's result (e.g. `HTTP 2xx`, `success`).
     pub fn set_result(&self, result: impl Into<Cow<'static, str>>) {
-        self.0.set_result(result.into());
+        self.0.with(|t| t.set_result(result.into()));
     }
 
     /// Sets the outcome; otherwise it is `success`, or `failure` when a panic unwinds
     /// through the guard.
     pub fn set_outcome(&self, outcome: Outcome) {
-        self.0.set_outcome(outcome);
+        self.0.with(|t| t.set_outcome(outcome));
     }
 
     /// Adds a label (`labels` in the event). Keys are sanitised as the spec says (`.`, `*`
     /// and `"` become `_`).
     pub fn set_label(&self, key: impl Into<Cow<'static, str>>, value: impl Into<LabelValue>) {
-        self.0.set_label(key.into(), value.into());
+        self.0.with(|t| t.set_label(key.into(), value.into()));
     }
 
     /// Whether the transaction is sampled (its spans and context are recorded).
     pub fn is_sampled(&self) -> bool {
-        self.0.is_sampled()
+        self.0.with(|t| t.is_sampled()).unwrap_or(false)
     }
 
     /// The trace id as 32 lower-case hex digits, if a transaction is recording.
     pub fn trace_id(&self) -> Option<String> {
-        self.0.trace_id()
+        self.0.with(|t| t.trace_id())
     }
 
     /// The transaction id as 16 lower-case hex digits, if a transaction is recording.
     pub fn id(&self) -> Option<String> {
-        self.0.id()
+        self.0.with(|t| t.id())
     }
 }
 
 /// A running span, current on this thread while the guard lives.
 #[derive(Debug)]
 #[must_use = "the span ends when the guard is dropped"]
-pub struct SpanGuard(pub(crate) imp::SpanGuard);
-
-impl SpanGuard {
-    /// A guard that records nothing (for integrations, when nothing would be recorded).
-    #[cfg(any(feature = "minreq-client", feature = "reqwest-blocking"))]
-    pub(crate) fn idle() -> SpanGuard {
-        SpanGuard(imp::SpanGuard::default())
-    }
-}
-
-/// Whether a span started on this thread now would be recorded: integrations check it
-/// before building a span's name, so that unsampled calls allocate nothing.
-#[cfg(any(feature = "minreq-client", feature = "reqwest"))]
-pub(crate) use imp::spans_recorded_here;
+pub struct SpanGuard(pub(crate) capture::SpanGuard);
 
 /// The methods every span handle has ([`SpanGuard`], [`Span`]).
 macro_rules! span_methods {
@@ -451,7 +369,7 @@ macro_rules! span_methods {
         }
 
         /// `context.db`: the database type (e.g. `sql`), instance and statement. For a SQL
-        /// statement, [`sql::signature`](crate::sql::signature) gives the span's name.
+        /// statement, [`sql::signature`](crate::util::sql::signature) gives the span's name.
         pub fn set_db(
             &mut self,
             db_type: impl Into<Cow<'static, str>>,
@@ -506,18 +424,12 @@ impl SpanGuard {
 /// child of the current context, and ends when dropped (or with [`Span::end`]).
 #[derive(Debug)]
 #[must_use = "the span ends when dropped"]
-pub struct Span(imp::Span);
+pub struct Span(pub(crate) capture::Span);
 
 impl Span {
-    /// A span that records nothing (for integrations, when nothing would be recorded).
-    #[cfg(feature = "reqwest")]
-    pub(crate) fn idle() -> Span {
-        Span(imp::Span::default())
-    }
-
     /// Starts a span under the current context (records nothing without one).
     pub fn start(name: impl Into<Cow<'static, str>>, kind: impl Into<Cow<'static, str>>) -> Span {
-        Span(imp::Span::start(name.into(), kind.into()))
+        Span(capture::Span::start(name.into(), kind.into()))
     }
 
     /// Ends the span now.
@@ -528,22 +440,22 @@ impl Span {
 
 /// Adds a label to the current transaction.
 pub fn set_label(key: impl Into<Cow<'static, str>>, value: impl Into<LabelValue>) {
-    imp::with_current_transaction(|t| t.set_label(key.into(), value.into()));
+    capture::with_current_transaction(|t| t.set_label(key.into(), value.into()));
 }
 
 /// Sets the result of the current transaction.
 pub fn set_transaction_result(result: impl Into<Cow<'static, str>>) {
-    imp::with_current_transaction(|t| t.set_result(result.into()));
+    capture::with_current_transaction(|t| t.set_result(result.into()));
 }
 
 /// Sets the outcome of the current transaction.
 pub fn set_transaction_outcome(outcome: Outcome) {
-    imp::with_current_transaction(|t| t.set_outcome(outcome));
+    capture::with_current_transaction(|t| t.set_outcome(outcome));
 }
 
 /// Renames the current transaction.
 pub fn set_transaction_name(name: impl Into<Cow<'static, str>>) {
-    imp::with_current_transaction(|t| t.set_name(name.into()));
+    capture::with_current_transaction(|t| t.set_name(name.into()));
 }
 
 /// The trace context current on this thread (or in this instrumented future), to continue
@@ -556,12 +468,12 @@ pub fn set_transaction_name(name: impl Into<Cow<'static, str>>) {
 /// }));
 /// ```
 #[derive(Debug, Clone, Default)]
-pub struct Context(imp::Context);
+pub struct Context(capture::Context);
 
 impl Context {
     /// Captures the current context (empty when no transaction is current).
     pub fn current() -> Context {
-        Context(imp::Context::current())
+        Context(capture::Context::current())
     }
 
     /// Whether a transaction is behind this context.
@@ -576,7 +488,9 @@ impl Context {
 
     /// Makes this context current on this thread until the guard is dropped.
     pub fn attach(&self) -> ContextGuard {
-        ContextGuard(self.0.attach())
+        ContextGuard {
+            _attached: self.0.attach(),
+        }
     }
 
     /// Wraps a closure so that it runs inside this context, wherever it is called.
@@ -589,19 +503,21 @@ impl Context {
 
     /// Wraps a future so that every poll of it runs inside this context.
     pub fn bind<F: std::future::Future>(self, fut: F) -> WithContext<F> {
-        WithContext(imp::bind(fut, imp::Frame::from_context(self.0)))
+        WithContext(self.0.bind(fut))
     }
 }
 
 /// Keeps a [`Context`] current on this thread; restores the previous one on drop.
 #[derive(Debug)]
 #[must_use = "the context is left when the guard is dropped"]
-pub struct ContextGuard(#[allow(dead_code)] imp::ContextGuard);
+pub struct ContextGuard {
+    _attached: capture::ContextGuard,
+}
 
 /// A future running inside a [`Context`] (see [`Context::bind`] and [`FutureExt`]).
 #[derive(Debug)]
 #[must_use = "futures do nothing unless polled"]
-pub struct WithContext<F>(imp::Instrumented<F>);
+pub struct WithContext<F>(capture::Instrumented<F>);
 
 impl<F: std::future::Future> std::future::Future for WithContext<F> {
     type Output = F::Output;

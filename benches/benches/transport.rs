@@ -26,7 +26,7 @@ fn main() {
         ] {
             let mut rounds: Vec<(f64, usize)> = (0..ROUNDS)
                 .map(|_| {
-                    let (took, bytes) = apm::__private::bench::encode_spans(spans, compress);
+                    let (took, bytes) = apm::__bench::encode_spans(spans, compress);
                     (took.as_secs_f64(), bytes)
                 })
                 .collect();

@@ -3,7 +3,7 @@
 //! default, specs/agents/configuration.md). No I/O beyond reading the environment and the
 //! executable's name.
 //!
-//! Every option is a row of one table ([`options`]): the environment path, the builder's
+//! Every option is a row of one table ([`options()`]): the environment path, the builder's
 //! source tracking, [`Config::describe`], `Debug` and the README table all iterate it. An invalid
 //! value never panics: it becomes one warning in [`Config::warnings`] and the previous value
 //! (default or code) stays.

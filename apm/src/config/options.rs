@@ -102,7 +102,7 @@ impl std::fmt::Display for Kind {
 /// What a successful set produced: nothing to say, or a warning about an accepted value.
 pub(crate) type Applied = Result<Option<String>, String>;
 
-/// One configuration option (see [`options`](super::options)).
+/// One configuration option (see [`options()`](super::options())).
 #[derive(Debug)]
 pub struct OptionSpec {
     pub(crate) id: Id,

@@ -1,0 +1,184 @@
+//! Starting and stopping the agent: the tracer and its three named background threads
+//! (`apm-transport`, `apm-metrics`, `apm-config`), and the handle the application holds.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::mpsc::{self, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::worker::{Stop, Worker};
+use super::{central_config, metadata, metrics};
+use crate::export::encode::breakdown::Breakdown;
+use crate::export::transport::Transport;
+use crate::queue::batch::{self, BATCH};
+use crate::queue::channel::{self, Command};
+use crate::queue::tracer::{self, Tracer};
+use crate::types::clock;
+use crate::util::diag::warn_once;
+use crate::config::Config;
+use crate::types::stats::Stats;
+
+/// How long dropping the agent may take: final metrics, flush, then stop the threads.
+const SHUTDOWN_BUDGET: Duration = Duration::from_secs(5);
+
+#[derive(Debug)]
+pub(crate) struct Agent {
+    tracer: Option<&'static Tracer>,
+    /// Present on the handle that started the agent: it stops it.
+    owner: Option<Owner>,
+}
+
+#[derive(Debug)]
+struct Owner {
+    stop: Arc<Stop>,
+    transport: Worker,
+    metrics: Option<Worker>,
+    config: Option<Worker>,
+}
+
+impl Agent {
+    pub(crate) fn start(config: Config) -> Agent {
+        crate::util::diag::set_level(config.log_level);
+        for w in &config.warnings {
+            warn_once!("configuration: {w}");
+        }
+        if !config.enabled {
+            log::info!(target: "apm", "agent disabled by configuration (enabled=false)");
+            return Agent {
+                tracer: None,
+                owner: None,
+            };
+        }
+        if let Some(t) = tracer::get() {
+            if t.pid == std::process::id() {
+                warn_once!("the agent is already running; this init() returns a handle to it");
+                return Agent {
+                    tracer: Some(t),
+                    owner: None,
+                };
+            }
+            // This process was forked from the one that started the agent: the agent's threads
+            // did not come along. Forget the inherited agent and start this process's own.
+            tracer::uninstall(t);
+            warn_once!("agent inherited through fork without its threads; starting a new one");
+        }
+        clock::init();
+        let metadata = metadata::collect(&config);
+        let capacity = config.max_queue_size.div_ceil(BATCH).max(2);
+        let (producer, consumer) = channel::bounded(capacity);
+        // One spare buffer per queue slot and a few for the threads handing over.
+        batch::prefill(capacity + 8);
+        let Some(tracer) = tracer::install(Tracer::new(config, producer)) else {
+            // Another thread won the race to start: share its agent.
+            return Agent {
+                tracer: tracer::get(),
+                owner: None,
+            };
+        };
+        // Transport adds to the breakdown totals; the metrics thread drains them.
+        let breakdown = Arc::new(Breakdown::default());
+        let transport = Transport::new(tracer, consumer, Arc::clone(&breakdown), &metadata);
+        let transport = match Worker::spawn("apm-transport", move || transport.run()) {
+            Ok(w) => w,
+            Err(e) => {
+                tracer::uninstall(tracer);
+                warn_once!("could not start the transport thread ({e}); the agent is off");
+                return Agent {
+                    tracer: None,
+                    owner: None,
+                };
+            }
+        };
+        let stop = Arc::new(Stop::default());
+        let owner = Owner {
+            metrics: metrics::start(tracer, breakdown, Arc::clone(&stop)),
+            config: central_config::start(tracer, Arc::clone(&stop)),
+            stop,
+            transport,
+        };
+        crate::util::diag::once(
+            log::Level::Info,
+            format_args!(
+                "agent {} started; configuration: {}",
+                crate::export::http::identity::AGENT_VERSION,
+                describe(&tracer.config)
+            ),
+        );
+        Agent {
+            tracer: Some(tracer),
+            owner: Some(owner),
+        }
+    }
+
+    fn command(&self, make: impl FnOnce(Sender<bool>) -> Command, timeout: Duration) -> bool {
+        let Some(t) = self.tracer else {
+            return false;
+        };
+        let (ack_tx, ack_rx) = mpsc::channel();
+        if !t.command(make(ack_tx)) {
+            return false;
+        }
+        ack_rx.recv_timeout(timeout).unwrap_or(false)
+    }
+
+    pub(crate) fn flush(&self, timeout: Duration) -> bool {
+        self.command(Command::Flush, timeout)
+    }
+
+    pub(crate) fn is_running(&self) -> bool {
+        self.tracer
+            .is_some_and(|t| tracer::get().is_some_and(|c| std::ptr::eq(c, t)))
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        let Some(t) = self.tracer else {
+            return Stats::default();
+        };
+        let c = &t.counters;
+        Stats {
+            events_sent: c.events_sent.load(Relaxed),
+            events_dropped_queue_full: c.dropped_queue_full.load(Relaxed),
+            events_dropped_send_failed: c.dropped_send_failed.load(Relaxed),
+            requests_failed: c.requests_failed.load(Relaxed),
+        }
+    }
+}
+
+/// `name=value (source)` for every option, secrets redacted: the start-up line.
+fn describe(config: &Config) -> String {
+    config
+        .describe()
+        .into_iter()
+        .map(|(name, value, source)| format!("{name}={value} ({source})"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let (Some(t), Some(owner)) = (self.tracer, self.owner.take()) else {
+            return;
+        };
+        let deadline = Instant::now() + SHUTDOWN_BUDGET;
+        // Stop the background threads first, so that a central configuration answer arriving
+        // now cannot switch recording back on.
+        owner.stop.stop();
+        tracer::stop_recording();
+        // The metrics thread sends its final metricset when stopped, before the last flush.
+        let metrics_joined = owner.metrics.is_none_or(|w| w.join_by(deadline));
+        let _ = self.command(
+            Command::Shutdown,
+            deadline.saturating_duration_since(Instant::now()),
+        );
+        let transport_joined = owner.transport.join_by(deadline);
+        // The config thread has nothing to flush: it may be in a poll; never wait for it
+        // before the flush.
+        let config_joined = owner.config.is_none_or(|w| w.join_by(deadline));
+        if !(metrics_joined && config_joined && transport_joined) {
+            warn_once!(
+                "the agent's threads did not all stop within {SHUTDOWN_BUDGET:?}; left behind"
+            );
+        }
+        tracer::uninstall(t);
+    }
+}

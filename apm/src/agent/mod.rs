@@ -1,0 +1,21 @@
+//! The agent: starting and stopping it (`lifecycle`), and the three background threads it
+//! runs besides the transport's: metrics collection (`metrics`) and central configuration
+//! polling (`central_config`), both on `worker`s; and the metadata every intake request
+//! opens with (`metadata`).
+//!
+//! With the `enable` feature off, `off.rs` stands in: an agent that never starts.
+
+cfg_enable! {
+    mod central_config;
+    mod lifecycle;
+    mod metadata;
+    mod metrics;
+    mod worker;
+
+    pub(crate) use lifecycle::Agent;
+}
+
+#[cfg(not(feature = "enable"))]
+mod off;
+#[cfg(not(feature = "enable"))]
+pub(crate) use off::Agent;

@@ -1,0 +1,180 @@
+//! How long the children of a span or transaction ran: the union of their durations, which
+//! its self time (breakdown metrics) leaves out. Also whether an error was captured while it
+//! was current.
+
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+
+use parking_lot::Mutex;
+
+use crate::types::clock::Tick;
+
+/// The time during which at least one child of a span or transaction ran (the union of the
+/// children's durations): its self time, for breakdown metrics, is its duration minus this.
+/// Also whether an error was captured while the span or transaction was current, which makes
+/// its outcome a failure unless one was set explicitly (spec: `outcome.feature`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ChildTimer {
+    /// Children running now, as far as this entry knows: on the stack, or off it and not
+    /// heard of since they started.
+    active: u32,
+    pub(crate) errored: bool,
+    /// A child off the stack (a future's span, a request) started under this entry. One that
+    /// ends where this entry is not current tells the transaction, and [`ChildTimer::settle`]
+    /// hears of it from there.
+    pub(super) off_stack: bool,
+    /// Nobody reads this timer: it belongs to a context carried elsewhere (an attached
+    /// context, a future bound to one), not to the span or transaction itself.
+    pub(super) discarded: bool,
+    /// When the current busy stretch began (while `active > 0`).
+    since: Tick,
+    /// The latest end of a child in the current stretch (a child may be heard of late).
+    last_end: Tick,
+    busy_ns: u64,
+}
+
+impl Default for ChildTimer {
+    fn default() -> Self {
+        ChildTimer {
+            active: 0,
+            errored: false,
+            off_stack: false,
+            discarded: false,
+            since: Tick::ZERO,
+            last_end: Tick::ZERO,
+            busy_ns: 0,
+        }
+    }
+}
+
+impl ChildTimer {
+    /// This timer, marked as one nobody reads (a context carried elsewhere) or not.
+    #[inline]
+    pub(super) fn discarding(self, discarded: bool) -> ChildTimer {
+        ChildTimer { discarded, ..self }
+    }
+
+    #[inline]
+    pub(super) fn child_started(&mut self, at: Tick) {
+        if self.active == 0 {
+            self.since = at;
+            self.last_end = at;
+        }
+        self.active += 1;
+    }
+
+    #[inline]
+    pub(super) fn child_ended(&mut self, at: Tick) {
+        if self.active == 0 {
+            return;
+        }
+        self.active -= 1;
+        if at > self.last_end {
+            self.last_end = at;
+        }
+        if self.active == 0 {
+            self.busy_ns += nanos(self.since, self.last_end);
+            // Every child off the stack has been heard of: nothing owed until the next.
+            self.off_stack = false;
+        }
+    }
+
+    /// Whether a child off the stack may have ended elsewhere, unheard of.
+    #[inline]
+    pub(super) fn may_owe(&self) -> bool {
+        self.off_stack && self.active > 0
+    }
+
+    /// Hears of the children off the stack that ended where this entry (`id`) was not
+    /// current: before it counts on `active` (a new child, its own end).
+    pub(crate) fn settle(&mut self, ended: &EndedElsewhere, id: u64) {
+        if self.may_owe() {
+            ended.take(id, |end| self.child_ended(end));
+        }
+    }
+
+    /// Time covered by children up to `end` (children still running count until then).
+    #[inline]
+    pub(crate) fn busy_until(&self, end: Tick) -> u64 {
+        if self.active > 0 {
+            self.busy_ns + nanos(self.since, end)
+        } else {
+            self.busy_ns
+        }
+    }
+}
+
+/// The ends of children off the stack that ended where their parent was not current (another
+/// task or thread): (parent id, end), until the parent hears of them. One per transaction; at
+/// most one entry per recorded span.
+#[derive(Debug, Default)]
+pub(crate) struct EndedElsewhere {
+    ends: Mutex<Vec<(u64, Tick)>>,
+    /// How many there are: a parent with nothing to hear of takes no lock.
+    count: AtomicU32,
+}
+
+impl EndedElsewhere {
+    /// A child of `parent` ended at `end` where `parent` was not current.
+    pub(crate) fn record(&self, parent: u64, end: Tick) {
+        let mut ends = self.ends.lock();
+        ends.push((parent, end));
+        self.count.store(ends.len() as u32, Relaxed);
+    }
+
+    /// Hands `parent` the ends of its children that ended elsewhere.
+    fn take(&self, parent: u64, mut end: impl FnMut(Tick)) {
+        if self.count.load(Relaxed) == 0 {
+            return;
+        }
+        let mut ends = self.ends.lock();
+        ends.retain(|&(p, at)| {
+            if p == parent {
+                end(at);
+            }
+            p != parent
+        });
+        self.count.store(ends.len() as u32, Relaxed);
+    }
+}
+
+fn nanos(from: Tick, to: Tick) -> u64 {
+    u64::try_from(to.saturating_duration_since(from).as_nanos()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ticks `ms` milliseconds after `base`.
+    fn at(base: Tick, ms: u64) -> Tick {
+        base + std::time::Duration::from_millis(ms)
+    }
+
+    /// Busy time until `end`, in whole milliseconds (ticks convert to nanoseconds with
+    /// rounding).
+    fn busy_ms(timer: &ChildTimer, end: Tick) -> u64 {
+        (timer.busy_until(end) + 500_000) / 1_000_000
+    }
+
+    #[test]
+    fn overlapping_children_count_once_whatever_order_they_end_in() {
+        let t0 = crate::types::clock::now();
+        let mut timer = ChildTimer::default();
+        // A runs 0-100; B starts later and ends first.
+        timer.child_started(at(t0, 0));
+        timer.child_started(at(t0, 10));
+        timer.child_ended(at(t0, 20));
+        timer.child_ended(at(t0, 100));
+        assert_eq!(busy_ms(&timer, at(t0, 200)), 100);
+        // C runs 200-210, its end heard of late (it ended elsewhere), after D (205-250)
+        // ended: the stretch lasts until D's end.
+        timer.child_started(at(t0, 200));
+        timer.child_started(at(t0, 205));
+        timer.child_ended(at(t0, 250));
+        timer.child_ended(at(t0, 210));
+        assert_eq!(busy_ms(&timer, at(t0, 300)), 150);
+        // A child still running counts until the end asked for.
+        timer.child_started(at(t0, 300));
+        assert_eq!(busy_ms(&timer, at(t0, 320)), 170);
+    }
+}

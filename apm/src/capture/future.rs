@@ -1,0 +1,289 @@
+//! Instrumented futures: a frame (the span or transaction a future times, or a context it
+//! runs inside) made current on the thread for the length of each poll, and left when the poll
+//! returns. Nothing is held across `.await`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+
+use super::span::ActiveSpan;
+use super::stack::{self, ChildTimer, Entry, Token};
+use super::shared::TxnShared;
+use super::transaction;
+use crate::types::outcome::Outcome;
+
+/// What an instrumented future carries: the span or transaction it times, or a context it
+/// runs inside.
+#[derive(Debug)]
+pub struct Frame(FrameInner);
+
+#[derive(Debug)]
+enum FrameInner {
+    Empty,
+    Span(ActiveSpan),
+    Transaction(Arc<TxnShared>),
+    Context(Arc<TxnShared>, u64),
+}
+
+impl Frame {
+    pub(super) const EMPTY: Frame = Frame(FrameInner::Empty);
+
+    /// A context carried into a future (a transaction, and the parent of what opens in it).
+    pub(super) fn from_context(ctx: Option<(Arc<TxnShared>, u64)>) -> Frame {
+        match ctx {
+            Some((t, parent)) => Frame(FrameInner::Context(t, parent)),
+            None => Frame::EMPTY,
+        }
+    }
+
+    /// A future's own transaction.
+    pub(super) fn from_transaction(txn: Option<Arc<TxnShared>>) -> Frame {
+        match txn {
+            Some(t) => Frame(FrameInner::Transaction(t)),
+            None => Frame::EMPTY,
+        }
+    }
+
+    /// A future's own span.
+    pub(super) fn from_span(span: Option<ActiveSpan>) -> Frame {
+        match span {
+            Some(s) => Frame(FrameInner::Span(s)),
+            None => Frame::EMPTY,
+        }
+    }
+
+    fn current(&self) -> Option<(Arc<TxnShared>, u64)> {
+        use FrameInner as Frame;
+        match &self.0 {
+            Frame::Empty => None,
+            Frame::Span(s) => Some((Arc::clone(s.transaction()), s.rec.id)),
+            Frame::Transaction(t) => Some((Arc::clone(t), t.id)),
+            Frame::Context(t, parent) => Some((Arc::clone(t), *parent)),
+        }
+    }
+
+    fn finish(&mut self, outcome: Outcome, timer: &ChildTimer) {
+        use FrameInner as Frame;
+        match std::mem::replace(&mut self.0, Frame::Empty) {
+            Frame::Span(mut s) => {
+                s.default_outcome(outcome);
+                s.end_beside(timer);
+            }
+            Frame::Transaction(t) => transaction::end_transaction(&t, None, Some(timer), outcome),
+            Frame::Empty | Frame::Context(..) => {}
+        }
+    }
+}
+
+/// Decides an outcome from a future's output.
+pub trait OutcomeHook<O> {
+    /// The outcome `output` gives the span or transaction.
+    fn outcome(self, output: &O) -> Outcome;
+}
+
+/// The hook of futures whose output does not decide the outcome.
+#[derive(Debug, Clone, Copy)]
+pub struct NoHook;
+
+impl<O> OutcomeHook<O> for NoHook {
+    #[inline]
+    fn outcome(self, _output: &O) -> Outcome {
+        Outcome::Unknown
+    }
+}
+
+impl<O, C: FnOnce(&O) -> Outcome> OutcomeHook<O> for C {
+    #[inline]
+    fn outcome(self, output: &O) -> Outcome {
+        self(output)
+    }
+}
+
+/// A frame made current for the length of each poll, and what it keeps between polls.
+#[derive(Debug)]
+struct FrameState<H = NoHook> {
+    frame: Frame,
+    /// Decides the outcome from the future's output.
+    hook: Option<H>,
+    /// Entries opened in an earlier poll and still open (a guard held across `.await`).
+    parked: Vec<Entry>,
+    /// Time the frame's children ran, kept between polls.
+    timer: ChildTimer,
+    /// A poll panicked: the frame ends as a failure even if the panic is caught.
+    unwound: bool,
+    /// The frame outlives the future's completion: `Instrumented::take_pending_end` hands
+    /// it over (an HTTP server's transaction, which ends with the response's body).
+    defer_end: bool,
+}
+
+impl<H> FrameState<H> {
+    fn new(frame: Frame, hook: Option<H>) -> FrameState<H> {
+        FrameState {
+            frame,
+            hook,
+            parked: Vec::new(),
+            timer: ChildTimer::default(),
+            unwound: false,
+            defer_end: false,
+        }
+    }
+
+    /// Runs `poll` with the frame current on this thread.
+    #[inline]
+    fn run<R>(&mut self, poll: impl FnOnce() -> R) -> R {
+        match self.frame.current().and_then(|(txn, id)| {
+            let own_timer = !matches!(self.frame.0, FrameInner::Context(..));
+            stack::push_owner(txn, id, self.timer, own_timer)
+        }) {
+            None => poll(),
+            Some(token) => {
+                stack::restore(&mut self.parked);
+                let _scope = PollScope {
+                    token,
+                    parked: &mut self.parked,
+                    timer: &mut self.timer,
+                    unwound: &mut self.unwound,
+                };
+                poll()
+            }
+        }
+    }
+
+    /// Ends the frame's span or transaction, if it has not ended (`outcome` unless one was
+    /// set; a failure after a poll that panicked).
+    fn finish(&mut self, outcome: Outcome) {
+        let outcome = if self.unwound {
+            Outcome::Failure
+        } else {
+            outcome
+        };
+        self.frame.finish(outcome, &self.timer);
+    }
+}
+
+/// A future that makes its frame current during each of its polls and ends it when it
+/// completes (or is dropped). Nothing is held across the polls on the thread.
+#[derive(Debug)]
+pub struct Instrumented<F, H = NoHook> {
+    fut: F,
+    state: FrameState<H>,
+}
+
+impl<F, H> Instrumented<F, H> {
+    pub(super) fn with_hook(fut: F, frame: Frame, hook: H) -> Self {
+        Instrumented {
+            fut,
+            state: FrameState::new(frame, Some(hook)),
+        }
+    }
+
+    /// The frame outlives the future's completion, until [`Instrumented::take_pending_end`].
+    #[cfg(apm_server)]
+    pub(super) fn deferring_end(mut self) -> Self {
+        self.state.defer_end = true;
+        self
+    }
+
+    /// After the future completed (bound with [`Transaction::bind_until_handed_over`](super::handles::Transaction::bind_until_handed_over)): its
+    /// transaction, still open, to be ended by what follows the future.
+    #[cfg(apm_server)]
+    pub(crate) fn take_pending_end(self: Pin<&mut Self>) -> PendingEnd {
+        debug_assert!(
+            self.state.defer_end && self.state.hook.is_none(),
+            "only a future bound until handed over, once completed, hands its transaction over"
+        );
+        // SAFETY: only the frame's state is moved, never the pinned `fut`.
+        let state = unsafe { &mut self.get_unchecked_mut().state };
+        PendingEnd(FrameState {
+            frame: std::mem::replace(&mut state.frame, Frame::EMPTY),
+            hook: None,
+            parked: std::mem::take(&mut state.parked),
+            timer: state.timer,
+            unwound: state.unwound,
+            defer_end: false,
+        })
+    }
+}
+
+/// A transaction whose future has completed and whose end waits for what follows it (an HTTP
+/// response's body): makes it current while that is polled, and ends it when dropped.
+#[cfg(apm_server)]
+#[derive(Debug)]
+pub(crate) struct PendingEnd(FrameState);
+
+#[cfg(apm_server)]
+impl PendingEnd {
+    /// Runs `poll` with the transaction current on this thread.
+    #[inline]
+    pub(crate) fn run<R>(&mut self, poll: impl FnOnce() -> R) -> R {
+        self.0.run(poll)
+    }
+
+    /// Ends the transaction now.
+    pub(crate) fn end(self) {}
+}
+
+#[cfg(apm_server)]
+impl Drop for PendingEnd {
+    fn drop(&mut self) {
+        self.0.finish(Outcome::Unknown);
+    }
+}
+
+/// Wraps `fut` so that it runs inside `frame`.
+pub(super) fn bind<F: Future>(fut: F, frame: Frame) -> Instrumented<F> {
+    Instrumented::with_hook(fut, frame, NoHook)
+}
+
+/// Leaves the frame when a poll returns or unwinds, keeping what is still open above it.
+struct PollScope<'a> {
+    token: Token,
+    parked: &'a mut Vec<Entry>,
+    timer: &'a mut ChildTimer,
+    unwound: &'a mut bool,
+}
+
+impl Drop for PollScope<'_> {
+    fn drop(&mut self) {
+        let (parked, timer) = stack::leave(self.token);
+        *self.parked = parked;
+        if let Some(t) = timer {
+            *self.timer = t;
+        }
+        if std::thread::panicking() {
+            *self.unwound = true;
+        }
+    }
+}
+
+impl<F: Future, H: OutcomeHook<F::Output>> Future for Instrumented<F, H> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
+        // SAFETY: `fut` is structurally pinned: it is never moved, and `Drop` does not touch
+        // it. The other fields are not pinned.
+        let this = unsafe { self.get_unchecked_mut() };
+        let fut = unsafe { Pin::new_unchecked(&mut this.fut) };
+        let poll = this.state.run(|| fut.poll(cx));
+        if let Poll::Ready(out) = &poll {
+            let outcome = this
+                .state
+                .hook
+                .take()
+                .map_or(Outcome::Unknown, |h| h.outcome(out));
+            if !this.state.defer_end {
+                this.state.finish(outcome);
+            }
+        }
+        poll
+    }
+}
+
+impl<F, H> Drop for Instrumented<F, H> {
+    fn drop(&mut self) {
+        // Dropped before completion (cancelled, or after a poll that panicked), or completed
+        // with its end deferred and never handed over.
+        self.state.finish(Outcome::Unknown);
+    }
+}

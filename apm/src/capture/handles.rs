@@ -1,0 +1,406 @@
+//! The handles behind the public API's types: transaction and span guards, detached spans,
+//! transactions driven by futures, captured contexts. `off.rs` has the same items with the
+//! agent compiled out.
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use super::future::{bind, Frame, Instrumented};
+use super::propagation;
+use super::span::{self, ActiveSpan, Mode};
+use super::stack::{self, ChildTimer, Token};
+use super::shared::TxnShared;
+use super::transaction;
+use crate::types::headers::{HeaderSink, HeaderSource};
+use crate::types::ids;
+use crate::types::record::TransactionName;
+use crate::types::span_context::{Db, Message, SpanExtra};
+use crate::types::web;
+use crate::types::outcome::{LabelValue, Outcome};
+
+/// Guards are `!Send`: an entry on a thread's context stack must be closed on that thread
+/// (futures carry their context with `Instrumented` instead).
+pub(super) type NotSend = PhantomData<*const ()>;
+
+/// Manual transaction guard (also what `#[apm::transaction]` uses on sync functions).
+#[derive(Debug)]
+pub(crate) struct TransactionGuard {
+    txn: Option<Arc<TxnShared>>,
+    token: Option<Token>,
+    /// Outcome derived from the function's return value; an explicit one wins.
+    pub(super) fallback: Outcome,
+    _not_send: NotSend,
+}
+
+impl TransactionGuard {
+    pub(crate) fn start(
+        name: Cow<'static, str>,
+        kind: Cow<'static, str>,
+        headers: Option<&dyn HeaderSource>,
+    ) -> Self {
+        Self::open(TransactionName::Dynamic(name, kind), headers)
+    }
+
+    #[inline]
+    pub(super) fn open(name: TransactionName, headers: Option<&dyn HeaderSource>) -> Self {
+        let txn = transaction::open_transaction(name, headers);
+        let token = txn
+            .as_ref()
+            .and_then(|t| stack::push_owner(Arc::clone(t), t.id, ChildTimer::default(), true));
+        TransactionGuard {
+            txn,
+            token,
+            fallback: Outcome::Unknown,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// Runs `f` on the transaction, if one is recorded.
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&CurrentTransaction<'_>) -> R) -> Option<R> {
+        self.txn.as_deref().map(|t| f(&CurrentTransaction(t)))
+    }
+}
+
+impl Drop for TransactionGuard {
+    fn drop(&mut self) {
+        if let Some(t) = self.txn.take() {
+            transaction::end_transaction(&t, self.token, None, self.fallback);
+        }
+    }
+}
+
+/// A span's record while it runs, with what can be set on it (shared by the guard and the
+/// detached handle). Empty when nothing is recorded.
+#[derive(Debug, Default)]
+pub(crate) struct SpanCore(Option<ActiveSpan>);
+
+impl SpanCore {
+    fn extra(&mut self) -> Option<&mut SpanExtra> {
+        self.0.as_mut().map(ActiveSpan::extra)
+    }
+    pub(crate) fn set_subtype(&mut self, subtype: Cow<'static, str>) {
+        if let Some(s) = &mut self.0 {
+            s.set_subtype(subtype);
+        }
+    }
+    pub(crate) fn set_action(&mut self, action: Cow<'static, str>) {
+        if let Some(s) = &mut self.0 {
+            s.set_action(action);
+        }
+    }
+    #[inline]
+    pub(crate) fn set_outcome(&mut self, outcome: Outcome) {
+        if let Some(s) = &mut self.0 {
+            s.set_outcome(outcome);
+        }
+    }
+    pub(crate) fn set_label(&mut self, key: Cow<'static, str>, value: LabelValue) {
+        if let Some(s) = &mut self.0 {
+            s.set_label(key, value);
+        }
+    }
+    pub(crate) fn set_exit(&mut self) {
+        if let Some(e) = self.extra() {
+            e.exit = true;
+        }
+    }
+    pub(crate) fn set_http_request(&mut self, method: Cow<'static, str>, url: String) {
+        if let Some(e) = self.extra() {
+            let h = e.http.get_or_insert_with(Default::default);
+            h.method = Some(method);
+            h.url = Some(url);
+        }
+    }
+    pub(crate) fn set_http_status(&mut self, status: u16) {
+        if let Some(e) = self.extra() {
+            e.http.get_or_insert_with(Default::default).status_code = Some(status);
+        }
+    }
+    pub(crate) fn set_db(
+        &mut self,
+        kind: Cow<'static, str>,
+        instance: Option<String>,
+        statement: Option<String>,
+    ) {
+        if let Some(e) = self.extra() {
+            e.db = Some(Db {
+                kind: Some(kind),
+                instance,
+                statement,
+            });
+        }
+    }
+    pub(crate) fn set_message_queue(&mut self, queue: String) {
+        if let Some(e) = self.extra() {
+            e.message = Some(Message { queue: Some(queue) });
+        }
+    }
+    pub(crate) fn set_service_target(
+        &mut self,
+        kind: Cow<'static, str>,
+        name: Option<Cow<'static, str>>,
+    ) {
+        if let Some(e) = self.extra() {
+            e.target_type = Some(kind);
+            e.target_name = name;
+        }
+    }
+    pub(crate) fn is_recording(&self) -> bool {
+        self.0.is_some()
+    }
+    pub(crate) fn id(&self) -> Option<String> {
+        self.0.as_ref().map(|s| ids::hex64(s.rec.id))
+    }
+    /// The propagation headers of a call made by this span (or, when it records nothing, by
+    /// the current context).
+    pub(crate) fn inject(&self, sink: &mut dyn HeaderSink) {
+        match &self.0 {
+            Some(s) => inject(s.transaction(), s.rec.id, sink),
+            None => Context::current().inject(sink),
+        }
+    }
+}
+
+/// Manual span guard: current on this thread until dropped.
+#[derive(Debug)]
+pub(crate) struct SpanGuard {
+    core: SpanCore,
+    token: Option<Token>,
+    _not_send: NotSend,
+}
+
+impl SpanGuard {
+    pub(crate) fn start(name: Cow<'static, str>, kind: Cow<'static, str>) -> Self {
+        match span::open_span(span::dynamic_span_name(name, kind), Mode::Enter) {
+            Some((span, token)) => SpanGuard {
+                core: SpanCore(Some(span)),
+                token,
+                _not_send: PhantomData,
+            },
+            None => SpanGuard::default(),
+        }
+    }
+
+    pub(crate) fn core(&mut self) -> &mut SpanCore {
+        &mut self.core
+    }
+    pub(crate) fn core_ref(&self) -> &SpanCore {
+        &self.core
+    }
+}
+
+impl Default for SpanGuard {
+    /// Records nothing.
+    fn default() -> Self {
+        SpanGuard {
+            core: SpanCore(None),
+            token: None,
+            _not_send: PhantomData,
+        }
+    }
+}
+
+impl Drop for SpanGuard {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(s) = self.core.0.take() {
+            match self.token {
+                Some(token) => s.end(token),
+                None => s.end_beside(&ChildTimer::default()),
+            }
+        }
+    }
+}
+
+/// Whether a span started on this thread now would be recorded (integrations check it before
+/// building a span's name, so that unsampled calls allocate nothing).
+#[cfg(apm_client)]
+#[inline]
+pub(crate) fn spans_recorded_here() -> bool {
+    crate::queue::tracer::is_active() && stack::may_record_spans()
+}
+
+/// A span that is never current: for a call whose progress happens elsewhere (an HTTP client
+/// request awaited in a task). `Send`; ends when dropped. Its time is the parent's child time
+/// (wherever it ends).
+#[derive(Debug, Default)]
+pub(crate) struct Span {
+    core: SpanCore,
+}
+
+impl Span {
+    pub(crate) fn start(name: Cow<'static, str>, kind: Cow<'static, str>) -> Self {
+        Span {
+            core: SpanCore(
+                span::open_span(span::dynamic_span_name(name, kind), Mode::Beside).map(|(s, _)| s),
+            ),
+        }
+    }
+    pub(crate) fn core(&mut self) -> &mut SpanCore {
+        &mut self.core
+    }
+    pub(crate) fn core_ref(&self) -> &SpanCore {
+        &self.core
+    }
+}
+
+impl Drop for Span {
+    fn drop(&mut self) {
+        if let Some(s) = self.core.0.take() {
+            s.end_beside(&ChildTimer::default());
+        }
+    }
+}
+
+/// A recorded transaction, as the public API's setters see it (whichever handle they came
+/// through).
+pub(crate) struct CurrentTransaction<'a>(&'a TxnShared);
+
+impl CurrentTransaction<'_> {
+    pub(crate) fn set_name(&self, name: Cow<'static, str>) {
+        self.0.set_name(name);
+    }
+    pub(crate) fn set_result(&self, result: Cow<'static, str>) {
+        self.0.set_result(result);
+    }
+    pub(crate) fn set_outcome(&self, outcome: Outcome) {
+        self.0.set_outcome(outcome);
+    }
+    pub(crate) fn set_label(&self, key: Cow<'static, str>, value: LabelValue) {
+        self.0.set_label(key, value);
+    }
+    pub(crate) fn set_request(&self, request: web::Request) {
+        self.0.set_request(request);
+    }
+    pub(crate) fn set_response(&self, response: web::Response) {
+        self.0.set_response(response);
+    }
+    #[cfg(apm_server)]
+    pub(crate) fn default_result(&self, result: Cow<'static, str>) {
+        self.0.default_result(result);
+    }
+    #[cfg(apm_server)]
+    pub(crate) fn default_outcome(&self, outcome: Outcome) {
+        self.0.default_outcome(outcome);
+    }
+    #[cfg(apm_server)]
+    pub(crate) fn integration_failed(&self) {
+        self.0.integration_failed();
+    }
+    pub(crate) fn is_sampled(&self) -> bool {
+        self.0.sampled
+    }
+    pub(crate) fn trace_id(&self) -> String {
+        ids::hex128(self.0.trace_id)
+    }
+    pub(crate) fn id(&self) -> String {
+        ids::hex64(self.0.id)
+    }
+}
+
+/// Runs `f` on the transaction current on this thread (or in this future), if any.
+pub(crate) fn with_current_transaction(f: impl FnOnce(&CurrentTransaction<'_>)) {
+    // Clone out first: `f` must not run while the context stack is borrowed.
+    if let Some((txn, _)) = stack::snapshot() {
+        f(&CurrentTransaction(&txn));
+    }
+}
+
+/// A captured context: a transaction and the id under which new children open.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Context(pub(super) Option<(Arc<TxnShared>, u64)>);
+
+impl Context {
+    pub(crate) fn current() -> Self {
+        Context(stack::snapshot())
+    }
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+    /// Writes `traceparent` (and `tracestate` when there is one) for a call made in this
+    /// context.
+    pub(crate) fn inject(&self, sink: &mut dyn HeaderSink) {
+        if let Some((t, parent)) = &self.0 {
+            inject(t, *parent, sink);
+        }
+    }
+
+    pub(crate) fn attach(&self) -> ContextGuard {
+        ContextGuard(
+            self.0.as_ref().and_then(|(t, parent)| {
+                // A context carried here: the time of children started in it is not counted.
+                stack::push_owner(Arc::clone(t), *parent, ChildTimer::default(), false)
+            }),
+            PhantomData,
+        )
+    }
+
+    /// Wraps `fut` so that every poll of it runs inside this context.
+    pub(crate) fn bind<F: Future>(self, fut: F) -> Instrumented<F> {
+        bind(fut, Frame::from_context(self.0))
+    }
+}
+
+/// The propagation headers of a call from `parent` (a span or transaction id) in `txn`.
+fn inject(txn: &TxnShared, parent: u64, sink: &mut dyn HeaderSink) {
+    sink.set_header(
+        propagation::TRACEPARENT,
+        &propagation::format_traceparent(txn.trace_id, parent, txn.sampled),
+    );
+    if let Some(state) = &txn.tracestate {
+        sink.set_header(propagation::TRACESTATE, state);
+    }
+}
+
+/// A transaction handle for code that drives futures (web frameworks): not entered anywhere;
+/// [`Transaction::bind`] runs a future inside it and ends it when the future completes.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Transaction(Option<Arc<TxnShared>>);
+
+impl Transaction {
+    pub(crate) fn start(
+        name: Cow<'static, str>,
+        kind: Cow<'static, str>,
+        headers: Option<&dyn HeaderSource>,
+    ) -> Self {
+        Transaction(transaction::open_transaction(
+            TransactionName::Dynamic(name, kind),
+            headers,
+        ))
+    }
+    pub(crate) fn bind<F: Future>(&self, fut: F) -> Instrumented<F> {
+        bind(fut, Frame::from_transaction(self.0.clone()))
+    }
+    /// Like [`Transaction::bind`], but the transaction stays open when `fut` completes,
+    /// until [`Instrumented::take_pending_end`]'s result is dropped.
+    #[cfg(apm_server)]
+    pub(crate) fn bind_until_handed_over<F: Future>(&self, fut: F) -> Instrumented<F> {
+        self.bind(fut).deferring_end()
+    }
+    pub(crate) fn end(&self) {
+        if let Some(t) = &self.0 {
+            transaction::end_transaction(t, None, None, Outcome::Unknown);
+        }
+    }
+    pub(crate) fn context(&self) -> Context {
+        Context(self.0.as_ref().map(|t| (Arc::clone(t), t.id)))
+    }
+    /// Runs `f` on the transaction, if one is recorded.
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&CurrentTransaction<'_>) -> R) -> Option<R> {
+        self.0.as_deref().map(|t| f(&CurrentTransaction(t)))
+    }
+}
+
+/// Keeps a context current on this thread; restores the previous one on drop.
+#[derive(Debug)]
+pub(crate) struct ContextGuard(Option<Token>, NotSend);
+
+impl Drop for ContextGuard {
+    fn drop(&mut self) {
+        if let Some(token) = self.0 {
+            stack::pop(token, None);
+        }
+    }
+}

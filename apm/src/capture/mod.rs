@@ -1,0 +1,37 @@
+//! Capture: what runs on the application's threads. Guards and handles open spans and
+//! transactions on a thread-local stack (`stack`), instrumented futures carry theirs across
+//! polls (`future`), transactions start from a sampling decision or incoming headers
+//! (`sampling`, `propagation`), errors are captured where they happen (`errors`).
+//! Finished records go to the thread's staging buffer in `queue`; nothing here locks, formats,
+//! allocates for static names or waits for I/O.
+//!
+//! With the `enable` feature off, `off.rs` stands in: the same items, doing nothing.
+
+cfg_enable! {
+    mod child_timer;
+    mod errors;
+    mod future;
+    mod handles;
+    pub(crate) mod macro_api;
+    mod propagation;
+    mod sampling;
+    mod shared;
+    mod span;
+    mod stack;
+    mod transaction;
+
+    pub(crate) use future::Instrumented;
+    #[cfg(apm_server)]
+    pub(crate) use future::PendingEnd;
+    #[cfg(apm_client)]
+    pub(crate) use handles::spans_recorded_here;
+    pub(crate) use handles::{
+        with_current_transaction, Context, ContextGuard, Span, SpanGuard,
+        Transaction, TransactionGuard,
+    };
+}
+
+#[cfg(not(feature = "enable"))]
+mod off;
+#[cfg(not(feature = "enable"))]
+pub(crate) use off::*;

@@ -1,0 +1,201 @@
+//! Capture compiled out (`enable` off): the items `mod.rs` exports, each doing nothing, with no
+//! thread-local state. `lib.rs` and the integrations use them as they use the real ones, and CI
+//! builds both, so the two cannot drift apart unnoticed.
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
+
+use crate::types::headers::{HeaderSink, HeaderSource};
+use crate::types::outcome::{LabelValue, Outcome};
+use crate::types::web;
+
+#[derive(Debug)]
+pub(crate) struct TransactionGuard;
+
+impl TransactionGuard {
+    pub(crate) fn start(
+        _name: Cow<'static, str>,
+        _kind: Cow<'static, str>,
+        _headers: Option<&dyn HeaderSource>,
+    ) -> Self {
+        TransactionGuard
+    }
+    pub(crate) fn with<R>(&self, _f: impl FnOnce(&CurrentTransaction) -> R) -> Option<R> {
+        None
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct SpanCore;
+
+impl SpanCore {
+    pub(crate) fn set_subtype(&mut self, _subtype: Cow<'static, str>) {}
+    pub(crate) fn set_action(&mut self, _action: Cow<'static, str>) {}
+    pub(crate) fn set_outcome(&mut self, _outcome: Outcome) {}
+    pub(crate) fn set_label(&mut self, _key: Cow<'static, str>, _value: LabelValue) {}
+    pub(crate) fn set_exit(&mut self) {}
+    pub(crate) fn set_http_request(&mut self, _method: Cow<'static, str>, _url: String) {}
+    pub(crate) fn set_http_status(&mut self, _status: u16) {}
+    pub(crate) fn set_db(
+        &mut self,
+        _kind: Cow<'static, str>,
+        _instance: Option<String>,
+        _statement: Option<String>,
+    ) {
+    }
+    pub(crate) fn set_message_queue(&mut self, _queue: String) {}
+    pub(crate) fn set_service_target(
+        &mut self,
+        _kind: Cow<'static, str>,
+        _name: Option<Cow<'static, str>>,
+    ) {
+    }
+    pub(crate) fn is_recording(&self) -> bool {
+        false
+    }
+    pub(crate) fn id(&self) -> Option<String> {
+        None
+    }
+    pub(crate) fn inject(&self, _sink: &mut dyn HeaderSink) {}
+}
+
+/// The two span handles: both record nothing.
+macro_rules! span_handle {
+    ($($name:ident),*) => {$(
+        #[derive(Debug, Default)]
+        pub(crate) struct $name(SpanCore);
+
+        impl $name {
+            pub(crate) fn start(_name: Cow<'static, str>, _kind: Cow<'static, str>) -> Self {
+                $name(SpanCore)
+            }
+            pub(crate) fn core(&mut self) -> &mut SpanCore {
+                &mut self.0
+            }
+            pub(crate) fn core_ref(&self) -> &SpanCore {
+                &self.0
+            }
+        }
+    )*};
+}
+span_handle!(SpanGuard, Span);
+
+/// Nothing is ever recorded with the agent compiled out.
+#[cfg(apm_client)]
+pub(crate) fn spans_recorded_here() -> bool {
+    false
+}
+
+/// Never made: no transaction is ever recorded.
+#[derive(Debug)]
+pub(crate) enum CurrentTransaction {}
+
+impl CurrentTransaction {
+    pub(crate) fn set_name(&self, _name: Cow<'static, str>) {}
+    pub(crate) fn set_result(&self, _result: Cow<'static, str>) {}
+    pub(crate) fn set_outcome(&self, _outcome: Outcome) {}
+    pub(crate) fn set_label(&self, _key: Cow<'static, str>, _value: LabelValue) {}
+    pub(crate) fn set_request(&self, _request: web::Request) {}
+    pub(crate) fn set_response(&self, _response: web::Response) {}
+    #[cfg(apm_server)]
+    pub(crate) fn default_result(&self, _result: Cow<'static, str>) {}
+    #[cfg(apm_server)]
+    pub(crate) fn default_outcome(&self, _outcome: Outcome) {}
+    #[cfg(apm_server)]
+    pub(crate) fn integration_failed(&self) {}
+    pub(crate) fn is_sampled(&self) -> bool {
+        false
+    }
+    pub(crate) fn trace_id(&self) -> String {
+        String::new()
+    }
+    pub(crate) fn id(&self) -> String {
+        String::new()
+    }
+}
+
+pub(crate) fn with_current_transaction(_f: impl FnOnce(&CurrentTransaction)) {}
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Context;
+
+impl Context {
+    pub(crate) fn current() -> Self {
+        Context
+    }
+    pub(crate) fn is_empty(&self) -> bool {
+        true
+    }
+    pub(crate) fn inject(&self, _sink: &mut dyn HeaderSink) {}
+    pub(crate) fn attach(&self) -> ContextGuard {
+        ContextGuard
+    }
+    pub(crate) fn bind<F: Future>(self, fut: F) -> Instrumented<F> {
+        Instrumented(fut)
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct ContextGuard;
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Transaction;
+
+impl Transaction {
+    pub(crate) fn start(
+        _name: Cow<'static, str>,
+        _kind: Cow<'static, str>,
+        _headers: Option<&dyn HeaderSource>,
+    ) -> Self {
+        Transaction
+    }
+    pub(crate) fn bind<F: Future>(&self, fut: F) -> Instrumented<F> {
+        Instrumented(fut)
+    }
+    #[cfg(apm_server)]
+    pub(crate) fn bind_until_handed_over<F: Future>(&self, fut: F) -> Instrumented<F> {
+        Instrumented(fut)
+    }
+    pub(crate) fn end(&self) {}
+    pub(crate) fn context(&self) -> Context {
+        Context
+    }
+    pub(crate) fn with<R>(&self, _f: impl FnOnce(&CurrentTransaction) -> R) -> Option<R> {
+        None
+    }
+}
+
+/// A future polled as it is.
+#[derive(Debug)]
+pub(crate) struct Instrumented<F>(F);
+
+impl<F: Future> Future for Instrumented<F> {
+    type Output = F::Output;
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
+        // SAFETY: structural pinning of the only field.
+        unsafe { self.map_unchecked_mut(|s| &mut s.0) }.poll(cx)
+    }
+}
+
+#[cfg(apm_server)]
+impl<F> Instrumented<F> {
+    pub(crate) fn take_pending_end(self: Pin<&mut Self>) -> PendingEnd {
+        PendingEnd
+    }
+}
+
+#[cfg(apm_server)]
+#[derive(Debug)]
+pub(crate) struct PendingEnd;
+
+#[cfg(apm_server)]
+impl PendingEnd {
+    #[inline]
+    pub(crate) fn run<R>(&mut self, poll: impl FnOnce() -> R) -> R {
+        poll()
+    }
+    pub(crate) fn end(self) {}
+}

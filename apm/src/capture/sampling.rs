@@ -1,0 +1,111 @@
+//! Where a new transaction's trace comes from: a new root sampled at the live rate, or the
+//! trace of incoming headers, continued or restarted as `trace_continuation_strategy` says.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use super::propagation;
+use crate::queue::tracer::Tracer;
+use crate::types::headers::HeaderSource;
+use crate::types::ids;
+use crate::types::record::Link;
+use crate::types::sample_rate::{self, UNKNOWN_RATE};
+
+/// Where a new transaction's trace comes from.
+pub(super) struct Origin {
+    pub(super) trace_id: u128,
+    pub(super) parent_id: Option<u64>,
+    pub(super) sampled: bool,
+    pub(super) sample_rate: u16,
+    pub(super) tracestate: Option<Arc<str>>,
+    pub(super) links: Vec<Link>,
+}
+
+/// A new root: our sampling decision, our rate in the `es` tracestate entry (other vendors'
+/// entries of a restarted trace kept).
+pub(super) fn root(t: &Tracer, others: &str, links: Vec<Link>) -> Origin {
+    let (sampled, rate) = sample(t);
+    Origin {
+        trace_id: ids::next_u128(),
+        parent_id: None,
+        sampled,
+        sample_rate: rate,
+        tracestate: if others.is_empty() {
+            es_entry(rate)
+        } else {
+            propagation::format_tracestate(Some(f64::from(rate) / 10_000.0), others).map(Into::into)
+        },
+        links,
+    }
+}
+
+/// `es=s:<rate>`, formatted once per thread and rate (formatting it per transaction cost more
+/// than the rest of starting one).
+fn es_entry(rate: u16) -> Option<Arc<str>> {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(u16, Arc<str>)>> = const { std::cell::RefCell::new(None) };
+    }
+    let make = || propagation::format_tracestate(Some(f64::from(rate) / 10_000.0), "");
+    LAST.try_with(|last| {
+        let mut last = last.try_borrow_mut().ok()?;
+        match &*last {
+            Some((r, s)) if *r == rate => Some(Arc::clone(s)),
+            _ => {
+                let s: Arc<str> = make()?.into();
+                *last = Some((rate, Arc::clone(&s)));
+                Some(s)
+            }
+        }
+    })
+    .ok()
+    .flatten()
+    .or_else(|| make().map(Into::into))
+}
+
+/// The trace context of incoming `headers`, per `trace_continuation_strategy`
+/// (specs/agents/trace-continuation.md): continue it, or restart with a span link to it
+/// (`restart`; `restart_external` only when the caller is not an Elastic agent, i.e. sent no
+/// `es` tracestate entry).
+pub(super) fn from_headers(t: &Tracer, headers: &dyn HeaderSource) -> Origin {
+    let Some(parent) = propagation::find_traceparent(headers) else {
+        return root(t, "", Vec::new());
+    };
+    let state = propagation::find_tracestate(headers).unwrap_or_default();
+    let restart = match t.live.continuation.load(Relaxed) {
+        1 => true,
+        2 => !state.has_es,
+        _ => false,
+    };
+    if restart {
+        return root(t, &state.others, vec![Link {
+                trace_id: parent.trace_id,
+                span_id: parent.parent_id,
+            }]);
+    }
+    let sample_rate = match (parent.sampled, state.sample_rate) {
+        (false, _) => 0,
+        (true, Some(r)) => sample_rate::to_fixed(r),
+        (true, None) => UNKNOWN_RATE,
+    };
+    Origin {
+        trace_id: parent.trace_id,
+        parent_id: Some(parent.parent_id),
+        sampled: parent.sampled,
+        sample_rate,
+        // Downstream the upstream's entries travel on as received; we never write `es` here.
+        tracestate: propagation::format_tracestate_raw(&state).map(Into::into),
+        links: Vec::new(),
+    }
+}
+
+/// The sampling decision for a new root transaction, and the rate (× 10 000) it was taken at.
+#[inline]
+fn sample(t: &Tracer) -> (bool, u16) {
+    let rate = t.live.sample_rate.load(Relaxed).min(10_000);
+    let sampled = match rate {
+        0 => false,
+        10_000 => true,
+        r => (ids::next_u64() % 10_000) < u64::from(r),
+    };
+    (sampled, rate as u16)
+}

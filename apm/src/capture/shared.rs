@@ -1,0 +1,130 @@
+//! What the threads recording one transaction share: its identity and sampling decision,
+//! span counts, and the state only the manual API and the transaction's end touch.
+
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use super::child_timer::EndedElsewhere;
+use crate::types::clock::Tick;
+use crate::types::outcome::{LabelValue, Outcome};
+use crate::types::span_context::Labels;
+use crate::types::record::{Link, TransactionName};
+use crate::types::web;
+
+/// What the threads recording one transaction share.
+#[derive(Debug)]
+pub(crate) struct TxnShared {
+    pub(crate) trace_id: u128,
+    pub(crate) id: u64,
+    pub(crate) parent_id: Option<u64>,
+    pub(crate) sampled: bool,
+    pub(crate) sample_rate: u16,
+    pub(crate) max_spans: u32,
+    /// Spans recorded so far (counts towards `transaction_max_spans`).
+    pub(crate) started: AtomicU32,
+    /// Spans not recorded because of the limit.
+    pub(crate) dropped: AtomicU32,
+    /// The `tracestate` to send downstream (`None`: send none).
+    pub(crate) tracestate: Option<Arc<str>>,
+    /// Span links (a restarted trace points at the one it came from).
+    pub(crate) links: Vec<Link>,
+    pub(crate) start: Tick,
+    /// An error was captured where the transaction itself was current (its own entry, or a
+    /// context bound to it on another thread or in another future): it fails, unless the
+    /// application set an outcome (spec: `outcome.feature`).
+    pub(crate) errored: AtomicBool,
+    /// Touched only by the manual API and once at the end: never on a span's path.
+    pub(crate) state: Mutex<TxnState>,
+    /// Children off the stack that ended where their parent was not current (another task or
+    /// thread), until the parent hears of them (breakdown metrics).
+    pub(crate) ended_elsewhere: EndedElsewhere,
+}
+
+#[derive(Debug)]
+pub(crate) struct TxnState {
+    pub(crate) name: TransactionName,
+    pub(crate) result: Option<Cow<'static, str>>,
+    /// Set by the application: wins over everything else.
+    pub(crate) outcome: Option<Outcome>,
+    /// Set by an integration: gives way to the application's and to a captured error.
+    pub(crate) integration_outcome: Option<Outcome>,
+    pub(crate) labels: Labels,
+    pub(crate) request: Option<Box<web::Request>>,
+    pub(crate) response: Option<Box<web::Response>>,
+    pub(crate) ended: bool,
+}
+
+impl TxnShared {
+    // Mutations of the running transaction (manual API and integrations): never on a span's path.
+    pub(crate) fn set_name(&self, name: Cow<'static, str>) {
+        let mut st = self.state.lock();
+        let kind = match &st.name {
+            TransactionName::Static(m) => Cow::Borrowed(m.kind),
+            TransactionName::Dynamic(_, k) => k.clone(),
+        };
+        st.name = TransactionName::Dynamic(name, kind);
+    }
+    pub(crate) fn set_request(&self, request: web::Request) {
+        self.state.lock().request = Some(Box::new(request));
+    }
+    pub(crate) fn set_response(&self, response: web::Response) {
+        self.state.lock().response = Some(Box::new(response));
+    }
+    pub(crate) fn set_result(&self, result: Cow<'static, str>) {
+        self.state.lock().result = Some(result);
+    }
+    /// An integration's result, unless the application set one (the application's wins).
+    #[cfg(apm_server)]
+    pub(crate) fn default_result(&self, result: Cow<'static, str>) {
+        self.state.lock().result.get_or_insert(result);
+    }
+    /// An integration's outcome: the application's, or a captured error, win over it (specs:
+    /// outcome.feature).
+    #[cfg(apm_server)]
+    pub(crate) fn default_outcome(&self, outcome: Outcome) {
+        self.state.lock().integration_outcome.get_or_insert(outcome);
+    }
+    /// An integration saw the transaction fail (an error instead of a response, a panic): over
+    /// any outcome integrations derived, under the application's.
+    #[cfg(apm_server)]
+    pub(crate) fn integration_failed(&self) {
+        self.state.lock().integration_outcome = Some(Outcome::Failure);
+    }
+    pub(crate) fn set_outcome(&self, outcome: Outcome) {
+        self.state.lock().outcome = Some(outcome);
+    }
+    pub(crate) fn set_label(&self, key: Cow<'static, str>, value: LabelValue) {
+        let mut st = self.state.lock();
+        if let Some(slot) = st.labels.iter_mut().find(|(k, _)| *k == key) {
+            slot.1 = value;
+        } else {
+            st.labels.push((key, value));
+        }
+    }
+
+    /// Reserves up to `n` places for spans at once; returns how many were granted (fewer near
+    /// `transaction_max_spans`, none beyond it).
+    pub(crate) fn reserve_spans(&self, n: u32) -> u32 {
+        let before = self.started.fetch_add(n, Relaxed);
+        let granted = self.max_spans.saturating_sub(before).min(n);
+        if granted < n {
+            self.started.fetch_sub(n - granted, Relaxed);
+        }
+        granted
+    }
+
+    /// Reserves a place for one more span; `false` (and counted as dropped) beyond the limit.
+    #[inline]
+    pub(crate) fn reserve_span(&self) -> bool {
+        if self.started.fetch_add(1, Relaxed) < self.max_spans {
+            true
+        } else {
+            self.started.fetch_sub(1, Relaxed);
+            self.dropped.fetch_add(1, Relaxed);
+            false
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! Spans opened through handles (manual guards, futures' frames, integrations' detached
+//! spans): the hot path of a span whose record lives in its handle until it ends. Ending it
+//! appends the record to this thread's staging buffer. No lock, no allocation for static
+//! names, no I/O, no formatting; nothing here can panic into the application.
+//!
+//! The spans of `#[apm::span]` functions on sync code take a shorter path: their record waits
+//! on the context stack ([`super::stack::enter_static_span`]).
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use super::stack::{self, ChildTimer, Token};
+use super::shared::TxnShared;
+use crate::queue::{staging, tracer};
+use crate::types::clock::{self, Tick};
+use crate::types::ids;
+use crate::types::meta::SpanMeta;
+use crate::types::record::{DynamicSpanName, Event, SpanName, SpanRecord};
+use crate::types::span_context::SpanExtra;
+use crate::types::outcome::{LabelValue, Outcome};
+
+/// A span being recorded.
+#[derive(Debug)]
+pub(crate) struct ActiveSpan {
+    pub(crate) rec: SpanRecord,
+    /// The outcome was set explicitly (even to `unknown`, e.g. a cancelled call); otherwise
+    /// it is derived when the span ends.
+    outcome_set: bool,
+    /// Its transaction: where the span, or a child of it that ended elsewhere, tells its
+    /// parent about an end the parent did not see (breakdown metrics).
+    txn: Arc<TxnShared>,
+    /// Opened beside the stack and counted as running by its parent, which must hear of its
+    /// end.
+    counted_by_parent: bool,
+}
+
+/// How a new span relates to this thread's stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Pushed: current on this thread until it ends (guards).
+    Enter,
+    /// Not on the stack: carried by a future that enters it on each poll, or a handle for a
+    /// call whose progress happens elsewhere (an HTTP client's request awaited in a task).
+    /// Counted in its parent's child time from its start to its end when it starts where the
+    /// parent's own entry is current (it may end anywhere).
+    Beside,
+}
+
+/// Opens a span under the current transaction/span. `None` when there is nothing to record:
+/// agent off, no current transaction, unsampled, or over `transaction_max_spans`.
+#[inline]
+pub(crate) fn open_span(name: SpanName, mode: Mode) -> Option<(ActiveSpan, Option<Token>)> {
+    if !tracer::is_active() || !stack::may_record_spans() {
+        return None;
+    }
+    let decide = |txn: &Arc<TxnShared>, parent: u64| {
+        let id = ids::next_u64();
+        (id, (Arc::clone(txn), parent, id))
+    };
+    let start = clock::now();
+    let (slot, (txn, parent_id, id)) = if mode == Mode::Enter {
+        let (slot, ctx) = stack::push_child(start, decide)?;
+        (Some(slot), ctx)
+    } else {
+        let (_, ctx) = stack::with_current(|txn, parent| {
+            (txn.sampled && txn.reserve_span()).then(|| decide(txn, parent))
+        })
+        .flatten()?;
+        (None, ctx)
+    };
+    // The current entry is the parent: it counts the child if it is the span or transaction
+    // itself.
+    let counted_by_parent = mode == Mode::Beside && stack::child_started_here(parent_id, start);
+    Some((
+        ActiveSpan {
+            outcome_set: false,
+            rec: SpanRecord {
+                trace_id: txn.trace_id,
+                transaction_id: txn.id,
+                parent_id,
+                id,
+                name,
+                start,
+                end: start,
+                sample_rate: txn.sample_rate,
+                outcome: Outcome::Unknown,
+                extra: None,
+                child_ns: 0,
+            },
+            txn,
+            counted_by_parent,
+        },
+        slot,
+    ))
+}
+
+impl ActiveSpan {
+    /// The transaction the span belongs to.
+    #[inline]
+    pub(crate) fn transaction(&self) -> &Arc<TxnShared> {
+        &self.txn
+    }
+
+    /// Ends the span opened on the stack with `token`: the outcome is failure while a panic
+    /// unwinds, success if none was set.
+    #[inline]
+    pub(crate) fn end(self, token: Token) {
+        let end = clock::now();
+        let timer = stack::pop(token, Some(end)).unwrap_or_default();
+        self.finish(end, timer);
+    }
+
+    /// Ends a span opened beside the stack, whose own children ran for `timer`.
+    pub(crate) fn end_beside(self, timer: &ChildTimer) {
+        let end = clock::now();
+        if self.counted_by_parent && !stack::child_ended_under(self.rec.parent_id, end) {
+            self.txn.ended_elsewhere.record(self.rec.parent_id, end);
+        }
+        self.finish(end, *timer);
+    }
+
+    #[inline]
+    fn finish(mut self, end: Tick, mut timer: ChildTimer) {
+        timer.settle(&self.txn.ended_elsewhere, self.rec.id);
+        let timer = &timer;
+        self.rec.end = end;
+        self.rec.child_ns = timer.busy_until(end);
+        self.rec.outcome = if std::thread::panicking() || timer.errored && !self.outcome_set {
+            Outcome::Failure
+        } else if self.rec.outcome == Outcome::Unknown && !self.outcome_set {
+            Outcome::Success
+        } else {
+            self.rec.outcome
+        };
+        staging::push(Event::Span(self.rec));
+    }
+
+    /// An explicit outcome (the application's or an integration's): kept as set.
+    #[inline]
+    pub(crate) fn set_outcome(&mut self, outcome: Outcome) {
+        self.rec.outcome = outcome;
+        self.outcome_set = true;
+    }
+
+    /// An outcome derived by instrumentation (a `Result`, a future's end), unless one was
+    /// set explicitly.
+    #[inline]
+    pub(crate) fn default_outcome(&mut self, outcome: Outcome) {
+        if !self.outcome_set {
+            self.rec.outcome = outcome;
+        }
+    }
+
+    /// The span's optional parts, created on first use.
+    pub(crate) fn extra(&mut self) -> &mut SpanExtra {
+        self.rec.extra.get_or_insert_with(Default::default)
+    }
+
+    pub(crate) fn set_label(&mut self, key: Cow<'static, str>, value: LabelValue) {
+        self.extra().labels.push((key, value));
+    }
+    pub(crate) fn set_subtype(&mut self, subtype: Cow<'static, str>) {
+        self.rec.name.make_dynamic().subtype = Some(subtype);
+    }
+    pub(crate) fn set_action(&mut self, action: Cow<'static, str>) {
+        self.rec.name.make_dynamic().action = Some(action);
+    }
+}
+
+pub(crate) fn dynamic_span_name(name: Cow<'static, str>, kind: Cow<'static, str>) -> SpanName {
+    SpanName::Dynamic(Box::new(DynamicSpanName {
+        name,
+        kind,
+        subtype: None,
+        action: None,
+    }))
+}
+
+pub(crate) fn static_span_name(meta: &'static SpanMeta) -> SpanName {
+    SpanName::Static(meta)
+}

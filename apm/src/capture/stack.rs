@@ -1,0 +1,498 @@
+//! The thread-local stack of what is current: a transaction, then the spans opened inside it.
+//!
+//! An entry that owns a reference to its transaction is pushed when a transaction starts, a
+//! future is polled or a context is attached; span entries above it hold no reference, so
+//! starting a span touches no reference count. Always accessed with `try_with`:
+//! during thread teardown the stack is simply absent.
+
+use std::cell::RefCell;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+pub(crate) use super::child_timer::ChildTimer;
+use super::shared::TxnShared;
+use crate::queue::staging;
+use crate::types::clock::Tick;
+use crate::types::ids;
+use crate::types::meta::SpanMeta;
+use crate::types::record::{Event, SpanName, SpanRecord};
+use crate::types::outcome::Outcome;
+
+#[derive(Debug)]
+pub(crate) struct Entry {
+    /// The id children of this entry take as `parent_id` (a span id, or the transaction id).
+    pub(crate) id: u64,
+    /// Identifies the entry for its guard: entries are found by token, never by position, so
+    /// closes in any order and futures polled at any depth find their own.
+    token: Token,
+    /// Set on entries that own their transaction; span entries belong to the nearest owner
+    /// below them.
+    owner: Option<Arc<TxnShared>>,
+    timer: ChildTimer,
+    /// On owner entries: span places reserved from the transaction and not used yet. Spans
+    /// take them from here, so that a span touches no shared counter (an atomic per span,
+    /// and the wait for the stores before it, was the largest single cost of a span).
+    budget: u32,
+    /// On owner entries: spans not recorded because of `transaction_max_spans`.
+    over_limit: u32,
+    /// On the entries of `#[apm::span]` functions: the span itself, kept here until it ends
+    /// (its guard holds only the token, so nothing is copied around on the way).
+    span: Option<StaticSpan>,
+}
+
+/// A span of a `#[apm::span]` function while it runs.
+#[derive(Debug)]
+struct StaticSpan {
+    meta: &'static SpanMeta,
+    start: Tick,
+    parent_id: u64,
+    trace_id: u128,
+    transaction_id: u64,
+    sample_rate: u16,
+}
+
+/// Span places an owner entry reserves at once. While an entry holds some, the
+/// transaction's `started` count includes them (at most this many too many, and only for
+/// entries still open on other threads when the transaction ends).
+const SPAN_BUDGET: u32 = 16;
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        if let Some(txn) = &self.owner {
+            if self.budget > 0 {
+                txn.started.fetch_sub(self.budget, Relaxed);
+            }
+            if self.over_limit > 0 {
+                txn.dropped.fetch_add(self.over_limit, Relaxed);
+            }
+        }
+    }
+}
+
+thread_local! {
+    static STACK: RefCell<Vec<Entry>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Tells the staging buffer whether the current transaction is sampled, after the stack
+/// changed: that flag is also what [`may_record_spans`] reads.
+#[inline]
+fn refresh(stack: &[Entry]) {
+    staging::set_in_recorded_transaction(owner(stack).is_some_and(|t| t.sampled));
+}
+
+/// `false` when a span opened now would record nothing (no transaction, or unsampled): one
+/// read of a `const` thread-local, so that spans of unsampled transactions (and spans outside
+/// any) stop there.
+#[inline]
+pub(crate) fn may_record_spans() -> bool {
+    staging::in_recorded_transaction()
+}
+
+/// What a guard keeps to close its entry: a random 64-bit value (a span's own id for spans).
+pub(crate) type Token = u64;
+
+#[inline]
+fn owner(stack: &[Entry]) -> Option<&Arc<TxnShared>> {
+    stack[owner_index(stack)?].owner.as_ref()
+}
+
+/// Where the nearest entry that owns its transaction is.
+#[inline]
+fn owner_index(stack: &[Entry]) -> Option<usize> {
+    // Usually the top entry itself (a transaction or a future's frame), or just below it.
+    stack.iter().rposition(|e| e.owner.is_some())
+}
+
+/// Runs `f` with the current transaction and the id that a new child would take as parent.
+#[inline]
+pub(crate) fn with_current<R>(f: impl FnOnce(&Arc<TxnShared>, u64) -> R) -> Option<R> {
+    STACK
+        .try_with(|s| {
+            let s = s.try_borrow().ok()?;
+            let top = s.last()?;
+            Some(f(owner(&s)?, top.id))
+        })
+        .ok()
+        .flatten()
+}
+
+/// Opens a span, started at `start`, as a child of the current entry, if the current
+/// transaction is sampled and below `transaction_max_spans`: `decide` sees the transaction and
+/// the parent id and returns the child's id (also its token) plus anything else.
+#[inline]
+pub(crate) fn push_child<R>(
+    start: Tick,
+    decide: impl FnOnce(&Arc<TxnShared>, u64) -> (u64, R),
+) -> Option<(Token, R)> {
+    STACK
+        .try_with(|s| {
+            let mut s = s.try_borrow_mut().ok()?;
+            let parent = s.last()?.id;
+            let at = owner_index(&s)?;
+            let (id, r) = decide(reserve_span(&mut s[at])?, parent);
+            push_span_entry(&mut s, id, start, None);
+            Some((id, r))
+        })
+        .ok()
+        .flatten()
+}
+
+/// Pushes a span's entry (its id is its token) above the current one, which learns that a
+/// child started.
+#[inline]
+fn push_span_entry(s: &mut Vec<Entry>, id: u64, start: Tick, span: Option<StaticSpan>) {
+    if s.last().is_some_and(|top| top.timer.may_owe()) {
+        settle_top(s);
+    }
+    if let Some(top) = s.last_mut() {
+        top.timer.child_started(start);
+    }
+    s.push(Entry {
+        id,
+        token: id,
+        owner: None,
+        timer: ChildTimer::default(),
+        budget: 0,
+        over_limit: 0,
+        span,
+    });
+}
+
+/// Takes a span place from the owner entry `e`: its transaction when the span may be recorded
+/// (sampled, below `transaction_max_spans`).
+#[inline]
+fn reserve_span(e: &mut Entry) -> Option<&Arc<TxnShared>> {
+    let Entry {
+        owner,
+        budget,
+        over_limit,
+        ..
+    } = e;
+    let txn = owner.as_ref()?;
+    if !txn.sampled {
+        return None;
+    }
+    // Past the limit once, past it for good: no shared counter touched again.
+    if *budget == 0 && *over_limit == 0 {
+        *budget = txn.reserve_spans(SPAN_BUDGET);
+    }
+    if *budget == 0 {
+        *over_limit = over_limit.saturating_add(1);
+        return None;
+    }
+    *budget -= 1;
+    Some(txn)
+}
+
+/// Opens the span of a `#[apm::span]` function, started at `start`, as a child of the current
+/// entry; `None` when nothing is recorded. The span lives on the stack until
+/// [`exit_static_span`].
+#[inline]
+pub(crate) fn enter_static_span(meta: &'static SpanMeta, start: Tick) -> Option<Token> {
+    STACK
+        .try_with(|s| {
+            let mut s = s.try_borrow_mut().ok()?;
+            let parent_id = s.last()?.id;
+            let at = owner_index(&s)?;
+            let txn = reserve_span(&mut s[at])?;
+            let span = StaticSpan {
+                meta,
+                start,
+                parent_id,
+                trace_id: txn.trace_id,
+                transaction_id: txn.id,
+                sample_rate: txn.sample_rate,
+            };
+            let id = ids::next_u64();
+            push_span_entry(&mut s, id, start, Some(span));
+            Some(id)
+        })
+        .ok()
+        .flatten()
+}
+
+/// Closes the span opened by [`enter_static_span`] and hands its record to the buffer.
+#[inline]
+pub(crate) fn exit_static_span(token: Token, end: Tick, outcome: Outcome) {
+    let _ = STACK.try_with(|s| {
+        let Ok(mut s) = s.try_borrow_mut() else {
+            return;
+        };
+        if s.last().is_none_or(|e| e.token != token) {
+            // Closed out of order: the general path.
+            if let Some(i) = s.iter().rposition(|e| e.token == token) {
+                if s[i].timer.may_owe() {
+                    settle_entry(&mut s, i);
+                }
+            }
+            let Some(closed) = close(&mut s, token, Some(end)) else {
+                return;
+            };
+            if let Some(span) = &closed.span {
+                let outcome = errored_outcome(outcome, &closed.timer);
+                let record = span.record(closed.id, end, outcome, &closed.timer);
+                staging::push_with(|| Event::Span(record));
+            }
+            return;
+        }
+        let top = s.len() - 1;
+        if s[top].timer.may_owe() {
+            settle_top(&mut s);
+        }
+        // Read in place and truncate: moving the entry out would copy it.
+        if let Some(span) = &s[top].span {
+            let (id, timer) = (s[top].id, &s[top].timer);
+            let outcome = errored_outcome(outcome, timer);
+            staging::push_with(|| Event::Span(span.record(id, end, outcome, timer)));
+        }
+        s.truncate(top);
+        if let Some(below) = s.last_mut() {
+            below.timer.child_ended(end);
+        }
+    });
+}
+
+/// A `#[apm::span]` function's outcome (derived from what it returned) gives way to a
+/// failure when an error was captured inside it.
+#[inline]
+fn errored_outcome(derived: Outcome, timer: &ChildTimer) -> Outcome {
+    if timer.errored {
+        Outcome::Failure
+    } else {
+        derived
+    }
+}
+
+impl StaticSpan {
+    #[inline(always)]
+    fn record(&self, id: u64, end: Tick, outcome: Outcome, timer: &ChildTimer) -> SpanRecord {
+        SpanRecord {
+            trace_id: self.trace_id,
+            transaction_id: self.transaction_id,
+            parent_id: self.parent_id,
+            id,
+            name: SpanName::Static(self.meta),
+            start: self.start,
+            end,
+            sample_rate: self.sample_rate,
+            outcome,
+            extra: None,
+            child_ns: timer.busy_until(end),
+        }
+    }
+}
+
+/// An error was captured while the current entry was current.
+pub(crate) fn error_captured_here() {
+    with_top(|top| top.timer.errored = true);
+}
+
+/// Where the entry of `parent_id` whose timer counts is on the stack (the span or transaction
+/// itself, not a context carried here).
+fn counting_entry(s: &[Entry], parent_id: u64) -> Option<usize> {
+    s.iter()
+        .rposition(|e| e.id == parent_id && !e.timer.discarded)
+}
+
+/// A child off the stack started under the current entry, whose id is `parent_id`. `false`
+/// when the parent's own entry is not on this thread's stack (only a context carried here):
+/// the child is not counted, and need not report its end.
+pub(crate) fn child_started_here(parent_id: u64, at: Tick) -> bool {
+    STACK
+        .try_with(|s| {
+            let Ok(mut s) = s.try_borrow_mut() else {
+                return false;
+            };
+            let Some(i) = counting_entry(&s, parent_id) else {
+                return false;
+            };
+            if s[i].timer.may_owe() {
+                settle_entry(&mut s, i);
+            }
+            s[i].timer.child_started(at);
+            s[i].timer.off_stack = true;
+            true
+        })
+        .unwrap_or(false)
+}
+
+/// A child off the stack ended: its parent, found by id on this thread's stack, learns it.
+/// `false` when the parent is not there (the child ended in another task or thread): the
+/// caller tells the transaction instead.
+pub(crate) fn child_ended_under(parent_id: u64, end: Tick) -> bool {
+    STACK
+        .try_with(|s| {
+            let Ok(mut s) = s.try_borrow_mut() else {
+                return false;
+            };
+            match counting_entry(&s, parent_id) {
+                Some(i) => {
+                    s[i].timer.child_ended(end);
+                    true
+                }
+                None => false,
+            }
+        })
+        .unwrap_or(false)
+}
+
+/// Lets the current entry hear of its children that ended elsewhere (rare: only entries
+/// with children off the stack still counted as running get here).
+#[cold]
+fn settle_top(s: &mut [Entry]) {
+    if let Some(top) = s.len().checked_sub(1) {
+        settle_entry(s, top);
+    }
+}
+
+#[cold]
+fn settle_entry(s: &mut [Entry], i: usize) {
+    let Some(at) = owner_index(&s[..=i]) else {
+        return;
+    };
+    // The owner's transaction and the entry's timer, borrowed apart (no `Arc` clone).
+    let (below, from_i) = s.split_at_mut(i);
+    let entry = &mut from_i[0];
+    let txn = if at == i {
+        entry.owner.as_deref()
+    } else {
+        below[at].owner.as_deref()
+    };
+    if let Some(txn) = txn {
+        entry.timer.settle(&txn.ended_elsewhere, entry.id);
+    }
+}
+
+fn with_top(f: impl FnOnce(&mut Entry)) {
+    let _ = STACK.try_with(|s| {
+        if let Some(top) = s.try_borrow_mut().ok().as_mut().and_then(|s| s.last_mut()) {
+            f(top);
+        }
+    });
+}
+
+/// Makes `txn` current with `id` as the parent of what opens next; `timer` carries the time
+/// its children ran so far (a future polled again).
+/// `own_timer`: the entry is the span or transaction itself, whose children's time counts;
+/// not a context carried elsewhere, whose timer nobody reads.
+pub(crate) fn push_owner(
+    txn: Arc<TxnShared>,
+    id: u64,
+    timer: ChildTimer,
+    own_timer: bool,
+) -> Option<Token> {
+    let token = ids::next_u64();
+    STACK
+        .try_with(|s| {
+            let mut s = s.try_borrow_mut().ok()?;
+            s.push(Entry {
+                id,
+                token,
+                owner: Some(txn),
+                timer: timer.discarding(!own_timer),
+                budget: 0,
+                over_limit: 0,
+                span: None,
+            });
+            refresh(&s);
+            Some(token)
+        })
+        .ok()
+        .flatten()
+}
+
+/// Closes the entry opened with `token`, wherever it is on this thread's stack (guards may be
+/// dropped out of order; they cannot move to another thread: they are `!Send`). With `end`,
+/// the entry below learns that its child ended. Returns the closed entry's child timer.
+#[inline]
+pub(crate) fn pop(token: Token, end: Option<Tick>) -> Option<ChildTimer> {
+    STACK
+        .try_with(|s| {
+            let mut s = s.try_borrow_mut().ok()?;
+            close(&mut s, token, end).map(|closed| closed.timer)
+        })
+        .ok()
+        .flatten()
+}
+
+#[inline]
+fn close(s: &mut Vec<Entry>, token: Token, end: Option<Tick>) -> Option<Entry> {
+    let (i, closed) = if s.last().is_some_and(|e| e.token == token) {
+        (s.len() - 1, s.pop()?)
+    } else {
+        let i = s.iter().rposition(|e| e.token == token)?;
+        (i, s.remove(i))
+    };
+    if let (Some(end), Some(below)) = (end, i.checked_sub(1)) {
+        s[below].timer.child_ended(end);
+    }
+    if closed.owner.is_some() || i < s.len() {
+        refresh(s);
+    }
+    Some(closed)
+}
+
+/// Leaves the entry opened with `token` and everything opened above it: the entries above are
+/// returned (a future yielding with guards still open keeps them for its next poll), with the
+/// entry's child timer.
+pub(crate) fn leave(token: Token) -> (Vec<Entry>, Option<ChildTimer>) {
+    STACK
+        .try_with(|s| {
+            let Ok(mut s) = s.try_borrow_mut() else {
+                return (Vec::new(), None);
+            };
+            match s.iter().rposition(|e| e.token == token) {
+                Some(i) => {
+                    let above = s.split_off(i + 1);
+                    let timer = s.pop().map(|e| e.timer);
+                    refresh(&s);
+                    (above, timer)
+                }
+                None => (Vec::new(), None),
+            }
+        })
+        .unwrap_or_default()
+}
+
+/// Puts back entries returned by [`leave`] (the future is polled again).
+pub(crate) fn restore(entries: &mut Vec<Entry>) {
+    let _ = STACK.try_with(|s| {
+        if let Ok(mut s) = s.try_borrow_mut() {
+            if !entries.is_empty() {
+                s.append(entries);
+                refresh(&s);
+            }
+        }
+    });
+}
+
+/// The current transaction and parent id, as an owned snapshot.
+pub(crate) fn snapshot() -> Option<(Arc<TxnShared>, u64)> {
+    with_current(|t, parent| (Arc::clone(t), parent))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every span writes one entry and one record: their sizes are part of its cost
+    /// (BENCHMARKS.md).
+    #[test]
+    fn the_hot_path_structures_stay_small() {
+        assert!(
+            std::mem::size_of::<ChildTimer>() <= 32,
+            "{}",
+            std::mem::size_of::<ChildTimer>()
+        );
+        assert!(
+            std::mem::size_of::<Entry>() <= 128,
+            "{}",
+            std::mem::size_of::<Entry>()
+        );
+        assert!(
+            std::mem::size_of::<Event>() <= 96,
+            "{}",
+            std::mem::size_of::<Event>()
+        );
+    }
+}

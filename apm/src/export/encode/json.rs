@@ -1,0 +1,179 @@
+//! Hand-written JSON for the fields every span has (ids, names, timestamps, durations): the
+//! transport writes millions of them a second, and going through serde's generic machinery
+//! cost more than all the rest of the pipeline (compression included).
+
+use crate::util::text::truncate;
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// `"` + the lowercase hex of `v`'s low `N * 4` bits + `"` (`N` a multiple of 8).
+#[inline]
+pub(crate) fn hex<const N: usize>(out: &mut Vec<u8>, v: u128) {
+    let mut buf = [0u8; 34];
+    buf[0] = b'"';
+    for (i, chunk) in buf[1..=N].chunks_exact_mut(8).enumerate() {
+        let shift = (N - 8 * (i + 1)) * 4;
+        chunk.copy_from_slice(&hex8((v >> shift) as u32));
+    }
+    buf[N + 1] = b'"';
+    out.extend_from_slice(&buf[..N + 2]);
+}
+
+/// The 8 hex digits of `v`, computed for all nibbles at once in one 64-bit word (three ids
+/// a span, 80 digits: a table lookup per digit was a visible part of writing a span).
+#[inline]
+fn hex8(v: u32) -> [u8; 8] {
+    // One nibble per byte, the least significant nibble in the lowest byte.
+    let mut x = u64::from(v);
+    x = ((x & 0xffff_0000) << 16) | (x & 0xffff);
+    x = ((x & 0x0000_ff00_0000_ff00) << 8) | (x & 0x0000_00ff_0000_00ff);
+    x = ((x & 0x00f0_00f0_00f0_00f0) << 4) | (x & 0x000f_000f_000f_000f);
+    // 1 in the bytes whose nibble is 10 or more; those become letters.
+    let letters = ((x + 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101;
+    let ascii = x + 0x3030_3030_3030_3030 + letters * u64::from(b'a' - b'0' - 10);
+    // Most significant digit first.
+    ascii.swap_bytes().to_le_bytes()
+}
+
+/// A JSON string of `text` cut to `limit` characters.
+#[inline]
+pub(crate) fn string(out: &mut Vec<u8>, text: &str, limit: usize) {
+    // A string of at most `limit` bytes has at most `limit` characters: no counting needed.
+    if text.len() <= limit {
+        escaped(out, text);
+    } else {
+        escaped(out, &truncate(text, limit));
+    }
+}
+
+fn escaped(out: &mut Vec<u8>, text: &str) {
+    out.push(b'"');
+    let bytes = text.as_bytes();
+    let mut clean = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f => {
+                out.extend_from_slice(&bytes[clean..i]);
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(b >> 4)]);
+                out.push(HEX[usize::from(b & 0xf)]);
+                clean = i + 1;
+                continue;
+            }
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[clean..i]);
+        out.extend_from_slice(escape);
+        clean = i + 1;
+    }
+    out.extend_from_slice(&bytes[clean..]);
+    out.push(b'"');
+}
+
+/// An unsigned integer in decimal.
+#[inline]
+pub(crate) fn uint(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+}
+
+/// Nanoseconds as milliseconds, exactly (up to six decimals, trailing zeros left out), as the
+/// intake's `duration` fields want them.
+#[inline]
+pub(crate) fn millis(out: &mut Vec<u8>, nanos: u64) {
+    fixed::<6>(out, nanos, 1_000_000);
+}
+
+/// A fixed-point number with four decimals (`v` / 10 000), trailing zeros left out.
+#[inline]
+pub(crate) fn fixed4(out: &mut Vec<u8>, v: u16) {
+    fixed::<4>(out, u64::from(v), 10_000);
+}
+
+/// `v / scale` with `DECIMALS` decimals (`scale` = 10^`DECIMALS`), trailing zeros left out.
+#[inline]
+fn fixed<const DECIMALS: usize>(out: &mut Vec<u8>, v: u64, scale: u64) {
+    uint(out, v / scale);
+    let mut frac = v % scale;
+    if frac != 0 {
+        let mut digits = [b'0'; 7];
+        digits[0] = b'.';
+        for d in digits[1..=DECIMALS].iter_mut().rev() {
+            *d = b'0' + (frac % 10) as u8;
+            frac /= 10;
+        }
+        let end = digits[..=DECIMALS]
+            .iter()
+            .rposition(|&d| d != b'0')
+            .map_or(1, |i| i + 1);
+        out.extend_from_slice(&digits[..end]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(f: impl FnOnce(&mut Vec<u8>)) -> String {
+        let mut out = Vec::new();
+        f(&mut out);
+        String::from_utf8(out).expect("utf-8")
+    }
+
+    #[test]
+    fn strings_are_escaped_as_serde_json_does() {
+        for text in [
+            "plain",
+            "",
+            "quote \" backslash \\ newline \n tab \t cr \r",
+            "control \u{1} \u{1f} end",
+            "unicode é ✓ 🦀",
+        ] {
+            let ours = s(|o| string(o, text, 1024));
+            assert_eq!(ours, serde_json::to_string(text).expect("json"), "{text:?}");
+            assert_eq!(serde_json::from_str::<String>(&ours).expect("valid"), text);
+        }
+    }
+
+    #[test]
+    fn long_strings_are_cut_by_characters() {
+        let text = "é".repeat(1500);
+        let ours = s(|o| string(o, &text, 1024));
+        let back: String = serde_json::from_str(&ours).expect("valid");
+        assert_eq!(back.chars().count(), 1024);
+        assert!(back.ends_with('…'));
+    }
+
+    #[test]
+    fn numbers() {
+        assert_eq!(s(|o| uint(o, 0)), "0");
+        assert_eq!(s(|o| uint(o, u64::MAX)), u64::MAX.to_string());
+        assert_eq!(s(|o| uint(o, 1_700_000_000_123_456)), "1700000000123456");
+        assert_eq!(s(|o| millis(o, 0)), "0");
+        assert_eq!(s(|o| millis(o, 999)), "0.000999");
+        assert_eq!(s(|o| millis(o, 1_234_567)), "1.234567");
+        assert_eq!(s(|o| millis(o, 12_000_000)), "12");
+        assert_eq!(s(|o| millis(o, 5_007_000)), "5.007");
+        assert_eq!(s(|o| millis(o, 40)), "0.00004");
+        assert_eq!(s(|o| fixed4(o, 10_000)), "1");
+        assert_eq!(s(|o| fixed4(o, 5_000)), "0.5");
+        assert_eq!(s(|o| fixed4(o, 1)), "0.0001");
+        assert_eq!(s(|o| fixed4(o, 0)), "0");
+        assert_eq!(s(|o| hex::<16>(o, 0xab)), "\"00000000000000ab\"");
+        // Against the standard formatter, over every digit value in every position.
+        let mut v: u128 = 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210;
+        for _ in 0..1000 {
+            assert_eq!(s(|o| hex::<32>(o, v)), format!("\"{v:032x}\""));
+            assert_eq!(s(|o| hex::<16>(o, v)), format!("\"{:016x}\"", v as u64));
+            v = v.rotate_left(7) ^ v.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+        assert_eq!(
+            s(|o| hex::<32>(o, u128::MAX)),
+            format!("\"{}\"", "f".repeat(32))
+        );
+    }
+}

@@ -1,0 +1,248 @@
+//! A transaction's `context.request` and `context.response`: headers, cookies and form fields
+//! sanitised with `sanitize_field_names`, bodies sent only where `capture_body` allows.
+
+use std::borrow::Cow;
+
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
+
+use super::fields::{Kw, LabelsView};
+use super::service_target::host_port;
+use crate::types::record::TransactionRecord;
+use crate::types::web;
+use crate::util::text::{truncate, LONG_LIMIT};
+use crate::util::wildcard::WildcardList;
+
+/// How request and response details are written: live configuration, compiled on the
+/// transport thread.
+#[derive(Debug, Default)]
+pub(crate) struct Policy {
+    pub(crate) sanitize: WildcardList,
+    pub(crate) capture_headers: bool,
+    /// `capture_body` allows bodies on transactions (`transactions`, `all`) / on errors
+    /// (`errors`, `all`).
+    pub(crate) body_on_transactions: bool,
+    pub(crate) body_on_errors: bool,
+}
+
+const REDACTED: &str = "[REDACTED]";
+
+impl Policy {
+    fn value<'v>(&self, name: &str, value: &'v str) -> &'v str {
+        if self.sanitize.any_match(name) {
+            REDACTED
+        } else {
+            value
+        }
+    }
+}
+
+/// Headers as an object (repeated names as arrays), sanitised; `Cookie` is sent as `cookies`.
+struct HeadersView<'a> {
+    headers: &'a [(String, String)],
+    policy: &'a Policy,
+}
+
+impl Serialize for HeadersView<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut names: Vec<&str> = Vec::new();
+        for (k, _) in self.headers {
+            if !k.eq_ignore_ascii_case("cookie") && !names.iter().any(|n| n.eq_ignore_ascii_case(k))
+            {
+                names.push(k);
+            }
+        }
+        let mut m = s.serialize_map(Some(names.len()))?;
+        for name in names {
+            let values: Vec<&str> = self
+                .headers
+                .iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| self.policy.value(name, v))
+                .collect();
+            match values.as_slice() {
+                [one] => m.serialize_entry(name, &Kw(one))?,
+                many => m.serialize_entry(name, &many.iter().map(|v| Kw(v)).collect::<Vec<_>>())?,
+            }
+        }
+        m.end()
+    }
+}
+
+/// `name=value; …` pairs of every `Cookie` header, sanitised.
+struct CookiesView<'a> {
+    headers: &'a [(String, String)],
+    policy: &'a Policy,
+}
+
+impl CookiesView<'_> {
+    fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("cookie"))
+            .flat_map(|(_, v)| v.split(';'))
+            .filter_map(|pair| {
+                let (k, v) = pair.split_once('=')?;
+                Some((k.trim(), v.trim()))
+            })
+    }
+}
+
+impl Serialize for CookiesView<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        for (k, v) in self.pairs() {
+            m.serialize_entry(k, &Kw(self.policy.value(k, v)))?;
+        }
+        m.end()
+    }
+}
+
+#[derive(Serialize)]
+struct UrlView<'a> {
+    full: Kw<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    protocol: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hostname: Option<Kw<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    port: Option<u16>,
+    pathname: Kw<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    search: Option<Kw<'a>>,
+}
+
+fn url_view(full: &str) -> UrlView<'_> {
+    let (scheme, rest) = full.split_once("://").unwrap_or(("", full));
+    let path_start = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (path_query, _fragment) = rest[path_start..]
+        .split_once('#')
+        .unwrap_or((&rest[path_start..], ""));
+    let (path, query) = match path_query.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path_query, None),
+    };
+    let host_port = host_port(full);
+    let explicit_port = rest[..path_start]
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse::<u16>().ok());
+    UrlView {
+        full: Kw(full),
+        protocol: (!scheme.is_empty()).then(|| format!("{scheme}:")),
+        hostname: host_port.as_ref().and_then(|(h, _)| {
+            let start = full.find(h.as_str())?;
+            Some(Kw(&full[start..start + h.len()]))
+        }),
+        port: explicit_port.or(host_port.map(|(_, p)| p)),
+        pathname: Kw(if path.is_empty() { "/" } else { path }),
+        search: query.map(Kw),
+    }
+}
+
+#[derive(Serialize)]
+struct SocketView<'a> {
+    remote_address: Kw<'a>,
+}
+
+#[derive(Serialize)]
+pub(super) struct RequestView<'a> {
+    method: Kw<'a>,
+    url: UrlView<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    http_version: Option<Kw<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    headers: Option<HeadersView<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cookies: Option<CookiesView<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    socket: Option<SocketView<'a>>,
+    body: Cow<'a, str>,
+}
+
+#[derive(Serialize)]
+struct ResponseView<'a> {
+    status_code: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    headers: Option<HeadersView<'a>>,
+}
+
+#[derive(Serialize)]
+pub(super) struct TransactionContextView<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tags: Option<LabelsView<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request: Option<RequestView<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response: Option<ResponseView<'a>>,
+}
+
+/// A form body with the values of sensitive fields replaced; `[REDACTED]` when not captured
+/// or not allowed on this kind of event.
+fn sanitized_body<'a>(req: &'a web::Request, policy: &Policy, allowed: bool) -> Cow<'a, str> {
+    let Some(body) = req.body.as_ref().filter(|_| allowed) else {
+        return Cow::Borrowed(REDACTED);
+    };
+    let form = req.headers.iter().any(|(k, v)| {
+        k.eq_ignore_ascii_case("content-type") && v.starts_with("application/x-www-form-urlencoded")
+    });
+    if !form {
+        return truncate(body, LONG_LIMIT);
+    }
+    let fields: Vec<String> = body
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((k, v)) => format!("{k}={}", policy.value(k, v)),
+            None => pair.to_owned(),
+        })
+        .collect();
+    Cow::Owned(truncate(&fields.join("&"), LONG_LIMIT).into_owned())
+}
+
+fn headers_view<'a>(h: &'a [(String, String)], policy: &'a Policy) -> Option<HeadersView<'a>> {
+    (policy.capture_headers && !h.is_empty()).then_some(HeadersView { headers: h, policy })
+}
+
+pub(super) fn request_view<'a>(
+    r: &'a web::Request,
+    policy: &'a Policy,
+    body_allowed: bool,
+) -> RequestView<'a> {
+    RequestView {
+        method: Kw(&r.method),
+        url: url_view(&r.url),
+        http_version: r.http_version.as_deref().map(Kw),
+        headers: headers_view(&r.headers, policy),
+        cookies: (policy.capture_headers
+            && r.headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("cookie")))
+        .then_some(CookiesView {
+            headers: &r.headers,
+            policy,
+        }),
+        socket: r.remote_address.as_deref().map(|a| SocketView {
+            remote_address: Kw(a),
+        }),
+        body: sanitized_body(r, policy, body_allowed),
+    }
+}
+
+pub(super) fn transaction_context<'a>(
+    t: &'a TransactionRecord,
+    policy: &'a Policy,
+) -> Option<TransactionContextView<'a>> {
+    if t.labels.is_empty() && t.request.is_none() && t.response.is_none() {
+        return None;
+    }
+    Some(TransactionContextView {
+        tags: (!t.labels.is_empty()).then_some(LabelsView(&t.labels)),
+        request: t
+            .request
+            .as_deref()
+            .map(|r| request_view(r, policy, policy.body_on_transactions)),
+        response: t.response.as_deref().map(|r| ResponseView {
+            status_code: r.status_code,
+            headers: headers_view(&r.headers, policy),
+        }),
+    })
+}

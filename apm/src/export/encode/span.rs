@@ -1,0 +1,179 @@
+//! Span lines: the fields every span has, written by hand (millions a second), and the
+//! optional `context` (labels, HTTP, database, message, service target and destination)
+//! through serde.
+
+use std::io;
+
+use serde::Serialize;
+
+use super::fields::{Kw, LabelsView, Long};
+use super::json;
+use super::service_target;
+use crate::types::clock;
+use crate::types::record::SpanRecord;
+use crate::types::sample_rate::UNKNOWN_RATE;
+use crate::types::span_context::SpanExtra;
+use crate::util::text::{truncate, KEYWORD_LIMIT};
+
+#[derive(Serialize)]
+struct SpanContextView<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tags: Option<LabelsView<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    http: Option<HttpView<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    db: Option<DbView<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<MessageView<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    service: Option<ServiceView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    destination: Option<DestinationView>,
+}
+
+#[derive(Serialize)]
+struct HttpView<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    method: Option<Kw<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    url: Option<Kw<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status_code: Option<u16>,
+}
+
+#[derive(Serialize)]
+struct DbView<'a> {
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<Kw<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    instance: Option<Kw<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    statement: Option<Long<'a>>,
+}
+
+#[derive(Serialize)]
+struct QueueView<'a> {
+    name: Kw<'a>,
+}
+
+#[derive(Serialize)]
+struct MessageView<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    queue: Option<QueueView<'a>>,
+}
+
+#[derive(Serialize)]
+struct TargetView {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ServiceView {
+    target: TargetView,
+}
+
+#[derive(Serialize)]
+struct DestinationServiceView {
+    resource: String,
+}
+
+#[derive(Serialize)]
+struct DestinationView {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    port: Option<u16>,
+    service: DestinationServiceView,
+}
+
+fn span_context<'a>(
+    kind: &str,
+    subtype: Option<&str>,
+    extra: &'a SpanExtra,
+    url: Option<&'a str>,
+) -> SpanContextView<'a> {
+    let target = service_target::infer(kind, subtype, extra);
+    let address = url.and_then(service_target::host_port);
+    SpanContextView {
+        tags: (!extra.labels.is_empty()).then_some(LabelsView(&extra.labels)),
+        http: extra.http.as_ref().map(|h| HttpView {
+            method: h.method.as_deref().map(Kw),
+            url: url.map(Kw),
+            status_code: h.status_code,
+        }),
+        db: extra.db.as_ref().map(|d| DbView {
+            kind: d.kind.as_deref().map(Kw),
+            instance: d.instance.as_deref().map(Kw),
+            statement: d.statement.as_deref().map(Long),
+        }),
+        message: extra.message.as_ref().map(|m| MessageView {
+            queue: m.queue.as_deref().map(|name| QueueView { name: Kw(name) }),
+        }),
+        destination: target.as_ref().map(|t| DestinationView {
+            address: address
+                .as_ref()
+                .map(|(h, _)| h.trim_matches(['[', ']']).to_owned()),
+            port: address.as_ref().map(|(_, p)| *p),
+            service: DestinationServiceView {
+                resource: truncate(&t.resource, KEYWORD_LIMIT).into_owned(),
+            },
+        }),
+        service: target.map(|t| ServiceView {
+            target: TargetView {
+                kind: truncate(&t.kind, KEYWORD_LIMIT).into_owned(),
+                name: t.name.map(|n| truncate(&n, KEYWORD_LIMIT).into_owned()),
+            },
+        }),
+    }
+}
+
+/// One span line. Written by hand (see `json`); only the optional `context` of exit spans
+/// and labelled spans goes through serde.
+pub(crate) fn write_span(out: &mut Vec<u8>, s: &SpanRecord) -> io::Result<()> {
+    out.extend_from_slice(b"{\"span\":{\"id\":");
+    json::hex::<16>(out, u128::from(s.id));
+    out.extend_from_slice(b",\"transaction_id\":");
+    json::hex::<16>(out, u128::from(s.transaction_id));
+    out.extend_from_slice(b",\"parent_id\":");
+    json::hex::<16>(out, u128::from(s.parent_id));
+    out.extend_from_slice(b",\"trace_id\":");
+    json::hex::<32>(out, s.trace_id);
+    out.extend_from_slice(b",\"name\":");
+    json::string(out, s.name.name(), KEYWORD_LIMIT);
+    out.extend_from_slice(b",\"type\":");
+    json::string(out, s.name.kind(), KEYWORD_LIMIT);
+    if let Some(subtype) = s.name.subtype() {
+        out.extend_from_slice(b",\"subtype\":");
+        json::string(out, subtype, KEYWORD_LIMIT);
+    }
+    if let Some(action) = s.name.action() {
+        out.extend_from_slice(b",\"action\":");
+        json::string(out, action, KEYWORD_LIMIT);
+    }
+    out.extend_from_slice(b",\"timestamp\":");
+    json::uint(out, clock::epoch_micros(s.start));
+    out.extend_from_slice(b",\"duration\":");
+    json::millis(out, clock::nanos_between(s.start, s.end));
+    out.extend_from_slice(b",\"outcome\":\"");
+    out.extend_from_slice(s.outcome.as_str().as_bytes());
+    out.push(b'"');
+    if s.sample_rate != UNKNOWN_RATE {
+        out.extend_from_slice(b",\"sample_rate\":");
+        json::fixed4(out, s.sample_rate);
+    }
+    if let Some(extra) = s.extra.as_deref() {
+        let url = extra
+            .http
+            .as_ref()
+            .and_then(|h| h.url.as_deref())
+            .map(service_target::redact_userinfo);
+        let context = span_context(s.name.kind(), s.name.subtype(), extra, url.as_deref());
+        out.extend_from_slice(b",\"context\":");
+        serde_json::to_writer(&mut *out, &context).map_err(io::Error::other)?;
+    }
+    out.extend_from_slice(b"}}\n");
+    Ok(())
+}

@@ -1,0 +1,248 @@
+//! Transaction lines, written by hand like span lines: serde writes only the optional `links`
+//! and `context`.
+
+use std::io;
+
+use serde::ser::{SerializeSeq, Serializer};
+use serde::Serialize;
+
+use super::fields::{Hex128, Hex64};
+use super::json;
+use super::request::{transaction_context, Policy};
+use crate::types::clock;
+use crate::types::record::{Link, TransactionRecord};
+use crate::types::sample_rate::UNKNOWN_RATE;
+use crate::util::text::KEYWORD_LIMIT;
+
+/// Span links as the intake protocol writes them.
+struct LinksView<'a>(&'a [Link]);
+
+#[cfg(test)]
+impl LinksView<'_> {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Serialize for LinksView<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct One {
+            trace_id: Hex128,
+            span_id: Hex64,
+        }
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for l in self.0 {
+            seq.serialize_element(&One {
+                trace_id: Hex128(l.trace_id),
+                span_id: Hex64(l.span_id),
+            })?;
+        }
+        seq.end()
+    }
+}
+
+/// One transaction line, written by hand like span lines: serde serialises only the optional
+/// `links` and `context`.
+pub(crate) fn write_transaction(
+    out: &mut Vec<u8>,
+    t: &TransactionRecord,
+    policy: &Policy,
+) -> io::Result<()> {
+    out.extend_from_slice(b"{\"transaction\":{\"id\":");
+    json::hex::<16>(out, u128::from(t.id));
+    out.extend_from_slice(b",\"trace_id\":");
+    json::hex::<32>(out, t.trace_id);
+    if let Some(parent_id) = t.parent_id {
+        out.extend_from_slice(b",\"parent_id\":");
+        json::hex::<16>(out, u128::from(parent_id));
+    }
+    out.extend_from_slice(b",\"name\":");
+    json::string(out, t.name.name(), KEYWORD_LIMIT);
+    out.extend_from_slice(b",\"type\":");
+    json::string(out, t.name.kind(), KEYWORD_LIMIT);
+    out.extend_from_slice(b",\"timestamp\":");
+    json::uint(out, clock::epoch_micros(t.start));
+    out.extend_from_slice(b",\"duration\":");
+    json::millis(out, clock::nanos_between(t.start, t.end));
+    if let Some(result) = t.result.as_deref() {
+        out.extend_from_slice(b",\"result\":");
+        json::string(out, result, KEYWORD_LIMIT);
+    }
+    out.extend_from_slice(b",\"outcome\":\"");
+    out.extend_from_slice(t.outcome.as_str().as_bytes());
+    out.extend_from_slice(if t.sampled {
+        b"\",\"sampled\":true"
+    } else {
+        b"\",\"sampled\":false"
+    });
+    if t.sample_rate != UNKNOWN_RATE {
+        out.extend_from_slice(b",\"sample_rate\":");
+        json::fixed4(out, t.sample_rate);
+    }
+    out.extend_from_slice(b",\"span_count\":{\"started\":");
+    json::uint(out, u64::from(t.spans_started));
+    out.extend_from_slice(b",\"dropped\":");
+    json::uint(out, u64::from(t.spans_dropped));
+    out.push(b'}');
+    if !t.links.is_empty() {
+        out.extend_from_slice(b",\"links\":");
+        serde_json::to_writer(&mut *out, &LinksView(&t.links)).map_err(io::Error::other)?;
+    }
+    if let Some(context) = transaction_context(t, policy) {
+        out.extend_from_slice(b",\"context\":");
+        serde_json::to_writer(&mut *out, &context).map_err(io::Error::other)?;
+    }
+    out.extend_from_slice(b"}}\n");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::export::encode::fields::{write_line, Kw};
+    use crate::export::encode::request::TransactionContextView;
+
+    #[derive(Serialize)]
+    struct SpanCount {
+        started: u32,
+        dropped: u32,
+    }
+
+    /// The transaction line as serde would write it: the oracle the hand-written one is tested
+    /// against.
+    #[derive(Serialize)]
+    struct TransactionView<'a> {
+        id: Hex64,
+        trace_id: Hex128,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        parent_id: Option<Hex64>,
+        name: Kw<'a>,
+        #[serde(rename = "type")]
+        kind: Kw<'a>,
+        timestamp: u64,
+        duration: f64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        result: Option<Kw<'a>>,
+        outcome: &'static str,
+        sampled: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        sample_rate: Option<f64>,
+        span_count: SpanCount,
+        #[serde(skip_serializing_if = "LinksView::is_empty")]
+        links: LinksView<'a>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        context: Option<TransactionContextView<'a>>,
+    }
+
+    /// Numbers as `f64`: `1` and `1.0` are the same sample rate.
+    fn numbers_as_floats(v: serde_json::Value) -> serde_json::Value {
+        use serde_json::Value;
+        match v {
+            Value::Number(n) => n.as_f64().map_or(Value::Null, Value::from),
+            Value::Array(a) => Value::Array(a.into_iter().map(numbers_as_floats).collect()),
+            Value::Object(o) => Value::Object(
+                o.into_iter()
+                    .map(|(k, v)| (k, numbers_as_floats(v)))
+                    .collect(),
+            ),
+            other => other,
+        }
+    }
+
+    /// The line serde writes from [`TransactionView`].
+    fn serde_transaction(t: &TransactionRecord, policy: &Policy) -> serde_json::Value {
+        let view = TransactionView {
+            id: Hex64(t.id),
+            trace_id: Hex128(t.trace_id),
+            parent_id: t.parent_id.map(Hex64),
+            name: Kw(t.name.name()),
+            kind: Kw(t.name.kind()),
+            timestamp: clock::epoch_micros(t.start),
+            duration: clock::nanos_between(t.start, t.end) as f64 / 1e6,
+            result: t.result.as_deref().map(Kw),
+            outcome: t.outcome.as_str(),
+            sampled: t.sampled,
+            sample_rate: (t.sample_rate != UNKNOWN_RATE)
+                .then(|| f64::from(t.sample_rate) / 10_000.0),
+            span_count: SpanCount {
+                started: t.spans_started,
+                dropped: t.spans_dropped,
+            },
+            links: LinksView(&t.links),
+            context: transaction_context(t, policy),
+        };
+        let mut line = Vec::new();
+        write_line(&mut line, "transaction", &view).unwrap();
+        numbers_as_floats(serde_json::from_slice(&line).unwrap())
+    }
+
+    #[test]
+    fn hand_written_transaction_lines_equal_serdes() {
+        use crate::types::record::TransactionName;
+                let start = clock::now();
+        let end = start + std::time::Duration::from_nanos(12_345_678);
+        let plain = || TransactionRecord {
+            trace_id: 0x0af7651916cd43dd8448eb211c80319c,
+            id: 0xb7ad6b7169203331,
+            parent_id: None,
+            name: TransactionName::Dynamic("GET /orders/{id}".into(), "request".into()),
+            start,
+            end,
+            sampled: true,
+            sample_rate: 10_000,
+            result: None,
+            outcome: crate::types::outcome::Outcome::Success,
+            labels: Vec::new(),
+            spans_started: 3,
+            spans_dropped: 0,
+            child_ns: 0,
+            links: Vec::new(),
+            request: None,
+            response: None,
+        };
+        let mut web = crate::types::web::Request::new("GET", "http://shop/orders/7?x=1");
+        web.headers.push(("Authorization".into(), "secret".into()));
+        let variants = [
+            plain(),
+            TransactionRecord {
+                parent_id: Some(0x00f067aa0ba902b7),
+                name: TransactionName::Dynamic(
+                    format!("quote \" back\\slash \u{1} {}", "é".repeat(2_000)).into(),
+                    "job\n".into(),
+                ),
+                sampled: false,
+                sample_rate: 0,
+                result: Some("HTTP 5xx".into()),
+                outcome: crate::types::outcome::Outcome::Failure,
+                labels: vec![("tier".into(), crate::types::outcome::LabelValue::Number(1.5))],
+                spans_started: 0,
+                spans_dropped: 4_000_000_000,
+                links: vec![Link {
+                    trace_id: 7,
+                    span_id: 9,
+                }],
+                request: Some(Box::new(web)),
+                response: Some(Box::new(crate::types::web::Response::new(503))),
+                ..plain()
+            },
+            TransactionRecord {
+                sample_rate: UNKNOWN_RATE,
+                end: start,
+                ..plain()
+            },
+            TransactionRecord {
+                sample_rate: 1_235,
+                ..plain()
+            },
+        ];
+        let policy = Policy::default();
+        for t in &variants {
+            let mut line = Vec::new();
+            write_transaction(&mut line, t, &policy).unwrap();
+            assert!(line.ends_with(b"}\n"));
+            let ours = numbers_as_floats(serde_json::from_slice(&line).unwrap());
+            assert_eq!(ours, serde_transaction(t, &policy));
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! Export: the `apm-transport` thread. It takes batches from the queue, encodes them into
+//! intake v2 NDJSON (`encode`), and sends them to the APM Server over HTTP (`http`) in
+//! requests bounded in size and age, backing off after failures (`transport`).
+
+pub(crate) mod bench;
+pub(crate) mod encode;
+pub(crate) mod http;
+pub(crate) mod transport;

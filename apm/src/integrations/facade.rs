@@ -1,0 +1,112 @@
+//! The one door from the integrations into the runtime. Integrations use the public API
+//! (`crate::Transaction`, `crate::Span`, ...) and, for what only an integration may do, this
+//! module; nothing else of `capture`, `queue` or the agent. Each item exists only when an
+//! integration that needs it is compiled (`apm_server`, `apm_client`: see `build.rs`).
+
+#[cfg(apm_server)]
+pub(crate) use server::{PendingEnd, ServerInstrumented, ServerTransaction};
+
+#[cfg(apm_client)]
+pub(crate) use client::{spans_recorded_here, IdleSpan};
+
+#[cfg(all(apm_server, feature = "enable"))]
+pub(crate) use config::{effective_config, EffectiveConfig};
+
+/// What server integrations do to the transaction of a request: bind the handler's future to
+/// it and keep it open until the response's body is done, and give the result and outcome
+/// they derive (which give way to the application's).
+#[cfg(apm_server)]
+mod server {
+    use std::borrow::Cow;
+    use std::future::Future;
+
+    pub(crate) use crate::capture::{Instrumented as ServerInstrumented, PendingEnd};
+    use crate::{Outcome, Transaction};
+
+    pub(crate) trait ServerTransaction {
+        /// Runs `fut` inside the transaction, which stays open after it completes until
+        /// [`ServerInstrumented::take_pending_end`]'s result is dropped.
+        fn bind_until_handed_over<F: Future>(&self, fut: F) -> ServerInstrumented<F>;
+        /// The result derived from the response (`HTTP 2xx`), unless the application set one.
+        fn default_result(&self, result: impl Into<Cow<'static, str>>);
+        /// The outcome derived from the response, unless the application set one.
+        fn default_outcome(&self, outcome: Outcome);
+        /// The request failed (an error instead of a response, a panic): `failure`, unless
+        /// the application set an outcome.
+        fn integration_failed(&self);
+    }
+
+    impl ServerTransaction for Transaction {
+        fn bind_until_handed_over<F: Future>(&self, fut: F) -> ServerInstrumented<F> {
+            self.0.bind_until_handed_over(fut)
+        }
+        fn default_result(&self, result: impl Into<Cow<'static, str>>) {
+            self.0.with(|t| t.default_result(result.into()));
+        }
+        fn default_outcome(&self, outcome: Outcome) {
+            self.0.with(|t| t.default_outcome(outcome));
+        }
+        fn integration_failed(&self) {
+            self.0.with(|t| t.integration_failed());
+        }
+    }
+}
+
+/// What client integrations need: whether a span would be recorded here (checked before
+/// building its name, so that unsampled calls allocate nothing), and handles that record
+/// nothing.
+#[cfg(apm_client)]
+mod client {
+    pub(crate) use crate::capture::spans_recorded_here;
+
+    /// A span handle that records nothing.
+    pub(crate) trait IdleSpan {
+        fn idle() -> Self;
+    }
+
+    impl IdleSpan for crate::SpanGuard {
+        fn idle() -> Self {
+            crate::SpanGuard(Default::default())
+        }
+    }
+
+    impl IdleSpan for crate::Span {
+        fn idle() -> Self {
+            crate::Span(Default::default())
+        }
+    }
+}
+
+/// The configuration in effect (central configuration applied), for what integrations compile
+/// from it.
+#[cfg(all(apm_server, feature = "enable"))]
+mod config {
+    use crate::queue::tracer;
+    use crate::Config;
+
+    /// Which configuration is in effect: it changes when the agent restarts or central
+    /// configuration changes an option.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(crate) struct EffectiveConfig {
+        tracer: usize,
+        generation: u64,
+    }
+
+    /// Runs `f` on the configuration in effect, unless `seen` is still the one in effect;
+    /// `None` when no agent runs.
+    pub(crate) fn effective_config<R>(
+        seen: Option<EffectiveConfig>,
+        f: impl FnOnce(&Config) -> R,
+    ) -> Option<(EffectiveConfig, Option<R>)> {
+        let t = tracer::get()?;
+        let now = EffectiveConfig {
+            tracer: t as *const tracer::Tracer as usize,
+            generation: t.generation(),
+        };
+        if seen == Some(now) {
+            return Some((now, None));
+        }
+        let value = f(&t.effective());
+        Some((now, Some(value)))
+    }
+}

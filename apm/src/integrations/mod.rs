@@ -1,0 +1,20 @@
+//! Integrations with other crates, each behind its cargo feature. They use the public API and
+//! `facade`, never the runtime's internals; what server integrations share is in `server`.
+
+#[cfg(any(apm_server, apm_client))]
+mod facade;
+#[cfg(apm_server)]
+mod server;
+
+#[cfg(feature = "actix-web")]
+#[cfg_attr(docsrs, doc(cfg(feature = "actix-web")))]
+pub mod actix;
+#[cfg(feature = "minreq-client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "minreq-client")))]
+pub mod minreq;
+#[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+pub mod reqwest;
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub mod tower;

@@ -1,0 +1,91 @@
+//! The live rules a server integration applies to each request, compiled once per
+//! configuration in effect.
+
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+use super::super::facade::{effective_config, EffectiveConfig};
+use crate::util::wildcard::{WildcardList, WildcardMatcher};
+
+/// The live rules a server integration applies to each request: `transaction_ignore_urls`,
+/// `transaction_ignore_user_agents`, `transaction_name_groups`, `capture_body`. Compiled once
+/// per configuration in effect, shared by every request until the configuration changes.
+#[derive(Debug, Default)]
+pub(crate) struct ServerPolicy {
+    /// `None` when no agent runs: nothing is traced.
+    rules: Option<Rules>,
+}
+
+#[derive(Debug)]
+struct Rules {
+    ignore_urls: WildcardList,
+    ignore_user_agents: WildcardList,
+    name_groups: Vec<(String, WildcardMatcher)>,
+    #[cfg(apm_body_capture)]
+    capture_body: bool,
+}
+
+impl Rules {
+    fn from_config(c: &crate::Config) -> Rules {
+        Rules {
+            ignore_urls: WildcardList::parse(&c.transaction_ignore_urls),
+            ignore_user_agents: WildcardList::parse(&c.transaction_ignore_user_agents),
+            name_groups: c
+                .transaction_name_groups
+                .iter()
+                .map(|p| (p.clone(), WildcardMatcher::new(p)))
+                .collect(),
+            // Bodies are read whenever something may send them; the serialiser keeps them out of
+            // the events `capture_body` excludes.
+            #[cfg(apm_body_capture)]
+            capture_body: c.capture_body != crate::config::CaptureBody::Off,
+        }
+    }
+}
+
+impl ServerPolicy {
+    /// The rules in force now (nothing traced when no agent runs).
+    pub(crate) fn current() -> Arc<ServerPolicy> {
+        type Cached = Option<(EffectiveConfig, Arc<ServerPolicy>)>;
+        static CACHE: RwLock<Cached> = RwLock::new(None);
+        let seen = CACHE.read().as_ref().map(|(c, _)| *c);
+        match effective_config(seen, Rules::from_config) {
+            Some((_, None)) => {
+                if let Some((_, p)) = CACHE.read().as_ref() {
+                    return Arc::clone(p);
+                }
+            }
+            Some((now, Some(rules))) => {
+                let policy = Arc::new(ServerPolicy { rules: Some(rules) });
+                *CACHE.write() = Some((now, Arc::clone(&policy)));
+                return policy;
+            }
+            None => {}
+        }
+        Arc::new(ServerPolicy::default())
+    }
+
+    /// Whether a request to `path` from `user_agent` is not to be traced.
+    pub(crate) fn ignore(&self, path: &str, user_agent: Option<&str>) -> bool {
+        self.rules.as_ref().is_none_or(|r| {
+            r.ignore_urls.any_match(path)
+                || user_agent.is_some_and(|ua| r.ignore_user_agents.any_match(ua))
+        })
+    }
+
+    /// The group a transaction name falls in (`transaction_name_groups`), if any.
+    pub(crate) fn group<'a>(&'a self, name: &str) -> Option<&'a str> {
+        let r = self.rules.as_ref()?;
+        r.name_groups
+            .iter()
+            .find(|(_, m)| m.matches(name))
+            .map(|(p, _)| p.as_str())
+    }
+
+    /// Whether request bodies are read (`capture_body` is not `off`).
+    #[cfg(apm_body_capture)]
+    pub(crate) fn capture_body(&self) -> bool {
+        self.rules.as_ref().is_some_and(|r| r.capture_body)
+    }
+}

@@ -1,0 +1,48 @@
+//! The vectors events travel in, and the pool they return to: a thread that hands a full
+//! vector over takes an empty one from the pool, and the transport thread gives every vector
+//! it emptied back, so that recording allocates nothing in the steady state.
+
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+use parking_lot::Mutex;
+
+use crate::types::record::Event;
+
+/// Events per hand-over: big enough to amortise the channel, small enough to bound memory
+/// per thread (about 30 KiB).
+pub(crate) const BATCH: usize = 256;
+
+/// Empty vectors kept for reuse: one per queue slot and a few (set by [`prefill`]), so that
+/// even a queue filled to the brim gives all its vectors back (a fresh vector costs page
+/// faults on the application thread).
+static POOL_MAX: AtomicUsize = AtomicUsize::new(64);
+static POOL: Mutex<Vec<Vec<Event>>> = Mutex::new(Vec::new());
+
+/// An empty vector with room for a batch: from the pool when one is free.
+pub(crate) fn fresh() -> Vec<Event> {
+    POOL.try_lock()
+        .and_then(|mut p| p.pop())
+        .unwrap_or_else(|| Vec::with_capacity(BATCH))
+}
+
+/// Lets the pool keep `n` vectors and fills it with some (at start), so that hand-overs find
+/// a replacement without allocating.
+pub(crate) fn prefill(n: usize) {
+    POOL_MAX.store(n.max(64), Relaxed);
+    let mut p = POOL.lock();
+    while p.len() < n.min(64) {
+        p.push(Vec::with_capacity(BATCH));
+    }
+}
+
+/// Gives an emptied vector back for reuse.
+pub(crate) fn recycle(mut v: Vec<Event>) {
+    v.clear();
+    if v.capacity() >= BATCH {
+        if let Some(mut p) = POOL.try_lock() {
+            if p.len() < POOL_MAX.load(Relaxed) {
+                p.push(v);
+            }
+        }
+    }
+}

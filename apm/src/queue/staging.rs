@@ -1,0 +1,208 @@
+//! Per-thread event buffers between the application and the transport thread.
+//!
+//! Each thread appends finished events to a vector only it touches (no lock, no atomic: a
+//! locked instruction per span would also wait for the span's own stores to drain). A full
+//! vector is handed over whole through a bounded channel with `try_send`; when the channel is
+//! full the events are dropped and counted, and the vector is reused: the application never
+//! blocks and memory never grows. When the thread leaves its last recorded transaction, what
+//! it staged moves to its shared buffer, behind a mutex that only that thread and (every few
+//! tens of milliseconds) the transport thread take; the transport thread sweeps those of idle
+//! threads, and gives emptied vectors back to a pool so that recording allocates nothing.
+
+use std::cell::{Cell, RefCell};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use super::batch::{self, BATCH};
+use super::tracer;
+use crate::types::record::Event;
+
+type Buffer = Arc<Mutex<Vec<Event>>>;
+
+static REGISTRY: Mutex<Vec<Buffer>> = Mutex::new(Vec::new());
+
+thread_local! {
+    /// Events of this thread not yet visible to the transport thread.
+    static STAGED: RefCell<Staged> = const { RefCell::new(Staged(Vec::new())) };
+    /// This thread's buffer in the registry (what the transport thread sweeps).
+    static LOCAL: RefCell<Option<Buffer>> = const { RefCell::new(None) };
+    /// Whether this thread is inside a recorded (sampled) transaction: what it stages waits
+    /// until it leaves. A `const` thread-local without destructor, read on every span's path
+    /// (capture's first check).
+    static IN_RECORDED_TRANSACTION: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether this thread is inside a recorded transaction (see [`set_in_recorded_transaction`]).
+#[inline]
+pub(crate) fn in_recorded_transaction() -> bool {
+    IN_RECORDED_TRANSACTION.try_with(Cell::get).unwrap_or(false)
+}
+
+/// The thread entered or left its recorded transactions: leaving the last one makes what it
+/// staged visible to the transport thread (nothing tells when it comes back); entering one
+/// takes back what it published and was not swept yet, to go on filling it.
+#[inline]
+pub(crate) fn set_in_recorded_transaction(on: bool) {
+    let was = IN_RECORDED_TRANSACTION
+        .try_with(|c| c.replace(on))
+        .unwrap_or(false);
+    if was && !on {
+        publish_staged();
+    } else if on && !was {
+        reclaim_staged();
+    }
+}
+
+/// A thread's staged events; a thread that exits inside a transaction hands them over rather
+/// than losing them.
+struct Staged(Vec<Event>);
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.0.is_empty() {
+            hand_over(std::mem::take(&mut self.0));
+        }
+    }
+}
+
+#[cold]
+fn register() -> Buffer {
+    let b: Buffer = Arc::new(Mutex::new(Vec::with_capacity(BATCH)));
+    REGISTRY.lock().push(Arc::clone(&b));
+    b
+}
+
+/// Hands one event to the transport thread (eventually). Never blocks, never panics.
+#[inline]
+pub(crate) fn push(event: Event) {
+    push_with(|| event);
+}
+
+/// [`push`] of the event `make` builds, built in place where it can be.
+#[inline(always)]
+pub(crate) fn push_with(make: impl FnOnce() -> Event) {
+    let mut make = Some(make);
+    let _ = STAGED.try_with(|staged| {
+        let Ok(mut staged) = staged.try_borrow_mut() else {
+            return;
+        };
+        let staged = &mut staged.0;
+        if staged.capacity() == 0 {
+            *staged = batch::fresh();
+        }
+        if let Some(make) = make.take() {
+            if staged.len() == staged.capacity() {
+                staged.reserve(1);
+            }
+            // Built straight into its slot: `push` would build the event on the stack first
+            // (its capacity check may reallocate) and then copy it.
+            if let Some(slot) = staged.spare_capacity_mut().first_mut() {
+                slot.write(make());
+                // SAFETY: the slot at `len` is within the capacity and was just initialised.
+                unsafe { staged.set_len(staged.len() + 1) };
+            }
+        }
+        if staged.len() >= BATCH {
+            let full = std::mem::replace(staged, batch::fresh());
+            hand_over(full);
+        } else if !in_recorded_transaction() {
+            // Outside any recorded transaction: nothing tells when this thread comes back.
+            publish(staged);
+        }
+    });
+    // Thread-local storage already torn down: send this one event on its own.
+    if let Some(make) = make {
+        hand_over(vec![make()]);
+    }
+}
+
+/// Makes what this thread staged visible to the transport thread (it left its last recorded
+/// transaction).
+fn publish_staged() {
+    let _ = STAGED.try_with(|staged| {
+        if let Ok(mut staged) = staged.try_borrow_mut() {
+            if !staged.0.is_empty() {
+                publish(&mut staged.0);
+            }
+        }
+    });
+}
+
+/// Takes back what this thread last published, if the transport thread has not swept it yet,
+/// to go on filling it (the thread enters a recorded transaction again): publishing and
+/// reclaiming move a vector, never the events, so that a thread that goes in and out of
+/// transactions does not copy its events each time.
+fn reclaim_staged() {
+    let _ = STAGED.try_with(|staged| {
+        let Ok(mut staged) = staged.try_borrow_mut() else {
+            return;
+        };
+        let staged = &mut staged.0;
+        if !staged.is_empty() {
+            return;
+        }
+        let _ = LOCAL.try_with(|local| {
+            if let Some(buf) = local.try_borrow().ok().as_ref().and_then(|l| l.as_ref()) {
+                let mut shared = buf.lock();
+                if !shared.is_empty() {
+                    std::mem::swap(&mut *shared, &mut *staged);
+                }
+            }
+        });
+    });
+}
+
+fn publish(staged: &mut Vec<Event>) {
+    let _ = LOCAL.try_with(|local| {
+        let Ok(mut local) = local.try_borrow_mut() else {
+            return;
+        };
+        let buf = local.get_or_insert_with(register);
+        let mut shared = buf.lock();
+        if shared.is_empty() && shared.capacity() >= BATCH {
+            // Swap rather than copy: the shared buffer's empty vector becomes the stage.
+            std::mem::swap(&mut *shared, staged);
+            return;
+        }
+        let room = BATCH.saturating_sub(shared.len());
+        if staged.len() > room {
+            let full = std::mem::replace(&mut *shared, batch::fresh());
+            drop(shared);
+            hand_over(full);
+            shared = buf.lock();
+        }
+        shared.append(staged);
+    });
+}
+
+/// Hands a batch to the transport thread at once (background threads: metrics).
+pub(crate) fn send(batch: Vec<Event>) {
+    hand_over(batch);
+}
+
+fn hand_over(batch: Vec<Event>) {
+    if let Some(t) = tracer::get() {
+        t.hand_over(batch);
+    }
+}
+
+/// Takes whatever the threads' buffers hold (transport thread only). Buffers of threads that
+/// have exited are emptied and forgotten.
+pub(crate) fn sweep(mut sink: impl FnMut(Vec<Event>)) {
+    let buffers: Vec<Buffer> = {
+        let mut reg = REGISTRY.lock();
+        reg.retain(|b| Arc::strong_count(b) > 1 || !b.lock().is_empty());
+        reg.clone()
+    };
+    for b in buffers {
+        let taken = {
+            let mut events = b.lock();
+            if events.is_empty() {
+                continue;
+            }
+            std::mem::replace(&mut *events, batch::fresh())
+        };
+        sink(taken);
+    }
+}

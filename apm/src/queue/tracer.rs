@@ -1,0 +1,207 @@
+//! The process-wide tracer: what the application threads and the background threads share.
+//! The configuration (local, and effective with central configuration applied), the live
+//! options the hot path reads, the health counters, and the producing end of the queue.
+//!
+//! The tracer is leaked when the agent starts, so the hot path reads it with one atomic load
+//! and never takes a lock; an agent that stopped leaves its (small) tracer behind, and a new
+//! one can start later in the same process.
+
+use std::ptr;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering::*};
+use std::time::Duration;
+
+use parking_lot::{RwLock, RwLockReadGuard};
+
+use super::batch;
+use super::channel::{Command, Producer};
+use crate::config::TraceContinuationStrategy;
+use crate::types::record::Event;
+use crate::types::sample_rate;
+use crate::config::Config;
+
+/// Fast "is an agent running and recording" flag: the one load instrumented code pays when
+/// the agent is off.
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+static TRACER: AtomicPtr<Tracer> = AtomicPtr::new(ptr::null_mut());
+
+#[inline]
+pub(crate) fn is_active() -> bool {
+    ACTIVE.load(Relaxed)
+}
+
+/// The running tracer, if any.
+#[inline]
+pub(crate) fn get() -> Option<&'static Tracer> {
+    // SAFETY: the pointer is either null or a leaked `Box<Tracer>` that is never freed.
+    unsafe { TRACER.load(Acquire).as_ref() }
+}
+
+/// Installs `tracer` unless one is running; returns it, or `None` when one was already there.
+pub(crate) fn install(tracer: Tracer) -> Option<&'static Tracer> {
+    let leaked: &'static Tracer = Box::leak(Box::new(tracer));
+    match TRACER.compare_exchange(
+        ptr::null_mut(),
+        leaked as *const Tracer as *mut Tracer,
+        AcqRel,
+        Acquire,
+    ) {
+        Ok(_) => {
+            ACTIVE.store(leaked.live.recording.load(Relaxed), Release);
+            Some(leaked)
+        }
+        Err(_) => None,
+    }
+}
+
+/// Stops recording new events (the agent is shutting down).
+pub(crate) fn stop_recording() {
+    ACTIVE.store(false, Release);
+}
+
+/// Stops recording and forgets the tracer (its threads are stopped by the agent handle).
+pub(crate) fn uninstall(tracer: &'static Tracer) {
+    ACTIVE.store(false, Release);
+    let _ = TRACER.compare_exchange(
+        tracer as *const Tracer as *mut Tracer,
+        ptr::null_mut(),
+        AcqRel,
+        Acquire,
+    );
+}
+
+/// Options that can change while the agent runs (central configuration); each read is one
+/// relaxed load.
+#[derive(Debug, Default)]
+pub(crate) struct LiveConfig {
+    /// Sample rate × 10 000.
+    pub(crate) sample_rate: AtomicU32,
+    pub(crate) max_spans: AtomicU32,
+    pub(crate) recording: AtomicBool,
+    /// Whether the APM Server wants unsampled transactions (servers before 8.0; `true` until
+    /// the version is known). When not, they are not even recorded.
+    pub(crate) send_unsampled: AtomicBool,
+    /// `trace_continuation_strategy`: 0 continue, 1 restart, 2 restart_external.
+    pub(crate) continuation: AtomicU8,
+    pub(crate) api_request_size: AtomicU64,
+    api_request_time_ms: AtomicU64,
+    server_timeout_ms: AtomicU64,
+}
+
+impl LiveConfig {
+    fn store(&self, c: &Config) {
+        self.sample_rate
+            .store(u32::from(sample_rate::to_fixed(c.transaction_sample_rate)), Relaxed);
+        self.max_spans.store(c.transaction_max_spans, Relaxed);
+        self.recording.store(c.recording, Relaxed);
+        self.continuation.store(
+            match c.trace_continuation_strategy {
+                TraceContinuationStrategy::Continue => 0,
+                TraceContinuationStrategy::Restart => 1,
+                TraceContinuationStrategy::RestartExternal => 2,
+            },
+            Relaxed,
+        );
+        self.api_request_size.store(c.api_request_size, Relaxed);
+        self.api_request_time_ms
+            .store(millis(c.api_request_time), Relaxed);
+        self.server_timeout_ms
+            .store(millis(c.server_timeout), Relaxed);
+    }
+    pub(crate) fn api_request_size(&self) -> u64 {
+        self.api_request_size.load(Relaxed)
+    }
+    pub(crate) fn api_request_time(&self) -> Duration {
+        Duration::from_millis(self.api_request_time_ms.load(Relaxed))
+    }
+    pub(crate) fn server_timeout(&self) -> Duration {
+        Duration::from_millis(self.server_timeout_ms.load(Relaxed))
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Counters of the agent's own health.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    /// Events taken by the transport thread (`agent.events.total` is this plus the events
+    /// dropped because the queue was full).
+    pub(crate) events_queued: AtomicU64,
+    pub(crate) events_sent: AtomicU64,
+    pub(crate) dropped_queue_full: AtomicU64,
+    pub(crate) dropped_send_failed: AtomicU64,
+    pub(crate) requests_failed: AtomicU64,
+}
+
+#[derive(Debug)]
+pub(crate) struct Tracer {
+    /// The local configuration: defaults, code and environment.
+    pub(crate) config: Config,
+    /// The local configuration with central configuration applied; read by the background
+    /// threads and by integrations once per change (the application thread reads `live`).
+    effective: RwLock<Config>,
+    /// Bumped on every change of `effective`: what is compiled from it is compiled again.
+    generation: AtomicU64,
+    pub(crate) live: LiveConfig,
+    pub(crate) counters: Counters,
+    /// The process that started the agent: a child created by `fork` inherits this memory
+    /// but none of the agent's threads.
+    pub(crate) pid: u32,
+    /// The producing end of the queue to the transport thread.
+    queue: Producer,
+}
+
+impl Tracer {
+    pub(crate) fn new(config: Config, queue: Producer) -> Tracer {
+        let live = LiveConfig::default();
+        live.store(&config);
+        live.send_unsampled.store(true, Relaxed);
+        crate::util::diag::set_level(config.log_level);
+        Tracer {
+            live,
+            counters: Counters::default(),
+            pid: std::process::id(),
+            effective: RwLock::new(config.clone()),
+            generation: AtomicU64::new(0),
+            config,
+            queue,
+        }
+    }
+
+    /// Hands a batch of events to the transport thread; when the queue is full they are
+    /// dropped and counted, and the vector goes back to the pool.
+    pub(crate) fn hand_over(&self, batch: Vec<Event>) {
+        let n = batch.len() as u64;
+        if let Err(rejected) = self.queue.send_events(batch) {
+            self.counters.dropped_queue_full.fetch_add(n, Relaxed);
+            batch::recycle(rejected);
+        }
+    }
+
+    /// Sends a command to the transport thread and wakes it; `false` when it has stopped.
+    pub(crate) fn command(&self, command: Command) -> bool {
+        self.queue.send_command(command)
+    }
+
+    /// The configuration in effect now (local plus central).
+    pub(crate) fn effective(&self) -> RwLockReadGuard<'_, Config> {
+        self.effective.read()
+    }
+
+    /// Which version of the effective configuration is in force (see [`Tracer::effective`]).
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Acquire)
+    }
+
+    /// Puts a new effective configuration in force, live.
+    pub(crate) fn update(&self, effective: Config) {
+        self.live.store(&effective);
+        crate::util::diag::set_level(effective.log_level);
+        if ptr::eq(get().map_or(ptr::null(), |t| t as *const _), self) {
+            ACTIVE.store(effective.recording, Release);
+        }
+        *self.effective.write() = effective;
+        self.generation.fetch_add(1, Release);
+    }
+}

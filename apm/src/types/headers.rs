@@ -1,0 +1,88 @@
+//! Header access for trace-context propagation: how the agent reads incoming request headers
+//! and writes outgoing ones, whatever the HTTP library.
+
+/// Reads request headers: call `each` with every value of header `name` (case-insensitive),
+/// in order. Implemented for slices of name/value pairs and, with the `http` feature, for
+/// `http::HeaderMap`; wrap anything else in [`headers_fn`].
+pub trait HeaderSource {
+    /// Calls `each` with every value of the header `name` (case-insensitive), in order.
+    fn header_values(&self, name: &str, each: &mut dyn FnMut(&str));
+}
+
+/// Writes request headers (outgoing propagation).
+pub trait HeaderSink {
+    /// Sets the header `name` to `value`, replacing any value it had.
+    fn set_header(&mut self, name: &'static str, value: &str);
+}
+
+impl<K: AsRef<str>, V: AsRef<str>> HeaderSource for [(K, V)] {
+    fn header_values(&self, name: &str, each: &mut dyn FnMut(&str)) {
+        for (k, v) in self {
+            if k.as_ref().eq_ignore_ascii_case(name) {
+                each(v.as_ref());
+            }
+        }
+    }
+}
+
+impl<K: AsRef<str>, V: AsRef<str>> HeaderSource for Vec<(K, V)> {
+    fn header_values(&self, name: &str, each: &mut dyn FnMut(&str)) {
+        self.as_slice().header_values(name, each);
+    }
+}
+
+impl HeaderSink for Vec<(String, String)> {
+    fn set_header(&mut self, name: &'static str, value: &str) {
+        self.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+        self.push((name.to_owned(), value.to_owned()));
+    }
+}
+
+/// A [`HeaderSource`] from a lookup closure returning a header's (single) value.
+pub fn headers_fn<F: Fn(&str) -> Option<String>>(lookup: F) -> HeadersFn<F> {
+    HeadersFn(lookup)
+}
+
+/// See [`headers_fn`].
+#[derive(Debug, Clone, Copy)]
+pub struct HeadersFn<F>(F);
+
+impl<F: Fn(&str) -> Option<String>> HeaderSource for HeadersFn<F> {
+    fn header_values(&self, name: &str, each: &mut dyn FnMut(&str)) {
+        if let Some(v) = (self.0)(name) {
+            each(&v);
+        }
+    }
+}
+
+impl<F: FnMut(&'static str, &str)> HeaderSink for F {
+    fn set_header(&mut self, name: &'static str, value: &str) {
+        self(name, value);
+    }
+}
+
+impl<T: HeaderSource + ?Sized> HeaderSource for &T {
+    fn header_values(&self, name: &str, each: &mut dyn FnMut(&str)) {
+        (**self).header_values(name, each);
+    }
+}
+
+#[cfg(apm_http)]
+impl HeaderSource for http::HeaderMap {
+    fn header_values(&self, name: &str, each: &mut dyn FnMut(&str)) {
+        for v in self.get_all(name) {
+            if let Ok(v) = v.to_str() {
+                each(v);
+            }
+        }
+    }
+}
+
+#[cfg(apm_http)]
+impl HeaderSink for http::HeaderMap {
+    fn set_header(&mut self, name: &'static str, value: &str) {
+        if let Ok(v) = http::HeaderValue::from_str(value) {
+            self.insert(http::HeaderName::from_static(name), v);
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! What an instrumented call site describes statically: one `static` per expansion of the
+//! macros, so that a span's name and kind cost a pointer and no allocation per call.
+
+/// Static description of one `#[apm::span]` call site.
+#[derive(Debug)]
+pub struct SpanMeta {
+    /// The span's name.
+    pub name: &'static str,
+    /// The span's type.
+    pub kind: &'static str,
+    /// The span's subtype.
+    pub subtype: ::core::option::Option<&'static str>,
+    /// The span's action.
+    pub action: ::core::option::Option<&'static str>,
+}
+
+/// Static description of one `#[apm::transaction]` call site.
+#[derive(Debug)]
+pub struct TransactionMeta {
+    /// The transaction's name.
+    pub name: &'static str,
+    /// The transaction's type.
+    pub kind: &'static str,
+}
+
+/// Where `capture_error!` was written.
+#[derive(Debug, Clone, Copy)]
+pub struct Site {
+    /// `module_path!()` of the call.
+    pub module: &'static str,
+    /// `file!()` of the call.
+    pub file: &'static str,
+    /// `line!()` of the call.
+    pub line: u32,
+    /// `column!()` of the call.
+    pub column: u32,
+}
+
+/// Helper of `capture_error!`: turns `&E` (sized error) or `&dyn Error` into a trait object
+/// plus the most precise type name available.
+pub trait AsDynError<'a> {
+    /// The error as a trait object, and its type's name.
+    fn __apm_as_dyn_error(&self) -> (&(dyn ::std::error::Error + 'a), &'static str);
+}
+impl<'a, E: ::std::error::Error + 'a> AsDynError<'a> for E {
+    #[inline]
+    fn __apm_as_dyn_error(&self) -> (&(dyn ::std::error::Error + 'a), &'static str) {
+        (self, ::core::any::type_name::<E>())
+    }
+}
+impl<'a> AsDynError<'a> for dyn ::std::error::Error + 'a {
+    #[inline]
+    fn __apm_as_dyn_error(&self) -> (&(dyn ::std::error::Error + 'a), &'static str) {
+        (self, "dyn std::error::Error")
+    }
+}
+impl<'a> AsDynError<'a> for dyn ::std::error::Error + Send + 'a {
+    #[inline]
+    fn __apm_as_dyn_error(&self) -> (&(dyn ::std::error::Error + 'a), &'static str) {
+        (self, "dyn std::error::Error")
+    }
+}
+impl<'a> AsDynError<'a> for dyn ::std::error::Error + Send + Sync + 'a {
+    #[inline]
+    fn __apm_as_dyn_error(&self) -> (&(dyn ::std::error::Error + 'a), &'static str) {
+        (self, "dyn std::error::Error")
+    }
+}

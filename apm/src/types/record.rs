@@ -1,0 +1,190 @@
+//! What the application threads hand to the transport thread: fixed-size, allocation-free for
+//! spans with static names; turned into JSON only on the transport thread.
+
+use std::borrow::Cow;
+
+use super::clock::Tick;
+use super::meta::{Site, SpanMeta, TransactionMeta};
+use super::outcome::Outcome;
+use super::span_context::{Labels, SpanExtra};
+use super::web::{Request, Response};
+
+/// A span's name and kind: a pointer to the macro's static, or owned text for the manual API.
+#[derive(Debug)]
+pub(crate) enum SpanName {
+    Static(&'static SpanMeta),
+    Dynamic(Box<DynamicSpanName>),
+}
+
+#[derive(Debug)]
+pub(crate) struct DynamicSpanName {
+    pub(crate) name: Cow<'static, str>,
+    pub(crate) kind: Cow<'static, str>,
+    pub(crate) subtype: Option<Cow<'static, str>>,
+    pub(crate) action: Option<Cow<'static, str>>,
+}
+
+impl SpanName {
+    pub(crate) fn name(&self) -> &str {
+        match self {
+            SpanName::Static(m) => m.name,
+            SpanName::Dynamic(d) => &d.name,
+        }
+    }
+    pub(crate) fn kind(&self) -> &str {
+        match self {
+            SpanName::Static(m) => m.kind,
+            SpanName::Dynamic(d) => &d.kind,
+        }
+    }
+    pub(crate) fn subtype(&self) -> Option<&str> {
+        match self {
+            SpanName::Static(m) => m.subtype,
+            SpanName::Dynamic(d) => d.subtype.as_deref(),
+        }
+    }
+    pub(crate) fn action(&self) -> Option<&str> {
+        match self {
+            SpanName::Static(m) => m.action,
+            SpanName::Dynamic(d) => d.action.as_deref(),
+        }
+    }
+    /// Turns a static name into an owned one, so that parts of it can change.
+    pub(crate) fn make_dynamic(&mut self) -> &mut DynamicSpanName {
+        if let SpanName::Static(m) = *self {
+            *self = SpanName::Dynamic(Box::new(DynamicSpanName {
+                name: Cow::Borrowed(m.name),
+                kind: Cow::Borrowed(m.kind),
+                subtype: m.subtype.map(Cow::Borrowed),
+                action: m.action.map(Cow::Borrowed),
+            }));
+        }
+        match self {
+            SpanName::Dynamic(d) => d,
+            SpanName::Static(_) => unreachable!("made dynamic above"),
+        }
+    }
+}
+
+/// One finished span.
+#[derive(Debug)]
+pub(crate) struct SpanRecord {
+    pub(crate) trace_id: u128,
+    pub(crate) transaction_id: u64,
+    pub(crate) parent_id: u64,
+    pub(crate) id: u64,
+    pub(crate) name: SpanName,
+    pub(crate) start: Tick,
+    pub(crate) end: Tick,
+    /// Sample rate × 10 000 (the rate has four decimals).
+    pub(crate) sample_rate: u16,
+    pub(crate) outcome: Outcome,
+    /// Labels and exit-span context, when any was set.
+    pub(crate) extra: Option<Box<SpanExtra>>,
+    /// Time during which its children ran (self time = duration − this).
+    pub(crate) child_ns: u64,
+}
+
+/// A transaction's name and type.
+#[derive(Debug, Clone)]
+pub(crate) enum TransactionName {
+    Static(&'static TransactionMeta),
+    Dynamic(Cow<'static, str>, Cow<'static, str>),
+}
+
+impl TransactionName {
+    pub(crate) fn name(&self) -> &str {
+        match self {
+            TransactionName::Static(m) => m.name,
+            TransactionName::Dynamic(n, _) => n,
+        }
+    }
+    pub(crate) fn kind(&self) -> &str {
+        match self {
+            TransactionName::Static(m) => m.kind,
+            TransactionName::Dynamic(_, k) => k,
+        }
+    }
+}
+
+/// A span link: a span of another trace this transaction relates to (a restarted trace
+/// points at the caller's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Link {
+    pub(crate) trace_id: u128,
+    pub(crate) span_id: u64,
+}
+
+/// One finished transaction.
+#[derive(Debug)]
+pub(crate) struct TransactionRecord {
+    pub(crate) trace_id: u128,
+    pub(crate) id: u64,
+    pub(crate) parent_id: Option<u64>,
+    pub(crate) name: TransactionName,
+    pub(crate) start: Tick,
+    pub(crate) end: Tick,
+    pub(crate) sampled: bool,
+    pub(crate) sample_rate: u16,
+    pub(crate) result: Option<Cow<'static, str>>,
+    pub(crate) outcome: Outcome,
+    pub(crate) labels: Labels,
+    pub(crate) spans_started: u32,
+    pub(crate) spans_dropped: u32,
+    /// Time during which its children ran (self time = duration − this).
+    pub(crate) child_ns: u64,
+    /// Span links: the trace a restarted transaction came from.
+    pub(crate) links: Vec<Link>,
+    pub(crate) request: Option<Box<Request>>,
+    pub(crate) response: Option<Box<Response>>,
+}
+
+/// The trace an error belongs to, when it was captured inside a transaction.
+#[derive(Debug)]
+pub(crate) struct ErrorTrace {
+    pub(crate) trace_id: u128,
+    pub(crate) transaction_id: u64,
+    pub(crate) parent_id: u64,
+    pub(crate) transaction_name: String,
+    pub(crate) transaction_type: String,
+    pub(crate) sampled: bool,
+}
+
+/// One captured error.
+#[derive(Debug)]
+pub(crate) struct ErrorRecord {
+    pub(crate) id: u128,
+    pub(crate) timestamp: Tick,
+    pub(crate) trace: Option<ErrorTrace>,
+    pub(crate) type_name: &'static str,
+    pub(crate) message: String,
+    /// Messages of the `source()` chain, outermost first.
+    pub(crate) causes: Vec<String>,
+    pub(crate) site: &'static Site,
+    /// The request being served when the error was captured (sampled transactions).
+    pub(crate) request: Option<Box<Request>>,
+}
+
+/// One metricset: samples sharing a timestamp and, for breakdown metrics, a transaction and
+/// span type.
+#[derive(Debug, Default)]
+pub(crate) struct MetricsetRecord {
+    /// Microseconds since the Unix epoch.
+    pub(crate) timestamp: u64,
+    /// Transaction name and type (breakdown and transaction metrics).
+    pub(crate) transaction: Option<(String, String)>,
+    /// Span type and subtype (breakdown metrics).
+    pub(crate) span: Option<(String, Option<String>)>,
+    /// Labels of the metricset (`tags`), e.g. `eventType` on `agent.events.total`.
+    pub(crate) tags: Vec<(&'static str, &'static str)>,
+    pub(crate) samples: Vec<(Cow<'static, str>, f64)>,
+}
+
+/// Everything that travels to the transport thread.
+#[derive(Debug)]
+pub(crate) enum Event {
+    Span(SpanRecord),
+    Transaction(Box<TransactionRecord>),
+    Error(Box<ErrorRecord>),
+    Metricset(Box<MetricsetRecord>),
+}

@@ -1,0 +1,44 @@
+//! What an exit span says about the service it calls: `context.http`, `context.db`,
+//! `context.message`, and a `service.target` set explicitly. What is inferred from them is the
+//! transport thread's business (`export::encode::service_target`).
+
+use std::borrow::Cow;
+
+use super::outcome::LabelValue;
+
+/// Labels as they are recorded: keys as given (sanitised when written), values typed.
+pub(crate) type Labels = Vec<(Cow<'static, str>, LabelValue)>;
+
+/// The optional parts of a span: labels and exit-span context. Boxed in the record, so plain
+/// spans carry one null pointer.
+#[derive(Debug, Default)]
+pub(crate) struct SpanExtra {
+    pub(crate) labels: Labels,
+    /// The span calls another service (an exit span).
+    pub(crate) exit: bool,
+    pub(crate) http: Option<Http>,
+    pub(crate) db: Option<Db>,
+    pub(crate) message: Option<Message>,
+    /// Set explicitly: inference does not override it.
+    pub(crate) target_type: Option<Cow<'static, str>>,
+    pub(crate) target_name: Option<Cow<'static, str>>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Http {
+    pub(crate) method: Option<Cow<'static, str>>,
+    pub(crate) url: Option<String>,
+    pub(crate) status_code: Option<u16>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Db {
+    pub(crate) kind: Option<Cow<'static, str>>,
+    pub(crate) instance: Option<String>,
+    pub(crate) statement: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Message {
+    pub(crate) queue: Option<String>,
+}

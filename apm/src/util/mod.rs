@@ -1,0 +1,12 @@
+//! Small utilities with no state of their own: wildcard matching as the spec defines it, SQL
+//! signatures, text truncation, the agent's own log messages, and the spec fixtures tests read.
+
+#[cfg(test)]
+pub(crate) mod spec_fixture;
+pub mod sql;
+
+cfg_enable! {
+    pub(crate) mod diag;
+    pub(crate) mod text;
+    pub(crate) mod wildcard;
+}
