@@ -3,8 +3,9 @@
 //! Use them through `apm` (`apm::span`), not through this crate: the generated code calls
 //! `apm::__private`, whose version this crate is pinned to.
 //!
-//! Each entry point drives the same stages ([`instrument`]): [`attr`] parses and checks the
-//! arguments, [`item`] reads and checks the function, [`expand`] generates the instrumented
+//! Each entry point drives the same stages ([`instrument`]): [`attr`] parses the arguments and
+//! [`valid`] checks them (a span's type and subtype against the Elastic registry,
+//! [`span_types`]), [`item`] reads and checks the function, [`expand`] generates the instrumented
 //! function, and [`fallback`] emits the function unchanged next to the errors when the input
 //! is invalid. Without the `enable` feature, the arguments and the item are still checked,
 //! and the function is emitted unchanged.
@@ -13,6 +14,8 @@ mod attr;
 mod expand;
 mod fallback;
 mod item;
+mod span_types;
+mod valid;
 
 use proc_macro::TokenStream;
 
@@ -75,10 +78,15 @@ pub fn transaction(args: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// Arguments, all optional, values are string literals:
 /// - `name`: the span name. Default: the function's name.
-/// - `kind`: the span type (`db`, `external`, `app`, ..; see the Elastic span type list),
-///   without whitespace. Default: `custom`, the type the Elastic spec prescribes when none is
-///   given ("API custom instrumentation").
+/// - `kind`: the span type (`db`, `external`, `app`, ..), without whitespace. Default:
+///   `custom`, the type the Elastic spec prescribes when none is given ("API custom
+///   instrumentation").
 /// - `subtype`, `action`: for example `postgresql` and `query`, without whitespace.
+///
+/// `kind` and `subtype` are checked at compile time against the Elastic span type registry
+/// (`span_types.json` of the agent spec): an unknown type or subtype is an error that names
+/// the nearest valid one; a type whose spans need a subtype (`db`, `external`, `messaging`,
+/// ..) must be given one; a deprecated subtype names its replacement.
 /// - `crate = path`: where `apm` is, when the dependency is renamed.
 ///
 /// Everything said about [`macro@transaction`] holds: unchanged signature and behaviour,
@@ -177,7 +185,7 @@ mod tests {
             }
         );
         assert_eq!(
-            expand_span(quote!(kind = "db"), item.clone()),
+            expand_span(quote!(kind = "db", subtype = "postgresql"), item.clone()),
             item.to_string()
         );
     }

@@ -13,7 +13,7 @@ fn job(x: u32) -> Result<u32, String> {
     Ok(y + 1)
 }
 
-#[apm::span(kind = "db")]
+#[apm::span(kind = "db", subtype = "postgresql")]
 fn step(x: u32) -> Result<u32, String> {
     if x == 0 {
         return Err("zero".into());

@@ -23,7 +23,7 @@
 //! ```no_run
 //! use actix_web::{web, App, HttpServer};
 //!
-//! #[apm::span(kind = "db")]
+//! #[apm::span(kind = "db", subtype = "postgresql")]
 //! async fn load_user(id: u64) -> String {
 //!     format!("user {id}")
 //! }

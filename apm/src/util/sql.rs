@@ -38,6 +38,7 @@ pub(crate) enum Kind {
     From,
     Insert,
     Into,
+    Merge,
     Or,
     Replace,
     Select,
@@ -45,15 +46,17 @@ pub(crate) enum Kind {
     Table,
     Truncate,
     Update,
+    Using,
 }
 
-const KEYWORDS: [(&str, Kind); 13] = [
+const KEYWORDS: [(&str, Kind); 15] = [
     ("AS", Kind::As),
     ("CALL", Kind::Call),
     ("DELETE", Kind::Delete),
     ("FROM", Kind::From),
     ("INSERT", Kind::Insert),
     ("INTO", Kind::Into),
+    ("MERGE", Kind::Merge),
     ("OR", Kind::Or),
     ("REPLACE", Kind::Replace),
     ("SELECT", Kind::Select),
@@ -61,6 +64,7 @@ const KEYWORDS: [(&str, Kind); 13] = [
     ("TABLE", Kind::Table),
     ("TRUNCATE", Kind::Truncate),
     ("UPDATE", Kind::Update),
+    ("USING", Kind::Using),
 ];
 
 impl Kind {
@@ -267,50 +271,127 @@ impl<'a> Iterator for Scanner<'a> {
 }
 
 /// The span name the spec gives a SQL statement: the statement's kind and, for `SELECT`,
-/// `INSERT`, `UPDATE`, `DELETE` and `CALL`, the first table or procedure it names (`SELECT
-/// FROM a.b`, `CALL proc`); for anything else, or a statement it cannot read, its first word
-/// in upper case. Values never appear in it.
+/// `INSERT`, `UPDATE`, `DELETE`, `MERGE` and `CALL`, the first table or procedure it names
+/// (`SELECT FROM a.b`, `CALL proc`); for anything else, or a statement it cannot read, its
+/// first word in upper case. Values never appear in it. ODBC/JDBC escapes read as the SQL
+/// they stand for (`{call proc(?)}` is `CALL proc`, `{oj …}` an outer join), a CQL `USING
+/// TIMESTAMP` ends the table's name, and so does an Oracle database link (`t@link`: see
+/// [`db_link`]).
+///
+/// ```
+/// use apm::sql::signature;
+///
+/// assert_eq!(signature("MERGE INTO stock AS s USING delivery AS d ON s.id = d.id"), "MERGE INTO stock");
+/// assert_eq!(signature("{? = call shop.total(?)}"), "CALL shop.total");
+/// assert_eq!(signature("UPDATE ks.carts USING TIMESTAMP 1 SET n = 2"), "UPDATE ks.carts");
+/// ```
 pub fn signature(statement: &str) -> String {
+    parse(statement).0
+}
+
+/// The Oracle database link a statement's table is reached through (`orders@remote`, or
+/// `orders@"remote.example.com@user"` quoted), for `context.db.link`.
+///
+/// ```
+/// assert_eq!(apm::sql::db_link("SELECT * FROM orders@remote").as_deref(), Some("remote"));
+/// assert_eq!(apm::sql::db_link("SELECT * FROM orders"), None);
+/// ```
+pub fn db_link(statement: &str) -> Option<String> {
+    parse(statement).1
+}
+
+/// The signature and the database link.
+fn parse(statement: &str) -> (String, Option<String>) {
     // The signature is found near the start; a bound keeps an odd statement (thousands of
     // unterminated `$tag$`s, each searched for to the end) from costing quadratic time.
     let mut end = statement.len().min(MAX_SCANNED);
     while !statement.is_char_boundary(end) {
         end -= 1;
     }
-    let mut tokens = Scanner::new(&statement[..end])
-        .filter(|t| t.kind != Kind::Comment)
-        .peekable();
+    let mut tokens = Escapes::new(Scanner::new(&statement[..end])).peekable();
     // A statement that starts with something other than a word (a literal, a quote) has no
     // name to give that would not be a value.
     let Some(first) = tokens
         .next()
         .filter(|t| t.kind == Kind::Ident || KEYWORDS.iter().any(|(_, k)| *k == t.kind))
     else {
-        return String::new();
+        return (String::new(), None);
     };
     let upper = first.text.to_uppercase();
-    let named = |prefix: &str, name: Option<String>| match name {
-        Some(name) => format!("{prefix} {name}"),
-        None => upper.clone(),
+    let table = match first.kind {
+        Kind::Call => qualified_name(&mut tokens).map(|t| ("CALL".to_owned(), t)),
+        Kind::Delete => tokens
+            .next_if(|t| t.kind == Kind::From)
+            .and_then(|_| qualified_name(&mut tokens))
+            .map(|t| ("DELETE FROM".to_owned(), t)),
+        Kind::Insert | Kind::Replace => tokens
+            .by_ref()
+            .find(|t| t.kind == Kind::Into)
+            .and_then(|_| qualified_name(&mut tokens))
+            .map(|t| (format!("{upper} INTO"), t)),
+        Kind::Merge => {
+            let into = tokens.next_if(|t| t.kind == Kind::Into).is_some();
+            qualified_name(&mut tokens).map(|t| {
+                let prefix = if into { "MERGE INTO" } else { "MERGE" };
+                (prefix.to_owned(), t)
+            })
+        }
+        Kind::Select => select_table(&mut tokens).map(|t| ("SELECT FROM".to_owned(), t)),
+        Kind::Update => update_table(&mut tokens).map(|t| ("UPDATE".to_owned(), t)),
+        _ => None,
     };
-    match first.kind {
-        Kind::Call => named("CALL", qualified_name(&mut tokens)),
-        Kind::Delete => {
-            let table = tokens
-                .next_if(|t| t.kind == Kind::From)
-                .and_then(|_| qualified_name(&mut tokens));
-            named("DELETE FROM", table)
+    match table {
+        Some((prefix, table)) => (format!("{prefix} {table}"), link(&mut tokens)),
+        None => (upper, None),
+    }
+}
+
+/// The database link right after a table's name: `@name`, `@a.b`, or `@"quoted"`.
+fn link<'a>(tokens: &mut Peekable<impl Iterator<Item = Token<'a>>>) -> Option<String> {
+    tokens.next_if(|t| t.kind == Kind::Other && t.text == "@")?;
+    qualified_name(tokens)
+}
+
+/// The tokens of a statement without its comments, and with ODBC/JDBC escapes read as the
+/// SQL they stand for: `{` and `}` are left out, and so are `oj` right after `{` and the
+/// `?` and `=` of `{? = call f(?)}` inside them.
+struct Escapes<'a> {
+    tokens: Scanner<'a>,
+    /// Open escape braces.
+    depth: usize,
+    /// The previous token was `{`.
+    after_open: bool,
+}
+
+impl<'a> Escapes<'a> {
+    fn new(tokens: Scanner<'a>) -> Escapes<'a> {
+        Escapes {
+            tokens,
+            depth: 0,
+            after_open: false,
         }
-        Kind::Insert | Kind::Replace => {
-            let table = tokens
-                .by_ref()
-                .find(|t| t.kind == Kind::Into)
-                .and_then(|_| qualified_name(&mut tokens));
-            named(&format!("{upper} INTO"), table)
+    }
+}
+
+impl<'a> Iterator for Escapes<'a> {
+    type Item = Token<'a>;
+
+    fn next(&mut self) -> Option<Token<'a>> {
+        loop {
+            let t = self.tokens.next()?;
+            let after_open = std::mem::replace(&mut self.after_open, false);
+            match (t.kind, t.text) {
+                (Kind::Comment, _) => {}
+                (Kind::Other, "{") => {
+                    self.depth += 1;
+                    self.after_open = true;
+                }
+                (Kind::Other, "}") if self.depth > 0 => self.depth -= 1,
+                (Kind::Ident, oj) if after_open && oj.eq_ignore_ascii_case("oj") => {}
+                (Kind::Other, "?" | "=") if self.depth > 0 => {}
+                _ => return Some(t),
+            }
         }
-        Kind::Select => named("SELECT FROM", select_table(&mut tokens)),
-        Kind::Update => named("UPDATE", update_table(&mut tokens)),
-        _ => upper,
     }
 }
 
@@ -456,5 +537,73 @@ mod tests {
         let odd: String = (0..20_000).map(|i| format!("$a{i}$ ")).collect();
         assert_eq!(signature(&format!("SELECT {odd}")), "SELECT");
         assert_eq!(signature("replace into t values (1)"), "REPLACE INTO t");
+    }
+
+    /// The statements other Elastic agents name beyond the shared fixtures (the Java agent's
+    /// signature parser and JDBC escape filter are the reference).
+    #[test]
+    fn merge_escapes_cql_and_database_links() {
+        for (sql, expected) in [
+            (
+                "MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE",
+                "MERGE INTO t",
+            ),
+            ("merge into s.t as x using u on x.a = u.a", "MERGE INTO s.t"),
+            ("MERGE t USING s ON t.id = s.id", "MERGE t"),
+            ("{call proc(?, ?)}", "CALL proc"),
+            ("{ call pkg.proc(?) }", "CALL pkg.proc"),
+            ("{? = call f(?)}", "CALL f"),
+            ("{?=call f()}", "CALL f"),
+            (
+                "SELECT * FROM {oj t1 LEFT OUTER JOIN t2 ON t1.a = t2.a}",
+                "SELECT FROM t1",
+            ),
+            (
+                "INSERT INTO ks.t (a) VALUES (1) USING TIMESTAMP 123",
+                "INSERT INTO ks.t",
+            ),
+            (
+                "UPDATE ks.t USING TIMESTAMP 1 SET a = 1 WHERE b = 2",
+                "UPDATE ks.t",
+            ),
+            ("UPDATE t USING TTL 60 SET a = 1", "UPDATE t"),
+            (
+                "DELETE FROM ks.t USING TIMESTAMP 1 WHERE a = 1",
+                "DELETE FROM ks.t",
+            ),
+            ("SELECT * FROM TABLE1@DBLINK", "SELECT FROM TABLE1"),
+            (
+                "SELECT * FROM TABLE1@\"DBLINK.FQDN.COM@USER\"",
+                "SELECT FROM TABLE1",
+            ),
+            (
+                "UPDATE foo.bar@\"DBLINK.FQDN.COM@USER\" SET bar=1 WHERE baz=2",
+                "UPDATE foo.bar",
+            ),
+            // A `?` or `=` outside an escape is not skipped.
+            ("SELECT a FROM t WHERE a = ?", "SELECT FROM t"),
+        ] {
+            assert_eq!(signature(sql), expected, "{sql:?}");
+        }
+        for (sql, expected) in [
+            ("SELECT * FROM TABLE1@DBLINK", Some("DBLINK")),
+            (
+                "SELECT * FROM TABLE1@\"DBLINK.FQDN.COM\"",
+                Some("DBLINK.FQDN.COM"),
+            ),
+            (
+                "SELECT * FROM TABLE1@\"DBLINK.FQDN.COM@USER\"",
+                Some("DBLINK.FQDN.COM@USER"),
+            ),
+            (
+                "UPDATE foo.bar@\"DBLINK.FQDN.COM@USER\" SET bar=1 WHERE baz=2",
+                Some("DBLINK.FQDN.COM@USER"),
+            ),
+            ("SELECT * FROM remote.t@a.b WHERE x = 1", Some("a.b")),
+            ("SELECT * FROM t WHERE email = 'a@b.c'", None),
+            ("SELECT 1", None),
+        ] {
+            assert_eq!(db_link(sql).as_deref(), expected, "{sql:?}");
+        }
     }
 }

@@ -1,4 +1,4 @@
-#[apm::span(name = "s", kind = "db")]
+#[apm::span(name = "s", kind = "db", subtype = "postgresql")]
 struct S;
 
 // Both the argument error and the item error are reported.

@@ -34,7 +34,7 @@ struct Mem(Vec<String>);
 
 impl Repo for Mem {
     // What async-trait 0.1 emits for `async fn get(&self, id: u32) -> Result<String, String>`.
-    #[apm::span(kind = "db")]
+    #[apm::span(kind = "db", subtype = "postgresql")]
     fn get<'life0, 'async_trait>(
         &'life0 self,
         id: u32,
