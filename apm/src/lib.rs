@@ -379,6 +379,28 @@ macro_rules! span_methods {
             self.0.core().set_db(db_type.into(), instance, statement);
         }
 
+        /// `context.db.user`: the database user the statement runs as.
+        pub fn set_db_user(&mut self, user: impl Into<String>) {
+            self.0.core().set_db_user(user.into());
+        }
+
+        /// `context.db.rows_affected`: the rows the statement changed or returned.
+        pub fn set_db_rows_affected(&mut self, rows: u64) {
+            self.0.core().set_db_rows_affected(rows);
+        }
+
+        /// `context.db.link`: the database link the statement goes through (see
+        /// [`sql::db_link`](crate::sql::db_link)).
+        pub fn set_db_link(&mut self, link: impl Into<String>) {
+            self.0.core().set_db_link(link.into());
+        }
+
+        /// `context.destination.address` and `port`: the host the span calls (a database's,
+        /// a broker's). HTTP spans take them from their URL when this is not set.
+        pub fn set_destination(&mut self, address: Option<String>, port: Option<u16>) {
+            self.0.core().set_destination(address, port);
+        }
+
         /// `context.message.queue.name` (messaging spans).
         pub fn set_message_queue(&mut self, queue: impl Into<String>) {
             self.0.core().set_message_queue(queue.into());

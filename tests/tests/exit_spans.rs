@@ -43,6 +43,42 @@ fn an_http_exit_span_carries_its_request_and_target() {
     h.finish();
 }
 
+/// Everything `context.db` and `context.destination` can say about a database call, as the
+/// database instrumentation spec lists it; the event validates against the intake schema.
+#[test]
+fn a_database_span_carries_user_rows_link_and_destination() {
+    let h = agent::start(|c| c);
+    {
+        let _t = apm::start_transaction("report", "custom");
+        let statement = "UPDATE stock@warehouse SET n = n - 1 WHERE id = :id";
+        let mut db = apm::start_span(apm::sql::signature(statement), "db");
+        db.set_subtype("oracle");
+        db.set_action("query");
+        db.set_exit();
+        db.set_db("sql", Some("shop".into()), Some(statement.into()));
+        db.set_db_user("reporter");
+        db.set_db_rows_affected(3);
+        if let Some(link) = apm::sql::db_link(statement) {
+            db.set_db_link(link);
+        }
+        db.set_destination(Some("db.internal".into()), Some(1521));
+    }
+    h.flush();
+    let span = named(&h.spans(), "UPDATE stock").clone();
+    let ctx = &span["context"];
+    assert_eq!(ctx["db"]["type"], "sql");
+    assert_eq!(ctx["db"]["instance"], "shop");
+    assert_eq!(ctx["db"]["user"], "reporter");
+    assert_eq!(ctx["db"]["rows_affected"], 3);
+    assert_eq!(ctx["db"]["link"], "warehouse");
+    assert_eq!(ctx["destination"]["address"], "db.internal");
+    assert_eq!(ctx["destination"]["port"], 1521);
+    assert_eq!(ctx["destination"]["service"]["resource"], "oracle/shop");
+    assert_eq!(ctx["service"]["target"]["type"], "oracle");
+    assert_eq!(ctx["service"]["target"]["name"], "shop");
+    h.finish();
+}
+
 #[test]
 fn database_and_messaging_targets_follow_the_spec() {
     let h = agent::start(|c| c);

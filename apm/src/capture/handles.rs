@@ -16,7 +16,7 @@ use super::transaction;
 use crate::types::headers::{HeaderSink, HeaderSource};
 use crate::types::ids;
 use crate::types::record::TransactionName;
-use crate::types::span_context::{Db, Message, SpanExtra};
+use crate::types::span_context::{Db, Destination, Message, SpanExtra};
 use crate::types::web;
 use crate::types::outcome::{LabelValue, Outcome};
 
@@ -125,11 +125,30 @@ impl SpanCore {
         statement: Option<String>,
     ) {
         if let Some(e) = self.extra() {
-            e.db = Some(Db {
-                kind: Some(kind),
-                instance,
-                statement,
-            });
+            let db = e.db.get_or_insert_with(Db::default);
+            db.kind = Some(kind);
+            db.instance = instance;
+            db.statement = statement;
+        }
+    }
+    pub(crate) fn set_db_user(&mut self, user: String) {
+        if let Some(e) = self.extra() {
+            e.db.get_or_insert_with(Db::default).user = Some(user);
+        }
+    }
+    pub(crate) fn set_db_rows_affected(&mut self, rows: u64) {
+        if let Some(e) = self.extra() {
+            e.db.get_or_insert_with(Db::default).rows_affected = Some(rows);
+        }
+    }
+    pub(crate) fn set_db_link(&mut self, link: String) {
+        if let Some(e) = self.extra() {
+            e.db.get_or_insert_with(Db::default).link = Some(link);
+        }
+    }
+    pub(crate) fn set_destination(&mut self, address: Option<String>, port: Option<u16>) {
+        if let Some(e) = self.extra() {
+            e.destination = Some(Destination { address, port });
         }
     }
     pub(crate) fn set_message_queue(&mut self, queue: String) {

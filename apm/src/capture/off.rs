@@ -45,6 +45,10 @@ impl SpanCore {
         _statement: Option<String>,
     ) {
     }
+    pub(crate) fn set_db_user(&mut self, _user: String) {}
+    pub(crate) fn set_db_rows_affected(&mut self, _rows: u64) {}
+    pub(crate) fn set_db_link(&mut self, _link: String) {}
+    pub(crate) fn set_destination(&mut self, _address: Option<String>, _port: Option<u16>) {}
     pub(crate) fn set_message_queue(&mut self, _queue: String) {}
     pub(crate) fn set_service_target(
         &mut self,

@@ -19,6 +19,9 @@ pub(crate) struct SpanExtra {
     pub(crate) http: Option<Http>,
     pub(crate) db: Option<Db>,
     pub(crate) message: Option<Message>,
+    /// `context.destination` address and port, set explicitly (a database's host); otherwise
+    /// taken from an HTTP span's URL.
+    pub(crate) destination: Option<Destination>,
     /// Set explicitly: inference does not override it.
     pub(crate) target_type: Option<Cow<'static, str>>,
     pub(crate) target_name: Option<Cow<'static, str>>,
@@ -36,6 +39,16 @@ pub(crate) struct Db {
     pub(crate) kind: Option<Cow<'static, str>>,
     pub(crate) instance: Option<String>,
     pub(crate) statement: Option<String>,
+    pub(crate) user: Option<String>,
+    pub(crate) rows_affected: Option<u64>,
+    /// An Oracle-style database link the statement goes through.
+    pub(crate) link: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Destination {
+    pub(crate) address: Option<String>,
+    pub(crate) port: Option<u16>,
 }
 
 #[derive(Debug, Default)]

@@ -49,6 +49,12 @@ struct DbView<'a> {
     instance: Option<Kw<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     statement: Option<Long<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<Kw<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rows_affected: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    link: Option<Kw<'a>>,
 }
 
 #[derive(Serialize)]
@@ -96,7 +102,13 @@ fn span_context<'a>(
     url: Option<&'a str>,
 ) -> SpanContextView<'a> {
     let target = service_target::infer(kind, subtype, extra);
-    let address = url.and_then(service_target::host_port);
+    // Set explicitly (a database's host), else an HTTP span's URL's.
+    let address = match &extra.destination {
+        Some(d) => d.address.clone().map(|a| (a, d.port)),
+        None => url
+            .and_then(service_target::host_port)
+            .map(|(host, port)| (host, Some(port))),
+    };
     SpanContextView {
         tags: (!extra.labels.is_empty()).then_some(LabelsView(&extra.labels)),
         http: extra.http.as_ref().map(|h| HttpView {
@@ -108,6 +120,9 @@ fn span_context<'a>(
             kind: d.kind.as_deref().map(Kw),
             instance: d.instance.as_deref().map(Kw),
             statement: d.statement.as_deref().map(Long),
+            user: d.user.as_deref().map(Kw),
+            rows_affected: d.rows_affected,
+            link: d.link.as_deref().map(Kw),
         }),
         message: extra.message.as_ref().map(|m| MessageView {
             queue: m.queue.as_deref().map(|name| QueueView { name: Kw(name) }),
@@ -116,7 +131,7 @@ fn span_context<'a>(
             address: address
                 .as_ref()
                 .map(|(h, _)| h.trim_matches(['[', ']']).to_owned()),
-            port: address.as_ref().map(|(_, p)| *p),
+            port: address.as_ref().and_then(|(_, p)| *p),
             service: DestinationServiceView {
                 resource: truncate(&t.resource, KEYWORD_LIMIT).into_owned(),
             },
