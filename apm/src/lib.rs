@@ -348,9 +348,11 @@ macro_rules! span_methods {
         }
 
         /// Marks the span as an exit span: a call to another service. Its `service.target`
-        /// and `destination` are inferred from the context set below, as the spec says.
+        /// and `destination` are inferred from the context set below, as the spec says. An
+        /// exit span is a leaf: spans started under it (the client library's own
+        /// instrumentation, say) are not recorded.
         pub fn set_exit(&mut self) {
-            self.0.core().set_exit();
+            self.0.set_exit();
         }
 
         /// `context.http` of an outgoing request (the URL's user information is removed

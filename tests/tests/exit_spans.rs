@@ -79,6 +79,35 @@ fn a_database_span_carries_user_rows_link_and_destination() {
     h.finish();
 }
 
+#[apm::span(kind = "app", subtype = "internal")]
+fn driver_internals() {}
+
+/// An exit span is a leaf: what starts under it (a client library's own spans, in every
+/// form) is not recorded, and recording resumes once it ends.
+#[test]
+fn nothing_is_recorded_under_an_exit_span() {
+    let h = agent::start(|c| c);
+    {
+        let _t = apm::start_transaction("leaf", "custom");
+        let mut query = apm::start_span("SELECT FROM t", "db");
+        query.set_subtype("postgresql");
+        query.set_exit();
+        driver_internals();
+        drop(apm::start_span("driver: encode", "app"));
+        drop(apm::Span::start("driver: socket", "app"));
+        drop(query);
+        driver_internals();
+    }
+    h.flush();
+    let spans = h.spans();
+    let names: Vec<&str> = spans.iter().filter_map(|s| s["name"].as_str()).collect();
+    assert_eq!(names, ["SELECT FROM t", "driver_internals"], "{names:?}");
+    let txn = &h.transactions()[0];
+    assert_eq!(spans[1]["parent_id"], txn["id"]);
+    assert_eq!(txn["span_count"]["started"], 2);
+    h.finish();
+}
+
 #[test]
 fn database_and_messaging_targets_follow_the_spec() {
     let h = agent::start(|c| c);

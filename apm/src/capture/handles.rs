@@ -101,7 +101,7 @@ impl SpanCore {
             s.set_label(key, value);
         }
     }
-    pub(crate) fn set_exit(&mut self) {
+    fn set_exit(&mut self) {
         if let Some(e) = self.extra() {
             e.exit = true;
         }
@@ -208,6 +208,15 @@ impl SpanGuard {
     pub(crate) fn core_ref(&self) -> &SpanCore {
         &self.core
     }
+    /// An exit span, current on this thread: a leaf, under which no span is recorded.
+    pub(crate) fn set_exit(&mut self) {
+        if self.core.is_recording() {
+            self.core.set_exit();
+            if let Some(token) = self.token {
+                stack::mark_leaf(token);
+            }
+        }
+    }
 }
 
 impl Default for SpanGuard {
@@ -262,6 +271,10 @@ impl Span {
     }
     pub(crate) fn core_ref(&self) -> &SpanCore {
         &self.core
+    }
+    /// An exit span (never current: nothing opens under it anyway).
+    pub(crate) fn set_exit(&mut self) {
+        self.core.set_exit();
     }
 }
 

@@ -35,7 +35,6 @@ impl SpanCore {
     pub(crate) fn set_action(&mut self, _action: Cow<'static, str>) {}
     pub(crate) fn set_outcome(&mut self, _outcome: Outcome) {}
     pub(crate) fn set_label(&mut self, _key: Cow<'static, str>, _value: LabelValue) {}
-    pub(crate) fn set_exit(&mut self) {}
     pub(crate) fn set_http_request(&mut self, _method: Cow<'static, str>, _url: String) {}
     pub(crate) fn set_http_status(&mut self, _status: u16) {}
     pub(crate) fn set_db(
@@ -81,6 +80,7 @@ macro_rules! span_handle {
             pub(crate) fn core_ref(&self) -> &SpanCore {
                 &self.0
             }
+            pub(crate) fn set_exit(&mut self) {}
         }
     )*};
 }

@@ -62,7 +62,7 @@ pub(crate) fn open_span(name: SpanName, mode: Mode) -> Option<(ActiveSpan, Optio
         let (slot, ctx) = stack::push_child(start, decide)?;
         (Some(slot), ctx)
     } else {
-        let (_, ctx) = stack::with_current(|txn, parent| {
+        let (_, ctx) = stack::with_current_parent(|txn, parent| {
             (txn.sampled && txn.reserve_span()).then(|| decide(txn, parent))
         })
         .flatten()?;
