@@ -176,7 +176,10 @@ impl SpanCore {
     /// the current context).
     pub(crate) fn inject(&self, sink: &mut dyn HeaderSink) {
         match &self.0 {
-            Some(s) => inject(s.transaction(), s.rec.id, sink),
+            Some(s) => {
+                inject(s.transaction(), s.rec.id, sink);
+                s.propagated();
+            }
             None => Context::current().inject(sink),
         }
     }

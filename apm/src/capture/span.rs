@@ -7,6 +7,7 @@
 //! on the context stack ([`super::stack::enter_static_span`]).
 
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 
 use super::stack::{self, ChildTimer, Token};
@@ -32,6 +33,9 @@ pub(crate) struct ActiveSpan {
     /// Opened beside the stack and counted as running by its parent, which must hear of its
     /// end.
     counted_by_parent: bool,
+    /// Its trace context went out with a call (set through a shared reference: injecting
+    /// headers does not need the span mutably).
+    propagated: AtomicBool,
 }
 
 /// How a new span relates to this thread's stack.
@@ -89,6 +93,7 @@ pub(crate) fn open_span(name: SpanName, mode: Mode) -> Option<(ActiveSpan, Optio
             },
             txn,
             counted_by_parent,
+            propagated: AtomicBool::new(false),
         },
         slot,
     ))
@@ -119,8 +124,16 @@ impl ActiveSpan {
         self.finish(end, *timer);
     }
 
+    /// Its trace context was written into an outgoing call.
+    pub(crate) fn propagated(&self) {
+        self.propagated.store(true, Relaxed);
+    }
+
     #[inline]
     fn finish(mut self, end: Tick, mut timer: ChildTimer) {
+        if self.propagated.load(Relaxed) {
+            self.extra().propagated = true;
+        }
         timer.settle(&self.txn.ended_elsewhere, self.rec.id);
         let timer = &timer;
         self.rec.end = end;

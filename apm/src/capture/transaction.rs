@@ -131,6 +131,7 @@ pub(crate) fn end_transaction(
         },
         spans_started: txn.started.load(Relaxed).min(txn.max_spans),
         spans_dropped: txn.dropped.load(Relaxed),
+        dropped_spans_stats: Vec::new(),
         child_ns,
         request: if txn.sampled { st.request.take() } else { None },
         response: if txn.sampled {

@@ -5,4 +5,5 @@
 pub(crate) mod bench;
 pub(crate) mod encode;
 pub(crate) mod http;
+mod huge_traces;
 pub(crate) mod transport;

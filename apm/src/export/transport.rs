@@ -15,6 +15,7 @@ use super::encode::body::Body;
 use super::encode::breakdown::Breakdown;
 use super::encode::{self, Policy};
 use super::http::client::{Request, Server};
+use super::huge_traces::{HugeTraces, Settings};
 use crate::queue::batch;
 use crate::queue::channel::{Command, Consumer};
 use crate::queue::staging;
@@ -55,6 +56,11 @@ pub(crate) struct Transport {
     policy: Policy,
     /// The configuration generation `policy` was compiled from.
     policy_generation: Option<u64>,
+    /// Span compression and fast exit span dropping, and the generation of their settings.
+    huge_traces: HugeTraces,
+    huge_traces_generation: Option<u64>,
+    /// Events ready to be written, in order (reused).
+    ready: Vec<Event>,
     body: Option<Body>,
     body_events: u64,
     body_opened: Instant,
@@ -89,6 +95,9 @@ impl Transport {
             breakdown: config.breakdown_metrics && !config.metrics_interval.is_zero(),
             policy: Policy::default(),
             policy_generation: None,
+            huge_traces: HugeTraces::default(),
+            huge_traces_generation: None,
+            ready: Vec::new(),
             body: None,
             body_events: 0,
             body_opened: Instant::now(),
@@ -191,6 +200,7 @@ impl Transport {
             self.add(batch);
         }
         staging::sweep(|batch| self.add(batch));
+        self.release_held_spans();
         if self.body.is_none() {
             return true;
         }
@@ -200,32 +210,64 @@ impl Transport {
         self.send()
     }
 
-    fn add(&mut self, batch: Vec<Event>) {
+    fn add(&mut self, mut batch: Vec<Event>) {
         self.tracer
             .counters
             .events_queued
             .fetch_add(batch.len() as u64, Relaxed);
         if self.breakdown {
             // Before serialising: a send below may block on the network, and the metrics
-            // thread must not wait on it.
+            // thread must not wait on it. Spans compressed or dropped below count here.
             self.breakdown_totals.record(&batch);
         }
-        // By reference: moving each event out of the vector would copy it.
-        for event in &batch {
-            self.write_event(event);
-            if self
-                .body
-                .as_ref()
-                .is_some_and(|b| b.len() as u64 >= self.tracer.live.api_request_size())
-            {
-                if self.in_backoff() {
-                    self.discard("the APM Server is unavailable (backing off)");
-                } else {
-                    self.send();
+        self.refresh_huge_traces();
+        let mut ready = std::mem::take(&mut self.ready);
+        for event in batch.drain(..) {
+            self.huge_traces.accept(event, &mut ready);
+            for event in ready.drain(..) {
+                self.write_event(&event);
+                if self
+                    .body
+                    .as_ref()
+                    .is_some_and(|b| b.len() as u64 >= self.tracer.live.api_request_size())
+                {
+                    if self.in_backoff() {
+                        self.discard("the APM Server is unavailable (backing off)");
+                    } else {
+                        self.send();
+                    }
                 }
             }
         }
+        self.ready = ready;
         batch::recycle(batch);
+    }
+
+    /// Reads the huge-traces options again when the configuration in effect changed.
+    fn refresh_huge_traces(&mut self) {
+        let generation = self.tracer.generation();
+        if self.huge_traces_generation != Some(generation) {
+            self.huge_traces_generation = Some(generation);
+            let settings = Settings::from_config(&self.tracer.effective());
+            let mut ready = std::mem::take(&mut self.ready);
+            self.huge_traces.configure(settings, &mut ready);
+            self.write_all(&mut ready);
+            self.ready = ready;
+        }
+    }
+
+    /// Writes the spans held for compression into the body: it is about to go.
+    fn release_held_spans(&mut self) {
+        let mut ready = std::mem::take(&mut self.ready);
+        self.huge_traces.flush(&mut ready);
+        self.write_all(&mut ready);
+        self.ready = ready;
+    }
+
+    fn write_all(&mut self, events: &mut Vec<Event>) {
+        for event in events.drain(..) {
+            self.write_event(&event);
+        }
     }
 
     fn write_event(&mut self, event: &Event) {
@@ -317,6 +359,7 @@ impl Transport {
 
     /// Sends the open request. `true` when the server accepted it.
     fn send(&mut self) -> bool {
+        self.release_held_spans();
         let Some(body) = self.body.take() else {
             return true;
         };

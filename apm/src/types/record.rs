@@ -115,6 +115,18 @@ pub(crate) struct Link {
     pub(crate) span_id: u64,
 }
 
+/// Exit spans dropped towards one destination with one outcome: how many, and their summed
+/// duration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DroppedSpanStats {
+    pub(crate) destination_service_resource: String,
+    pub(crate) service_target_type: String,
+    pub(crate) service_target_name: Option<String>,
+    pub(crate) outcome: Outcome,
+    pub(crate) count: u32,
+    pub(crate) sum_us: u64,
+}
+
 /// One finished transaction.
 #[derive(Debug)]
 pub(crate) struct TransactionRecord {
@@ -131,6 +143,9 @@ pub(crate) struct TransactionRecord {
     pub(crate) labels: Labels,
     pub(crate) spans_started: u32,
     pub(crate) spans_dropped: u32,
+    /// Exit spans not sent (dropped as fast exit spans), per destination and outcome (filled
+    /// on the transport thread).
+    pub(crate) dropped_spans_stats: Vec<DroppedSpanStats>,
     /// Time during which its children ran (self time = duration − this).
     pub(crate) child_ns: u64,
     /// Span links: the trace a restarted transaction came from.

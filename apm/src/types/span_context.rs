@@ -16,6 +16,11 @@ pub(crate) struct SpanExtra {
     pub(crate) labels: Labels,
     /// The span calls another service (an exit span).
     pub(crate) exit: bool,
+    /// Its trace context was written into an outgoing call: it can be neither compressed nor
+    /// dropped as a fast exit span (the callee's spans name it as their parent).
+    pub(crate) propagated: bool,
+    /// Several spans compressed into this one (set on the transport thread).
+    pub(crate) composite: Option<Composite>,
     pub(crate) http: Option<Http>,
     pub(crate) db: Option<Db>,
     pub(crate) message: Option<Message>,
@@ -43,6 +48,16 @@ pub(crate) struct Db {
     pub(crate) rows_affected: Option<u64>,
     /// An Oracle-style database link the statement goes through.
     pub(crate) link: Option<String>,
+}
+
+/// What a composite span stands for: `count` consecutive exit spans of one kind, whose own
+/// durations add up to `sum_ns`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Composite {
+    pub(crate) count: u32,
+    pub(crate) sum_ns: u64,
+    /// `true`: `exact_match` (same name); `false`: `same_kind`.
+    pub(crate) exact_match: bool,
 }
 
 #[derive(Debug, Default)]

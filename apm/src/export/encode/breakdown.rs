@@ -302,6 +302,7 @@ mod tests {
             labels: Vec::new(),
             spans_started: 1,
             spans_dropped: 0,
+            dropped_spans_stats: Vec::new(),
             child_ns: 0,
             request: None,
             response: None,

@@ -179,6 +179,19 @@ pub(crate) fn write_span(out: &mut Vec<u8>, s: &SpanRecord) -> io::Result<()> {
         out.extend_from_slice(b",\"sample_rate\":");
         json::fixed4(out, s.sample_rate);
     }
+    if let Some(composite) = s.extra.as_deref().and_then(|e| e.composite) {
+        out.extend_from_slice(b",\"composite\":{\"compression_strategy\":");
+        out.extend_from_slice(if composite.exact_match {
+            b"\"exact_match\""
+        } else {
+            b"\"same_kind\""
+        });
+        out.extend_from_slice(b",\"count\":");
+        json::uint(out, u64::from(composite.count));
+        out.extend_from_slice(b",\"sum\":");
+        json::millis(out, composite.sum_ns);
+        out.push(b'}');
+    }
     if let Some(extra) = s.extra.as_deref() {
         let url = extra
             .http

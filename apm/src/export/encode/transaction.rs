@@ -1,6 +1,7 @@
 //! Transaction lines, written by hand like span lines: serde writes only the optional `links`
 //! and `context`.
 
+use std::borrow::Cow;
 use std::io;
 
 use serde::ser::{SerializeSeq, Serializer};
@@ -10,9 +11,53 @@ use super::fields::{Hex128, Hex64};
 use super::json;
 use super::request::{transaction_context, Policy};
 use crate::types::clock;
-use crate::types::record::{Link, TransactionRecord};
+use crate::types::record::{DroppedSpanStats, Link, TransactionRecord};
 use crate::types::sample_rate::UNKNOWN_RATE;
-use crate::util::text::KEYWORD_LIMIT;
+use crate::util::text::{truncate, KEYWORD_LIMIT};
+
+/// `dropped_spans_stats` as the intake protocol writes them (service target fields are keywords
+/// of at most 512 characters there).
+struct DroppedView<'a>(&'a [DroppedSpanStats]);
+
+impl Serialize for DroppedView<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Sum {
+            us: u64,
+        }
+        #[derive(Serialize)]
+        struct Duration {
+            count: u32,
+            sum: Sum,
+        }
+        #[derive(Serialize)]
+        struct One<'a> {
+            destination_service_resource: Cow<'a, str>,
+            service_target_type: Cow<'a, str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            service_target_name: Option<Cow<'a, str>>,
+            outcome: &'static str,
+            duration: Duration,
+        }
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for d in self.0 {
+            seq.serialize_element(&One {
+                destination_service_resource: truncate(&d.destination_service_resource, KEYWORD_LIMIT),
+                service_target_type: truncate(&d.service_target_type, TARGET_LIMIT),
+                service_target_name: d.service_target_name.as_deref().map(|n| truncate(n, TARGET_LIMIT)),
+                outcome: d.outcome.as_str(),
+                duration: Duration {
+                    count: d.count,
+                    sum: Sum { us: d.sum_us },
+                },
+            })?;
+        }
+        seq.end()
+    }
+}
+
+/// The longest `service_target_type` and `service_target_name` the schema accepts.
+const TARGET_LIMIT: usize = 512;
 
 /// Span links as the intake protocol writes them.
 struct LinksView<'a>(&'a [Link]);
@@ -88,6 +133,11 @@ pub(crate) fn write_transaction(
     if !t.links.is_empty() {
         out.extend_from_slice(b",\"links\":");
         serde_json::to_writer(&mut *out, &LinksView(&t.links)).map_err(io::Error::other)?;
+    }
+    if !t.dropped_spans_stats.is_empty() {
+        out.extend_from_slice(b",\"dropped_spans_stats\":");
+        serde_json::to_writer(&mut *out, &DroppedView(&t.dropped_spans_stats))
+            .map_err(io::Error::other)?;
     }
     if let Some(context) = transaction_context(t, policy) {
         out.extend_from_slice(b",\"context\":");
@@ -196,6 +246,7 @@ mod tests {
             labels: Vec::new(),
             spans_started: 3,
             spans_dropped: 0,
+            dropped_spans_stats: Vec::new(),
             child_ns: 0,
             links: Vec::new(),
             request: None,
