@@ -221,7 +221,8 @@ fn show_list(v: &[String]) -> String {
 const NO_MIN: Duration = Duration::ZERO;
 const ONE_MS: Duration = Duration::from_millis(1);
 
-/// The default of `sanitize_field_names` (specs/agents/sanitization.md).
+/// The default of `sanitize_field_names` (specs/agents/sanitization.md; `*auth*` covers
+/// `authorization`, and `*principal*` is in the Java and Python agents' defaults too).
 pub(crate) const DEFAULT_SANITIZE_FIELD_NAMES: &[&str] = &[
     "password",
     "passwd",
@@ -232,8 +233,9 @@ pub(crate) const DEFAULT_SANITIZE_FIELD_NAMES: &[&str] = &[
     "*session*",
     "*credit*",
     "*card*",
-    "authorization",
+    "*auth*",
     "set-cookie",
+    "*principal*",
 ];
 
 macro_rules! row {
@@ -372,7 +374,7 @@ pub(crate) static OPTIONS: [OptionSpec; COUNT] = [
         set: |c, v| { c.disable_metrics = parse::parse_list(v); Ok(None) },
         get: |c| show_list(&c.disable_metrics)),
     row!(SanitizeFieldNames, "sanitize_field_names", "SANITIZE_FIELD_NAMES", Kind::List,
-        "password, passwd, pwd, secret, *key, *token*, *session*, *credit*, *card*, authorization, set-cookie",
+        "password, passwd, pwd, secret, *key, *token*, *session*, *credit*, *card*, *auth*, set-cookie, *principal*",
         dynamic: true,
         "Wildcard patterns of field names (headers, form fields) whose values are redacted; replaces the default list.",
         set: |c, v| { c.sanitize_field_names = parse::parse_list(v); Ok(None) },

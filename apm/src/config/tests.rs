@@ -88,7 +88,43 @@ fn every_default_matches_the_table() {
         c.trace_continuation_strategy,
         TraceContinuationStrategy::Continue
     );
-    assert_eq!(c.sanitize_field_names.len(), 11);
+    assert_eq!(
+        c.sanitize_field_names,
+        [
+            "password",
+            "passwd",
+            "pwd",
+            "secret",
+            "*key",
+            "*token*",
+            "*session*",
+            "*credit*",
+            "*card*",
+            "*auth*",
+            "set-cookie",
+            "*principal*",
+        ]
+    );
+}
+
+#[cfg(feature = "enable")]
+#[test]
+fn default_sanitize_field_names_redact_auth_and_principal_fields() {
+    let list = crate::util::wildcard::WildcardList::parse(&Config::default().sanitize_field_names);
+    for name in [
+        "Authorization",
+        "X-Auth-User",
+        "proxy-authenticate",
+        "userPrincipal",
+        "principal",
+        "Set-Cookie",
+        "api_key",
+    ] {
+        assert!(list.any_match(name), "{name} is redacted by default");
+    }
+    for name in ["content-type", "accept", "user-agent"] {
+        assert!(!list.any_match(name), "{name} is kept by default");
+    }
 }
 
 #[test]
