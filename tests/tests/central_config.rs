@@ -157,6 +157,28 @@ fn a_central_sample_rate_applies_within_one_poll_and_reverts_when_removed() {
 }
 
 #[test]
+fn a_central_use_elastic_traceparent_header_applies_to_the_next_call() {
+    fn legacy_header_injected() -> bool {
+        let _t = apm::start_transaction("outgoing call", "custom");
+        let mut out: Vec<(String, String)> = Vec::new();
+        apm::inject_headers(&mut out);
+        assert!(out.iter().any(|(k, _)| k == "traceparent"), "{out:?}");
+        out.iter().any(|(k, _)| k == "elastic-apm-traceparent")
+    }
+    let h = agent::start_with(server_with(json!({}), "v0", Some(MAX_AGE)), |c| c);
+    wait_for_polls(&h, 1);
+    assert!(legacy_header_injected());
+    h.server.set_central_config(
+        json!({ "use_elastic_traceparent_header": "false" }),
+        "v1",
+        Some(MAX_AGE),
+    );
+    wait_until_applied(&h, "v1");
+    assert!(!legacy_header_injected());
+    h.finish();
+}
+
+#[test]
 fn without_max_age_the_next_poll_waits_five_minutes() {
     let h = agent::start_with(server_with(json!({}), "v1", None), |c| c);
     wait_for_polls(&h, 1);

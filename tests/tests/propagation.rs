@@ -109,6 +109,29 @@ fn an_unsampled_caller_makes_an_unsampled_transaction() {
 }
 
 #[test]
+fn outgoing_calls_carry_the_legacy_header_unless_it_is_switched_off() {
+    for (enabled, legacy_sent) in [(None, true), (Some(true), true), (Some(false), false)] {
+        let h = agent::start(|c| match enabled {
+            Some(on) => c.use_elastic_traceparent_header(on),
+            None => c,
+        });
+        {
+            let _t = apm::start_transaction("root", "custom");
+            let _s = apm::start_span("call", "external");
+            let out = injected();
+            let traceparent = header(&out, "traceparent").expect("traceparent injected");
+            let legacy = header(&out, "elastic-apm-traceparent");
+            if legacy_sent {
+                assert_eq!(legacy, Some(traceparent), "{enabled:?}: {out:?}");
+            } else {
+                assert_eq!(legacy, None, "{enabled:?}: {out:?}");
+            }
+        }
+        h.finish();
+    }
+}
+
+#[test]
 fn the_legacy_header_is_honoured_and_traceparent_wins() {
     let h = agent::start(|c| c);
     let legacy = vec![("Elastic-Apm-Traceparent", format!("00-{TRACE}-{PARENT}-01"))];
