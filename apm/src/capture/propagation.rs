@@ -180,12 +180,14 @@ pub(crate) fn find_tracestate(headers: &dyn HeaderSource) -> Option<TraceState> 
     Some(state)
 }
 
-/// `s:<rate>` out of the `es` value (`key:value` pairs separated by `;`).
+/// `s:<rate>` out of the `es` value (`key:value` pairs separated by `;`), rounded as a
+/// configured rate is (specs/agents/tracing-sampling.md): half away from zero to 4 decimals,
+/// and a rate above 0 to at least 0.0001.
 fn parse_es_rate(es: &str) -> Option<f64> {
     es.split(';').find_map(|kv| {
         let (k, v) = kv.split_once(':')?;
         let rate: f64 = (k == "s").then(|| v.parse().ok()).flatten()?;
-        (0.0..=1.0).contains(&rate).then_some(rate)
+        crate::config::parse::check_sample_rate(rate).ok()
     })
 }
 
@@ -270,6 +272,28 @@ mod tests {
         assert_eq!(format_tracestate(None, ""), None);
         let h = headers(&[("tracestate", "es=s:1.5")]);
         assert_eq!(find_tracestate(&h).and_then(|t| t.sample_rate), None);
+    }
+
+    #[test]
+    fn an_incoming_rate_is_rounded_as_a_configured_one() {
+        for (sent, read) in [
+            ("0.00001", Some(0.0001)),
+            ("0.00015", Some(0.0002)),
+            ("0.55554", Some(0.5555)),
+            ("0.55555", Some(0.5556)),
+            ("0", Some(0.0)),
+            ("1", Some(1.0)),
+            ("-0.1", None),
+            ("NaN", None),
+        ] {
+            let tracestate = format!("es=s:{sent}");
+            let h = headers(&[("tracestate", tracestate.as_str())]);
+            assert_eq!(
+                find_tracestate(&h).and_then(|t| t.sample_rate),
+                read,
+                "{sent}"
+            );
+        }
     }
 
     /// Every case of the spec's `w3c_distributed_tracing.json`.
