@@ -84,7 +84,9 @@ fn authorization_prefers_the_api_key() {
     record(1);
     h.flush();
     h.server.with_recorded(|r| {
-        for req in r.intake_requests() {
+        let requests: Vec<_> = r.intake_requests().collect();
+        assert!(!requests.is_empty(), "no intake request");
+        for req in requests {
             assert_eq!(req.header("authorization"), Some("ApiKey MjlXNEJasdfDt"));
         }
     });
