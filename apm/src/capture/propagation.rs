@@ -310,8 +310,9 @@ mod tests {
             .join("\n");
         let cases: Vec<serde_json::Value> =
             serde_json::from_str(&json).expect("fixture is a JSON array");
-        assert!(!cases.is_empty());
+        assert_eq!(cases.len(), 82, "the fixture's case count changed: pin the new one");
         let mut failures = Vec::new();
+        let mut tracestate_cases = 0;
         for (i, case) in cases.iter().enumerate() {
             let h: Vec<(String, String)> = case["headers"]
                 .as_array()
@@ -329,6 +330,7 @@ mod tests {
                 failures.push(format!("case {i}: traceparent valid = {tp_valid}: {h:?}"));
             }
             if let Some(expected) = case["is_tracestate_valid"].as_bool() {
+                tracestate_cases += 1;
                 // Valid and present, or valid because every value was empty.
                 let mut any = false;
                 h.header_values(TRACESTATE, &mut |v| any |= !v.trim().is_empty());
@@ -345,6 +347,7 @@ mod tests {
             cases.len(),
             failures.join("\n")
         );
+        assert_eq!(tracestate_cases, 36, "cases with a tracestate expectation");
         eprintln!("w3c_distributed_tracing: {} cases passed", cases.len());
     }
 }
