@@ -114,8 +114,7 @@ fn handle(record: &Mutex<Vec<Seen>>, uri: &Uri, headers: &HeaderMap) -> StatusCo
 
 /// A port on which nothing listens (connection refused).
 fn dead_port() -> u16 {
-    let listener = StdListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local address").port()
+    common::refused_addr().port()
 }
 
 /// The one span whose `context.http.url` is `url`.
