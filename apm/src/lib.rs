@@ -164,7 +164,8 @@ pub fn start_transaction_with(
     ))
 }
 
-/// Writes the propagation headers (`traceparent`, and `tracestate` when the trace has one) of
+/// Writes the propagation headers (`traceparent`, `elastic-apm-traceparent` unless
+/// `use_elastic_traceparent_header` is off, and `tracestate` when the trace has one) of
 /// the current context into an outgoing request, so the callee continues the trace. An HTTP
 /// client integration starts its exit span first, so that the callee's parent is that span.
 pub fn inject_headers(sink: &mut impl HeaderSink) {

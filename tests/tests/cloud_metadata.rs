@@ -128,5 +128,5 @@ fn azure_cloud_metadata_features() {
         scenarios += parsed.len();
     }
     // 2 + 5 scenarios (outline rows counted) in the app service feature, 2 + 4 in functions'.
-    assert!(scenarios >= 12, "{scenarios} scenarios");
+    assert_eq!(scenarios, 13, "scenarios run");
 }

@@ -127,6 +127,47 @@ fn long_messages_are_cut_at_ten_thousand_characters() {
     h.finish();
 }
 
+#[test]
+fn long_field_max_length_cuts_messages_causes_and_statements() {
+    let h = agent::start(|c| c.long_field_max_length(20));
+    {
+        let _t = apm::start_transaction("work", "custom");
+        let mut db = apm::start_span("SELECT FROM items", "db");
+        db.set_exit();
+        db.set_db("sql", None, Some("s".repeat(50)));
+        drop(db);
+        apm::capture_error!(Wrapped(std::io::Error::other("c".repeat(50))));
+    }
+    h.flush();
+    let cut = |v: &serde_json::Value| {
+        let text = v.as_str().unwrap_or_else(|| panic!("a string: {v}"));
+        assert_eq!(text.chars().count(), 20, "{text}");
+        assert!(text.ends_with('…'), "{text}");
+    };
+    let errors = h.errors();
+    assert_eq!(errors.len(), 1);
+    cut(&errors[0]["exception"]["message"]);
+    cut(&errors[0]["exception"]["cause"][0]["message"]);
+    let spans = h.spans();
+    assert_eq!(spans.len(), 1);
+    cut(&spans[0]["context"]["db"]["statement"]);
+    h.finish();
+}
+
+/// An error with a long message, caused by `.0`.
+#[derive(Debug)]
+struct Wrapped(std::io::Error);
+impl fmt::Display for Wrapped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&"w".repeat(50))
+    }
+}
+impl std::error::Error for Wrapped {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
 #[apm::span]
 fn recovers(fail: bool) -> Result<u32, std::io::Error> {
     if fail {

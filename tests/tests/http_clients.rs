@@ -23,6 +23,8 @@ const SLOW: std::time::Duration = std::time::Duration::from_millis(50);
 struct Seen {
     path_and_query: String,
     traceparent: Option<String>,
+    /// `elastic-apm-traceparent` (`use_elastic_traceparent_header`, on by default).
+    legacy_traceparent: Option<String>,
     tracestate: Option<String>,
 }
 
@@ -94,6 +96,7 @@ fn handle(record: &Mutex<Vec<Seen>>, uri: &Uri, headers: &HeaderMap) -> StatusCo
             .map(ToString::to_string)
             .unwrap_or_default(),
         traceparent: header("traceparent"),
+        legacy_traceparent: header("elastic-apm-traceparent"),
         tracestate: header("tracestate"),
     });
     match uri.path() {
@@ -111,8 +114,7 @@ fn handle(record: &Mutex<Vec<Seen>>, uri: &Uri, headers: &HeaderMap) -> StatusCo
 
 /// A port on which nothing listens (connection refused).
 fn dead_port() -> u16 {
-    let listener = StdListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local address").port()
+    common::refused_addr().port()
 }
 
 /// The one span whose `context.http.url` is `url`.
@@ -125,12 +127,13 @@ fn by_url<'a>(spans: &'a [Value], url: &str) -> &'a Value {
     found[0]
 }
 
-/// `traceparent` fields: (trace id, parent id, flags).
+/// `traceparent` fields: (trace id, parent id, flags); the legacy header carries the same.
 fn traceparent(seen: &Seen) -> (String, String, String) {
     let tp = seen
         .traceparent
         .as_deref()
         .unwrap_or_else(|| panic!("no traceparent in {seen:?}"));
+    assert_eq!(seen.legacy_traceparent.as_deref(), Some(tp), "{seen:?}");
     let parts: Vec<&str> = tp.split('-').collect();
     assert_eq!(parts.len(), 4, "{tp}");
     assert_eq!(parts[0], "00", "{tp}");
@@ -428,6 +431,7 @@ fn outside_a_transaction_nothing_is_recorded_or_sent() {
     for client in ["reqwest", "blocking", "minreq"] {
         let seen = callee.seen(&format!("/ok?client={client}"));
         assert_eq!(seen.traceparent, None, "{client}");
+        assert_eq!(seen.legacy_traceparent, None, "{client}");
         assert_eq!(seen.tracestate, None, "{client}");
     }
     h.flush();

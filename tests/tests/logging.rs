@@ -69,9 +69,7 @@ fn the_start_line_states_version_and_configuration_with_sources_and_no_secret() 
 
 #[test]
 fn a_server_that_stays_down_is_reported_once_not_per_request() {
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", dead.local_addr().unwrap());
-    drop(dead);
+    let url = format!("http://{}", common::refused_addr());
     let h = agent::start(|c| {
         capture();
         c.server_url(url)

@@ -116,12 +116,13 @@ fn system_metricsets_arrive_on_schedule_with_plausible_values() {
         gaps.iter().all(|&g| g >= 20_000),
         "reports too close together: {stamps:?}"
     );
-    // The typical gap is the interval; one report held up by a busy machine moves one gap,
-    // not the median.
+    // The typical gap is the interval: never much shorter. A busy machine (CI compiles
+    // alongside) may hold reports up, so above it allows five intervals, still far from
+    // the default 30 s.
     gaps.sort_unstable();
     let median = gaps[gaps.len() / 2];
     assert!(
-        (150_000..=400_000).contains(&median),
+        (150_000..=1_000_000).contains(&median),
         "median gap of {median} µs for a 200 ms interval: {stamps:?}"
     );
 
@@ -274,9 +275,7 @@ fn flush_until(
 #[test]
 fn health_counters_report_drops_as_positive_increases() {
     // A closed port: the first request fails and its events count as dropped after queueing.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = dead.local_addr().expect("addr");
-    drop(dead);
+    let addr = common::refused_addr();
     let mut h = agent::start(|c| {
         c.server_url(format!("http://{addr}"))
             .metrics_interval(INTERVAL)

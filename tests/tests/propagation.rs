@@ -62,6 +62,31 @@ fn an_incoming_trace_is_continued_and_passed_on() {
 }
 
 #[test]
+fn an_incoming_rate_is_recorded_rounded_as_the_spec_rounds_configured_rates() {
+    let h = agent::start(|c| c);
+    let cases = [
+        ("tiny", "0.00001", 0.0001),
+        ("half up", "0.00015", 0.0002),
+        ("half away", "0.55555", 0.5556),
+    ];
+    for (name, rate, _) in cases {
+        let _t = apm::start_transaction_with(
+            name,
+            "request",
+            &incoming("01", Some(&format!("es=s:{rate}"))),
+        );
+        let _s = apm::start_span(name, "app");
+    }
+    h.flush();
+    let (txs, spans) = (h.transactions(), h.spans());
+    for (name, _, recorded) in cases {
+        assert_eq!(named(&txs, name)["sample_rate"], recorded, "{name}");
+        assert_eq!(named(&spans, name)["sample_rate"], recorded, "{name}");
+    }
+    h.finish();
+}
+
+#[test]
 fn a_root_writes_its_own_rate_and_no_empty_tracestate() {
     let h = agent::start(|c| c.transaction_sample_rate(1.0));
     {
@@ -106,6 +131,29 @@ fn an_unsampled_caller_makes_an_unsampled_transaction() {
     assert_eq!(tx["sample_rate"], 0.0);
     assert!(h.spans().is_empty());
     h.finish();
+}
+
+#[test]
+fn outgoing_calls_carry_the_legacy_header_unless_it_is_switched_off() {
+    for (enabled, legacy_sent) in [(None, true), (Some(true), true), (Some(false), false)] {
+        let h = agent::start(|c| match enabled {
+            Some(on) => c.use_elastic_traceparent_header(on),
+            None => c,
+        });
+        {
+            let _t = apm::start_transaction("root", "custom");
+            let _s = apm::start_span("call", "external");
+            let out = injected();
+            let traceparent = header(&out, "traceparent").expect("traceparent injected");
+            let legacy = header(&out, "elastic-apm-traceparent");
+            if legacy_sent {
+                assert_eq!(legacy, Some(traceparent), "{enabled:?}: {out:?}");
+            } else {
+                assert_eq!(legacy, None, "{enabled:?}: {out:?}");
+            }
+        }
+        h.finish();
+    }
 }
 
 #[test]

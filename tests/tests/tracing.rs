@@ -220,7 +220,9 @@ fn long_names_are_truncated_to_the_keyword_limit() {
         let _s = apm::start_span(long.clone(), "app");
     }
     h.flush();
-    for e in h.transactions().iter().chain(h.spans().iter()) {
+    let (txs, spans) = (h.transactions(), h.spans());
+    assert_eq!((txs.len(), spans.len()), (1, 1), "{txs:#?} {spans:#?}");
+    for e in txs.iter().chain(spans.iter()) {
         let name = e["name"].as_str().unwrap();
         assert_eq!(name.chars().count(), 1024);
         assert!(name.ends_with('…'));

@@ -427,6 +427,21 @@ mod tests {
     }
 
     #[test]
+    fn without_max_age_the_next_poll_is_five_minutes_later() {
+        let t = tracer(Config::default());
+        let mut p = Poller::new(t);
+        for (status, body) in [(200, "{}"), (304, ""), (503, "unavailable"), (404, "")] {
+            let next = p.handle(Answer {
+                status,
+                etag: None,
+                cache_control: None,
+                body: body.as_bytes(),
+            });
+            assert_eq!(next, Duration::from_secs(5 * 60), "{status}");
+        }
+    }
+
+    #[test]
     fn max_age_sets_the_interval_within_bounds() {
         assert_eq!(
             next_interval(Some("max-age=30, must-revalidate")),
@@ -581,7 +596,7 @@ mod tests {
                 .build(),
         );
         let mut p = Poller::new(t);
-        assert_eq!(p.poll(&Stop::default()), DEFAULT_INTERVAL);
+        assert_eq!(p.poll(&Stop::default()), Duration::from_secs(5 * 60));
         assert_eq!(p.etag, None);
     }
 

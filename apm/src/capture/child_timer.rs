@@ -25,6 +25,10 @@ pub(crate) struct ChildTimer {
     /// Nobody reads this timer: it belongs to a context carried elsewhere (an attached
     /// context, a future bound to one), not to the span or transaction itself.
     pub(super) discarded: bool,
+    /// No child is recorded under this entry: it is an exit span, a leaf (the spec's exit
+    /// span rule: the calls a database or HTTP client makes inside are its own business).
+    /// Kept here, beside the other flags, so that the entry stays its size.
+    pub(super) leaf: bool,
     /// When the current busy stretch began (while `active > 0`).
     since: Tick,
     /// The latest end of a child in the current stretch (a child may be heard of late).
@@ -39,6 +43,7 @@ impl Default for ChildTimer {
             errored: false,
             off_stack: false,
             discarded: false,
+            leaf: false,
             since: Tick::ZERO,
             last_end: Tick::ZERO,
             busy_ns: 0,

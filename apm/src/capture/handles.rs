@@ -5,6 +5,7 @@
 use std::borrow::Cow;
 use std::future::Future;
 use std::marker::PhantomData;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use super::future::{bind, Frame, Instrumented};
@@ -13,6 +14,7 @@ use super::span::{self, ActiveSpan, Mode};
 use super::stack::{self, ChildTimer, Token};
 use super::shared::TxnShared;
 use super::transaction;
+use crate::queue::tracer;
 use crate::types::headers::{HeaderSink, HeaderSource};
 use crate::types::ids;
 use crate::types::record::TransactionName;
@@ -378,12 +380,14 @@ impl Context {
     }
 }
 
-/// The propagation headers of a call from `parent` (a span or transaction id) in `txn`.
+/// The propagation headers of a call from `parent` (a span or transaction id) in `txn`; the
+/// legacy `elastic-apm-traceparent` too unless `use_elastic_traceparent_header` is off.
 fn inject(txn: &TxnShared, parent: u64, sink: &mut dyn HeaderSink) {
-    sink.set_header(
-        propagation::TRACEPARENT,
-        &propagation::format_traceparent(txn.trace_id, parent, txn.sampled),
-    );
+    let traceparent = propagation::format_traceparent(txn.trace_id, parent, txn.sampled);
+    sink.set_header(propagation::TRACEPARENT, &traceparent);
+    if tracer::get().is_none_or(|t| t.live.legacy_traceparent.load(Relaxed)) {
+        sink.set_header(propagation::LEGACY_TRACEPARENT, &traceparent);
+    }
     if let Some(state) = &txn.tracestate {
         sink.set_header(propagation::TRACESTATE, state);
     }

@@ -180,12 +180,14 @@ pub(crate) fn find_tracestate(headers: &dyn HeaderSource) -> Option<TraceState> 
     Some(state)
 }
 
-/// `s:<rate>` out of the `es` value (`key:value` pairs separated by `;`).
+/// `s:<rate>` out of the `es` value (`key:value` pairs separated by `;`), rounded as a
+/// configured rate is (specs/agents/tracing-sampling.md): half away from zero to 4 decimals,
+/// and a rate above 0 to at least 0.0001.
 fn parse_es_rate(es: &str) -> Option<f64> {
     es.split(';').find_map(|kv| {
         let (k, v) = kv.split_once(':')?;
         let rate: f64 = (k == "s").then(|| v.parse().ok()).flatten()?;
-        (0.0..=1.0).contains(&rate).then_some(rate)
+        crate::config::parse::check_sample_rate(rate).ok()
     })
 }
 
@@ -272,6 +274,28 @@ mod tests {
         assert_eq!(find_tracestate(&h).and_then(|t| t.sample_rate), None);
     }
 
+    #[test]
+    fn an_incoming_rate_is_rounded_as_a_configured_one() {
+        for (sent, read) in [
+            ("0.00001", Some(0.0001)),
+            ("0.00015", Some(0.0002)),
+            ("0.55554", Some(0.5555)),
+            ("0.55555", Some(0.5556)),
+            ("0", Some(0.0)),
+            ("1", Some(1.0)),
+            ("-0.1", None),
+            ("NaN", None),
+        ] {
+            let tracestate = format!("es=s:{sent}");
+            let h = headers(&[("tracestate", tracestate.as_str())]);
+            assert_eq!(
+                find_tracestate(&h).and_then(|t| t.sample_rate),
+                read,
+                "{sent}"
+            );
+        }
+    }
+
     /// Every case of the spec's `w3c_distributed_tracing.json`.
     #[test]
     fn w3c_distributed_tracing_fixture() {
@@ -286,8 +310,9 @@ mod tests {
             .join("\n");
         let cases: Vec<serde_json::Value> =
             serde_json::from_str(&json).expect("fixture is a JSON array");
-        assert!(!cases.is_empty());
+        assert_eq!(cases.len(), 82, "the fixture's case count changed: pin the new one");
         let mut failures = Vec::new();
+        let mut tracestate_cases = 0;
         for (i, case) in cases.iter().enumerate() {
             let h: Vec<(String, String)> = case["headers"]
                 .as_array()
@@ -305,6 +330,7 @@ mod tests {
                 failures.push(format!("case {i}: traceparent valid = {tp_valid}: {h:?}"));
             }
             if let Some(expected) = case["is_tracestate_valid"].as_bool() {
+                tracestate_cases += 1;
                 // Valid and present, or valid because every value was empty.
                 let mut any = false;
                 h.header_values(TRACESTATE, &mut |v| any |= !v.trim().is_empty());
@@ -321,6 +347,7 @@ mod tests {
             cases.len(),
             failures.join("\n")
         );
+        assert_eq!(tracestate_cases, 36, "cases with a tracestate expectation");
         eprintln!("w3c_distributed_tracing: {} cases passed", cases.len());
     }
 }

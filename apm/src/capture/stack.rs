@@ -38,9 +38,6 @@ pub(crate) struct Entry {
     /// On the entries of `#[apm::span]` functions: the span itself, kept here until it ends
     /// (its guard holds only the token, so nothing is copied around on the way).
     span: Option<StaticSpan>,
-    /// An exit span: a leaf, under which no span is recorded (the spec's exit span rule: the
-    /// calls a database or HTTP client makes inside are its own business).
-    leaf: bool,
 }
 
 /// A span of a `#[apm::span]` function while it runs.
@@ -125,7 +122,7 @@ pub(crate) fn with_current_parent<R>(f: impl FnOnce(&Arc<TxnShared>, u64) -> R) 
     STACK
         .try_with(|s| {
             let s = s.try_borrow().ok()?;
-            let top = s.last().filter(|top| !top.leaf)?;
+            let top = s.last().filter(|top| !top.timer.leaf)?;
             Some(f(owner(&s)?, top.id))
         })
         .ok()
@@ -137,7 +134,7 @@ pub(crate) fn mark_leaf(token: Token) {
     let _ = STACK.try_with(|s| {
         if let Ok(mut s) = s.try_borrow_mut() {
             if let Some(e) = s.iter_mut().rev().find(|e| e.token == token) {
-                e.leaf = true;
+                e.timer.leaf = true;
             }
         }
     });
@@ -154,7 +151,7 @@ pub(crate) fn push_child<R>(
     STACK
         .try_with(|s| {
             let mut s = s.try_borrow_mut().ok()?;
-            let parent = s.last().filter(|top| !top.leaf)?.id;
+            let parent = s.last().filter(|top| !top.timer.leaf)?.id;
             let at = owner_index(&s)?;
             let (id, r) = decide(reserve_span(&mut s[at])?, parent);
             push_span_entry(&mut s, id, start, None);
@@ -182,7 +179,6 @@ fn push_span_entry(s: &mut Vec<Entry>, id: u64, start: Tick, span: Option<Static
         budget: 0,
         over_limit: 0,
         span,
-        leaf: false,
     });
 }
 
@@ -220,7 +216,7 @@ pub(crate) fn enter_static_span(meta: &'static SpanMeta, start: Tick) -> Option<
     STACK
         .try_with(|s| {
             let mut s = s.try_borrow_mut().ok()?;
-            let parent_id = s.last().filter(|top| !top.leaf)?.id;
+            let parent_id = s.last().filter(|top| !top.timer.leaf)?.id;
             let at = owner_index(&s)?;
             let txn = reserve_span(&mut s[at])?;
             let span = StaticSpan {
@@ -421,7 +417,6 @@ pub(crate) fn push_owner(
                 budget: 0,
                 over_limit: 0,
                 span: None,
-                leaf: false,
             });
             refresh(&s);
             Some(token)

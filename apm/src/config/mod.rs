@@ -206,6 +206,9 @@ pub struct Config {
     /// `None`: all frames; `Some(0)`: no stack traces.
     pub(crate) stack_trace_limit: Option<usize>,
     pub(crate) trace_continuation_strategy: TraceContinuationStrategy,
+    /// Characters, > 0.
+    pub(crate) long_field_max_length: usize,
+    pub(crate) use_elastic_traceparent_header: bool,
     /// Source of each option, indexed by [`Id`].
     sources: [Source; COUNT],
 }
@@ -258,6 +261,8 @@ impl Default for Config {
             span_stack_trace_min_duration: Some(Duration::from_millis(5)),
             stack_trace_limit: Some(50),
             trace_continuation_strategy: TraceContinuationStrategy::Continue,
+            long_field_max_length: 10_000,
+            use_elastic_traceparent_header: true,
             sources: [Source::Default; COUNT],
         }
     }
@@ -689,6 +694,9 @@ impl ConfigBuilder {
         stack_trace_limit: Option<usize> => StackTraceLimit;
         /// `trace_continuation_strategy` (default continue).
         trace_continuation_strategy: TraceContinuationStrategy => TraceContinuationStrategy;
+        /// `use_elastic_traceparent_header`: outgoing requests also carry
+        /// `elastic-apm-traceparent` (default true).
+        use_elastic_traceparent_header: bool => UseElasticTraceparentHeader;
     }
 
     list_setters! {
@@ -733,6 +741,14 @@ impl ConfigBuilder {
             Ok(time)
         };
         self.code(Id::ApiRequestTime, checked, |c, v| c.api_request_time = v)
+    }
+
+    /// `long_field_max_length` in characters, greater than 0 (default 10000): error messages,
+    /// database statements and request bodies longer than this are cut.
+    pub fn long_field_max_length(self, chars: usize) -> Self {
+        self.code(Id::LongFieldMaxLength, options::non_zero(chars), |c, v| {
+            c.long_field_max_length = v
+        })
     }
 
     /// `max_queue_size` in events, greater than 0 (default 1000).

@@ -48,10 +48,12 @@ pub(crate) enum Id {
     SpanStackTraceMinDuration,
     StackTraceLimit,
     TraceContinuationStrategy,
+    LongFieldMaxLength,
+    UseElasticTraceparentHeader,
 }
 
 /// Number of options (the length of [`OPTIONS`]).
-pub(crate) const COUNT: usize = Id::TraceContinuationStrategy as usize + 1;
+pub(crate) const COUNT: usize = Id::UseElasticTraceparentHeader as usize + 1;
 
 /// The value type of an option, as named in specs/agents/configuration.md.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -221,7 +223,8 @@ fn show_list(v: &[String]) -> String {
 const NO_MIN: Duration = Duration::ZERO;
 const ONE_MS: Duration = Duration::from_millis(1);
 
-/// The default of `sanitize_field_names` (specs/agents/sanitization.md).
+/// The default of `sanitize_field_names` (specs/agents/sanitization.md; `*auth*` covers
+/// `authorization`, and `*principal*` is in the Java and Python agents' defaults too).
 pub(crate) const DEFAULT_SANITIZE_FIELD_NAMES: &[&str] = &[
     "password",
     "passwd",
@@ -232,8 +235,9 @@ pub(crate) const DEFAULT_SANITIZE_FIELD_NAMES: &[&str] = &[
     "*session*",
     "*credit*",
     "*card*",
-    "authorization",
+    "*auth*",
     "set-cookie",
+    "*principal*",
 ];
 
 macro_rules! row {
@@ -372,7 +376,7 @@ pub(crate) static OPTIONS: [OptionSpec; COUNT] = [
         set: |c, v| { c.disable_metrics = parse::parse_list(v); Ok(None) },
         get: |c| show_list(&c.disable_metrics)),
     row!(SanitizeFieldNames, "sanitize_field_names", "SANITIZE_FIELD_NAMES", Kind::List,
-        "password, passwd, pwd, secret, *key, *token*, *session*, *credit*, *card*, authorization, set-cookie",
+        "password, passwd, pwd, secret, *key, *token*, *session*, *credit*, *card*, *auth*, set-cookie, *principal*",
         dynamic: true,
         "Wildcard patterns of field names (headers, form fields) whose values are redacted; replaces the default list.",
         set: |c, v| { c.sanitize_field_names = parse::parse_list(v); Ok(None) },
@@ -450,6 +454,16 @@ pub(crate) static OPTIONS: [OptionSpec; COUNT] = [
         "Use of an incoming traceparent: continue, restart, or restart_external (restart unless tracestate has `es`).",
         set: |c, v| { c.trace_continuation_strategy = TraceContinuationStrategy::parse(v)?; Ok(None) },
         get: |c| c.trace_continuation_strategy.as_str().to_owned()),
+    row!(LongFieldMaxLength, "long_field_max_length", "LONG_FIELD_MAX_LENGTH",
+        Kind::Integer, "10000", dynamic: true,
+        "Maximum characters of long text fields (error messages, database statements, request bodies); longer ones are cut.",
+        set: |c, v| { c.long_field_max_length = non_zero(parse::parse_int(v)?)?; Ok(None) },
+        get: |c| c.long_field_max_length.to_string()),
+    row!(UseElasticTraceparentHeader, "use_elastic_traceparent_header", "USE_ELASTIC_TRACEPARENT_HEADER",
+        Kind::Boolean, "true", dynamic: true,
+        "Whether outgoing requests also carry the legacy `elastic-apm-traceparent` header (same value as `traceparent`).",
+        set: |c, v| set_bool(&mut c.use_elastic_traceparent_header, v),
+        get: |c| c.use_elastic_traceparent_header.to_string()),
 ];
 
 /// The option named `name` (the Elastic name, e.g. `transaction_sample_rate`; case-insensitive).

@@ -88,7 +88,43 @@ fn every_default_matches_the_table() {
         c.trace_continuation_strategy,
         TraceContinuationStrategy::Continue
     );
-    assert_eq!(c.sanitize_field_names.len(), 11);
+    assert_eq!(
+        c.sanitize_field_names,
+        [
+            "password",
+            "passwd",
+            "pwd",
+            "secret",
+            "*key",
+            "*token*",
+            "*session*",
+            "*credit*",
+            "*card*",
+            "*auth*",
+            "set-cookie",
+            "*principal*",
+        ]
+    );
+}
+
+#[cfg(feature = "enable")]
+#[test]
+fn default_sanitize_field_names_redact_auth_and_principal_fields() {
+    let list = crate::util::wildcard::WildcardList::parse(&Config::default().sanitize_field_names);
+    for name in [
+        "Authorization",
+        "X-Auth-User",
+        "proxy-authenticate",
+        "userPrincipal",
+        "principal",
+        "Set-Cookie",
+        "api_key",
+    ] {
+        assert!(list.any_match(name), "{name} is redacted by default");
+    }
+    for name in ["content-type", "accept", "user-agent"] {
+        assert!(!list.any_match(name), "{name} is kept by default");
+    }
 }
 
 #[test]
@@ -203,6 +239,8 @@ fn every_option_reads_its_environment_variable() {
             "ELASTIC_APM_TRACE_CONTINUATION_STRATEGY",
             "restart_external",
         ),
+        ("ELASTIC_APM_LONG_FIELD_MAX_LENGTH", "500"),
+        ("ELASTIC_APM_USE_ELASTIC_TRACEPARENT_HEADER", "false"),
     ];
     assert_eq!(vars.len(), COUNT, "one variable per option");
     let c = env(&vars);
@@ -259,6 +297,8 @@ fn every_option_reads_its_environment_variable() {
         c.trace_continuation_strategy,
         TraceContinuationStrategy::RestartExternal
     );
+    assert_eq!(c.long_field_max_length, 500);
+    assert!(!c.use_elastic_traceparent_header);
 }
 
 #[test]
@@ -509,6 +549,13 @@ fn set_option_is_the_central_config_entry_point() {
         .map(|o| o.name())
         .collect();
     assert!(dynamic.contains(&"transaction_sample_rate") && !dynamic.contains(&"server_url"));
+}
+
+#[test]
+fn a_long_field_max_length_of_zero_is_reported_and_the_default_kept() {
+    let zero = env(&[("ELASTIC_APM_LONG_FIELD_MAX_LENGTH", "0")]);
+    assert_eq!(zero.long_field_max_length, 10_000);
+    assert_eq!(zero.warnings.len(), 1, "{:?}", zero.warnings);
 }
 
 #[test]

@@ -38,8 +38,9 @@ pub fn encode_spans(count: usize, compress: bool) -> (Duration, usize) {
     let began = Instant::now();
     let mut body = Body::new(compress, 768 * 1024);
     let mut bytes = 0;
+    let policy = encode::Policy::default();
     for r in &records {
-        let _ = encode::write_span(body.out(), r);
+        let _ = encode::write_span(body.out(), r, &policy);
         let _ = body.written();
         if body.len() >= 768 * 1024 {
             let full = std::mem::replace(&mut body, Body::new(compress, 768 * 1024));

@@ -289,7 +289,13 @@ impl Transport {
         };
         let out = body.out();
         let written = match event {
-            Event::Span(s) => encode::write_span(out, s),
+            Event::Span(s) => {
+                // Only a span's context has a long field (its database statement).
+                if s.extra.is_some() {
+                    refresh_policy(self.tracer, &mut self.policy, &mut self.policy_generation);
+                }
+                encode::write_span(out, s, &self.policy)
+            }
             Event::Transaction(t) => {
                 // The policy shapes the request and response only (and looks at the clock).
                 if t.request.is_some() || t.response.is_some() {
@@ -430,8 +436,9 @@ impl Transport {
     }
 }
 
-/// Compiles `sanitize_field_names`, `capture_headers` and `capture_body` again when the
-/// configuration in effect changed (central configuration may change them).
+/// Compiles `sanitize_field_names`, `capture_headers`, `capture_body` and
+/// `long_field_max_length` again when the configuration in effect changed (central
+/// configuration may change them).
 fn refresh_policy(tracer: &Tracer, policy: &mut Policy, compiled_from: &mut Option<u64>) {
     let generation = tracer.generation();
     if *compiled_from == Some(generation) {
@@ -446,6 +453,7 @@ fn refresh_policy(tracer: &Tracer, policy: &mut Policy, compiled_from: &mut Opti
     );
     policy.body_on_errors = matches!(config.capture_body, CaptureBody::Errors | CaptureBody::All);
     policy.sanitize = WildcardList::parse(&config.sanitize_field_names);
+    policy.long_field_max_length = config.long_field_max_length;
 }
 
 #[cfg(test)]

@@ -26,7 +26,9 @@
 //!   matches `transaction_ignore_user_agents`: no transaction, the inner service is called
 //!   as is;
 //! - starts a transaction of type `request` that continues the caller's trace
-//!   (`traceparent`, `tracestate`, as `trace_continuation_strategy` says), named
+//!   (`traceparent`, `tracestate`, as `trace_continuation_strategy` says), named after the
+//!   method path of a gRPC call (`/package.Service/Method`, for a request whose
+//!   `content-type` is `application/grpc*`, as the gRPC instrumentation spec says), else
 //!   `<METHOD> <route>`: the route template from axum's `MatchedPath` (feature `axum`), else
 //!   `<METHOD> unknown route`, as the HTTP instrumentation spec says; a name matching a
 //!   `transaction_name_groups` pattern is replaced by the pattern;
@@ -414,11 +416,17 @@ impl<B: ::http_body::Body> ::http_body::Body for ResponseBody<B> {
     }
 }
 
-/// `<METHOD> <route template>`, or `<METHOD> unknown route` (spec
-/// `tracing-instrumentation-http.md`), replaced by its `transaction_name_groups` pattern.
+/// A gRPC call's method path (`/package.Service/Method`, spec
+/// `tracing-instrumentation-grpc.md`); else `<METHOD> <route template>`, or
+/// `<METHOD> unknown route` (spec `tracing-instrumentation-http.md`); replaced by its
+/// `transaction_name_groups` pattern.
 fn transaction_name<B>(req: &Request<B>, policy: &ServerPolicy) -> Cow<'static, str> {
-    let route = matched_route(req).unwrap_or("unknown route");
-    let name = format!("{} {route}", req.method().as_str());
+    let name = if is_grpc(req.headers()) {
+        req.uri().path().to_owned()
+    } else {
+        let route = matched_route(req).unwrap_or("unknown route");
+        format!("{} {route}", req.method().as_str())
+    };
     match policy.group(&name) {
         Some(group) => Cow::Owned(group.to_owned()),
         None => Cow::Owned(name),

@@ -82,6 +82,8 @@ pub(crate) struct LiveConfig {
     pub(crate) send_unsampled: AtomicBool,
     /// `trace_continuation_strategy`: 0 continue, 1 restart, 2 restart_external.
     pub(crate) continuation: AtomicU8,
+    /// `use_elastic_traceparent_header`: outgoing headers also carry `elastic-apm-traceparent`.
+    pub(crate) legacy_traceparent: AtomicBool,
     pub(crate) api_request_size: AtomicU64,
     api_request_time_ms: AtomicU64,
     server_timeout_ms: AtomicU64,
@@ -101,6 +103,8 @@ impl LiveConfig {
             },
             Relaxed,
         );
+        self.legacy_traceparent
+            .store(c.use_elastic_traceparent_header, Relaxed);
         self.api_request_size.store(c.api_request_size, Relaxed);
         self.api_request_time_ms
             .store(millis(c.api_request_time), Relaxed);

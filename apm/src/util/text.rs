@@ -1,15 +1,18 @@
 //! Text cut to the lengths the intake protocol accepts, as the agent spec says: keyword fields
-//! to 1024 characters and long fields to 10 000, ending in `…` when cut.
+//! to 1024 characters and long fields to `long_field_max_length` (10 000 by default), ending
+//! in `…` when cut.
 
 use std::borrow::Cow;
 
 /// Keyword fields are cut to this many characters.
 pub(crate) const KEYWORD_LIMIT: usize = 1024;
-/// Long text fields (messages, statements, bodies) are cut to this many characters.
-pub(crate) const LONG_LIMIT: usize = 10_000;
+/// Long text fields (messages, statements, bodies) are cut to this many characters unless
+/// `long_field_max_length` says otherwise.
+pub(crate) const DEFAULT_LONG_LIMIT: usize = 10_000;
 
-/// `text` cut to `limit` characters, the last one replaced by `…` when cut.
+/// `text` cut to `limit` characters (at least 1), the last one replaced by `…` when cut.
 pub(crate) fn truncate(text: &str, limit: usize) -> Cow<'_, str> {
+    let limit = limit.max(1);
     match text.char_indices().nth(limit) {
         None => Cow::Borrowed(text),
         Some(_) => {

@@ -173,3 +173,19 @@ pub fn validate_all(server: &MockServer) {
         failures.join("\n\n")
     );
 }
+
+/// An address on which connections are refused at once: port 9 (discard) of the loopback,
+/// where nothing listens on the test machines. Unlike the port of a listener bound to
+/// `127.0.0.1:0` and dropped, it lies outside the ephemeral range, so no other test running
+/// meanwhile can be handed it. Checked before it is returned.
+pub fn refused_addr() -> std::net::SocketAddr {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 9));
+    let refused = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(5))
+        .map_err(|e| e.kind());
+    assert_eq!(
+        refused.err(),
+        Some(std::io::ErrorKind::ConnectionRefused),
+        "something answers on {addr}: pick another refused port"
+    );
+    addr
+}

@@ -84,18 +84,58 @@ fn process() -> Value {
     p
 }
 
-fn detected_hostname() -> Option<String> {
+/// The host's name as its kernel knows it (`uname -n`), else `HOSTNAME`, `HOST` or
+/// `COMPUTERNAME`; trimmed as the metadata spec says, case kept.
+fn host_name() -> Option<String> {
     #[cfg(target_os = "linux")]
     if let Ok(h) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
-        let h = h.trim();
+        let h = spec_trim(&h);
         if !h.is_empty() {
             return Some(h.to_owned());
         }
     }
-    std::env::var("HOSTNAME")
-        .or_else(|_| std::env::var("COMPUTERNAME"))
-        .ok()
-        .filter(|h| !h.is_empty())
+    ["HOSTNAME", "HOST", "COMPUTERNAME"]
+        .iter()
+        .filter_map(|v| std::env::var(v).ok())
+        .map(|h| spec_trim(&h).to_owned())
+        .find(|h| !h.is_empty())
+}
+
+/// `system.detected_hostname`: the lower-cased FQDN of the host (specs/agents/metadata.md).
+///
+/// The FQDN is what `hostname -f` finds without asking DNS: the host name itself when it has
+/// a domain, else the canonical name `/etc/hosts` gives it. No resolver is called: a DNS
+/// query could hold `init` for the resolver's timeout on a host whose DNS is slow or absent.
+fn detected_hostname() -> Option<String> {
+    let name = host_name()?;
+    let hosts = if name.contains('.') {
+        None
+    } else {
+        std::fs::read_to_string("/etc/hosts").ok()
+    };
+    Some(fqdn(&name, hosts.as_deref()))
+}
+
+/// The lower-cased FQDN of `name`: the canonical name of the first line of `hosts` (the text
+/// of `/etc/hosts`) that lists `name` as an alias of `name` with a domain; else `name`.
+fn fqdn(name: &str, hosts: Option<&str>) -> String {
+    let name = spec_trim(name);
+    let from_hosts = hosts.into_iter().flat_map(str::lines).find_map(|line| {
+        let line = line.split('#').next().unwrap_or_default();
+        let mut names = line.split_whitespace().skip(1);
+        let canonical = names.next()?;
+        let (first_label, domain) = canonical.split_once('.')?;
+        (first_label.eq_ignore_ascii_case(name)
+            && !domain.is_empty()
+            && names.any(|alias| alias.eq_ignore_ascii_case(name)))
+        .then_some(canonical)
+    });
+    from_hosts.unwrap_or(name).to_lowercase()
+}
+
+/// Trims leading and trailing characters at or below U+0020, as the metadata spec says.
+fn spec_trim(s: &str) -> &str {
+    s.trim_matches(|c: char| c <= ' ')
 }
 
 /// The `system` object; Kubernetes fields as the metadata spec describes them: from the
@@ -128,7 +168,8 @@ pub(crate) fn system(
             k8s.insert("node".into(), json!({ "name": kw(n) }));
         }
         let mut pod = Map::new();
-        let pod_name = pod_name.or_else(|| pod_uid.as_ref().and(detected.clone()));
+        // Kubernetes names the host after the pod: the host name, not its FQDN.
+        let pod_name = pod_name.or_else(|| pod_uid.as_ref().and_then(|_| host_name()));
         insert_opt(&mut pod, "name", pod_name.as_deref());
         insert_opt(&mut pod, "uid", pod_uid.as_deref());
         if !pod.is_empty() {
@@ -170,6 +211,38 @@ mod tests {
     }
 
     #[test]
+    fn the_detected_hostname_is_the_lower_cased_fqdn() {
+        let hosts = "# static names\n\
+                     127.0.0.1 localhost.localdomain localhost Web-01\n\
+                     ::1 ip6-localhost ip6-loopback\n\
+                     10.0.0.7 Web-01.Example.COM web-01 # the office\n\
+                     10.0.0.8 web-01.other.org web-01\n";
+        assert_eq!(fqdn("Web-01", Some(hosts)), "web-01.example.com");
+        assert_eq!(fqdn(" Web-01\n", Some(hosts)), "web-01.example.com");
+        assert_eq!(fqdn("WEB-01", None), "web-01");
+        assert_eq!(fqdn("Db.Example.com\t", None), "db.example.com");
+        // Listed only with a canonical name that is not this host with a domain.
+        assert_eq!(fqdn("web-02", Some("127.0.0.1 localhost.localdomain web-02")), "web-02");
+        assert_eq!(fqdn("web-02", Some("10.0.0.9 web-02.\n10.0.0.9 web-02")), "web-02");
+    }
+
+    #[test]
+    fn configured_and_detected_hostnames_are_both_sent() {
+        let none = container::ContainerInfo::default();
+        let no_env = |_: &str| None;
+        let sys = system(&Config::default(), &none, &no_env);
+        let detected = detected_hostname().expect("this host has a name");
+        assert_eq!(detected, detected.to_lowercase());
+        assert_eq!(sys["detected_hostname"], detected.as_str());
+        assert!(sys.get("configured_hostname").is_none(), "{sys}");
+        assert!(sys.get("hostname").is_none(), "{sys}");
+        let configured = Config::builder().hostname("My-Host.example").build();
+        let sys = system(&configured, &none, &no_env);
+        assert_eq!(sys["configured_hostname"], "My-Host.example");
+        assert_eq!(sys["detected_hostname"], detected.as_str());
+    }
+
+    #[test]
     fn a_pod_found_in_the_cgroup_is_named_after_the_hostname() {
         let found = container::ContainerInfo {
             container_id: Some("abc".into()),
@@ -177,7 +250,7 @@ mod tests {
         };
         let v = k8s(&found, &[]);
         assert_eq!(v["pod"]["uid"], "90d81341-92de-11e7-8cf2-507b9d4141fa");
-        assert_eq!(v["pod"]["name"].as_str(), detected_hostname().as_deref());
+        assert_eq!(v["pod"]["name"].as_str(), host_name().as_deref());
         assert!(k8s(&container::ContainerInfo::default(), &[]).is_null());
     }
 }

@@ -100,14 +100,22 @@ pub(crate) fn write_error<W: Write>(
         }),
         culprit: Kw(&culprit),
         exception: ExceptionView {
-            message: Long(&e.message),
+            message: Long {
+                text: &e.message,
+                limit: policy.long_field_max_length,
+            },
             kind: Kw(type_name),
             module: module.map(Kw),
             handled: true,
             cause: e
                 .causes
                 .iter()
-                .map(|m| Cause { message: Long(m) })
+                .map(|m| Cause {
+                    message: Long {
+                        text: m,
+                        limit: policy.long_field_max_length,
+                    },
+                })
                 .collect(),
             stacktrace: [Frame {
                 filename: e.site.file,

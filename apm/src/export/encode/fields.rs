@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::types::ids::hex;
 use crate::types::span_context::Labels;
-use crate::util::text::{truncate, KEYWORD_LIMIT, LONG_LIMIT};
+use crate::util::text::{truncate, KEYWORD_LIMIT};
 use crate::types::outcome::LabelValue;
 
 /// A keyword field (≤ 1024 characters).
@@ -20,11 +20,14 @@ impl Serialize for Kw<'_> {
     }
 }
 
-/// A long text field (≤ 10 000 characters).
-pub(super) struct Long<'a>(pub(super) &'a str);
+/// A long text field, cut to its limit (`long_field_max_length`).
+pub(super) struct Long<'a> {
+    pub(super) text: &'a str,
+    pub(super) limit: usize,
+}
 impl Serialize for Long<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&truncate(self.0, LONG_LIMIT))
+        s.serialize_str(&truncate(self.text, self.limit))
     }
 }
 

@@ -10,12 +10,12 @@ use super::fields::{Kw, LabelsView};
 use super::service_target::host_port;
 use crate::types::record::TransactionRecord;
 use crate::types::web;
-use crate::util::text::{truncate, LONG_LIMIT};
+use crate::util::text::{truncate, DEFAULT_LONG_LIMIT};
 use crate::util::wildcard::WildcardList;
 
-/// How request and response details are written: live configuration, compiled on the
-/// transport thread.
-#[derive(Debug, Default)]
+/// How request and response details and long text fields are written: live configuration,
+/// compiled on the transport thread.
+#[derive(Debug)]
 pub(crate) struct Policy {
     pub(crate) sanitize: WildcardList,
     pub(crate) capture_headers: bool,
@@ -23,6 +23,22 @@ pub(crate) struct Policy {
     /// (`errors`, `all`).
     pub(crate) body_on_transactions: bool,
     pub(crate) body_on_errors: bool,
+    /// `long_field_max_length`: error messages, database statements and bodies are cut to
+    /// this many characters.
+    pub(crate) long_field_max_length: usize,
+}
+
+impl Default for Policy {
+    /// Nothing sanitised, no headers or bodies, long fields cut at the default length.
+    fn default() -> Self {
+        Policy {
+            sanitize: WildcardList::default(),
+            capture_headers: false,
+            body_on_transactions: false,
+            body_on_errors: false,
+            long_field_max_length: DEFAULT_LONG_LIMIT,
+        }
+    }
 }
 
 const REDACTED: &str = "[REDACTED]";
@@ -186,7 +202,7 @@ fn sanitized_body<'a>(req: &'a web::Request, policy: &Policy, allowed: bool) -> 
         k.eq_ignore_ascii_case("content-type") && v.starts_with("application/x-www-form-urlencoded")
     });
     if !form {
-        return truncate(body, LONG_LIMIT);
+        return truncate(body, policy.long_field_max_length);
     }
     let fields: Vec<String> = body
         .split('&')
@@ -195,7 +211,7 @@ fn sanitized_body<'a>(req: &'a web::Request, policy: &Policy, allowed: bool) -> 
             None => pair.to_owned(),
         })
         .collect();
-    Cow::Owned(truncate(&fields.join("&"), LONG_LIMIT).into_owned())
+    Cow::Owned(truncate(&fields.join("&"), policy.long_field_max_length).into_owned())
 }
 
 fn headers_view<'a>(h: &'a [(String, String)], policy: &'a Policy) -> Option<HeadersView<'a>> {

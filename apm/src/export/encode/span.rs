@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::fields::{Kw, LabelsView, Long};
 use super::json;
+use super::request::Policy;
 use super::service_target;
 use crate::types::clock;
 use crate::types::record::SpanRecord;
@@ -100,6 +101,7 @@ fn span_context<'a>(
     subtype: Option<&str>,
     extra: &'a SpanExtra,
     url: Option<&'a str>,
+    long_limit: usize,
 ) -> SpanContextView<'a> {
     let target = service_target::infer(kind, subtype, extra);
     // Set explicitly (a database's host), else an HTTP span's URL's.
@@ -119,7 +121,10 @@ fn span_context<'a>(
         db: extra.db.as_ref().map(|d| DbView {
             kind: d.kind.as_deref().map(Kw),
             instance: d.instance.as_deref().map(Kw),
-            statement: d.statement.as_deref().map(Long),
+            statement: d.statement.as_deref().map(|text| Long {
+                text,
+                limit: long_limit,
+            }),
             user: d.user.as_deref().map(Kw),
             rows_affected: d.rows_affected,
             link: d.link.as_deref().map(Kw),
@@ -146,8 +151,8 @@ fn span_context<'a>(
 }
 
 /// One span line. Written by hand (see `json`); only the optional `context` of exit spans
-/// and labelled spans goes through serde.
-pub(crate) fn write_span(out: &mut Vec<u8>, s: &SpanRecord) -> io::Result<()> {
+/// and labelled spans goes through serde, its database statement cut as `policy` says.
+pub(crate) fn write_span(out: &mut Vec<u8>, s: &SpanRecord, policy: &Policy) -> io::Result<()> {
     out.extend_from_slice(b"{\"span\":{\"id\":");
     json::hex::<16>(out, u128::from(s.id));
     out.extend_from_slice(b",\"transaction_id\":");
@@ -198,7 +203,13 @@ pub(crate) fn write_span(out: &mut Vec<u8>, s: &SpanRecord) -> io::Result<()> {
             .as_ref()
             .and_then(|h| h.url.as_deref())
             .map(service_target::redact_userinfo);
-        let context = span_context(s.name.kind(), s.name.subtype(), extra, url.as_deref());
+        let context = span_context(
+            s.name.kind(),
+            s.name.subtype(),
+            extra,
+            url.as_deref(),
+            policy.long_field_max_length,
+        );
         out.extend_from_slice(b",\"context\":");
         serde_json::to_writer(&mut *out, &context).map_err(io::Error::other)?;
     }
