@@ -1,43 +1,29 @@
-//! `capture_error!`: an error event with its type, message, `source()` chain and capture site,
-//! linked to the current trace when there is one.
+//! `capture_error!`, `capture_message!` and panics: an error event with its type, message,
+//! `source()` chain, capture site and stack (raw instruction pointers, resolved on the transport
+//! thread), linked to the current trace when there is one.
 
 use std::error::Error;
+use std::sync::atomic::Ordering::Relaxed;
 
-use crate::types::meta::Site;
-use crate::types::record::{ErrorRecord, ErrorTrace, Event};
+use super::raw_stack;
 use super::stack;
 use crate::queue::{staging, tracer};
+use crate::types::meta::Site;
+use crate::types::record::{ErrorOrigin, ErrorRecord, ErrorTrace, Event};
+use crate::types::web::Request;
 use crate::types::{clock, ids};
 
 /// Longest `source()` chain recorded (a cycle-safe bound).
 const MAX_CAUSES: usize = 16;
 
+#[inline(never)]
 pub(crate) fn capture(err: &dyn Error, type_name: &'static str, site: &'static Site) {
     if !tracer::is_active() {
         return;
     }
     let timestamp = clock::now();
-    let mut request = None;
-    let trace = stack::with_current(|txn, parent| {
-        if parent == txn.id {
-            txn.errored
-                .store(true, std::sync::atomic::Ordering::Relaxed);
-        }
-        let st = txn.state.lock();
-        if txn.sampled {
-            request = st.request.clone();
-        }
-        ErrorTrace {
-            trace_id: txn.trace_id,
-            transaction_id: txn.id,
-            parent_id: parent,
-            transaction_name: st.name.name().to_owned(),
-            transaction_type: st.name.kind().to_owned(),
-            sampled: txn.sampled,
-        }
-    });
-    // The span or transaction it was captured in fails (spec: `outcome.feature`).
-    stack::error_captured_here();
+    let stack = raw_stack::capture(raw_stack::CAPTURE_MARGIN, false);
+    let (trace, request) = current_trace(true);
     let mut causes = Vec::new();
     let mut source = err.source();
     while let Some(e) = source {
@@ -54,7 +40,95 @@ pub(crate) fn capture(err: &dyn Error, type_name: &'static str, site: &'static S
         type_name,
         message: err.to_string(),
         causes,
-        site,
+        origin: ErrorOrigin::Captured(site),
+        stack,
         request,
     })));
+}
+
+/// `capture_message!`: a log record sent as an error event.
+#[inline(never)]
+pub(crate) fn capture_message(
+    message: String,
+    level: &'static str,
+    param_message: &'static str,
+    site: &'static Site,
+) {
+    if !tracer::is_active() {
+        return;
+    }
+    let timestamp = clock::now();
+    let stack = raw_stack::capture(raw_stack::CAPTURE_MARGIN, false);
+    let (trace, request) = current_trace(true);
+    staging::push(Event::Error(Box::new(ErrorRecord {
+        id: ids::next_u128(),
+        timestamp,
+        trace,
+        type_name: "",
+        message,
+        causes: Vec::new(),
+        origin: ErrorOrigin::Message {
+            site,
+            level,
+            param_message,
+        },
+        stack,
+        request,
+    })));
+}
+
+/// A panic, from the panic hook: built without waiting for any lock the panicking thread may
+/// hold, and handed to the transport thread at once (the thread may be about to end).
+pub(crate) fn capture_panic(message: String, file: String, line: u32) {
+    if !tracer::is_active() {
+        return;
+    }
+    let timestamp = clock::now();
+    let stack = raw_stack::capture(raw_stack::PANIC_MARGIN, true);
+    let (trace, request) = current_trace(false);
+    staging::send(vec![Event::Error(Box::new(ErrorRecord {
+        id: ids::next_u128(),
+        timestamp,
+        trace,
+        type_name: "panic",
+        message,
+        causes: Vec::new(),
+        origin: ErrorOrigin::Panic { file, line },
+        stack,
+        request,
+    }))]);
+}
+
+/// The trace, transaction and span current here, and the request being served; marks the
+/// span or transaction as failed (spec: `outcome.feature`). `wait`: whether the transaction's
+/// lock may be waited for (not in the panic hook, whose thread may hold it).
+fn current_trace(wait: bool) -> (Option<ErrorTrace>, Option<Box<Request>>) {
+    let mut request = None;
+    let trace = stack::with_current(|txn, parent| {
+        if parent == txn.id {
+            txn.errored.store(true, Relaxed);
+        }
+        let st = if wait {
+            Some(txn.state.lock())
+        } else {
+            txn.state.try_lock()
+        };
+        if txn.sampled {
+            request = st.as_ref().and_then(|st| st.request.clone());
+        }
+        ErrorTrace {
+            trace_id: txn.trace_id,
+            transaction_id: txn.id,
+            parent_id: parent,
+            transaction_name: st
+                .as_ref()
+                .map_or_else(String::new, |st| st.name.name().to_owned()),
+            transaction_type: st
+                .as_ref()
+                .map_or_else(String::new, |st| st.name.kind().to_owned()),
+            sampled: txn.sampled,
+        }
+    });
+    stack::error_captured_here();
+    (trace, request)
 }

@@ -118,6 +118,16 @@ impl CurrentTransaction {
 
 pub(crate) fn with_current_transaction(_f: impl FnOnce(&CurrentTransaction)) {}
 
+/// No ids: nothing is current.
+pub(crate) fn current_ids() -> Option<(u128, u64, Option<u64>)> {
+    None
+}
+
+/// No hook: nothing would record the panic.
+pub(crate) fn install_panic_hook() -> bool {
+    false
+}
+
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Context;
 

@@ -5,4 +5,5 @@
 pub(crate) mod bench;
 pub(crate) mod encode;
 pub(crate) mod http;
+pub(crate) mod symbolize;
 pub(crate) mod transport;

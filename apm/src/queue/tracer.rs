@@ -83,6 +83,8 @@ pub(crate) struct LiveConfig {
     /// `trace_continuation_strategy`: 0 continue, 1 restart, 2 restart_external.
     pub(crate) continuation: AtomicU8,
     pub(crate) api_request_size: AtomicU64,
+    /// `stack_trace_limit`; `u32::MAX`: all frames.
+    stack_trace_limit: AtomicU32,
     api_request_time_ms: AtomicU64,
     server_timeout_ms: AtomicU64,
 }
@@ -102,6 +104,11 @@ impl LiveConfig {
             Relaxed,
         );
         self.api_request_size.store(c.api_request_size, Relaxed);
+        self.stack_trace_limit.store(
+            c.stack_trace_limit
+                .map_or(u32::MAX, |n| u32::try_from(n).unwrap_or(u32::MAX - 1)),
+            Relaxed,
+        );
         self.api_request_time_ms
             .store(millis(c.api_request_time), Relaxed);
         self.server_timeout_ms
@@ -109,6 +116,13 @@ impl LiveConfig {
     }
     pub(crate) fn api_request_size(&self) -> u64 {
         self.api_request_size.load(Relaxed)
+    }
+    /// Frames per stack trace: `Some(0)` none, `None` all.
+    pub(crate) fn stack_trace_limit(&self) -> Option<usize> {
+        match self.stack_trace_limit.load(Relaxed) {
+            u32::MAX => None,
+            n => Some(n as usize),
+        }
     }
     pub(crate) fn api_request_time(&self) -> Duration {
         Duration::from_millis(self.api_request_time_ms.load(Relaxed))

@@ -150,17 +150,48 @@ pub(crate) struct ErrorTrace {
     pub(crate) sampled: bool,
 }
 
+/// Instruction pointers of a stack, innermost first: taken on the application thread (no
+/// symbol lookup there), turned into frames on the transport thread.
+#[derive(Debug)]
+pub(crate) struct RawStack {
+    pub(crate) ips: Box<[usize]>,
+    /// Frames kept once the agent's own are removed (`stack_trace_limit`; `None`: all).
+    pub(crate) limit: Option<usize>,
+    /// Taken in the panic hook: the panic machinery's frames come first.
+    pub(crate) from_panic: bool,
+}
+
+/// How an error came to be reported.
+#[derive(Debug)]
+pub(crate) enum ErrorOrigin {
+    /// `capture_error!`, written at `site`: a handled error.
+    Captured(&'static Site),
+    /// The panic hook: an unhandled error, at the panic's location.
+    Panic { file: String, line: u32 },
+    /// `capture_message!` at `site`: a log record, not an exception.
+    Message {
+        site: &'static Site,
+        /// `log.level`, lower case.
+        level: &'static str,
+        /// The format string (`log.param_message`).
+        param_message: &'static str,
+    },
+}
+
 /// One captured error.
 #[derive(Debug)]
 pub(crate) struct ErrorRecord {
     pub(crate) id: u128,
     pub(crate) timestamp: Tick,
     pub(crate) trace: Option<ErrorTrace>,
+    /// The error's type (`panic` for panics; unused for messages).
     pub(crate) type_name: &'static str,
     pub(crate) message: String,
     /// Messages of the `source()` chain, outermost first.
     pub(crate) causes: Vec<String>,
-    pub(crate) site: &'static Site,
+    pub(crate) origin: ErrorOrigin,
+    /// Where it was captured, when stack traces are on (`stack_trace_limit` not 0).
+    pub(crate) stack: Option<RawStack>,
     /// The request being served when the error was captured (sampled transactions).
     pub(crate) request: Option<Box<Request>>,
 }

@@ -1,4 +1,4 @@
-//! Error lines: the exception with its cause chain and the capture site, the trace and
+//! Error lines: the exception (or log record) with its cause chain and stack trace, the trace and
 //! transaction it belongs to, and the request being served.
 
 use std::io::{self, Write};
@@ -7,8 +7,10 @@ use serde::Serialize;
 
 use super::fields::{write_line, Hex128, Hex64, Kw, Long};
 use super::request::{request_view, Policy, RequestView};
+use crate::export::symbolize::{self, Frame};
 use crate::types::clock;
-use crate::types::record::ErrorRecord;
+use crate::types::meta::Site;
+use crate::types::record::{ErrorOrigin, ErrorRecord};
 
 #[derive(Serialize)]
 struct ErrorTransactionView<'a> {
@@ -19,12 +21,47 @@ struct ErrorTransactionView<'a> {
 }
 
 #[derive(Serialize)]
-struct Frame<'a> {
+struct FrameView<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    function: Option<&'a str>,
+    /// Always present: the schema wants `filename` (or `classname`) on every frame.
     filename: &'a str,
-    lineno: u32,
-    colno: u32,
-    module: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    abs_path: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lineno: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    colno: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    module: Option<&'a str>,
     library_frame: bool,
+}
+
+impl<'a> FrameView<'a> {
+    fn resolved(f: &'a Frame) -> Self {
+        FrameView {
+            function: Some(&f.function),
+            filename: &f.filename,
+            abs_path: f.abs_path.as_deref(),
+            lineno: f.lineno,
+            colno: f.colno,
+            module: f.module.as_deref(),
+            library_frame: f.library_frame,
+        }
+    }
+
+    /// The capture site alone, when no frame could be resolved.
+    fn site(site: &'a Site) -> Self {
+        FrameView {
+            function: None,
+            filename: site.file,
+            abs_path: None,
+            lineno: Some(site.line),
+            colno: Some(site.column),
+            module: Some(site.module),
+            library_frame: false,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -42,7 +79,18 @@ struct ExceptionView<'a> {
     handled: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     cause: Vec<Cause<'a>>,
-    stacktrace: [Frame<'a>; 1],
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    stacktrace: Vec<FrameView<'a>>,
+}
+
+#[derive(Serialize)]
+struct LogView<'a> {
+    message: Long<'a>,
+    level: Kw<'a>,
+    param_message: Kw<'a>,
+    logger_name: Kw<'a>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    stacktrace: Vec<FrameView<'a>>,
 }
 
 #[derive(Serialize)]
@@ -58,7 +106,10 @@ struct ErrorView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     transaction: Option<ErrorTransactionView<'a>>,
     culprit: Kw<'a>,
-    exception: ExceptionView<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exception: Option<ExceptionView<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log: Option<LogView<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     context: Option<ErrorContextView<'a>>,
 }
@@ -85,8 +136,64 @@ pub(crate) fn write_error<W: Write>(
     e: &ErrorRecord,
     policy: &Policy,
 ) -> io::Result<()> {
-    let (module, type_name) = split_type_name(e.type_name);
-    let culprit = format!("{} ({}:{})", e.site.module, e.site.file, e.site.line);
+    let site = match &e.origin {
+        ErrorOrigin::Captured(site) | ErrorOrigin::Message { site, .. } => {
+            symbolize::learn_app_crate(site.module);
+            Some(*site)
+        }
+        ErrorOrigin::Panic { .. } => None,
+    };
+    let frames = e.stack.as_ref().map(symbolize::frames);
+    let mut stacktrace: Vec<FrameView<'_>> = frames
+        .iter()
+        .flatten()
+        .map(FrameView::resolved)
+        .collect();
+    if stacktrace.is_empty() && e.stack.is_some() {
+        // Nothing resolved (no symbols in the binary): the capture site at least.
+        stacktrace.extend(site.map(FrameView::site));
+    }
+    let culprit = match (frames.as_deref().and_then(symbolize::culprit), &e.origin) {
+        (Some(function), _) => function.to_owned(),
+        (None, ErrorOrigin::Panic { file, line, .. }) => format!("{file}:{line}"),
+        (None, ErrorOrigin::Captured(site) | ErrorOrigin::Message { site, .. }) => {
+            format!("{} ({}:{})", site.module, site.file, site.line)
+        }
+    };
+    let (exception, log) = match &e.origin {
+        ErrorOrigin::Message {
+            site,
+            level,
+            param_message,
+        } => (
+            None,
+            Some(LogView {
+                message: Long(&e.message),
+                level: Kw(level),
+                param_message: Kw(param_message),
+                logger_name: Kw(site.module),
+                stacktrace,
+            }),
+        ),
+        ErrorOrigin::Captured(_) | ErrorOrigin::Panic { .. } => {
+            let (module, type_name) = split_type_name(e.type_name);
+            (
+                Some(ExceptionView {
+                    message: Long(&e.message),
+                    kind: Kw(type_name),
+                    module: module.map(Kw),
+                    handled: matches!(e.origin, ErrorOrigin::Captured(_)),
+                    cause: e
+                        .causes
+                        .iter()
+                        .map(|m| Cause { message: Long(m) })
+                        .collect(),
+                    stacktrace,
+                }),
+                None,
+            )
+        }
+    };
     let view = ErrorView {
         id: Hex128(e.id),
         timestamp: clock::epoch_micros(e.timestamp),
@@ -99,24 +206,8 @@ pub(crate) fn write_error<W: Write>(
             sampled: t.sampled,
         }),
         culprit: Kw(&culprit),
-        exception: ExceptionView {
-            message: Long(&e.message),
-            kind: Kw(type_name),
-            module: module.map(Kw),
-            handled: true,
-            cause: e
-                .causes
-                .iter()
-                .map(|m| Cause { message: Long(m) })
-                .collect(),
-            stacktrace: [Frame {
-                filename: e.site.file,
-                lineno: e.site.line,
-                colno: e.site.column,
-                module: e.site.module,
-                library_frame: false,
-            }],
-        },
+        exception,
+        log,
         context: e.request.as_deref().map(|r| ErrorContextView {
             request: request_view(r, policy, policy.body_on_errors),
         }),
