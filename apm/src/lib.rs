@@ -32,6 +32,7 @@
 //! | `reqwest` | no | `apm::reqwest`: exit spans for requests sent with reqwest's async client. |
 //! | `reqwest-blocking` | no | `reqwest`, and the same for `reqwest::blocking`. |
 //! | `minreq-client` | no | `apm::minreq`: exit spans for minreq requests. |
+//! | `log` | no | `apm::log`: wraps the application's logger; records at or above a level become error events, and every record gets `trace.id`, `transaction.id` and `span.id`. |
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs, unreachable_pub)]
@@ -79,6 +80,8 @@ cfg_enable! {
 pub use config::{Config, ConfigBuilder};
 #[cfg(feature = "actix-web")]
 pub use integrations::actix;
+#[cfg(feature = "log")]
+pub use integrations::log;
 #[cfg(feature = "minreq-client")]
 pub use integrations::minreq;
 #[cfg(feature = "reqwest")]

@@ -77,6 +77,42 @@ pub(crate) fn capture_message(
     })));
 }
 
+/// A record of the `log` crate (`apm::log`), sent as an error event.
+#[cfg(feature = "log")]
+#[inline(never)]
+pub(crate) fn capture_log(
+    level: &'static str,
+    message: String,
+    logger_name: String,
+    param_message: Option<String>,
+    file: Option<String>,
+    line: Option<u32>,
+) {
+    if !tracer::is_active() {
+        return;
+    }
+    let timestamp = clock::now();
+    let stack = raw_stack::capture(raw_stack::LOG_MARGIN, false);
+    let (trace, request) = current_trace(true);
+    staging::push(Event::Error(Box::new(ErrorRecord {
+        id: ids::next_u128(),
+        timestamp,
+        trace,
+        type_name: "",
+        message,
+        causes: Vec::new(),
+        origin: ErrorOrigin::LogRecord {
+            level,
+            logger_name,
+            param_message,
+            file,
+            line,
+        },
+        stack,
+        request,
+    })));
+}
+
 /// A panic, from the panic hook: built without waiting for any lock the panicking thread may
 /// hold, and handed to the transport thread at once (the thread may be about to end).
 pub(crate) fn capture_panic(message: String, file: String, line: u32) {

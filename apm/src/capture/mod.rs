@@ -23,6 +23,8 @@ cfg_enable! {
     mod transaction;
 
     pub(crate) use future::Instrumented;
+    #[cfg(feature = "log")]
+    pub(crate) use errors::capture_log;
     pub(crate) use panic::install as install_panic_hook;
     #[cfg(apm_server)]
     pub(crate) use future::PendingEnd;

@@ -161,6 +161,13 @@ fn strip<'a>(symbols: &[&'a Symbol], from_panic: bool) -> Vec<&'a Symbol> {
     while symbols.get(start).is_some_and(|s| is_agent(&s.function)) {
         start += 1;
     }
+    // A log record: the `log` crate's macros called the agent's logger.
+    while symbols
+        .get(start)
+        .is_some_and(|s| s.function.starts_with("log::") || s.function.starts_with("<log::"))
+    {
+        start += 1;
+    }
     if from_panic {
         // The first run of the panic machinery's frames (further down, `std::panic::
         // catch_unwind` and the like belong to the thread's start, below the application).

@@ -176,6 +176,16 @@ pub(crate) enum ErrorOrigin {
         /// The format string (`log.param_message`).
         param_message: &'static str,
     },
+    /// A record of the `log` crate at or above the capture level (`apm::log`).
+    LogRecord {
+        level: &'static str,
+        /// The record's target (`log.logger_name`).
+        logger_name: String,
+        /// The message when it has no arguments.
+        param_message: Option<String>,
+        file: Option<String>,
+        line: Option<u32>,
+    },
 }
 
 /// One captured error.

@@ -50,6 +50,19 @@ impl<'a> FrameView<'a> {
         }
     }
 
+    /// A log record's file and line.
+    fn file_line(file: &'a str, line: Option<u32>) -> Self {
+        FrameView {
+            function: None,
+            filename: file,
+            abs_path: None,
+            lineno: line,
+            colno: None,
+            module: None,
+            library_frame: false,
+        }
+    }
+
     /// The capture site alone, when no frame could be resolved.
     fn site(site: &'a Site) -> Self {
         FrameView {
@@ -87,7 +100,8 @@ struct ExceptionView<'a> {
 struct LogView<'a> {
     message: Long<'a>,
     level: Kw<'a>,
-    param_message: Kw<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    param_message: Option<Kw<'a>>,
     logger_name: Kw<'a>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     stacktrace: Vec<FrameView<'a>>,
@@ -141,7 +155,7 @@ pub(crate) fn write_error<W: Write>(
             symbolize::learn_app_crate(site.module);
             Some(*site)
         }
-        ErrorOrigin::Panic { .. } => None,
+        ErrorOrigin::Panic { .. } | ErrorOrigin::LogRecord { .. } => None,
     };
     let frames = e.stack.as_ref().map(symbolize::frames);
     let mut stacktrace: Vec<FrameView<'_>> = frames
@@ -153,12 +167,24 @@ pub(crate) fn write_error<W: Write>(
         // Nothing resolved (no symbols in the binary): the capture site at least.
         stacktrace.extend(site.map(FrameView::site));
     }
+    if let ErrorOrigin::LogRecord {
+        file: Some(file),
+        line,
+        ..
+    } = &e.origin
+    {
+        if stacktrace.is_empty() {
+            // The record's own file and line, when no stack was taken or resolved.
+            stacktrace.push(FrameView::file_line(file, *line));
+        }
+    }
     let culprit = match (frames.as_deref().and_then(symbolize::culprit), &e.origin) {
         (Some(function), _) => function.to_owned(),
         (None, ErrorOrigin::Panic { file, line, .. }) => format!("{file}:{line}"),
         (None, ErrorOrigin::Captured(site) | ErrorOrigin::Message { site, .. }) => {
             format!("{} ({}:{})", site.module, site.file, site.line)
         }
+        (None, ErrorOrigin::LogRecord { logger_name, .. }) => logger_name.clone(),
     };
     let (exception, log) = match &e.origin {
         ErrorOrigin::Message {
@@ -170,8 +196,23 @@ pub(crate) fn write_error<W: Write>(
             Some(LogView {
                 message: Long(&e.message),
                 level: Kw(level),
-                param_message: Kw(param_message),
+                param_message: Some(Kw(param_message)),
                 logger_name: Kw(site.module),
+                stacktrace,
+            }),
+        ),
+        ErrorOrigin::LogRecord {
+            level,
+            logger_name,
+            param_message,
+            ..
+        } => (
+            None,
+            Some(LogView {
+                message: Long(&e.message),
+                level: Kw(level),
+                param_message: param_message.as_deref().map(Kw),
+                logger_name: Kw(logger_name),
                 stacktrace,
             }),
         ),
