@@ -63,6 +63,11 @@ fn errors_are_linked_to_the_current_span_with_their_chain_and_site() {
     assert_eq!(ex["module"], "errors");
     assert_eq!(ex["cause"][0]["message"], "payment service unavailable");
     assert_eq!(ex["cause"][1]["message"], "connection refused");
+    // A `dyn Error` names no type: only those the agent recognises get one.
+    assert!(ex["cause"][0].get("type").is_none());
+    assert_eq!(ex["cause"][1]["type"], "Error");
+    assert_eq!(ex["cause"][1]["module"], "std::io::error");
+    assert_eq!(ex["cause"][1]["code"], "Other");
     assert_eq!(ex["cause"].as_array().unwrap().len(), 2);
     assert_eq!(ex["handled"], true);
     let frame = &ex["stacktrace"][0];
@@ -365,5 +370,45 @@ fn current_ids_are_those_of_the_events() {
             span["id"].as_str().unwrap()
         )
     );
+    h.finish();
+}
+
+#[derive(Debug)]
+struct Unreachable(std::io::Error);
+
+impl fmt::Display for Unreachable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("inventory unreachable")
+    }
+}
+impl std::error::Error for Unreachable {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+/// An I/O cause with an OS error number sends the number as its code; a parse error its type.
+#[test]
+fn causes_carry_the_os_error_number_and_known_types() {
+    let h = agent::start(|c| c);
+    apm::capture_error!(Unreachable(std::io::Error::from_raw_os_error(111)));
+    #[derive(Debug)]
+    struct BadQuantity(std::num::ParseIntError);
+    impl fmt::Display for BadQuantity {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("bad quantity")
+        }
+    }
+    impl std::error::Error for BadQuantity {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+    apm::capture_error!(BadQuantity("x".parse::<u8>().unwrap_err()));
+    h.flush();
+    let errors = h.errors();
+    assert_eq!(errors[0]["exception"]["cause"][0]["code"], 111);
+    assert_eq!(errors[1]["exception"]["cause"][0]["type"], "ParseIntError");
+    assert!(errors[1]["exception"]["cause"][0].get("code").is_none());
     h.finish();
 }

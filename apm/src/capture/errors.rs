@@ -9,7 +9,7 @@ use super::raw_stack;
 use super::stack;
 use crate::queue::{staging, tracer};
 use crate::types::meta::Site;
-use crate::types::record::{ErrorOrigin, ErrorRecord, ErrorTrace, Event};
+use crate::types::record::{Cause, ErrorCode, ErrorOrigin, ErrorRecord, ErrorTrace, Event};
 use crate::types::web::Request;
 use crate::types::{clock, ids};
 
@@ -30,7 +30,7 @@ pub(crate) fn capture(err: &dyn Error, type_name: &'static str, site: &'static S
         if causes.len() == MAX_CAUSES {
             break;
         }
-        causes.push(e.to_string());
+        causes.push(cause(e));
         source = e.source();
     }
     staging::push(Event::Error(Box::new(ErrorRecord {
@@ -44,6 +44,37 @@ pub(crate) fn capture(err: &dyn Error, type_name: &'static str, site: &'static S
         stack,
         request,
     })));
+}
+
+/// A cause, with its type when it is one of the standard library's errors (a `dyn Error`
+/// names no type) and, for I/O errors, the OS error number or the error's kind as its code.
+fn cause(e: &(dyn Error + 'static)) -> Cause {
+    macro_rules! known {
+        ($($ty:ty),*) => {
+            $(if e.is::<$ty>() {
+                Some(::core::any::type_name::<$ty>())
+            } else)* {
+                None
+            }
+        };
+    }
+    let io = e.downcast_ref::<std::io::Error>();
+    Cause {
+        message: e.to_string(),
+        type_name: known!(
+            std::io::Error,
+            std::num::ParseIntError,
+            std::num::ParseFloatError,
+            std::num::TryFromIntError,
+            std::str::Utf8Error,
+            std::string::FromUtf8Error,
+            std::fmt::Error
+        ),
+        code: io.map(|io| match io.raw_os_error() {
+            Some(n) => ErrorCode::Os(n),
+            None => ErrorCode::Kind(format!("{:?}", io.kind())),
+        }),
+    }
 }
 
 /// `capture_message!`: a log record sent as an error event.

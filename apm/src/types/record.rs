@@ -177,6 +177,7 @@ pub(crate) enum ErrorOrigin {
         param_message: &'static str,
     },
     /// A record of the `log` crate at or above the capture level (`apm::log`).
+    #[cfg(feature = "log")]
     LogRecord {
         level: &'static str,
         /// The record's target (`log.logger_name`).
@@ -188,6 +189,22 @@ pub(crate) enum ErrorOrigin {
     },
 }
 
+/// One error of a `source()` chain.
+#[derive(Debug)]
+pub(crate) struct Cause {
+    pub(crate) message: String,
+    /// The type's path, for the types the agent recognises (`std::io::error::Error`, ...).
+    pub(crate) type_name: Option<&'static str>,
+    pub(crate) code: Option<ErrorCode>,
+}
+
+/// `exception.code`: an OS error number, or the kind of an I/O error without one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ErrorCode {
+    Os(i32),
+    Kind(String),
+}
+
 /// One captured error.
 #[derive(Debug)]
 pub(crate) struct ErrorRecord {
@@ -197,8 +214,8 @@ pub(crate) struct ErrorRecord {
     /// The error's type (`panic` for panics; unused for messages).
     pub(crate) type_name: &'static str,
     pub(crate) message: String,
-    /// Messages of the `source()` chain, outermost first.
-    pub(crate) causes: Vec<String>,
+    /// The `source()` chain, outermost first.
+    pub(crate) causes: Vec<Cause>,
     pub(crate) origin: ErrorOrigin,
     /// Where it was captured, when stack traces are on (`stack_trace_limit` not 0).
     pub(crate) stack: Option<RawStack>,

@@ -10,7 +10,7 @@ use super::request::{request_view, Policy, RequestView};
 use crate::export::symbolize::{self, Frame};
 use crate::types::clock;
 use crate::types::meta::Site;
-use crate::types::record::{ErrorOrigin, ErrorRecord};
+use crate::types::record::{Cause, ErrorCode, ErrorOrigin, ErrorRecord};
 
 #[derive(Serialize)]
 struct ErrorTransactionView<'a> {
@@ -51,6 +51,7 @@ impl<'a> FrameView<'a> {
     }
 
     /// A log record's file and line.
+    #[cfg(feature = "log")]
     fn file_line(file: &'a str, line: Option<u32>) -> Self {
         FrameView {
             function: None,
@@ -78,8 +79,39 @@ impl<'a> FrameView<'a> {
 }
 
 #[derive(Serialize)]
-struct Cause<'a> {
+struct CauseView<'a> {
     message: Long<'a>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<Kw<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    module: Option<Kw<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<CodeView<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum CodeView<'a> {
+    Os(i32),
+    Kind(Kw<'a>),
+}
+
+impl<'a> CauseView<'a> {
+    fn of(c: &'a Cause) -> Self {
+        let (module, kind) = match c.type_name.map(split_type_name) {
+            Some((module, kind)) => (module, Some(kind)),
+            None => (None, None),
+        };
+        CauseView {
+            message: Long(&c.message),
+            kind: kind.map(Kw),
+            module: module.map(Kw),
+            code: c.code.as_ref().map(|code| match code {
+                ErrorCode::Os(n) => CodeView::Os(*n),
+                ErrorCode::Kind(k) => CodeView::Kind(Kw(k)),
+            }),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -91,7 +123,7 @@ struct ExceptionView<'a> {
     module: Option<Kw<'a>>,
     handled: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    cause: Vec<Cause<'a>>,
+    cause: Vec<CauseView<'a>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     stacktrace: Vec<FrameView<'a>>,
 }
@@ -155,7 +187,9 @@ pub(crate) fn write_error<W: Write>(
             symbolize::learn_app_crate(site.module);
             Some(*site)
         }
-        ErrorOrigin::Panic { .. } | ErrorOrigin::LogRecord { .. } => None,
+        ErrorOrigin::Panic { .. } => None,
+        #[cfg(feature = "log")]
+        ErrorOrigin::LogRecord { .. } => None,
     };
     let frames = e.stack.as_ref().map(symbolize::frames);
     let mut stacktrace: Vec<FrameView<'_>> = frames
@@ -167,6 +201,7 @@ pub(crate) fn write_error<W: Write>(
         // Nothing resolved (no symbols in the binary): the capture site at least.
         stacktrace.extend(site.map(FrameView::site));
     }
+    #[cfg(feature = "log")]
     if let ErrorOrigin::LogRecord {
         file: Some(file),
         line,
@@ -184,6 +219,7 @@ pub(crate) fn write_error<W: Write>(
         (None, ErrorOrigin::Captured(site) | ErrorOrigin::Message { site, .. }) => {
             format!("{} ({}:{})", site.module, site.file, site.line)
         }
+        #[cfg(feature = "log")]
         (None, ErrorOrigin::LogRecord { logger_name, .. }) => logger_name.clone(),
     };
     let (exception, log) = match &e.origin {
@@ -201,6 +237,7 @@ pub(crate) fn write_error<W: Write>(
                 stacktrace,
             }),
         ),
+        #[cfg(feature = "log")]
         ErrorOrigin::LogRecord {
             level,
             logger_name,
@@ -227,7 +264,7 @@ pub(crate) fn write_error<W: Write>(
                     cause: e
                         .causes
                         .iter()
-                        .map(|m| Cause { message: Long(m) })
+                        .map(CauseView::of)
                         .collect(),
                     stacktrace,
                 }),
