@@ -38,10 +38,11 @@ pub(crate) fn install() -> bool {
 }
 
 fn record(info: &PanicHookInfo<'_>) {
-    if !tracer::is_active() || IN_HOOK.with(Cell::get) {
+    // `try_with`: a panic in a thread-local's destructor finds this thread-local gone, and a
+    // panic in the hook would abort the process.
+    if !tracer::is_active() || IN_HOOK.try_with(|f| f.replace(true)).unwrap_or(true) {
         return;
     }
-    IN_HOOK.with(|f| f.set(true));
     let payload = info.payload();
     let message = if let Some(s) = payload.downcast_ref::<&'static str>() {
         (*s).to_owned()
@@ -57,7 +58,7 @@ fn record(info: &PanicHookInfo<'_>) {
     if ends_process() {
         flush(FLUSH_BEFORE_EXIT);
     }
-    IN_HOOK.with(|f| f.set(false));
+    let _ = IN_HOOK.try_with(|f| f.set(false));
 }
 
 /// Whether this panic ends the process: the binary aborts on panic, or the main thread
