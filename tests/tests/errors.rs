@@ -412,3 +412,16 @@ fn causes_carry_the_os_error_number_and_known_types() {
     assert!(errors[1]["exception"]["cause"][0].get("code").is_none());
     h.finish();
 }
+
+/// `ignore_exceptions`: errors whose type path matches a pattern are not reported.
+#[test]
+fn ignored_error_types_are_not_reported() {
+    let h = agent::start(|c| c.ignore_exceptions(["*::ParseIntError"]));
+    apm::capture_error!("x".parse::<u8>().unwrap_err());
+    apm::capture_error!(std::io::Error::other("still reported"));
+    h.flush();
+    let errors = h.errors();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert_eq!(errors[0]["exception"]["message"], "still reported");
+    h.finish();
+}

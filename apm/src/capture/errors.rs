@@ -2,6 +2,7 @@
 //! `source()` chain, capture site and stack (raw instruction pointers, resolved on the transport
 //! thread), linked to the current trace when there is one.
 
+use std::cell::RefCell;
 use std::error::Error;
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -12,13 +13,14 @@ use crate::types::meta::Site;
 use crate::types::record::{Cause, ErrorCode, ErrorOrigin, ErrorRecord, ErrorTrace, Event};
 use crate::types::web::Request;
 use crate::types::{clock, ids};
+use crate::util::wildcard::WildcardList;
 
 /// Longest `source()` chain recorded (a cycle-safe bound).
 const MAX_CAUSES: usize = 16;
 
 #[inline(never)]
 pub(crate) fn capture(err: &dyn Error, type_name: &'static str, site: &'static Site) {
-    if !tracer::is_active() {
+    if !tracer::is_active() || ignored(type_name) {
         return;
     }
     let timestamp = clock::now();
@@ -44,6 +46,32 @@ pub(crate) fn capture(err: &dyn Error, type_name: &'static str, site: &'static S
         stack,
         request,
     })));
+}
+
+thread_local! {
+    /// `ignore_exceptions` compiled, with the configuration generation it came from: each
+    /// thread compiles it once per change, and reads no shared state otherwise.
+    static IGNORED: RefCell<Option<(u64, WildcardList)>> = const { RefCell::new(None) };
+}
+
+/// Whether `ignore_exceptions` names this error type (checked before any formatting).
+fn ignored(type_name: &str) -> bool {
+    let Some(t) = tracer::get() else {
+        return false;
+    };
+    IGNORED
+        .try_with(|cell| {
+            let mut cell = cell.try_borrow_mut().ok()?;
+            let generation = t.generation();
+            if cell.as_ref().map(|(g, _)| *g) != Some(generation) {
+                let list = WildcardList::parse(&t.effective().ignore_exceptions);
+                *cell = Some((generation, list));
+            }
+            cell.as_ref().map(|(_, list)| list.any_match(type_name))
+        })
+        .ok()
+        .flatten()
+        .unwrap_or(false)
 }
 
 /// A cause, with its type when it is one of the standard library's errors (a `dyn Error`
@@ -147,7 +175,7 @@ pub(crate) fn capture_log(
 /// A panic, from the panic hook: built without waiting for any lock the panicking thread may
 /// hold, and handed to the transport thread at once (the thread may be about to end).
 pub(crate) fn capture_panic(message: String, file: String, line: u32) {
-    if !tracer::is_active() {
+    if !tracer::is_active() || ignored("panic") {
         return;
     }
     let timestamp = clock::now();

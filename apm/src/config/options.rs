@@ -47,6 +47,7 @@ pub(crate) enum Id {
     SpanCompressionSameKindMaxDuration,
     SpanStackTraceMinDuration,
     StackTraceLimit,
+    IgnoreExceptions,
     TraceContinuationStrategy,
 }
 
@@ -445,6 +446,11 @@ pub(crate) static OPTIONS: [OptionSpec; COUNT] = [
             Ok(None)
         },
         get: |c| c.stack_trace_limit.map_or_else(|| "-1".to_owned(), |n| n.to_string())),
+    row!(IgnoreExceptions, "ignore_exceptions", "IGNORE_EXCEPTIONS",
+        Kind::List, "", dynamic: true,
+        "Wildcard patterns of error type paths not to report (e.g. `*::ParseIntError`, `std::io::error::Error`); `panic` matches panics.",
+        set: |c, v| { c.ignore_exceptions = parse::parse_list(v); Ok(None) },
+        get: |c| show_list(&c.ignore_exceptions)),
     row!(TraceContinuationStrategy, "trace_continuation_strategy", "TRACE_CONTINUATION_STRATEGY",
         Kind::Enum(TraceContinuationStrategy::NAMES), "continue", dynamic: true,
         "Use of an incoming traceparent: continue, restart, or restart_external (restart unless tracestate has `es`).",
