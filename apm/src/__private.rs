@@ -6,5 +6,5 @@
 
 #[cfg(feature = "enable")]
 pub use crate::capture::macro_api::*;
-pub use crate::types::meta::{AsDynError, Site, SpanMeta, TransactionMeta};
+pub use crate::types::meta::{AsDynError, Level, Site, SpanMeta, TransactionMeta};
 pub use crate::types::outcome::{AnyOutcome, Outcome, ResultOutcome};

@@ -32,6 +32,7 @@
 //! | `reqwest` | no | `apm::reqwest`: exit spans for requests sent with reqwest's async client. |
 //! | `reqwest-blocking` | no | `reqwest`, and the same for `reqwest::blocking`. |
 //! | `minreq-client` | no | `apm::minreq`: exit spans for minreq requests. |
+//! | `log` | no | `apm::log`: wraps the application's logger; records at or above a level become error events, and every record gets `trace.id`, `transaction.id` and `span.id`. |
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs, unreachable_pub)]
@@ -79,6 +80,8 @@ cfg_enable! {
 pub use config::{Config, ConfigBuilder};
 #[cfg(feature = "actix-web")]
 pub use integrations::actix;
+#[cfg(feature = "log")]
+pub use integrations::log;
 #[cfg(feature = "minreq-client")]
 pub use integrations::minreq;
 #[cfg(feature = "reqwest")]
@@ -86,6 +89,7 @@ pub use integrations::reqwest;
 #[cfg(feature = "tower")]
 pub use integrations::tower;
 pub use types::headers::{headers_fn, HeaderSink, HeaderSource, HeadersFn};
+pub use types::meta::Level;
 pub use types::outcome::{LabelValue, Outcome};
 pub use types::stats::Stats;
 pub use types::web;
@@ -483,6 +487,79 @@ pub fn set_transaction_name(name: impl Into<Cow<'static, str>>) {
     capture::with_current_transaction(|t| t.set_name(name.into()));
 }
 
+/// Installs the panic hook: from then on every panic, on any thread or task, is sent as an
+/// unhandled error (`exception.handled: false`, type `panic`) with its message, location and
+/// stack trace, linked to the transaction and span current where it happened, which end with
+/// outcome `failure` as the panic unwinds through them. The hook in place before it still
+/// runs, after it.
+///
+/// Opt-in: call it once, after `init` and after installing any hook of your own (a hook
+/// installed later replaces this one unless it calls the previous). When the panic ends the
+/// process (`panic = "abort"`, or a panic on the main thread), the event is flushed first,
+/// waiting at most 2 seconds for the APM Server. Returns `false` when called while panicking
+/// or with the agent compiled out.
+pub fn install_panic_hook() -> bool {
+    capture::install_panic_hook()
+}
+
+/// The ids current on this thread (or in this instrumented future), for code that formats
+/// its own log lines (`trace.id`, `transaction.id`, `span.id` in ECS); `None` outside any
+/// transaction. Unsampled transactions have ids too: logs still correlate by trace.
+///
+/// ```no_run
+/// if let Some(ids) = apm::current_ids() {
+///     println!("payment declined {ids}"); // trace.id=… transaction.id=… span.id=…
+/// }
+/// ```
+pub fn current_ids() -> Option<CurrentIds> {
+    capture::current_ids().map(|(trace_id, transaction_id, span_id)| CurrentIds {
+        trace_id,
+        transaction_id,
+        span_id,
+    })
+}
+
+/// The trace, transaction and span current somewhere (see [`current_ids`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CurrentIds {
+    trace_id: u128,
+    transaction_id: u64,
+    span_id: Option<u64>,
+}
+
+impl CurrentIds {
+    /// The trace id: 32 lower-case hex digits.
+    pub fn trace_id(&self) -> String {
+        format!("{:032x}", self.trace_id)
+    }
+
+    /// The transaction id: 16 lower-case hex digits.
+    pub fn transaction_id(&self) -> String {
+        format!("{:016x}", self.transaction_id)
+    }
+
+    /// The current span's id (16 lower-case hex digits); `None` when the transaction itself
+    /// is current.
+    pub fn span_id(&self) -> Option<String> {
+        self.span_id.map(|id| format!("{id:016x}"))
+    }
+}
+
+/// `trace.id=… transaction.id=…` and ` span.id=…` when a span is current.
+impl std::fmt::Display for CurrentIds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "trace.id={:032x} transaction.id={:016x}",
+            self.trace_id, self.transaction_id
+        )?;
+        if let Some(span) = self.span_id {
+            write!(f, " span.id={span:016x}")?;
+        }
+        Ok(())
+    }
+}
+
 /// The trace context current on this thread (or in this instrumented future), to continue
 /// elsewhere: on another thread, in a spawned task, in a thread pool.
 ///
@@ -611,6 +688,48 @@ macro_rules! capture_error {
             ref __apm_err => {
                 let _ = __apm_err.__apm_as_dyn_error();
             }
+        };
+    }};
+}
+
+/// Sends a message as an error event (`log.message`, `log.level`, and the format string as
+/// `log.param_message`), linked to the current trace, transaction and span like
+/// [`capture_error!`], with the stack trace of this call. The message is formatted only when
+/// an agent is recording.
+///
+/// ```no_run
+/// # let (user, pct) = (7, 93);
+/// apm::capture_message!(apm::Level::Warn, "quota of user {} at {}%", user, pct);
+/// apm::capture_message!(apm::Level::Error, "payment provider down");
+/// ```
+#[cfg(feature = "enable")]
+#[macro_export]
+macro_rules! capture_message {
+    ($level:expr, $fmt:literal $($arg:tt)*) => {{
+        static __APM_SITE: $crate::__private::Site = $crate::__private::Site {
+            module: ::core::module_path!(),
+            file: ::core::file!(),
+            line: ::core::line!(),
+            column: ::core::column!(),
+        };
+        $crate::__private::capture_message(
+            $level,
+            ::core::format_args!($fmt $($arg)*),
+            $fmt,
+            &__APM_SITE,
+        )
+    }};
+}
+
+/// Sends a message as an error event (compiled out: the arguments are type-checked, never
+/// evaluated).
+#[cfg(not(feature = "enable"))]
+#[macro_export]
+macro_rules! capture_message {
+    ($level:expr, $fmt:literal $($arg:tt)*) => {{
+        let _ = || {
+            let _: $crate::Level = $level;
+            let _ = ::core::format_args!($fmt $($arg)*);
         };
     }};
 }

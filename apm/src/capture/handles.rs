@@ -345,6 +345,12 @@ pub(crate) fn with_current_transaction(f: impl FnOnce(&CurrentTransaction<'_>)) 
     }
 }
 
+/// The trace, transaction and span ids current here (`None` for the span when the
+/// transaction itself is current).
+pub(crate) fn current_ids() -> Option<(u128, u64, Option<u64>)> {
+    stack::with_current(|t, parent| (t.trace_id, t.id, (parent != t.id).then_some(parent)))
+}
+
 /// A captured context: a transaction and the id under which new children open.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Context(pub(super) Option<(Arc<TxnShared>, u64)>);

@@ -13,7 +13,7 @@ use super::transaction;
 use crate::queue::tracer;
 use crate::types::clock;
 use crate::types::headers::HeaderSource;
-use crate::types::meta::{Site, SpanMeta, TransactionMeta};
+use crate::types::meta::{Level, Site, SpanMeta, TransactionMeta};
 use crate::types::outcome::Outcome;
 
 /// A span or transaction entered on this thread by an instrumented sync function.
@@ -175,4 +175,17 @@ pub fn capture_error(
     site: &'static Site,
 ) {
     errors::capture(err, type_name, site);
+}
+
+/// `capture_message!`: a message event at `level`, formatted only when an agent records it.
+#[inline]
+pub fn capture_message(
+    level: Level,
+    message: std::fmt::Arguments<'_>,
+    format: &'static str,
+    site: &'static Site,
+) {
+    if tracer::is_active() {
+        errors::capture_message(message.to_string(), level.as_str(), format, site);
+    }
 }

@@ -13,7 +13,9 @@ cfg_enable! {
     mod future;
     mod handles;
     pub(crate) mod macro_api;
+    mod panic;
     mod propagation;
+    mod raw_stack;
     mod sampling;
     mod shared;
     mod span;
@@ -21,12 +23,15 @@ cfg_enable! {
     mod transaction;
 
     pub(crate) use future::Instrumented;
+    #[cfg(feature = "log")]
+    pub(crate) use errors::capture_log;
+    pub(crate) use panic::install as install_panic_hook;
     #[cfg(apm_server)]
     pub(crate) use future::PendingEnd;
     #[cfg(apm_client)]
     pub(crate) use handles::spans_recorded_here;
     pub(crate) use handles::{
-        with_current_transaction, Context, ContextGuard, Span, SpanGuard,
+        current_ids, with_current_transaction, Context, ContextGuard, Span, SpanGuard,
         Transaction, TransactionGuard,
     };
 }

@@ -122,6 +122,28 @@ impl CurrentTransaction {
 
 pub(crate) fn with_current_transaction(_f: impl FnOnce(&CurrentTransaction)) {}
 
+/// No ids: nothing is current.
+pub(crate) fn current_ids() -> Option<(u128, u64, Option<u64>)> {
+    None
+}
+
+/// Nothing records log records.
+#[cfg(feature = "log")]
+pub(crate) fn capture_log(
+    _level: &'static str,
+    _message: String,
+    _logger_name: String,
+    _param_message: Option<String>,
+    _file: Option<String>,
+    _line: Option<u32>,
+) {
+}
+
+/// No hook: nothing would record the panic.
+pub(crate) fn install_panic_hook() -> bool {
+    false
+}
+
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Context;
 

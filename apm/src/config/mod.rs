@@ -194,6 +194,7 @@ pub struct Config {
     pub(crate) cloud_provider: CloudProvider,
     /// Wildcard patterns.
     pub(crate) transaction_ignore_urls: Vec<String>,
+    pub(crate) ignore_exceptions: Vec<String>,
     pub(crate) transaction_ignore_user_agents: Vec<String>,
     pub(crate) transaction_name_groups: Vec<String>,
     pub(crate) exit_span_min_duration: Duration,
@@ -252,6 +253,7 @@ impl Default for Config {
             capture_body: CaptureBody::Off,
             cloud_provider: CloudProvider::Auto,
             transaction_ignore_urls: Vec::new(),
+            ignore_exceptions: Vec::new(),
             transaction_ignore_user_agents: Vec::new(),
             transaction_name_groups: Vec::new(),
             exit_span_min_duration: Duration::ZERO,
@@ -707,6 +709,9 @@ impl ConfigBuilder {
         sanitize_field_names => SanitizeFieldNames;
         /// `transaction_ignore_urls`: wildcard patterns of URL paths not to trace.
         transaction_ignore_urls => TransactionIgnoreUrls;
+        /// `ignore_exceptions`: wildcard patterns of error type paths (as
+        /// `std::any::type_name` writes them) not to report; `panic` matches panics.
+        ignore_exceptions => IgnoreExceptions;
         /// `transaction_ignore_user_agents`: wildcard patterns of User-Agent headers not to trace.
         transaction_ignore_user_agents => TransactionIgnoreUserAgents;
         /// `transaction_name_groups`: wildcard patterns grouping transaction names.

@@ -235,6 +235,7 @@ fn every_option_reads_its_environment_variable() {
         ("ELASTIC_APM_SPAN_COMPRESSION_SAME_KIND_MAX_DURATION", "5ms"),
         ("ELASTIC_APM_SPAN_STACK_TRACE_MIN_DURATION", "-1ms"),
         ("ELASTIC_APM_STACK_TRACE_LIMIT", "-1"),
+        ("ELASTIC_APM_IGNORE_EXCEPTIONS", "*::ParseIntError, panic"),
         (
             "ELASTIC_APM_TRACE_CONTINUATION_STRATEGY",
             "restart_external",
@@ -279,6 +280,7 @@ fn every_option_reads_its_environment_variable() {
     assert_eq!(c.sanitize_field_names, ["password", "x-*"]);
     assert_eq!(c.capture_body, CaptureBody::All);
     assert_eq!(c.transaction_ignore_urls, ["/health*", "/metrics"]);
+    assert_eq!(c.ignore_exceptions, ["*::ParseIntError", "panic"]);
     assert_eq!(c.transaction_ignore_user_agents, ["kube-probe/*"]);
     assert_eq!(c.transaction_name_groups, ["GET /users/*"]);
     assert_eq!(c.exit_span_min_duration, Duration::from_micros(100));

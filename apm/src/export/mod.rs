@@ -6,4 +6,5 @@ pub(crate) mod bench;
 pub(crate) mod encode;
 pub(crate) mod http;
 mod huge_traces;
+pub(crate) mod symbolize;
 pub(crate) mod transport;

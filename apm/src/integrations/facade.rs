@@ -3,6 +3,10 @@
 //! module; nothing else of `capture`, `queue` or the agent. Each item exists only when an
 //! integration that needs it is compiled (`apm_server`, `apm_client`: see `build.rs`).
 
+/// `apm::log`: a log record sent as an error event.
+#[cfg(feature = "log")]
+pub(crate) use crate::capture::capture_log;
+
 #[cfg(apm_server)]
 pub(crate) use server::{PendingEnd, ServerInstrumented, ServerTransaction};
 

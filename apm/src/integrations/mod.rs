@@ -1,7 +1,7 @@
 //! Integrations with other crates, each behind its cargo feature. They use the public API and
 //! `facade`, never the runtime's internals; what server integrations share is in `server`.
 
-#[cfg(any(apm_server, apm_client))]
+#[cfg(any(apm_server, apm_client, feature = "log"))]
 mod facade;
 #[cfg(apm_server)]
 mod server;
@@ -9,6 +9,9 @@ mod server;
 #[cfg(feature = "actix-web")]
 #[cfg_attr(docsrs, doc(cfg(feature = "actix-web")))]
 pub mod actix;
+#[cfg(feature = "log")]
+#[cfg_attr(docsrs, doc(cfg(feature = "log")))]
+pub mod log;
 #[cfg(feature = "minreq-client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "minreq-client")))]
 pub mod minreq;

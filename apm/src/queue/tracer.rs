@@ -85,6 +85,8 @@ pub(crate) struct LiveConfig {
     /// `use_elastic_traceparent_header`: outgoing headers also carry `elastic-apm-traceparent`.
     pub(crate) legacy_traceparent: AtomicBool,
     pub(crate) api_request_size: AtomicU64,
+    /// `stack_trace_limit`; `u32::MAX`: all frames.
+    stack_trace_limit: AtomicU32,
     api_request_time_ms: AtomicU64,
     server_timeout_ms: AtomicU64,
 }
@@ -106,6 +108,11 @@ impl LiveConfig {
         self.legacy_traceparent
             .store(c.use_elastic_traceparent_header, Relaxed);
         self.api_request_size.store(c.api_request_size, Relaxed);
+        self.stack_trace_limit.store(
+            c.stack_trace_limit
+                .map_or(u32::MAX, |n| u32::try_from(n).unwrap_or(u32::MAX - 1)),
+            Relaxed,
+        );
         self.api_request_time_ms
             .store(millis(c.api_request_time), Relaxed);
         self.server_timeout_ms
@@ -113,6 +120,13 @@ impl LiveConfig {
     }
     pub(crate) fn api_request_size(&self) -> u64 {
         self.api_request_size.load(Relaxed)
+    }
+    /// Frames per stack trace: `Some(0)` none, `None` all.
+    pub(crate) fn stack_trace_limit(&self) -> Option<usize> {
+        match self.stack_trace_limit.load(Relaxed) {
+            u32::MAX => None,
+            n => Some(n as usize),
+        }
     }
     pub(crate) fn api_request_time(&self) -> Duration {
         Duration::from_millis(self.api_request_time_ms.load(Relaxed))

@@ -36,6 +36,37 @@ pub struct Site {
     pub column: u32,
 }
 
+/// The level of a message sent with `capture_message!` (`log.level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// `trace`
+    Trace,
+    /// `debug`
+    Debug,
+    /// `info`
+    Info,
+    /// `warning`
+    Warn,
+    /// `error`
+    Error,
+    /// `fatal`
+    Fatal,
+}
+
+impl Level {
+    /// The level as sent (`log.level`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Trace => "trace",
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warning",
+            Level::Error => "error",
+            Level::Fatal => "fatal",
+        }
+    }
+}
+
 /// Helper of `capture_error!`: turns `&E` (sized error) or `&dyn Error` into a trait object
 /// plus the most precise type name available.
 pub trait AsDynError<'a> {

@@ -165,17 +165,75 @@ pub(crate) struct ErrorTrace {
     pub(crate) sampled: bool,
 }
 
+/// Instruction pointers of a stack, innermost first: taken on the application thread (no
+/// symbol lookup there), turned into frames on the transport thread.
+#[derive(Debug)]
+pub(crate) struct RawStack {
+    pub(crate) ips: Box<[usize]>,
+    /// Frames kept once the agent's own are removed (`stack_trace_limit`; `None`: all).
+    pub(crate) limit: Option<usize>,
+    /// Taken in the panic hook: the panic machinery's frames come first.
+    pub(crate) from_panic: bool,
+}
+
+/// How an error came to be reported.
+#[derive(Debug)]
+pub(crate) enum ErrorOrigin {
+    /// `capture_error!`, written at `site`: a handled error.
+    Captured(&'static Site),
+    /// The panic hook: an unhandled error, at the panic's location.
+    Panic { file: String, line: u32 },
+    /// `capture_message!` at `site`: a log record, not an exception.
+    Message {
+        site: &'static Site,
+        /// `log.level`, lower case.
+        level: &'static str,
+        /// The format string (`log.param_message`).
+        param_message: &'static str,
+    },
+    /// A record of the `log` crate at or above the capture level (`apm::log`).
+    #[cfg(feature = "log")]
+    LogRecord {
+        level: &'static str,
+        /// The record's target (`log.logger_name`).
+        logger_name: String,
+        /// The message when it has no arguments.
+        param_message: Option<String>,
+        file: Option<String>,
+        line: Option<u32>,
+    },
+}
+
+/// One error of a `source()` chain.
+#[derive(Debug)]
+pub(crate) struct Cause {
+    pub(crate) message: String,
+    /// The type's path, for the types the agent recognises (`std::io::error::Error`, ...).
+    pub(crate) type_name: Option<&'static str>,
+    pub(crate) code: Option<ErrorCode>,
+}
+
+/// `exception.code`: an OS error number, or the kind of an I/O error without one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ErrorCode {
+    Os(i32),
+    Kind(String),
+}
+
 /// One captured error.
 #[derive(Debug)]
 pub(crate) struct ErrorRecord {
     pub(crate) id: u128,
     pub(crate) timestamp: Tick,
     pub(crate) trace: Option<ErrorTrace>,
+    /// The error's type (`panic` for panics; unused for messages).
     pub(crate) type_name: &'static str,
     pub(crate) message: String,
-    /// Messages of the `source()` chain, outermost first.
-    pub(crate) causes: Vec<String>,
-    pub(crate) site: &'static Site,
+    /// The `source()` chain, outermost first.
+    pub(crate) causes: Vec<Cause>,
+    pub(crate) origin: ErrorOrigin,
+    /// Where it was captured, when stack traces are on (`stack_trace_limit` not 0).
+    pub(crate) stack: Option<RawStack>,
     /// The request being served when the error was captured (sampled transactions).
     pub(crate) request: Option<Box<Request>>,
 }

@@ -1,4 +1,4 @@
-//! Error lines: the exception with its cause chain and the capture site, the trace and
+//! Error lines: the exception (or log record) with its cause chain and stack trace, the trace and
 //! transaction it belongs to, and the request being served.
 
 use std::io::{self, Write};
@@ -7,8 +7,10 @@ use serde::Serialize;
 
 use super::fields::{write_line, Hex128, Hex64, Kw, Long};
 use super::request::{request_view, Policy, RequestView};
+use crate::export::symbolize::{self, Frame};
 use crate::types::clock;
-use crate::types::record::ErrorRecord;
+use crate::types::meta::Site;
+use crate::types::record::{Cause, ErrorCode, ErrorOrigin, ErrorRecord};
 
 #[derive(Serialize)]
 struct ErrorTransactionView<'a> {
@@ -19,17 +21,100 @@ struct ErrorTransactionView<'a> {
 }
 
 #[derive(Serialize)]
-struct Frame<'a> {
+struct FrameView<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    function: Option<&'a str>,
+    /// Always present: the schema wants `filename` (or `classname`) on every frame.
     filename: &'a str,
-    lineno: u32,
-    colno: u32,
-    module: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    abs_path: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lineno: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    colno: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    module: Option<&'a str>,
     library_frame: bool,
 }
 
+impl<'a> FrameView<'a> {
+    fn resolved(f: &'a Frame) -> Self {
+        FrameView {
+            function: Some(&f.function),
+            filename: &f.filename,
+            abs_path: f.abs_path.as_deref(),
+            lineno: f.lineno,
+            colno: f.colno,
+            module: f.module.as_deref(),
+            library_frame: f.library_frame,
+        }
+    }
+
+    /// A log record's file and line.
+    #[cfg(feature = "log")]
+    fn file_line(file: &'a str, line: Option<u32>) -> Self {
+        FrameView {
+            function: None,
+            filename: file,
+            abs_path: None,
+            lineno: line,
+            colno: None,
+            module: None,
+            library_frame: false,
+        }
+    }
+
+    /// The capture site alone, when no frame could be resolved.
+    fn site(site: &'a Site) -> Self {
+        FrameView {
+            function: None,
+            filename: site.file,
+            abs_path: None,
+            lineno: Some(site.line),
+            colno: Some(site.column),
+            module: Some(site.module),
+            library_frame: false,
+        }
+    }
+}
+
 #[derive(Serialize)]
-struct Cause<'a> {
+struct CauseView<'a> {
     message: Long<'a>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<Kw<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    module: Option<Kw<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<CodeView<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum CodeView<'a> {
+    Os(i32),
+    Kind(Kw<'a>),
+}
+
+impl<'a> CauseView<'a> {
+    fn of(c: &'a Cause, limit: usize) -> Self {
+        let (module, kind) = match c.type_name.map(split_type_name) {
+            Some((module, kind)) => (module, Some(kind)),
+            None => (None, None),
+        };
+        CauseView {
+            message: Long {
+                text: &c.message,
+                limit,
+            },
+            kind: kind.map(Kw),
+            module: module.map(Kw),
+            code: c.code.as_ref().map(|code| match code {
+                ErrorCode::Os(n) => CodeView::Os(*n),
+                ErrorCode::Kind(k) => CodeView::Kind(Kw(k)),
+            }),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -41,8 +126,20 @@ struct ExceptionView<'a> {
     module: Option<Kw<'a>>,
     handled: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    cause: Vec<Cause<'a>>,
-    stacktrace: [Frame<'a>; 1],
+    cause: Vec<CauseView<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    stacktrace: Vec<FrameView<'a>>,
+}
+
+#[derive(Serialize)]
+struct LogView<'a> {
+    message: Long<'a>,
+    level: Kw<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    param_message: Option<Kw<'a>>,
+    logger_name: Kw<'a>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    stacktrace: Vec<FrameView<'a>>,
 }
 
 #[derive(Serialize)]
@@ -58,7 +155,10 @@ struct ErrorView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     transaction: Option<ErrorTransactionView<'a>>,
     culprit: Kw<'a>,
-    exception: ExceptionView<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exception: Option<ExceptionView<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log: Option<LogView<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     context: Option<ErrorContextView<'a>>,
 }
@@ -85,8 +185,105 @@ pub(crate) fn write_error<W: Write>(
     e: &ErrorRecord,
     policy: &Policy,
 ) -> io::Result<()> {
-    let (module, type_name) = split_type_name(e.type_name);
-    let culprit = format!("{} ({}:{})", e.site.module, e.site.file, e.site.line);
+    let site = match &e.origin {
+        ErrorOrigin::Captured(site) | ErrorOrigin::Message { site, .. } => {
+            symbolize::learn_app_crate(site.module);
+            Some(*site)
+        }
+        ErrorOrigin::Panic { .. } => None,
+        #[cfg(feature = "log")]
+        ErrorOrigin::LogRecord { .. } => None,
+    };
+    let frames = e.stack.as_ref().map(symbolize::frames);
+    let mut stacktrace: Vec<FrameView<'_>> = frames
+        .iter()
+        .flatten()
+        .map(FrameView::resolved)
+        .collect();
+    if stacktrace.is_empty() && e.stack.is_some() {
+        // Nothing resolved (no symbols in the binary): the capture site at least.
+        stacktrace.extend(site.map(FrameView::site));
+    }
+    #[cfg(feature = "log")]
+    if let ErrorOrigin::LogRecord {
+        file: Some(file),
+        line,
+        ..
+    } = &e.origin
+    {
+        if stacktrace.is_empty() {
+            // The record's own file and line, when no stack was taken or resolved.
+            stacktrace.push(FrameView::file_line(file, *line));
+        }
+    }
+    let culprit = match (frames.as_deref().and_then(symbolize::culprit), &e.origin) {
+        (Some(function), _) => function.to_owned(),
+        (None, ErrorOrigin::Panic { file, line, .. }) => format!("{file}:{line}"),
+        (None, ErrorOrigin::Captured(site) | ErrorOrigin::Message { site, .. }) => {
+            format!("{} ({}:{})", site.module, site.file, site.line)
+        }
+        #[cfg(feature = "log")]
+        (None, ErrorOrigin::LogRecord { logger_name, .. }) => logger_name.clone(),
+    };
+    let (exception, log) = match &e.origin {
+        ErrorOrigin::Message {
+            site,
+            level,
+            param_message,
+        } => (
+            None,
+            Some(LogView {
+                message: Long {
+                    text: &e.message,
+                    limit: policy.long_field_max_length,
+                },
+                level: Kw(level),
+                param_message: Some(Kw(param_message)),
+                logger_name: Kw(site.module),
+                stacktrace,
+            }),
+        ),
+        #[cfg(feature = "log")]
+        ErrorOrigin::LogRecord {
+            level,
+            logger_name,
+            param_message,
+            ..
+        } => (
+            None,
+            Some(LogView {
+                message: Long {
+                    text: &e.message,
+                    limit: policy.long_field_max_length,
+                },
+                level: Kw(level),
+                param_message: param_message.as_deref().map(Kw),
+                logger_name: Kw(logger_name),
+                stacktrace,
+            }),
+        ),
+        ErrorOrigin::Captured(_) | ErrorOrigin::Panic { .. } => {
+            let (module, type_name) = split_type_name(e.type_name);
+            (
+                Some(ExceptionView {
+                    message: Long {
+                    text: &e.message,
+                    limit: policy.long_field_max_length,
+                },
+                    kind: Kw(type_name),
+                    module: module.map(Kw),
+                    handled: matches!(e.origin, ErrorOrigin::Captured(_)),
+                    cause: e
+                        .causes
+                        .iter()
+                        .map(|c| CauseView::of(c, policy.long_field_max_length))
+                        .collect(),
+                    stacktrace,
+                }),
+                None,
+            )
+        }
+    };
     let view = ErrorView {
         id: Hex128(e.id),
         timestamp: clock::epoch_micros(e.timestamp),
@@ -99,32 +296,8 @@ pub(crate) fn write_error<W: Write>(
             sampled: t.sampled,
         }),
         culprit: Kw(&culprit),
-        exception: ExceptionView {
-            message: Long {
-                text: &e.message,
-                limit: policy.long_field_max_length,
-            },
-            kind: Kw(type_name),
-            module: module.map(Kw),
-            handled: true,
-            cause: e
-                .causes
-                .iter()
-                .map(|m| Cause {
-                    message: Long {
-                        text: m,
-                        limit: policy.long_field_max_length,
-                    },
-                })
-                .collect(),
-            stacktrace: [Frame {
-                filename: e.site.file,
-                lineno: e.site.line,
-                colno: e.site.column,
-                module: e.site.module,
-                library_frame: false,
-            }],
-        },
+        exception,
+        log,
         context: e.request.as_deref().map(|r| ErrorContextView {
             request: request_view(r, policy, policy.body_on_errors),
         }),

@@ -1,0 +1,48 @@
+//! The stack of the current thread as raw instruction pointers: what the application thread
+//! pays for a stack trace. Symbols are looked up later, on the transport thread
+//! (`export/symbolize.rs`).
+
+use crate::queue::tracer;
+use crate::types::record::RawStack;
+
+/// Frames kept at most, whatever `stack_trace_limit` says (-1 included): deep recursion must
+/// not make an error event without bound.
+pub(crate) const MAX_FRAMES: usize = 512;
+/// Frames taken beyond the limit for those removed later: the agent's own (`capture_error!`).
+pub(crate) const CAPTURE_MARGIN: usize = 16;
+/// The same for log records, under which the `log` crate adds its frames.
+#[cfg(feature = "log")]
+pub(crate) const LOG_MARGIN: usize = 24;
+/// The same for the panic hook, under which the panic machinery adds its frames.
+pub(crate) const PANIC_MARGIN: usize = 48;
+
+/// The current stack, `margin` frames beyond `stack_trace_limit`; `None` when the limit is 0.
+#[inline(never)]
+pub(crate) fn capture(margin: usize, from_panic: bool) -> Option<RawStack> {
+    let limit = tracer::get()?.live.stack_trace_limit();
+    if limit == Some(0) {
+        return None;
+    }
+    let cap = limit.map_or(MAX_FRAMES, |n| n.min(MAX_FRAMES)) + margin;
+    let mut ips = Vec::with_capacity(cap);
+    let mut push = |frame: &backtrace::Frame| {
+        ips.push(frame.ip() as usize);
+        ips.len() < cap
+    };
+    // Unsynchronised on unix: the unwinder there is thread-safe, and the crate's lock (meant
+    // for Windows' dbghelp) is held by the transport thread while it builds its symbol cache,
+    // which can take long the first time; the application must not wait for it.
+    #[cfg(all(unix, not(miri)))]
+    // SAFETY: no other use of this crate's unsynchronised functions runs on this thread at the
+    // same time, and unwinding the current stack on unix does not need the crate's lock.
+    unsafe {
+        backtrace::trace_unsynchronized(&mut push)
+    };
+    #[cfg(not(all(unix, not(miri))))]
+    backtrace::trace(&mut push);
+    Some(RawStack {
+        ips: ips.into_boxed_slice(),
+        limit,
+        from_panic,
+    })
+}
