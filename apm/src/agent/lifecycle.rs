@@ -135,10 +135,15 @@ impl Agent {
             return Stats::default();
         };
         let c = &t.counters;
+        let dropped_queue_full = c.dropped_queue_full.load(Relaxed);
         Stats {
+            events_recorded: c.events_queued.load(Relaxed) + dropped_queue_full,
             events_sent: c.events_sent.load(Relaxed),
-            events_dropped_queue_full: c.dropped_queue_full.load(Relaxed),
+            events_dropped_queue_full: dropped_queue_full,
             events_dropped_send_failed: c.dropped_send_failed.load(Relaxed),
+            events_dropped_encode_failed: c.dropped_encode_failed.load(Relaxed),
+            events_dropped_shutdown: c.dropped_shutdown.load(Relaxed),
+            transactions_unsampled_not_sent: c.unsampled_not_sent.load(Relaxed),
             requests_failed: c.requests_failed.load(Relaxed),
         }
     }

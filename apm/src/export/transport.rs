@@ -18,7 +18,7 @@ use super::http::client::{Request, Server};
 use crate::queue::batch;
 use crate::queue::channel::{Command, Consumer};
 use crate::queue::staging;
-use crate::queue::tracer::Tracer;
+use crate::queue::tracer::{Counters, Tracer};
 use crate::types::ids;
 use crate::types::record::Event;
 use crate::util::diag::warn_limited;
@@ -63,6 +63,9 @@ pub(crate) struct Transport {
     /// Major version of the APM Server, once known (`GET /`).
     server_major: Option<u64>,
     server_checked: Option<Instant>,
+    /// Events dropped anywhere (`Counters::dropped`) as of the last flush: a flush after a
+    /// loss does not report success.
+    dropped_at_flush: u64,
 }
 
 impl Transport {
@@ -96,6 +99,7 @@ impl Transport {
             retry_at: None,
             server_major: None,
             server_checked: None,
+            dropped_at_flush: 0,
         }
     }
 
@@ -121,6 +125,9 @@ impl Transport {
                     Err(()) => return,
                 }
             }
+            if let Some(report) = self.queue.try_recv_metrics() {
+                self.add(report);
+            }
             while let Some(cmd) = self.queue.try_recv_command() {
                 match cmd {
                     Command::Flush(ack) => {
@@ -128,7 +135,12 @@ impl Transport {
                         let _ = ack.send(ok);
                     }
                     Command::Shutdown(ack) => {
-                        let ok = self.flush();
+                        let mut ok = self.flush();
+                        // Backing off: what waits for the next attempt will never go.
+                        if self.body.is_some() {
+                            self.discard_at_shutdown();
+                            ok = false;
+                        }
                         let _ = ack.send(ok);
                         return;
                     }
@@ -174,12 +186,14 @@ impl Transport {
         self.retry_at.is_some_and(|t| Instant::now() < t)
     }
 
-    /// Everything queued and buffered goes out now. `true` when the server took it all.
+    /// Everything queued and buffered goes out now. `true` when the server took it all and
+    /// nothing was dropped since the last flush (on submit, on the way, or on a failed request).
     fn flush(&mut self) -> bool {
-        let dropped_before = self.tracer.counters.dropped_send_failed.load(Relaxed);
         let sent = self.flush_all();
-        // A request that failed on the way (size-triggered) lost events too.
-        sent && self.tracer.counters.dropped_send_failed.load(Relaxed) == dropped_before
+        let dropped = self.tracer.counters.dropped();
+        let lossless = dropped == self.dropped_at_flush;
+        self.dropped_at_flush = dropped;
+        sent && lossless
     }
 
     fn flush_all(&mut self) -> bool {
@@ -189,6 +203,9 @@ impl Transport {
                 break;
             };
             self.add(batch);
+        }
+        if let Some(report) = self.queue.try_recv_metrics() {
+            self.add(report);
         }
         staging::sweep(|batch| self.add(batch));
         if self.body.is_none() {
@@ -232,6 +249,10 @@ impl Transport {
         if let Event::Transaction(t) = event {
             // Servers from 8.0 on do not want unsampled transactions.
             if !t.sampled && self.server_major().is_some_and(|m| m >= 8) {
+                self.tracer
+                    .counters
+                    .unsampled_not_sent
+                    .fetch_add(1, Relaxed);
                 return;
             }
         }
@@ -245,25 +266,50 @@ impl Transport {
                 self.body.insert(b)
             }
         };
-        let out = body.out();
-        let written = match event {
+        let counters = &self.tracer.counters;
+        let policy = &mut self.policy;
+        let policy_generation = &mut self.policy_generation;
+        let tracer = self.tracer;
+        let written = write_or_count(body.out(), counters, |out| match event {
             Event::Span(s) => encode::write_span(out, s),
             Event::Transaction(t) => {
                 // The policy shapes the request and response only (and looks at the clock).
                 if t.request.is_some() || t.response.is_some() {
-                    refresh_policy(self.tracer, &mut self.policy, &mut self.policy_generation);
+                    refresh_policy(tracer, policy, policy_generation);
                 }
-                encode::write_transaction(out, t, &self.policy)
+                encode::write_transaction(out, t, policy)
             }
             Event::Error(e) => {
-                refresh_policy(self.tracer, &mut self.policy, &mut self.policy_generation);
-                encode::write_error(out, e, &self.policy)
+                refresh_policy(tracer, policy, policy_generation);
+                encode::write_error(out, e, policy)
             }
             Event::Metricset(m) => encode::write_metricset(out, m),
-        };
-        match written.and_then(|()| body.written()) {
-            Ok(()) => self.body_events += 1,
-            Err(e) => warn_limited!("serialize", "could not serialize an event: {e}"),
+        });
+        if written {
+            self.body_events += 1;
+        }
+        if let Err(e) = body.written() {
+            // Compressing failed: what the body held cannot be sent.
+            warn_limited!("compress", "could not compress events: {e}");
+            let n = std::mem::take(&mut self.body_events);
+            self.body = None;
+            self.tracer
+                .counters
+                .dropped_encode_failed
+                .fetch_add(n, Relaxed);
+        }
+    }
+
+    /// The agent stops while backing off: the body waiting for the next attempt is dropped,
+    /// and counted.
+    fn discard_at_shutdown(&mut self) {
+        if self.body.take().is_some() {
+            let n = std::mem::take(&mut self.body_events);
+            self.tracer.counters.dropped_shutdown.fetch_add(n, Relaxed);
+            warn_limited!(
+                "discard",
+                "dropped {n} events: the agent stopped while the APM Server was unavailable"
+            );
         }
     }
 
@@ -326,7 +372,7 @@ impl Transport {
             Err(e) => {
                 self.tracer
                     .counters
-                    .dropped_send_failed
+                    .dropped_encode_failed
                     .fetch_add(n, Relaxed);
                 warn_limited!("compress", "could not compress events: {e}");
                 return false;
@@ -387,6 +433,25 @@ impl Transport {
     }
 }
 
+/// Writes one event's line with `write`; when it fails, takes back what it wrote (a partial line
+/// would spoil the whole request) and counts the event as dropped. `true` when written.
+fn write_or_count(
+    out: &mut Vec<u8>,
+    counters: &Counters,
+    write: impl FnOnce(&mut Vec<u8>) -> std::io::Result<()>,
+) -> bool {
+    let start = out.len();
+    match write(out) {
+        Ok(()) => true,
+        Err(e) => {
+            out.truncate(start);
+            counters.dropped_encode_failed.fetch_add(1, Relaxed);
+            warn_limited!("serialize", "could not serialize an event (dropped): {e}");
+            false
+        }
+    }
+}
+
 /// Compiles `sanitize_field_names`, `capture_headers` and `capture_body` again when the
 /// configuration in effect changed (central configuration may change them).
 fn refresh_policy(tracer: &Tracer, policy: &mut Policy, compiled_from: &mut Option<u64>) {
@@ -408,6 +473,26 @@ fn refresh_policy(tracer: &Tracer, policy: &mut Policy, compiled_from: &mut Opti
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_event_that_cannot_be_serialised_is_taken_back_and_counted() {
+        let counters = Counters::default();
+        let mut out = b"{\"metadata\":{}}\n".to_vec();
+        let before = out.clone();
+        let failed = write_or_count(&mut out, &counters, |out| {
+            out.extend_from_slice(b"{\"span\":{\"na");
+            Err(std::io::Error::other("not serialisable"))
+        });
+        assert!(!failed);
+        assert_eq!(out, before, "no partial line left in the body");
+        assert_eq!(counters.dropped_encode_failed.load(Relaxed), 1);
+        assert_eq!(counters.dropped(), 1);
+        assert!(write_or_count(&mut out, &counters, |out| {
+            out.extend_from_slice(b"{}\n");
+            Ok(())
+        }));
+        assert_eq!(counters.dropped_encode_failed.load(Relaxed), 1);
+    }
 
     #[test]
     fn backoff_follows_the_spec() {

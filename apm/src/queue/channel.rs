@@ -5,13 +5,24 @@
 //! The transport thread polls the queue instead of blocking on it: a blocked receiver would
 //! make every hand-over pay for a futex wake-up. A doorbell wakes it for commands, and when a
 //! hand-over fills half the queue.
+//!
+//! Metrics reports (one per `metrics_interval`) do not share the events' slots: they wait in a
+//! place of their own, so that a queue full of spans cannot drop the report that counts those
+//! drops. Reports not taken yet (the transport thread is waiting on the network) are kept
+//! together, up to [`METRICS_ROOM`] metricsets.
 
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, OnceLock};
 use std::thread::Thread;
 
+use parking_lot::Mutex;
+
 use crate::types::record::Event;
+
+/// Metricsets that may wait for the transport thread: many reports' worth (a report is a few
+/// metricsets, and at most about a thousand with breakdown metrics).
+pub(crate) const METRICS_ROOM: usize = 4096;
 
 /// What travels on the queue.
 pub(crate) enum Message {
@@ -32,6 +43,7 @@ pub(crate) enum Command {
 pub(crate) fn bounded(slots: usize) -> (Producer, Consumer) {
     let (events_tx, events) = mpsc::sync_channel(slots);
     let (commands_tx, commands) = mpsc::channel();
+    let metrics = Arc::new(Mutex::new(Vec::new()));
     let doorbell = Arc::new(Doorbell {
         transport: OnceLock::new(),
         queued: AtomicUsize::new(0),
@@ -42,11 +54,13 @@ pub(crate) fn bounded(slots: usize) -> (Producer, Consumer) {
             events: events_tx,
             commands: commands_tx,
             doorbell: Arc::clone(&doorbell),
+            metrics: Arc::clone(&metrics),
         },
         Consumer {
             events,
             commands,
             doorbell,
+            metrics,
         },
     )
 }
@@ -74,9 +88,28 @@ pub(crate) struct Producer {
     events: SyncSender<Message>,
     commands: Sender<Command>,
     doorbell: Arc<Doorbell>,
+    metrics: MetricsPlace,
 }
 
+/// The metrics reports waiting for the transport thread.
+type MetricsPlace = Arc<Mutex<Vec<Event>>>;
+
 impl Producer {
+    /// Leaves a metrics report for the transport thread, after those not taken yet; gives it
+    /// back when they would hold more than [`METRICS_ROOM`] metricsets.
+    pub(crate) fn send_metrics(&self, mut report: Vec<Event>) -> Result<(), Vec<Event>> {
+        let mut place = self.metrics.lock();
+        if place.is_empty() {
+            *place = report;
+            return Ok(());
+        }
+        if place.len() + report.len() > METRICS_ROOM {
+            return Err(report);
+        }
+        place.append(&mut report);
+        Ok(())
+    }
+
     /// Queues a batch without waiting; gives it back when the queue is full or closed.
     #[inline]
     pub(crate) fn send_events(&self, batch: Vec<Event>) -> Result<(), Vec<Event>> {
@@ -106,9 +139,16 @@ pub(crate) struct Consumer {
     events: Receiver<Message>,
     commands: Receiver<Command>,
     doorbell: Arc<Doorbell>,
+    metrics: MetricsPlace,
 }
 
 impl Consumer {
+    /// The metrics reports waiting, if any.
+    pub(crate) fn try_recv_metrics(&self) -> Option<Vec<Event>> {
+        let mut place = self.metrics.lock();
+        (!place.is_empty()).then(|| std::mem::take(&mut *place))
+    }
+
     /// Called by the transport thread when it starts: the doorbell wakes this thread.
     pub(crate) fn register(&self) {
         let _ = self.doorbell.transport.set(std::thread::current());
@@ -138,5 +178,31 @@ impl Consumer {
     /// Batches in the queue now.
     pub(crate) fn len(&self) -> usize {
         self.doorbell.queued.load(Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(n: usize) -> Vec<Event> {
+        (0..n)
+            .map(|_| Event::Metricset(Box::default()))
+            .collect()
+    }
+
+    #[test]
+    fn metrics_do_not_share_the_events_slots() {
+        let (producer, consumer) = bounded(1);
+        assert!(producer.send_events(report(1)).is_ok());
+        assert!(producer.send_events(report(1)).is_err(), "the events' queue is full");
+        // Reports still find room, and wait together until taken.
+        assert!(producer.send_metrics(report(3)).is_ok());
+        assert!(producer.send_metrics(report(2)).is_ok());
+        assert!(producer.send_metrics(report(METRICS_ROOM)).is_err());
+        assert_eq!(consumer.try_recv_metrics().map(|r| r.len()), Some(5));
+        assert!(consumer.try_recv_metrics().is_none());
+        // An empty place takes any report whole.
+        assert!(producer.send_metrics(report(METRICS_ROOM + 1)).is_ok());
     }
 }

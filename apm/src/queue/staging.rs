@@ -176,11 +176,6 @@ fn publish(staged: &mut Vec<Event>) {
     });
 }
 
-/// Hands a batch to the transport thread at once (background threads: metrics).
-pub(crate) fn send(batch: Vec<Event>) {
-    hand_over(batch);
-}
-
 fn hand_over(batch: Vec<Event>) {
     if let Some(t) = tracer::get() {
         t.hand_over(batch);

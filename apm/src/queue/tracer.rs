@@ -122,16 +122,40 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Counters of the agent's own health.
+/// Counters of the agent's own health. Once the queue is empty and no request is open,
+/// `events_queued` = `events_sent` + the `dropped_*` counters after the queue +
+/// `unsampled_not_sent`: every event is delivered or counted where it was dropped.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     /// Events taken by the transport thread (`agent.events.total` is this plus the events
     /// dropped because the queue was full).
     pub(crate) events_queued: AtomicU64,
     pub(crate) events_sent: AtomicU64,
+    /// Dropped on submit: the queue (or the metrics' place beside it) was full.
     pub(crate) dropped_queue_full: AtomicU64,
+    /// Dropped after queueing: the request failed, or the body filled up while backing off.
     pub(crate) dropped_send_failed: AtomicU64,
+    /// Dropped after queueing: the event could not be serialised or compressed.
+    pub(crate) dropped_encode_failed: AtomicU64,
+    /// Dropped after queueing: the agent stopped while backing off, with a body unsent.
+    pub(crate) dropped_shutdown: AtomicU64,
+    /// Unsampled transactions not sent because the APM Server (8.0 on) does not want them.
+    pub(crate) unsampled_not_sent: AtomicU64,
     pub(crate) requests_failed: AtomicU64,
+}
+
+impl Counters {
+    /// Events dropped after they were queued, whatever the reason (`agent.events.dropped.error`).
+    pub(crate) fn dropped_after_queue(&self) -> u64 {
+        self.dropped_send_failed.load(Relaxed)
+            + self.dropped_encode_failed.load(Relaxed)
+            + self.dropped_shutdown.load(Relaxed)
+    }
+
+    /// Events dropped anywhere, whatever the reason.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped_queue_full.load(Relaxed) + self.dropped_after_queue()
+    }
 }
 
 #[derive(Debug)]
@@ -176,6 +200,21 @@ impl Tracer {
         if let Err(rejected) = self.queue.send_events(batch) {
             self.counters.dropped_queue_full.fetch_add(n, Relaxed);
             batch::recycle(rejected);
+        }
+    }
+
+    /// Hands a metrics report to the transport thread through a place of its own, so that a
+    /// queue full of events cannot drop it. `false` when earlier reports not taken yet fill
+    /// that place (the transport is stuck): this one is dropped and counted, and the caller
+    /// reports its counters' increases again next time.
+    pub(crate) fn hand_over_metrics(&self, report: Vec<Event>) -> bool {
+        let n = report.len() as u64;
+        match self.queue.send_metrics(report) {
+            Ok(()) => true,
+            Err(_) => {
+                self.counters.dropped_queue_full.fetch_add(n, Relaxed);
+                false
+            }
         }
     }
 
