@@ -242,3 +242,176 @@ fn health_metrics_report_every_drop_while_the_queue_overflows() {
     h.server.set_intake_delay(Duration::ZERO);
     h.finish();
 }
+
+#[test]
+fn a_flush_covers_what_its_own_thread_staged_inside_a_transaction() {
+    let h = start(|c| c);
+    let t = apm::start_transaction("open", "custom");
+    for _ in 0..5 {
+        let _s = apm::start_span("work", "app");
+    }
+    assert!(h.agent().flush(Duration::from_secs(10)));
+    assert_eq!(
+        h.spans().len(),
+        5,
+        "a successful flush sent what was recorded"
+    );
+    drop(t);
+    h.finish();
+}
+
+#[test]
+fn a_flush_does_not_claim_what_another_thread_still_holds() {
+    use std::sync::mpsc;
+    let h = start(|c| c);
+    let (recorded_tx, recorded) = mpsc::channel();
+    let (leave, leave_rx) = mpsc::channel::<()>();
+    let worker = std::thread::spawn(move || {
+        let t = apm::start_transaction("open", "custom");
+        for _ in 0..5 {
+            let _s = apm::start_span("work", "app");
+        }
+        recorded_tx.send(()).expect("signal");
+        // Still inside the transaction until told to leave.
+        leave_rx.recv().expect("leave");
+        drop(t);
+    });
+    recorded.recv().expect("recorded");
+    // Five spans were recorded and the transport cannot reach them yet.
+    assert!(!h.agent().flush(Duration::from_secs(10)));
+    leave.send(()).expect("leave");
+    worker.join().expect("worker");
+    assert!(h.agent().flush(Duration::from_secs(10)));
+    assert_eq!(h.spans().len(), 5);
+    assert_eq!(h.transactions().len(), 1);
+    h.finish();
+}
+
+#[test]
+fn while_backing_off_the_first_request_waits_and_later_events_are_not_encoded() {
+    let h = start(|c| c.api_request_size(2 * 1024));
+    let mut recorded = back_off(&h);
+    let backing_off = Instant::now();
+    recorded += record(200, 0);
+    assert!(!h.agent().flush(Duration::from_secs(5)));
+    h.server.set_intake_status(202);
+    assert!(h.server.wait_for(
+        |_| backing_off.elapsed() >= Duration::from_millis(1200),
+        Duration::from_secs(5)
+    ));
+    h.agent().flush(Duration::from_secs(10));
+    // The request that waited holds the first transactions recorded while backing off: those
+    // after it were dropped as they came, never serialised into a body thrown away later.
+    let names: Vec<String> = h
+        .transactions()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert!(!names.is_empty() && names.len() < 200, "{names:?}");
+    let expected: Vec<String> = (0..names.len()).map(|i| format!("tx{i}")).collect();
+    assert_eq!(names, expected);
+    assert_accounted(recorded, h.agent().stats(), &h.server);
+    h.finish();
+}
+
+#[test]
+fn an_error_goes_out_without_waiting_for_the_batch() {
+    let h = start(|c| c.api_request_time(Duration::from_secs(30)));
+    let t = apm::start_transaction("open", "custom");
+    let parse = "x".parse::<u32>();
+    apm::capture_error!(parse.unwrap_err());
+    // No flush, the transaction still open, the request not due for 30 s.
+    assert!(h.server.wait_for_errors(1, Duration::from_secs(5)));
+    drop(t);
+    h.finish();
+}
+
+#[test]
+fn under_pressure_spans_go_first() {
+    // A slow server and little room for the next request while one waits: the queue
+    // overflows.
+    let h = start(|c| {
+        c.max_queue_size(512)
+            .api_request_size(1024)
+            .server_timeout(Duration::from_secs(10))
+    });
+    h.server.set_intake_delay(Duration::from_millis(300));
+    let (threads, n, spans) = (2, 1_000, 50);
+    let recorded = record_from_threads(threads, n, spans);
+    h.agent().flush(Duration::from_secs(60));
+    let stats = h.agent().stats();
+    assert!(stats.events_dropped_queue_full > 0, "{stats:?}");
+    let transactions = h.transactions().len() as f64 / (threads * n) as f64;
+    let spans = h.spans().len() as f64 / (threads * n * spans) as f64;
+    assert!(
+        transactions > 2.0 * spans,
+        "delivered: {transactions:.3} of the transactions, {spans:.3} of the spans"
+    );
+    assert_accounted(recorded, stats, &h.server);
+    h.server.set_intake_delay(Duration::ZERO);
+    h.finish();
+}
+
+#[test]
+fn span_count_leaves_out_the_spans_dropped_at_the_queue() {
+    let h = start(|c| {
+        c.max_queue_size(512)
+            .api_request_size(1024)
+            .server_timeout(Duration::from_secs(10))
+    });
+    h.server.set_intake_delay(Duration::from_millis(300));
+    let spans_each = 50;
+    record_from_threads(2, 500, spans_each);
+    h.agent().flush(Duration::from_secs(60));
+    assert!(h.agent().stats().events_dropped_queue_full > 0);
+    let mut delivered = std::collections::HashMap::<String, u64>::new();
+    for span in h.spans() {
+        *delivered
+            .entry(
+                span["transaction_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+            .or_default() += 1;
+    }
+    let mut partial = 0;
+    for t in h.transactions() {
+        let id = t["id"].as_str().unwrap_or_default();
+        let sent = delivered.get(id).copied().unwrap_or(0);
+        let started = t["span_count"]["started"].as_u64().unwrap_or(0);
+        let dropped = t["span_count"]["dropped"].as_u64().unwrap_or(0);
+        assert_eq!(started, sent, "{t:#}");
+        assert_eq!(started + dropped, spans_each as u64, "{t:#}");
+        partial += u64::from(sent < spans_each as u64);
+    }
+    assert!(
+        partial > 0,
+        "no transaction lost spans: the test proves nothing"
+    );
+    h.server.set_intake_delay(Duration::ZERO);
+    h.finish();
+}
+
+#[test]
+fn a_slow_answer_does_not_stall_intake() {
+    // Default queue (1 000 events); every answer takes a second. While a request waits for
+    // its answer the transport keeps taking events: none is dropped.
+    let h = start(|c| c.api_request_time(Duration::from_millis(200)));
+    h.server.set_intake_delay(Duration::from_secs(1));
+    let mut recorded = 0;
+    // About 10 000 events a second for three seconds, as an application would send them:
+    // ten times what the queue holds, during each wait.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(3) {
+        recorded += record(10, 9);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    h.agent().flush(Duration::from_secs(30));
+    let stats = h.agent().stats();
+    assert_eq!(stats.events_dropped_queue_full, 0, "{stats:?}");
+    assert!(stats.events_sent > 0, "{stats:?}");
+    assert_accounted(recorded, stats, &h.server);
+    h.server.set_intake_delay(Duration::ZERO);
+    h.finish();
+}

@@ -12,6 +12,7 @@ use crate::export::encode::breakdown::Breakdown;
 use crate::export::transport::Transport;
 use crate::queue::batch::{self, BATCH};
 use crate::queue::channel::{self, Command};
+use crate::queue::staging;
 use crate::queue::tracer::{self, Tracer};
 use crate::types::clock;
 use crate::util::diag::warn_once;
@@ -122,6 +123,8 @@ impl Agent {
     }
 
     pub(crate) fn flush(&self, timeout: Duration) -> bool {
+        // What this thread recorded so far goes too, even from inside a transaction.
+        staging::publish_own();
         self.command(Command::Flush, timeout)
     }
 
