@@ -4,8 +4,9 @@
 //! kind, and resident memory is sampled meanwhile.
 //!
 //! `cargo bench -p apm-benches --bench intake -- [--rate=500000] [--seconds=10]
-//! [--delay-ms=2000] [--request-kb=768]` (rate in spans/s; `cargo test --benches` runs one
-//! short round).
+//! [--delay-ms=2000] [--request-kb=768] [--queue=1000] [--sink]` (rate in spans/s; `--sink`: a server that
+//! reads and discards each request, so that parsing it costs no CPU here, and only the agent's
+//! counters are shown; `cargo test --benches` runs one short round).
 
 #[cfg(not(feature = "enable"))]
 fn main() {
@@ -23,7 +24,7 @@ fn noop(x: u64) -> u64 {
 fn main() {
     use std::time::{Duration, Instant};
 
-    use apm_benches::resident_bytes;
+    use apm_benches::{resident_bytes, Sink};
     use apm_tests::MockServer;
 
     const SPANS_PER_TRANSACTION: u64 = 100;
@@ -39,16 +40,29 @@ fn main() {
     let seconds = arg("seconds", if quick { 1.0 } else { 10.0 });
     let delay = Duration::from_millis(arg("delay-ms", 2000.0) as u64);
     let request_kb = arg("request-kb", 768.0) as u64;
+    let queue = arg("queue", 1000.0) as usize;
 
+    let use_sink = std::env::args().any(|a| a == "--sink");
     // 127.0.0.2: loopback, but not by name, so the agent compresses as for a remote server.
-    let server = MockServer::start_on("127.0.0.2:0").unwrap_or_else(MockServer::start);
-    server.set_keep_payloads(false);
-    server.set_intake_delay(delay);
+    let (server, sink) = if use_sink {
+        (None, Some(Sink::start(delay)))
+    } else {
+        let server = MockServer::start_on("127.0.0.2:0").unwrap_or_else(MockServer::start);
+        server.set_keep_payloads(false);
+        server.set_intake_delay(delay);
+        (Some(server), None)
+    };
+    let url = match (&server, &sink) {
+        (Some(server), _) => server.url(),
+        (_, Some(sink)) => sink.url(),
+        _ => unreachable!("one of them is started"),
+    };
     let agent = apm::init_with(
         apm::Config::builder()
             .service_name("intake-bench")
-            .server_url(server.url())
+            .server_url(url)
             .api_request_size(request_kb * 1024)
+            .max_queue_size(queue)
             .build(),
     );
     let rss_before = resident_bytes();
@@ -82,24 +96,30 @@ fn main() {
     rss_peak = rss_peak.max(resident_bytes());
     let s = agent.stats();
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
-    let got = |kind: &str| server.with_recorded(|r| r.count(kind)) as u64;
+    let got = |kind: &str| {
+        server
+            .as_ref()
+            .map(|server| server.with_recorded(|r| r.count(kind)) as u64)
+    };
     println!(
         "\n## intake: {spans} spans paced at {rate:.0}/s ({:.0}/s reached), answers after \
-         {delay:?}, api_request_size {request_kb}kb\n",
+         {delay:?}, api_request_size {request_kb}kb, max_queue_size {queue}\n",
         spans as f64 / took.as_secs_f64()
     );
-    println!("| kind | recorded | delivered | dropped |");
-    println!("|---|---:|---:|---:|");
-    for (kind, recorded) in [
-        ("span", spans),
-        ("transaction", transactions),
-        ("error", errors),
-    ] {
-        let delivered = got(kind);
-        println!(
-            "| {kind} | {recorded} | {delivered} | {} |",
-            recorded.saturating_sub(delivered)
-        );
+    if server.is_some() {
+        println!("| kind | recorded | delivered | dropped |");
+        println!("|---|---:|---:|---:|");
+        for (kind, recorded) in [
+            ("span", spans),
+            ("transaction", transactions),
+            ("error", errors),
+        ] {
+            let delivered = got(kind).unwrap_or(0);
+            println!(
+                "| {kind} | {recorded} | {delivered} | {} |",
+                recorded.saturating_sub(delivered)
+            );
+        }
     }
     println!(
         "\ncounters: {s:?}\nflush: {}; resident memory growth: {:.1} MiB",
@@ -107,5 +127,7 @@ fn main() {
         mib(rss_peak.saturating_sub(rss_before))
     );
     drop(agent);
-    server.set_intake_delay(Duration::ZERO);
+    if let Some(server) = &server {
+        server.set_intake_delay(Duration::ZERO);
+    }
 }
