@@ -33,12 +33,12 @@ const POLL: Duration = Duration::from_millis(10);
 /// Batches taken from the queue before commands and timers are looked at again.
 const DRAIN_PER_ROUND: usize = 16;
 /// How many requests' worth (`api_request_size`) the next body may hold at most while a
-/// request is on its way: a server answering in 2 s at 500 000 spans/s means about 23 MB of
-/// compressed spans to hold meanwhile (24 MiB with the default `api_request_size`).
+/// request is on its way (24 MiB of compressed events with the default `api_request_size`; a
+/// server answering in 2 s at 500 000 spans/s means about 23 MB to hold meanwhile).
 const WHILE_SENDING: u64 = 32;
 /// The room grows with the wait: one more request's worth for every such slice of it, so that
 /// a server that answers at once keeps requests at their usual size.
-const ROOM_GROWS_EVERY: Duration = Duration::from_millis(50);
+const ROOM_GROWS_EVERY: Duration = Duration::from_millis(100);
 
 /// The grace period after `failures` consecutive failed requests (before this one).
 pub(crate) fn backoff(failures: u32, jitter_unit: f64) -> Duration {
@@ -80,6 +80,9 @@ pub(crate) struct Transport {
     sending: bool,
     /// When the request on its way started.
     sending_since: Instant,
+    /// A command that arrived while a request was on its way: it is served next, and the
+    /// next body stops growing meanwhile (a flush has to send all of it).
+    pending: Option<Command>,
     /// A flush is in progress: its requests' waits leave the queue alone, so that it ends with
     /// no body open.
     flushing: bool,
@@ -121,6 +124,7 @@ impl Transport {
             dropped_at_flush: 0,
             sending: false,
             sending_since: Instant::now(),
+            pending: None,
             flushing: false,
             last_sweep: Instant::now(),
         }
@@ -148,7 +152,7 @@ impl Transport {
                 }
             }
             self.take_beside_the_queue();
-            while let Some(cmd) = self.queue.try_recv_command() {
+            while let Some(cmd) = self.pending.take().or_else(|| self.queue.try_recv_command()) {
                 match cmd {
                     Command::Flush(ack) => {
                         let ok = self.flush();
@@ -202,7 +206,10 @@ impl Transport {
     /// one more request's worth per [`ROOM_GROWS_EVERY`] of waiting, up to [`WHILE_SENDING`];
     /// beyond that the queue holds the rest, and drops what does not fit.
     fn drain_while_sending(&mut self) {
-        if self.flushing {
+        if self.pending.is_none() {
+            self.pending = self.queue.try_recv_command();
+        }
+        if self.flushing || self.pending.is_some() {
             return;
         }
         let waited = self.sending_since.elapsed().as_millis() / ROOM_GROWS_EVERY.as_millis();
