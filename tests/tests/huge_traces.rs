@@ -51,6 +51,13 @@ fn an_n_plus_one_loop_becomes_one_composite_span() {
     let txn = &h.transactions()[0];
     assert_eq!(txn["span_count"]["started"], 1);
     assert_eq!(txn["span_count"]["dropped"], 0);
+    let stats = h.agent().stats();
+    assert_eq!(stats.spans_compressed, 199);
+    assert_eq!(
+        stats.events_recorded,
+        stats.events_sent + stats.spans_compressed,
+        "{stats:?}"
+    );
     h.finish();
 }
 
@@ -207,5 +214,12 @@ fn a_composite_is_dropped_whole_when_fast() {
     assert_eq!(txn["span_count"]["started"], 0);
     assert_eq!(txn["span_count"]["dropped"], 10);
     assert_eq!(txn["dropped_spans_stats"][0]["duration"]["count"], 10);
+    let stats = h.agent().stats();
+    assert_eq!((stats.spans_compressed, stats.spans_dropped_fast), (9, 1));
+    assert_eq!(
+        stats.events_recorded,
+        stats.events_sent + stats.spans_compressed + stats.spans_dropped_fast,
+        "{stats:?}"
+    );
     h.finish();
 }

@@ -12,6 +12,7 @@ use crate::export::encode::breakdown::Breakdown;
 use crate::export::transport::Transport;
 use crate::queue::batch::{self, BATCH};
 use crate::queue::channel::{self, Command};
+use crate::queue::staging;
 use crate::queue::tracer::{self, Tracer};
 use crate::types::clock;
 use crate::util::diag::warn_once;
@@ -122,6 +123,8 @@ impl Agent {
     }
 
     pub(crate) fn flush(&self, timeout: Duration) -> bool {
+        // What this thread recorded so far goes too, even from inside a transaction.
+        staging::publish_own();
         self.command(Command::Flush, timeout)
     }
 
@@ -135,10 +138,17 @@ impl Agent {
             return Stats::default();
         };
         let c = &t.counters;
+        let dropped_queue_full = c.dropped_queue_full.load(Relaxed);
         Stats {
+            events_recorded: c.events_queued.load(Relaxed) + dropped_queue_full,
             events_sent: c.events_sent.load(Relaxed),
-            events_dropped_queue_full: c.dropped_queue_full.load(Relaxed),
+            events_dropped_queue_full: dropped_queue_full,
             events_dropped_send_failed: c.dropped_send_failed.load(Relaxed),
+            events_dropped_encode_failed: c.dropped_encode_failed.load(Relaxed),
+            events_dropped_shutdown: c.dropped_shutdown.load(Relaxed),
+            transactions_unsampled_not_sent: c.unsampled_not_sent.load(Relaxed),
+            spans_compressed: c.spans_compressed.load(Relaxed),
+            spans_dropped_fast: c.spans_dropped_fast.load(Relaxed),
             requests_failed: c.requests_failed.load(Relaxed),
         }
     }

@@ -14,10 +14,12 @@
 //! after it go out as they are.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use super::encode::service_target::{self, Target};
 use crate::config::Config;
+use crate::queue::tracer::Counters;
 use crate::types::clock;
 use crate::types::outcome::Outcome;
 use crate::types::record::{DroppedSpanStats, Event, SpanRecord};
@@ -74,8 +76,9 @@ struct Changes {
 }
 
 /// The state of this stage on the transport thread.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct HugeTraces {
+    counters: &'static Counters,
     settings: Settings,
     /// The buffered child of each parent (by the parent's id), and the order they came in.
     buffered: HashMap<u64, Buffered>,
@@ -89,6 +92,20 @@ pub(crate) struct HugeTraces {
 }
 
 impl HugeTraces {
+    /// Counts what it compresses and drops in `counters` (`Agent::stats`).
+    pub(crate) fn new(counters: &'static Counters) -> HugeTraces {
+        HugeTraces {
+            counters,
+            settings: Settings::default(),
+            buffered: HashMap::new(),
+            order: VecDeque::new(),
+            changes: HashMap::new(),
+            changes_order: VecDeque::new(),
+            sent: HashSet::new(),
+            sent_order: VecDeque::new(),
+        }
+    }
+
     /// Applies new settings (the configuration in effect changed).
     pub(crate) fn configure(&mut self, settings: Settings, out: &mut Vec<Event>) {
         self.settings = settings;
@@ -232,6 +249,7 @@ impl HugeTraces {
         }
         let changes = self.changes_of(next.transaction_id);
         changes.not_started = changes.not_started.saturating_add(1);
+        self.counters.spans_compressed.fetch_add(1, Relaxed);
         None
     }
 
@@ -256,6 +274,9 @@ impl HugeTraces {
                 changes.not_started = changes.not_started.saturating_add(1);
                 changes.dropped = changes.dropped.saturating_add(count);
                 count_dropped(&mut changes.stats, target, span.outcome, count, sum_ns / 1000);
+                // The composite (or the span) itself counts as sent no more: its spans count
+                // here, the ones merged into it in `spans_compressed` already.
+                self.counters.spans_dropped_fast.fetch_add(1, Relaxed);
                 return;
             }
         }

@@ -19,7 +19,7 @@ use super::huge_traces::{HugeTraces, Settings};
 use crate::queue::batch;
 use crate::queue::channel::{Command, Consumer};
 use crate::queue::staging;
-use crate::queue::tracer::Tracer;
+use crate::queue::tracer::{Counters, Tracer};
 use crate::types::ids;
 use crate::types::record::Event;
 use crate::util::diag::warn_limited;
@@ -33,6 +33,13 @@ const SWEEP_EVERY: Duration = Duration::from_millis(50);
 const POLL: Duration = Duration::from_millis(10);
 /// Batches taken from the queue before commands and timers are looked at again.
 const DRAIN_PER_ROUND: usize = 16;
+/// How many requests' worth (`api_request_size`) the next body may hold at most while a
+/// request is on its way (24 MiB of compressed events with the default `api_request_size`; a
+/// server answering in 2 s at 500 000 spans/s means about 23 MB to hold meanwhile).
+const WHILE_SENDING: u64 = 32;
+/// The room grows with the wait: one more request's worth for every such slice of it, so that
+/// a server that answers at once keeps requests at their usual size.
+const ROOM_GROWS_EVERY: Duration = Duration::from_millis(100);
 
 /// The grace period after `failures` consecutive failed requests (before this one).
 pub(crate) fn backoff(failures: u32, jitter_unit: f64) -> Duration {
@@ -47,7 +54,8 @@ pub(crate) struct Transport {
     /// Breakdown metrics totals: this thread adds, the metrics thread drains.
     breakdown_totals: Arc<Breakdown>,
     metadata_line: Vec<u8>,
-    server: Server,
+    /// Shared with the request in progress, whose waits drain the queue through `self`.
+    server: Arc<Server>,
     intake_url: String,
     compress: bool,
     /// Breakdown metrics on (`breakdown_metrics` and metrics not off).
@@ -64,11 +72,27 @@ pub(crate) struct Transport {
     body: Option<Body>,
     body_events: u64,
     body_opened: Instant,
+    /// The open body holds an error: it goes out at the end of this round.
+    urgent: bool,
     failures: u32,
     retry_at: Option<Instant>,
     /// Major version of the APM Server, once known (`GET /`).
     server_major: Option<u64>,
     server_checked: Option<Instant>,
+    /// Events dropped anywhere (`Counters::dropped`) as of the last flush: a flush after a
+    /// loss does not report success.
+    dropped_at_flush: u64,
+    /// A request is on its way: the queue is drained into the next body meanwhile.
+    sending: bool,
+    /// When the request on its way started.
+    sending_since: Instant,
+    /// A command that arrived while a request was on its way: it is served next, and the
+    /// next body stops growing meanwhile (a flush has to send all of it).
+    pending: Option<Command>,
+    /// A flush is in progress: its requests' waits leave the queue alone, so that it ends with
+    /// no body open.
+    flushing: bool,
+    last_sweep: Instant,
 }
 
 impl Transport {
@@ -91,20 +115,27 @@ impl Transport {
             intake_url: format!("{}/intake/v2/events", config.server_url),
             // The spec: no compression for a server on this machine.
             compress: !server.is_loopback(),
-            server,
+            server: Arc::new(server),
             breakdown: config.breakdown_metrics && !config.metrics_interval.is_zero(),
             policy: Policy::default(),
             policy_generation: None,
-            huge_traces: HugeTraces::default(),
+            huge_traces: HugeTraces::new(&tracer.counters),
             huge_traces_generation: None,
             ready: Vec::new(),
             body: None,
             body_events: 0,
             body_opened: Instant::now(),
+            urgent: false,
             failures: 0,
             retry_at: None,
             server_major: None,
             server_checked: None,
+            dropped_at_flush: 0,
+            sending: false,
+            sending_since: Instant::now(),
+            pending: None,
+            flushing: false,
+            last_sweep: Instant::now(),
         }
     }
 
@@ -113,7 +144,6 @@ impl Transport {
         // `server_timeout`; events wait in the bounded queue meanwhile).
         self.queue.register();
         let _ = self.server_major();
-        let mut last_sweep = Instant::now();
         loop {
             // Polls: a thread blocked on the channel would make every hand-over a futex
             // wake-up on the application's side. The doorbell rings for commands and when
@@ -130,32 +160,91 @@ impl Transport {
                     Err(()) => return,
                 }
             }
-            while let Some(cmd) = self.queue.try_recv_command() {
+            self.take_beside_the_queue();
+            while let Some(cmd) = self.pending.take().or_else(|| self.queue.try_recv_command()) {
                 match cmd {
                     Command::Flush(ack) => {
                         let ok = self.flush();
                         let _ = ack.send(ok);
                     }
                     Command::Shutdown(ack) => {
-                        let ok = self.flush();
+                        let mut ok = self.flush();
+                        // Backing off: what waits for the next attempt will never go.
+                        if self.body.is_some() {
+                            self.discard_at_shutdown();
+                            ok = false;
+                        }
                         let _ = ack.send(ok);
                         return;
                     }
                 }
             }
-            if last_sweep.elapsed() >= SWEEP_EVERY {
-                staging::sweep(|batch| self.add(batch));
-                last_sweep = Instant::now();
+            if self.last_sweep.elapsed() >= SWEEP_EVERY {
+                self.sweep();
             }
             if self.due() && !self.in_backoff() {
                 self.send();
             }
             if !took {
                 let wait = self
-                    .next_deadline(last_sweep)
+                    .next_deadline(self.last_sweep)
                     .saturating_duration_since(Instant::now());
                 std::thread::park_timeout(wait.min(POLL));
             }
+        }
+    }
+
+    /// Metrics reports, and transactions and errors held while the queue was full.
+    fn take_beside_the_queue(&mut self) {
+        if let Some(report) = self.queue.try_recv_metrics() {
+            self.add(report);
+        }
+        if let Some(held) = self.queue.try_recv_held() {
+            self.add(held);
+        }
+    }
+
+    fn sweep(&mut self) {
+        staging::sweep(|batch| self.add(batch));
+        self.last_sweep = Instant::now();
+    }
+
+    /// While a request is on its way (writing its body, waiting for the answer): what is
+    /// queued goes into the next body, so that the application's events are not dropped for
+    /// want of room while the server takes its time. The next body may grow to
+    /// one more request's worth per [`ROOM_GROWS_EVERY`] of waiting, up to [`WHILE_SENDING`];
+    /// beyond that the queue holds the rest, and drops what does not fit.
+    fn drain_while_sending(&mut self) {
+        if self.pending.is_none() {
+            self.pending = self.queue.try_recv_command();
+        }
+        if self.flushing || self.pending.is_some() {
+            return;
+        }
+        let waited = self.sending_since.elapsed().as_millis() / ROOM_GROWS_EVERY.as_millis();
+        let requests = u64::try_from(waited)
+            .unwrap_or(u64::MAX)
+            .saturating_add(1)
+            .min(WHILE_SENDING);
+        let cap = self
+            .tracer
+            .live
+            .api_request_size()
+            .saturating_mul(requests);
+        let room = |t: &Self| t.body.as_ref().is_none_or(|b| (b.len() as u64) < cap);
+        // A bounded number per call: the socket gets its turn again soon.
+        for _ in 0..DRAIN_PER_ROUND {
+            if !room(self) {
+                break;
+            }
+            match self.queue.try_recv_events() {
+                Ok(Some(batch)) => self.add(batch),
+                _ => break,
+            }
+        }
+        self.take_beside_the_queue();
+        if self.last_sweep.elapsed() >= SWEEP_EVERY && room(self) {
+            self.sweep();
         }
     }
 
@@ -174,7 +263,8 @@ impl Transport {
 
     fn due(&self) -> bool {
         self.body.as_ref().is_some_and(|b| {
-            b.len() as u64 >= self.tracer.live.api_request_size()
+            self.urgent
+                || b.len() as u64 >= self.tracer.live.api_request_size()
                 || self.body_opened.elapsed() >= self.tracer.live.api_request_time()
         })
     }
@@ -183,12 +273,17 @@ impl Transport {
         self.retry_at.is_some_and(|t| Instant::now() < t)
     }
 
-    /// Everything queued and buffered goes out now. `true` when the server took it all.
+    /// Everything queued and buffered goes out now. `true` when the server took it all,
+    /// nothing was dropped since the last flush (on submit, on the way, or on a failed
+    /// request), and no other thread holds events staged inside a transaction.
     fn flush(&mut self) -> bool {
-        let dropped_before = self.tracer.counters.dropped_send_failed.load(Relaxed);
-        let sent = self.flush_all();
-        // A request that failed on the way (size-triggered) lost events too.
-        sent && self.tracer.counters.dropped_send_failed.load(Relaxed) == dropped_before
+        self.flushing = true;
+        let sent = self.flush_all() && !staging::held_elsewhere();
+        self.flushing = false;
+        let dropped = self.tracer.counters.dropped();
+        let lossless = dropped == self.dropped_at_flush;
+        self.dropped_at_flush = dropped;
+        sent && lossless
     }
 
     fn flush_all(&mut self) -> bool {
@@ -199,6 +294,7 @@ impl Transport {
             };
             self.add(batch);
         }
+        self.take_beside_the_queue();
         staging::sweep(|batch| self.add(batch));
         self.release_held_spans();
         if self.body.is_none() {
@@ -221,24 +317,53 @@ impl Transport {
             self.breakdown_totals.record(&batch);
         }
         self.refresh_huge_traces();
+        let backing_off = self.in_backoff();
+        let mut sent = false;
+        let limit = self.tracer.live.api_request_size();
+        let full = |body: &Option<Body>| body.as_ref().is_some_and(|b| b.len() as u64 >= limit);
         let mut ready = std::mem::take(&mut self.ready);
-        for event in batch.drain(..) {
+        let mut events = batch.drain(..);
+        'events: while let Some(event) = events.next() {
+            // Compression may hold the event back, or let buffered spans go before it.
             self.huge_traces.accept(event, &mut ready);
-            for event in ready.drain(..) {
+            let mut now = ready.drain(..);
+            while let Some(mut event) = now.next() {
+                if backing_off && full(&self.body) {
+                    // One request's worth waits for the end of the grace period; the rest is
+                    // dropped before it costs any serialising or compressing.
+                    let n = (1 + now.len() + events.len()) as u64;
+                    self.tracer
+                        .counters
+                        .dropped_send_failed
+                        .fetch_add(n, Relaxed);
+                    warn_limited!(
+                        "discard",
+                        "dropped {n} events: the APM Server is unavailable (backing off)"
+                    );
+                    break 'events;
+                }
+                if let Event::Transaction(t) = &mut event {
+                    // Its spans dropped at the queue were started but never sent.
+                    let lost = self.tracer.lost_spans.take(t.id);
+                    t.spans_started = t.spans_started.saturating_sub(lost);
+                    t.spans_dropped = t.spans_dropped.saturating_add(lost);
+                }
                 self.write_event(&event);
-                if self
-                    .body
-                    .as_ref()
-                    .is_some_and(|b| b.len() as u64 >= self.tracer.live.api_request_size())
+                // At most once per batch outside a flush: a send drains the queue into the
+                // next body meanwhile, and sending again from here would chain requests
+                // without ever serving a command (the loop sends what is left).
+                if !backing_off
+                    && !self.sending
+                    && (self.flushing || !sent)
+                    && full(&self.body)
                 {
-                    if self.in_backoff() {
-                        self.discard("the APM Server is unavailable (backing off)");
-                    } else {
-                        self.send();
-                    }
+                    self.send();
+                    sent = true;
                 }
             }
         }
+        drop(events);
+        ready.clear();
         self.ready = ready;
         batch::recycle(batch);
     }
@@ -273,7 +398,17 @@ impl Transport {
     fn write_event(&mut self, event: &Event) {
         if let Event::Transaction(t) = event {
             // Servers from 8.0 on do not want unsampled transactions.
-            if !t.sampled && self.server_major().is_some_and(|m| m >= 8) {
+            // Not asked while a request is on its way: this runs inside its waits.
+            let major = if self.sending {
+                self.server_major
+            } else {
+                self.server_major()
+            };
+            if !t.sampled && major.is_some_and(|m| m >= 8) {
+                self.tracer
+                    .counters
+                    .unsampled_not_sent
+                    .fetch_add(1, Relaxed);
                 return;
             }
         }
@@ -287,42 +422,60 @@ impl Transport {
                 self.body.insert(b)
             }
         };
-        let out = body.out();
-        let written = match event {
+        let counters = &self.tracer.counters;
+        let policy = &mut self.policy;
+        let policy_generation = &mut self.policy_generation;
+        let tracer = self.tracer;
+        let written = write_or_count(body.out(), counters, |out| match event {
             Event::Span(s) => {
                 // Only a span's context has a long field (its database statement).
                 if s.extra.is_some() {
-                    refresh_policy(self.tracer, &mut self.policy, &mut self.policy_generation);
+                    refresh_policy(tracer, policy, policy_generation);
                 }
-                encode::write_span(out, s, &self.policy)
+                encode::write_span(out, s, policy)
             }
             Event::Transaction(t) => {
                 // The policy shapes the request and response only (and looks at the clock).
                 if t.request.is_some() || t.response.is_some() {
-                    refresh_policy(self.tracer, &mut self.policy, &mut self.policy_generation);
+                    refresh_policy(tracer, policy, policy_generation);
                 }
-                encode::write_transaction(out, t, &self.policy)
+                encode::write_transaction(out, t, policy)
             }
             Event::Error(e) => {
-                refresh_policy(self.tracer, &mut self.policy, &mut self.policy_generation);
-                encode::write_error(out, e, &self.policy)
+                refresh_policy(tracer, policy, policy_generation);
+                encode::write_error(out, e, policy)
             }
             Event::Metricset(m) => encode::write_metricset(out, m),
-        };
-        match written.and_then(|()| body.written()) {
-            Ok(()) => self.body_events += 1,
-            Err(e) => warn_limited!("serialize", "could not serialize an event: {e}"),
+        });
+        if written {
+            self.body_events += 1;
+            // The spec: errors go out promptly, not with the batch.
+            self.urgent |= matches!(event, Event::Error(_));
+        }
+        if let Err(e) = body.written() {
+            // Compressing failed: what the body held cannot be sent.
+            warn_limited!("compress", "could not compress events: {e}");
+            let n = std::mem::take(&mut self.body_events);
+            self.body = None;
+            self.urgent = false;
+            self.tracer
+                .counters
+                .dropped_encode_failed
+                .fetch_add(n, Relaxed);
         }
     }
 
-    fn discard(&mut self, why: &str) {
+    /// The agent stops while backing off: the body waiting for the next attempt is dropped,
+    /// and counted.
+    fn discard_at_shutdown(&mut self) {
         if self.body.take().is_some() {
+            self.urgent = false;
             let n = std::mem::take(&mut self.body_events);
-            self.tracer
-                .counters
-                .dropped_send_failed
-                .fetch_add(n, Relaxed);
-            warn_limited!("discard", "dropped {n} events: {why}");
+            self.tracer.counters.dropped_shutdown.fetch_add(n, Relaxed);
+            warn_limited!(
+                "discard",
+                "dropped {n} events: the agent stopped while the APM Server was unavailable"
+            );
         }
     }
 
@@ -344,17 +497,24 @@ impl Transport {
         self.server_major
     }
 
-    fn fetch_server_major(&self) -> Option<u64> {
-        let resp = self
-            .server
-            .send(&Request {
+    fn fetch_server_major(&mut self) -> Option<u64> {
+        let server = Arc::clone(&self.server);
+        let timeout = self.tracer.live.server_timeout();
+        // The queue is drained meanwhile, as during an intake request.
+        let was_sending = std::mem::replace(&mut self.sending, true);
+        self.sending_since = Instant::now();
+        let resp = server.send_while(
+            &Request {
                 method: "GET",
                 path: "/",
                 headers: &[],
                 body: &[],
-                timeout: self.tracer.live.server_timeout(),
-            })
-            .ok()?;
+                timeout,
+            },
+            Some(&mut || self.drain_while_sending()),
+        );
+        self.sending = was_sending;
+        let resp = resp.ok()?;
         if !resp.is_success() {
             return None;
         }
@@ -369,13 +529,14 @@ impl Transport {
         let Some(body) = self.body.take() else {
             return true;
         };
+        self.urgent = false;
         let n = std::mem::take(&mut self.body_events);
         let payload = match body.finish() {
             Ok(p) => p,
             Err(e) => {
                 self.tracer
                     .counters
-                    .dropped_send_failed
+                    .dropped_encode_failed
                     .fetch_add(n, Relaxed);
                 warn_limited!("compress", "could not compress events: {e}");
                 return false;
@@ -389,13 +550,21 @@ impl Transport {
         } else {
             &[("Content-Type", "application/x-ndjson")]
         };
-        let answer = self.server.send(&Request {
-            method: "POST",
-            path: "/intake/v2/events",
-            headers: encoding,
-            body: &payload,
-            timeout: self.tracer.live.server_timeout(),
-        });
+        let server = Arc::clone(&self.server);
+        let timeout = self.tracer.live.server_timeout();
+        self.sending = true;
+        self.sending_since = Instant::now();
+        let answer = server.send_while(
+            &Request {
+                method: "POST",
+                path: "/intake/v2/events",
+                headers: encoding,
+                body: &payload,
+                timeout,
+            },
+            Some(&mut || self.drain_while_sending()),
+        );
+        self.sending = false;
         let failure = match answer {
             Ok(resp) if resp.is_success() => None,
             Ok(resp) => Some(format!(
@@ -436,6 +605,25 @@ impl Transport {
     }
 }
 
+/// Writes one event's line with `write`; when it fails, takes back what it wrote (a partial line
+/// would spoil the whole request) and counts the event as dropped. `true` when written.
+fn write_or_count(
+    out: &mut Vec<u8>,
+    counters: &Counters,
+    write: impl FnOnce(&mut Vec<u8>) -> std::io::Result<()>,
+) -> bool {
+    let start = out.len();
+    match write(out) {
+        Ok(()) => true,
+        Err(e) => {
+            out.truncate(start);
+            counters.dropped_encode_failed.fetch_add(1, Relaxed);
+            warn_limited!("serialize", "could not serialize an event (dropped): {e}");
+            false
+        }
+    }
+}
+
 /// Compiles `sanitize_field_names`, `capture_headers`, `capture_body` and
 /// `long_field_max_length` again when the configuration in effect changed (central
 /// configuration may change them).
@@ -459,6 +647,26 @@ fn refresh_policy(tracer: &Tracer, policy: &mut Policy, compiled_from: &mut Opti
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_event_that_cannot_be_serialised_is_taken_back_and_counted() {
+        let counters = Counters::default();
+        let mut out = b"{\"metadata\":{}}\n".to_vec();
+        let before = out.clone();
+        let failed = write_or_count(&mut out, &counters, |out| {
+            out.extend_from_slice(b"{\"span\":{\"na");
+            Err(std::io::Error::other("not serialisable"))
+        });
+        assert!(!failed);
+        assert_eq!(out, before, "no partial line left in the body");
+        assert_eq!(counters.dropped_encode_failed.load(Relaxed), 1);
+        assert_eq!(counters.dropped(), 1);
+        assert!(write_or_count(&mut out, &counters, |out| {
+            out.extend_from_slice(b"{}\n");
+            Ok(())
+        }));
+        assert_eq!(counters.dropped_encode_failed.load(Relaxed), 1);
+    }
 
     #[test]
     fn backoff_follows_the_spec() {

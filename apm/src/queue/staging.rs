@@ -10,6 +10,7 @@
 //! threads, and gives emptied vectors back to a pool so that recording allocates nothing.
 
 use std::cell::{Cell, RefCell};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -18,7 +19,18 @@ use super::batch::{self, BATCH};
 use super::tracer;
 use crate::types::record::Event;
 
-type Buffer = Arc<Mutex<Vec<Event>>>;
+type Buffer = Arc<Shared>;
+
+/// A thread's buffer as the transport thread sees it.
+#[derive(Debug, Default)]
+struct Shared {
+    /// What the thread published (it left its last recorded transaction).
+    events: Mutex<Vec<Event>>,
+    /// The thread holds staged events the transport cannot reach: it is inside a recorded
+    /// transaction. Set by its first event after a hand-over (once per batch, never per
+    /// event), cleared when it hands them over; a flush then knows it did not send everything.
+    holds: AtomicBool,
+}
 
 static REGISTRY: Mutex<Vec<Buffer>> = Mutex::new(Vec::new());
 
@@ -68,15 +80,34 @@ impl Drop for Staged {
 
 #[cold]
 fn register() -> Buffer {
-    let b: Buffer = Arc::new(Mutex::new(Vec::with_capacity(BATCH)));
+    let b: Buffer = Arc::new(Shared {
+        events: Mutex::new(Vec::with_capacity(BATCH)),
+        holds: AtomicBool::new(false),
+    });
     REGISTRY.lock().push(Arc::clone(&b));
     b
 }
 
-/// Hands one event to the transport thread (eventually). Never blocks, never panics.
+/// Tells the transport thread whether this thread holds staged events it cannot reach.
+#[cold]
+fn set_holding(holds: bool) {
+    let _ = LOCAL.try_with(|local| {
+        if let Ok(mut local) = local.try_borrow_mut() {
+            local.get_or_insert_with(register).holds.store(holds, Relaxed);
+        }
+    });
+}
+
+/// Hands one event to the transport thread (eventually). Never blocks, never panics. An error
+/// goes at once, with what the thread staged before it, rather than waiting for the thread to
+/// leave its transaction or fill a batch.
 #[inline]
 pub(crate) fn push(event: Event) {
+    let urgent = matches!(event, Event::Error(_));
     push_with(|| event);
+    if urgent {
+        publish_own();
+    }
 }
 
 /// [`push`] of the event `make` builds, built in place where it can be.
@@ -106,9 +137,13 @@ pub(crate) fn push_with(make: impl FnOnce() -> Event) {
         if staged.len() >= BATCH {
             let full = std::mem::replace(staged, batch::fresh());
             hand_over(full);
+            set_holding(false);
         } else if !in_recorded_transaction() {
             // Outside any recorded transaction: nothing tells when this thread comes back.
             publish(staged);
+        } else if staged.len() == 1 {
+            // The first event staged inside a transaction since the last hand-over.
+            set_holding(true);
         }
     });
     // Thread-local storage already torn down: send this one event on its own.
@@ -144,9 +179,10 @@ fn reclaim_staged() {
         }
         let _ = LOCAL.try_with(|local| {
             if let Some(buf) = local.try_borrow().ok().as_ref().and_then(|l| l.as_ref()) {
-                let mut shared = buf.lock();
+                let mut shared = buf.events.lock();
                 if !shared.is_empty() {
                     std::mem::swap(&mut *shared, &mut *staged);
+                    buf.holds.store(true, Relaxed);
                 }
             }
         });
@@ -159,7 +195,8 @@ fn publish(staged: &mut Vec<Event>) {
             return;
         };
         let buf = local.get_or_insert_with(register);
-        let mut shared = buf.lock();
+        buf.holds.store(false, Relaxed);
+        let mut shared = buf.events.lock();
         if shared.is_empty() && shared.capacity() >= BATCH {
             // Swap rather than copy: the shared buffer's empty vector becomes the stage.
             std::mem::swap(&mut *shared, staged);
@@ -170,13 +207,14 @@ fn publish(staged: &mut Vec<Event>) {
             let full = std::mem::replace(&mut *shared, batch::fresh());
             drop(shared);
             hand_over(full);
-            shared = buf.lock();
+            shared = buf.events.lock();
         }
         shared.append(staged);
     });
 }
 
-/// Hands a batch to the transport thread at once (background threads: metrics).
+/// Hands a batch to the transport thread at once, bypassing this thread's stage (a panic's
+/// error: the thread may be about to end).
 pub(crate) fn send(batch: Vec<Event>) {
     hand_over(batch);
 }
@@ -187,17 +225,38 @@ fn hand_over(batch: Vec<Event>) {
     }
 }
 
+/// Makes what this thread staged visible to the transport thread even inside a transaction
+/// (it asks for a flush: what it recorded so far goes too).
+pub(crate) fn publish_own() {
+    let _ = STAGED.try_with(|staged| {
+        if let Ok(mut staged) = staged.try_borrow_mut() {
+            if !staged.0.is_empty() {
+                publish(&mut staged.0);
+            }
+        }
+    });
+}
+
+/// Whether a live thread holds staged events the transport thread cannot reach (it is inside
+/// a recorded transaction).
+pub(crate) fn held_elsewhere() -> bool {
+    REGISTRY
+        .lock()
+        .iter()
+        .any(|b| Arc::strong_count(b) > 1 && b.holds.load(Relaxed))
+}
+
 /// Takes whatever the threads' buffers hold (transport thread only). Buffers of threads that
 /// have exited are emptied and forgotten.
 pub(crate) fn sweep(mut sink: impl FnMut(Vec<Event>)) {
     let buffers: Vec<Buffer> = {
         let mut reg = REGISTRY.lock();
-        reg.retain(|b| Arc::strong_count(b) > 1 || !b.lock().is_empty());
+        reg.retain(|b| Arc::strong_count(b) > 1 || !b.events.lock().is_empty());
         reg.clone()
     };
     for b in buffers {
         let taken = {
-            let mut events = b.lock();
+            let mut events = b.events.lock();
             if events.is_empty() {
                 continue;
             }

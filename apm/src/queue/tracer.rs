@@ -10,7 +10,9 @@ use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering::*};
 use std::time::Duration;
 
-use parking_lot::{RwLock, RwLockReadGuard};
+use std::collections::HashMap;
+
+use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 
 use super::batch;
 use super::channel::{Command, Producer};
@@ -140,16 +142,91 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Counters of the agent's own health.
+/// Counters of the agent's own health. Once the queue is empty and no request is open,
+/// `events_queued` = `events_sent` + the `dropped_*` counters after the queue +
+/// `unsampled_not_sent`: every event is delivered or counted where it was dropped.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     /// Events taken by the transport thread (`agent.events.total` is this plus the events
     /// dropped because the queue was full).
     pub(crate) events_queued: AtomicU64,
     pub(crate) events_sent: AtomicU64,
+    /// Dropped on submit: the queue (or the metrics' place beside it) was full.
     pub(crate) dropped_queue_full: AtomicU64,
+    /// Dropped after queueing: the request failed, or the body filled up while backing off.
     pub(crate) dropped_send_failed: AtomicU64,
+    /// Dropped after queueing: the event could not be serialised or compressed.
+    pub(crate) dropped_encode_failed: AtomicU64,
+    /// Dropped after queueing: the agent stopped while backing off, with a body unsent.
+    pub(crate) dropped_shutdown: AtomicU64,
+    /// Unsampled transactions not sent because the APM Server (8.0 on) does not want them.
+    pub(crate) unsampled_not_sent: AtomicU64,
+    /// Spans merged into a composite span (the composite is sent in their place).
+    pub(crate) spans_compressed: AtomicU64,
+    /// Exit spans dropped as faster than `exit_span_min_duration` (counted on their
+    /// transaction too).
+    pub(crate) spans_dropped_fast: AtomicU64,
     pub(crate) requests_failed: AtomicU64,
+}
+
+impl Counters {
+    /// Events dropped after they were queued, whatever the reason (`agent.events.dropped.error`).
+    pub(crate) fn dropped_after_queue(&self) -> u64 {
+        self.dropped_send_failed.load(Relaxed)
+            + self.dropped_encode_failed.load(Relaxed)
+            + self.dropped_shutdown.load(Relaxed)
+    }
+
+    /// Events dropped anywhere, whatever the reason.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped_queue_full.load(Relaxed) + self.dropped_after_queue()
+    }
+}
+
+/// Transactions whose spans were dropped at the queue (so that `span_count.started` counts
+/// only the spans sent, and `span_count.dropped` the others), until their transaction is
+/// written. Taken by the application thread whose batch was rejected, and by the transport
+/// thread for each transaction while the tally is not empty: never on a span's path.
+#[derive(Debug, Default)]
+pub(crate) struct LostSpans {
+    by_transaction: Mutex<HashMap<u64, u32>>,
+    any: AtomicBool,
+}
+
+/// Transactions the tally follows at most (about 1 MiB); beyond that it starts again, and
+/// those transactions' counts stay as recorded.
+const LOST_SPANS_MAX: usize = 65_536;
+
+impl LostSpans {
+    /// Counts the spans of a batch that is being dropped.
+    fn tally(&self, batch: &[Event]) {
+        let mut spans = batch.iter().filter_map(|e| match e {
+            Event::Span(s) => Some(s.transaction_id),
+            _ => None,
+        });
+        let Some(first) = spans.next() else { return };
+        let mut map = self.by_transaction.lock();
+        if map.len() >= LOST_SPANS_MAX {
+            map.clear();
+        }
+        for id in std::iter::once(first).chain(spans) {
+            *map.entry(id).or_default() += 1;
+        }
+        self.any.store(true, Relaxed);
+    }
+
+    /// The spans of transaction `id` dropped at the queue, forgotten once asked.
+    pub(crate) fn take(&self, id: u64) -> u32 {
+        if !self.any.load(Relaxed) {
+            return 0;
+        }
+        let mut map = self.by_transaction.lock();
+        let lost = map.remove(&id).unwrap_or(0);
+        if map.is_empty() {
+            self.any.store(false, Relaxed);
+        }
+        lost
+    }
 }
 
 #[derive(Debug)]
@@ -163,6 +240,8 @@ pub(crate) struct Tracer {
     generation: AtomicU64,
     pub(crate) live: LiveConfig,
     pub(crate) counters: Counters,
+    /// Spans dropped at the queue, by transaction: their transaction's `span_count` says so.
+    pub(crate) lost_spans: LostSpans,
     /// The process that started the agent: a child created by `fork` inherits this memory
     /// but none of the agent's threads.
     pub(crate) pid: u32,
@@ -179,6 +258,7 @@ impl Tracer {
         Tracer {
             live,
             counters: Counters::default(),
+            lost_spans: LostSpans::default(),
             pid: std::process::id(),
             effective: RwLock::new(config.clone()),
             generation: AtomicU64::new(0),
@@ -187,13 +267,39 @@ impl Tracer {
         }
     }
 
-    /// Hands a batch of events to the transport thread; when the queue is full they are
-    /// dropped and counted, and the vector goes back to the pool.
+    /// Hands a batch of events to the transport thread. When the queue is full, spans go
+    /// first: the batch's spans are dropped (and counted), its transactions and errors wait
+    /// beside the queue while there is room, else they are dropped and counted too. The vector
+    /// goes back to the pool.
     pub(crate) fn hand_over(&self, batch: Vec<Event>) {
-        let n = batch.len() as u64;
-        if let Err(rejected) = self.queue.send_events(batch) {
-            self.counters.dropped_queue_full.fetch_add(n, Relaxed);
-            batch::recycle(rejected);
+        let Err(mut rejected) = self.queue.send_events(batch) else {
+            return;
+        };
+        let before = rejected.len();
+        self.lost_spans.tally(&rejected);
+        rejected.retain(|e| !matches!(e, Event::Span(_)));
+        let mut dropped = (before - rejected.len()) as u64;
+        if !rejected.is_empty() && !self.queue.send_held(&mut rejected) {
+            dropped += rejected.len() as u64;
+        }
+        if dropped > 0 {
+            self.counters.dropped_queue_full.fetch_add(dropped, Relaxed);
+        }
+        batch::recycle(rejected);
+    }
+
+    /// Hands a metrics report to the transport thread through a place of its own, so that a
+    /// queue full of events cannot drop it. `false` when earlier reports not taken yet fill
+    /// that place (the transport is stuck): this one is dropped and counted, and the caller
+    /// reports its counters' increases again next time.
+    pub(crate) fn hand_over_metrics(&self, report: Vec<Event>) -> bool {
+        let n = report.len() as u64;
+        match self.queue.send_metrics(report) {
+            Ok(()) => true,
+            Err(_) => {
+                self.counters.dropped_queue_full.fetch_add(n, Relaxed);
+                false
+            }
         }
     }
 

@@ -16,7 +16,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::worker::{Stop, Worker};
 use crate::export::encode::breakdown::Breakdown;
-use crate::queue::staging;
 use crate::queue::tracer::{Counters, Tracer};
 use crate::types::record::{Event, MetricsetRecord};
 use crate::util::diag::warn_once;
@@ -122,22 +121,29 @@ impl Reporter {
         // interval (CPU deltas, counter increases, breakdown) once recording resumes.
         let system = self.sampler.sample();
         let timestamp = now_micros();
-        let health = self.health.increases(&tracer.counters);
+        let (health, counted) = self.health.increases(&tracer.counters);
         let breakdown = if settings.breakdown_metrics {
             totals.drain(timestamp)
         } else {
             Vec::new()
         };
         if !settings.recording {
+            self.health.reported(counted);
             return;
         }
         let sets = assemble(timestamp, &system, health, breakdown, &self.disabled.list);
-        if !sets.is_empty() {
-            staging::send(
-                sets.into_iter()
-                    .map(|m| Event::Metricset(Box::new(m)))
-                    .collect(),
-            );
+        if sets.is_empty() {
+            self.health.reported(counted);
+            return;
+        }
+        let report = sets
+            .into_iter()
+            .map(|m| Event::Metricset(Box::new(m)))
+            .collect();
+        // A report that could not be handed over is counted as dropped; its counters'
+        // increases go with the next one.
+        if tracer.hand_over_metrics(report) {
+            self.health.reported(counted);
         }
     }
 }
@@ -215,22 +221,27 @@ impl Disabled {
     }
 }
 
-/// A `COUNTER` as the health spec reports it: the increase since the previous report.
+/// A `COUNTER` as the health spec reports it: the increase since the last report that was
+/// handed over.
 #[derive(Debug, Default)]
 struct Counter {
     reported: u64,
 }
 
 impl Counter {
-    /// The increase since the previous call; `None` for none, which is not sent.
-    fn increase(&mut self, now: u64) -> Option<u64> {
+    /// The increase since the last report handed over; `None` for none, which is not sent.
+    fn increase(&self, now: u64) -> Option<u64> {
         let increase = now.saturating_sub(self.reported);
-        self.reported = now;
         (increase > 0).then_some(increase)
+    }
+
+    /// The report that carried the increase up to `now` was handed over.
+    fn reported(&mut self, now: u64) {
+        self.reported = self.reported.max(now);
     }
 }
 
-/// The agent health counters' previous values.
+/// The agent health counters' values in the last report handed over.
 #[derive(Debug, Default)]
 struct Health {
     total: Counter,
@@ -245,17 +256,35 @@ struct HealthIncreases {
     dropped_error: Option<u64>,
 }
 
+/// The counters' values a report was built from: they become the baselines once it is handed
+/// over.
+#[derive(Debug, Default, Clone, Copy)]
+struct Counted {
+    total: u64,
+    dropped_queue: u64,
+    dropped_error: u64,
+}
+
 impl Health {
-    fn increases(&mut self, c: &Counters) -> HealthIncreases {
+    fn increases(&self, c: &Counters) -> (HealthIncreases, Counted) {
         let dropped_queue = c.dropped_queue_full.load(Relaxed);
-        let queued = c.events_queued.load(Relaxed);
-        HealthIncreases {
-            total: self.total.increase(queued.saturating_add(dropped_queue)),
-            dropped_queue: self.dropped_queue.increase(dropped_queue),
-            dropped_error: self
-                .dropped_error
-                .increase(c.dropped_send_failed.load(Relaxed)),
-        }
+        let counted = Counted {
+            total: c.events_queued.load(Relaxed).saturating_add(dropped_queue),
+            dropped_queue,
+            dropped_error: c.dropped_after_queue(),
+        };
+        let increases = HealthIncreases {
+            total: self.total.increase(counted.total),
+            dropped_queue: self.dropped_queue.increase(counted.dropped_queue),
+            dropped_error: self.dropped_error.increase(counted.dropped_error),
+        };
+        (increases, counted)
+    }
+
+    fn reported(&mut self, counted: Counted) {
+        self.total.reported(counted.total);
+        self.dropped_queue.reported(counted.dropped_queue);
+        self.dropped_error.reported(counted.dropped_error);
     }
 }
 
@@ -307,27 +336,37 @@ mod tests {
     fn counters_report_increases_and_skip_zero() {
         // The spec's example: 7, 10, 10, 12 → 7, 3, not sent, 2.
         let mut c = Counter::default();
-        assert_eq!(c.increase(7), Some(7));
-        assert_eq!(c.increase(10), Some(3));
-        assert_eq!(c.increase(10), None);
-        assert_eq!(c.increase(12), Some(2));
+        let report = |c: &mut Counter, now| {
+            let increase = c.increase(now);
+            c.reported(now);
+            increase
+        };
+        assert_eq!(report(&mut c, 7), Some(7));
+        assert_eq!(report(&mut c, 10), Some(3));
+        assert_eq!(report(&mut c, 10), None);
+        assert_eq!(report(&mut c, 12), Some(2));
         // Never negative.
-        assert_eq!(c.increase(5), None);
-        assert_eq!(c.increase(6), Some(1));
+        assert_eq!(report(&mut c, 5), None);
+        assert_eq!(report(&mut c, 13), Some(1));
     }
 
     #[test]
     fn health_total_counts_queued_and_dropped_on_submit() {
+        let report = |h: &mut Health, c: &Counters| {
+            let (increases, counted) = h.increases(c);
+            h.reported(counted);
+            increases
+        };
         let counters = Counters::default();
         let mut h = Health::default();
-        assert_eq!(h.increases(&counters), HealthIncreases::default());
+        assert_eq!(report(&mut h, &counters), HealthIncreases::default());
         counters.events_queued.store(10, Relaxed);
         counters.dropped_queue_full.store(4, Relaxed);
         counters.dropped_send_failed.store(3, Relaxed);
         // Not a health counter.
         counters.events_sent.store(99, Relaxed);
         assert_eq!(
-            h.increases(&counters),
+            report(&mut h, &counters),
             HealthIncreases {
                 total: Some(14),
                 dropped_queue: Some(4),
@@ -336,14 +375,38 @@ mod tests {
         );
         counters.events_queued.store(12, Relaxed);
         assert_eq!(
-            h.increases(&counters),
+            report(&mut h, &counters),
             HealthIncreases {
                 total: Some(2),
                 dropped_queue: None,
                 dropped_error: None,
             }
         );
-        assert_eq!(h.increases(&counters), HealthIncreases::default());
+        assert_eq!(report(&mut h, &counters), HealthIncreases::default());
+    }
+
+    #[test]
+    fn increases_of_a_report_not_handed_over_go_with_the_next() {
+        let counters = Counters::default();
+        let mut h = Health::default();
+        counters.dropped_queue_full.store(4, Relaxed);
+        counters.dropped_encode_failed.store(1, Relaxed);
+        counters.dropped_shutdown.store(2, Relaxed);
+        // Built, then not handed over (its place was still taken): no baseline moves.
+        let (lost, _) = h.increases(&counters);
+        assert_eq!(lost.dropped_queue, Some(4));
+        counters.dropped_queue_full.store(6, Relaxed);
+        let (next, counted) = h.increases(&counters);
+        assert_eq!(
+            next,
+            HealthIncreases {
+                total: Some(6),
+                dropped_queue: Some(6),
+                dropped_error: Some(3),
+            }
+        );
+        h.reported(counted);
+        assert_eq!(h.increases(&counters).0, HealthIncreases::default());
     }
 
     #[test]

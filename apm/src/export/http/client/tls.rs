@@ -46,7 +46,11 @@ pub(super) fn client_config(options: &TlsOptions) -> Result<Arc<ClientConfig>, S
     Ok(Arc::new(config))
 }
 
-pub(super) fn wrap(config: &Arc<ClientConfig>, host: &str, timed: Timed) -> Result<Stream, Error> {
+pub(super) fn wrap<'h>(
+    config: &Arc<ClientConfig>,
+    host: &str,
+    timed: Timed<'h>,
+) -> Result<Stream<'h>, Error> {
     let name = ServerName::try_from(host.to_owned())
         .map_err(|e| Error::Setup(format!("TLS server name {host:?}: {e}")))?;
     let conn = ClientConnection::new(Arc::clone(config), name)
