@@ -253,7 +253,8 @@ impl Client {
         self.send_while(req, None)
     }
 
-    /// [`send`](Self::send), calling `idle` while the socket keeps this thread waiting.
+    /// Sends `req` on a new connection and reads the answer, within `req.timeout`, calling
+    /// `idle` while the socket keeps this thread waiting.
     pub(crate) fn send_while(
         &self,
         req: &Request<'_>,
