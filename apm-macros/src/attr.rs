@@ -95,16 +95,11 @@ impl SpanArgs {
                 _ => unknown_key(&cx, Macro::Span, &arg.key),
             }
         }
-        let (kind, subtype) = (kind.get(), subtype.get());
-        // Only arguments that read well are checked against the span type registry.
-        if cx.is_clean() {
-            crate::valid::span_type(&cx, kind.as_ref(), subtype.as_ref());
-        }
         cx.check()?;
         Ok(SpanArgs {
             name: name.get(),
-            kind,
-            subtype,
+            kind: kind.get(),
+            subtype: subtype.get(),
             action: action.get(),
             krate: krate.get(),
         })
@@ -161,11 +156,6 @@ impl Ctxt {
         if let Some(errors) = self.errors.borrow_mut().as_mut() {
             errors.push(error);
         }
-    }
-
-    /// Whether no error was recorded so far.
-    pub(crate) fn is_clean(&self) -> bool {
-        self.errors.borrow().as_ref().is_none_or(Vec::is_empty)
     }
 
     /// All recorded errors, combined into one (`syn::Error` keeps each message and span).

@@ -95,7 +95,7 @@ pub fn transaction(args: TokenStream, item: TokenStream) -> TokenStream {
 pub fn span(args: TokenStream, item: TokenStream) -> TokenStream {
     instrument(
         Macro::Span,
-        SpanArgs::parse(args.into()),
+        SpanArgs::parse(args.into()).and_then(valid::span_args),
         item.into(),
         expand::span,
     )
@@ -142,9 +142,16 @@ mod tests {
     use quote::quote;
 
     fn expand_span(args: TokenStream, item: TokenStream) -> String {
-        instrument(Macro::Span, SpanArgs::parse(args), item, expand::span).to_string()
+        instrument(
+            Macro::Span,
+            SpanArgs::parse(args).and_then(valid::span_args),
+            item,
+            expand::span,
+        )
+        .to_string()
     }
 
+    #[cfg(feature = "enable")]
     fn expand_transaction(args: TokenStream, item: TokenStream) -> String {
         instrument(
             Macro::Transaction,

@@ -3,8 +3,15 @@
 
 use syn::LitStr;
 
-use crate::attr::{Ctxt, DEFAULT_KIND};
+use crate::attr::{Ctxt, SpanArgs, DEFAULT_KIND};
 use crate::span_types::{SpanType, SPAN_TYPES};
+
+/// The arguments of `#[apm::span]` that parsed, checked: every problem reported at once.
+pub(crate) fn span_args(args: SpanArgs) -> syn::Result<SpanArgs> {
+    let cx = Ctxt::new();
+    span_type(&cx, args.kind.as_ref(), args.subtype.as_ref());
+    cx.check().map(|()| args)
+}
 
 /// Checks `kind` (the default when `None`) and `subtype` against the registry, as its rules
 /// say: the type must be listed; a subtype must be one of the type's, unless the type allows
