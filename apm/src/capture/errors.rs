@@ -113,11 +113,25 @@ pub(crate) fn capture_message(
     param_message: &'static str,
     site: &'static Site,
 ) {
+    push_log_event(
+        message,
+        ErrorOrigin::Message {
+            site,
+            level,
+            param_message,
+        },
+        raw_stack::CAPTURE_MARGIN,
+    );
+}
+
+/// A log event (a message or a log record) linked to what is current here, with the stack
+/// above the agent's `margin` frames.
+fn push_log_event(message: String, origin: ErrorOrigin, margin: usize) {
     if !tracer::is_active() {
         return;
     }
     let timestamp = clock::now();
-    let stack = raw_stack::capture(raw_stack::CAPTURE_MARGIN, false);
+    let stack = raw_stack::capture(margin, false);
     let (trace, request) = current_trace(true);
     staging::push(Event::Error(Box::new(ErrorRecord {
         id: ids::next_u128(),
@@ -126,11 +140,7 @@ pub(crate) fn capture_message(
         type_name: "",
         message,
         causes: Vec::new(),
-        origin: ErrorOrigin::Message {
-            site,
-            level,
-            param_message,
-        },
+        origin,
         stack,
         request,
     })));
@@ -147,29 +157,17 @@ pub(crate) fn capture_log(
     file: Option<String>,
     line: Option<u32>,
 ) {
-    if !tracer::is_active() {
-        return;
-    }
-    let timestamp = clock::now();
-    let stack = raw_stack::capture(raw_stack::LOG_MARGIN, false);
-    let (trace, request) = current_trace(true);
-    staging::push(Event::Error(Box::new(ErrorRecord {
-        id: ids::next_u128(),
-        timestamp,
-        trace,
-        type_name: "",
+    push_log_event(
         message,
-        causes: Vec::new(),
-        origin: ErrorOrigin::LogRecord {
+        ErrorOrigin::LogRecord {
             level,
             logger_name,
             param_message,
             file,
             line,
         },
-        stack,
-        request,
-    })));
+        raw_stack::LOG_MARGIN,
+    );
 }
 
 /// A panic, from the panic hook: built without waiting for any lock the panicking thread may
