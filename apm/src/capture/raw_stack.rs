@@ -3,7 +3,8 @@
 //! (`export/symbolize.rs`).
 
 use crate::queue::tracer;
-use crate::types::record::RawStack;
+use crate::types::clock::{self, Tick};
+use crate::types::raw_stack::RawStack;
 
 /// Frames kept at most, whatever `stack_trace_limit` says (-1 included): deep recursion must
 /// not make an error event without bound.
@@ -13,6 +14,9 @@ pub(crate) const CAPTURE_MARGIN: usize = 16;
 /// The same for log records, under which the `log` crate adds its frames.
 #[cfg(feature = "log")]
 pub(crate) const LOG_MARGIN: usize = 24;
+/// The same for a slow span's end, under which the span's guard and the context stack add
+/// theirs.
+const SPAN_MARGIN: usize = 16;
 /// The same for the panic hook, under which the panic machinery adds its frames.
 pub(crate) const PANIC_MARGIN: usize = 48;
 
@@ -45,4 +49,22 @@ pub(crate) fn capture(margin: usize, from_panic: bool) -> Option<RawStack> {
         limit,
         from_panic,
     })
+}
+
+/// The stack where a span that ran from `start` to `end` ends, if it lasted
+/// `span_stack_trace_min_duration` or longer: where the time went. One atomic load and a
+/// comparison for the spans that did not.
+#[inline]
+pub(crate) fn of_slow_span(start: Tick, end: Tick) -> Option<RawStack> {
+    let min = tracer::get()?.live.span_stack_trace_min_ns();
+    if min == u64::MAX || clock::nanos_between(start, end) < min {
+        return None;
+    }
+    capture_slow_span()
+}
+
+#[cold]
+#[inline(never)]
+fn capture_slow_span() -> Option<RawStack> {
+    capture(SPAN_MARGIN, false)
 }

@@ -10,6 +10,7 @@ use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 
+use super::raw_stack;
 use super::stack::{self, ChildTimer, Token};
 use super::shared::TxnShared;
 use crate::queue::{staging, tracer};
@@ -133,6 +134,9 @@ impl ActiveSpan {
     fn finish(mut self, end: Tick, mut timer: ChildTimer) {
         if self.propagated.load(Relaxed) {
             self.extra().propagated = true;
+        }
+        if let Some(stack) = raw_stack::of_slow_span(self.rec.start, end) {
+            self.extra().stack = Some(stack);
         }
         timer.settle(&self.txn.ended_elsewhere, self.rec.id);
         let timer = &timer;

@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 pub(crate) use super::child_timer::ChildTimer;
+use super::raw_stack;
 use super::shared::TxnShared;
 use crate::queue::staging;
 use crate::types::clock::Tick;
@@ -255,7 +256,7 @@ pub(crate) fn exit_static_span(token: Token, end: Tick, outcome: Outcome) {
             if let Some(span) = &closed.span {
                 let outcome = errored_outcome(outcome, &closed.timer);
                 let record = span.record(closed.id, end, outcome, &closed.timer);
-                staging::push_with(|| Event::Span(record));
+                staging::push_with(|| Event::Span(with_slow_stack(record)));
             }
             return;
         }
@@ -267,13 +268,22 @@ pub(crate) fn exit_static_span(token: Token, end: Tick, outcome: Outcome) {
         if let Some(span) = &s[top].span {
             let (id, timer) = (s[top].id, &s[top].timer);
             let outcome = errored_outcome(outcome, timer);
-            staging::push_with(|| Event::Span(span.record(id, end, outcome, timer)));
+            staging::push_with(|| Event::Span(with_slow_stack(span.record(id, end, outcome, timer))));
         }
         s.truncate(top);
         if let Some(below) = s.last_mut() {
             below.timer.child_ended(end);
         }
     });
+}
+
+/// A `#[apm::span]` function's record, with the stack where it ended if it was slow.
+#[inline]
+fn with_slow_stack(mut record: SpanRecord) -> SpanRecord {
+    if let Some(stack) = raw_stack::of_slow_span(record.start, record.end) {
+        record.extra.get_or_insert_with(Default::default).stack = Some(stack);
+    }
+    record
 }
 
 /// A `#[apm::span]` function's outcome (derived from what it returned) gives way to a

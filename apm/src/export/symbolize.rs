@@ -20,7 +20,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use crate::types::record::RawStack;
+use crate::types::raw_stack::RawStack;
 
 /// Addresses whose symbols are kept; the cache starts afresh beyond this.
 const CACHE_ENTRIES: usize = 4096;
@@ -138,6 +138,20 @@ fn is_agent(function: &str) -> bool {
     function.starts_with("apm::") || function.starts_with("<apm::")
 }
 
+/// A name without its path: an inlined function as line tables name it.
+fn is_bare(function: &str) -> bool {
+    let head = function.split('<').next().unwrap_or(function);
+    !head.contains("::")
+}
+
+/// Frames that run the agent's code on its behalf: a guard's drop glue (a span ending in the
+/// application's function) and the thread-local access around the context stack.
+fn is_agent_glue(function: &str) -> bool {
+    function.starts_with("core::ptr::drop_in_place<apm::")
+        || function.starts_with("core::ptr::drop_in_place<core::option::Option<apm::")
+        || function.starts_with("std::thread::local::LocalKey<")
+}
+
 fn is_panic_machinery(function: &str) -> bool {
     const PREFIXES: &[&str] = &[
         "std::panicking::",
@@ -158,8 +172,19 @@ fn strip<'a>(symbols: &[&'a Symbol], from_panic: bool) -> Vec<&'a Symbol> {
         .iter()
         .position(|s| s.function.starts_with("apm::capture::raw_stack::capture"))
         .map_or(0, |i| i + 1);
-    while symbols.get(start).is_some_and(|s| is_agent(&s.function)) {
-        start += 1;
+    // The agent's frames, and frames inlined into them: with line tables only (`debug =
+    // "line-tables-only"`, `debug = 1`), inlined functions have bare names (`{closure#0}`,
+    // `try_with<…>`), so a bare name counts as the agent's when an agent frame follows it.
+    let mut next = start;
+    while let Some(s) = symbols.get(next) {
+        if is_agent(&s.function) || is_agent_glue(&s.function) {
+            next += 1;
+            start = next;
+        } else if is_bare(&s.function) {
+            next += 1;
+        } else {
+            break;
+        }
     }
     // A log record: the `log` crate's macros called the agent's logger.
     while symbols
@@ -199,7 +224,13 @@ fn to_frame(s: &Symbol, app_crates: &[String]) -> Frame {
         abs_path: s.abs_path.clone(),
         lineno: s.lineno,
         colno: s.colno,
-        library_frame: is_library(krate, s.abs_path.as_deref(), app_crates),
+        library_frame: match krate {
+            // Inlined, named without its path (line tables only): its file decides.
+            None if is_bare(&s.function) && s.abs_path.is_some() => {
+                s.abs_path.as_deref().is_none_or(is_library_path)
+            }
+            _ => is_library(krate, s.abs_path.as_deref(), app_crates),
+        },
     }
 }
 
@@ -402,6 +433,41 @@ mod tests {
             lineno: None,
             colno: None,
         }
+    }
+
+    #[test]
+    fn inlined_frames_named_without_their_path_go_with_the_agent_frames_around_them() {
+        let captured = [
+            sym("apm::capture::raw_stack::capture"),
+            sym("{closure#0}"),
+            sym("try_with<core::cell::RefCell<apm::queue::staging::Staged>, ()>"),
+            sym("apm::capture::stack::exit_static_span"),
+            sym("core::ptr::drop_in_place<apm::capture::macro_api::Guard>"),
+            // Inlined into the application's function: it stays.
+            sym("load_order"),
+            sym("shop::checkout"),
+        ];
+        let refs: Vec<&Symbol> = captured.iter().collect();
+        assert_eq!(
+            names(strip(&refs, false)),
+            ["load_order", "shop::checkout"]
+        );
+        let frame = to_frame(
+            &Symbol {
+                abs_path: Some("/work/shop/src/orders.rs".to_owned()),
+                ..sym("load_order")
+            },
+            &[],
+        );
+        assert!(!frame.library_frame);
+        let frame = to_frame(
+            &Symbol {
+                abs_path: Some("/rustc/0123/library/std/src/thread/local.rs".to_owned()),
+                ..sym("try_with<T>")
+            },
+            &[],
+        );
+        assert!(frame.library_frame);
     }
 
     fn names(s: Vec<&Symbol>) -> Vec<&str> {

@@ -89,6 +89,8 @@ pub(crate) struct LiveConfig {
     pub(crate) api_request_size: AtomicU64,
     /// `stack_trace_limit`; `u32::MAX`: all frames.
     stack_trace_limit: AtomicU32,
+    /// `span_stack_trace_min_duration` in nanoseconds; `u64::MAX`: never.
+    span_stack_trace_min_ns: AtomicU64,
     api_request_time_ms: AtomicU64,
     server_timeout_ms: AtomicU64,
 }
@@ -115,6 +117,11 @@ impl LiveConfig {
                 .map_or(u32::MAX, |n| u32::try_from(n).unwrap_or(u32::MAX - 1)),
             Relaxed,
         );
+        self.span_stack_trace_min_ns.store(
+            c.span_stack_trace_min_duration
+                .map_or(u64::MAX, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX - 1)),
+            Relaxed,
+        );
         self.api_request_time_ms
             .store(millis(c.api_request_time), Relaxed);
         self.server_timeout_ms
@@ -129,6 +136,11 @@ impl LiveConfig {
             u32::MAX => None,
             n => Some(n as usize),
         }
+    }
+    /// Spans that last this long or longer get a stack trace; `u64::MAX`: none does.
+    #[inline]
+    pub(crate) fn span_stack_trace_min_ns(&self) -> u64 {
+        self.span_stack_trace_min_ns.load(Relaxed)
     }
     pub(crate) fn api_request_time(&self) -> Duration {
         Duration::from_millis(self.api_request_time_ms.load(Relaxed))

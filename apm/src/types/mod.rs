@@ -1,7 +1,8 @@
 //! The shared leaf types every stage speaks: what a call site describes (`meta`), outcomes
 //! and label values (`outcome`), header access (`headers`), the request and response of a
 //! web transaction (`web`); and, with the agent compiled in, ids (`ids`), time
-//! (`clock`), sample rates (`sample_rate`), a span's optional context (`span_context`)
+//! (`clock`), sample rates (`sample_rate`), stacks as instruction pointers (`raw_stack`), a
+//! span's optional context (`span_context`)
 //! and the finished records that travel to the transport thread (`record`).
 //!
 //! Nothing here imports from the stages above (queue, capture, export, agent).
@@ -15,6 +16,7 @@ pub mod web;
 cfg_enable! {
     pub(crate) mod clock;
     pub(crate) mod ids;
+    pub(crate) mod raw_stack;
     pub(crate) mod record;
     pub(crate) mod sample_rate;
     pub(crate) mod span_context;

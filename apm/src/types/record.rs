@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use super::clock::Tick;
 use super::meta::{Site, SpanMeta, TransactionMeta};
 use super::outcome::Outcome;
+use super::raw_stack::RawStack;
 use super::span_context::{Labels, SpanExtra};
 use super::web::{Request, Response};
 
@@ -165,16 +166,6 @@ pub(crate) struct ErrorTrace {
     pub(crate) sampled: bool,
 }
 
-/// Instruction pointers of a stack, innermost first: taken on the application thread (no
-/// symbol lookup there), turned into frames on the transport thread.
-#[derive(Debug)]
-pub(crate) struct RawStack {
-    pub(crate) ips: Box<[usize]>,
-    /// Frames kept once the agent's own are removed (`stack_trace_limit`; `None`: all).
-    pub(crate) limit: Option<usize>,
-    /// Taken in the panic hook: the panic machinery's frames come first.
-    pub(crate) from_panic: bool,
-}
 
 /// How an error came to be reported.
 #[derive(Debug)]

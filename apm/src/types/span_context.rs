@@ -5,6 +5,7 @@
 use std::borrow::Cow;
 
 use super::outcome::LabelValue;
+use super::raw_stack::RawStack;
 
 /// Labels as they are recorded: keys as given (sanitised when written), values typed.
 pub(crate) type Labels = Vec<(Cow<'static, str>, LabelValue)>;
@@ -30,6 +31,8 @@ pub(crate) struct SpanExtra {
     /// Set explicitly: inference does not override it.
     pub(crate) target_type: Option<Cow<'static, str>>,
     pub(crate) target_name: Option<Cow<'static, str>>,
+    /// Where a span that lasted `span_stack_trace_min_duration` or longer ended.
+    pub(crate) stack: Option<RawStack>,
 }
 
 #[derive(Debug, Default)]

@@ -7,9 +7,9 @@ use serde::Serialize;
 
 use super::fields::{write_line, Hex128, Hex64, Kw, Long};
 use super::request::{request_view, Policy, RequestView};
-use crate::export::symbolize::{self, Frame};
+use super::frame::FrameView;
+use crate::export::symbolize;
 use crate::types::clock;
-use crate::types::meta::Site;
 use crate::types::record::{Cause, ErrorCode, ErrorOrigin, ErrorRecord};
 
 #[derive(Serialize)]
@@ -20,63 +20,6 @@ struct ErrorTransactionView<'a> {
     sampled: bool,
 }
 
-#[derive(Serialize)]
-struct FrameView<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    function: Option<&'a str>,
-    /// Always present: the schema wants `filename` (or `classname`) on every frame.
-    filename: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    abs_path: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    lineno: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    colno: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    module: Option<&'a str>,
-    library_frame: bool,
-}
-
-impl<'a> FrameView<'a> {
-    fn resolved(f: &'a Frame) -> Self {
-        FrameView {
-            function: Some(&f.function),
-            filename: &f.filename,
-            abs_path: f.abs_path.as_deref(),
-            lineno: f.lineno,
-            colno: f.colno,
-            module: f.module.as_deref(),
-            library_frame: f.library_frame,
-        }
-    }
-
-    /// A log record's file and line.
-    #[cfg(feature = "log")]
-    fn file_line(file: &'a str, line: Option<u32>) -> Self {
-        FrameView {
-            function: None,
-            filename: file,
-            abs_path: None,
-            lineno: line,
-            colno: None,
-            module: None,
-            library_frame: false,
-        }
-    }
-
-    /// The capture site alone, when no frame could be resolved.
-    fn site(site: &'a Site) -> Self {
-        FrameView {
-            function: None,
-            filename: site.file,
-            abs_path: None,
-            lineno: Some(site.line),
-            colno: Some(site.column),
-            module: Some(site.module),
-            library_frame: false,
-        }
-    }
-}
 
 #[derive(Serialize)]
 struct CauseView<'a> {

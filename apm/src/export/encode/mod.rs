@@ -7,6 +7,7 @@ pub(crate) mod body;
 pub(crate) mod breakdown;
 mod error;
 mod fields;
+mod frame;
 mod json;
 mod metricset;
 mod request;

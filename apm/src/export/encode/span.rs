@@ -7,9 +7,11 @@ use std::io;
 use serde::Serialize;
 
 use super::fields::{Kw, LabelsView, Long};
+use super::frame::FrameView;
 use super::json;
 use super::request::Policy;
 use super::service_target;
+use crate::export::symbolize;
 use crate::types::clock;
 use crate::types::record::SpanRecord;
 use crate::types::sample_rate::UNKNOWN_RATE;
@@ -196,6 +198,14 @@ pub(crate) fn write_span(out: &mut Vec<u8>, s: &SpanRecord, policy: &Policy) -> 
         out.extend_from_slice(b",\"sum\":");
         json::millis(out, composite.sum_ns);
         out.push(b'}');
+    }
+    if let Some(stack) = s.extra.as_deref().and_then(|e| e.stack.as_ref()) {
+        let frames = symbolize::frames(stack);
+        if !frames.is_empty() {
+            out.extend_from_slice(b",\"stacktrace\":");
+            let frames: Vec<FrameView<'_>> = frames.iter().map(FrameView::resolved).collect();
+            serde_json::to_writer(&mut *out, &frames).map_err(io::Error::other)?;
+        }
     }
     if let Some(extra) = s.extra.as_deref() {
         let url = extra
