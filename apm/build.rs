@@ -26,6 +26,8 @@ fn main() {
         .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=APM_RUSTC_VERSION={version}");
     println!("cargo:rerun-if-env-changed=RUSTC");
+    // Set by cargo-fuzz for the fuzz targets (`fuzz/`).
+    println!("cargo::rustc-check-cfg=cfg(fuzzing)");
     for (cfg, features) in GROUPS {
         println!("cargo::rustc-check-cfg=cfg({cfg})");
         if features

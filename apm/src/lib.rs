@@ -69,6 +69,12 @@ mod integrations;
 pub mod __private;
 pub mod config;
 
+/// Entry points of the fuzz targets (`fuzz/`): built with `--cfg fuzzing`. Not public API.
+#[cfg(all(feature = "enable", any(test, fuzzing)))]
+#[doc(hidden)]
+#[path = "fuzz.rs"]
+pub mod __fuzz;
+
 cfg_enable! {
     /// Entry points of the benchmarks into the transport's work. Not public API.
     #[doc(hidden)]
@@ -92,6 +98,7 @@ pub use types::headers::{headers_fn, HeaderSink, HeaderSource, HeadersFn};
 pub use types::meta::Level;
 pub use types::outcome::{LabelValue, Outcome};
 pub use types::stats::Stats;
+pub use types::user::User;
 pub use types::web;
 pub use util::sql;
 
@@ -237,6 +244,21 @@ impl Transaction {
         self.0.with(|t| t.set_label(key.into(), value.into()));
     }
 
+    /// Sets the user served (`context.user`), also sent with the errors captured inside.
+    pub fn set_user(&self, user: User) {
+        self.0.with(|t| t.set_user(user));
+    }
+
+    /// Adds an entry to the custom context (`context.custom`), also sent with the errors
+    /// captured inside. Keys are sanitised like labels' keys.
+    pub fn set_custom_context(
+        &self,
+        key: impl Into<Cow<'static, str>>,
+        value: impl Into<LabelValue>,
+    ) {
+        self.0.with(|t| t.set_custom(key.into(), value.into()));
+    }
+
     /// Records the HTTP request this transaction serves (`context.request`).
     pub fn set_request(&self, request: web::Request) {
         self.0.with(|t| t.set_request(request));
@@ -301,6 +323,21 @@ impl TransactionGuard {
     /// and `"` become `_`).
     pub fn set_label(&self, key: impl Into<Cow<'static, str>>, value: impl Into<LabelValue>) {
         self.0.with(|t| t.set_label(key.into(), value.into()));
+    }
+
+    /// Sets the user served (`context.user`), also sent with the errors captured inside.
+    pub fn set_user(&self, user: User) {
+        self.0.with(|t| t.set_user(user));
+    }
+
+    /// Adds an entry to the custom context (`context.custom`), also sent with the errors
+    /// captured inside. Keys are sanitised like labels' keys.
+    pub fn set_custom_context(
+        &self,
+        key: impl Into<Cow<'static, str>>,
+        value: impl Into<LabelValue>,
+    ) {
+        self.0.with(|t| t.set_custom(key.into(), value.into()));
     }
 
     /// Whether the transaction is sampled (its spans and context are recorded).
@@ -470,6 +507,19 @@ impl Span {
 /// Adds a label to the current transaction.
 pub fn set_label(key: impl Into<Cow<'static, str>>, value: impl Into<LabelValue>) {
     capture::with_current_transaction(|t| t.set_label(key.into(), value.into()));
+}
+
+/// Sets the user the current transaction serves (`context.user`), also sent with the errors
+/// captured inside it.
+pub fn set_user(user: User) {
+    capture::with_current_transaction(|t| t.set_user(user));
+}
+
+/// Adds an entry to the current transaction's custom context (`context.custom`), also sent
+/// with the errors captured inside it. Values are strings, numbers or booleans; keys are
+/// sanitised like labels' keys.
+pub fn set_custom_context(key: impl Into<Cow<'static, str>>, value: impl Into<LabelValue>) {
+    capture::with_current_transaction(|t| t.set_custom(key.into(), value.into()));
 }
 
 /// Sets the result of the current transaction.

@@ -466,3 +466,31 @@ fn ignored_error_types_are_not_reported() {
     assert_eq!(errors[0]["exception"]["message"], "still reported");
     h.finish();
 }
+
+#[test]
+fn transactions_and_their_errors_carry_labels_user_and_custom_context() {
+    let h = agent::start(|c| c);
+    {
+        let t = apm::start_transaction("checkout", "request");
+        t.set_label("tier", "gold");
+        apm::set_user(apm::User::id("42").username("ada").email("ada@example.com"));
+        apm::set_custom_context("cart.items", 3);
+        apm::set_custom_context("coupon", "WINTER");
+        apm::capture_error!(std::io::Error::other("card declined"));
+    }
+    apm::capture_error!(std::io::Error::other("outside any transaction"));
+    h.flush();
+    let tx = &h.transactions()[0];
+    let errors = h.errors();
+    for context in [&tx["context"], &errors[0]["context"]] {
+        assert_eq!(context["user"]["id"], "42", "{context:#}");
+        assert_eq!(context["user"]["username"], "ada");
+        assert_eq!(context["user"]["email"], "ada@example.com");
+        // Keys are sanitised like labels' keys.
+        assert_eq!(context["custom"]["cart_items"].as_f64(), Some(3.0));
+        assert_eq!(context["custom"]["coupon"], "WINTER");
+        assert_eq!(context["tags"]["tier"], "gold");
+    }
+    assert!(errors[1].get("context").is_none(), "{:#}", errors[1]);
+    h.finish();
+}

@@ -326,6 +326,22 @@ fn max_age(cache_control: &str) -> Option<u64> {
     })
 }
 
+/// Reads `body` as central configuration and sets each dynamic option it names on a default
+/// configuration, as [`Poller::apply`] does (`crate::fuzz`).
+#[cfg(any(test, fuzzing))]
+pub(crate) fn read_any_central_config(body: &[u8]) {
+    let Ok(settings) = parse_settings(body) else {
+        return;
+    };
+    let mut config = Config::default();
+    for (name, value) in &settings {
+        let dynamic = options().iter().any(|o| o.name() == name && o.is_dynamic());
+        if let (true, Some(text)) = (dynamic, value_text(value)) {
+            let _ = config.set_option(name, &text, Source::Central);
+        }
+    }
+}
+
 /// The body of a 200: a JSON object; otherwise why not, for the log.
 fn parse_settings(body: &[u8]) -> Result<Map<String, Value>, String> {
     match serde_json::from_slice::<Value>(body) {

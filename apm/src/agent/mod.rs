@@ -13,6 +13,8 @@ cfg_enable! {
     mod worker;
 
     pub(crate) use lifecycle::Agent;
+    #[cfg(any(test, fuzzing))]
+    pub(crate) use central_config::read_any_central_config;
 }
 
 #[cfg(not(feature = "enable"))]

@@ -10,7 +10,9 @@ use super::raw_stack;
 use super::stack;
 use crate::queue::{staging, tracer};
 use crate::types::meta::Site;
-use crate::types::record::{Cause, ErrorCode, ErrorOrigin, ErrorRecord, ErrorTrace, Event};
+use crate::types::record::{
+    Cause, ErrorCode, ErrorContext, ErrorOrigin, ErrorRecord, ErrorTrace, Event,
+};
 use crate::types::web::Request;
 use crate::types::{clock, ids};
 use crate::util::wildcard::WildcardList;
@@ -25,7 +27,7 @@ pub(crate) fn capture(err: &dyn Error, type_name: &'static str, site: &'static S
     }
     let timestamp = clock::now();
     let stack = raw_stack::capture(raw_stack::CAPTURE_MARGIN, false);
-    let (trace, request) = current_trace(true);
+    let (trace, request, context) = current_trace(true);
     let mut causes = Vec::new();
     let mut source = err.source();
     while let Some(e) = source {
@@ -45,6 +47,7 @@ pub(crate) fn capture(err: &dyn Error, type_name: &'static str, site: &'static S
         origin: ErrorOrigin::Captured(site),
         stack,
         request,
+        context,
     })));
 }
 
@@ -132,7 +135,7 @@ fn push_log_event(message: String, origin: ErrorOrigin, margin: usize) {
     }
     let timestamp = clock::now();
     let stack = raw_stack::capture(margin, false);
-    let (trace, request) = current_trace(true);
+    let (trace, request, context) = current_trace(true);
     staging::push(Event::Error(Box::new(ErrorRecord {
         id: ids::next_u128(),
         timestamp,
@@ -143,6 +146,7 @@ fn push_log_event(message: String, origin: ErrorOrigin, margin: usize) {
         origin,
         stack,
         request,
+        context,
     })));
 }
 
@@ -178,7 +182,7 @@ pub(crate) fn capture_panic(message: String, file: String, line: u32) {
     }
     let timestamp = clock::now();
     let stack = raw_stack::capture(raw_stack::PANIC_MARGIN, true);
-    let (trace, request) = current_trace(false);
+    let (trace, request, context) = current_trace(false);
     staging::send(vec![Event::Error(Box::new(ErrorRecord {
         id: ids::next_u128(),
         timestamp,
@@ -189,14 +193,23 @@ pub(crate) fn capture_panic(message: String, file: String, line: u32) {
         origin: ErrorOrigin::Panic { file, line },
         stack,
         request,
+        context,
     }))]);
 }
 
-/// The trace, transaction and span current here, and the request being served; marks the
+/// The trace, transaction and span current here, the request being served and the context
+/// the application gave the transaction (labels, user, custom); marks the
 /// span or transaction as failed (spec: `outcome.feature`). `wait`: whether the transaction's
 /// lock may be waited for (not in the panic hook, whose thread may hold it).
-fn current_trace(wait: bool) -> (Option<ErrorTrace>, Option<Box<Request>>) {
+fn current_trace(
+    wait: bool,
+) -> (
+    Option<ErrorTrace>,
+    Option<Box<Request>>,
+    Option<Box<ErrorContext>>,
+) {
     let mut request = None;
+    let mut context = None;
     let trace = stack::with_current(|txn, parent| {
         if parent == txn.id {
             txn.errored.store(true, Relaxed);
@@ -206,8 +219,15 @@ fn current_trace(wait: bool) -> (Option<ErrorTrace>, Option<Box<Request>>) {
         } else {
             txn.state.try_lock()
         };
-        if txn.sampled {
-            request = st.as_ref().and_then(|st| st.request.clone());
+        if let (true, Some(st)) = (txn.sampled, &st) {
+            request = st.request.clone();
+            if !st.labels.is_empty() || st.user.is_some() || !st.custom.is_empty() {
+                context = Some(Box::new(ErrorContext {
+                    labels: st.labels.clone(),
+                    user: st.user.as_deref().cloned(),
+                    custom: st.custom.clone(),
+                }));
+            }
         }
         ErrorTrace {
             trace_id: txn.trace_id,
@@ -223,5 +243,5 @@ fn current_trace(wait: bool) -> (Option<ErrorTrace>, Option<Box<Request>>) {
         }
     });
     stack::error_captured_here();
-    (trace, request)
+    (trace, request, context)
 }

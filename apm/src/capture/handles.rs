@@ -19,6 +19,7 @@ use crate::types::headers::{HeaderSink, HeaderSource};
 use crate::types::ids;
 use crate::types::record::TransactionName;
 use crate::types::span_context::{Db, Destination, Message, SpanExtra};
+use crate::types::user::User;
 use crate::types::web;
 use crate::types::outcome::{LabelValue, Outcome};
 
@@ -307,6 +308,12 @@ impl CurrentTransaction<'_> {
     }
     pub(crate) fn set_label(&self, key: Cow<'static, str>, value: LabelValue) {
         self.0.set_label(key, value);
+    }
+    pub(crate) fn set_user(&self, user: User) {
+        self.0.set_user(user);
+    }
+    pub(crate) fn set_custom(&self, key: Cow<'static, str>, value: LabelValue) {
+        self.0.set_custom(key, value);
     }
     pub(crate) fn set_request(&self, request: web::Request) {
         self.0.set_request(request);

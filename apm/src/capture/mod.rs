@@ -23,6 +23,8 @@ cfg_enable! {
     mod transaction;
 
     pub(crate) use future::Instrumented;
+    #[cfg(any(test, fuzzing))]
+    pub(crate) use propagation::check_trace_context;
     #[cfg(feature = "log")]
     pub(crate) use errors::capture_log;
     pub(crate) use panic::install as install_panic_hook;

@@ -9,6 +9,7 @@ use std::task::{Context as TaskContext, Poll};
 
 use crate::types::headers::{HeaderSink, HeaderSource};
 use crate::types::outcome::{LabelValue, Outcome};
+use crate::types::user::User;
 use crate::types::web;
 
 #[derive(Debug)]
@@ -101,6 +102,8 @@ impl CurrentTransaction {
     pub(crate) fn set_result(&self, _result: Cow<'static, str>) {}
     pub(crate) fn set_outcome(&self, _outcome: Outcome) {}
     pub(crate) fn set_label(&self, _key: Cow<'static, str>, _value: LabelValue) {}
+    pub(crate) fn set_user(&self, _user: User) {}
+    pub(crate) fn set_custom(&self, _key: Cow<'static, str>, _value: LabelValue) {}
     pub(crate) fn set_request(&self, _request: web::Request) {}
     pub(crate) fn set_response(&self, _response: web::Response) {}
     #[cfg(apm_server)]

@@ -214,6 +214,23 @@ pub(crate) fn format_tracestate_raw(state: &TraceState) -> Option<String> {
     }
 }
 
+/// Parses a `traceparent` and a `tracestate` and checks that what would be sent on parses
+/// again to the same (`crate::fuzz`).
+#[cfg(any(test, fuzzing))]
+pub(crate) fn check_trace_context(traceparent: &str, tracestate: &str) {
+    if let Some(parsed) = parse_traceparent(traceparent) {
+        let sent = format_traceparent(parsed.trace_id, parsed.parent_id, parsed.sampled);
+        assert_eq!(parse_traceparent(&sent), Some(parsed), "{sent}");
+    }
+    if let Some(state) = find_tracestate(&vec![(TRACESTATE, tracestate)]) {
+        let sent = format_tracestate_raw(&state).expect("a valid tracestate is never empty");
+        let again = find_tracestate(&vec![(TRACESTATE, sent.as_str())])
+            .unwrap_or_else(|| panic!("the tracestate sent on is invalid: {sent:?}"));
+        assert_eq!(again.es, state.es);
+        assert_eq!(again.others, state.others);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,3 +368,4 @@ mod tests {
         eprintln!("w3c_distributed_tracing: {} cases passed", cases.len());
     }
 }
+

@@ -12,6 +12,7 @@ use crate::types::clock::Tick;
 use crate::types::outcome::{LabelValue, Outcome};
 use crate::types::span_context::Labels;
 use crate::types::record::{Link, TransactionName};
+use crate::types::user::User;
 use crate::types::web;
 
 /// What the threads recording one transaction share.
@@ -52,6 +53,8 @@ pub(crate) struct TxnState {
     /// Set by an integration: gives way to the application's and to a captured error.
     pub(crate) integration_outcome: Option<Outcome>,
     pub(crate) labels: Labels,
+    pub(crate) user: Option<Box<User>>,
+    pub(crate) custom: Labels,
     pub(crate) request: Option<Box<web::Request>>,
     pub(crate) response: Option<Box<web::Response>>,
     pub(crate) ended: bool,
@@ -97,12 +100,13 @@ impl TxnShared {
         self.state.lock().outcome = Some(outcome);
     }
     pub(crate) fn set_label(&self, key: Cow<'static, str>, value: LabelValue) {
-        let mut st = self.state.lock();
-        if let Some(slot) = st.labels.iter_mut().find(|(k, _)| *k == key) {
-            slot.1 = value;
-        } else {
-            st.labels.push((key, value));
-        }
+        set_entry(&mut self.state.lock().labels, key, value);
+    }
+    pub(crate) fn set_user(&self, user: User) {
+        self.state.lock().user = Some(Box::new(user));
+    }
+    pub(crate) fn set_custom(&self, key: Cow<'static, str>, value: LabelValue) {
+        set_entry(&mut self.state.lock().custom, key, value);
     }
 
     /// Reserves up to `n` places for spans at once; returns how many were granted (fewer near
@@ -126,5 +130,14 @@ impl TxnShared {
             self.dropped.fetch_add(1, Relaxed);
             false
         }
+    }
+}
+
+/// Sets `key` in a list of labels or custom context entries: replaced if present, else added.
+fn set_entry(entries: &mut Labels, key: Cow<'static, str>, value: LabelValue) {
+    if let Some(slot) = entries.iter_mut().find(|(k, _)| *k == key) {
+        slot.1 = value;
+    } else {
+        entries.push((key, value));
     }
 }

@@ -61,6 +61,8 @@ pub(crate) fn open_transaction(
             outcome: None,
             integration_outcome: None,
             labels: Vec::new(),
+            user: None,
+            custom: Vec::new(),
             request: None,
             response: None,
             ended: false,
@@ -140,6 +142,12 @@ pub(crate) fn end_transaction(
             None
         },
         links: txn.links.clone(),
+        user: if txn.sampled { st.user.take() } else { None },
+        custom: if txn.sampled {
+            std::mem::take(&mut st.custom)
+        } else {
+            Vec::new()
+        },
     };
     drop(st);
     staging::push(Event::Transaction(Box::new(rec)));

@@ -8,3 +8,10 @@ pub(crate) mod http;
 mod huge_traces;
 pub(crate) mod symbolize;
 pub(crate) mod transport;
+
+/// Writes `text` as a JSON string cut to `limit` characters and checks that it reads back as
+/// the cut text (`crate::fuzz`).
+#[cfg(any(test, fuzzing))]
+pub(crate) fn check_json_string(text: &str, limit: usize) {
+    encode::check_json_string(text, limit);
+}

@@ -8,6 +8,7 @@ use super::meta::{Site, SpanMeta, TransactionMeta};
 use super::outcome::Outcome;
 use super::raw_stack::RawStack;
 use super::span_context::{Labels, SpanExtra};
+use super::user::User;
 use super::web::{Request, Response};
 
 /// A span's name and kind: a pointer to the macro's static, or owned text for the manual API.
@@ -153,6 +154,9 @@ pub(crate) struct TransactionRecord {
     pub(crate) links: Vec<Link>,
     pub(crate) request: Option<Box<Request>>,
     pub(crate) response: Option<Box<Response>>,
+    /// `context.user` and `context.custom`, as the application set them.
+    pub(crate) user: Option<Box<User>>,
+    pub(crate) custom: Labels,
 }
 
 /// The trace an error belongs to, when it was captured inside a transaction.
@@ -227,6 +231,17 @@ pub(crate) struct ErrorRecord {
     pub(crate) stack: Option<RawStack>,
     /// The request being served when the error was captured (sampled transactions).
     pub(crate) request: Option<Box<Request>>,
+    /// The transaction's labels, user and custom context when the error was captured (sampled
+    /// transactions that have any).
+    pub(crate) context: Option<Box<ErrorContext>>,
+}
+
+/// What an error takes from its transaction's context besides the request.
+#[derive(Debug, Default)]
+pub(crate) struct ErrorContext {
+    pub(crate) labels: Labels,
+    pub(crate) user: Option<User>,
+    pub(crate) custom: Labels,
 }
 
 /// One metricset: samples sharing a timestamp and, for breakdown metrics, a transaction and

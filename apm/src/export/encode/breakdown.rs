@@ -307,6 +307,8 @@ mod tests {
             request: None,
             response: None,
             links: Vec::new(),
+            user: None,
+            custom: Vec::new(),
         }
     }
 

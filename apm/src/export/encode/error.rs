@@ -6,7 +6,8 @@ use std::io::{self, Write};
 use serde::Serialize;
 
 use super::fields::{write_line, Hex128, Hex64, Kw, Long};
-use super::request::{request_view, Policy, RequestView};
+use super::fields::LabelsView;
+use super::request::{request_view, Policy, RequestView, UserView};
 use super::frame::FrameView;
 use crate::export::symbolize;
 use crate::types::clock;
@@ -108,7 +109,14 @@ struct ErrorView<'a> {
 
 #[derive(Serialize)]
 struct ErrorContextView<'a> {
-    request: RequestView<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request: Option<RequestView<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tags: Option<LabelsView<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<UserView<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    custom: Option<LabelsView<'a>>,
 }
 
 /// Splits a Rust type path into module and type name: `std::num::ParseIntError` →
@@ -241,8 +249,21 @@ pub(crate) fn write_error<W: Write>(
         culprit: Kw(&culprit),
         exception,
         log,
-        context: e.request.as_deref().map(|r| ErrorContextView {
-            request: request_view(r, policy, policy.body_on_errors),
+        context: (e.request.is_some() || e.context.is_some()).then(|| {
+            let app = e.context.as_deref();
+            ErrorContextView {
+                request: e
+                    .request
+                    .as_deref()
+                    .map(|r| request_view(r, policy, policy.body_on_errors)),
+                tags: app
+                    .filter(|c| !c.labels.is_empty())
+                    .map(|c| LabelsView(&c.labels)),
+                user: app.and_then(|c| c.user.as_ref()).map(UserView::of),
+                custom: app
+                    .filter(|c| !c.custom.is_empty())
+                    .map(|c| LabelsView(&c.custom)),
+            }
         }),
     };
     write_line(out, "error", &view)

@@ -21,3 +21,12 @@ pub(crate) use metricset::write_metricset;
 pub(crate) use request::Policy;
 pub(crate) use span::write_span;
 pub(crate) use transaction::write_transaction;
+
+#[cfg(any(test, fuzzing))]
+pub(crate) fn check_json_string(text: &str, limit: usize) {
+    let mut out = Vec::new();
+    json::string(&mut out, text, limit);
+    let back: String = serde_json::from_slice(&out)
+        .unwrap_or_else(|e| panic!("{text:?} written as invalid JSON ({e}): {out:?}"));
+    assert_eq!(back, crate::util::text::truncate(text, limit), "{text:?}");
+}

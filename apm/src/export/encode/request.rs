@@ -9,6 +9,7 @@ use serde::Serialize;
 use super::fields::{Kw, LabelsView};
 use super::service_target::host_port;
 use crate::types::record::TransactionRecord;
+use crate::types::user::User;
 use crate::types::web;
 use crate::util::text::{truncate, DEFAULT_LONG_LIMIT};
 use crate::util::wildcard::WildcardList;
@@ -190,6 +191,31 @@ pub(super) struct TransactionContextView<'a> {
     request: Option<RequestView<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     response: Option<ResponseView<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<UserView<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    custom: Option<LabelsView<'a>>,
+}
+
+/// `context.user`.
+#[derive(Serialize)]
+pub(super) struct UserView<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<Kw<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    username: Option<Kw<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<Kw<'a>>,
+}
+
+impl<'a> UserView<'a> {
+    pub(super) fn of(user: &'a User) -> Self {
+        UserView {
+            id: user.id.as_deref().map(Kw),
+            username: user.username.as_deref().map(Kw),
+            email: user.email.as_deref().map(Kw),
+        }
+    }
 }
 
 /// A form body with the values of sensitive fields replaced; `[REDACTED]` when not captured
@@ -247,11 +273,18 @@ pub(super) fn transaction_context<'a>(
     t: &'a TransactionRecord,
     policy: &'a Policy,
 ) -> Option<TransactionContextView<'a>> {
-    if t.labels.is_empty() && t.request.is_none() && t.response.is_none() {
+    if t.labels.is_empty()
+        && t.request.is_none()
+        && t.response.is_none()
+        && t.user.is_none()
+        && t.custom.is_empty()
+    {
         return None;
     }
     Some(TransactionContextView {
         tags: (!t.labels.is_empty()).then_some(LabelsView(&t.labels)),
+        user: t.user.as_deref().map(UserView::of),
+        custom: (!t.custom.is_empty()).then_some(LabelsView(&t.custom)),
         request: t
             .request
             .as_deref()

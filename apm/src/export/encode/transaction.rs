@@ -249,6 +249,8 @@ mod tests {
             dropped_spans_stats: Vec::new(),
             child_ns: 0,
             links: Vec::new(),
+            user: None,
+            custom: Vec::new(),
             request: None,
             response: None,
         };

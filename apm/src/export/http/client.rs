@@ -679,6 +679,13 @@ fn read_to_close(r: &mut impl BufRead) -> Result<Vec<u8>, Error> {
 #[cfg(feature = "https")]
 mod tls;
 
+/// Reads `data` as an answer, body and head-only (`crate::fuzz`).
+#[cfg(any(test, fuzzing))]
+pub(crate) fn read_any_answer(data: &[u8]) {
+    let _ = read_response(&mut &data[..], false);
+    let _ = read_response(&mut &data[..], true);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

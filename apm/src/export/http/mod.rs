@@ -6,3 +6,6 @@ pub(crate) mod client;
 mod endpoint;
 pub(crate) mod identity;
 pub(crate) mod proxy;
+
+#[cfg(any(test, fuzzing))]
+pub(crate) use client::read_any_answer;
