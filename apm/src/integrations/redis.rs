@@ -1,4 +1,5 @@
-//! Exit spans for [redis](https://docs.rs/redis) commands and pipelines (feature `redis`).
+//! Exit spans for [redis](https://docs.rs/redis) commands and pipelines (feature `redis`; it
+//! needs Rust 1.88, as redis 1.8 does).
 //!
 //! Wrap the connection in [`Traced`]; everything else stays as it was. `Traced` implements
 //! redis's own `ConnectionLike` (sync) and `aio::ConnectionLike` (async) traits, so
