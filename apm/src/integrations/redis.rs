@@ -84,7 +84,6 @@ impl<C> Traced<C> {
             ConnectionAddr::Unix(path) => (Arc::from(path.to_string_lossy().as_ref()), None),
             // `ConnectionAddr` is `#[non_exhaustive]`: an address kind added later is sent
             // without a destination address.
-            #[allow(unreachable_patterns)]
             _ => (Arc::from(""), None),
         };
         Traced {
