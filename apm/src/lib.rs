@@ -32,6 +32,8 @@
 //! | `reqwest` | no | `apm::reqwest`: exit spans for requests sent with reqwest's async client. |
 //! | `reqwest-blocking` | no | `reqwest`, and the same for `reqwest::blocking`. |
 //! | `minreq-client` | no | `apm::minreq`: exit spans for minreq requests. |
+//! | `redis` | no | `apm::redis::Traced`: exit spans for the commands and pipelines of a redis connection, sync or async. Needs Rust 1.88. |
+//! | `mysql` | no | `apm::mysql::Traced`: exit spans for the statements of a `mysql` (sync driver) connection or pooled connection. Needs Rust 1.89. |
 //! | `log` | no | `apm::log`: wraps the application's logger; records at or above a level become error events, and every record gets `trace.id`, `transaction.id` and `span.id`. |
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -90,6 +92,10 @@ pub use integrations::actix;
 pub use integrations::log;
 #[cfg(feature = "minreq-client")]
 pub use integrations::minreq;
+#[cfg(feature = "mysql")]
+pub use integrations::mysql;
+#[cfg(feature = "redis")]
+pub use integrations::redis;
 #[cfg(feature = "reqwest")]
 pub use integrations::reqwest;
 #[cfg(feature = "tower")]

@@ -1,29 +1,31 @@
-//! The servers that integration tests talk to on loopback (PostgreSQL, MariaDB, Redis, ...).
-//! `.ci/services` starts them in CI; a developer's machine may lack one.
+//! The local services that integration tests talk to (PostgreSQL, MariaDB, Redis, ...): one
+//! rule for when one is not reachable.
 
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-/// Whether `name` answers at `addr`. When it does not, under `CI=true` this panics (a missing
-/// server must fail CI, not skip the tests that need it); elsewhere it says that the calling
-/// test is skipped and returns `false`.
+/// Whether `name` answers at `addr` (a TCP connection within 2 s). When it does not, a test
+/// returns early after saying it skips, except under CI (`CI=true`), where this panics: CI
+/// must not pass by skipping.
 ///
 /// ```no_run
-/// if !apm_tests::services::reachable("PostgreSQL", "127.0.0.1:5432") {
+/// if !apm_tests::services::require("redis", "127.0.0.1:6379") {
 ///     return;
 /// }
 /// ```
-pub fn reachable(name: &str, addr: &str) -> bool {
-    let error = match addr.parse::<SocketAddr>() {
-        Ok(socket) => match TcpStream::connect_timeout(&socket, Duration::from_secs(3)) {
-            Ok(_) => return true,
-            Err(e) => e.to_string(),
-        },
-        Err(e) => format!("bad address: {e}"),
-    };
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{name} is not reachable at {addr} ({error}); CI needs it (.ci/services starts it)");
+pub fn require(name: &str, addr: &str) -> bool {
+    let reachable = addr
+        .parse::<SocketAddr>()
+        .is_ok_and(|a| TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok());
+    if reachable {
+        return true;
     }
-    eprintln!("skipped: {name} is not reachable at {addr} ({error})");
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!(
+            "{name} is not reachable at {addr} and CI=true: the test must not be skipped \
+             (.ci/services starts it)"
+        );
+    }
+    eprintln!("{name} is not reachable at {addr}; skipping");
     false
 }

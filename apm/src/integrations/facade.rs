@@ -11,7 +11,9 @@ pub(crate) use crate::capture::capture_log;
 pub(crate) use server::{PendingEnd, ServerInstrumented, ServerTransaction};
 
 #[cfg(apm_client)]
-pub(crate) use client::{spans_recorded_here, IdleSpan};
+pub(crate) use client::spans_recorded_here;
+#[cfg(apm_http_client)]
+pub(crate) use client::IdleSpan;
 
 #[cfg(all(apm_server, feature = "enable"))]
 pub(crate) use config::{effective_config, EffectiveConfig};
@@ -63,17 +65,21 @@ mod server {
 mod client {
     pub(crate) use crate::capture::spans_recorded_here;
 
-    /// A span handle that records nothing.
+    /// A span handle that records nothing (its `inject` still writes the current context's
+    /// headers).
+    #[cfg(apm_http_client)]
     pub(crate) trait IdleSpan {
         fn idle() -> Self;
     }
 
+    #[cfg(apm_http_client)]
     impl IdleSpan for crate::SpanGuard {
         fn idle() -> Self {
             crate::SpanGuard(Default::default())
         }
     }
 
+    #[cfg(apm_http_client)]
     impl IdleSpan for crate::Span {
         fn idle() -> Self {
             crate::Span(Default::default())

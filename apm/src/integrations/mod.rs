@@ -15,6 +15,12 @@ pub mod log;
 #[cfg(feature = "minreq-client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "minreq-client")))]
 pub mod minreq;
+#[cfg(feature = "mysql")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
+pub mod mysql;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod redis;
 #[cfg(feature = "reqwest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 pub mod reqwest;
