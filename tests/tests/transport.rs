@@ -26,6 +26,11 @@ fn every_request_is_ndjson_with_metadata_first() {
             // Loopback: not compressed, as the spec says.
             assert_eq!(req.header("content-encoding"), None);
         }
+        // The request that the flush ended says so; those the size ended do not.
+        let (last, full) = intake.split_last().expect("requests");
+        assert_eq!(last.query_param("flushed").as_deref(), Some("true"));
+        let queries: Vec<_> = full.iter().map(|req| &req.query).collect();
+        assert!(queries.iter().all(|q| q.is_none()), "{queries:?}");
         assert!(r.violations().is_empty(), "{:?}", r.violations());
     });
     assert_eq!(h.transactions().len(), 100);
@@ -65,6 +70,13 @@ fn batches_go_out_after_api_request_time_without_a_flush() {
         waited >= Duration::from_millis(250),
         "sent after {waited:?}, before api_request_time"
     );
+    h.server.with_recorded(|r| {
+        let first = r.intake_requests().next().expect("a request");
+        assert_eq!(
+            first.query, None,
+            "a request api_request_time ended is no flush"
+        );
+    });
     h.finish();
 }
 

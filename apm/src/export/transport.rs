@@ -92,6 +92,8 @@ pub(crate) struct Transport {
     /// A flush is in progress: its requests' waits leave the queue alone, so that it ends with
     /// no body open.
     flushing: bool,
+    /// The request being sent ends a flush.
+    ending_flush: bool,
     last_sweep: Instant,
 }
 
@@ -135,6 +137,7 @@ impl Transport {
             sending_since: Instant::now(),
             pending: None,
             flushing: false,
+            ending_flush: false,
             last_sweep: Instant::now(),
         }
     }
@@ -303,7 +306,12 @@ impl Transport {
         if self.in_backoff() {
             return false;
         }
-        self.send()
+        // The request a flush ends says so, for the server to flush its own buffers
+        // (`?flushed=true`, as the transport spec asks).
+        self.ending_flush = true;
+        let sent = self.send();
+        self.ending_flush = false;
+        sent
     }
 
     fn add(&mut self, mut batch: Vec<Event>) {
@@ -557,7 +565,11 @@ impl Transport {
         let answer = server.send_while(
             &Request {
                 method: "POST",
-                path: "/intake/v2/events",
+                path: if self.ending_flush {
+                    "/intake/v2/events?flushed=true"
+                } else {
+                    "/intake/v2/events"
+                },
                 headers: encoding,
                 body: &payload,
                 timeout,
