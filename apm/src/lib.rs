@@ -189,6 +189,26 @@ pub fn inject_headers(sink: &mut impl HeaderSink) {
     Context::current().inject(sink);
 }
 
+/// `set_user` and `set_custom_context`, alike on [`Transaction`] and [`TransactionGuard`].
+macro_rules! user_and_custom_context_methods {
+    () => {
+        /// Sets the user served (`context.user`), also sent with the errors captured inside.
+        pub fn set_user(&self, user: User) {
+            self.0.with(|t| t.set_user(user));
+        }
+
+        /// Adds an entry to the custom context (`context.custom`), also sent with the errors
+        /// captured inside. Keys are sanitised like labels' keys.
+        pub fn set_custom_context(
+            &self,
+            key: impl Into<Cow<'static, str>>,
+            value: impl Into<LabelValue>,
+        ) {
+            self.0.with(|t| t.set_custom(key.into(), value.into()));
+        }
+    };
+}
+
 /// A transaction that is not tied to a thread: for servers that handle requests as futures.
 /// [`Transaction::bind`] runs a future inside it (every poll, any thread) and ends the
 /// transaction when that future completes or is dropped; [`Transaction::end`] ends it
@@ -250,20 +270,7 @@ impl Transaction {
         self.0.with(|t| t.set_label(key.into(), value.into()));
     }
 
-    /// Sets the user served (`context.user`), also sent with the errors captured inside.
-    pub fn set_user(&self, user: User) {
-        self.0.with(|t| t.set_user(user));
-    }
-
-    /// Adds an entry to the custom context (`context.custom`), also sent with the errors
-    /// captured inside. Keys are sanitised like labels' keys.
-    pub fn set_custom_context(
-        &self,
-        key: impl Into<Cow<'static, str>>,
-        value: impl Into<LabelValue>,
-    ) {
-        self.0.with(|t| t.set_custom(key.into(), value.into()));
-    }
+    user_and_custom_context_methods!();
 
     /// Records the HTTP request this transaction serves (`context.request`).
     pub fn set_request(&self, request: web::Request) {
@@ -331,20 +338,7 @@ impl TransactionGuard {
         self.0.with(|t| t.set_label(key.into(), value.into()));
     }
 
-    /// Sets the user served (`context.user`), also sent with the errors captured inside.
-    pub fn set_user(&self, user: User) {
-        self.0.with(|t| t.set_user(user));
-    }
-
-    /// Adds an entry to the custom context (`context.custom`), also sent with the errors
-    /// captured inside. Keys are sanitised like labels' keys.
-    pub fn set_custom_context(
-        &self,
-        key: impl Into<Cow<'static, str>>,
-        value: impl Into<LabelValue>,
-    ) {
-        self.0.with(|t| t.set_custom(key.into(), value.into()));
-    }
+    user_and_custom_context_methods!();
 
     /// Whether the transaction is sampled (its spans and context are recorded).
     pub fn is_sampled(&self) -> bool {
