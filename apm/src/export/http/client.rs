@@ -224,7 +224,13 @@ impl Client {
         var: impl Fn(&str) -> Option<String>,
     ) -> Result<Client, String> {
         let endpoint = Endpoint::parse(server_url)?;
-        let proxy = Proxy::for_target(&endpoint, var)?;
+        // A proxy this client cannot use (`socks5://`, `https://`, a bad URL) is reported once
+        // and skipped: refusing to start would send nothing at all, where going direct may
+        // well reach the server.
+        let proxy = Proxy::for_target(&endpoint, var).unwrap_or_else(|why| {
+            crate::util::diag::warn_once!("{why}; connecting to the APM Server directly");
+            None
+        });
         #[cfg(feature = "https")]
         let tls = if endpoint.tls {
             Some(tls::client_config(tls)?)
@@ -692,6 +698,26 @@ mod tests {
 
     fn parse(raw: &[u8]) -> Result<Response, Error> {
         read_response(&mut &raw[..], false)
+    }
+
+    #[test]
+    fn a_proxy_the_client_cannot_use_is_skipped_not_fatal() {
+        let tls = TlsOptions {
+            verify: true,
+            ca_cert_file: None,
+        };
+        for proxy in ["socks5://proxy:1080", "https://proxy:443", "http://proxy:port"] {
+            let client = Client::with_env("http://apm.example:8200", &tls, |name| {
+                (name == "HTTP_PROXY").then(|| proxy.to_owned())
+            })
+            .unwrap_or_else(|e| panic!("{proxy}: {e}"));
+            assert_eq!(client.proxy, None, "{proxy}");
+        }
+        let client = Client::with_env("http://apm.example:8200", &tls, |name| {
+            (name == "HTTP_PROXY").then(|| "http://proxy:3128".to_owned())
+        })
+        .expect("a usable proxy");
+        assert!(client.proxy.is_some());
     }
 
     #[test]
