@@ -75,3 +75,27 @@ fn an_ip_address_url_is_verified_against_the_certificates_ip_names() {
     assert_eq!(h.server.transactions().len(), 1);
     h.finish();
 }
+
+#[test]
+fn a_pinned_server_cert_is_trusted_without_any_ca() {
+    // No root vouches for the self-signed certificate: the pin alone lets it through.
+    let h = agent::start_with(tls_server(), |c| c.server_cert(CERT));
+    record(2);
+    assert!(h.agent().flush(Duration::from_secs(10)));
+    assert_eq!(h.server.transactions().len(), 2);
+    assert_eq!(h.server.with_recorded(|r| r.tls_handshake_failures()), 0);
+    h.finish();
+}
+
+#[test]
+fn a_server_presenting_another_certificate_than_the_pinned_one_is_refused() {
+    // Another self-signed certificate for the same name: the right name is not enough.
+    let other = concat!(env!("CARGO_MANIFEST_DIR"), "/tls/other-localhost.pem");
+    let h = agent::start_with(tls_server(), |c| c.server_cert(other));
+    record(2);
+    assert!(!h.agent().flush(Duration::from_secs(10)));
+    assert!(h.server.with_recorded(|r| r.tls_handshake_failures()) >= 1);
+    assert!(h.server.transactions().is_empty());
+    assert!(h.agent().stats().requests_failed >= 1);
+    h.finish();
+}

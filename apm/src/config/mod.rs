@@ -164,6 +164,8 @@ pub struct Config {
     pub(crate) verify_server_cert: bool,
     /// PEM file of the certificates that sign the APM Server's (instead of the built-in roots).
     pub(crate) server_ca_cert_file: Option<String>,
+    /// PEM file of the APM Server's own certificate, pinned.
+    pub(crate) server_cert: Option<String>,
     pub(crate) enabled: bool,
     pub(crate) recording: bool,
     /// In [0, 1], already rounded to 4 decimals.
@@ -228,6 +230,7 @@ impl Default for Config {
             api_key: None,
             verify_server_cert: true,
             server_ca_cert_file: None,
+            server_cert: None,
             enabled: true,
             recording: true,
             transaction_sample_rate: 1.0,
@@ -653,6 +656,10 @@ impl ConfigBuilder {
         /// certificate is verified against, in place of the built-in roots (self-signed or
         /// private CAs).
         server_ca_cert_file => ServerCaCertFile;
+        /// `server_cert`: a PEM file with the APM Server's own certificate, pinned: the
+        /// server must present exactly this certificate, which is then trusted without a CA
+        /// or a host name check (a self-signed server reached by address, say).
+        server_cert => ServerCert;
     }
 
     plain_setters! {

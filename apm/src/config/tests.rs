@@ -205,6 +205,7 @@ fn every_option_reads_its_environment_variable() {
         ("ELASTIC_APM_API_KEY", "k3y"),
         ("ELASTIC_APM_VERIFY_SERVER_CERT", "false"),
         ("ELASTIC_APM_SERVER_CA_CERT_FILE", "/etc/apm/ca.pem"),
+        ("ELASTIC_APM_SERVER_CERT", "/etc/apm/server.pem"),
         ("ELASTIC_APM_ENABLED", "FALSE"),
         ("ELASTIC_APM_RECORDING", "false"),
         ("ELASTIC_APM_TRANSACTION_SAMPLE_RATE", "0.12345"),
@@ -259,6 +260,7 @@ fn every_option_reads_its_environment_variable() {
     assert_eq!(c.api_key.as_deref(), Some("k3y"));
     assert!(!c.verify_server_cert && !c.enabled && !c.recording);
     assert_eq!(c.server_ca_cert_file.as_deref(), Some("/etc/apm/ca.pem"));
+    assert_eq!(c.server_cert.as_deref(), Some("/etc/apm/server.pem"));
     assert_eq!(c.cloud_provider, crate::config::CloudProvider::Azure);
     assert_eq!(c.transaction_sample_rate, 0.1235);
     assert_eq!(c.transaction_max_spans, 100);

@@ -107,6 +107,7 @@ impl Server {
         let tls = TlsOptions {
             verify: config.verify_server_cert,
             ca_cert_file: config.server_ca_cert_file.clone(),
+            pinned_cert_file: config.server_cert.clone(),
         };
         let client = Client::new(&config.server_url, &tls);
         match &client {
@@ -177,6 +178,7 @@ impl Default for TlsOptions {
         TlsOptions {
             verify: true,
             ca_cert_file: None,
+            pinned_cert_file: None,
         }
     }
 }
@@ -209,6 +211,8 @@ pub(crate) struct TlsOptions {
     pub(crate) verify: bool,
     /// `server_ca_cert_file`: PEM certificates trusted in place of the built-in roots.
     pub(crate) ca_cert_file: Option<String>,
+    /// `server_cert`: the one certificate the server must present.
+    pub(crate) pinned_cert_file: Option<String>,
 }
 
 impl Client {
@@ -705,6 +709,7 @@ mod tests {
         let tls = TlsOptions {
             verify: true,
             ca_cert_file: None,
+            pinned_cert_file: None,
         };
         for proxy in ["socks5://proxy:1080", "https://proxy:443", "http://proxy:port"] {
             let client = Client::with_env("http://apm.example:8200", &tls, |name| {

@@ -21,6 +21,19 @@ pub(super) fn client_config(options: &TlsOptions) -> Result<Arc<ClientConfig>, S
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
             .with_no_client_auth()
+    } else if let Some(path) = &options.pinned_cert_file {
+        let pinned = CertificateDer::pem_file_iter(path)
+            .map_err(|e| format!("server_cert {path:?}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("server_cert {path:?} holds no PEM certificate"))?
+            .map_err(|e| format!("server_cert {path:?}: {e}"))?;
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(PinnedCertificate {
+                pinned: pinned.into_owned(),
+                any: AnyCertificate(provider),
+            }))
+            .with_no_client_auth()
     } else {
         let mut roots = rustls::RootCertStore::empty();
         match &options.ca_cert_file {
@@ -56,6 +69,55 @@ pub(super) fn wrap<'h>(
     let conn = ClientConnection::new(Arc::clone(config), name)
         .map_err(|e| Error::Setup(format!("TLS: {e}")))?;
     Ok(Stream::Tls(Box::new(rustls::StreamOwned::new(conn, timed))))
+}
+
+/// `server_cert`: the server's certificate must be exactly the pinned one; the handshake's
+/// signatures are checked against it as usual.
+#[derive(Debug)]
+struct PinnedCertificate {
+    pinned: CertificateDer<'static>,
+    any: AnyCertificate,
+}
+
+impl ServerCertVerifier for PinnedCertificate {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if end_entity.as_ref() == self.pinned.as_ref() {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure,
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.any.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.any.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.any.supported_verify_schemes()
+    }
 }
 
 /// `verify_server_cert = false`: any certificate is accepted, but the handshake's
