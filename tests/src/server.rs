@@ -29,6 +29,11 @@ pub enum Fault {
     /// Close every new connection right after accepting it, reading nothing (and close
     /// already open connections before their next answer).
     CloseImmediately,
+    /// Read the first bytes of a request (its head, part of its body), then reset the
+    /// connection.
+    ResetMidBody,
+    /// Read the whole request, then close without answering.
+    CloseBeforeAnswer,
 }
 
 /// Bytes sent in [`Fault::Garbage`] mode.
@@ -468,6 +473,13 @@ fn serve_tls(shared: &Shared, config: Arc<rustls::ServerConfig>, mut tcp: TcpStr
 fn serve_connection(shared: &Shared, stream: impl Read + Write) {
     let mut reader = BufReader::new(stream);
     while !shared.stopping() {
+        if shared.behaviour.lock().fault == Fault::ResetMidBody {
+            // A few hundred bytes: the head and the start of the body, not all of it.
+            let mut start = [0u8; 300];
+            let _ = reader.get_mut().read(&mut start);
+            hung_up(shared);
+            return;
+        }
         let req = match read_request(&mut reader) {
             Ok(Some(req)) => req,
             Ok(None) => return,
@@ -490,6 +502,10 @@ fn serve_connection(shared: &Shared, stream: impl Read + Write) {
             shared.changed.notify_all();
             return;
         }
+        if behaviour.fault == Fault::CloseBeforeAnswer {
+            hung_up(shared);
+            return;
+        }
         let keep_alive = req.keep_alive();
         let is_intake = req.path == INTAKE_PATH;
         let arrived = Instant::now();
@@ -506,6 +522,13 @@ fn serve_connection(shared: &Shared, stream: impl Read + Write) {
             return;
         }
     }
+}
+
+/// A connection the server hung up on, by its fault.
+fn hung_up(shared: &Shared) {
+    let mut state = shared.state.lock();
+    state.dropped_connections += 1;
+    shared.changed.notify_all();
 }
 
 /// Records `req` and computes the answer.
