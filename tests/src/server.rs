@@ -45,6 +45,8 @@ struct Behaviour {
     intake_body: String,
     intake_delay: Duration,
     server_version: String,
+    /// The status of `GET /` (server information); 200 answers with the version.
+    info_status: u16,
     config_status: u16,
     config_body: Value,
     config_etag: String,
@@ -60,6 +62,7 @@ impl Default for Behaviour {
             intake_body: String::new(),
             intake_delay: Duration::ZERO,
             server_version: "8.15.0".into(),
+            info_status: 200,
             config_status: 200,
             config_body: json!({}),
             config_etag: "mock-0".into(),
@@ -239,6 +242,12 @@ impl MockServer {
     }
 
     /// Version reported by `GET /` (default `8.15.0`).
+    /// Makes `GET /` (server information) answer `status` with an error body instead of the
+    /// version (200 restores it).
+    pub fn set_server_info_status(&self, status: u16) {
+        self.configure(|b| b.info_status = status);
+    }
+
     pub fn set_server_version(&self, version: impl Into<String>) {
         let version = version.into();
         self.configure(|b| b.server_version = version);
@@ -563,6 +572,11 @@ fn handle(shared: &Shared, req: Request, b: &Behaviour) -> Response {
             }
         }
         (_, INTAKE_PATH) => Response::new(405).header("Allow", "POST"),
+        ("GET", "/") if b.info_status != 200 => Response::json(
+            b.info_status,
+            json!({ "error": format!("mock APM Server configured to answer {}", b.info_status) })
+                .to_string(),
+        ),
         ("GET", "/") => Response::json(
             200,
             json!({

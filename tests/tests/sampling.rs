@@ -56,6 +56,26 @@ fn rate_zero_sends_unsampled_transactions_to_servers_before_8() {
 }
 
 #[test]
+fn an_unknown_server_version_is_taken_as_one_that_wants_unsampled_transactions() {
+    // The server information cannot be had: sending unsampled transactions to a server that
+    // does not need them costs a little; not sending them to one that does loses its
+    // transaction counts.
+    let server = MockServer::start();
+    server.set_server_info_status(503);
+    let h = agent::start_with(server, |c| c.transaction_sample_rate(0.0));
+    record(4, 1);
+    h.flush();
+    assert!(h.server.with_recorded(|r| r
+        .requests()
+        .iter()
+        .any(|q| q.path == "/" && q.status == 503)));
+    let txs = h.transactions();
+    assert_eq!(txs.len(), 4);
+    assert!(txs.iter().all(|t| t["sampled"] == false));
+    h.finish();
+}
+
+#[test]
 fn rate_zero_sends_nothing_to_servers_from_8_on() {
     let h = agent::start_with(server_version("8.15.0"), |c| c.transaction_sample_rate(0.0));
     record(10, 3);
