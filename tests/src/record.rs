@@ -197,6 +197,12 @@ impl Recorded {
                 )),
                 _ => {}
             }
+            // The real server also takes `log` lines; anything else it rejects.
+            if !KINDS.contains(&kind.as_str()) && kind != "log" {
+                self.violation(format!(
+                    "request {request} line {line_no}: unknown event kind {kind:?}"
+                ));
+            }
             if !inner.is_object() {
                 self.violation(format!(
                     "request {request} line {line_no}: {kind} is not an object"

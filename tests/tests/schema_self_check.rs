@@ -128,6 +128,22 @@ fn invalid_samples_fail() {
         violations.iter().any(|m| m.contains("not metadata")),
         "{violations:?}"
     );
+
+    // The other three the stand-in rejects as the APM Server does, with a 400.
+    for (file, why) in [
+        ("invalid-event-type.ndjson", "unknown event kind"),
+        ("invalid-json-event.ndjson", "invalid JSON"),
+        ("invalid-json-metadata.ndjson", "invalid JSON"),
+    ] {
+        let body = std::fs::read(td.join(file)).expect("read");
+        let server = MockServer::start();
+        assert_eq!(post_intake(&server, &body), 400, "{file}");
+        let violations = server.violations();
+        assert!(
+            violations.iter().any(|m| m.contains(why)),
+            "{file}: {violations:?}"
+        );
+    }
 }
 
 #[test]
