@@ -98,6 +98,8 @@ pub use integrations::mysql;
 pub use integrations::redis;
 #[cfg(feature = "reqwest")]
 pub use integrations::reqwest;
+#[cfg(apm_db)]
+pub use integrations::sqlx;
 #[cfg(feature = "tower")]
 pub use integrations::tower;
 pub use types::headers::{headers_fn, HeaderSink, HeaderSource, HeadersFn};
