@@ -4,6 +4,10 @@
 //! Wrap the pool once, where it is created; the code that runs queries stays as it is:
 //!
 //! ```no_run
+//! # mod sqlx { // The doc tests have sqlx's crates, not `sqlx` itself.
+//! #     pub use sqlx_core::{error::Error, query::query, query_as::query_as};
+//! #     pub use sqlx_postgres::PgPool;
+//! # }
 //! # async fn f() -> Result<(), sqlx::Error> {
 //! let pool = apm::sqlx::Traced::new(sqlx::PgPool::connect("postgres://app@db/shop").await?);
 //!
@@ -180,6 +184,10 @@ impl<C: ConnectionLike> Traced<C> {
     /// the database, user, host and port recorded with each query).
     ///
     /// ```no_run
+    /// # mod sqlx { // The doc tests have sqlx's crates, not `sqlx` itself.
+    /// #     pub use sqlx_core::{connection::Connection, error::Error, query::query};
+    /// #     pub use sqlx_postgres::{self as postgres, PgConnection};
+    /// # }
     /// use sqlx::Connection as _;
     /// # async fn f() -> Result<(), sqlx::Error> {
     /// let options: sqlx::postgres::PgConnectOptions = "postgres://app@db/shop".parse()?;
