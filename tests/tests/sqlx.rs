@@ -11,7 +11,7 @@ use apm::sqlx::Traced;
 use common::agent::{self, named};
 use futures_util::TryStreamExt as _;
 use serde_json::Value;
-use sqlx::{AssertSqlSafe, Connection as _, Executor as _, Row as _};
+use sqlx::{AssertSqlSafe, Connection as _, Executor as _, Row as _, Statement as _};
 
 const POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
 const MARIADB: &str = "mysql://root@127.0.0.1:3306/test";
@@ -350,6 +350,18 @@ mod sqlite {
             .execute(&mut tx)
             .await
             .expect("insert");
+        // A prepared statement: its text is read without consuming the query.
+        let count = (&mut tx)
+            .prepare(sqlx::SqlStr::from_static("SELECT count(*) FROM items"))
+            .await
+            .expect("prepare");
+        let n: i64 = count
+            .query()
+            .fetch_one(&mut tx)
+            .await
+            .expect("count")
+            .get(0);
+        assert_eq!(n, 1);
         tx.commit().await.expect("commit");
         id
     }
@@ -366,10 +378,11 @@ mod sqlite {
         });
         h.flush();
         let spans = h.spans();
-        assert_eq!(spans.len(), 3, "{spans:#?}");
+        assert_eq!(spans.len(), 4, "{spans:#?}");
         for (statement, name) in [
             ("BEGIN", "BEGIN"),
             ("INSERT INTO items (id) VALUES (1)", "INSERT INTO items"),
+            ("SELECT count(*) FROM items", "SELECT FROM items"),
             ("COMMIT", "COMMIT"),
         ] {
             let span = assert_query_span(&spans, statement, name, &id, &DB);
@@ -579,4 +592,44 @@ fn nothing_is_recorded_outside_a_transaction() {
     assert!(h.spans().is_empty(), "{:#?}", h.spans());
     assert_eq!(h.agent().stats().events_recorded, 0);
     h.finish();
+}
+
+#[apm::transaction(name = "unnamed", kind = "custom")]
+async fn unnamed(pool: &Traced<sqlx::PgPool>) {
+    let n: i32 = sqlx::query_scalar("(SELECT 1)")
+        .fetch_one(pool)
+        .await
+        .expect("select");
+    assert_eq!(n, 1);
+}
+
+#[test]
+fn a_statement_without_a_signature_is_named_after_the_database() {
+    if !apm_tests::services::require("PostgreSQL", "127.0.0.1:5432") {
+        return;
+    }
+    let h = agent::start(|c| c);
+    runtime().block_on(async { unnamed(&postgres::pool().await).await });
+    h.flush();
+    let spans = h.spans();
+    assert_eq!(
+        named(&spans, "postgresql")["context"]["db"]["statement"],
+        "(SELECT 1)"
+    );
+    h.finish();
+}
+
+/// Queries, transactions and their ends can be spawned on a multi-threaded runtime.
+#[test]
+fn futures_are_send() {
+    fn send<T: Send>(_: T) {}
+    let _ = |pool: Traced<sqlx::PgPool>, mut tx: Traced<sqlx::PgTransaction<'static>>| {
+        send(sqlx::query("SELECT 1").execute(&pool));
+        send(sqlx::query("SELECT 1").fetch_optional(&pool));
+        send(pool.begin());
+        send(pool.acquire());
+        send(sqlx::query("SELECT 1").fetch_all(&mut tx));
+        send(tx.begin());
+        send(tx.commit());
+    };
 }

@@ -30,8 +30,9 @@
 //! (`Traced<Transaction<'_, Postgres>>`); `&Traced<Pool<_>>` and `&mut Traced<_>` of the others
 //! are `sqlx::Executor`s, so they go wherever sqlx takes one: `execute`, `fetch`, `fetch_all`,
 //! `fetch_one`, `fetch_optional` of `query`, `query_as`, `query_scalar`, the `query!` macros
-//! and `raw_sql`, and functions of the application taking an `impl PgExecutor<'_>`. Dereferencing
-//! gives the wrapped value, for everything else.
+//! and `raw_sql`, statements prepared with `prepare`, and functions of the application taking an
+//! `impl PgExecutor<'_>`. Dereferencing gives the wrapped value, for everything else
+//! (`migrator.run(&*pool)`, `pool.close()`); what goes through it directly is not traced.
 //!
 //! Inside a transaction every query becomes an exit span, child of the current span or
 //! transaction (also in `async` code: the span starts where the query is called, in the caller's
@@ -46,7 +47,9 @@
 //! - `context.destination` address and port (PostgreSQL and MySQL over TCP; not SQLite, which
 //!   runs in the process), and `service.target` `{type: <subtype>, name: <instance>}`;
 //! - outcome `failure` when sqlx returns an error, `success` otherwise, `unknown` when the
-//!   query's future or stream is dropped before the end (the span still ends then).
+//!   query's future or stream is dropped before the end (the span still ends then). A
+//!   statement without a signature (`(SELECT 1)`) is named after the subtype. Preparing a
+//!   statement (`prepare`) is not a span of its own.
 //!
 //! A transaction's `BEGIN` (or `SAVEPOINT`), `COMMIT` and `ROLLBACK` are spans too when made
 //! with [`Traced::begin`], [`Traced::commit`] and [`Traced::rollback`]. The `BEGIN` span of
@@ -542,7 +545,13 @@ fn traced_future<'e, 'q: 'e, DB: Driver, E: 'q + Execute<'q, DB>, T: Send + 'e>(
 
 /// The exit span of one statement.
 fn query_span(endpoint: &Endpoint, statement: &str) -> Span {
-    let mut span = Span::start(crate::sql::signature(statement), "db");
+    let name = crate::sql::signature(statement);
+    // A statement that does not start with a word (`(SELECT 1)`) has no signature.
+    let mut span = if name.is_empty() {
+        Span::start(endpoint.subtype, "db")
+    } else {
+        Span::start(name, "db")
+    };
     span.set_subtype(endpoint.subtype);
     span.set_action("query");
     span.set_exit();
