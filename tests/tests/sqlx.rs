@@ -633,3 +633,26 @@ fn futures_are_send() {
         send(tx.commit());
     };
 }
+
+#[apm::transaction(name = "unsampled", kind = "custom")]
+async fn unsampled(pool: &Traced<sqlx::SqlitePool>) {
+    assert!(apm::current_ids().is_some(), "inside a transaction");
+    pool.execute("CREATE TABLE t (id int)")
+        .await
+        .expect("create");
+    let mut tx = pool.begin().await.expect("begin");
+    sqlx::query("INSERT INTO t VALUES (1)")
+        .execute(&mut tx)
+        .await
+        .expect("insert");
+    tx.commit().await.expect("commit");
+}
+
+#[test]
+fn an_unsampled_transaction_records_no_query() {
+    let h = agent::start(|c| c.transaction_sample_rate(0.0));
+    runtime().block_on(async { unsampled(&sqlite::pool().await).await });
+    h.flush();
+    assert!(h.spans().is_empty(), "{:#?}", h.spans());
+    h.finish();
+}

@@ -182,6 +182,13 @@ impl<DB: Driver> Traced<Pool<DB>> {
     }
 }
 
+/// [`Traced::new`].
+impl<DB: Driver> From<Pool<DB>> for Traced<Pool<DB>> {
+    fn from(pool: Pool<DB>) -> Self {
+        Traced::new(pool)
+    }
+}
+
 impl<C: ConnectionLike> Traced<C> {
     /// Traces the queries run on `connection`, a connection opened with `options` (which tell
     /// the database, user, host and port recorded with each query).
