@@ -5,7 +5,8 @@
 //! - `apm_client`: client integrations, HTTP and databases (exit spans);
 //! - `apm_http_client`: HTTP client integrations (idle handles, which still propagate);
 //! - `apm_body_capture`: integrations that buffer request bodies for `capture_body`;
-//! - `apm_http`: integrations built on the `http` crate's types.
+//! - `apm_http`: integrations built on the `http` crate's types;
+//! - `apm_db`: database integrations that cut their statements to the spec's length themselves.
 use std::process::Command;
 
 /// Each cfg and the cargo features (as `CARGO_FEATURE_*` names) that turn it on.
@@ -13,11 +14,20 @@ const GROUPS: &[(&str, &[&str])] = &[
     ("apm_server", &["TOWER", "ACTIX_WEB"]),
     (
         "apm_client",
-        &["REQWEST", "MINREQ_CLIENT", "REDIS", "MYSQL"],
+        &[
+            "REQWEST",
+            "MINREQ_CLIENT",
+            "REDIS",
+            "MYSQL",
+            "SQLX_POSTGRES",
+            "SQLX_MYSQL",
+            "SQLX_SQLITE",
+        ],
     ),
     ("apm_http_client", &["REQWEST", "MINREQ_CLIENT"]),
     ("apm_body_capture", &["AXUM", "ACTIX_WEB"]),
     ("apm_http", &["TOWER", "REQWEST", "ACTIX_WEB"]),
+    ("apm_db", &["SQLX_POSTGRES", "SQLX_MYSQL", "SQLX_SQLITE"]),
 ];
 
 fn main() {

@@ -35,6 +35,9 @@
 //! | `redis` | no | `apm::redis::Traced`: exit spans for the commands and pipelines of a redis connection, sync or async. Needs Rust 1.88. |
 //! | `mysql` | no | `apm::mysql::Traced`: exit spans for the statements of a `mysql` (sync driver) connection or pooled connection. Needs Rust 1.89. |
 //! | `log` | no | `apm::log`: wraps the application's logger; records at or above a level become error events, and every record gets `trace.id`, `transaction.id` and `span.id`. |
+//! | `sqlx-postgres` | no | `apm::sqlx`: exit spans for sqlx queries on PostgreSQL, through a `Traced` pool, connection or transaction. sqlx 0.9, which needs Rust 1.94. |
+//! | `sqlx-mysql` | no | The same on MySQL and MariaDB. |
+//! | `sqlx-sqlite` | no | The same on SQLite. |
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs, unreachable_pub)]
@@ -98,6 +101,8 @@ pub use integrations::mysql;
 pub use integrations::redis;
 #[cfg(feature = "reqwest")]
 pub use integrations::reqwest;
+#[cfg(apm_db)]
+pub use integrations::sqlx;
 #[cfg(feature = "tower")]
 pub use integrations::tower;
 pub use types::headers::{headers_fn, HeaderSink, HeaderSource, HeadersFn};

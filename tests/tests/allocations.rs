@@ -91,3 +91,66 @@ fn spans_with_static_names_allocate_nothing_on_the_application_thread() {
     );
     h.finish();
 }
+
+/// Runs `query` `n` times on this thread and returns the fewest allocations one run made here
+/// (the runtime's own work adds some to a run now and then, depending on timing).
+async fn fewest_query_allocations<F: std::future::Future<Output = ()>>(
+    n: usize,
+    mut query: impl FnMut() -> F,
+) -> u64 {
+    let mut fewest = u64::MAX;
+    for _ in 0..n {
+        let run = query();
+        let before = ALLOCATIONS.load(Relaxed);
+        COUNT_HERE.with(|c| c.set(true));
+        run.await;
+        COUNT_HERE.with(|c| c.set(false));
+        fewest = fewest.min(ALLOCATIONS.load(Relaxed) - before);
+    }
+    fewest
+}
+
+/// Outside a transaction `apm::sqlx` hands the query to sqlx as it is: through the traced
+/// pool, a query allocates nothing more on this thread than through the pool itself.
+#[test]
+fn sqlx_queries_outside_a_transaction_allocate_nothing_more() {
+    const QUERIES: usize = 50;
+    let h = agent::start(|c| c);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let (plain, traced) = rt.block_on(async {
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect("sqlite::memory:")
+            .await
+            .expect("an in-memory SQLite database");
+        let pool = apm::sqlx::Traced::new(pool);
+        let select = |traced: bool| {
+            let pool = &pool;
+            async move {
+                let query = sqlx::query_scalar::<_, i32>("SELECT 1");
+                let n = if traced {
+                    query.fetch_one(pool).await
+                } else {
+                    query.fetch_one(&**pool).await
+                };
+                assert_eq!(n.expect("a row"), 1);
+            }
+        };
+        // Warm up: the connection and its statement cache.
+        fewest_query_allocations(5, || select(false)).await;
+        fewest_query_allocations(5, || select(true)).await;
+        let plain = fewest_query_allocations(QUERIES, || select(false)).await;
+        let traced = fewest_query_allocations(QUERIES, || select(true)).await;
+        (plain, traced)
+    });
+    eprintln!("allocations of a query: {plain} through the pool, {traced} traced");
+    assert_eq!(
+        traced, plain,
+        "allocations of a query through the traced pool"
+    );
+    assert_eq!(h.agent().stats().events_recorded, 0);
+    h.finish();
+}
