@@ -9,6 +9,9 @@ use serde_json::Value;
 /// The event kinds of the intake v2 protocol that the accessors know by name.
 pub const KINDS: [&str; 5] = ["metadata", "transaction", "span", "error", "metricset"];
 
+/// The APM Server's default `max_event_size` (300 KiB): a longer line is rejected.
+pub const MAX_EVENT_SIZE: usize = 300 * 1024;
+
 /// One HTTP request as received.
 #[derive(Debug, Clone)]
 pub struct RecordedRequest {
@@ -169,6 +172,12 @@ impl Recorded {
             }
             let first = !seen_any;
             seen_any = true;
+            if line.len() > MAX_EVENT_SIZE {
+                self.violation(format!(
+                    "request {request} line {line_no}: {} bytes, over the server's {MAX_EVENT_SIZE}",
+                    line.len()
+                ));
+            }
             let value: Value = match serde_json::from_str(line) {
                 Ok(v) => v,
                 Err(e) => {

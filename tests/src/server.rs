@@ -47,6 +47,8 @@ struct Behaviour {
     server_version: String,
     /// The status of `GET /` (server information); 200 answers with the version.
     info_status: u16,
+    /// The `Authorization` value intake and configuration requests must carry (`None`: any).
+    authorization: Option<String>,
     config_status: u16,
     config_body: Value,
     config_etag: String,
@@ -63,6 +65,7 @@ impl Default for Behaviour {
             intake_delay: Duration::ZERO,
             server_version: "8.15.0".into(),
             info_status: 200,
+            authorization: None,
             config_status: 200,
             config_body: json!({}),
             config_etag: "mock-0".into(),
@@ -246,6 +249,13 @@ impl MockServer {
     /// version (200 restores it).
     pub fn set_server_info_status(&self, status: u16) {
         self.configure(|b| b.info_status = status);
+    }
+
+    /// Requires `Authorization: <value>` (e.g. `Bearer s3cr3t`, `ApiKey k3y`) on intake and
+    /// configuration requests, answering 401 otherwise, as a secured APM Server does.
+    pub fn require_authorization(&self, value: impl Into<String>) {
+        let value = value.into();
+        self.configure(|b| b.authorization = Some(value));
     }
 
     pub fn set_server_version(&self, version: impl Into<String>) {
@@ -554,10 +564,23 @@ fn handle(shared: &Shared, req: Request, b: &Behaviour) -> Response {
         state.violation(format!("request {index}: cannot decode body: {e}"));
     }
 
+    let authorized = b
+        .authorization
+        .as_deref()
+        .is_none_or(|required| req.path == "/" || req.header("authorization") == Some(required));
+    if req.method == "POST" && req.path == INTAKE_PATH {
+        let content_type = req.header("content-type").unwrap_or_default();
+        if !content_type.starts_with("application/x-ndjson") {
+            state.violation(format!(
+                "request {index}: Content-Type {content_type:?}, not application/x-ndjson"
+            ));
+        }
+    }
     let response = match (req.method.as_str(), req.path.as_str()) {
         (_, _) if decode_error.is_some() => {
             Response::json(400, r#"{"error":"cannot decode body"}"#)
         }
+        (_, _) if !authorized => Response::json(401, r#"{"error":"unauthorized"}"#),
         ("POST", INTAKE_PATH) => {
             // A garbage answer accepts nothing, whatever the configured status.
             let accept = b.fault == Fault::None && (200..300).contains(&b.intake_status);
@@ -714,8 +737,13 @@ mod tests {
     }
 
     fn post(path: &str, extra: &str, body: &[u8]) -> Vec<u8> {
+        let content_type = if extra.to_ascii_lowercase().contains("content-type") {
+            ""
+        } else {
+            "Content-Type: application/x-ndjson\r\n"
+        };
         let mut raw = format!(
-            "POST {path} HTTP/1.1\r\nHost: x\r\n{extra}Content-Length: {}\r\n\r\n",
+            "POST {path} HTTP/1.1\r\nHost: x\r\n{content_type}{extra}Content-Length: {}\r\n\r\n",
             body.len()
         )
         .into_bytes();
@@ -727,6 +755,25 @@ mod tests {
         let mut s = lines.join("\n");
         s.push('\n');
         s.into_bytes()
+    }
+
+    #[test]
+    fn intake_without_the_ndjson_content_type_is_a_violation() {
+        let server = MockServer::start();
+        let mut c = Client::connect(&server);
+        let body = ndjson(&[META]);
+        c.send(&post(
+            INTAKE_PATH,
+            "Content-Type: application/json\r\n",
+            &body,
+        ));
+        let violations = server.violations();
+        assert!(
+            violations
+                .iter()
+                .any(|v| v.contains("not application/x-ndjson")),
+            "{violations:?}"
+        );
     }
 
     #[test]
@@ -749,8 +796,11 @@ mod tests {
             r#"{"span":{"id":"s1","trace_id":"A","parent_id":"t1"}}"#,
         ]);
         let (a, b) = body.split_at(10);
-        let mut raw = format!("POST {INTAKE_PATH} HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
-            .into_bytes();
+        let mut raw = format!(
+            "POST {INTAKE_PATH} HTTP/1.1\r\nContent-Type: application/x-ndjson\r\n\
+             Transfer-Encoding: chunked\r\n\r\n"
+        )
+        .into_bytes();
         for part in [a, b] {
             raw.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
             raw.extend_from_slice(part);

@@ -275,3 +275,27 @@ fn a_flush_is_served_while_the_application_floods_the_queue() {
     assert!(took < Duration::from_secs(5), "flush took {took:?}");
     h.finish();
 }
+
+#[test]
+fn a_secured_server_takes_the_right_token_and_refuses_a_wrong_one() {
+    let server = MockServer::start();
+    server.require_authorization("Bearer s3cr3t");
+    let h = agent::start_with(server, |c| c.secret_token("s3cr3t"));
+    record(2);
+    h.flush();
+    assert_eq!(h.transactions().len(), 2);
+    h.finish();
+
+    let server = MockServer::start();
+    server.require_authorization("Bearer s3cr3t");
+    let h = agent::start_with(server, |c| c.secret_token("wrong"));
+    record(2);
+    assert!(!h.agent().flush(Duration::from_secs(10)));
+    assert!(h.transactions().is_empty());
+    assert!(h
+        .server
+        .with_recorded(|r| r.intake_requests().all(|q| q.status == 401)));
+    let stats = h.agent().stats();
+    assert!(stats.events_dropped_send_failed >= 4, "{stats:?}");
+    h.finish();
+}
