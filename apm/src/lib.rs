@@ -33,6 +33,7 @@
 //! | `reqwest-blocking` | no | `reqwest`, and the same for `reqwest::blocking`. |
 //! | `minreq-client` | no | `apm::minreq`: exit spans for minreq requests. |
 //! | `log` | no | `apm::log`: wraps the application's logger; records at or above a level become error events, and every record gets `trace.id`, `transaction.id` and `span.id`. |
+//! | `tracing` | no | `apm::tracing`: a `tracing_subscriber::Layer`; tracing spans become spans (transactions at configured roots), `#[tracing::instrument]` and `#[apm::span]` nest both ways, OpenTelemetry fields map to span context, events at or above a level become error events. |
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs, unreachable_pub)]
@@ -88,6 +89,8 @@ pub use integrations::minreq;
 pub use integrations::reqwest;
 #[cfg(feature = "tower")]
 pub use integrations::tower;
+#[cfg(feature = "tracing")]
+pub use integrations::tracing;
 pub use types::headers::{headers_fn, HeaderSink, HeaderSource, HeadersFn};
 pub use types::meta::Level;
 pub use types::outcome::{LabelValue, Outcome};

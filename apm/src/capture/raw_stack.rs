@@ -10,9 +10,10 @@ use crate::types::record::RawStack;
 pub(crate) const MAX_FRAMES: usize = 512;
 /// Frames taken beyond the limit for those removed later: the agent's own (`capture_error!`).
 pub(crate) const CAPTURE_MARGIN: usize = 16;
-/// The same for log records, under which the `log` crate adds its frames.
-#[cfg(feature = "log")]
-pub(crate) const LOG_MARGIN: usize = 24;
+/// The same for log records, under which the `log` crate (or `tracing`'s dispatch through
+/// its layers) adds its frames.
+#[cfg(any(feature = "log", feature = "tracing"))]
+pub(crate) const LOG_MARGIN: usize = 40;
 /// The same for the panic hook, under which the panic machinery adds its frames.
 pub(crate) const PANIC_MARGIN: usize = 48;
 

@@ -51,7 +51,7 @@ impl<'a> FrameView<'a> {
     }
 
     /// A log record's file and line.
-    #[cfg(feature = "log")]
+    #[cfg(any(feature = "log", feature = "tracing"))]
     fn file_line(file: &'a str, line: Option<u32>) -> Self {
         FrameView {
             function: None,
@@ -191,7 +191,7 @@ pub(crate) fn write_error<W: Write>(
             Some(*site)
         }
         ErrorOrigin::Panic { .. } => None,
-        #[cfg(feature = "log")]
+        #[cfg(any(feature = "log", feature = "tracing"))]
         ErrorOrigin::LogRecord { .. } => None,
     };
     let frames = e.stack.as_ref().map(symbolize::frames);
@@ -204,7 +204,7 @@ pub(crate) fn write_error<W: Write>(
         // Nothing resolved (no symbols in the binary): the capture site at least.
         stacktrace.extend(site.map(FrameView::site));
     }
-    #[cfg(feature = "log")]
+    #[cfg(any(feature = "log", feature = "tracing"))]
     if let ErrorOrigin::LogRecord {
         file: Some(file),
         line,
@@ -222,7 +222,7 @@ pub(crate) fn write_error<W: Write>(
         (None, ErrorOrigin::Captured(site) | ErrorOrigin::Message { site, .. }) => {
             format!("{} ({}:{})", site.module, site.file, site.line)
         }
-        #[cfg(feature = "log")]
+        #[cfg(any(feature = "log", feature = "tracing"))]
         (None, ErrorOrigin::LogRecord { logger_name, .. }) => logger_name.clone(),
     };
     let (exception, log) = match &e.origin {
@@ -243,7 +243,7 @@ pub(crate) fn write_error<W: Write>(
                 stacktrace,
             }),
         ),
-        #[cfg(feature = "log")]
+        #[cfg(any(feature = "log", feature = "tracing"))]
         ErrorOrigin::LogRecord {
             level,
             logger_name,
