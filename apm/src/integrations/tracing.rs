@@ -835,7 +835,9 @@ impl Table {
         &self,
         id: u64,
     ) -> MutexGuard<'_, HashMap<u64, Bridged, BuildHasherDefault<IdHasher>>> {
-        let i = (id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize % SHARDS;
+        // The registry reuses a closed span's slot under a new generation (high bits): by
+        // the low bits, the slot's next span finds the shard, and its lines, still in cache.
+        let i = (u64::from(id as u32).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize % SHARDS;
         self.shards[i]
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
