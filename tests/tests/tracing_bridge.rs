@@ -475,3 +475,73 @@ fn each_span_s_id_appears_once_and_parents_resolve() {
     }
     h.finish();
 }
+
+#[test]
+fn a_layer_of_its_own_captures_warnings_and_maps_rpc_and_error_fields() {
+    install();
+    let h = agent::start(|c| c);
+    // A subscriber of this thread only, with its own options.
+    let subscriber = tracing_subscriber::registry()
+        .with(apm::tracing::ApmLayer::new().error_level(Some(Level::WARN)));
+    tracing::subscriber::with_default(subscriber, || {
+        let _t = apm::start_transaction("rpc", "job");
+        info_span!(
+            "inventory.Stock/Get",
+            otel.kind = "client",
+            rpc.system = "grpc",
+            server.address = "inventory",
+            server.port = 50051_u16,
+        )
+        .in_scope(|| {});
+        let failing = info_span!("charge", error = Empty);
+        failing.record("error", "card declined");
+        drop(failing);
+        tracing::warn!(attempt = 2, "retrying");
+        tracing::info!("not captured");
+    });
+    h.flush();
+    let spans = h.spans();
+    assert_eq!(spans.len(), 2, "{spans:#?}");
+    let rpc = named(&spans, "inventory.Stock/Get");
+    assert_eq!(
+        (&rpc["type"], &rpc["subtype"]),
+        (&"external".into(), &"grpc".into())
+    );
+    assert_eq!(rpc["context"]["destination"]["address"], "inventory");
+    assert_eq!(rpc["context"]["destination"]["port"], 50051);
+    let charge = named(&spans, "charge");
+    assert_eq!(charge["outcome"], "failure");
+    assert_eq!(charge["context"]["tags"]["error"], "card declined");
+    let errors = h.errors();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert_eq!(errors[0]["log"]["message"], "retrying attempt=2");
+    assert_eq!(errors[0]["log"]["level"], "warning");
+    h.finish();
+}
+
+#[test]
+fn unsampled_transactions_record_no_span_but_keep_their_ids_current() {
+    install();
+    let h = agent::start(|c| c.transaction_sample_rate(0.0));
+    let ids;
+    {
+        let t = apm::start_transaction("unsampled", "job");
+        let span = info_span!("not recorded");
+        let _e = span.enter();
+        ids = apm::current_ids();
+        assert_eq!(ids.map(|i| i.transaction_id()), t.id());
+    }
+    // A root rule applies: an unsampled transaction starts, whose ids are current inside it
+    // and whose child spans are not recorded.
+    info_span!(target: "jobs::nightly", "unsampled job").in_scope(|| {
+        assert!(apm::current_ids().is_some());
+        info_span!("child of an unsampled job").in_scope(|| {});
+    });
+    h.flush();
+    assert!(ids.is_some_and(|i| i.span_id().is_none()));
+    assert!(h.spans().is_empty(), "{:#?}", h.spans());
+    // Sent only to servers that want unsampled transactions, and then as unsampled.
+    let txs = h.transactions();
+    assert!(txs.iter().all(|t| t["sampled"] == false), "{txs:#?}");
+    h.finish();
+}
