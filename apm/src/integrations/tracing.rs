@@ -130,6 +130,11 @@ impl ApmLayer {
         self
     }
 
+    /// Tells this layer's entries in `ENTERED` from another's.
+    fn key(&self) -> usize {
+        &self.table as *const Table as usize
+    }
+
     fn has_root_rules(&self) -> bool {
         self.otel_roots || !self.root_targets.is_empty()
     }
@@ -221,9 +226,10 @@ impl<S: Subscriber> Layer<S> for ApmLayer {
             .with(id, |b| b.frame.as_mut().and_then(BridgeFrame::enter))
             .flatten()
         {
+            let key = (self.key(), id.into_u64());
             let _ = ENTERED.try_with(|e| {
                 if let Ok(mut e) = e.try_borrow_mut() {
-                    e.push((id.into_u64(), token));
+                    e.push((key, token));
                 }
             });
         }
@@ -233,7 +239,7 @@ impl<S: Subscriber> Layer<S> for ApmLayer {
         if self.table.is_empty() {
             return;
         }
-        let key = id.into_u64();
+        let key = (self.key(), id.into_u64());
         let token = ENTERED
             .try_with(|e| {
                 let mut e = e.try_borrow_mut().ok()?;
@@ -281,7 +287,9 @@ impl<S: Subscriber> Layer<S> for ApmLayer {
 thread_local! {
     /// The bridged spans entered on this thread, with the token of their entry on apm's stack
     /// (one span may be entered on several threads at once).
-    static ENTERED: RefCell<Vec<(u64, u64)>> = const { RefCell::new(Vec::new()) };
+    /// Keyed by layer and span id: two subscribers (a global one and one set for a scope)
+    /// number their spans alike.
+    static ENTERED: RefCell<Vec<((usize, u64), u64)>> = const { RefCell::new(Vec::new()) };
     /// The static descriptions of the call sites seen on this thread.
     static METAS: RefCell<HashMap<usize, &'static SpanMeta, BuildHasherDefault<IdHasher>>> =
         RefCell::new(HashMap::default());
