@@ -38,6 +38,7 @@
 //! | `sqlx-postgres` | no | `apm::sqlx`: exit spans for sqlx queries on PostgreSQL, through a `Traced` pool, connection or transaction. sqlx 0.9, which needs Rust 1.94. |
 //! | `sqlx-mysql` | no | The same on MySQL and MariaDB. |
 //! | `sqlx-sqlite` | no | The same on SQLite. |
+//! | `tracing` | no | `apm::tracing`: a `tracing_subscriber::Layer`; tracing spans become spans (transactions at configured roots), `#[tracing::instrument]` and `#[apm::span]` nest both ways, OpenTelemetry fields map to span context, events at or above a level become error events. |
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs, unreachable_pub)]
@@ -105,6 +106,8 @@ pub use integrations::reqwest;
 pub use integrations::sqlx;
 #[cfg(feature = "tower")]
 pub use integrations::tower;
+#[cfg(feature = "tracing")]
+pub use integrations::tracing;
 pub use types::headers::{headers_fn, HeaderSink, HeaderSource, HeadersFn};
 pub use types::meta::Level;
 pub use types::outcome::{LabelValue, Outcome};

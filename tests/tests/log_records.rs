@@ -91,9 +91,15 @@ fn records_become_errors_and_lines_carry_the_ids() {
     assert!(e["log"].get("param_message").is_none());
     assert_eq!(e["parent_id"], span["id"]);
     assert_eq!(e["trace_id"], tx["trace_id"]);
-    assert_eq!(
-        e["log"]["stacktrace"][0]["function"],
-        "log_records::records_become_errors_and_lines_carry_the_ids"
+    // The test itself; where the debug info has line tables only (as in CI), a function
+    // inlined at the call is named without its module.
+    let top = e["log"]["stacktrace"][0]["function"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        top == "log_records::records_become_errors_and_lines_carry_the_ids"
+            || top == "records_become_errors_and_lines_carry_the_ids",
+        "{top}"
     );
     let outside = &errors[1];
     assert_eq!(outside["log"]["param_message"], "outside any transaction");

@@ -151,7 +151,7 @@ fn push_log_event(message: String, origin: ErrorOrigin, margin: usize) {
 }
 
 /// A record of the `log` crate (`apm::log`), sent as an error event.
-#[cfg(feature = "log")]
+#[cfg(any(feature = "log", feature = "tracing"))]
 #[inline(never)]
 pub(crate) fn capture_log(
     level: &'static str,

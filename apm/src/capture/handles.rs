@@ -250,7 +250,7 @@ impl Drop for SpanGuard {
 
 /// Whether a span started on this thread now would be recorded (integrations check it before
 /// building a span's name, so that unsampled calls allocate nothing).
-#[cfg(apm_client)]
+#[cfg(any(apm_client, feature = "tracing"))]
 #[inline]
 pub(crate) fn spans_recorded_here() -> bool {
     crate::queue::tracer::is_active() && stack::may_record_spans()
@@ -281,6 +281,37 @@ impl Span {
     /// An exit span (never current: nothing opens under it anyway).
     pub(crate) fn set_exit(&mut self) {
         self.core.set_exit();
+    }
+    /// A span named by a static description (no allocation for its name).
+    #[cfg(feature = "tracing")]
+    pub(super) fn start_static(meta: &'static crate::types::meta::SpanMeta) -> Self {
+        Span {
+            core: SpanCore(
+                span::open_span(span::static_span_name(meta), Mode::Beside).map(|(s, _)| s),
+            ),
+        }
+    }
+    /// Its transaction and id, while recording.
+    #[cfg(feature = "tracing")]
+    pub(super) fn frame(&self) -> Option<(Arc<TxnShared>, u64)> {
+        self.core
+            .0
+            .as_ref()
+            .map(|s| (Arc::clone(s.transaction()), s.rec.id))
+    }
+    /// Renames the span.
+    #[cfg(feature = "tracing")]
+    pub(super) fn rename(&mut self, name: Cow<'static, str>) {
+        if let Some(s) = &mut self.core.0 {
+            s.rec.name.make_dynamic().name = name;
+        }
+    }
+    /// Ends the span, whose own children ran for `timer`.
+    #[cfg(feature = "tracing")]
+    pub(super) fn end_with(mut self, timer: &ChildTimer) {
+        if let Some(s) = self.core.0.take() {
+            s.end_beside(timer);
+        }
     }
 }
 
@@ -442,6 +473,11 @@ impl Transaction {
     /// Runs `f` on the transaction, if one is recorded.
     pub(crate) fn with<R>(&self, f: impl FnOnce(&CurrentTransaction<'_>) -> R) -> Option<R> {
         self.0.as_deref().map(|t| f(&CurrentTransaction(t)))
+    }
+    /// The transaction itself, while recording.
+    #[cfg(feature = "tracing")]
+    pub(super) fn shared(&self) -> Option<&Arc<TxnShared>> {
+        self.0.as_ref()
     }
 }
 

@@ -8,6 +8,8 @@
 //! With the `enable` feature off, `off.rs` stands in: the same items, doing nothing.
 
 cfg_enable! {
+    #[cfg(feature = "tracing")]
+    mod bridge;
     mod child_timer;
     mod errors;
     mod future;
@@ -25,12 +27,14 @@ cfg_enable! {
     pub(crate) use future::Instrumented;
     #[cfg(any(test, fuzzing))]
     pub(crate) use propagation::check_trace_context;
-    #[cfg(feature = "log")]
+    #[cfg(any(feature = "log", feature = "tracing"))]
     pub(crate) use errors::capture_log;
+    #[cfg(feature = "tracing")]
+    pub(crate) use bridge::{end_span, end_transaction, rename_span, start_static_span, BridgeFrame};
     pub(crate) use panic::install as install_panic_hook;
     #[cfg(apm_server)]
     pub(crate) use future::PendingEnd;
-    #[cfg(apm_client)]
+    #[cfg(any(apm_client, feature = "tracing"))]
     pub(crate) use handles::spans_recorded_here;
     pub(crate) use handles::{
         current_ids, with_current_transaction, Context, ContextGuard, Span, SpanGuard,

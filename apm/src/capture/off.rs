@@ -88,7 +88,7 @@ macro_rules! span_handle {
 span_handle!(SpanGuard, Span);
 
 /// Nothing is ever recorded with the agent compiled out.
-#[cfg(apm_client)]
+#[cfg(any(apm_client, feature = "tracing"))]
 pub(crate) fn spans_recorded_here() -> bool {
     false
 }
@@ -131,7 +131,7 @@ pub(crate) fn current_ids() -> Option<(u128, u64, Option<u64>)> {
 }
 
 /// Nothing records log records.
-#[cfg(feature = "log")]
+#[cfg(any(feature = "log", feature = "tracing"))]
 pub(crate) fn capture_log(
     _level: &'static str,
     _message: String,
@@ -227,4 +227,50 @@ impl PendingEnd {
         poll()
     }
     pub(crate) fn end(self) {}
+}
+
+/// Bridged spans: never made, nothing being recorded.
+#[cfg(feature = "tracing")]
+#[derive(Debug)]
+pub(crate) enum BridgeFrame {}
+
+#[cfg(feature = "tracing")]
+impl BridgeFrame {
+    pub(crate) fn of_span(_span: &crate::Span) -> Option<Self> {
+        None
+    }
+    pub(crate) fn of_transaction(_t: &crate::Transaction) -> Option<Self> {
+        None
+    }
+    pub(crate) fn enter(&mut self) -> Option<u64> {
+        match *self {}
+    }
+    pub(crate) fn exit(&mut self, _token: u64) {
+        match *self {}
+    }
+    pub(crate) fn context(&self) -> crate::Context {
+        match *self {}
+    }
+    pub(crate) fn set_leaf(&mut self) {
+        match *self {}
+    }
+}
+
+#[cfg(feature = "tracing")]
+pub(crate) fn rename_span(_span: &mut crate::Span, _name: Cow<'static, str>) {}
+
+#[cfg(feature = "tracing")]
+pub(crate) fn start_static_span(_meta: &'static crate::types::meta::SpanMeta) -> crate::Span {
+    crate::Span(Span::default())
+}
+
+#[cfg(feature = "tracing")]
+pub(crate) fn end_span(_span: crate::Span, _frame: Option<BridgeFrame>) {}
+
+#[cfg(feature = "tracing")]
+pub(crate) fn end_transaction(
+    _t: &crate::Transaction,
+    _frame: Option<BridgeFrame>,
+    _outcome: Outcome,
+) {
 }

@@ -11,9 +11,10 @@ use crate::types::raw_stack::RawStack;
 pub(crate) const MAX_FRAMES: usize = 512;
 /// Frames taken beyond the limit for those removed later: the agent's own (`capture_error!`).
 pub(crate) const CAPTURE_MARGIN: usize = 16;
-/// The same for log records, under which the `log` crate adds its frames.
-#[cfg(feature = "log")]
-pub(crate) const LOG_MARGIN: usize = 24;
+/// The same for log records, under which the `log` crate (or `tracing`'s dispatch through
+/// its layers) adds its frames.
+#[cfg(any(feature = "log", feature = "tracing"))]
+pub(crate) const LOG_MARGIN: usize = 40;
 /// The same for a slow span's end, under which the span's guard and the context stack add
 /// theirs.
 const SPAN_MARGIN: usize = 16;

@@ -150,6 +150,34 @@ fn is_agent_glue(function: &str) -> bool {
     function.starts_with("core::ptr::drop_in_place<apm::")
         || function.starts_with("core::ptr::drop_in_place<core::option::Option<apm::")
         || function.starts_with("std::thread::local::LocalKey<")
+/// The agent's own frame, by name or, where debug info names a function bare (inlined calls
+/// with `line-tables-only`), by the source file: one of the agent's.
+fn is_agents(s: &Symbol) -> bool {
+    is_agent(&s.function)
+        || s.abs_path
+            .as_deref()
+            .is_some_and(|p| p.starts_with(AGENT_SRC))
+}
+
+/// This crate's source directory.
+const AGENT_SRC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/");
+
+/// The logging crates between a log call and the agent, by name or by source file.
+const LOG_CRATES: &[&str] = &["log", "tracing", "tracing_core", "tracing_subscriber"];
+
+fn is_log_machinery(s: &Symbol) -> bool {
+    let f = s.function.strip_prefix('<').unwrap_or(&s.function);
+    if crate_of(f).is_some_and(|c| LOG_CRATES.contains(&c)) {
+        return true;
+    }
+    // `…/registry/src/<index>/tracing-core-0.1.36/src/…`: the crate's folder, its version
+    // removed.
+    s.abs_path
+        .as_deref()
+        .and_then(|p| p.split("/registry/src/").nth(1))
+        .and_then(|rest| rest.split('/').nth(1))
+        .and_then(|dir| dir.rsplit_once('-'))
+        .is_some_and(|(name, _)| LOG_CRATES.contains(&name.replace('-', "_").as_str()))
 }
 
 fn is_panic_machinery(function: &str) -> bool {
@@ -174,10 +202,11 @@ fn strip<'a>(symbols: &[&'a Symbol], from_panic: bool) -> Vec<&'a Symbol> {
         .map_or(0, |i| i + 1);
     // The agent's frames, and frames inlined into them: with line tables only (`debug =
     // "line-tables-only"`, `debug = 1`), inlined functions have bare names (`{closure#0}`,
-    // `try_with<…>`), so a bare name counts as the agent's when an agent frame follows it.
+    // `try_with<…>`); the agent's own are known by their file, and any other bare name counts
+    // as the agent's when an agent frame follows it.
     let mut next = start;
     while let Some(s) = symbols.get(next) {
-        if is_agent(&s.function) || is_agent_glue(&s.function) {
+        if is_agents(s) || is_agent_glue(&s.function) {
             next += 1;
             start = next;
         } else if is_bare(&s.function) {
@@ -186,10 +215,11 @@ fn strip<'a>(symbols: &[&'a Symbol], from_panic: bool) -> Vec<&'a Symbol> {
             break;
         }
     }
-    // A log record: the `log` crate's macros called the agent's logger.
+    // A log record: the `log` crate's macros called the agent's logger; or a `tracing` event,
+    // dispatched through the subscriber's layers (the agent's among them) to the agent.
     while symbols
         .get(start)
-        .is_some_and(|s| s.function.starts_with("log::") || s.function.starts_with("<log::"))
+        .is_some_and(|s| is_agents(s) || is_log_machinery(s))
     {
         start += 1;
     }
@@ -496,6 +526,28 @@ mod tests {
                 "<apm::WithContext<F> as core::future::future::Future>::poll",
                 "shop::main"
             ]
+        );
+        // Bare names (inlined calls, `line-tables-only`): the agent's and the logging crates'
+        // frames known by their files. A `tracing` event's dispatch is removed too.
+        let at = |f: &str, path: String| Symbol {
+            abs_path: Some(path),
+            ..sym(f)
+        };
+        let registry = "/home/u/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f";
+        let inlined = [
+            sym("apm::capture::raw_stack::capture"),
+            at("push_log_event", format!("{AGENT_SRC}capture/errors.rs")),
+            sym("apm::capture::errors::capture_log"),
+            sym("<tracing_subscriber::layer::layered::Layered<L,S> as tracing_core::subscriber::Subscriber>::event"),
+            at("event", format!("{registry}/tracing-core-0.1.36/src/dispatcher.rs")),
+            sym("tracing_core::event::Event::dispatch::{{closure}}"),
+            at("{closure#6}", "/work/shop/src/main.rs".into()),
+            sym("shop::checkout"),
+        ];
+        let refs: Vec<&Symbol> = inlined.iter().collect();
+        assert_eq!(
+            names(strip(&refs, false)),
+            ["{closure#6}", "shop::checkout"]
         );
         let panicked = [
             sym("apm::capture::raw_stack::capture"),

@@ -3,9 +3,21 @@
 //! module; nothing else of `capture`, `queue` or the agent. Each item exists only when an
 //! integration that needs it is compiled (`apm_server`, `apm_client`: see `build.rs`).
 
-/// `apm::log`: a log record sent as an error event.
-#[cfg(feature = "log")]
+/// `apm::log` and `apm::tracing`: a log record sent as an error event.
+#[cfg(any(feature = "log", feature = "tracing"))]
 pub(crate) use crate::capture::capture_log;
+
+/// `apm::tracing`: spans of `tracing` made current on apm's own stack while entered, so that
+/// `#[apm::span]` and `#[tracing::instrument]` nest in either direction; static names for
+/// spans whose name and type are known at their call site; and the end of a bridged span or
+/// transaction with the time its children ran.
+#[cfg(feature = "tracing")]
+pub(crate) use crate::capture::{
+    end_span, end_transaction, rename_span, spans_recorded_here as tracing_spans_recorded_here,
+    start_static_span, BridgeFrame,
+};
+#[cfg(feature = "tracing")]
+pub(crate) use crate::types::meta::SpanMeta;
 
 #[cfg(apm_server)]
 pub(crate) use server::{PendingEnd, ServerInstrumented, ServerTransaction};

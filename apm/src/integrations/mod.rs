@@ -1,7 +1,7 @@
 //! Integrations with other crates, each behind its cargo feature. They use the public API and
 //! `facade`, never the runtime's internals; what server integrations share is in `server`.
 
-#[cfg(any(apm_server, apm_client, feature = "log"))]
+#[cfg(any(apm_server, apm_client, feature = "log", feature = "tracing"))]
 mod facade;
 #[cfg(apm_server)]
 mod server;
@@ -37,3 +37,6 @@ pub mod sqlx;
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub mod tower;
+#[cfg(feature = "tracing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tracing")))]
+pub mod tracing;

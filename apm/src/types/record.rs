@@ -187,7 +187,7 @@ pub(crate) enum ErrorOrigin {
         param_message: &'static str,
     },
     /// A record of the `log` crate at or above the capture level (`apm::log`).
-    #[cfg(feature = "log")]
+    #[cfg(any(feature = "log", feature = "tracing"))]
     LogRecord {
         level: &'static str,
         /// The record's target (`log.logger_name`).

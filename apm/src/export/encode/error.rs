@@ -142,7 +142,7 @@ pub(crate) fn write_error<W: Write>(
             Some(*site)
         }
         ErrorOrigin::Panic { .. } => None,
-        #[cfg(feature = "log")]
+        #[cfg(any(feature = "log", feature = "tracing"))]
         ErrorOrigin::LogRecord { .. } => None,
     };
     let frames = e.stack.as_ref().map(symbolize::frames);
@@ -155,7 +155,7 @@ pub(crate) fn write_error<W: Write>(
         // Nothing resolved (no symbols in the binary): the capture site at least.
         stacktrace.extend(site.map(FrameView::site));
     }
-    #[cfg(feature = "log")]
+    #[cfg(any(feature = "log", feature = "tracing"))]
     if let ErrorOrigin::LogRecord {
         file: Some(file),
         line,
@@ -173,7 +173,7 @@ pub(crate) fn write_error<W: Write>(
         (None, ErrorOrigin::Captured(site) | ErrorOrigin::Message { site, .. }) => {
             format!("{} ({}:{})", site.module, site.file, site.line)
         }
-        #[cfg(feature = "log")]
+        #[cfg(any(feature = "log", feature = "tracing"))]
         (None, ErrorOrigin::LogRecord { logger_name, .. }) => logger_name.clone(),
     };
     let (exception, log) = match &e.origin {
@@ -194,7 +194,7 @@ pub(crate) fn write_error<W: Write>(
                 stacktrace,
             }),
         ),
-        #[cfg(feature = "log")]
+        #[cfg(any(feature = "log", feature = "tracing"))]
         ErrorOrigin::LogRecord {
             level,
             logger_name,

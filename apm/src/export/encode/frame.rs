@@ -36,7 +36,7 @@ impl<'a> FrameView<'a> {
     }
 
     /// A log record's file and line.
-    #[cfg(feature = "log")]
+    #[cfg(any(feature = "log", feature = "tracing"))]
     pub(super) fn file_line(file: &'a str, line: Option<u32>) -> Self {
         FrameView {
             function: None,

@@ -1,0 +1,890 @@
+//! `apm::tracing`: a [`tracing_subscriber::Layer`] that records the spans and events of the
+//! [`tracing`](https://docs.rs/tracing) ecosystem (tonic, hyper, sqlx, your own
+//! `#[tracing::instrument]` functions) as apm spans, transactions and errors.
+//!
+//! ```no_run
+//! use tracing_subscriber::prelude::*;
+//!
+//! let _agent = apm::init();
+//! tracing_subscriber::registry()
+//!     .with(apm::tracing::ApmLayer::new().server_and_consumer_roots())
+//!     // .with(tracing_subscriber::fmt::layer()) and the rest of your layers
+//!     .init();
+//! ```
+//!
+//! **Spans.** A tracing span created while an apm transaction is current (on this thread, or in
+//! this instrumented future) becomes a span, child of the apm span or transaction current where
+//! the tracing span was created (or of its explicit `parent:`, when that one is recorded). It
+//! starts when created and ends when tracing closes it, however often it is entered in between
+//! (async code enters and exits it on every poll, on any thread). While it is entered, it is
+//! apm's current span too: `#[apm::span]`, `apm::start_span` and `capture_error!` inside it
+//! are its children, and tracing spans inside `#[apm::span]` functions are children of those.
+//!
+//! **Roots.** A tracing span created where no transaction is current is ignored, unless a root
+//! rule says it starts one: [`ApmLayer::server_and_consumer_roots`] (`otel.kind = "server"` or
+//! `"consumer"`, as tonic's and tower-http's request spans can be configured to say), or
+//! [`ApmLayer::root_transactions`] (a target and a level). Its spans then become the
+//! transaction's children.
+//!
+//! **Fields** map as the Elastic OpenTelemetry bridge maps attributes
+//! (`specs/agents/tracing-api-otel.md`):
+//!
+//! | Fields | Span |
+//! |---|---|
+//! | `db.system` (+ `db.statement`/`db.query.text`, `db.name`/`db.namespace`, `db.user`) | type `db`, subtype the system, action `query`, `context.db`; an exit span; named after the statement's signature unless `otel.name` is set |
+//! | `http.request.method`/`http.method` + `url.full`/`http.url` (not `otel.kind = "server"`) | type `external`, subtype `http`, `context.http` (`http.response.status_code` too); an exit span |
+//! | `messaging.system` (+ `messaging.destination.name`) | type `messaging`, subtype the system, `context.message.queue`; an exit span unless `otel.kind = "consumer"` |
+//! | `rpc.system` | type `external`, subtype the system; an exit span |
+//! | `server.address`/`net.peer.name`, `server.port`/`net.peer.port` | `context.destination` |
+//! | none of these | type `app`, subtype `internal` (`otel.kind` `internal` or absent), else type `unknown` |
+//! | `otel.name` | the name |
+//! | `otel.status_code` | outcome: `ok` success, `error` failure; unset: `unknown` (HTTP server transactions: from `http.response.status_code`) |
+//! | `error` | outcome `failure` (unless `otel.status_code` says otherwise), and a label |
+//! | any other field | a label (at most 32 per span; strings cut to 1024 characters) |
+//!
+//! Transactions take their type from the same fields: `request` for `otel.kind = "server"` with
+//! HTTP or RPC fields, `messaging` for `"consumer"` with `messaging.system`, else `unknown`; an
+//! HTTP server span with `http.route` is named `<METHOD> <route>`.
+//!
+//! Fields recorded later (`Span::record`, e.g. `otel.status_code` or the response status) are
+//! applied when recorded.
+//!
+//! **Events** at or above [`ApmLayer::error_level`] (`ERROR` by default) are sent as error
+//! events: the `message` field followed by the other fields as `key=value`, the level, the
+//! target as `log.logger_name` and the stack trace of the event, linked to the current
+//! transaction and span. For log correlation, [`crate::current_ids`] gives `trace.id`,
+//! `transaction.id` and `span.id` in any layer's `on_event` (or any formatter): the entered
+//! tracing span is apm's current span.
+//!
+//! **Cost.** Nothing is recorded, and nothing allocated, outside a transaction (unless a root
+//! rule matches). A span with no fields to record allocates nothing: its name is a static
+//! description made once per call site, and its state lives in the layer's own table, not in
+//! the registry's span extensions (which box each value).
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt::{self, Write as _};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use tracing_core::field::{Field, Visit};
+use tracing_core::span::{Attributes, Id, Record};
+use tracing_core::{Event, Level, Metadata, Subscriber};
+use tracing_subscriber::layer::{Context as LayerContext, Layer};
+
+use super::facade::{self, BridgeFrame, SpanMeta};
+use crate::{LabelValue, Outcome};
+
+/// Labels taken from one span's fields at most.
+const MAX_LABELS: usize = 32;
+
+/// A [`Layer`] recording tracing spans as apm spans and transactions, and events at or above a
+/// level as errors. See the [module documentation](self).
+#[derive(Debug)]
+pub struct ApmLayer {
+    otel_roots: bool,
+    root_targets: Vec<(Cow<'static, str>, Level)>,
+    error_level: Option<Level>,
+    table: Table,
+}
+
+impl Default for ApmLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ApmLayer {
+    /// A layer that records tracing spans inside transactions only, and sends `ERROR` events as
+    /// errors.
+    pub fn new() -> Self {
+        ApmLayer {
+            otel_roots: false,
+            root_targets: Vec::new(),
+            error_level: Some(Level::ERROR),
+            table: Table::new(),
+        }
+    }
+
+    /// Root spans (no transaction current) with `otel.kind = "server"` or `"consumer"` start a
+    /// transaction.
+    pub fn server_and_consumer_roots(mut self) -> Self {
+        self.otel_roots = true;
+        self
+    }
+
+    /// Root spans whose target is `target` or a module under it (`"my_app"` takes
+    /// `my_app::jobs`; `""` takes every target), at `level` or more severe, start a
+    /// transaction. May be given several times.
+    pub fn root_transactions(mut self, target: impl Into<Cow<'static, str>>, level: Level) -> Self {
+        self.root_targets.push((target.into(), level));
+        self
+    }
+
+    /// Events at this level or more severe are sent as error events; `None` sends none
+    /// (default `Some(Level::ERROR)`).
+    pub fn error_level(mut self, level: Option<Level>) -> Self {
+        self.error_level = level;
+        self
+    }
+
+    /// Tells this layer's entries in `ENTERED` from another's.
+    fn key(&self) -> usize {
+        &self.table as *const Table as usize
+    }
+
+    fn has_root_rules(&self) -> bool {
+        self.otel_roots || !self.root_targets.is_empty()
+    }
+
+    /// Whether a root span starts a transaction.
+    fn is_transaction_root(&self, meta: &Metadata<'_>, fields: &Fields) -> bool {
+        if self.otel_roots && matches!(fields.kind, Some(Kind::Server | Kind::Consumer)) {
+            return true;
+        }
+        let target = meta.target();
+        self.root_targets.iter().any(|(prefix, level)| {
+            meta.level() <= level
+                && (prefix.is_empty()
+                    || target == prefix
+                    || target
+                        .strip_prefix(prefix.as_ref())
+                        .is_some_and(|rest| rest.starts_with("::")))
+        })
+    }
+
+    /// Opens the apm side of a new tracing span: a span under `parent`, or a transaction at a
+    /// root.
+    fn open(&self, attrs: &Attributes<'_>) -> Option<Bridged> {
+        let meta = attrs.metadata();
+        let parent = match attrs.parent() {
+            Some(p) => Parent::Explicit(self.table.context(p)),
+            None if attrs.is_root() => Parent::Explicit(None),
+            None => Parent::Current,
+        };
+        let recording = match &parent {
+            Parent::Current => facade::tracing_spans_recorded_here(),
+            Parent::Explicit(ctx) => ctx.is_some(),
+        };
+        if !recording && !self.has_root_rules() {
+            return None;
+        }
+        let mut fields = Fields::default();
+        if !attrs.values().is_empty() {
+            attrs.record(&mut fields);
+        }
+        if recording {
+            let _attached = match &parent {
+                Parent::Explicit(Some(ctx)) => Some(ctx.attach()),
+                _ => None,
+            };
+            return Bridged::span(meta, &fields);
+        }
+        let is_root = match &parent {
+            Parent::Current => crate::current_ids().is_none(),
+            Parent::Explicit(_) => true,
+        };
+        if is_root && self.is_transaction_root(meta, &fields) {
+            Bridged::transaction(meta, &fields)
+        } else {
+            None
+        }
+    }
+}
+
+enum Parent {
+    /// The context current here (a contextual tracing span).
+    Current,
+    /// An explicit parent's context, `None` when it records nothing (or `parent: None`).
+    Explicit(Option<crate::Context>),
+}
+
+impl<S: Subscriber> Layer<S> for ApmLayer {
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, _ctx: LayerContext<'_, S>) {
+        if let Some(bridged) = self.open(attrs) {
+            self.table.insert(id, bridged);
+        }
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, _ctx: LayerContext<'_, S>) {
+        if self.table.is_empty() || values.is_empty() {
+            return;
+        }
+        let mut fields = Fields::default();
+        values.record(&mut fields);
+        self.table.with(id, |b| b.apply(&fields, false));
+    }
+
+    fn on_enter(&self, id: &Id, _ctx: LayerContext<'_, S>) {
+        if self.table.is_empty() {
+            return;
+        }
+        if let Some(token) = self
+            .table
+            .with(id, |b| b.frame.as_mut().and_then(BridgeFrame::enter))
+            .flatten()
+        {
+            let key = (self.key(), id.into_u64());
+            let _ = ENTERED.try_with(|e| {
+                if let Ok(mut e) = e.try_borrow_mut() {
+                    e.push((key, token));
+                }
+            });
+        }
+    }
+
+    fn on_exit(&self, id: &Id, _ctx: LayerContext<'_, S>) {
+        if self.table.is_empty() {
+            return;
+        }
+        let key = (self.key(), id.into_u64());
+        let token = ENTERED
+            .try_with(|e| {
+                let mut e = e.try_borrow_mut().ok()?;
+                let i = e.iter().rposition(|(k, _)| *k == key)?;
+                Some(e.remove(i).1)
+            })
+            .ok()
+            .flatten();
+        if let Some(token) = token {
+            self.table.with(id, |b| {
+                if let Some(f) = &mut b.frame {
+                    f.exit(token);
+                }
+            });
+        }
+    }
+
+    fn on_close(&self, id: Id, _ctx: LayerContext<'_, S>) {
+        if self.table.is_empty() {
+            return;
+        }
+        if let Some(bridged) = self.table.remove(&id) {
+            bridged.end();
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, _ctx: LayerContext<'_, S>) {
+        let meta = event.metadata();
+        if self.error_level.is_none_or(|l| meta.level() > &l) || is_agents(meta.target()) {
+            return;
+        }
+        let mut message = EventMessage::default();
+        event.record(&mut message);
+        facade::capture_log(
+            level_name(meta.level()),
+            message.finish(),
+            meta.target().to_owned(),
+            None,
+            meta.file().map(str::to_owned),
+            meta.line(),
+        );
+    }
+}
+
+thread_local! {
+    /// The bridged spans entered on this thread, with the token of their entry on apm's stack
+    /// (one span may be entered on several threads at once).
+    /// Keyed by layer and span id: two subscribers (a global one and one set for a scope)
+    /// number their spans alike.
+    static ENTERED: RefCell<Vec<((usize, u64), u64)>> = const { RefCell::new(Vec::new()) };
+    /// The static descriptions of the call sites seen on this thread.
+    static METAS: RefCell<HashMap<usize, &'static SpanMeta, BuildHasherDefault<IdHasher>>> =
+        RefCell::new(HashMap::default());
+}
+
+/// The agent's own events: never sent as errors (that could loop).
+fn is_agents(target: &str) -> bool {
+    target == "apm" || target.starts_with("apm::")
+}
+
+fn level_name(level: &Level) -> &'static str {
+    match *level {
+        Level::ERROR => "error",
+        Level::WARN => "warning",
+        Level::INFO => "info",
+        Level::DEBUG => "debug",
+        _ => "trace",
+    }
+}
+
+/// The apm side of a tracing span.
+#[derive(Debug)]
+struct Bridged {
+    handle: Handle,
+    /// What makes it current while entered; `None` when it records nothing (an unsampled
+    /// transaction's span, `transaction_max_spans` reached).
+    frame: Option<BridgeFrame>,
+    /// The outcome derived from its fields so far (`otel.status_code` wins over `error`).
+    status: Option<Outcome>,
+    errored: bool,
+    http_status: Option<u16>,
+    server: bool,
+    labels: usize,
+}
+
+#[derive(Debug)]
+enum Handle {
+    Span(crate::Span),
+    Transaction(crate::Transaction),
+}
+
+impl Bridged {
+    fn span(meta: &'static Metadata<'static>, fields: &Fields) -> Option<Bridged> {
+        let (kind, subtype, action) = fields.span_type();
+        let mut span = if kind == "app" && fields.name.is_none() {
+            facade::start_static_span(static_meta(meta))
+        } else {
+            let name = match (&fields.name, &fields.db_statement) {
+                (Some(name), _) => Cow::Owned(name.clone()),
+                (None, Some(statement)) if kind == "db" && is_sql(fields) => {
+                    Cow::Owned(crate::sql::signature(statement))
+                }
+                _ => Cow::Borrowed(meta.name()),
+            };
+            let mut span = crate::Span::start(name, kind);
+            if let Some(subtype) = subtype {
+                span.set_subtype(subtype);
+            }
+            if let Some(action) = action {
+                span.set_action(action);
+            }
+            span
+        };
+        if !span.is_recording() {
+            return None;
+        }
+        // Outcomes are not inferred (bridge spec): unset status stays `unknown`.
+        span.set_outcome(Outcome::Unknown);
+        let mut b = Bridged {
+            frame: BridgeFrame::of_span(&span),
+            handle: Handle::Span(span),
+            status: None,
+            errored: false,
+            http_status: None,
+            server: false,
+            labels: 0,
+        };
+        b.apply(fields, true);
+        Some(b)
+    }
+
+    fn transaction(meta: &'static Metadata<'static>, fields: &Fields) -> Option<Bridged> {
+        let server = fields.kind == Some(Kind::Server);
+        let kind = match fields.kind {
+            Some(Kind::Server) if fields.http_method.is_some() || fields.rpc_system.is_some() => {
+                "request"
+            }
+            Some(Kind::Consumer) if fields.messaging_system.is_some() => "messaging",
+            _ => "unknown",
+        };
+        let name = match (&fields.name, &fields.http_method, &fields.http_route) {
+            (Some(name), _, _) => Cow::Owned(name.clone()),
+            (None, Some(method), Some(route)) => Cow::Owned(format!("{method} {route}")),
+            _ => Cow::Borrowed(meta.name()),
+        };
+        let t = crate::Transaction::start(name, kind);
+        let frame = BridgeFrame::of_transaction(&t)?;
+        let mut b = Bridged {
+            frame: Some(frame),
+            handle: Handle::Transaction(t),
+            status: None,
+            errored: false,
+            http_status: None,
+            server,
+            labels: 0,
+        };
+        b.apply(fields, true);
+        Some(b)
+    }
+
+    /// Applies fields recorded at creation (`new`) or later.
+    fn apply(&mut self, f: &Fields, new: bool) {
+        if f.status.is_some() {
+            self.status = f.status;
+        }
+        self.errored |= f.error;
+        if f.http_status.is_some() {
+            self.http_status = f.http_status;
+        }
+        match &mut self.handle {
+            Handle::Span(span) => {
+                if !new {
+                    if let Some(name) = &f.name {
+                        facade::rename_span(span, Cow::Owned(name.clone()));
+                    }
+                }
+                if apply_span_context(span, f) {
+                    if let Some(frame) = &mut self.frame {
+                        frame.set_leaf();
+                    }
+                }
+                for (key, value) in &f.labels {
+                    if self.labels < MAX_LABELS {
+                        span.set_label(*key, value.clone());
+                        self.labels += 1;
+                    }
+                }
+            }
+            Handle::Transaction(t) => {
+                if !new {
+                    if let Some(name) = &f.name {
+                        t.set_name(name.clone());
+                    }
+                }
+                for (key, value) in &f.labels {
+                    if self.labels < MAX_LABELS {
+                        t.set_label(*key, value.clone());
+                        self.labels += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    fn outcome(&self) -> Outcome {
+        match (self.status, self.errored, self.http_status) {
+            (Some(status), _, _) => status,
+            (None, true, _) => Outcome::Failure,
+            (None, false, Some(code)) if self.server => {
+                if code >= 500 {
+                    Outcome::Failure
+                } else {
+                    Outcome::Success
+                }
+            }
+            _ => Outcome::Unknown,
+        }
+    }
+
+    fn end(self) {
+        let outcome = self.outcome();
+        match self.handle {
+            Handle::Span(mut span) => {
+                span.set_outcome(outcome);
+                facade::end_span(span, self.frame);
+            }
+            Handle::Transaction(t) => {
+                t.set_outcome(outcome);
+                if let Some(code) = self.http_status {
+                    t.set_result(http_result(code));
+                }
+                facade::end_transaction(&t, self.frame, Outcome::Unknown);
+            }
+        }
+    }
+}
+
+fn http_result(code: u16) -> &'static str {
+    match code / 100 {
+        1 => "HTTP 1xx",
+        2 => "HTTP 2xx",
+        3 => "HTTP 3xx",
+        4 => "HTTP 4xx",
+        _ => "HTTP 5xx",
+    }
+}
+
+/// The SQL databases, whose statements name their spans.
+fn is_sql(f: &Fields) -> bool {
+    db_type(f.db_system.as_deref().unwrap_or("")) == "sql"
+}
+
+/// `context.db.type` of a `db.system`.
+fn db_type(system: &str) -> &'static str {
+    match system {
+        "redis" => "redis",
+        "mongodb" => "mongodb",
+        "cassandra" => "cassandra",
+        "elasticsearch" => "elasticsearch",
+        "dynamodb" => "dynamodb",
+        "memcached" => "memcached",
+        _ => "sql",
+    }
+}
+
+/// The span context fields give; `true` when they make it an exit span.
+fn apply_span_context(span: &mut crate::Span, f: &Fields) -> bool {
+    if let Some(system) = &f.db_system {
+        span.set_db(db_type(system), f.db_name.clone(), f.db_statement.clone());
+        if let Some(user) = &f.db_user {
+            span.set_db_user(user.clone());
+        }
+    }
+    let client = !matches!(f.kind, Some(Kind::Server | Kind::Consumer | Kind::Internal));
+    if let (Some(method), Some(url)) = (&f.http_method, &f.url) {
+        if client {
+            span.set_http_request(Cow::Owned(method.clone()), url.clone());
+        }
+    }
+    if let Some(code) = f.http_status {
+        span.set_http_status(code);
+    }
+    if let Some(queue) = &f.messaging_destination {
+        span.set_message_queue(queue.clone());
+    }
+    if f.server_address.is_some() || f.server_port.is_some() {
+        span.set_destination(f.server_address.clone(), f.server_port);
+    }
+    let exit = f.db_system.is_some()
+        || f.rpc_system.is_some()
+        || (f.http_method.is_some() && f.url.is_some())
+        || f.messaging_system.is_some();
+    if exit && client {
+        span.set_exit();
+    }
+    exit && client
+}
+
+/// `otel.kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Internal,
+    Server,
+    Client,
+    Producer,
+    Consumer,
+}
+
+impl Kind {
+    fn parse(s: &str) -> Option<Kind> {
+        let s = s.rsplit("::").next().unwrap_or(s);
+        Some(match s.to_ascii_lowercase().as_str() {
+            "internal" => Kind::Internal,
+            "server" => Kind::Server,
+            "client" => Kind::Client,
+            "producer" => Kind::Producer,
+            "consumer" => Kind::Consumer,
+            _ => return None,
+        })
+    }
+}
+
+/// The fields of a span that map to something (OpenTelemetry semantic conventions); the
+/// others as labels.
+#[derive(Debug, Default)]
+struct Fields {
+    kind: Option<Kind>,
+    name: Option<String>,
+    status: Option<Outcome>,
+    error: bool,
+    db_system: Option<String>,
+    db_statement: Option<String>,
+    db_name: Option<String>,
+    db_user: Option<String>,
+    http_method: Option<String>,
+    http_route: Option<String>,
+    url: Option<String>,
+    http_status: Option<u16>,
+    messaging_system: Option<String>,
+    messaging_destination: Option<String>,
+    rpc_system: Option<String>,
+    server_address: Option<String>,
+    server_port: Option<u16>,
+    labels: Vec<(&'static str, LabelValue)>,
+}
+
+impl Fields {
+    /// Type, subtype and action.
+    fn span_type(
+        &self,
+    ) -> (
+        &'static str,
+        Option<Cow<'static, str>>,
+        Option<&'static str>,
+    ) {
+        if let Some(system) = &self.db_system {
+            return ("db", Some(Cow::Owned(system.clone())), Some("query"));
+        }
+        if let Some(system) = &self.messaging_system {
+            let action = match self.kind {
+                Some(Kind::Consumer) => Some("receive"),
+                Some(Kind::Producer) => Some("send"),
+                _ => None,
+            };
+            return ("messaging", Some(Cow::Owned(system.clone())), action);
+        }
+        if let Some(system) = &self.rpc_system {
+            return ("external", Some(Cow::Owned(system.clone())), None);
+        }
+        if self.http_method.is_some()
+            && self.url.is_some()
+            && !matches!(self.kind, Some(Kind::Server))
+        {
+            return ("external", Some(Cow::Borrowed("http")), None);
+        }
+        match self.kind {
+            None | Some(Kind::Internal) => ("app", Some(Cow::Borrowed("internal")), None),
+            Some(_) => ("unknown", None, None),
+        }
+    }
+
+    fn text(&mut self, field: &Field, value: String) {
+        let slot = match field.name() {
+            "otel.kind" => {
+                self.kind = Kind::parse(&value);
+                return;
+            }
+            "otel.status_code" => {
+                self.status = match value.to_ascii_lowercase().as_str() {
+                    "ok" => Some(Outcome::Success),
+                    "error" => Some(Outcome::Failure),
+                    _ => None,
+                };
+                return;
+            }
+            "http.response.status_code" | "http.status_code" => {
+                self.http_status = value.parse().ok();
+                return;
+            }
+            "server.port" | "net.peer.port" => {
+                self.server_port = value.parse().ok();
+                return;
+            }
+            "otel.name" => &mut self.name,
+            "db.system" | "db.system.name" => &mut self.db_system,
+            "db.statement" | "db.query.text" => &mut self.db_statement,
+            "db.name" | "db.namespace" => &mut self.db_name,
+            "db.user" => &mut self.db_user,
+            "http.request.method" | "http.method" => &mut self.http_method,
+            "http.route" => &mut self.http_route,
+            "url.full" | "http.url" => &mut self.url,
+            "messaging.system" => &mut self.messaging_system,
+            "messaging.destination.name" | "messaging.destination" => {
+                &mut self.messaging_destination
+            }
+            "rpc.system" => &mut self.rpc_system,
+            "server.address" | "net.peer.name" => &mut self.server_address,
+            "error" => {
+                self.error = true;
+                self.label(field, LabelValue::Str(Cow::Owned(value)));
+                return;
+            }
+            _ => {
+                self.label(field, LabelValue::Str(Cow::Owned(value)));
+                return;
+            }
+        };
+        *slot = Some(value);
+    }
+
+    fn number(&mut self, field: &Field, value: f64, integer: Option<u64>) {
+        match field.name() {
+            "http.response.status_code" | "http.status_code" => {
+                self.http_status = integer.and_then(|n| u16::try_from(n).ok());
+            }
+            "server.port" | "net.peer.port" => {
+                self.server_port = integer.and_then(|n| u16::try_from(n).ok());
+            }
+            _ => self.label(field, LabelValue::Number(value)),
+        }
+    }
+
+    fn label(&mut self, field: &Field, value: LabelValue) {
+        if self.labels.len() < MAX_LABELS {
+            self.labels.push((field.name(), value));
+        }
+    }
+}
+
+impl Visit for Fields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.text(field, value.to_owned());
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.text(field, format!("{value:?}"));
+    }
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.text(field, value.to_string());
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        if field.name() == "error" {
+            self.error = value;
+        } else {
+            self.label(field, LabelValue::Bool(value));
+        }
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.number(field, value as f64, u64::try_from(value).ok());
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.number(field, value as f64, Some(value));
+    }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.number(field, value, None);
+    }
+}
+
+/// An event's text: its `message`, then its other fields as `key=value`.
+#[derive(Debug, Default)]
+struct EventMessage {
+    message: String,
+    fields: String,
+}
+
+impl EventMessage {
+    fn finish(mut self) -> String {
+        if self.message.is_empty() {
+            return self.fields;
+        }
+        if !self.fields.is_empty() {
+            self.message.push(' ');
+            self.message.push_str(&self.fields);
+        }
+        self.message
+    }
+}
+
+impl Visit for EventMessage {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.message.push_str(value);
+        } else {
+            self.record_debug(field, &value);
+        }
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if field.name() == "message" {
+            let _ = write!(self.message, "{value:?}");
+            return;
+        }
+        if !self.fields.is_empty() {
+            self.fields.push(' ');
+        }
+        let _ = write!(self.fields, "{}={value:?}", field.name());
+    }
+}
+
+/// The static description of a call site's spans of type `app`, made once per call site (and
+/// kept for the life of the process, as the call site is).
+fn static_meta(meta: &'static Metadata<'static>) -> &'static SpanMeta {
+    let key = meta as *const Metadata<'static> as usize;
+    let cached = METAS
+        .try_with(|m| m.try_borrow().ok()?.get(&key).copied())
+        .ok()
+        .flatten();
+    if let Some(found) = cached {
+        return found;
+    }
+    let made = static_meta_slow(key, meta.name());
+    let _ = METAS.try_with(|m| {
+        if let Ok(mut m) = m.try_borrow_mut() {
+            m.insert(key, made);
+        }
+    });
+    made
+}
+
+#[cold]
+#[inline(never)]
+fn static_meta_slow(key: usize, name: &'static str) -> &'static SpanMeta {
+    static ALL: Mutex<Option<HashMap<usize, &'static SpanMeta>>> = Mutex::new(None);
+    let mut all = ALL.lock().unwrap_or_else(PoisonError::into_inner);
+    all.get_or_insert_with(HashMap::new)
+        .entry(key)
+        .or_insert_with(|| {
+            Box::leak(Box::new(SpanMeta {
+                name,
+                kind: "app",
+                subtype: Some("internal"),
+                action: None,
+            }))
+        })
+}
+
+/// Hashes span ids and addresses (already unique integers) with one multiplication.
+#[derive(Debug, Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+}
+
+type Shard = Mutex<HashMap<u64, Bridged, BuildHasherDefault<IdHasher>>>;
+
+/// The bridged spans by tracing id, in shards locked one span at a time (a span's callbacks
+/// take its shard's lock for a few instructions: no lock is shared by all spans, nothing is
+/// boxed per span, and a shard's memory is reused).
+#[derive(Debug)]
+struct Table {
+    shards: Box<[Shard]>,
+    /// Bridged spans alive: while none is, enters and exits look nothing up.
+    live: AtomicUsize,
+}
+
+const SHARDS: usize = 64;
+
+impl Table {
+    fn new() -> Self {
+        Table {
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(HashMap::default()))
+                .collect(),
+            live: AtomicUsize::new(0),
+        }
+    }
+
+    fn shard(
+        &self,
+        id: u64,
+    ) -> MutexGuard<'_, HashMap<u64, Bridged, BuildHasherDefault<IdHasher>>> {
+        // The registry reuses a closed span's slot under a new generation (high bits): by
+        // the low bits, the slot's next span finds the shard, and its lines, still in cache.
+        let i = (u64::from(id as u32).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize % SHARDS;
+        self.shards[i]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    #[inline]
+    fn is_empty(&self) -> bool {
+        self.live.load(Relaxed) == 0
+    }
+
+    fn insert(&self, id: &Id, bridged: Bridged) {
+        let old = self.shard(id.into_u64()).insert(id.into_u64(), bridged);
+        match old {
+            // An id reused without a close seen (another layer's filter): end the old one.
+            Some(old) => old.end(),
+            None => {
+                self.live.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    fn remove(&self, id: &Id) -> Option<Bridged> {
+        let removed = self.shard(id.into_u64()).remove(&id.into_u64());
+        if removed.is_some() {
+            self.live.fetch_sub(1, Relaxed);
+        }
+        removed
+    }
+
+    fn with<R>(&self, id: &Id, f: impl FnOnce(&mut Bridged) -> R) -> Option<R> {
+        self.shard(id.into_u64()).get_mut(&id.into_u64()).map(f)
+    }
+
+    /// The context under which children of the span `id` open, if it is recorded.
+    fn context(&self, id: &Id) -> Option<crate::Context> {
+        if self.is_empty() {
+            return None;
+        }
+        self.with(id, |b| b.frame.as_ref().map(BridgeFrame::context))
+            .flatten()
+    }
+}

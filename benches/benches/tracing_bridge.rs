@@ -1,0 +1,144 @@
+//! `apm::tracing::ApmLayer` against a layer that does nothing, on the same registry: what the
+//! bridge adds to a tracing span (created, entered, exited, closed: what a
+//! `#[tracing::instrument]` function costs), inside `apm` transactions of 100 spans (opened in
+//! both variants, so that only the layer differs), and outside any transaction.
+//!
+//! Criterion's medians first, then the ratio measured in one run: rounds alternate between
+//! the two subscribers, and the ratio of the medians of the rounds is printed.
+//!
+//! `cargo bench -p apm-benches --bench tracing_bridge`
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use apm_benches::Sink;
+use criterion::{criterion_group, criterion_main, Criterion};
+use tracing::{info_span, Dispatch};
+use tracing_subscriber::layer::Layer;
+use tracing_subscriber::prelude::*;
+
+/// A layer that does nothing: the baseline.
+struct Noop;
+impl<S: tracing::Subscriber> Layer<S> for Noop {}
+
+/// Spans per transaction.
+const PER_TRANSACTION: u64 = 100;
+
+#[inline(never)]
+fn one_span(i: u64) -> u64 {
+    let span = info_span!("work");
+    let _entered = span.enter();
+    black_box(i).wrapping_mul(3)
+}
+
+/// `calls` spans inside transactions of `PER_TRANSACTION` spans (or outside any).
+fn run(calls: u64, in_transaction: bool) {
+    if !in_transaction {
+        for i in 0..calls {
+            black_box(one_span(i));
+        }
+        return;
+    }
+    apm_benches::in_transactions(calls, PER_TRANSACTION, one_span);
+}
+
+fn noop() -> Dispatch {
+    Dispatch::new(tracing_subscriber::registry().with(Noop))
+}
+
+fn bridged() -> Dispatch {
+    Dispatch::new(tracing_subscriber::registry().with(apm::tracing::ApmLayer::new()))
+}
+
+fn agent(server: &Sink) -> apm::Agent {
+    apm::init_with(
+        apm::Config::builder()
+            .service_name("bench")
+            .server_url(server.url())
+            .max_queue_size(64 * 1024)
+            .build(),
+    )
+}
+
+fn bench(c: &mut Criterion) {
+    // Reads requests whole and throws them away: no test server's parsing competes with the
+    // measured thread.
+    let server = Sink::start_local();
+    let agent = agent(&server);
+    let mut g = c.benchmark_group("tracing_bridge");
+    for (name, dispatch, in_transaction) in [
+        ("noop_layer", noop(), true),
+        ("apm_layer", bridged(), true),
+        ("apm_layer_outside_transaction", bridged(), false),
+    ] {
+        tracing::dispatcher::with_default(&dispatch, || {
+            g.bench_function(name, |b| {
+                b.iter_custom(|iters| {
+                    let start = Instant::now();
+                    run(iters, in_transaction);
+                    start.elapsed()
+                })
+            });
+        });
+        agent.flush(Duration::from_secs(30));
+    }
+    g.finish();
+    ratio(&agent);
+}
+
+/// CPU time of the calling thread: what the application thread itself spends, whatever the
+/// background threads (the agent's transport) take of a loaded machine's cores meanwhile.
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant the kernel knows.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// The two subscribers in alternating rounds of one run; prints the medians (wall time and
+/// the calling thread's CPU time per span) and their ratios.
+fn ratio(agent: &apm::Agent) {
+    const ROUNDS: usize = 21;
+    const CALLS: u64 = 200_000;
+    let (noop, bridged) = (noop(), bridged());
+    let mut wall = [Vec::new(), Vec::new()];
+    let mut cpu = [Vec::new(), Vec::new()];
+    for round in 0..=ROUNDS {
+        for (k, d) in [&noop, &bridged].into_iter().enumerate() {
+            let (w, c) = tracing::dispatcher::with_default(d, || {
+                let (w0, c0) = (Instant::now(), thread_cpu_time());
+                run(CALLS, true);
+                (w0.elapsed(), thread_cpu_time().saturating_sub(c0))
+            });
+            agent.flush(Duration::from_secs(30));
+            // The first round warms up.
+            if round > 0 {
+                wall[k].push(w.as_nanos() as f64 / CALLS as f64);
+                cpu[k].push(c.as_nanos() as f64 / CALLS as f64);
+            }
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!("ratio (one run, {ROUNDS} alternating rounds of {CALLS} spans, medians):");
+    for (what, v) in [("wall time", &mut wall), ("thread CPU time", &mut cpu)] {
+        let (n, a) = (median(&mut v[0]), median(&mut v[1]));
+        println!(
+            "  {what}: noop layer {n:.1} ns/span, ApmLayer {a:.1} ns/span, \
+             ApmLayer / noop = {:.2} (+{:.0}%)",
+            a / n,
+            (a / n - 1.0) * 100.0
+        );
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
