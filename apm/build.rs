@@ -2,7 +2,7 @@
 //! that group integrations by what they need of the runtime, so that code serving a group
 //! exists exactly when one of its integrations is compiled:
 //! - `apm_server`: server integrations (transactions that end with the response's body);
-//! - `apm_client`: HTTP client integrations (exit spans, idle handles);
+//! - `apm_client`: client integrations, HTTP and databases (exit spans, idle handles);
 //! - `apm_body_capture`: integrations that buffer request bodies for `capture_body`;
 //! - `apm_http`: integrations built on the `http` crate's types.
 use std::process::Command;
@@ -10,7 +10,7 @@ use std::process::Command;
 /// Each cfg and the cargo features (as `CARGO_FEATURE_*` names) that turn it on.
 const GROUPS: &[(&str, &[&str])] = &[
     ("apm_server", &["TOWER", "ACTIX_WEB"]),
-    ("apm_client", &["REQWEST", "MINREQ_CLIENT"]),
+    ("apm_client", &["REQWEST", "MINREQ_CLIENT", "RUSQLITE"]),
     ("apm_body_capture", &["AXUM", "ACTIX_WEB"]),
     ("apm_http", &["TOWER", "REQWEST", "ACTIX_WEB"]),
 ];

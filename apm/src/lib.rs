@@ -32,6 +32,7 @@
 //! | `reqwest` | no | `apm::reqwest`: exit spans for requests sent with reqwest's async client. |
 //! | `reqwest-blocking` | no | `reqwest`, and the same for `reqwest::blocking`. |
 //! | `minreq-client` | no | `apm::minreq`: exit spans for minreq requests. |
+//! | `rusqlite` | no | `apm::rusqlite`: a `Connection` wrapper giving exit spans for rusqlite's statements and transactions (SQLite bundled). |
 //! | `log` | no | `apm::log`: wraps the application's logger; records at or above a level become error events, and every record gets `trace.id`, `transaction.id` and `span.id`. |
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -86,6 +87,8 @@ pub use integrations::log;
 pub use integrations::minreq;
 #[cfg(feature = "reqwest")]
 pub use integrations::reqwest;
+#[cfg(feature = "rusqlite")]
+pub use integrations::rusqlite;
 #[cfg(feature = "tower")]
 pub use integrations::tower;
 pub use types::headers::{headers_fn, HeaderSink, HeaderSource, HeadersFn};

@@ -11,7 +11,9 @@ pub(crate) use crate::capture::capture_log;
 pub(crate) use server::{PendingEnd, ServerInstrumented, ServerTransaction};
 
 #[cfg(apm_client)]
-pub(crate) use client::{spans_recorded_here, IdleSpan};
+pub(crate) use client::spans_recorded_here;
+#[cfg(any(feature = "reqwest", feature = "minreq-client"))]
+pub(crate) use client::IdleSpan;
 
 #[cfg(all(apm_server, feature = "enable"))]
 pub(crate) use config::{effective_config, EffectiveConfig};
@@ -64,16 +66,19 @@ mod client {
     pub(crate) use crate::capture::spans_recorded_here;
 
     /// A span handle that records nothing.
+    #[cfg(any(feature = "reqwest", feature = "minreq-client"))]
     pub(crate) trait IdleSpan {
         fn idle() -> Self;
     }
 
+    #[cfg(any(feature = "reqwest", feature = "minreq-client"))]
     impl IdleSpan for crate::SpanGuard {
         fn idle() -> Self {
             crate::SpanGuard(Default::default())
         }
     }
 
+    #[cfg(any(feature = "reqwest", feature = "minreq-client"))]
     impl IdleSpan for crate::Span {
         fn idle() -> Self {
             crate::Span(Default::default())

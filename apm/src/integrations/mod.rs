@@ -1,6 +1,8 @@
 //! Integrations with other crates, each behind its cargo feature. They use the public API and
 //! `facade`, never the runtime's internals; what server integrations share is in `server`.
 
+#[cfg(feature = "rusqlite")]
+mod db;
 #[cfg(any(apm_server, apm_client, feature = "log"))]
 mod facade;
 #[cfg(apm_server)]
@@ -18,6 +20,9 @@ pub mod minreq;
 #[cfg(feature = "reqwest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 pub mod reqwest;
+#[cfg(feature = "rusqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rusqlite")))]
+pub mod rusqlite;
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub mod tower;
