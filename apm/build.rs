@@ -10,7 +10,10 @@ use std::process::Command;
 /// Each cfg and the cargo features (as `CARGO_FEATURE_*` names) that turn it on.
 const GROUPS: &[(&str, &[&str])] = &[
     ("apm_server", &["TOWER", "ACTIX_WEB"]),
-    ("apm_client", &["REQWEST", "MINREQ_CLIENT", "RUSQLITE"]),
+    (
+        "apm_client",
+        &["REQWEST", "MINREQ_CLIENT", "RUSQLITE", "POSTGRES"],
+    ),
     ("apm_body_capture", &["AXUM", "ACTIX_WEB"]),
     ("apm_http", &["TOWER", "REQWEST", "ACTIX_WEB"]),
 ];

@@ -33,6 +33,7 @@
 //! | `reqwest-blocking` | no | `reqwest`, and the same for `reqwest::blocking`. |
 //! | `minreq-client` | no | `apm::minreq`: exit spans for minreq requests. |
 //! | `rusqlite` | no | `apm::rusqlite`: a `Connection` wrapper giving exit spans for rusqlite's statements and transactions (SQLite bundled). |
+//! | `postgres` | no | `apm::postgres`: `Client` wrappers giving exit spans for tokio-postgres and (`apm::postgres::blocking`) postgres statements and transactions. |
 //! | `log` | no | `apm::log`: wraps the application's logger; records at or above a level become error events, and every record gets `trace.id`, `transaction.id` and `span.id`. |
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -85,6 +86,8 @@ pub use integrations::actix;
 pub use integrations::log;
 #[cfg(feature = "minreq-client")]
 pub use integrations::minreq;
+#[cfg(feature = "postgres")]
+pub use integrations::postgres;
 #[cfg(feature = "reqwest")]
 pub use integrations::reqwest;
 #[cfg(feature = "rusqlite")]

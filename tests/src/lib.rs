@@ -16,6 +16,7 @@ mod executor;
 pub mod http;
 mod record;
 mod server;
+pub mod services;
 mod trace;
 
 pub use executor::block_on;

@@ -1,7 +1,8 @@
 //! What the SQL client integrations share: the exit span of one statement, as
 //! `specs/agents/tracing-instrumentation-db.md` ("SQL Databases") describes it.
 //!
-//! - type `db`, the vendor as subtype (`sqlite`, `postgresql`), action `query`;
+//! - type `db`, the vendor as subtype (`sqlite`, `postgresql`), action `query` (`prepare`
+//!   while a statement is prepared on the server);
 //! - name [`sql::signature`](crate::sql::signature) of the statement (`SELECT FROM orders`);
 //! - `context.db`: type `sql`, instance (the database's name), the statement (cut to
 //!   `long_field_max_length` when sent), user, `rows_affected`;
@@ -26,6 +27,19 @@ pub(crate) struct Target<'a> {
     pub(crate) user: Option<&'a str>,
     /// `context.destination`: host and port.
     pub(crate) destination: Option<(&'a str, Option<u16>)>,
+    /// The span's action: `query`, or `prepare` for a statement being prepared.
+    pub(crate) action: &'static str,
+}
+
+#[cfg(feature = "postgres")]
+impl Target<'_> {
+    /// The same target, for preparing a statement.
+    pub(crate) fn preparing(self) -> Self {
+        Target {
+            action: "prepare",
+            ..self
+        }
+    }
 }
 
 /// What the integrations need of a span handle: [`SpanGuard`](crate::SpanGuard) for a call
@@ -49,7 +63,7 @@ macro_rules! impl_db_span {
                     return;
                 }
                 self.set_subtype(target.subtype);
-                self.set_action("query");
+                self.set_action(target.action);
                 self.set_exit();
                 self.set_db(
                     "sql",
@@ -105,6 +119,19 @@ pub(crate) fn start_unknown<S: DbSpan>(target: &Target<'_>, name: &'static str) 
     Some(span)
 }
 
+/// [`start`], or [`start_unknown`] with the name `unknown` when the statement is not known.
+#[inline]
+pub(crate) fn start_maybe<S: DbSpan>(
+    target: &Target<'_>,
+    statement: Option<&str>,
+    unknown: &'static str,
+) -> Option<S> {
+    match statement {
+        Some(statement) => start(target, statement),
+        None => start_unknown(target, unknown),
+    }
+}
+
 /// Records how the call went: `failure` for an error, `success` (and the rows the statement
 /// changed, when known) otherwise.
 #[inline]
@@ -126,6 +153,7 @@ pub(crate) fn finish<S: DbSpan, T, E>(
 }
 
 /// Runs `call` inside the span of `statement` (current on this thread while it runs).
+#[cfg(feature = "rusqlite")]
 #[inline]
 pub(crate) fn traced<T, E>(
     target: &Target<'_>,
@@ -143,4 +171,21 @@ pub(crate) fn traced<T, E>(
 #[inline]
 pub(crate) fn no_rows<T>(_: &T) -> Option<u64> {
     None
+}
+
+/// Starts the span of an awaited call (named `unknown` when its statement is not known) (never current: the future may move between threads);
+/// its outcome stays `unknown` unless the call completes, so that a cancelled (dropped) call
+/// says so.
+#[cfg(feature = "postgres")]
+#[inline]
+pub(crate) fn start_detached(
+    target: &Target<'_>,
+    statement: Option<&str>,
+    unknown: &'static str,
+) -> Option<crate::Span> {
+    let mut span: Option<crate::Span> = start_maybe(target, statement, unknown);
+    if let Some(span) = &mut span {
+        span.set_outcome(Outcome::Unknown);
+    }
+    span
 }

@@ -1,7 +1,7 @@
 //! Integrations with other crates, each behind its cargo feature. They use the public API and
 //! `facade`, never the runtime's internals; what server integrations share is in `server`.
 
-#[cfg(feature = "rusqlite")]
+#[cfg(any(feature = "rusqlite", feature = "postgres"))]
 mod db;
 #[cfg(any(apm_server, apm_client, feature = "log"))]
 mod facade;
@@ -17,6 +17,9 @@ pub mod log;
 #[cfg(feature = "minreq-client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "minreq-client")))]
 pub mod minreq;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub mod postgres;
 #[cfg(feature = "reqwest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 pub mod reqwest;

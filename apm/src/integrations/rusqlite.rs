@@ -102,6 +102,7 @@ fn target(instance: &str) -> Target<'_> {
         instance: Some(instance),
         user: None,
         destination: None,
+        action: "query",
     }
 }
 
@@ -389,10 +390,7 @@ impl<'conn> Statement<'conn> {
 
     fn start<S: db::DbSpan>(&self) -> Option<S> {
         let target = target(self.instance);
-        match &self.sql {
-            Some(sql) => db::start(&target, sql),
-            None => db::start_unknown(&target, UNKNOWN_STATEMENT),
-        }
+        db::start_maybe(&target, self.sql.as_deref(), UNKNOWN_STATEMENT)
     }
 
     /// Runs `call` on the statement inside its span (current on this thread meanwhile).
