@@ -196,3 +196,22 @@ fn nothing_is_recorded_outside_a_transaction() {
     assert!(h.spans().is_empty(), "{:#?}", h.spans());
     h.finish();
 }
+
+/// A statement prepared where nothing is recorded does not keep its SQL (nothing is
+/// allocated there), so its runs inside a transaction are named `SQLite`, without statement.
+#[test]
+fn a_statement_prepared_outside_a_transaction_is_named_sqlite() {
+    let h = agent::start(|c| c);
+    let conn = Connection::open_in_memory().expect("an in-memory database");
+    let mut stmt = conn.prepare("SELECT 1").expect("prepared");
+    {
+        let _t = apm::start_transaction("later", "custom");
+        let one: i64 = stmt.query_row([], |r| r.get(0)).expect("ran");
+        assert_eq!(one, 1);
+    }
+    h.flush();
+    let span = named(&h.spans(), "SQLite").clone();
+    assert_eq!(span["subtype"], "sqlite");
+    assert!(span["context"]["db"].get("statement").is_none(), "{span:#}");
+    h.finish();
+}
