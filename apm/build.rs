@@ -12,7 +12,7 @@ const GROUPS: &[(&str, &[&str])] = &[
     ("apm_server", &["TOWER", "ACTIX_WEB"]),
     (
         "apm_client",
-        &["REQWEST", "MINREQ_CLIENT", "RUSQLITE", "POSTGRES"],
+        &["REQWEST", "MINREQ_CLIENT", "RUSQLITE", "POSTGRES", "DIESEL"],
     ),
     ("apm_body_capture", &["AXUM", "ACTIX_WEB"]),
     ("apm_http", &["TOWER", "REQWEST", "ACTIX_WEB"]),

@@ -34,6 +34,7 @@
 //! | `minreq-client` | no | `apm::minreq`: exit spans for minreq requests. |
 //! | `rusqlite` | no | `apm::rusqlite`: a `Connection` wrapper giving exit spans for rusqlite's statements and transactions (SQLite bundled). |
 //! | `postgres` | no | `apm::postgres`: `Client` wrappers giving exit spans for tokio-postgres and (`apm::postgres::blocking`) postgres statements and transactions. |
+//! | `diesel` | no | `apm::diesel`: diesel's instrumentation hook giving exit spans for its queries and transactions (PostgreSQL, MySQL, SQLite). |
 //! | `log` | no | `apm::log`: wraps the application's logger; records at or above a level become error events, and every record gets `trace.id`, `transaction.id` and `span.id`. |
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -82,6 +83,8 @@ cfg_enable! {
 pub use config::{Config, ConfigBuilder};
 #[cfg(feature = "actix-web")]
 pub use integrations::actix;
+#[cfg(feature = "diesel")]
+pub use integrations::diesel;
 #[cfg(feature = "log")]
 pub use integrations::log;
 #[cfg(feature = "minreq-client")]

@@ -176,7 +176,7 @@ pub(crate) fn no_rows<T>(_: &T) -> Option<u64> {
 /// Starts the span of an awaited call (named `unknown` when its statement is not known) (never current: the future may move between threads);
 /// its outcome stays `unknown` unless the call completes, so that a cancelled (dropped) call
 /// says so.
-#[cfg(feature = "postgres")]
+#[cfg(any(feature = "postgres", feature = "diesel"))]
 #[inline]
 pub(crate) fn start_detached(
     target: &Target<'_>,

@@ -1,7 +1,7 @@
 //! Integrations with other crates, each behind its cargo feature. They use the public API and
 //! `facade`, never the runtime's internals; what server integrations share is in `server`.
 
-#[cfg(any(feature = "rusqlite", feature = "postgres"))]
+#[cfg(any(feature = "rusqlite", feature = "postgres", feature = "diesel"))]
 mod db;
 #[cfg(any(apm_server, apm_client, feature = "log"))]
 mod facade;
@@ -11,6 +11,9 @@ mod server;
 #[cfg(feature = "actix-web")]
 #[cfg_attr(docsrs, doc(cfg(feature = "actix-web")))]
 pub mod actix;
+#[cfg(feature = "diesel")]
+#[cfg_attr(docsrs, doc(cfg(feature = "diesel")))]
+pub mod diesel;
 #[cfg(feature = "log")]
 #[cfg_attr(docsrs, doc(cfg(feature = "log")))]
 pub mod log;
