@@ -3,7 +3,8 @@
 #   1. one instrumented call by agent state (criterion; agent compiled in, then compiled out);
 #   2. the race against the other Rust tracers and the cost curve (benches/peers.rs);
 #   3. transport throughput (benches/transport.rs);
-#   4. the soak with the APM Server healthy, down and slow (benches/soak.rs).
+#   4. the soak with the APM Server healthy, down and slow (benches/soak.rs);
+#   6. a traced database query against the same query untraced (benches/db.rs).
 # Run it on an otherwise idle machine; compare ratios within one run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,3 +29,4 @@ cargo bench -p apm-benches --bench span --no-default-features 2>/dev/null | crit
 cargo bench -p apm-benches --bench peers 2>/dev/null | grep -v '^\s*$' | sed 's/^## /\n## /'
 cargo bench -p apm-benches --bench transport 2>/dev/null | grep -v '^\s*$' | sed 's/^## /\n## /'
 cargo bench -p apm-benches --bench soak 2>/dev/null | grep -v '^\s*$' | sed 's/^## /\n## /'
+cargo bench -p apm-benches --bench db 2>/dev/null | grep -E '^(## |\| )' | sed 's/^## /\n## /'

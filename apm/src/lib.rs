@@ -34,6 +34,9 @@
 //! | `minreq-client` | no | `apm::minreq`: exit spans for minreq requests. |
 //! | `redis` | no | `apm::redis::Traced`: exit spans for the commands and pipelines of a redis connection, sync or async. Needs Rust 1.88. |
 //! | `mysql` | no | `apm::mysql::Traced`: exit spans for the statements of a `mysql` (sync driver) connection or pooled connection. Needs Rust 1.89. |
+//! | `rusqlite` | no | `apm::rusqlite`: a `Connection` wrapper giving exit spans for rusqlite's statements and transactions (SQLite bundled). |
+//! | `postgres` | no | `apm::postgres`: `Client` wrappers giving exit spans for tokio-postgres and (`apm::postgres::blocking`) postgres statements and transactions. |
+//! | `diesel` | no | `apm::diesel`: diesel's instrumentation hook giving exit spans for its queries and transactions (PostgreSQL, MySQL, SQLite). |
 //! | `log` | no | `apm::log`: wraps the application's logger; records at or above a level become error events, and every record gets `trace.id`, `transaction.id` and `span.id`. |
 //! | `sqlx-postgres` | no | `apm::sqlx`: exit spans for sqlx queries on PostgreSQL, through a `Traced` pool, connection or transaction. sqlx 0.9, which needs Rust 1.94. |
 //! | `sqlx-mysql` | no | The same on MySQL and MariaDB. |
@@ -92,16 +95,22 @@ cfg_enable! {
 pub use config::{Config, ConfigBuilder};
 #[cfg(feature = "actix-web")]
 pub use integrations::actix;
+#[cfg(feature = "diesel")]
+pub use integrations::diesel;
 #[cfg(feature = "log")]
 pub use integrations::log;
 #[cfg(feature = "minreq-client")]
 pub use integrations::minreq;
 #[cfg(feature = "mysql")]
 pub use integrations::mysql;
+#[cfg(feature = "postgres")]
+pub use integrations::postgres;
 #[cfg(feature = "redis")]
 pub use integrations::redis;
 #[cfg(feature = "reqwest")]
 pub use integrations::reqwest;
+#[cfg(feature = "rusqlite")]
+pub use integrations::rusqlite;
 #[cfg(apm_db)]
 pub use integrations::sqlx;
 #[cfg(feature = "tower")]

@@ -70,6 +70,17 @@ fn the_demo_prints_its_traces() {
         "{output}"
     );
     assert!(output.contains("caused by: card expired"), "{output}");
+    // The shop's database is a real (bundled, in-memory) SQLite, traced by `apm::rusqlite`.
+    for span in [
+        "SELECT FROM cart_item (db/sqlite/query)",
+        "BEGIN (db/sqlite/query)",
+        "UPDATE product (db/sqlite/query)",
+        "INSERT INTO orders (db/sqlite/query)",
+        "COMMIT (db/sqlite/query)",
+        "SELECT FROM orders (db/sqlite/query)",
+    ] {
+        assert!(output.contains(span), "no {span:?} in\n{output}");
+    }
     // The summary line ends "; 0 dropped." (not "10 dropped.").
     assert!(
         output

@@ -150,6 +150,8 @@ fn is_agent_glue(function: &str) -> bool {
     function.starts_with("core::ptr::drop_in_place<apm::")
         || function.starts_with("core::ptr::drop_in_place<core::option::Option<apm::")
         || function.starts_with("std::thread::local::LocalKey<")
+}
+
 /// The agent's own frame, by name or, where debug info names a function bare (inlined calls
 /// with `line-tables-only`), by the source file: one of the agent's.
 fn is_agents(s: &Symbol) -> bool {

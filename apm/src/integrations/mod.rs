@@ -1,6 +1,8 @@
 //! Integrations with other crates, each behind its cargo feature. They use the public API and
 //! `facade`, never the runtime's internals; what server integrations share is in `server`.
 
+#[cfg(any(feature = "rusqlite", feature = "postgres", feature = "diesel"))]
+mod db;
 #[cfg(any(apm_server, apm_client, feature = "log", feature = "tracing"))]
 mod facade;
 #[cfg(apm_server)]
@@ -9,6 +11,9 @@ mod server;
 #[cfg(feature = "actix-web")]
 #[cfg_attr(docsrs, doc(cfg(feature = "actix-web")))]
 pub mod actix;
+#[cfg(feature = "diesel")]
+#[cfg_attr(docsrs, doc(cfg(feature = "diesel")))]
+pub mod diesel;
 #[cfg(feature = "log")]
 #[cfg_attr(docsrs, doc(cfg(feature = "log")))]
 pub mod log;
@@ -18,12 +23,18 @@ pub mod minreq;
 #[cfg(feature = "mysql")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
 pub mod mysql;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub mod postgres;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
 #[cfg(feature = "reqwest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 pub mod reqwest;
+#[cfg(feature = "rusqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rusqlite")))]
+pub mod rusqlite;
 #[cfg(apm_db)]
 #[cfg_attr(
     docsrs,
