@@ -12,6 +12,7 @@
 //! Std only: a `TcpListener` on `127.0.0.1:0`, one thread per connection, HTTP/1.1 with
 //! keep-alive, chunked bodies and gzip/deflate request bodies.
 
+pub mod alloc;
 mod executor;
 pub mod http;
 mod record;

@@ -3,53 +3,17 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use apm_tests::alloc::{count_allocations, Counter};
 use common::agent;
 
-struct Counting;
-
-thread_local! {
-    // `const` and without a destructor: safe to touch from inside the allocator.
-    static COUNT_HERE: Cell<bool> = const { Cell::new(false) };
-}
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNT_HERE.try_with(Cell::get).unwrap_or(false) {
-            ALLOCATIONS.fetch_add(1, Relaxed);
-        }
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNT_HERE.try_with(Cell::get).unwrap_or(false) {
-            ALLOCATIONS.fetch_add(1, Relaxed);
-        }
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: apm_tests::alloc::Counting = apm_tests::alloc::Counting;
 
 #[apm::span(kind = "db", subtype = "postgresql", action = "query")]
 fn query(i: u64) -> u64 {
     std::hint::black_box(i)
-}
-
-fn count_allocations(f: impl FnOnce()) -> u64 {
-    let before = ALLOCATIONS.load(Relaxed);
-    COUNT_HERE.with(|c| c.set(true));
-    f();
-    COUNT_HERE.with(|c| c.set(false));
-    ALLOCATIONS.load(Relaxed) - before
 }
 
 #[test]
@@ -106,11 +70,9 @@ async fn fewest_query_allocations<F: std::future::Future<Output = ()>>(
     let mut fewest = u64::MAX;
     for _ in 0..n {
         let run = query();
-        let before = ALLOCATIONS.load(Relaxed);
-        COUNT_HERE.with(|c| c.set(true));
+        let counter = Counter::start();
         run.await;
-        COUNT_HERE.with(|c| c.set(false));
-        fewest = fewest.min(ALLOCATIONS.load(Relaxed) - before);
+        fewest = fewest.min(counter.stop());
     }
     fewest
 }

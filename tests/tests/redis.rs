@@ -8,13 +8,11 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::future::Future as _;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::task::Poll;
 
 use apm::redis::Traced;
+use apm_tests::alloc::count_allocations;
 use common::agent::{self, named};
 use redis::{AsyncCommands as _, Commands as _};
 use serde_json::Value;
@@ -338,43 +336,8 @@ fn outside_a_sampled_transaction_nothing_is_recorded() {
     h.finish();
 }
 
-// Allocations: a counting global allocator counts those of the thread that asks.
-struct Counting;
-
-thread_local! {
-    // `const` and without a destructor: safe to touch from inside the allocator.
-    static COUNT_HERE: Cell<bool> = const { Cell::new(false) };
-}
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNT_HERE.try_with(Cell::get).unwrap_or(false) {
-            ALLOCATIONS.fetch_add(1, Relaxed);
-        }
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNT_HERE.try_with(Cell::get).unwrap_or(false) {
-            ALLOCATIONS.fetch_add(1, Relaxed);
-        }
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
-
-fn count_allocations(f: impl FnOnce()) -> u64 {
-    let before = ALLOCATIONS.load(Relaxed);
-    COUNT_HERE.with(|c| c.set(true));
-    f();
-    COUNT_HERE.with(|c| c.set(false));
-    ALLOCATIONS.load(Relaxed) - before
-}
+static GLOBAL: apm_tests::alloc::Counting = apm_tests::alloc::Counting;
 
 #[test]
 fn outside_a_transaction_the_wrapper_allocates_nothing_more() {

@@ -6,12 +6,10 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Once;
 use std::time::Duration;
 
+use apm_tests::alloc::count_allocations;
 use common::agent::{self, named};
 use parking_lot::Mutex;
 use serde_json::Value;
@@ -20,42 +18,8 @@ use tracing::{debug_span, info_span, Instrument as _, Level};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::prelude::*;
 
-struct Counting;
-
-thread_local! {
-    // `const` and without a destructor: safe to touch from inside the allocator.
-    static COUNT_HERE: Cell<bool> = const { Cell::new(false) };
-}
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNT_HERE.try_with(Cell::get).unwrap_or(false) {
-            ALLOCATIONS.fetch_add(1, Relaxed);
-        }
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNT_HERE.try_with(Cell::get).unwrap_or(false) {
-            ALLOCATIONS.fetch_add(1, Relaxed);
-        }
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
-
-fn count_allocations(f: impl FnOnce()) -> u64 {
-    let before = ALLOCATIONS.load(Relaxed);
-    COUNT_HERE.with(|c| c.set(true));
-    f();
-    COUNT_HERE.with(|c| c.set(false));
-    ALLOCATIONS.load(Relaxed) - before
-}
+static GLOBAL: apm_tests::alloc::Counting = apm_tests::alloc::Counting;
 
 /// What another layer sees in `on_event`: the message and `apm::current_ids()` then.
 static SEEN: Mutex<Vec<(String, Option<apm::CurrentIds>)>> = Mutex::new(Vec::new());

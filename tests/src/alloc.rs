@@ -1,0 +1,69 @@
+//! A counting global allocator for the tests that show a path allocates nothing: it counts the
+//! allocations of the threads that ask, so that the agent's own threads do not disturb the
+//! count. A test binary installs it with
+//! `#[global_allocator] static GLOBAL: apm_tests::alloc::Counting = apm_tests::alloc::Counting;`.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// The system allocator, counting the allocations of threads inside [`count_allocations`].
+#[derive(Debug)]
+pub struct Counting;
+
+thread_local! {
+    // `const` and without a destructor: safe to touch from inside the allocator.
+    static COUNT_HERE: Cell<bool> = const { Cell::new(false) };
+}
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+fn count() {
+    if COUNT_HERE.try_with(Cell::get).unwrap_or(false) {
+        ALLOCATIONS.fetch_add(1, Relaxed);
+    }
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count();
+        // SAFETY: the caller's contract is passed on unchanged.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: as above.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count();
+        // SAFETY: as above.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+/// Counts the allocations (and reallocations) this thread makes until [`Counter::stop`], in a
+/// binary whose global allocator is [`Counting`]; across `.await` too, on a runtime that keeps
+/// the future on this thread.
+#[derive(Debug)]
+pub struct Counter {
+    before: u64,
+}
+
+impl Counter {
+    pub fn start() -> Counter {
+        let before = ALLOCATIONS.load(Relaxed);
+        COUNT_HERE.with(|c| c.set(true));
+        Counter { before }
+    }
+
+    pub fn stop(self) -> u64 {
+        COUNT_HERE.with(|c| c.set(false));
+        ALLOCATIONS.load(Relaxed) - self.before
+    }
+}
+
+/// The allocations (and reallocations) `f` makes on this thread.
+pub fn count_allocations(f: impl FnOnce()) -> u64 {
+    let counter = Counter::start();
+    f();
+    counter.stop()
+}
