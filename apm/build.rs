@@ -2,7 +2,7 @@
 //! that group integrations by what they need of the runtime, so that code serving a group
 //! exists exactly when one of its integrations is compiled:
 //! - `apm_server`: server integrations (transactions that end with the response's body);
-//! - `apm_client`: client integrations, HTTP and databases (exit spans);
+//! - `apm_client`: client integrations, HTTP, databases and messaging (exit spans);
 //! - `apm_http_client`: HTTP client integrations (idle handles, which still propagate);
 //! - `apm_body_capture`: integrations that buffer request bodies for `capture_body`;
 //! - `apm_http`: integrations built on the `http` crate's types.
@@ -13,7 +13,7 @@ const GROUPS: &[(&str, &[&str])] = &[
     ("apm_server", &["TOWER", "ACTIX_WEB"]),
     (
         "apm_client",
-        &["REQWEST", "MINREQ_CLIENT", "REDIS", "MYSQL"],
+        &["REQWEST", "MINREQ_CLIENT", "REDIS", "MYSQL", "LAPIN"],
     ),
     ("apm_http_client", &["REQWEST", "MINREQ_CLIENT"]),
     ("apm_body_capture", &["AXUM", "ACTIX_WEB"]),

@@ -34,6 +34,7 @@
 //! | `minreq-client` | no | `apm::minreq`: exit spans for minreq requests. |
 //! | `redis` | no | `apm::redis::Traced`: exit spans for the commands and pipelines of a redis connection, sync or async. Needs Rust 1.88. |
 //! | `mysql` | no | `apm::mysql::Traced`: exit spans for the statements of a `mysql` (sync driver) connection or pooled connection. Needs Rust 1.89. |
+//! | `lapin` | no | `apm::lapin`: RabbitMQ through lapin (tokio runtime): exit spans for published messages with the trace context in their headers, and a `messaging` transaction for each delivery consumed. Needs Rust 1.88. |
 //! | `log` | no | `apm::log`: wraps the application's logger; records at or above a level become error events, and every record gets `trace.id`, `transaction.id` and `span.id`. |
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -88,6 +89,8 @@ cfg_enable! {
 pub use config::{Config, ConfigBuilder};
 #[cfg(feature = "actix-web")]
 pub use integrations::actix;
+#[cfg(feature = "lapin")]
+pub use integrations::lapin;
 #[cfg(feature = "log")]
 pub use integrations::log;
 #[cfg(feature = "minreq-client")]
@@ -101,6 +104,7 @@ pub use integrations::reqwest;
 #[cfg(feature = "tower")]
 pub use integrations::tower;
 pub use types::headers::{headers_fn, HeaderSink, HeaderSource, HeadersFn};
+pub use types::messaging;
 pub use types::meta::Level;
 pub use types::outcome::{LabelValue, Outcome};
 pub use types::stats::Stats;
@@ -273,6 +277,11 @@ impl Transaction {
     /// Records the response (`context.response`).
     pub fn set_response(&self, response: web::Response) {
         self.0.with(|t| t.set_response(response));
+    }
+
+    /// Records the message this (`messaging`) transaction processes (`context.message`).
+    pub fn set_message(&self, message: messaging::Message) {
+        self.0.with(|t| t.set_message(message));
     }
 
     /// Whether the transaction is sampled.
