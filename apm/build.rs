@@ -4,6 +4,7 @@
 //! - `apm_server`: server integrations (transactions that end with the response's body);
 //! - `apm_client`: client integrations, HTTP, databases and messaging (exit spans);
 //! - `apm_http_client`: HTTP client integrations (idle handles, which still propagate);
+//! - `apm_messaging`: messaging integrations (`ignore_message_queues`);
 //! - `apm_body_capture`: integrations that buffer request bodies for `capture_body`;
 //! - `apm_http`: integrations built on the `http` crate's types.
 use std::process::Command;
@@ -16,6 +17,7 @@ const GROUPS: &[(&str, &[&str])] = &[
         &["REQWEST", "MINREQ_CLIENT", "REDIS", "MYSQL", "LAPIN"],
     ),
     ("apm_http_client", &["REQWEST", "MINREQ_CLIENT"]),
+    ("apm_messaging", &["LAPIN"]),
     ("apm_body_capture", &["AXUM", "ACTIX_WEB"]),
     ("apm_http", &["TOWER", "REQWEST", "ACTIX_WEB"]),
 ];

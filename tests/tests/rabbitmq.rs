@@ -493,3 +493,52 @@ fn an_unsampled_transaction_propagates_without_recording_a_span() {
     assert!(h.spans().is_empty(), "{:#?}", h.spans());
     h.finish();
 }
+
+#[test]
+fn ignore_message_queues_leaves_matching_exchanges_and_queues_untraced() {
+    if !apm_tests::services::require("rabbitmq", ADDR) {
+        return;
+    }
+    // Case-insensitive wildcards; the default exchange is `<default>` there too.
+    let h = agent::start(|c| c.ignore_message_queues(["*.IGNORED", "<Default>"]));
+    let queue = queue_name("ignored");
+    runtime().block_on(async {
+        let (_connection, channel) = channel().await;
+        declare(&channel, &queue).await;
+        let publisher = apm::Transaction::start("publisher", "request");
+        publisher
+            .bind(async {
+                channel
+                    .basic_publish_traced(
+                        "".into(),
+                        queue.as_str().into(),
+                        BasicPublishOptions::default(),
+                        b"x",
+                        BasicProperties::default(),
+                    )
+                    .await
+                    .expect("basic.publish");
+            })
+            .await;
+        let delivery = consume(&channel, &queue, 1).await.remove(0);
+        assert_eq!(delivery.properties.headers(), &None, "no header was added");
+        let delivery = TracedDelivery::new(delivery, &queue);
+        assert!(delivery.context().is_empty(), "no transaction");
+        delivery
+            .context()
+            .bind(async {
+                let _handling = apm::start_span("handle", "app");
+            })
+            .await;
+        assert!(delivery
+            .ack(BasicAckOptions::default())
+            .await
+            .expect("basic.ack"));
+    });
+    h.flush();
+    let transactions = h.transactions();
+    assert_eq!(transactions.len(), 1, "{transactions:#?}");
+    assert_eq!(transactions[0]["name"], "publisher");
+    assert!(h.spans().is_empty(), "{:#?}", h.spans());
+    h.finish();
+}

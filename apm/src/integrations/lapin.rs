@@ -22,7 +22,8 @@
 //! `context.destination` address or port.
 //!
 //! Outside any transaction nothing is recorded, no header is added and nothing is allocated.
-//! The application always gets lapin's own result, unchanged.
+//! The same for an exchange matching `ignore_message_queues` (the default exchange is
+//! `<default>` there too). The application always gets lapin's own result, unchanged.
 //!
 //! ```no_run
 //! use apm::lapin::ChannelExt as _;
@@ -52,7 +53,8 @@
 //! matching `sanitize_field_names` redacted) and, when the message has a `timestamp`
 //! property (seconds since the epoch, as AMQP has it), its age in milliseconds.
 //!
-//! The transaction ends when the delivery is acknowledged: [`TracedDelivery::ack`] gives
+//! A delivery from a queue matching `ignore_message_queues` gets no transaction (and its
+//! processing records nothing). The transaction ends when the delivery is acknowledged: [`TracedDelivery::ack`] gives
 //! outcome `success` (`failure` if the broker could not be told), [`TracedDelivery::nack`] and
 //! [`TracedDelivery::reject`] give `failure`. A `TracedDelivery` dropped without any of them
 //! (a consumer with `no_ack`) ends the transaction then. Processing runs inside the
@@ -84,6 +86,7 @@ use ::lapin::types::{AMQPValue, FieldTable, ShortString};
 use ::lapin::{BasicProperties, Channel, PublisherConfirm};
 
 use super::facade::spans_recorded_here;
+use super::messaging::ignored;
 use crate::messaging::Message;
 use crate::{Context, HeaderSource, Outcome, Span, Transaction};
 
@@ -138,7 +141,8 @@ impl ChannelExt for Channel {
 /// Starts the send span (`None` when nothing is recorded here) and writes the trace context
 /// into the properties' headers; outside any transaction the properties are left as they are.
 fn start_send(exchange: &str, properties: BasicProperties) -> (Option<Span>, BasicProperties) {
-    if Context::current().is_empty() {
+    let exchange = exchange_name(exchange);
+    if Context::current().is_empty() || ignored(exchange) {
         return (None, properties);
     }
     let mut headers = properties.headers().clone().unwrap_or_default();
@@ -150,7 +154,6 @@ fn start_send(exchange: &str, properties: BasicProperties) -> (Option<Span>, Bas
         crate::inject_headers(&mut sink);
         return (None, properties.with_headers(headers));
     }
-    let exchange = exchange_name(exchange);
     let mut span = Span::start(format!("RabbitMQ SEND to {exchange}"), "messaging");
     if span.is_recording() {
         span.set_subtype("rabbitmq");
@@ -274,6 +277,9 @@ impl Drop for TracedDelivery {
 /// [`Transaction::end`], after setting the outcome); [`TracedDelivery`] does that on
 /// acknowledgement.
 pub fn receive(delivery: &Delivery, queue: &str) -> Transaction {
+    if ignored(queue) {
+        return Transaction::default();
+    }
     let headers = AmqpHeaders(delivery.properties.headers().as_ref());
     let transaction = Transaction::start_with(
         format!("RabbitMQ RECEIVE from {}", queue_name(queue)),

@@ -3,6 +3,8 @@
 
 #[cfg(any(apm_server, apm_client, feature = "log"))]
 mod facade;
+#[cfg(apm_messaging)]
+mod messaging;
 #[cfg(apm_server)]
 mod server;
 
