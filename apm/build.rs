@@ -14,10 +14,17 @@ const GROUPS: &[(&str, &[&str])] = &[
     ("apm_server", &["TOWER", "ACTIX_WEB"]),
     (
         "apm_client",
-        &["REQWEST", "MINREQ_CLIENT", "REDIS", "MYSQL", "LAPIN"],
+        &[
+            "REQWEST",
+            "MINREQ_CLIENT",
+            "REDIS",
+            "MYSQL",
+            "LAPIN",
+            "NATS",
+        ],
     ),
     ("apm_http_client", &["REQWEST", "MINREQ_CLIENT"]),
-    ("apm_messaging", &["LAPIN"]),
+    ("apm_messaging", &["LAPIN", "NATS"]),
     ("apm_body_capture", &["AXUM", "ACTIX_WEB"]),
     ("apm_http", &["TOWER", "REQWEST", "ACTIX_WEB"]),
 ];

@@ -35,6 +35,7 @@
 //! | `redis` | no | `apm::redis::Traced`: exit spans for the commands and pipelines of a redis connection, sync or async. Needs Rust 1.88. |
 //! | `mysql` | no | `apm::mysql::Traced`: exit spans for the statements of a `mysql` (sync driver) connection or pooled connection. Needs Rust 1.89. |
 //! | `lapin` | no | `apm::lapin`: RabbitMQ through lapin (tokio runtime): exit spans for published messages with the trace context in their headers, and a `messaging` transaction for each delivery consumed. Needs Rust 1.88. |
+//! | `nats` | no | `apm::nats`: core NATS through async-nats: exit spans for published messages with the trace context in their headers, and a `messaging` transaction for each message received. Needs Rust 1.89. |
 //! | `log` | no | `apm::log`: wraps the application's logger; records at or above a level become error events, and every record gets `trace.id`, `transaction.id` and `span.id`. |
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -97,6 +98,8 @@ pub use integrations::log;
 pub use integrations::minreq;
 #[cfg(feature = "mysql")]
 pub use integrations::mysql;
+#[cfg(feature = "nats")]
+pub use integrations::nats;
 #[cfg(feature = "redis")]
 pub use integrations::redis;
 #[cfg(feature = "reqwest")]
