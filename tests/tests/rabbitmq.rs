@@ -3,7 +3,9 @@
 //! travels in the message's headers, and its delivery is a `messaging` transaction continuing
 //! that trace, in another process (the test runs its own binary again as the producer); a
 //! message without trace context, or with a `traceparent` that does not parse, starts a new
-//! trace and is processed as usual; ack gives `success`, nack and reject `failure`
+//! trace and is processed as usual; ack gives `success`, nack and reject `failure`; a
+//! cancelled publish ends its span as `unknown`; `ignore_message_queues` leaves matching
+//! exchanges and queues untraced
 //! (`specs/agents/tracing-instrumentation-messaging.md`). Every event is checked against the
 //! intake schemas. Without RabbitMQ the tests say so and skip (under `CI=true` they fail).
 
@@ -540,5 +542,41 @@ fn ignore_message_queues_leaves_matching_exchanges_and_queues_untraced() {
     assert_eq!(transactions.len(), 1, "{transactions:#?}");
     assert_eq!(transactions[0]["name"], "publisher");
     assert!(h.spans().is_empty(), "{:#?}", h.spans());
+    h.finish();
+}
+
+#[test]
+fn a_dropped_publish_future_ends_its_span_as_unknown() {
+    if !apm_tests::services::require("rabbitmq", ADDR) {
+        return;
+    }
+    let h = agent::start(|c| c.span_compression_enabled(false));
+    let queue = queue_name("dropped");
+    runtime().block_on(async {
+        let (_connection, channel) = channel().await;
+        declare(&channel, &queue).await;
+        let transaction = apm::Transaction::start("cancelled", "request");
+        transaction
+            .bind(async {
+                let publish = channel.basic_publish_traced(
+                    "".into(),
+                    queue.as_str().into(),
+                    BasicPublishOptions::default(),
+                    b"never sent",
+                    BasicProperties::default(),
+                );
+                // Cancelled before it ran, as a timeout or a `select!` would.
+                drop(publish);
+            })
+            .await;
+    });
+    h.flush();
+    let spans = h.spans();
+    let send = named(&spans, "RabbitMQ SEND to <default>");
+    assert_eq!(send["outcome"], "unknown", "{send:#}");
+    assert_eq!(
+        send["parent_id"],
+        named(&h.transactions(), "cancelled")["id"]
+    );
     h.finish();
 }
