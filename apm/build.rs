@@ -2,8 +2,9 @@
 //! that group integrations by what they need of the runtime, so that code serving a group
 //! exists exactly when one of its integrations is compiled:
 //! - `apm_server`: server integrations (transactions that end with the response's body);
-//! - `apm_client`: client integrations, HTTP and databases (exit spans);
+//! - `apm_client`: client integrations, HTTP, databases and messaging (exit spans);
 //! - `apm_http_client`: HTTP client integrations (idle handles, which still propagate);
+//! - `apm_messaging`: messaging integrations (`ignore_message_queues`);
 //! - `apm_body_capture`: integrations that buffer request bodies for `capture_body`;
 //! - `apm_http`: integrations built on the `http` crate's types;
 //! - `apm_db`: database integrations that cut their statements to the spec's length themselves.
@@ -25,9 +26,12 @@ const GROUPS: &[(&str, &[&str])] = &[
             "RUSQLITE",
             "POSTGRES",
             "DIESEL",
+            "LAPIN",
+            "NATS",
         ],
     ),
     ("apm_http_client", &["REQWEST", "MINREQ_CLIENT"]),
+    ("apm_messaging", &["LAPIN", "NATS"]),
     ("apm_body_capture", &["AXUM", "ACTIX_WEB"]),
     ("apm_http", &["TOWER", "REQWEST", "ACTIX_WEB"]),
     ("apm_db", &["SQLX_POSTGRES", "SQLX_MYSQL", "SQLX_SQLITE"]),

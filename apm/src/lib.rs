@@ -37,6 +37,8 @@
 //! | `rusqlite` | no | `apm::rusqlite`: a `Connection` wrapper giving exit spans for rusqlite's statements and transactions (SQLite bundled). |
 //! | `postgres` | no | `apm::postgres`: `Client` wrappers giving exit spans for tokio-postgres and (`apm::postgres::blocking`) postgres statements and transactions. |
 //! | `diesel` | no | `apm::diesel`: diesel's instrumentation hook giving exit spans for its queries and transactions (PostgreSQL, MySQL, SQLite). |
+//! | `lapin` | no | `apm::lapin`: RabbitMQ through lapin (tokio runtime): exit spans for published messages with the trace context in their headers, and a `messaging` transaction for each delivery consumed. Needs Rust 1.88. |
+//! | `nats` | no | `apm::nats`: core NATS through async-nats: exit spans for published messages with the trace context in their headers, and a `messaging` transaction for each message received. Needs Rust 1.89. |
 //! | `log` | no | `apm::log`: wraps the application's logger; records at or above a level become error events, and every record gets `trace.id`, `transaction.id` and `span.id`. |
 //! | `sqlx-postgres` | no | `apm::sqlx`: exit spans for sqlx queries on PostgreSQL, through a `Traced` pool, connection or transaction. sqlx 0.9, which needs Rust 1.94. |
 //! | `sqlx-mysql` | no | The same on MySQL and MariaDB. |
@@ -97,12 +99,16 @@ pub use config::{Config, ConfigBuilder};
 pub use integrations::actix;
 #[cfg(feature = "diesel")]
 pub use integrations::diesel;
+#[cfg(feature = "lapin")]
+pub use integrations::lapin;
 #[cfg(feature = "log")]
 pub use integrations::log;
 #[cfg(feature = "minreq-client")]
 pub use integrations::minreq;
 #[cfg(feature = "mysql")]
 pub use integrations::mysql;
+#[cfg(feature = "nats")]
+pub use integrations::nats;
 #[cfg(feature = "postgres")]
 pub use integrations::postgres;
 #[cfg(feature = "redis")]
@@ -118,6 +124,7 @@ pub use integrations::tower;
 #[cfg(feature = "tracing")]
 pub use integrations::tracing;
 pub use types::headers::{headers_fn, HeaderSink, HeaderSource, HeadersFn};
+pub use types::messaging;
 pub use types::meta::Level;
 pub use types::outcome::{LabelValue, Outcome};
 pub use types::stats::Stats;
@@ -297,6 +304,11 @@ impl Transaction {
     /// Records the response (`context.response`).
     pub fn set_response(&self, response: web::Response) {
         self.0.with(|t| t.set_response(response));
+    }
+
+    /// Records the message this (`messaging`) transaction processes (`context.message`).
+    pub fn set_message(&self, message: messaging::Message) {
+        self.0.with(|t| t.set_message(message));
     }
 
     /// Whether the transaction is sampled.

@@ -20,7 +20,7 @@ use crate::types::ids;
 use crate::types::record::TransactionName;
 use crate::types::span_context::{Db, Destination, Message, SpanExtra};
 use crate::types::user::User;
-use crate::types::web;
+use crate::types::{messaging, web};
 use crate::types::outcome::{LabelValue, Outcome};
 
 /// Guards are `!Send`: an entry on a thread's context stack must be closed on that thread
@@ -351,6 +351,9 @@ impl CurrentTransaction<'_> {
     }
     pub(crate) fn set_response(&self, response: web::Response) {
         self.0.set_response(response);
+    }
+    pub(crate) fn set_message(&self, message: messaging::Message) {
+        self.0.set_message(message);
     }
     #[cfg(apm_server)]
     pub(crate) fn default_result(&self, result: Cow<'static, str>) {

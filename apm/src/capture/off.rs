@@ -10,7 +10,7 @@ use std::task::{Context as TaskContext, Poll};
 use crate::types::headers::{HeaderSink, HeaderSource};
 use crate::types::outcome::{LabelValue, Outcome};
 use crate::types::user::User;
-use crate::types::web;
+use crate::types::{messaging, web};
 
 #[derive(Debug)]
 pub(crate) struct TransactionGuard;
@@ -106,6 +106,7 @@ impl CurrentTransaction {
     pub(crate) fn set_custom(&self, _key: Cow<'static, str>, _value: LabelValue) {}
     pub(crate) fn set_request(&self, _request: web::Request) {}
     pub(crate) fn set_response(&self, _response: web::Response) {}
+    pub(crate) fn set_message(&self, _message: messaging::Message) {}
     #[cfg(apm_server)]
     pub(crate) fn default_result(&self, _result: Cow<'static, str>) {}
     #[cfg(apm_server)]

@@ -13,7 +13,7 @@ use crate::types::outcome::{LabelValue, Outcome};
 use crate::types::span_context::Labels;
 use crate::types::record::{Link, TransactionName};
 use crate::types::user::User;
-use crate::types::web;
+use crate::types::{messaging, web};
 
 /// What the threads recording one transaction share.
 #[derive(Debug)]
@@ -57,6 +57,7 @@ pub(crate) struct TxnState {
     pub(crate) custom: Labels,
     pub(crate) request: Option<Box<web::Request>>,
     pub(crate) response: Option<Box<web::Response>>,
+    pub(crate) message: Option<Box<messaging::Message>>,
     pub(crate) ended: bool,
 }
 
@@ -75,6 +76,9 @@ impl TxnShared {
     }
     pub(crate) fn set_response(&self, response: web::Response) {
         self.state.lock().response = Some(Box::new(response));
+    }
+    pub(crate) fn set_message(&self, message: messaging::Message) {
+        self.state.lock().message = Some(Box::new(message));
     }
     pub(crate) fn set_result(&self, result: Cow<'static, str>) {
         self.state.lock().result = Some(result);

@@ -65,6 +65,7 @@ pub(crate) fn open_transaction(
             custom: Vec::new(),
             request: None,
             response: None,
+            message: None,
             ended: false,
         }),
     }))
@@ -141,6 +142,7 @@ pub(crate) fn end_transaction(
         } else {
             None
         },
+        message: if txn.sampled { st.message.take() } else { None },
         links: txn.links.clone(),
         user: if txn.sampled { st.user.take() } else { None },
         custom: if txn.sampled {

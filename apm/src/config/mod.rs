@@ -196,6 +196,7 @@ pub struct Config {
     pub(crate) cloud_provider: CloudProvider,
     /// Wildcard patterns.
     pub(crate) transaction_ignore_urls: Vec<String>,
+    pub(crate) ignore_message_queues: Vec<String>,
     pub(crate) ignore_exceptions: Vec<String>,
     pub(crate) transaction_ignore_user_agents: Vec<String>,
     pub(crate) transaction_name_groups: Vec<String>,
@@ -256,6 +257,7 @@ impl Default for Config {
             capture_body: CaptureBody::Off,
             cloud_provider: CloudProvider::Auto,
             transaction_ignore_urls: Vec::new(),
+            ignore_message_queues: Vec::new(),
             ignore_exceptions: Vec::new(),
             transaction_ignore_user_agents: Vec::new(),
             transaction_name_groups: Vec::new(),
@@ -716,6 +718,9 @@ impl ConfigBuilder {
         sanitize_field_names => SanitizeFieldNames;
         /// `transaction_ignore_urls`: wildcard patterns of URL paths not to trace.
         transaction_ignore_urls => TransactionIgnoreUrls;
+        /// `ignore_message_queues`: wildcard patterns of queues, topics and exchanges whose
+        /// messages are not traced.
+        ignore_message_queues => IgnoreMessageQueues;
         /// `ignore_exceptions`: wildcard patterns of error type paths (as
         /// `std::any::type_name` writes them) not to report; `panic` matches panics.
         ignore_exceptions => IgnoreExceptions;

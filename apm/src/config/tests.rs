@@ -227,6 +227,7 @@ fn every_option_reads_its_environment_variable() {
         ("ELASTIC_APM_TRANSACTION_IGNORE_URLS", "/health*, /metrics"),
         ("ELASTIC_APM_TRANSACTION_IGNORE_USER_AGENTS", "kube-probe/*"),
         ("ELASTIC_APM_TRANSACTION_NAME_GROUPS", "GET /users/*"),
+        ("ELASTIC_APM_IGNORE_MESSAGE_QUEUES", "amq.gen-*, health"),
         ("ELASTIC_APM_EXIT_SPAN_MIN_DURATION", "100us"),
         ("ELASTIC_APM_SPAN_COMPRESSION_ENABLED", "false"),
         (
@@ -285,6 +286,7 @@ fn every_option_reads_its_environment_variable() {
     assert_eq!(c.ignore_exceptions, ["*::ParseIntError", "panic"]);
     assert_eq!(c.transaction_ignore_user_agents, ["kube-probe/*"]);
     assert_eq!(c.transaction_name_groups, ["GET /users/*"]);
+    assert_eq!(c.ignore_message_queues, ["amq.gen-*", "health"]);
     assert_eq!(c.exit_span_min_duration, Duration::from_micros(100));
     assert!(!c.span_compression_enabled);
     assert_eq!(

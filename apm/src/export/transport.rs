@@ -443,8 +443,9 @@ impl Transport {
                 encode::write_span(out, s, policy)
             }
             Event::Transaction(t) => {
-                // The policy shapes the request and response only (and looks at the clock).
-                if t.request.is_some() || t.response.is_some() {
+                // The policy shapes the request, the response and the message only (and looks
+                // at the clock).
+                if t.request.is_some() || t.response.is_some() || t.message.is_some() {
                     refresh_policy(tracer, policy, policy_generation);
                 }
                 encode::write_transaction(out, t, policy)

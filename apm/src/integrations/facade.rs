@@ -30,7 +30,7 @@ pub(crate) use client::IdleSpan;
 #[cfg(apm_db)]
 pub(crate) use client::statement_text;
 
-#[cfg(all(apm_server, feature = "enable"))]
+#[cfg(all(any(apm_server, apm_messaging), feature = "enable"))]
 pub(crate) use config::{effective_config, EffectiveConfig};
 
 /// What server integrations do to the transaction of a request: bind the handler's future to
@@ -117,7 +117,7 @@ mod client {
 
 /// The configuration in effect (central configuration applied), for what integrations compile
 /// from it.
-#[cfg(all(apm_server, feature = "enable"))]
+#[cfg(all(any(apm_server, apm_messaging), feature = "enable"))]
 mod config {
     use crate::queue::tracer;
     use crate::Config;

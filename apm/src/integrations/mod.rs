@@ -5,6 +5,8 @@
 mod db;
 #[cfg(any(apm_server, apm_client, feature = "log", feature = "tracing"))]
 mod facade;
+#[cfg(apm_messaging)]
+mod messaging;
 #[cfg(apm_server)]
 mod server;
 
@@ -14,6 +16,9 @@ pub mod actix;
 #[cfg(feature = "diesel")]
 #[cfg_attr(docsrs, doc(cfg(feature = "diesel")))]
 pub mod diesel;
+#[cfg(feature = "lapin")]
+#[cfg_attr(docsrs, doc(cfg(feature = "lapin")))]
+pub mod lapin;
 #[cfg(feature = "log")]
 #[cfg_attr(docsrs, doc(cfg(feature = "log")))]
 pub mod log;
@@ -23,6 +28,9 @@ pub mod minreq;
 #[cfg(feature = "mysql")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
 pub mod mysql;
+#[cfg(feature = "nats")]
+#[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
+pub mod nats;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod postgres;

@@ -9,6 +9,7 @@ use super::outcome::Outcome;
 use super::raw_stack::RawStack;
 use super::span_context::{Labels, SpanExtra};
 use super::user::User;
+use super::messaging::Message;
 use super::web::{Request, Response};
 
 /// A span's name and kind: a pointer to the macro's static, or owned text for the manual API.
@@ -154,6 +155,8 @@ pub(crate) struct TransactionRecord {
     pub(crate) links: Vec<Link>,
     pub(crate) request: Option<Box<Request>>,
     pub(crate) response: Option<Box<Response>>,
+    /// `context.message`: the message a messaging transaction processes.
+    pub(crate) message: Option<Box<Message>>,
     /// `context.user` and `context.custom`, as the application set them.
     pub(crate) user: Option<Box<User>>,
     pub(crate) custom: Labels,

@@ -306,6 +306,7 @@ mod tests {
             child_ns: 0,
             request: None,
             response: None,
+            message: None,
             links: Vec::new(),
             user: None,
             custom: Vec::new(),

@@ -1,5 +1,6 @@
 //! A transaction's `context.request` and `context.response`: headers, cookies and form fields
-//! sanitised with `sanitize_field_names`, bodies sent only where `capture_body` allows.
+//! sanitised with `sanitize_field_names`, bodies sent only where `capture_body` allows; and the
+//! `context.message` of a messaging transaction, its headers sanitised the same way.
 
 use std::borrow::Cow;
 
@@ -9,6 +10,7 @@ use serde::Serialize;
 use super::fields::{Kw, LabelsView};
 use super::service_target::host_port;
 use crate::types::record::TransactionRecord;
+use crate::types::messaging::Message;
 use crate::types::user::User;
 use crate::types::web;
 use crate::util::text::{truncate, DEFAULT_LONG_LIMIT};
@@ -192,9 +194,45 @@ pub(super) struct TransactionContextView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     response: Option<ResponseView<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<MessageView<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     user: Option<UserView<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     custom: Option<LabelsView<'a>>,
+}
+
+/// `context.message` of a messaging transaction.
+#[derive(Serialize)]
+struct MessageView<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    queue: Option<QueueView<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    age: Option<AgeView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    routing_key: Option<Kw<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    headers: Option<HeadersView<'a>>,
+}
+
+#[derive(Serialize)]
+struct QueueView<'a> {
+    name: Kw<'a>,
+}
+
+#[derive(Serialize)]
+struct AgeView {
+    ms: u64,
+}
+
+impl<'a> MessageView<'a> {
+    fn of(m: &'a Message, policy: &'a Policy) -> Self {
+        MessageView {
+            queue: m.queue.as_deref().map(|name| QueueView { name: Kw(name) }),
+            age: m.age_ms.map(|ms| AgeView { ms }),
+            routing_key: m.routing_key.as_deref().map(Kw),
+            headers: headers_view(&m.headers, policy),
+        }
+    }
 }
 
 /// `context.user`.
@@ -276,6 +314,7 @@ pub(super) fn transaction_context<'a>(
     if t.labels.is_empty()
         && t.request.is_none()
         && t.response.is_none()
+        && t.message.is_none()
         && t.user.is_none()
         && t.custom.is_empty()
     {
@@ -293,5 +332,6 @@ pub(super) fn transaction_context<'a>(
             status_code: r.status_code,
             headers: headers_view(&r.headers, policy),
         }),
+        message: t.message.as_deref().map(|m| MessageView::of(m, policy)),
     })
 }

@@ -253,6 +253,7 @@ mod tests {
             custom: Vec::new(),
             request: None,
             response: None,
+            message: None,
         };
         let mut web = crate::types::web::Request::new("GET", "http://shop/orders/7?x=1");
         web.headers.push(("Authorization".into(), "secret".into()));
@@ -277,6 +278,13 @@ mod tests {
                 }],
                 request: Some(Box::new(web)),
                 response: Some(Box::new(crate::types::web::Response::new(503))),
+                message: Some(Box::new(
+                    crate::types::messaging::Message::new("orders")
+                        .age_ms(1_500)
+                        .routing_key("orders.new")
+                        .header("traceparent", "x")
+                        .header("password", "secret"),
+                )),
                 ..plain()
             },
             TransactionRecord {

@@ -1,0 +1,242 @@
+//! Core NATS through [async-nats](https://docs.rs/async-nats) (feature `nats`): an exit span
+//! for each message published, a transaction for each message received, and the trace context
+//! carried from one to the other in the message's headers, as
+//! `specs/agents/tracing-instrumentation-messaging.md` asks.
+//!
+//! # Publishing
+//!
+//! Publish with [`ClientExt::publish_traced`] (or
+//! [`publish_with_headers_traced`](ClientExt::publish_with_headers_traced)) instead of
+//! `Client::publish` (`publish_with_headers`): same arguments, same result. Inside a
+//! transaction each message becomes an exit span:
+//!
+//! - type `messaging`, subtype `nats`, action `send`; name `NATS SEND to <subject>`;
+//! - `context.message.queue.name` is the subject, `service.target` is `nats` with that name,
+//!   and `context.destination` the address and port of the server the client is connected to
+//!   (as that server announces them);
+//! - the message's headers get `traceparent` (this span as the parent) and `tracestate`, next
+//!   to those it already has; an unsampled transaction still propagates its context;
+//! - outcome `failure` when async-nats returns an error, `success` otherwise. async-nats's
+//!   publish returns when the message is queued for sending: that is what the span times. A
+//!   future dropped before (cancelled) ends the span with outcome `unknown`.
+//!
+//! Outside any transaction, or for a subject matching `ignore_message_queues`, nothing is
+//! recorded and no header is added. The application always gets async-nats's own result,
+//! unchanged.
+//!
+//! ```no_run
+//! use apm::nats::ClientExt as _;
+//!
+//! # async fn f(client: async_nats::Client) -> Result<(), async_nats::PublishError> {
+//! client.publish_traced("orders.new", "order 7".into()).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Receiving
+//!
+//! [`receive`] starts the transaction of a received message: type `messaging`, named
+//! `NATS RECEIVE from <subject>`, continuing the producer's trace when the message's headers
+//! carry a valid `traceparent` and starting a new trace otherwise (no headers, or headers
+//! that do not parse: the message is processed the same), with the subject and the headers
+//! (sent only with `capture_headers`, values of names matching `sanitize_field_names`
+//! redacted) in `context.message`. Bind the processing to it: the transaction ends when that
+//! future completes; set its outcome to `failure` when processing fails. A message whose
+//! subject matches `ignore_message_queues` gets no transaction.
+//!
+//! ```no_run
+//! # async fn handle(_: &[u8]) -> bool { true }
+//! # async fn f(message: async_nats::Message) {
+//! // For each message of a `Subscriber`:
+//! let transaction = apm::nats::receive(&message);
+//! let processed = transaction.bind(handle(&message.payload)).await;
+//! if !processed {
+//!     transaction.set_outcome(apm::Outcome::Failure);
+//! }
+//! # }
+//! ```
+
+use std::future::Future;
+use std::str::FromStr;
+
+use ::async_nats::{Client, HeaderMap, HeaderName, HeaderValue, Message, PublishError, ToSubject};
+use ::bytes::Bytes;
+
+use super::facade::spans_recorded_here;
+use super::messaging::ignored;
+use crate::messaging::Message as MessageContext;
+use crate::{Context, HeaderSource, Outcome, Span, Transaction};
+
+/// Publishes on an `async_nats::Client` with an exit span (see the
+/// [module documentation](self)).
+pub trait ClientExt: sealed::Sealed {
+    /// Like `Client::publish`, with an exit span around the publish and the trace context in
+    /// the message's headers. The span starts when this is called, in the caller's context.
+    fn publish_traced<S: ToSubject>(
+        &self,
+        subject: S,
+        payload: Bytes,
+    ) -> impl Future<Output = Result<(), PublishError>> + Send + '_;
+
+    /// Like `Client::publish_with_headers`, with an exit span around the publish and the
+    /// trace context added to `headers`.
+    fn publish_with_headers_traced<S: ToSubject>(
+        &self,
+        subject: S,
+        headers: HeaderMap,
+        payload: Bytes,
+    ) -> impl Future<Output = Result<(), PublishError>> + Send + '_;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for ::async_nats::Client {}
+}
+
+impl ClientExt for Client {
+    fn publish_traced<S: ToSubject>(
+        &self,
+        subject: S,
+        payload: Bytes,
+    ) -> impl Future<Output = Result<(), PublishError>> + Send + '_ {
+        publish(self, subject, None, payload)
+    }
+
+    fn publish_with_headers_traced<S: ToSubject>(
+        &self,
+        subject: S,
+        headers: HeaderMap,
+        payload: Bytes,
+    ) -> impl Future<Output = Result<(), PublishError>> + Send + '_ {
+        publish(self, subject, Some(headers), payload)
+    }
+}
+
+/// Publishes with the application's headers (if any) and the trace context.
+fn publish<S: ToSubject>(
+    client: &Client,
+    subject: S,
+    headers: Option<HeaderMap>,
+    payload: Bytes,
+) -> impl Future<Output = Result<(), PublishError>> + Send + '_ {
+    let subject = subject.to_subject();
+    let (span, headers) = start_send(client, &subject, headers);
+    let publish = async move {
+        match headers {
+            Some(headers) => client.publish_with_headers(subject, headers, payload).await,
+            None => client.publish(subject, payload).await,
+        }
+    };
+    async move {
+        let result = publish.await;
+        if let Some(mut span) = span {
+            span.set_outcome(if result.is_ok() {
+                Outcome::Success
+            } else {
+                Outcome::Failure
+            });
+        }
+        result
+    }
+}
+
+/// Starts the send span (`None` when nothing is recorded here) and adds the trace context to
+/// the headers; outside any transaction the headers are left as they are.
+fn start_send(
+    client: &Client,
+    subject: &str,
+    headers: Option<HeaderMap>,
+) -> (Option<Span>, Option<HeaderMap>) {
+    if Context::current().is_empty() || ignored(subject) {
+        return (None, headers);
+    }
+    let mut headers = headers.unwrap_or_default();
+    let mut sink = |name: &'static str, value: &str| {
+        if let (Ok(name), Ok(value)) = (HeaderName::from_str(name), HeaderValue::from_str(value)) {
+            headers.insert(name, value);
+        }
+    };
+    if !spans_recorded_here() {
+        // Unsampled: the context only, no span, no name built.
+        crate::inject_headers(&mut sink);
+        return (None, Some(headers));
+    }
+    let mut span = Span::start(format!("NATS SEND to {subject}"), "messaging");
+    if span.is_recording() {
+        span.set_subtype("nats");
+        span.set_action("send");
+        span.set_exit();
+        span.set_message_queue(subject);
+        span.set_service_target("nats", Some(subject.to_owned().into()));
+        let server = client.server_info();
+        let host = server.host.as_str();
+        if !host.is_empty() && host != "0.0.0.0" && host != "::" {
+            span.set_destination(Some(server.host), Some(server.port));
+        }
+        // Until async-nats answers: a publish dropped before that ends `unknown`.
+        span.set_outcome(Outcome::Unknown);
+    }
+    span.inject(&mut sink);
+    (Some(span), Some(headers))
+}
+
+/// Starts the transaction of a received message, continuing the trace its headers carry (see
+/// the [module documentation](self)); an empty handle for a subject matching
+/// `ignore_message_queues`. `Transaction::bind` runs the processing inside it and ends it.
+pub fn receive(message: &Message) -> Transaction {
+    let subject = message.subject.as_str();
+    if ignored(subject) {
+        return Transaction::default();
+    }
+    let transaction = Transaction::start_with(
+        format!("NATS RECEIVE from {subject}"),
+        "messaging",
+        &NatsHeaders(message.headers.as_ref()),
+    );
+    if transaction.is_sampled() {
+        let mut context = MessageContext::new(subject);
+        if let Some(headers) = &message.headers {
+            for (name, values) in headers.iter() {
+                for value in values {
+                    context = context.header(name.as_ref() as &str, value.as_str());
+                }
+            }
+        }
+        transaction.set_message(context);
+    }
+    transaction
+}
+
+/// The headers of a message as a [`HeaderSource`] (names compared case-insensitively).
+struct NatsHeaders<'a>(Option<&'a HeaderMap>);
+
+impl HeaderSource for NatsHeaders<'_> {
+    fn header_values(&self, name: &str, each: &mut dyn FnMut(&str)) {
+        let Some(headers) = self.0 else { return };
+        for (key, values) in headers.iter() {
+            let key: &str = key.as_ref();
+            if key.eq_ignore_ascii_case(name) {
+                for value in values {
+                    each(value.as_str());
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_are_read_case_insensitively() {
+        let mut headers = HeaderMap::new();
+        headers.insert("TraceParent", "a");
+        headers.append("traceparent", "b");
+        headers.insert("other", "c");
+        let mut seen = Vec::new();
+        NatsHeaders(Some(&headers)).header_values("traceparent", &mut |v| seen.push(v.to_owned()));
+        seen.sort();
+        assert_eq!(seen, ["a", "b"]);
+        NatsHeaders(None).header_values("traceparent", &mut |_| panic!("no headers"));
+    }
+}

@@ -1,0 +1,195 @@
+//! `apm::nats` against the real NATS server of the machine (127.0.0.1:4222), with the mock
+//! APM Server behind the agent: a published message is an exit span whose trace context
+//! travels in the message's headers, and the received message is a `messaging` transaction
+//! continuing that trace; a message without trace context, or with a `traceparent` that does
+//! not parse, starts a new trace and is processed as usual
+//! (`specs/agents/tracing-instrumentation-messaging.md`). Producer and consumer are two
+//! clients of one process. Every event is checked against the intake schemas. Without NATS
+//! the tests say so and skip (under `CI=true` they fail).
+
+mod common;
+
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::time::Duration;
+
+use apm::nats::ClientExt as _;
+use async_nats::{HeaderMap, Message, Subscriber};
+use common::agent::{self, named};
+use futures_core::Stream;
+use serde_json::Value;
+
+const ADDR: &str = "127.0.0.1:4222";
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+async fn client() -> async_nats::Client {
+    async_nats::connect(ADDR)
+        .await
+        .expect("a connection to NATS")
+}
+
+/// A subject of this process and test only (tests run in parallel, in several processes).
+fn subject(test: &str) -> String {
+    format!("apm-tests.{}.{test}", std::process::id())
+}
+
+/// A subscription to `subject` that the server already knows of.
+async fn subscribe(client: &async_nats::Client, subject: &str) -> Subscriber {
+    let subscriber = client
+        .subscribe(subject.to_owned())
+        .await
+        .expect("subscribe");
+    client.flush().await.expect("flush");
+    subscriber
+}
+
+async fn next(subscriber: &mut Subscriber) -> Message {
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        poll_fn(|cx| Pin::new(&mut *subscriber).poll_next(cx)),
+    )
+    .await
+    .expect("a message within 10 s")
+    .expect("the subscription is open")
+}
+
+#[test]
+fn one_trace_crosses_the_subject() {
+    if !apm_tests::services::require("nats", ADDR) {
+        return;
+    }
+    let h = agent::start(|c| c.span_compression_enabled(false));
+    let subject = subject("orders");
+    runtime().block_on(async {
+        let consumer = client().await;
+        let mut subscriber = subscribe(&consumer, &subject).await;
+        let producer = client().await;
+        let checkout = apm::Transaction::start("checkout", "request");
+        checkout
+            .bind(async {
+                let mut headers = HeaderMap::new();
+                headers.insert("password", "secret");
+                producer
+                    .publish_with_headers_traced(subject.clone(), headers, "order 7".into())
+                    .await
+                    .expect("publish");
+                producer.flush().await.expect("flush");
+            })
+            .await;
+        let message = next(&mut subscriber).await;
+        assert_eq!(&message.payload[..], b"order 7");
+        let transaction = apm::nats::receive(&message);
+        transaction
+            .bind(async {
+                let _handling = apm::start_span("handle order", "app");
+            })
+            .await;
+    });
+    h.flush();
+
+    let spans = h.spans();
+    let transactions = h.transactions();
+    let checkout = named(&transactions, "checkout");
+    let send = named(&spans, &format!("NATS SEND to {subject}"));
+    assert_eq!(send["type"], "messaging", "{send:#}");
+    assert_eq!(send["subtype"], "nats");
+    assert_eq!(send["action"], "send");
+    assert_eq!(send["outcome"], "success");
+    assert_eq!(send["parent_id"], checkout["id"]);
+    let ctx = &send["context"];
+    assert_eq!(ctx["message"]["queue"]["name"], subject.as_str());
+    assert_eq!(ctx["service"]["target"]["type"], "nats");
+    assert_eq!(ctx["service"]["target"]["name"], subject.as_str());
+    assert_eq!(ctx["destination"]["address"], "127.0.0.1", "{send:#}");
+    assert_eq!(ctx["destination"]["port"], 4222);
+
+    let receive = named(&transactions, &format!("NATS RECEIVE from {subject}"));
+    assert_eq!(receive["type"], "messaging", "{receive:#}");
+    assert_eq!(receive["trace_id"], checkout["trace_id"], "one trace");
+    assert_eq!(
+        receive["parent_id"], send["id"],
+        "the send span is the parent"
+    );
+    assert_eq!(receive["outcome"], "success");
+    let message = &receive["context"]["message"];
+    assert_eq!(message["queue"]["name"], subject.as_str());
+    assert_eq!(message["headers"]["password"], "[REDACTED]", "{receive:#}");
+    let traceparent = message["headers"]["traceparent"]
+        .as_str()
+        .unwrap_or_else(|| panic!("traceparent sent: {receive:#}"));
+    assert_eq!(
+        traceparent,
+        format!(
+            "00-{}-{}-01",
+            send["trace_id"].as_str().expect("a trace id"),
+            send["id"].as_str().expect("a span id")
+        )
+    );
+    let handling = named(&spans, "handle order");
+    assert_eq!(handling["parent_id"], receive["id"], "processing is inside");
+    h.finish();
+}
+
+#[test]
+fn messages_without_a_valid_trace_context_start_new_traces() {
+    if !apm_tests::services::require("nats", ADDR) {
+        return;
+    }
+    let h = agent::start(|c| c);
+    let subject = subject("untraced");
+    runtime().block_on(async {
+        let consumer = client().await;
+        let mut subscriber = subscribe(&consumer, &subject).await;
+        let producer = client().await;
+        // Outside any transaction the traced publish adds nothing: no headers at all.
+        producer
+            .publish_traced(subject.clone(), "plain".into())
+            .await
+            .expect("publish");
+        let mut garbage = HeaderMap::new();
+        garbage.insert("traceparent", "00-not-a-trace-context");
+        garbage.insert("tracestate", "é,,=");
+        producer
+            .publish_with_headers(subject.clone(), garbage, "garbage".into())
+            .await
+            .expect("publish");
+        producer.flush().await.expect("flush");
+        let plain = next(&mut subscriber).await;
+        assert_eq!(&plain.payload[..], b"plain");
+        assert!(plain.headers.is_none(), "no header was added");
+        apm::nats::receive(&plain).bind(async {}).await;
+        let garbage = next(&mut subscriber).await;
+        assert_eq!(&garbage.payload[..], b"garbage");
+        let transaction = apm::nats::receive(&garbage);
+        transaction.set_outcome(apm::Outcome::Failure);
+        transaction.bind(async {}).await;
+    });
+    h.flush();
+
+    let transactions = h.transactions();
+    let name = format!("NATS RECEIVE from {subject}");
+    let received: Vec<&Value> = transactions.iter().filter(|t| t["name"] == name).collect();
+    assert_eq!(received.len(), 2, "{transactions:#?}");
+    for t in &received {
+        assert!(t["parent_id"].is_null(), "a new trace: {t:#}");
+        assert_eq!(t["type"], "messaging");
+    }
+    assert_ne!(received[0]["trace_id"], received[1]["trace_id"]);
+    let garbage = received
+        .iter()
+        .find(|t| !t["context"]["message"]["headers"].is_null())
+        .expect("the garbage message's transaction");
+    assert_eq!(garbage["outcome"], "failure");
+    assert!(
+        h.spans().is_empty(),
+        "nothing published inside a transaction"
+    );
+    h.finish();
+}
