@@ -2,8 +2,9 @@
 //! and writes outgoing ones, whatever the HTTP library.
 
 /// Reads request headers: call `each` with every value of header `name` (case-insensitive),
-/// in order. Implemented for slices of name/value pairs and, with the `http` feature, for
-/// `http::HeaderMap`; wrap anything else in [`headers_fn`].
+/// in order. Implemented for slices and vectors of name/value pairs, `HashMap` and `BTreeMap`
+/// of strings (a job's payload) and, with the `http` feature, for `http::HeaderMap`; wrap
+/// anything else in [`headers_fn`].
 pub trait HeaderSource {
     /// Calls `each` with every value of the header `name` (case-insensitive), in order.
     fn header_values(&self, name: &str, each: &mut dyn FnMut(&str));
@@ -35,6 +36,46 @@ impl HeaderSink for Vec<(String, String)> {
     fn set_header(&mut self, name: &'static str, value: &str) {
         self.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
         self.push((name.to_owned(), value.to_owned()));
+    }
+}
+
+/// A job's payload map, for instance: the trace context travels with the job in the names the
+/// headers have (`traceparent`, `tracestate`), and the worker continues the trace from it.
+impl<S: std::hash::BuildHasher> HeaderSource for std::collections::HashMap<String, String, S> {
+    fn header_values(&self, name: &str, each: &mut dyn FnMut(&str)) {
+        match self.get(name) {
+            Some(v) => each(v),
+            None => self
+                .iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+                .for_each(|(_, v)| each(v)),
+        }
+    }
+}
+
+impl<S: std::hash::BuildHasher> HeaderSink for std::collections::HashMap<String, String, S> {
+    fn set_header(&mut self, name: &'static str, value: &str) {
+        self.retain(|k, _| !k.eq_ignore_ascii_case(name));
+        self.insert(name.to_owned(), value.to_owned());
+    }
+}
+
+impl HeaderSource for std::collections::BTreeMap<String, String> {
+    fn header_values(&self, name: &str, each: &mut dyn FnMut(&str)) {
+        match self.get(name) {
+            Some(v) => each(v),
+            None => self
+                .iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+                .for_each(|(_, v)| each(v)),
+        }
+    }
+}
+
+impl HeaderSink for std::collections::BTreeMap<String, String> {
+    fn set_header(&mut self, name: &'static str, value: &str) {
+        self.retain(|k, _| !k.eq_ignore_ascii_case(name));
+        self.insert(name.to_owned(), value.to_owned());
     }
 }
 
@@ -84,5 +125,36 @@ impl HeaderSink for http::HeaderMap {
         if let Ok(v) = http::HeaderValue::from_str(value) {
             self.insert(http::HeaderName::from_static(name), v);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, HashMap};
+
+    use super::{HeaderSink, HeaderSource};
+
+    fn values(source: &impl HeaderSource, name: &str) -> Vec<String> {
+        let mut found = Vec::new();
+        source.header_values(name, &mut |v| found.push(v.to_owned()));
+        found
+    }
+
+    #[test]
+    fn maps_carry_headers_by_name_whatever_the_case() {
+        let mut hash: HashMap<String, String> = HashMap::new();
+        hash.insert("TraceParent".into(), "old".into());
+        hash.set_header("traceparent", "00-ab-cd-01");
+        assert_eq!(hash.len(), 1);
+        assert_eq!(values(&hash, "traceparent"), ["00-ab-cd-01"]);
+        assert_eq!(values(&hash, "TRACEPARENT"), ["00-ab-cd-01"]);
+
+        let mut tree: BTreeMap<String, String> = BTreeMap::new();
+        tree.insert("TRACESTATE".into(), "es=s:1".into());
+        assert_eq!(values(&tree, "tracestate"), ["es=s:1"]);
+        tree.set_header("tracestate", "es=s:0.5");
+        assert_eq!(tree.len(), 1);
+        assert_eq!(values(&tree, "tracestate"), ["es=s:0.5"]);
+        assert!(values(&tree, "traceparent").is_empty());
     }
 }
