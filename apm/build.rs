@@ -7,7 +7,7 @@
 //! - `apm_messaging`: messaging integrations (`ignore_message_queues`);
 //! - `apm_body_capture`: integrations that buffer request bodies for `capture_body`;
 //! - `apm_http`: integrations built on the `http` crate's types;
-//! - `apm_db`: database integrations that cut their statements to the spec's length themselves.
+//! - `apm_db`: the sqlx integration (any of its driver features).
 use std::process::Command;
 
 /// Each cfg and the cargo features (as `CARGO_FEATURE_*` names) that turn it on.

@@ -27,9 +27,6 @@ pub(crate) use client::spans_recorded_here;
 #[cfg(apm_http_client)]
 pub(crate) use client::IdleSpan;
 
-#[cfg(apm_db)]
-pub(crate) use client::statement_text;
-
 #[cfg(all(any(apm_server, apm_messaging), feature = "enable"))]
 pub(crate) use config::{effective_config, EffectiveConfig};
 
@@ -99,19 +96,6 @@ mod client {
         fn idle() -> Self {
             crate::Span(Default::default())
         }
-    }
-
-    /// A statement as `context.db.statement` keeps it: its first 10 000 characters (the
-    /// spec's limit), so that a huge statement is not copied whole into every span.
-    #[cfg(all(apm_db, feature = "enable"))]
-    pub(crate) fn statement_text(statement: &str) -> String {
-        crate::util::text::truncate(statement, crate::util::text::DEFAULT_LONG_LIMIT).into_owned()
-    }
-
-    /// Nothing is recorded with the agent compiled out.
-    #[cfg(all(apm_db, not(feature = "enable")))]
-    pub(crate) fn statement_text(_statement: &str) -> String {
-        String::new()
     }
 }
 

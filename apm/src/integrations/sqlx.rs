@@ -41,8 +41,8 @@
 //! - type `db`, subtype `postgresql`, `mysql` (MySQL and MariaDB) or `sqlite`, action `query`;
 //!   name [`sql::signature`](crate::sql::signature) of the statement (`SELECT FROM orders`);
 //! - `context.db`: type `sql`, instance (the database named in the connect options; for SQLite
-//!   the database file's name, `:memory:` for an in-memory database), the statement (its first
-//!   10 000 characters), user (PostgreSQL, MySQL), and `rows_affected` when the driver reports a
+//!   the database file's name, `:memory:` for an in-memory database), the statement (cut to
+//!   `long_field_max_length` when sent, as every SQL client's), user (PostgreSQL, MySQL), and `rows_affected` when the driver reports a
 //!   result (`execute`, `fetch`, `fetch_all`);
 //! - `context.destination` address and port (PostgreSQL and MySQL over TCP; not SQLite, which
 //!   runs in the process), and `service.target` `{type: <subtype>, name: <instance>}`;
@@ -93,7 +93,7 @@ use sqlx_core::transaction::{
 };
 use sqlx_core::Either;
 
-use super::facade::{spans_recorded_here, statement_text};
+use super::facade::spans_recorded_here;
 use crate::{Outcome, Span};
 use sealed::{Driver as _, Endpoint};
 
@@ -562,11 +562,7 @@ fn query_span(endpoint: &Endpoint, statement: &str) -> Span {
     span.set_subtype(endpoint.subtype);
     span.set_action("query");
     span.set_exit();
-    span.set_db(
-        "sql",
-        endpoint.instance.clone(),
-        Some(statement_text(statement)),
-    );
+    span.set_db("sql", endpoint.instance.clone(), Some(statement.to_owned()));
     if let Some(user) = &endpoint.user {
         span.set_db_user(user.clone());
     }
