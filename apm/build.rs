@@ -7,7 +7,8 @@
 //! - `apm_messaging`: messaging integrations (`ignore_message_queues`);
 //! - `apm_body_capture`: integrations that buffer request bodies for `capture_body`;
 //! - `apm_http`: integrations built on the `http` crate's types;
-//! - `apm_db`: the sqlx integration (any of its driver features).
+//! - `apm_db`: the sqlx integration (any of its driver features);
+//! - `apm_sql`: the SQL client integrations whose spans share `integrations/db.rs`.
 use std::process::Command;
 
 /// Each cfg and the cargo features (as `CARGO_FEATURE_*` names) that turn it on.
@@ -35,6 +36,7 @@ const GROUPS: &[(&str, &[&str])] = &[
     ("apm_body_capture", &["AXUM", "ACTIX_WEB"]),
     ("apm_http", &["TOWER", "REQWEST", "ACTIX_WEB"]),
     ("apm_db", &["SQLX_POSTGRES", "SQLX_MYSQL", "SQLX_SQLITE"]),
+    ("apm_sql", &["RUSQLITE", "POSTGRES", "DIESEL"]),
 ];
 
 fn main() {

@@ -215,3 +215,48 @@ fn a_statement_prepared_outside_a_transaction_is_named_sqlite() {
     assert!(span["context"]["db"].get("statement").is_none(), "{span:#}");
     h.finish();
 }
+
+/// Past `transaction_max_spans`, statements are not sent but counted in the transaction's
+/// `dropped_spans_stats`, per destination and outcome, with their summed duration.
+#[test]
+fn statements_past_the_span_limit_are_counted_in_dropped_spans_stats() {
+    let h = agent::start(|c| c.transaction_max_spans(2).span_compression_enabled(false));
+    let conn = Connection::open_in_memory().expect("an in-memory database");
+    {
+        let _t = apm::start_transaction("busy", "custom");
+        for _ in 0..5 {
+            let one: i64 = conn.query_row("SELECT 1", [], |r| r.get(0)).expect("a row");
+            assert_eq!(one, 1);
+        }
+        conn.execute("DELETE FROM nowhere", [])
+            .expect_err("no such table");
+    }
+    h.flush();
+    assert_eq!(h.spans().len(), 2, "{:?}", h.spans());
+    let txn = named(&h.transactions(), "busy").clone();
+    assert_eq!(txn["span_count"]["started"], 2);
+    assert_eq!(txn["span_count"]["dropped"], 4);
+    let stats = txn["dropped_spans_stats"]
+        .as_array()
+        .expect("dropped_spans_stats")
+        .clone();
+    assert_eq!(stats.len(), 2, "{stats:?}");
+    let of = |outcome: &str| {
+        stats
+            .iter()
+            .find(|s| s["outcome"] == outcome)
+            .unwrap_or_else(|| panic!("no {outcome} entry in {stats:?}"))
+            .clone()
+    };
+    let success = of("success");
+    assert_eq!(success["destination_service_resource"], "sqlite/:memory:");
+    assert_eq!(success["service_target_type"], "sqlite");
+    assert_eq!(success["service_target_name"], ":memory:");
+    assert_eq!(success["duration"]["count"], 3);
+    assert!(
+        success["duration"]["sum"]["us"].as_u64().is_some(),
+        "{success}"
+    );
+    assert_eq!(of("failure")["duration"]["count"], 1);
+    h.finish();
+}

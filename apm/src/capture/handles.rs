@@ -140,6 +140,13 @@ impl SpanCore {
         }
     }
     pub(crate) fn set_db_rows_affected(&mut self, rows: u64) {
+        #[cfg(apm_sql)]
+        if let Some(s) = &mut self.0 {
+            if let crate::types::record::SpanName::Db(call) = &mut s.rec.name {
+                call.rows = rows;
+                return;
+            }
+        }
         if let Some(e) = self.extra() {
             e.db.get_or_insert_with(Db::default).rows_affected = Some(rows);
         }
@@ -198,7 +205,16 @@ pub(crate) struct SpanGuard {
 
 impl SpanGuard {
     pub(crate) fn start(name: Cow<'static, str>, kind: Cow<'static, str>) -> Self {
-        match span::open_span(span::dynamic_span_name(name, kind), Mode::Enter) {
+        Self::opened(span::open_span(
+            span::dynamic_span_name(name, kind),
+            Mode::Enter,
+        ))
+    }
+
+    /// The guard of what [`span::open_span`] opened, in [`Mode::Enter`].
+    #[inline]
+    pub(super) fn opened(opened: Option<(ActiveSpan, Option<Token>)>) -> Self {
+        match opened {
             Some((span, token)) => SpanGuard {
                 core: SpanCore(Some(span)),
                 token,
@@ -266,10 +282,17 @@ pub(crate) struct Span {
 
 impl Span {
     pub(crate) fn start(name: Cow<'static, str>, kind: Cow<'static, str>) -> Self {
+        Self::opened(span::open_span(
+            span::dynamic_span_name(name, kind),
+            Mode::Beside,
+        ))
+    }
+
+    /// The handle of what [`span::open_span`] opened, in [`Mode::Beside`].
+    #[inline]
+    pub(super) fn opened(opened: Option<(ActiveSpan, Option<Token>)>) -> Self {
         Span {
-            core: SpanCore(
-                span::open_span(span::dynamic_span_name(name, kind), Mode::Beside).map(|(s, _)| s),
-            ),
+            core: SpanCore(opened.map(|(s, _)| s)),
         }
     }
     pub(crate) fn core(&mut self) -> &mut SpanCore {
@@ -303,7 +326,7 @@ impl Span {
     #[cfg(feature = "tracing")]
     pub(super) fn rename(&mut self, name: Cow<'static, str>) {
         if let Some(s) = &mut self.core.0 {
-            s.rec.name.make_dynamic().name = name;
+            s.dynamic_name().name = name;
         }
     }
     /// Ends the span, whose own children ran for `timer`.

@@ -11,6 +11,8 @@ cfg_enable! {
     #[cfg(feature = "tracing")]
     mod bridge;
     mod child_timer;
+    #[cfg(apm_sql)]
+    mod db_span;
     mod errors;
     mod future;
     mod handles;
@@ -22,6 +24,8 @@ cfg_enable! {
     mod shared;
     mod span;
     mod stack;
+    #[cfg(apm_sql)]
+    mod statements;
     mod transaction;
 
     pub(crate) use future::Instrumented;
@@ -32,6 +36,8 @@ cfg_enable! {
     #[cfg(feature = "tracing")]
     pub(crate) use bridge::{end_span, end_transaction, rename_span, start_static_span, BridgeFrame};
     pub(crate) use panic::install as install_panic_hook;
+    #[cfg(apm_sql)]
+    pub(crate) use db_span::{start_db_guard, start_db_span, OverLimitExit};
     #[cfg(apm_server)]
     pub(crate) use future::PendingEnd;
     #[cfg(any(apm_client, feature = "tracing"))]

@@ -13,6 +13,13 @@ use crate::types::outcome::{LabelValue, Outcome};
 use crate::types::span_context::Labels;
 use crate::types::record::{Link, TransactionName};
 use crate::types::user::User;
+#[cfg(apm_sql)]
+use crate::types::db::{DbEndpoint, DroppedExits};
+
+/// Endpoint and outcome pairs a transaction counts statements past its span limit for (the
+/// spec's limit on `dropped_spans_stats` entries).
+#[cfg(apm_sql)]
+const MAX_DROPPED_EXITS: usize = 128;
 use crate::types::{messaging, web};
 
 /// What the threads recording one transaction share.
@@ -59,6 +66,9 @@ pub(crate) struct TxnState {
     pub(crate) response: Option<Box<web::Response>>,
     pub(crate) message: Option<Box<messaging::Message>>,
     pub(crate) ended: bool,
+    /// Statements run past `transaction_max_spans`, per endpoint and outcome.
+    #[cfg(apm_sql)]
+    pub(crate) dropped_exits: Vec<DroppedExits>,
 }
 
 impl TxnShared {
@@ -111,6 +121,33 @@ impl TxnShared {
     }
     pub(crate) fn set_custom(&self, key: Cow<'static, str>, value: LabelValue) {
         set_entry(&mut self.state.lock().custom, key, value);
+    }
+
+    /// A statement ran past `transaction_max_spans` for `ns`: counted for
+    /// `dropped_spans_stats` (at most [`MAX_DROPPED_EXITS`] endpoint and outcome pairs).
+    #[cfg(apm_sql)]
+    pub(crate) fn add_dropped_exit(&self, endpoint: &Arc<DbEndpoint>, outcome: Outcome, ns: u64) {
+        let mut st = self.state.lock();
+        if st.ended {
+            return;
+        }
+        let exits = &mut st.dropped_exits;
+        let known = exits
+            .iter()
+            .position(|d| d.outcome == outcome && Arc::ptr_eq(&d.endpoint, endpoint));
+        match known {
+            Some(i) => {
+                exits[i].count = exits[i].count.saturating_add(1);
+                exits[i].sum_ns = exits[i].sum_ns.saturating_add(ns);
+            }
+            None if exits.len() < MAX_DROPPED_EXITS => exits.push(DroppedExits {
+                endpoint: Arc::clone(endpoint),
+                outcome,
+                count: 1,
+                sum_ns: ns,
+            }),
+            None => {}
+        }
     }
 
     /// Reserves up to `n` places for spans at once; returns how many were granted (fewer near

@@ -177,10 +177,16 @@ impl ActiveSpan {
         self.extra().labels.push((key, value));
     }
     pub(crate) fn set_subtype(&mut self, subtype: Cow<'static, str>) {
-        self.rec.name.make_dynamic().subtype = Some(subtype);
+        self.dynamic_name().subtype = Some(subtype);
     }
     pub(crate) fn set_action(&mut self, action: Cow<'static, str>) {
-        self.rec.name.make_dynamic().action = Some(action);
+        self.dynamic_name().action = Some(action);
+    }
+    /// The name, owned so that parts of it can change (a statement's context kept).
+    pub(crate) fn dynamic_name(&mut self) -> &mut DynamicSpanName {
+        #[cfg(apm_sql)]
+        self.rec.expand_db();
+        self.rec.name.make_dynamic()
     }
 }
 

@@ -67,6 +67,8 @@ pub(crate) fn open_transaction(
             response: None,
             message: None,
             ended: false,
+            #[cfg(apm_sql)]
+            dropped_exits: Vec::new(),
         }),
     }))
 }
@@ -135,6 +137,8 @@ pub(crate) fn end_transaction(
         spans_started: txn.started.load(Relaxed).min(txn.max_spans),
         spans_dropped: txn.dropped.load(Relaxed),
         dropped_spans_stats: Vec::new(),
+        #[cfg(apm_sql)]
+        dropped_exits: std::mem::take(&mut st.dropped_exits),
         child_ns,
         request: if txn.sampled { st.request.take() } else { None },
         response: if txn.sampled {

@@ -127,6 +127,17 @@ impl HugeTraces {
                     txn.spans_dropped = txn.spans_dropped.saturating_add(c.dropped);
                     txn.dropped_spans_stats = c.stats;
                 }
+                #[cfg(apm_sql)]
+                for d in std::mem::take(&mut txn.dropped_exits) {
+                    let target = db_target(&d.endpoint);
+                    count_dropped(
+                        &mut txn.dropped_spans_stats,
+                        target,
+                        d.outcome,
+                        d.count,
+                        d.sum_ns / 1000,
+                    );
+                }
                 if !self.settings.inactive() {
                     remember(&mut self.sent, &mut self.sent_order, txn.id);
                 }
@@ -340,6 +351,25 @@ fn count_dropped(
             sum_us,
         });
     }
+}
+
+/// The service target of the statements run on `endpoint`, as their spans' would be.
+#[cfg(apm_sql)]
+fn db_target(endpoint: &crate::types::db::DbEndpoint) -> Target {
+    let extra = crate::types::span_context::SpanExtra {
+        exit: true,
+        db: Some(crate::types::span_context::Db {
+            instance: endpoint.instance.clone(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let target = service_target::infer("db", Some(endpoint.subtype), &extra);
+    target.unwrap_or_else(|| Target {
+        kind: endpoint.subtype.to_owned(),
+        name: None,
+        resource: endpoint.subtype.to_owned(),
+    })
 }
 
 fn remember(set: &mut HashSet<u64>, order: &mut VecDeque<u64>, id: u64) {

@@ -315,6 +315,13 @@ impl Transport {
     }
 
     fn add(&mut self, mut batch: Vec<Event>) {
+        // Statements' spans are written as every other span from here on.
+        #[cfg(apm_sql)]
+        for event in &mut batch {
+            if let Event::Span(span) = event {
+                span.expand_db();
+            }
+        }
         self.tracer
             .counters
             .events_queued

@@ -10,44 +10,55 @@
 //!   `service.target` is inferred from subtype and instance (`postgresql/shop`);
 //! - outcome `failure` when the driver returns an error, `success` otherwise.
 //!
-//! Nothing is built (no name, no copy of the statement) unless a span would be recorded on
-//! this thread: [`start`] returns `None` then, and the call runs as it would without us.
+//! Nothing is built unless a span would be recorded on this thread: [`start`] returns `None`
+//! then, and the call runs as it would without us. A recorded span holds two shared pointers
+//! (the connection's [`DbEndpoint`], and the statement's text and signature, which each thread
+//! remembers for the statements it ran last): a statement seen before costs no allocation and
+//! no scan of its SQL. Past `transaction_max_spans` a statement is only timed, for the
+//! transaction's `dropped_spans_stats`.
 
-use super::facade::spans_recorded_here;
+use std::sync::Arc;
+
+use super::facade::{
+    spans_recorded_here, start_db_guard, start_db_span, DbAction, DbEndpoint, DbStatement,
+    OverLimitExit,
+};
 use crate::Outcome;
 
-/// Where a statement runs: the same for every statement of a connection.
+/// Where a statement runs, and what it does there.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Target<'a> {
-    /// `sqlite`, `postgresql`.
-    pub(crate) subtype: &'static str,
-    /// `context.db.instance`.
-    pub(crate) instance: Option<&'a str>,
-    /// `context.db.user`.
-    pub(crate) user: Option<&'a str>,
-    /// `context.destination`: host and port.
-    pub(crate) destination: Option<(&'a str, Option<u16>)>,
-    /// The span's action: `query`, or `prepare` for a statement being prepared.
-    pub(crate) action: &'static str,
+    /// The connection's database: subtype, instance, user, host and port.
+    pub(crate) endpoint: &'a Arc<DbEndpoint>,
+    /// `query`, or `prepare` for a statement being prepared.
+    pub(crate) action: DbAction,
 }
 
-#[cfg(feature = "postgres")]
-impl Target<'_> {
+impl<'a> Target<'a> {
+    /// Statements run on `endpoint`.
+    pub(crate) fn query(endpoint: &'a Arc<DbEndpoint>) -> Self {
+        Target {
+            endpoint,
+            action: DbAction::Query,
+        }
+    }
+
     /// The same target, for preparing a statement.
+    #[cfg(feature = "postgres")]
     pub(crate) fn preparing(self) -> Self {
         Target {
-            action: "prepare",
+            action: DbAction::Prepare,
             ..self
         }
     }
 }
 
-/// What the integrations need of a span handle: [`SpanGuard`](crate::SpanGuard) for a call
-/// that returns before the application runs again, [`Span`](crate::Span) for one that
-/// outlives it (an awaited future, rows read one by one): the same methods, no common trait.
+/// A span of a statement as the integrations hold it: [`crate::SpanGuard`] for a call that
+/// returns before the application runs again, [`crate::Span`] for one that outlives it (an
+/// awaited future, rows read one by one).
 pub(crate) trait DbSpan: Sized {
-    fn start_named(name: String) -> Self;
-    fn describe(&mut self, target: &Target<'_>, statement: Option<&str>);
+    fn open(target: &Target<'_>, statement: DbStatement<'_>) -> Self;
+    fn is_recording(&self) -> bool;
     fn set_rows(&mut self, rows: u64);
     fn set_outcome_to(&mut self, outcome: Outcome);
 }
@@ -55,27 +66,12 @@ pub(crate) trait DbSpan: Sized {
 macro_rules! impl_db_span {
     ($handle:ty, $start:path) => {
         impl DbSpan for $handle {
-            fn start_named(name: String) -> Self {
-                $start(name, "db")
+            #[inline]
+            fn open(target: &Target<'_>, statement: DbStatement<'_>) -> Self {
+                $start(target.endpoint, statement, target.action)
             }
-            fn describe(&mut self, target: &Target<'_>, statement: Option<&str>) {
-                if !self.is_recording() {
-                    return;
-                }
-                self.set_subtype(target.subtype);
-                self.set_action(target.action);
-                self.set_exit();
-                self.set_db(
-                    "sql",
-                    target.instance.map(str::to_owned),
-                    statement.map(str::to_owned),
-                );
-                if let Some(user) = target.user {
-                    self.set_db_user(user);
-                }
-                if let Some((host, port)) = target.destination {
-                    self.set_destination(Some(host.to_owned()), port);
-                }
+            fn is_recording(&self) -> bool {
+                <$handle>::is_recording(self)
             }
             fn set_rows(&mut self, rows: u64) {
                 self.set_db_rows_affected(rows);
@@ -87,48 +83,63 @@ macro_rules! impl_db_span {
     };
 }
 
-impl_db_span!(crate::SpanGuard, crate::start_span);
-impl_db_span!(crate::Span, crate::Span::start);
+impl_db_span!(crate::SpanGuard, start_db_guard);
+impl_db_span!(crate::Span, start_db_span);
+
+/// The span of one statement: recorded, or, past `transaction_max_spans`, only timed for the
+/// transaction's `dropped_spans_stats`.
+#[derive(Debug)]
+pub(crate) enum Handle<S> {
+    Span(S),
+    OverLimit(OverLimitExit),
+}
+
+/// The handle of a call that returns before the application runs again.
+#[cfg(any(feature = "rusqlite", feature = "postgres"))]
+pub(crate) type Guard = Handle<crate::SpanGuard>;
+/// The handle of a call that outlives the function that starts it.
+pub(crate) type Detached = Handle<crate::Span>;
+
+impl<S: DbSpan> Handle<S> {
+    fn set_outcome_to(&mut self, outcome: Outcome) {
+        match self {
+            Handle::Span(s) => s.set_outcome_to(outcome),
+            Handle::OverLimit(o) => o.set_outcome(outcome),
+        }
+    }
+}
 
 /// Starts the span of `statement`; `None` when nothing would be recorded here (outside a
 /// sampled transaction, or with the agent off): then nothing is allocated.
+#[cfg(feature = "rusqlite")]
 #[inline]
-pub(crate) fn start<S: DbSpan>(target: &Target<'_>, statement: &str) -> Option<S> {
+pub(crate) fn start<S: DbSpan>(target: &Target<'_>, statement: &str) -> Option<Handle<S>> {
+    open(target, DbStatement::Sql(statement))
+}
+
+#[inline]
+fn open<S: DbSpan>(target: &Target<'_>, statement: DbStatement<'_>) -> Option<Handle<S>> {
     if !spans_recorded_here() {
         return None;
     }
-    start_recorded(target, statement)
-}
-
-#[inline(never)]
-fn start_recorded<S: DbSpan>(target: &Target<'_>, statement: &str) -> Option<S> {
-    let mut span = S::start_named(crate::sql::signature(statement));
-    span.describe(target, Some(statement));
-    Some(span)
-}
-
-/// Like [`start`] for a statement whose SQL is unknown: the span is named `name` and has
-/// no `context.db.statement`.
-#[inline]
-pub(crate) fn start_unknown<S: DbSpan>(target: &Target<'_>, name: &'static str) -> Option<S> {
-    if !spans_recorded_here() {
-        return None;
+    let span = S::open(target, statement);
+    if span.is_recording() {
+        return Some(Handle::Span(span));
     }
-    let mut span = S::start_named(name.to_owned());
-    span.describe(target, None);
-    Some(span)
+    OverLimitExit::start(target.endpoint).map(Handle::OverLimit)
 }
 
-/// [`start`], or [`start_unknown`] with the name `unknown` when the statement is not known.
+/// [`start`], or, when the statement is not known, a span named `unknown` without
+/// `context.db.statement`.
 #[inline]
 pub(crate) fn start_maybe<S: DbSpan>(
     target: &Target<'_>,
     statement: Option<&str>,
     unknown: &'static str,
-) -> Option<S> {
+) -> Option<Handle<S>> {
     match statement {
-        Some(statement) => start(target, statement),
-        None => start_unknown(target, unknown),
+        Some(statement) => open(target, DbStatement::Sql(statement)),
+        None => open(target, DbStatement::Unknown(unknown)),
     }
 }
 
@@ -136,14 +147,14 @@ pub(crate) fn start_maybe<S: DbSpan>(
 /// changed, when known) otherwise.
 #[inline]
 pub(crate) fn finish<S: DbSpan, T, E>(
-    span: &mut Option<S>,
+    span: &mut Option<Handle<S>>,
     result: &Result<T, E>,
     rows: impl FnOnce(&T) -> Option<u64>,
 ) {
     let Some(span) = span else { return };
     match result {
         Ok(value) => {
-            if let Some(rows) = rows(value) {
+            if let (Handle::Span(span), Some(rows)) = (&mut *span, rows(value)) {
                 span.set_rows(rows);
             }
             span.set_outcome_to(Outcome::Success);
@@ -161,7 +172,7 @@ pub(crate) fn traced<T, E>(
     call: impl FnOnce() -> Result<T, E>,
     rows: impl FnOnce(&T) -> Option<u64>,
 ) -> Result<T, E> {
-    let mut span: Option<crate::SpanGuard> = start(target, statement);
+    let mut span: Option<Guard> = start(target, statement);
     let result = call();
     finish(&mut span, &result, rows);
     result
@@ -173,19 +184,19 @@ pub(crate) fn no_rows<T>(_: &T) -> Option<u64> {
     None
 }
 
-/// Starts the span of an awaited call (named `unknown` when its statement is not known) (never current: the future may move between threads);
-/// its outcome stays `unknown` unless the call completes, so that a cancelled (dropped) call
-/// says so.
+/// Starts the span of an awaited call (named `unknown` when its statement is not known),
+/// never current: the future may move between threads. Its outcome stays `unknown` unless
+/// the call completes, so that a cancelled (dropped) call says so.
 #[cfg(any(feature = "postgres", feature = "diesel"))]
 #[inline]
 pub(crate) fn start_detached(
     target: &Target<'_>,
     statement: Option<&str>,
     unknown: &'static str,
-) -> Option<crate::Span> {
-    let mut span: Option<crate::Span> = start_maybe(target, statement, unknown);
+) -> Option<Detached> {
+    let mut span: Option<Detached> = start_maybe(target, statement, unknown);
     if let Some(span) = &mut span {
-        span.set_outcome(Outcome::Unknown);
+        span.set_outcome_to(Outcome::Unknown);
     }
     span
 }

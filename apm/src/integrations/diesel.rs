@@ -33,8 +33,10 @@
 //!
 //! Outside a sampled transaction nothing is recorded and the query is not rendered.
 
+use std::sync::Arc;
+
 use super::db::{self, Target};
-use super::facade::spans_recorded_here;
+use super::facade::{spans_recorded_here, DbEndpoint};
 use ::diesel::connection::InstrumentationEvent;
 
 /// The name of a span whose statement could not be read.
@@ -49,13 +51,9 @@ pub fn instrumentation() -> Option<Box<dyn ::diesel::connection::Instrumentation
 /// diesel's instrumentation hook, tracing each query (see the [module documentation](self)).
 #[derive(Debug)]
 pub struct Instrumentation {
-    subtype: &'static str,
-    instance: Option<String>,
-    user: Option<String>,
-    host: Option<String>,
-    port: Option<u16>,
+    endpoint: Arc<DbEndpoint>,
     /// The spans of the queries running (diesel's events nest).
-    open: Vec<Option<crate::Span>>,
+    open: Vec<Option<db::Detached>>,
 }
 
 impl Default for Instrumentation {
@@ -69,11 +67,12 @@ impl Instrumentation {
     /// established (for `set_default_instrumentation`).
     pub fn new() -> Self {
         Instrumentation {
-            subtype: "sqlite",
-            instance: None,
-            user: None,
-            host: None,
-            port: None,
+            endpoint: Arc::new(DbEndpoint {
+                subtype: "sqlite",
+                instance: None,
+                user: None,
+                destination: None,
+            }),
             open: Vec::with_capacity(2),
         }
     }
@@ -85,58 +84,64 @@ impl Instrumentation {
         hook
     }
 
-    /// Reads subtype, instance, user, host and port from a connection URL (its password is
-    /// never kept).
+    /// Learns the database of the connection established with `url`.
     fn learn(&mut self, url: &str) {
-        let (subtype, default_port) = match url.split_once("://").map(|(s, _)| s) {
-            Some("postgres" | "postgresql") => ("postgresql", 5432),
-            Some("mysql") => ("mysql", 3306),
-            _ => {
-                self.subtype = "sqlite";
-                let path = url.strip_prefix("file:").unwrap_or(url);
-                let path = path.split('?').next().unwrap_or(path);
-                self.instance = Some(match path {
-                    "" | ":memory:" => ":memory:".to_owned(),
-                    path => std::path::Path::new(path)
-                        .file_name()
-                        .map_or_else(|| path.to_owned(), |n| n.to_string_lossy().into_owned()),
-                });
-                return;
-            }
-        };
-        self.subtype = subtype;
-        let rest = url.split_once("://").map_or(url, |(_, r)| r);
-        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let (userinfo, hostport) = match authority.rsplit_once('@') {
-            Some((u, h)) => (Some(u), h),
-            None => (None, authority),
-        };
-        self.user = userinfo
-            .map(|u| u.split(':').next().unwrap_or(u))
-            .filter(|u| !u.is_empty())
-            .map(str::to_owned);
-        let (host, port) = match hostport.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || hostport.starts_with('[') => (h, p.parse().ok()),
-            _ => (hostport, None),
-        };
-        self.host = (!host.is_empty()).then(|| host.to_owned());
-        self.port = self.host.as_ref().map(|_| port.unwrap_or(default_port));
-        let db = path.split('?').next().unwrap_or(path);
-        self.instance = if db.is_empty() {
-            self.user.clone()
-        } else {
-            Some(db.to_owned())
-        };
+        self.endpoint = Arc::new(endpoint_of(url));
     }
 
     fn target(&self) -> Target<'_> {
-        Target {
-            subtype: self.subtype,
-            instance: self.instance.as_deref(),
-            user: self.user.as_deref(),
-            destination: self.host.as_deref().map(|h| (h, self.port)),
-            action: "query",
+        Target::query(&self.endpoint)
+    }
+}
+
+/// Reads subtype, instance, user, host and port from a connection URL (its password is never
+/// kept).
+fn endpoint_of(url: &str) -> DbEndpoint {
+    let (subtype, default_port) = match url.split_once("://").map(|(s, _)| s) {
+        Some("postgres" | "postgresql") => ("postgresql", 5432),
+        Some("mysql") => ("mysql", 3306),
+        _ => {
+            let path = url.strip_prefix("file:").unwrap_or(url);
+            let path = path.split('?').next().unwrap_or(path);
+            let instance = match path {
+                "" | ":memory:" => ":memory:".to_owned(),
+                path => std::path::Path::new(path)
+                    .file_name()
+                    .map_or_else(|| path.to_owned(), |n| n.to_string_lossy().into_owned()),
+            };
+            return DbEndpoint {
+                subtype: "sqlite",
+                instance: Some(instance),
+                user: None,
+                destination: None,
+            };
         }
+    };
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let (userinfo, hostport) = match authority.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, authority),
+    };
+    let user = userinfo
+        .map(|u| u.split(':').next().unwrap_or(u))
+        .filter(|u| !u.is_empty())
+        .map(str::to_owned);
+    let (host, port) = match hostport.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || hostport.starts_with('[') => (h, p.parse().ok()),
+        _ => (hostport, None),
+    };
+    let db = path.split('?').next().unwrap_or(path);
+    DbEndpoint {
+        subtype,
+        instance: if db.is_empty() {
+            user.clone()
+        } else {
+            Some(db.to_owned())
+        },
+        user,
+        destination: (!host.is_empty())
+            .then(|| (host.to_owned(), Some(port.unwrap_or(default_port)))),
     }
 }
 
@@ -196,27 +201,27 @@ mod tests {
 
     #[test]
     fn urls_give_subtype_instance_user_and_destination() {
-        let h = Instrumentation::for_url("postgres://app:secret@db.internal:5433/shop?sslmode=off");
+        let h = endpoint_of("postgres://app:secret@db.internal:5433/shop?sslmode=off");
         assert_eq!(h.subtype, "postgresql");
         assert_eq!(h.instance.as_deref(), Some("shop"));
         assert_eq!(h.user.as_deref(), Some("app"));
+        assert_eq!(h.destination, Some(("db.internal".to_owned(), Some(5433))));
+        let h = endpoint_of("mysql://root@127.0.0.1/test");
         assert_eq!(
-            (h.host.as_deref(), h.port),
-            (Some("db.internal"), Some(5433))
+            (h.subtype, h.destination),
+            ("mysql", Some(("127.0.0.1".to_owned(), Some(3306))))
         );
-        let h = Instrumentation::for_url("mysql://root@127.0.0.1/test");
-        assert_eq!((h.subtype, h.port), ("mysql", Some(3306)));
-        let h = Instrumentation::for_url("postgresql://app@db");
+        let h = endpoint_of("postgresql://app@db");
         assert_eq!(h.instance.as_deref(), Some("app"));
-        let h = Instrumentation::for_url("/var/lib/app/orders.db");
+        let h = endpoint_of("/var/lib/app/orders.db");
         assert_eq!(
             (h.subtype, h.instance.as_deref()),
             ("sqlite", Some("orders.db"))
         );
-        assert_eq!(h.host, None);
-        let h = Instrumentation::for_url(":memory:");
+        assert_eq!(h.destination, None);
+        let h = endpoint_of(":memory:");
         assert_eq!(h.instance.as_deref(), Some(":memory:"));
-        let h = Instrumentation::for_url("file:cache.db?mode=memory");
+        let h = endpoint_of("file:cache.db?mode=memory");
         assert_eq!(h.instance.as_deref(), Some("cache.db"));
     }
 }

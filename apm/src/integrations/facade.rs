@@ -22,6 +22,11 @@ pub(crate) use crate::types::meta::SpanMeta;
 #[cfg(apm_server)]
 pub(crate) use server::{PendingEnd, ServerInstrumented, ServerTransaction};
 
+#[cfg(apm_sql)]
+pub(crate) use sql::{
+    start_db_guard, start_db_span, DbAction, DbEndpoint, DbStatement, OverLimitExit,
+};
+
 #[cfg(apm_client)]
 pub(crate) use client::spans_recorded_here;
 #[cfg(apm_http_client)]
@@ -67,6 +72,36 @@ mod server {
         fn integration_failed(&self) {
             self.0.with(|t| t.integration_failed());
         }
+    }
+}
+
+/// What SQL client integrations need: spans of statements that cost no allocation once a
+/// statement has been seen, and the timing of statements past `transaction_max_spans`.
+#[cfg(apm_sql)]
+mod sql {
+    use std::sync::Arc;
+
+    pub(crate) use crate::capture::OverLimitExit;
+    pub(crate) use crate::types::db::{DbAction, DbEndpoint, DbStatement};
+
+    /// The span of a statement, current on this thread until dropped.
+    #[inline]
+    pub(crate) fn start_db_guard(
+        endpoint: &Arc<DbEndpoint>,
+        statement: DbStatement<'_>,
+        action: DbAction,
+    ) -> crate::SpanGuard {
+        crate::SpanGuard(crate::capture::start_db_guard(endpoint, statement, action))
+    }
+
+    /// The span of a statement whose call is awaited (never current).
+    #[inline]
+    pub(crate) fn start_db_span(
+        endpoint: &Arc<DbEndpoint>,
+        statement: DbStatement<'_>,
+        action: DbAction,
+    ) -> crate::Span {
+        crate::Span(crate::capture::start_db_span(endpoint, statement, action))
     }
 }
 

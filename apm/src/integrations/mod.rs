@@ -1,7 +1,7 @@
 //! Integrations with other crates, each behind its cargo feature. They use the public API and
 //! `facade`, never the runtime's internals; what server integrations share is in `server`.
 
-#[cfg(any(feature = "rusqlite", feature = "postgres", feature = "diesel"))]
+#[cfg(apm_sql)]
 mod db;
 #[cfg(any(apm_server, apm_client, feature = "log", feature = "tracing"))]
 mod facade;

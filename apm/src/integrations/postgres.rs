@@ -54,6 +54,7 @@ use ::tokio_postgres::types::ToSql;
 use ::tokio_postgres::{Error, Row, SimpleQueryMessage, Socket, ToStatement};
 
 use super::db::{self, no_rows, Target};
+use super::facade::DbEndpoint;
 
 const SUBTYPE: &str = "postgresql";
 
@@ -61,13 +62,8 @@ const SUBTYPE: &str = "postgresql";
 const UNKNOWN_STATEMENT: &str = "PostgreSQL";
 
 /// Where a connection's statements go, read once from its configuration.
-#[derive(Debug, Clone, Default)]
-struct Peer {
-    instance: Option<String>,
-    user: Option<String>,
-    host: Option<String>,
-    port: Option<u16>,
-}
+#[derive(Debug, Clone)]
+struct Peer(Arc<DbEndpoint>);
 
 /// Reads a [`Peer`] from a `tokio_postgres::Config` or a `postgres::Config` (the same getters).
 macro_rules! peer_of {
@@ -79,26 +75,21 @@ macro_rules! peer_of {
             Some(_) => None,
             None => config.get_hostaddrs().first().map(|a| a.to_string()),
         };
-        Peer {
+        Peer(Arc::new(DbEndpoint {
+            subtype: SUBTYPE,
             instance: config.get_dbname().or(config.get_user()).map(str::to_owned),
             user: config.get_user().map(str::to_owned),
-            port: host
-                .as_ref()
-                .map(|_| config.get_ports().first().copied().unwrap_or(5432)),
-            host,
-        }
+            destination: host.map(|host| {
+                let port = config.get_ports().first().copied().unwrap_or(5432);
+                (host, Some(port))
+            }),
+        }))
     }};
 }
 
 impl Peer {
     fn target(&self) -> Target<'_> {
-        Target {
-            subtype: SUBTYPE,
-            instance: self.instance.as_deref(),
-            user: self.user.as_deref(),
-            destination: self.host.as_deref().map(|h| (h, self.port)),
-            action: "query",
-        }
+        Target::query(&self.0)
     }
 }
 
@@ -440,7 +431,9 @@ pub mod blocking {
     use ::postgres::types::ToSql;
     use ::postgres::{Error, Row, SimpleQueryMessage, Socket};
 
-    use super::{db, no_rows, Host, Peer, Query, Statement, UNKNOWN_STATEMENT};
+    use super::{
+        db, no_rows, DbEndpoint, Host, Peer, Query, Statement, SUBTYPE, UNKNOWN_STATEMENT,
+    };
 
     /// Runs `call` inside the span of `statement` (current on this thread meanwhile).
     fn traced<T>(
@@ -455,8 +448,7 @@ pub mod blocking {
         } else {
             peer.target()
         };
-        let mut span: Option<crate::SpanGuard> =
-            db::start_maybe(&target, statement, UNKNOWN_STATEMENT);
+        let mut span: Option<db::Guard> = db::start_maybe(&target, statement, UNKNOWN_STATEMENT);
         let result = call();
         db::finish(&mut span, &result, rows);
         result
@@ -722,24 +714,26 @@ mod tests {
         let config: ::tokio_postgres::Config = "host=db.internal port=5433 user=app dbname=shop"
             .parse()
             .expect("a valid configuration");
-        let peer = peer_of!(&config);
+        let peer = peer_of!(&config).0;
         assert_eq!(peer.instance.as_deref(), Some("shop"));
         assert_eq!(peer.user.as_deref(), Some("app"));
-        assert_eq!(peer.host.as_deref(), Some("db.internal"));
-        assert_eq!(peer.port, Some(5433));
+        assert_eq!(
+            peer.destination,
+            Some(("db.internal".to_owned(), Some(5433)))
+        );
 
         // No dbname: PostgreSQL uses the user's name; no port: 5432.
         let config: ::tokio_postgres::Config = "host=10.0.0.7 user=app"
             .parse()
             .expect("a valid configuration");
-        let peer = peer_of!(&config);
+        let peer = peer_of!(&config).0;
         assert_eq!(peer.instance.as_deref(), Some("app"));
-        assert_eq!(peer.port, Some(5432));
+        assert_eq!(peer.destination, Some(("10.0.0.7".to_owned(), Some(5432))));
 
         let config: ::tokio_postgres::Config = "host=/run/postgresql user=app"
             .parse()
             .expect("a valid configuration");
-        let peer = peer_of!(&config);
-        assert_eq!((peer.host, peer.port), (None, None));
+        let peer = peer_of!(&config).0;
+        assert_eq!(peer.destination, None);
     }
 }

@@ -48,10 +48,12 @@
 
 use std::ops::{Deref, DerefMut};
 use std::path::Path;
+use std::sync::Arc;
 
 use ::rusqlite::{Params, Result, Row, TransactionBehavior};
 
 use super::db::{self, no_rows, Target};
+use super::facade::DbEndpoint;
 
 const SUBTYPE: &str = "sqlite";
 
@@ -63,13 +65,18 @@ const UNKNOWN_STATEMENT: &str = "SQLite";
 #[derive(Debug)]
 pub struct Connection {
     inner: ::rusqlite::Connection,
-    instance: String,
+    endpoint: Arc<DbEndpoint>,
 }
 
 impl From<::rusqlite::Connection> for Connection {
     fn from(inner: ::rusqlite::Connection) -> Self {
-        let instance = instance_of(&inner);
-        Connection { inner, instance }
+        let endpoint = Arc::new(DbEndpoint {
+            subtype: SUBTYPE,
+            instance: Some(instance_of(&inner)),
+            user: None,
+            destination: None,
+        });
+        Connection { inner, endpoint }
     }
 }
 
@@ -96,24 +103,18 @@ fn instance_of(conn: &::rusqlite::Connection) -> String {
     }
 }
 
-fn target(instance: &str) -> Target<'_> {
-    Target {
-        subtype: SUBTYPE,
-        instance: Some(instance),
-        user: None,
-        destination: None,
-        action: "query",
-    }
+fn target(endpoint: &Arc<DbEndpoint>) -> Target<'_> {
+    Target::query(endpoint)
 }
 
 /// The methods that run SQL, on [`Connection`] and [`Transaction`] alike; `self.conn()` is the
-/// `rusqlite::Connection`, `self.instance()` the instance name.
+/// `rusqlite::Connection`, `self.endpoint()` the instance name.
 macro_rules! sql_methods {
     () => {
         /// `execute`, traced; `rows_affected` is the count it returns.
         pub fn execute<P: Params>(&self, sql: &str, params: P) -> Result<usize> {
             db::traced(
-                &target(self.instance()),
+                &target(self.endpoint()),
                 sql,
                 || self.conn().execute(sql, params),
                 |n| Some(*n as u64),
@@ -124,7 +125,7 @@ macro_rules! sql_methods {
         /// statement.
         pub fn execute_batch(&self, sql: &str) -> Result<()> {
             db::traced(
-                &target(self.instance()),
+                &target(self.endpoint()),
                 sql,
                 || self.conn().execute_batch(sql),
                 no_rows,
@@ -138,7 +139,7 @@ macro_rules! sql_methods {
             F: FnOnce(&Row<'_>) -> Result<T>,
         {
             db::traced(
-                &target(self.instance()),
+                &target(self.endpoint()),
                 sql,
                 || self.conn().query_row(sql, params, f),
                 no_rows,
@@ -152,7 +153,7 @@ macro_rules! sql_methods {
             F: FnOnce(&Row<'_>) -> Result<T>,
         {
             db::traced(
-                &target(self.instance()),
+                &target(self.endpoint()),
                 sql,
                 || self.conn().query_one(sql, params, f),
                 no_rows,
@@ -167,7 +168,7 @@ macro_rules! sql_methods {
             E: From<::rusqlite::Error>,
         {
             db::traced(
-                &target(self.instance()),
+                &target(self.endpoint()),
                 sql,
                 || self.conn().query_row_and_then(sql, params, f),
                 no_rows,
@@ -178,14 +179,14 @@ macro_rules! sql_methods {
         pub fn prepare(&self, sql: &str) -> Result<Statement<'_>> {
             self.conn()
                 .prepare(sql)
-                .map(|s| Statement::new(StatementInner::Plain(s), sql, self.instance()))
+                .map(|s| Statement::new(StatementInner::Plain(s), sql, self.endpoint()))
         }
 
         /// `prepare_cached`: preparing is not traced, running the [`Statement`] is.
         pub fn prepare_cached(&self, sql: &str) -> Result<Statement<'_>> {
             self.conn()
                 .prepare_cached(sql)
-                .map(|s| Statement::new(StatementInner::Cached(s), sql, self.instance()))
+                .map(|s| Statement::new(StatementInner::Cached(s), sql, self.endpoint()))
         }
     };
 }
@@ -216,8 +217,8 @@ impl Connection {
         &mut self,
         behavior: TransactionBehavior,
     ) -> Result<Transaction<'_>> {
-        let Connection { inner, instance } = self;
-        let target = target(instance);
+        let Connection { inner, endpoint } = self;
+        let target = target(endpoint);
         db::traced(
             &target,
             begin_statement(behavior),
@@ -226,7 +227,7 @@ impl Connection {
         )
         .map(|inner| Transaction {
             inner,
-            instance: &self.instance,
+            endpoint: &self.endpoint,
         })
     }
 
@@ -234,14 +235,14 @@ impl Connection {
     pub fn unchecked_transaction(&self) -> Result<Transaction<'_>> {
         let behavior = TransactionBehavior::Deferred;
         db::traced(
-            &target(&self.instance),
+            &target(&self.endpoint),
             begin_statement(behavior),
             || ::rusqlite::Transaction::new_unchecked(&self.inner, behavior),
             no_rows,
         )
         .map(|inner| Transaction {
             inner,
-            instance: &self.instance,
+            endpoint: &self.endpoint,
         })
     }
 
@@ -260,8 +261,8 @@ impl Connection {
     fn conn(&self) -> &::rusqlite::Connection {
         &self.inner
     }
-    fn instance(&self) -> &str {
-        &self.instance
+    fn endpoint(&self) -> &Arc<DbEndpoint> {
+        &self.endpoint
     }
 }
 
@@ -271,7 +272,7 @@ impl Connection {
 #[derive(Debug)]
 pub struct Transaction<'conn> {
     inner: ::rusqlite::Transaction<'conn>,
-    instance: &'conn str,
+    endpoint: &'conn Arc<DbEndpoint>,
 }
 
 impl<'conn> Deref for Transaction<'conn> {
@@ -291,8 +292,8 @@ impl Transaction<'_> {
     fn conn(&self) -> &::rusqlite::Connection {
         &self.inner
     }
-    fn instance(&self) -> &str {
-        self.instance
+    fn endpoint(&self) -> &Arc<DbEndpoint> {
+        self.endpoint
     }
 
     /// Commits (`COMMIT`, traced), like rusqlite's: when it fails, the transaction is
@@ -350,7 +351,7 @@ pub struct Statement<'conn> {
     inner: StatementInner<'conn>,
     /// The SQL, kept only when prepared where spans are recorded.
     sql: Option<Box<str>>,
-    instance: &'conn str,
+    endpoint: &'conn Arc<DbEndpoint>,
 }
 
 impl std::fmt::Debug for Statement<'_> {
@@ -379,17 +380,17 @@ impl<'conn> DerefMut for Statement<'conn> {
 }
 
 impl<'conn> Statement<'conn> {
-    fn new(inner: StatementInner<'conn>, sql: &str, instance: &'conn str) -> Self {
+    fn new(inner: StatementInner<'conn>, sql: &str, endpoint: &'conn Arc<DbEndpoint>) -> Self {
         let sql = super::facade::spans_recorded_here().then(|| Box::from(sql));
         Statement {
             inner,
             sql,
-            instance,
+            endpoint,
         }
     }
 
-    fn start<S: db::DbSpan>(&self) -> Option<S> {
-        let target = target(self.instance);
+    fn start<S: db::DbSpan>(&self) -> Option<db::Handle<S>> {
+        let target = target(self.endpoint);
         db::start_maybe(&target, self.sql.as_deref(), UNKNOWN_STATEMENT)
     }
 
@@ -399,7 +400,7 @@ impl<'conn> Statement<'conn> {
         call: impl FnOnce(&mut ::rusqlite::Statement<'conn>) -> Result<T, E>,
         rows: impl FnOnce(&T) -> Option<u64>,
     ) -> Result<T, E> {
-        let mut span: Option<crate::SpanGuard> = self.start();
+        let mut span: Option<db::Guard> = self.start();
         let result = call(self.deref_mut());
         db::finish(&mut span, &result, rows);
         result
@@ -441,7 +442,7 @@ impl<'conn> Statement<'conn> {
     /// `query`: the span lasts until the [`Rows`] are dropped (SQLite runs the statement as
     /// they are read).
     pub fn query<P: Params>(&mut self, params: P) -> Result<Rows<'_>> {
-        let mut span: Option<crate::Span> = self.start();
+        let mut span: Option<db::Detached> = self.start();
         let result = (**self).query(params);
         if result.is_err() {
             db::finish(&mut span, &result, no_rows);
@@ -470,7 +471,7 @@ impl<'conn> Statement<'conn> {
 }
 
 /// Marks the span failed when an error is read.
-fn failed_on<T, E>(span: &mut Option<crate::Span>, result: &Result<T, E>) {
+fn failed_on<T, E>(span: &mut Option<db::Detached>, result: &Result<T, E>) {
     if result.is_err() {
         db::finish(span, result, no_rows);
     }
@@ -481,7 +482,7 @@ fn failed_on<T, E>(span: &mut Option<crate::Span>, result: &Result<T, E>) {
 pub struct Rows<'stmt> {
     // Dropped first: rusqlite resets the statement, then the span ends.
     inner: ::rusqlite::Rows<'stmt>,
-    span: Option<crate::Span>,
+    span: Option<db::Detached>,
 }
 
 impl<'stmt> Rows<'stmt> {
@@ -533,7 +534,7 @@ impl<'stmt> Deref for Rows<'stmt> {
 /// The rows of [`Statement::query_map`]; the query's span ends when they are dropped.
 pub struct MappedRows<'stmt, F> {
     inner: ::rusqlite::MappedRows<'stmt, F>,
-    span: Option<crate::Span>,
+    span: Option<db::Detached>,
 }
 
 impl<T, F> Iterator for MappedRows<'_, F>
@@ -559,7 +560,7 @@ impl<F> std::fmt::Debug for MappedRows<'_, F> {
 /// The rows of [`Statement::query_and_then`]; the query's span ends when they are dropped.
 pub struct AndThenRows<'stmt, F> {
     inner: ::rusqlite::AndThenRows<'stmt, F>,
-    span: Option<crate::Span>,
+    span: Option<db::Detached>,
 }
 
 impl<T, E, F> Iterator for AndThenRows<'_, F>
@@ -590,11 +591,11 @@ mod tests {
     #[test]
     fn the_instance_is_the_file_name_or_memory() {
         let memory = Connection::open_in_memory().expect("an in-memory database");
-        assert_eq!(memory.instance, ":memory:");
+        assert_eq!(memory.endpoint.instance.as_deref(), Some(":memory:"));
         let dir = std::env::temp_dir().join(format!("apm-rusqlite-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("a temporary directory");
         let file = Connection::open(dir.join("shop.db")).expect("a database file");
-        assert_eq!(file.instance, "shop.db");
+        assert_eq!(file.endpoint.instance.as_deref(), Some("shop.db"));
         drop(file);
         let _ = std::fs::remove_dir_all(dir);
     }

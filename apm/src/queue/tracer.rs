@@ -7,7 +7,7 @@
 //! one can start later in the same process.
 
 use std::ptr;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering::*};
 use std::time::Duration;
 
 use std::collections::HashMap;
@@ -87,6 +87,8 @@ pub(crate) struct LiveConfig {
     /// `use_elastic_traceparent_header`: outgoing headers also carry `elastic-apm-traceparent`.
     pub(crate) legacy_traceparent: AtomicBool,
     pub(crate) api_request_size: AtomicU64,
+    /// `long_field_max_length`: statements are cut to it when captured.
+    long_field_max_length: AtomicUsize,
     /// `stack_trace_limit`; `u32::MAX`: all frames.
     stack_trace_limit: AtomicU32,
     /// `span_stack_trace_min_duration` in nanoseconds; `u64::MAX`: never.
@@ -112,6 +114,8 @@ impl LiveConfig {
         self.legacy_traceparent
             .store(c.use_elastic_traceparent_header, Relaxed);
         self.api_request_size.store(c.api_request_size, Relaxed);
+        self.long_field_max_length
+            .store(c.long_field_max_length, Relaxed);
         self.stack_trace_limit.store(
             c.stack_trace_limit
                 .map_or(u32::MAX, |n| u32::try_from(n).unwrap_or(u32::MAX - 1)),
@@ -126,6 +130,11 @@ impl LiveConfig {
             .store(millis(c.api_request_time), Relaxed);
         self.server_timeout_ms
             .store(millis(c.server_timeout), Relaxed);
+    }
+    /// `long_field_max_length`, in characters.
+    #[cfg_attr(not(apm_sql), allow(dead_code))]
+    pub(crate) fn long_field_max_length(&self) -> usize {
+        self.long_field_max_length.load(Relaxed)
     }
     pub(crate) fn api_request_size(&self) -> u64 {
         self.api_request_size.load(Relaxed)

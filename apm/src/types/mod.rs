@@ -1,12 +1,15 @@
 //! The shared leaf types every stage speaks: what a call site describes (`meta`), outcomes
 //! and label values (`outcome`), header access (`headers`), the request and response of a
-//! web transaction (`web`), the message of a messaging transaction (`messaging`), the user served (`user`); and, with the agent compiled in, ids (`ids`), time
+//! web transaction (`web`), the message of a messaging transaction (`messaging`), the user served (`user`), a database's endpoint and statement (`db`, with SQL client
+//! integrations); and, with the agent compiled in, ids (`ids`), time
 //! (`clock`), sample rates (`sample_rate`), stacks as instruction pointers (`raw_stack`), a
 //! span's optional context (`span_context`)
 //! and the finished records that travel to the transport thread (`record`).
 //!
 //! Nothing here imports from the stages above (queue, capture, export, agent).
 
+#[cfg(apm_sql)]
+pub(crate) mod db;
 pub(crate) mod headers;
 pub mod messaging;
 pub(crate) mod meta;

@@ -8,6 +8,12 @@ use super::meta::{Site, SpanMeta, TransactionMeta};
 use super::outcome::Outcome;
 use super::raw_stack::RawStack;
 use super::span_context::{Labels, SpanExtra};
+#[cfg(apm_sql)]
+use super::db::{DbAction, DbEndpoint, SqlText};
+#[cfg(apm_sql)]
+use super::span_context::{Db, Destination};
+#[cfg(apm_sql)]
+use std::sync::Arc;
 use super::user::User;
 use super::messaging::Message;
 use super::web::{Request, Response};
@@ -17,6 +23,27 @@ use super::web::{Request, Response};
 pub(crate) enum SpanName {
     Static(&'static SpanMeta),
     Dynamic(Box<DynamicSpanName>),
+    /// A statement of an SQL client: named after it, and its `context.db` written, on the
+    /// transport thread ([`SpanRecord::expand_db`]).
+    #[cfg(apm_sql)]
+    Db(DbCall),
+}
+
+/// The span of one statement as the application thread records it: two shared pointers and
+/// the rows it changed, nothing allocated.
+#[cfg(apm_sql)]
+#[derive(Debug)]
+pub(crate) struct DbCall {
+    pub(crate) endpoint: Arc<DbEndpoint>,
+    pub(crate) text: Arc<SqlText>,
+    pub(crate) action: DbAction,
+    /// `context.db.rows_affected`; [`DbCall::NO_ROWS`] when unknown.
+    pub(crate) rows: u64,
+}
+
+#[cfg(apm_sql)]
+impl DbCall {
+    pub(crate) const NO_ROWS: u64 = u64::MAX;
 }
 
 #[derive(Debug)]
@@ -32,40 +59,94 @@ impl SpanName {
         match self {
             SpanName::Static(m) => m.name,
             SpanName::Dynamic(d) => &d.name,
+            #[cfg(apm_sql)]
+            SpanName::Db(c) => &c.text.name,
         }
     }
     pub(crate) fn kind(&self) -> &str {
         match self {
             SpanName::Static(m) => m.kind,
             SpanName::Dynamic(d) => &d.kind,
+            #[cfg(apm_sql)]
+            SpanName::Db(_) => "db",
         }
     }
     pub(crate) fn subtype(&self) -> Option<&str> {
         match self {
             SpanName::Static(m) => m.subtype,
             SpanName::Dynamic(d) => d.subtype.as_deref(),
+            #[cfg(apm_sql)]
+            SpanName::Db(c) => Some(c.endpoint.subtype),
         }
     }
     pub(crate) fn action(&self) -> Option<&str> {
         match self {
             SpanName::Static(m) => m.action,
             SpanName::Dynamic(d) => d.action.as_deref(),
+            #[cfg(apm_sql)]
+            SpanName::Db(c) => Some(c.action.as_str()),
         }
     }
-    /// Turns a static name into an owned one, so that parts of it can change.
+    /// Turns the name into an owned one, so that parts of it can change. A statement's
+    /// context is not kept: [`SpanRecord::expand_db`] first.
     pub(crate) fn make_dynamic(&mut self) -> &mut DynamicSpanName {
-        if let SpanName::Static(m) = *self {
-            *self = SpanName::Dynamic(Box::new(DynamicSpanName {
+        let dynamic = match self {
+            SpanName::Dynamic(d) => return d,
+            SpanName::Static(m) => DynamicSpanName {
                 name: Cow::Borrowed(m.name),
                 kind: Cow::Borrowed(m.kind),
                 subtype: m.subtype.map(Cow::Borrowed),
                 action: m.action.map(Cow::Borrowed),
-            }));
-        }
+            },
+            #[cfg(apm_sql)]
+            SpanName::Db(c) => c.dynamic_name(),
+        };
+        *self = SpanName::Dynamic(Box::new(dynamic));
         match self {
             SpanName::Dynamic(d) => d,
-            SpanName::Static(_) => unreachable!("made dynamic above"),
+            _ => unreachable!("made dynamic above"),
         }
+    }
+}
+
+#[cfg(apm_sql)]
+impl DbCall {
+    fn dynamic_name(&self) -> DynamicSpanName {
+        DynamicSpanName {
+            name: self.text.name.clone(),
+            kind: Cow::Borrowed("db"),
+            subtype: Some(Cow::Borrowed(self.endpoint.subtype)),
+            action: Some(Cow::Borrowed(self.action.as_str())),
+        }
+    }
+}
+
+#[cfg(apm_sql)]
+impl SpanRecord {
+    /// Writes a statement's span as every other span is written: its name, and its
+    /// `context.db` and `destination` in its extra part (transport thread).
+    pub(crate) fn expand_db(&mut self) {
+        let SpanName::Db(call) = &self.name else {
+            return;
+        };
+        let endpoint = &call.endpoint;
+        let extra = self.extra.get_or_insert_with(Default::default);
+        extra.exit = true;
+        extra.db = Some(Db {
+            kind: Some(Cow::Borrowed("sql")),
+            instance: endpoint.instance.clone(),
+            statement: call.text.statement.as_deref().map(str::to_owned),
+            user: endpoint.user.clone(),
+            rows_affected: (call.rows != DbCall::NO_ROWS).then_some(call.rows),
+            link: None,
+        });
+        if let Some((host, port)) = &endpoint.destination {
+            extra.destination = Some(Destination {
+                address: Some(host.clone()),
+                port: *port,
+            });
+        }
+        self.name = SpanName::Dynamic(Box::new(call.dynamic_name()));
     }
 }
 
@@ -149,6 +230,10 @@ pub(crate) struct TransactionRecord {
     /// Exit spans not sent (dropped as fast exit spans), per destination and outcome (filled
     /// on the transport thread).
     pub(crate) dropped_spans_stats: Vec<DroppedSpanStats>,
+    /// Statements that ran past `transaction_max_spans`, per endpoint and outcome (added to
+    /// `dropped_spans_stats` on the transport thread, where service targets are inferred).
+    #[cfg(apm_sql)]
+    pub(crate) dropped_exits: Vec<super::db::DroppedExits>,
     /// Time during which its children ran (self time = duration − this).
     pub(crate) child_ns: u64,
     /// Span links: the trace a restarted transaction came from.

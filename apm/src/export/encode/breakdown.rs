@@ -138,6 +138,8 @@ fn span_kind(s: &SpanRecord) -> SpanKind {
     match &s.name {
         SpanName::Static(m) => (Cow::Borrowed(m.kind), m.subtype.map(Cow::Borrowed)),
         SpanName::Dynamic(d) => (d.kind.clone(), d.subtype.clone()),
+        #[cfg(apm_sql)]
+        SpanName::Db(c) => (Cow::Borrowed("db"), Some(Cow::Borrowed(c.endpoint.subtype))),
     }
 }
 
@@ -303,6 +305,8 @@ mod tests {
             spans_started: 1,
             spans_dropped: 0,
             dropped_spans_stats: Vec::new(),
+            #[cfg(apm_sql)]
+            dropped_exits: Vec::new(),
             child_ns: 0,
             request: None,
             response: None,

@@ -247,6 +247,8 @@ mod tests {
             spans_started: 3,
             spans_dropped: 0,
             dropped_spans_stats: Vec::new(),
+            #[cfg(apm_sql)]
+            dropped_exits: Vec::new(),
             child_ns: 0,
             links: Vec::new(),
             user: None,

@@ -1,0 +1,81 @@
+//! What the spans of SQL clients record, kept as the application thread hands it over: the
+//! connection's endpoint (shared by all its statements) and the statement's text and
+//! signature (shared by every run of the same statement on a thread). The span's name and
+//! `context.db` are written from them on the transport thread, so that a query's span costs
+//! the application no allocation and no scan of its SQL once its statement has been seen.
+
+use std::borrow::Cow;
+
+/// A database as its connections' spans describe it: the same for every statement of a
+/// connection (built once, when the connection is wrapped).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(not(feature = "enable"), allow(dead_code))]
+pub(crate) struct DbEndpoint {
+    /// `sqlite`, `postgresql`, `mysql`: the span's subtype.
+    pub(crate) subtype: &'static str,
+    /// `context.db.instance`: the database's name.
+    pub(crate) instance: Option<String>,
+    /// `context.db.user`.
+    pub(crate) user: Option<String>,
+    /// `context.destination`: host and port, when the database is reached over the network.
+    pub(crate) destination: Option<(String, Option<u16>)>,
+}
+
+/// The statement a span runs, as the integration knows it.
+#[derive(Debug, Clone, Copy)]
+#[cfg_attr(not(feature = "enable"), allow(dead_code))]
+pub(crate) enum DbStatement<'a> {
+    /// Its SQL.
+    Sql(&'a str),
+    /// Unknown (a statement prepared where nothing was recorded): the span is named this and
+    /// has no `context.db.statement`.
+    Unknown(&'static str),
+}
+
+/// `span.action`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(feature = "enable"), allow(dead_code))]
+pub(crate) enum DbAction {
+    Query,
+    /// A statement being prepared on the server.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    Prepare,
+}
+
+impl DbAction {
+    #[cfg_attr(not(feature = "enable"), allow(dead_code))]
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            DbAction::Query => "query",
+            DbAction::Prepare => "prepare",
+        }
+    }
+}
+
+/// One statement's text, cut to `long_field_max_length` when it was captured, and the span
+/// name it gives.
+#[derive(Debug)]
+#[cfg_attr(not(feature = "enable"), allow(dead_code))]
+pub(crate) struct SqlText {
+    /// `context.db.statement`; `None` for a statement whose SQL is unknown.
+    pub(crate) statement: Option<Box<str>>,
+    /// The span's name: the statement's signature (computed from the whole statement).
+    pub(crate) name: Cow<'static, str>,
+}
+
+cfg_enable! {
+    use std::sync::Arc;
+
+    use super::outcome::Outcome;
+
+    /// Statements of one endpoint with one outcome that ran past `transaction_max_spans`
+    /// (not recorded as spans): how many, and their summed duration, for the transaction's
+    /// `dropped_spans_stats`.
+    #[derive(Debug)]
+    pub(crate) struct DroppedExits {
+        pub(crate) endpoint: Arc<DbEndpoint>,
+        pub(crate) outcome: Outcome,
+        pub(crate) count: u32,
+        pub(crate) sum_ns: u64,
+    }
+}
