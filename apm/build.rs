@@ -36,7 +36,18 @@ const GROUPS: &[(&str, &[&str])] = &[
     ("apm_body_capture", &["AXUM", "ACTIX_WEB"]),
     ("apm_http", &["TOWER", "REQWEST", "ACTIX_WEB"]),
     ("apm_db", &["SQLX_POSTGRES", "SQLX_MYSQL", "SQLX_SQLITE"]),
-    ("apm_sql", &["RUSQLITE", "POSTGRES", "DIESEL"]),
+    (
+        "apm_sql",
+        &[
+            "RUSQLITE",
+            "POSTGRES",
+            "DIESEL",
+            "MYSQL",
+            "SQLX_POSTGRES",
+            "SQLX_MYSQL",
+            "SQLX_SQLITE",
+        ],
+    ),
 ];
 
 fn main() {

@@ -32,31 +32,44 @@ const POSTGRES: &str = "host=127.0.0.1 port=5432 user=postgres dbname=test";
 /// away).
 const ROUNDS: usize = 21;
 
-/// Measures the variants round-robin, `calls` calls a round, and prints the median time per
-/// call of each and its ratio to the first (the bare driver).
+/// Measures the variants round-robin, `calls` calls a round, and prints the median wall time
+/// and CPU time of the calling thread per call of each, and what each adds to the first (the
+/// bare driver). The thread's CPU time is the instrumentation's cost to the application: the
+/// transport's work happens on its own thread, and a loaded machine's waits are not in it.
 fn round_robin(db: &str, calls: u64, variants: &mut [(&str, &mut dyn FnMut(u64))]) {
-    let mut per_call: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
+    let mut wall: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
+    let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
     for round in 0..=ROUNDS {
         for (i, (_, run)) in variants.iter_mut().enumerate() {
-            let start = Instant::now();
+            let (start, cpu_start) = (Instant::now(), apm_benches::thread_cpu_time());
             run(calls);
             if round > 0 {
-                per_call[i].push(start.elapsed().as_nanos() as f64 / calls as f64);
+                let per_call = |d: Duration| d.as_nanos() as f64 / calls as f64;
+                wall[i].push(per_call(start.elapsed()));
+                cpu[i].push(per_call(
+                    apm_benches::thread_cpu_time().saturating_sub(cpu_start),
+                ));
             }
         }
     }
-    let medians: Vec<f64> = per_call
-        .iter_mut()
-        .map(|v| {
-            v.sort_by(f64::total_cmp);
-            v[v.len() / 2]
-        })
-        .collect();
-    println!("\n## {db}: round-robin, {ROUNDS} rounds of {calls} queries per variant\n");
-    println!("| variant | median µs/query | × bare |");
-    println!("|---|---:|---:|");
-    for ((name, _), m) in variants.iter().zip(&medians) {
-        println!("| {name} | {:.2} | {:.2}× |", m / 1000.0, m / medians[0]);
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let wall: Vec<f64> = wall.iter_mut().map(median).collect();
+    let cpu: Vec<f64> = cpu.iter_mut().map(median).collect();
+    println!("\n## {db}: round-robin, {ROUNDS} rounds of {calls} queries per variant (medians)\n");
+    println!("| variant | wall µs/query | × bare | thread CPU µs/query | CPU added to bare |");
+    println!("|---|---:|---:|---:|---:|");
+    for (i, (name, _)) in variants.iter().enumerate() {
+        println!(
+            "| {name} | {:.2} | {:.3}× | {:.2} | {:+.2} µs ({:+.1}% of a bare query's wall time) |",
+            wall[i] / 1000.0,
+            wall[i] / wall[0],
+            cpu[i] / 1000.0,
+            (cpu[i] - cpu[0]) / 1000.0,
+            (cpu[i] - cpu[0]) / wall[0] * 100.0,
+        );
     }
 }
 

@@ -86,21 +86,6 @@ fn bench(c: &mut Criterion) {
     ratio(&agent);
 }
 
-/// CPU time of the calling thread: what the application thread itself spends, whatever the
-/// background threads (the agent's transport) take of a loaded machine's cores meanwhile.
-fn thread_cpu_time() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant the kernel knows.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    if rc != 0 {
-        return Duration::ZERO;
-    }
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
-
 /// The two subscribers in alternating rounds of one run; prints the medians (wall time and
 /// the calling thread's CPU time per span) and their ratios.
 fn ratio(agent: &apm::Agent) {
@@ -112,9 +97,12 @@ fn ratio(agent: &apm::Agent) {
     for round in 0..=ROUNDS {
         for (k, d) in [&noop, &bridged].into_iter().enumerate() {
             let (w, c) = tracing::dispatcher::with_default(d, || {
-                let (w0, c0) = (Instant::now(), thread_cpu_time());
+                let (w0, c0) = (Instant::now(), apm_benches::thread_cpu_time());
                 run(CALLS, true);
-                (w0.elapsed(), thread_cpu_time().saturating_sub(c0))
+                (
+                    w0.elapsed(),
+                    apm_benches::thread_cpu_time().saturating_sub(c0),
+                )
             });
             agent.flush(Duration::from_secs(30));
             // The first round warms up.

@@ -95,9 +95,10 @@ pub(crate) enum Handle<S> {
 }
 
 /// The handle of a call that returns before the application runs again.
-#[cfg(any(feature = "rusqlite", feature = "postgres"))]
+#[cfg(any(feature = "rusqlite", feature = "postgres", feature = "mysql"))]
 pub(crate) type Guard = Handle<crate::SpanGuard>;
 /// The handle of a call that outlives the function that starts it.
+#[cfg(any(feature = "rusqlite", feature = "postgres", feature = "diesel", apm_db))]
 pub(crate) type Detached = Handle<crate::Span>;
 
 impl<S: DbSpan> Handle<S> {
@@ -179,6 +180,7 @@ pub(crate) fn traced<T, E>(
 }
 
 /// No rows to report.
+#[cfg(any(feature = "rusqlite", feature = "postgres", feature = "diesel"))]
 #[inline]
 pub(crate) fn no_rows<T>(_: &T) -> Option<u64> {
     None
@@ -187,7 +189,7 @@ pub(crate) fn no_rows<T>(_: &T) -> Option<u64> {
 /// Starts the span of an awaited call (named `unknown` when its statement is not known),
 /// never current: the future may move between threads. Its outcome stays `unknown` unless
 /// the call completes, so that a cancelled (dropped) call says so.
-#[cfg(any(feature = "postgres", feature = "diesel"))]
+#[cfg(any(feature = "postgres", feature = "diesel", apm_db))]
 #[inline]
 pub(crate) fn start_detached(
     target: &Target<'_>,

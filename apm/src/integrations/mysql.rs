@@ -46,6 +46,7 @@
 
 use std::borrow::Cow;
 use std::result::Result as StdResult;
+use std::sync::Arc;
 
 use ::mysql::prelude::{AsStatement, FromRow, Queryable};
 use ::mysql::{
@@ -53,8 +54,8 @@ use ::mysql::{
     Text,
 };
 
-use super::facade::spans_recorded_here;
-use crate::{Outcome, SpanGuard};
+use super::db::{self, Target};
+use super::facade::{spans_recorded_here, DbEndpoint};
 
 /// How many statements' text a wrapper remembers (the most recently prepared).
 const REMEMBERED_STATEMENTS: usize = 64;
@@ -65,7 +66,7 @@ const REMEMBERED_STATEMENTS: usize = 64;
 #[derive(Debug)]
 pub struct Traced<C> {
     inner: C,
-    target: Target,
+    endpoint: Arc<DbEndpoint>,
     /// The text of statements prepared through this wrapper while a span would be recorded,
     /// by statement id.
     prepared: Vec<(u32, Box<str>)>,
@@ -74,27 +75,21 @@ pub struct Traced<C> {
     preparing: Option<Box<str>>,
 }
 
-/// What every span of a connection says about the server.
-#[derive(Debug, Clone)]
-struct Target {
-    address: String,
-    port: u16,
-    database: Option<String>,
-    user: Option<String>,
-}
-
 impl<C: Queryable> Traced<C> {
     /// Wraps `connection`, opened with `opts`, which give the spans' destination, database
     /// (`context.db.instance`) and user.
     pub fn new(connection: C, opts: &Opts) -> Self {
         Traced {
             inner: connection,
-            target: Target {
-                address: opts.get_ip_or_hostname().into_owned(),
-                port: opts.get_tcp_port(),
-                database: opts.get_db_name().map(str::to_owned),
+            endpoint: Arc::new(DbEndpoint {
+                subtype: "mysql",
+                instance: opts.get_db_name().map(str::to_owned),
                 user: opts.get_user().map(str::to_owned),
-            },
+                destination: Some((
+                    opts.get_ip_or_hostname().into_owned(),
+                    Some(opts.get_tcp_port()),
+                )),
+            }),
             prepared: Vec::new(),
             preparing: None,
         }
@@ -117,25 +112,8 @@ impl<C: Queryable> Traced<C> {
 
     /// Opens the span of a statement (`None` for its text: unknown), when one would be
     /// recorded here (checked first: nothing is built otherwise).
-    fn open(&self, statement: Option<&str>) -> Option<SpanGuard> {
-        if !spans_recorded_here() {
-            return None;
-        }
-        let name = statement.map_or_else(|| "EXECUTE".to_owned(), crate::sql::signature);
-        let mut span = crate::start_span(name, "db");
-        if !span.is_recording() {
-            return None;
-        }
-        let t = &self.target;
-        span.set_subtype("mysql");
-        span.set_action("query");
-        span.set_db("sql", t.database.clone(), statement.map(str::to_owned));
-        if let Some(user) = &t.user {
-            span.set_db_user(user.clone());
-        }
-        span.set_destination(Some(t.address.clone()), Some(t.port));
-        span.set_exit();
-        Some(span)
+    fn open(&self, statement: Option<&str>) -> Option<db::Guard> {
+        db::start_maybe(&Target::query(&self.endpoint), statement, "EXECUTE")
     }
 
     /// The remembered text of a prepared statement.
@@ -168,7 +146,7 @@ impl<C: Queryable> Traced<C> {
     fn prepare<'s, S: AsStatement>(
         &mut self,
         stmt: &'s S,
-    ) -> Result<(Cow<'s, Statement>, Option<SpanGuard>)> {
+    ) -> Result<(Cow<'s, Statement>, Option<db::Guard>)> {
         self.preparing = None;
         match stmt.as_statement(self) {
             Ok(statement) => {
@@ -213,17 +191,8 @@ fn rows_affected<T: ::mysql::prelude::Protocol>(
 }
 
 /// Sets the outcome (and the rows affected) of a span, which ends here.
-fn finish<V>(span: Option<SpanGuard>, result: &StdResult<(V, Option<u64>), impl Sized>) {
-    let Some(mut span) = span else { return };
-    match result {
-        Ok((_, rows)) => {
-            if let Some(rows) = rows {
-                span.set_db_rows_affected(*rows);
-            }
-            span.set_outcome(Outcome::Success);
-        }
-        Err(_) => span.set_outcome(Outcome::Failure),
-    }
+fn finish<V>(mut span: Option<db::Guard>, result: &StdResult<(V, Option<u64>), impl Sized>) {
+    db::finish(&mut span, result, |(_, rows)| *rows);
 }
 
 impl<C: Queryable> Queryable for Traced<C> {

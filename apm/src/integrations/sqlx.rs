@@ -93,15 +93,15 @@ use sqlx_core::transaction::{
 };
 use sqlx_core::Either;
 
-use super::facade::spans_recorded_here;
-use crate::{Outcome, Span};
+use super::db::{self, Target};
+use super::facade::{spans_recorded_here, DbEndpoint};
 use sealed::{Driver as _, Endpoint};
 
 /// A sqlx pool, connection or transaction whose queries are recorded as exit spans (see the
 /// [module documentation](self)). It dereferences to the wrapped value.
 pub struct Traced<T> {
     inner: T,
-    endpoint: Arc<Endpoint>,
+    endpoint: Arc<DbEndpoint>,
 }
 
 impl<T: fmt::Debug> fmt::Debug for Traced<T> {
@@ -146,7 +146,7 @@ impl<DB: Driver> Traced<Pool<DB>> {
     /// Traces the queries run through `pool`. The database, user, host and port recorded with
     /// each query are read now from the pool's connect options.
     pub fn new(pool: Pool<DB>) -> Self {
-        let endpoint = Arc::new(DB::endpoint(&pool.connect_options()));
+        let endpoint = DB::endpoint(&pool.connect_options()).shared();
         Traced {
             inner: pool,
             endpoint,
@@ -209,7 +209,7 @@ impl<C: ConnectionLike> Traced<C> {
     pub fn with_options(connection: C, options: &Options<C::Database>) -> Self {
         Traced {
             inner: connection,
-            endpoint: Arc::new(C::Database::endpoint(options)),
+            endpoint: C::Database::endpoint(options).shared(),
         }
     }
 
@@ -291,6 +291,18 @@ mod sealed {
         pub(super) user: Option<String>,
         pub(super) address: Option<String>,
         pub(super) port: Option<u16>,
+    }
+
+    impl Endpoint {
+        /// What the spans of its statements share.
+        pub(super) fn shared(self) -> std::sync::Arc<super::DbEndpoint> {
+            std::sync::Arc::new(super::DbEndpoint {
+                subtype: self.subtype,
+                instance: self.instance,
+                user: self.user,
+                destination: self.address.map(|address| (address, self.port)),
+            })
+        }
     }
 
     pub trait Driver: Database {
@@ -517,7 +529,7 @@ where
 
 /// Runs `query` with `run`, inside a span when one is recorded here.
 fn traced_stream<'e, 'q: 'e, DB: Driver, E: 'q + Execute<'q, DB>>(
-    endpoint: &Endpoint,
+    endpoint: &Arc<DbEndpoint>,
     query: E,
     run: impl FnOnce(Captured<'q, DB, E>) -> BoxStream<'e, Result<Step<DB>, Error>>,
 ) -> BoxStream<'e, Result<Step<DB>, Error>> {
@@ -528,14 +540,14 @@ fn traced_stream<'e, 'q: 'e, DB: Driver, E: 'q + Execute<'q, DB>>(
     let span = query_span(endpoint, query.text());
     Box::pin(TracedStream::<DB> {
         inner: run(query),
-        span: Some(span),
+        span,
         rows: None,
     })
 }
 
 /// Like [`traced_stream`] for a query that returns one value.
 fn traced_future<'e, 'q: 'e, DB: Driver, E: 'q + Execute<'q, DB>, T: Send + 'e>(
-    endpoint: &Endpoint,
+    endpoint: &Arc<DbEndpoint>,
     query: E,
     run: impl FnOnce(Captured<'q, DB, E>) -> BoxFuture<'e, Result<T, Error>>,
 ) -> BoxFuture<'e, Result<T, Error>> {
@@ -546,53 +558,33 @@ fn traced_future<'e, 'q: 'e, DB: Driver, E: 'q + Execute<'q, DB>, T: Send + 'e>(
     let span = query_span(endpoint, query.text());
     Box::pin(TracedFuture {
         inner: run(query),
-        span: Some(span),
+        span,
     })
 }
 
-/// The exit span of one statement.
-fn query_span(endpoint: &Endpoint, statement: &str) -> Span {
-    let name = crate::sql::signature(statement);
-    // A statement that does not start with a word (`(SELECT 1)`) has no signature.
-    let mut span = if name.is_empty() {
-        Span::start(endpoint.subtype, "db")
-    } else {
-        Span::start(name, "db")
-    };
-    span.set_subtype(endpoint.subtype);
-    span.set_action("query");
-    span.set_exit();
-    span.set_db("sql", endpoint.instance.clone(), Some(statement.to_owned()));
-    if let Some(user) = &endpoint.user {
-        span.set_db_user(user.clone());
-    }
-    if endpoint.address.is_some() {
-        span.set_destination(endpoint.address.clone(), endpoint.port);
-    }
-    // Until a result decides it: a query dropped before the end (a cancelled future, a
-    // stream not read to the end) ends with outcome `unknown`.
-    span.set_outcome(Outcome::Unknown);
-    span
+/// The exit span of one statement (a statement that does not start with a word, such as
+/// `(SELECT 1)`, has no signature: it is named after the subtype). Until a result decides
+/// it, its outcome is `unknown`: a query dropped before the end (a cancelled future, a stream
+/// not read to the end) says so.
+fn query_span(endpoint: &Arc<DbEndpoint>, statement: &str) -> Option<db::Detached> {
+    db::start_detached(&Target::query(endpoint), Some(statement), endpoint.subtype)
 }
 
 /// The span of a transaction's `BEGIN`, `COMMIT` or `ROLLBACK` (the statement is built only
 /// when the span is recorded); `None` when nothing is recorded here.
-fn transaction_span(endpoint: &Endpoint, statement: impl FnOnce() -> SqlStr) -> Option<Span> {
-    spans_recorded_here().then(|| query_span(endpoint, statement().as_str()))
+fn transaction_span(
+    endpoint: &Arc<DbEndpoint>,
+    statement: impl FnOnce() -> SqlStr,
+) -> Option<db::Detached> {
+    if !spans_recorded_here() {
+        return None;
+    }
+    query_span(endpoint, statement().as_str())
 }
 
 /// Ends `span` with the outcome of `result`, and the rows it affected when known.
-fn end(span: Option<Span>, result: Result<Option<u64>, &Error>) {
-    let Some(mut span) = span else { return };
-    match result {
-        Ok(rows) => {
-            if let Some(rows) = rows {
-                span.set_db_rows_affected(rows);
-            }
-            span.set_outcome(Outcome::Success);
-        }
-        Err(_) => span.set_outcome(Outcome::Failure),
-    }
+fn end(mut span: Option<db::Detached>, result: Result<Option<u64>, &Error>) {
+    db::finish(&mut span, &result, |rows| *rows);
 }
 
 /// The transaction depth of a connection (0: none, 1: a transaction, more: savepoints).
@@ -670,7 +662,7 @@ impl<'q, DB: Database, E: Execute<'q, DB>> Execute<'q, DB> for Captured<'q, DB, 
 /// stream, or when the stream is dropped.
 struct TracedStream<'e, DB: Driver> {
     inner: BoxStream<'e, Result<Step<DB>, Error>>,
-    span: Option<Span>,
+    span: Option<db::Detached>,
     /// The rows the results so far affected.
     rows: Option<u64>,
 }
@@ -705,7 +697,7 @@ impl<DB: Driver> Stream for TracedStream<'_, DB> {
 /// A query's future inside its span, which ends with the future (or when it is dropped).
 struct TracedFuture<'e, T> {
     inner: BoxFuture<'e, Result<T, Error>>,
-    span: Option<Span>,
+    span: Option<db::Detached>,
 }
 
 impl<T> Future for TracedFuture<'_, T> {

@@ -60,7 +60,7 @@ impl SpanName {
             SpanName::Static(m) => m.name,
             SpanName::Dynamic(d) => &d.name,
             #[cfg(apm_sql)]
-            SpanName::Db(c) => &c.text.name,
+            SpanName::Db(c) => c.name(),
         }
     }
     pub(crate) fn kind(&self) -> &str {
@@ -111,9 +111,22 @@ impl SpanName {
 
 #[cfg(apm_sql)]
 impl DbCall {
+    /// The statement's signature; the subtype for a statement that has none (`(SELECT 1)`).
+    fn name(&self) -> &str {
+        if self.text.name.is_empty() {
+            self.endpoint.subtype
+        } else {
+            &self.text.name
+        }
+    }
+
     fn dynamic_name(&self) -> DynamicSpanName {
         DynamicSpanName {
-            name: self.text.name.clone(),
+            name: if self.text.name.is_empty() {
+                Cow::Borrowed(self.endpoint.subtype)
+            } else {
+                self.text.name.clone()
+            },
             kind: Cow::Borrowed("db"),
             subtype: Some(Cow::Borrowed(self.endpoint.subtype)),
             action: Some(Cow::Borrowed(self.action.as_str())),
