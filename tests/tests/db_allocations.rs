@@ -47,10 +47,14 @@ fn a_static_statement_allocates_nothing_beyond_what_the_driver_does() {
         "{:?}",
         spans.first()
     );
-    // A few buffer hand-overs to the transport thread may allocate.
+    // A full buffer (256 events) is handed over to the transport thread and replaced from
+    // the recycled pool, or, when none is recycled yet (a loaded machine), by a new one: at
+    // most one allocation per hand-over, none per statement.
+    let hand_overs = (QUERIES / 256 + 1) as u64;
     assert!(
-        with_spans <= driver + 4,
-        "{QUERIES} traced statements allocated {with_spans} times, the driver alone {driver}"
+        with_spans <= driver + hand_overs,
+        "{QUERIES} traced statements allocated {with_spans} times, the driver alone {driver} \
+         ({hand_overs} buffer hand-overs)"
     );
     h.finish();
 }
