@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use crate::http::{read_request, Request, Response};
 use crate::record::{Event, Recorded, RecordedRequest};
-use crate::trace::Trace;
+use crate::Trace;
 use crate::{CONFIG_PATH, INTAKE_PATH};
 
 /// Ways the server can misbehave, for the agent's failure-path tests.
