@@ -10,6 +10,9 @@ const MAX_MESSAGE: usize = 300;
 
 include!(concat!(env!("OUT_DIR"), "/schemas.rs"));
 
+/// The event kinds with a schema.
+pub const KINDS: [&str; 5] = ["metadata", "transaction", "span", "error", "metricset"];
+
 /// One compiled validator per event kind.
 #[derive(Debug)]
 pub struct Schemas {
@@ -34,7 +37,7 @@ impl Schemas {
     pub fn from_dir(dir: &Path) -> Result<Schemas, String> {
         let dir = dir.join("intake-v2");
         let mut texts = Vec::new();
-        for kind in ["metadata", "transaction", "span", "error", "metricset"] {
+        for kind in KINDS {
             let path = dir.join(format!("{kind}.json"));
             let text = std::fs::read_to_string(&path)
                 .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -64,7 +67,7 @@ impl Schemas {
     }
 
     /// Every schema error for `event` (the object under the NDJSON line's key), as
-    /// `<instance path>: <message>`; `None` when `kind` has no schema.
+    /// `<instance path>: <message> (schema <path>)`; `None` when `kind` has no schema.
     pub fn errors(&self, kind: &str, event: &Value) -> Option<Vec<String>> {
         let (_, validator) = self.by_kind.iter().find(|(k, _)| k == kind)?;
         Some(
@@ -80,7 +83,7 @@ impl Schemas {
                         msg.truncate(cut.unwrap_or(0));
                         msg.push('…');
                     }
-                    format!("{at}: {msg}")
+                    format!("{at}: {msg} (schema {})", e.schema_path())
                 })
                 .collect(),
         )

@@ -119,7 +119,8 @@ impl Shared {
 pub struct Server {
     addr: SocketAddr,
     shared: Arc<Shared>,
-    threads: Vec<JoinHandle<()>>,
+    acceptor: Option<JoinHandle<()>>,
+    reporter: Option<JoinHandle<()>>,
 }
 
 impl Server {
@@ -169,23 +170,19 @@ impl Server {
             next_conn: AtomicU64::new(0),
             opts,
         });
-        let mut threads = Vec::new();
         let s = Arc::clone(&shared);
-        threads.push(
-            thread::Builder::new()
-                .name("apm-server-accept".into())
-                .spawn(move || accept_loop(listener, s))?,
-        );
+        let acceptor = thread::Builder::new()
+            .name("apm-server-accept".into())
+            .spawn(move || accept_loop(listener, s))?;
         let s = Arc::clone(&shared);
-        threads.push(
-            thread::Builder::new()
-                .name("apm-server-report".into())
-                .spawn(move || report_loop(s))?,
-        );
+        let reporter = thread::Builder::new()
+            .name("apm-server-report".into())
+            .spawn(move || report_loop(s))?;
         Ok(Server {
             addr,
             shared,
-            threads,
+            acceptor: Some(acceptor),
+            reporter: Some(reporter),
         })
     }
 
@@ -258,13 +255,17 @@ impl Drop for Server {
             let _store = self.shared.store.lock();
             self.shared.changed.notify_all();
         }
-        // Wake the blocking accept().
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        // Wake the blocking accept(); if that connect fails the acceptor is left detached
+        // rather than joined forever.
+        let woke = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1)).is_ok();
         for (_, conn) in self.shared.conns.lock().drain() {
             let _ = conn.shutdown(Shutdown::Both);
         }
-        for t in self.threads.drain(..) {
-            let _ = t.join();
+        if let Some(reporter) = self.reporter.take() {
+            let _ = reporter.join();
+        }
+        if let Some(acceptor) = self.acceptor.take().filter(|_| woke) {
+            let _ = acceptor.join();
         }
     }
 }

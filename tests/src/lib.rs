@@ -1,5 +1,6 @@
-//! An in-process mock of the Elastic APM Server, for the agent's integration tests, the demo
-//! (which prints the received traces) and the benchmarks (a local sink).
+//! An in-process mock of the Elastic APM Server, for the agent's integration tests (with faults
+//! to inject and every request recorded) and the benchmarks (a local sink). Its HTTP parser and
+//! trace tree are `apm-server-local`'s, the local APM Server the demo runs on.
 //!
 //! ```no_run
 //! use std::time::Duration;
