@@ -321,6 +321,43 @@ impl Response {
     }
 }
 
+/// Reads one response with a `Content-Length` body (or none): the client side of
+/// [`Response::write_to`], for tests that speak raw HTTP.
+pub fn read_response(r: &mut impl BufRead) -> io::Result<Response> {
+    let line = read_line(r)?
+        .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "no status line"))?;
+    let status = line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| invalid(format!("malformed status line {line:?}")))?;
+    let mut headers = Vec::new();
+    loop {
+        let line = read_line(r)?
+            .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "EOF in headers"))?;
+        if line.is_empty() {
+            break;
+        }
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| invalid(format!("malformed header {line:?}")))?;
+        headers.push((name.trim().to_owned(), value.trim().to_owned()));
+    }
+    let len = match header(&headers, "content-length") {
+        Some(l) => l
+            .parse()
+            .map_err(|_| invalid(format!("bad Content-Length {l:?}")))?,
+        None => 0,
+    };
+    let mut body = vec![0; len];
+    r.read_exact(&mut body)?;
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
+}
+
 fn reason(status: u16) -> &'static str {
     match status {
         100 => "Continue",
@@ -503,5 +540,13 @@ mod tests {
             .expect("write");
         let text = String::from_utf8(out).expect("utf8");
         assert!(!text.contains("Content-Length"));
+
+        let mut out = Vec::new();
+        let sent = Response::json(400, r#"{"accepted":0}"#);
+        sent.write_to(&mut out, false).expect("write");
+        let read = read_response(&mut BufReader::new(&out[..])).expect("read back");
+        assert_eq!((read.status, &read.body), (400, &sent.body));
+        assert_eq!(header(&read.headers, "connection"), Some("close"));
+        assert!(read_response(&mut BufReader::new(&b"HTTP/1.1 OK\r\n\r\n"[..])).is_err());
     }
 }

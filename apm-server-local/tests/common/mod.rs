@@ -4,7 +4,7 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
@@ -72,33 +72,11 @@ pub fn send(addr: SocketAddr, raw: &[u8]) -> Reply {
     s.set_read_timeout(Some(T)).expect("timeout");
     let mut w = s.try_clone().expect("clone");
     w.write_all(raw).expect("write");
-    let mut r = BufReader::new(s);
-    let mut line = String::new();
-    r.read_line(&mut line).expect("status line");
-    let status = line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {line:?}"));
-    let mut headers = Vec::new();
-    loop {
-        let mut l = String::new();
-        r.read_line(&mut l).expect("header");
-        let l = l.trim_end();
-        if l.is_empty() {
-            break;
-        }
-        let (k, v) = l.split_once(':').expect("colon");
-        headers.push((k.trim().to_owned(), v.trim().to_owned()));
-    }
-    let len = apm_server_local::http::header(&headers, "content-length")
-        .map_or(0, |l| l.parse().expect("length"));
-    let mut body = vec![0; len];
-    r.read_exact(&mut body).expect("body");
+    let r = apm_server_local::http::read_response(&mut BufReader::new(s)).expect("response");
     Reply {
-        status,
-        headers,
-        body,
+        status: r.status,
+        headers: r.headers,
+        body: r.body,
     }
 }
 
