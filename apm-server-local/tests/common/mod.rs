@@ -108,10 +108,19 @@ pub fn ndjson(lines: &[&str]) -> Vec<u8> {
 /// span, an HTTP exit span with a label, and an error inside the database span. Returns the
 /// trace id.
 pub fn record_known_trace(server: &Server, name: &'static str) -> String {
+    record_known_trace_to(&server.url(), name)
+}
+
+/// [`record_known_trace`] to the server at `url`. One at a time: the agent is process-wide.
+pub fn record_known_trace_to(url: &str, name: &'static str) -> String {
+    static ONE_AGENT_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _exclusive = ONE_AGENT_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let agent = apm::init_with(
         apm::Config::builder()
             .service_name("shop")
-            .server_url(server.url())
+            .server_url(url)
             .central_config(false)
             .metrics_interval(Duration::ZERO)
             .build(),
