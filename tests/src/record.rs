@@ -10,7 +10,7 @@ use serde_json::Value;
 pub const KINDS: [&str; 5] = ["metadata", "transaction", "span", "error", "metricset"];
 
 /// The APM Server's default `max_event_size` (300 KiB): a longer line is rejected.
-pub const MAX_EVENT_SIZE: usize = 300 * 1024;
+pub use apm_server_local::intake::MAX_EVENT_SIZE;
 
 /// One HTTP request as received.
 #[derive(Debug, Clone)]
