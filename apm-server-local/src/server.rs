@@ -27,7 +27,7 @@ pub const SERVER_VERSION: &str = "8.15.0";
 const MAX_CONNECTIONS: usize = 256;
 /// An idle keep-alive connection is closed after this long.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Violations kept for the web page.
+/// Violations kept for the web page (each with at most 4 KiB of its document).
 const MAX_VIOLATIONS: usize = 200;
 
 /// What the server writes to stdout as traces complete.
@@ -436,12 +436,13 @@ fn record(shared: &Shared, req: &Request, outcome: Outcome) {
         .to_owned();
     for (kind, line, errors) in &outcome.violations {
         let v = json!({
-            "kind": kind, "service": service, "errors": errors, "document": line,
+            "kind": kind, "service": service, "errors": errors, "document": clip(line),
             "user_agent": req.header("user-agent"),
         });
         eprintln!(
-            "apm-server-local: SCHEMA VIOLATION: {kind} from {service} rejected:\n  {}\n  {line}",
-            errors.join("\n  ")
+            "apm-server-local: SCHEMA VIOLATION: {kind} from {service} rejected:\n  {}\n  {}",
+            errors.join("\n  "),
+            clip(line)
         );
         push_violation(shared, v);
     }
@@ -490,13 +491,27 @@ fn record(shared: &Shared, req: &Request, outcome: Outcome) {
 fn note_rejected(shared: &Shared, req: &Request, message: &str, document: Option<&str>) {
     let agent = req.header("user-agent").unwrap_or("?");
     match document {
-        Some(d) => eprintln!("apm-server-local: REJECTED ({agent}): {message}\n  {d}"),
+        Some(d) => eprintln!(
+            "apm-server-local: REJECTED ({agent}): {message}\n  {}",
+            clip(d)
+        ),
         None => eprintln!("apm-server-local: REJECTED ({agent}): {message}"),
     }
     push_violation(
         shared,
-        json!({ "kind": "request", "errors": [message], "document": document, "user_agent": agent }),
+        json!({ "kind": "request", "errors": [message], "document": document.map(clip), "user_agent": agent }),
     );
+}
+
+/// A document as shown on stderr and kept for the web page: its first 4 KiB.
+fn clip(document: &str) -> String {
+    const MAX: usize = 4096;
+    match (0..=MAX).rev().find(|&i| document.is_char_boundary(i)) {
+        Some(cut) if document.len() > MAX => {
+            format!("{}… ({} bytes)", &document[..cut], document.len())
+        }
+        _ => document.to_owned(),
+    }
 }
 
 fn push_violation(shared: &Shared, v: Value) {
@@ -585,4 +600,21 @@ fn report(shared: &Shared, done: Vec<Completed>) {
     }
     let mut out = io::stdout().lock();
     let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clip;
+
+    #[test]
+    fn documents_kept_are_clipped_on_a_char_boundary() {
+        assert_eq!(clip("short"), "short");
+        let long = "é".repeat(5000);
+        let kept = clip(&long);
+        assert!(
+            kept.len() < 4200 && kept.ends_with("… (10000 bytes)"),
+            "{}",
+            kept.len()
+        );
+    }
 }
