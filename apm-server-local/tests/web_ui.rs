@@ -1,15 +1,18 @@
-//! The web page in headless Chromium (Debian's `chromium`, installed by .ci/run): the DOM
-//! lists a known transaction and shows its spans' details and its error, and a screenshot of
-//! the page has the trace's waterfall bars in the outcome's colour. Skipped when Chromium is
-//! missing (a failure under `CI=true`).
+//! The web page in headless Chromium (Debian's `chromium` and `chromium-driver`, installed by
+//! .ci/run): the DOM lists a known transaction and shows its spans' details and its error, a
+//! screenshot of the page has the trace's waterfall bars in the outcome's colour, and a page
+//! already open shows a trace that arrives later (driven through chromedriver). Skipped when
+//! Chromium is missing (a failure under `CI=true`).
 
 mod common;
 
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 
 use common::T;
+use serde_json::{json, Value};
 
 fn chromium() -> Option<&'static str> {
     ["chromium", "chromium-browser", "google-chrome"]
@@ -119,6 +122,131 @@ fn the_page_lists_traces_and_shows_a_waterfall() {
         "no success bar in the screenshot"
     );
     let _ = std::fs::remove_dir_all(&profile);
+}
+
+/// A chromedriver process, killed on drop.
+struct Driver {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Driver {
+    /// Starts chromedriver on a free loopback port and waits for its "started" line.
+    fn start() -> Option<Driver> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .ok()?
+            .port();
+        let mut child = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let mut out = BufReader::new(child.stdout.take()?);
+        let mut line = String::new();
+        while !line.contains("started successfully") {
+            line.clear();
+            if out.read_line(&mut line).ok()? == 0 {
+                let _ = child.kill();
+                return None;
+            }
+        }
+        std::thread::spawn(move || for _ in out.lines() {});
+        Some(Driver {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        })
+    }
+
+    /// One WebDriver command; its `value`.
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let raw = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.addr,
+            body.len()
+        );
+        let r = common::send(self.addr, raw.as_bytes());
+        let v = r.json();
+        assert_eq!(r.status, 200, "{method} {path}: {v}");
+        v["value"].clone()
+    }
+}
+
+#[test]
+fn an_open_page_shows_a_trace_that_arrives_later() {
+    let Some(browser) = chromium() else {
+        common::skip("Chromium is not installed (apt-get install chromium chromium-driver)");
+        return;
+    };
+    let Some(driver) = Driver::start() else {
+        common::skip("chromedriver is not installed (apt-get install chromium-driver)");
+        return;
+    };
+    let server = common::server(|_| {});
+    let binary = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|dir| dir.join(browser))
+        .find(|p| p.is_file())
+        .expect("the browser found above is on PATH");
+    let session = driver.call(
+        "POST",
+        "/session",
+        Some(
+            json!({"capabilities": {"alwaysMatch": {"goog:chromeOptions": {
+                "binary": binary.display().to_string(),
+                "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+            }}}}),
+        ),
+    );
+    let id = session["sessionId"]
+        .as_str()
+        .expect("session id")
+        .to_owned();
+    let s = format!("/session/{id}");
+    driver.call(
+        "POST",
+        &format!("{s}/timeouts"),
+        Some(json!({"script": T.as_millis() as u64})),
+    );
+    driver.call(
+        "POST",
+        &format!("{s}/url"),
+        Some(json!({"url": format!("{}/ui", server.url())})),
+    );
+    let rows = driver.call(
+        "POST",
+        &format!("{s}/execute/sync"),
+        Some(
+            json!({"script": "return document.querySelectorAll('#traces tr').length", "args": []}),
+        ),
+    );
+    assert_eq!(rows, 0, "no trace yet");
+
+    common::record_known_trace(&server, "GET /arrived-later");
+    // Resolves when the list shows the name: the page's own polling brings it, no reload.
+    let shown = driver.call(
+        "POST",
+        &format!("{s}/execute/async"),
+        Some(json!({"args": ["GET /arrived-later"], "script": "
+            const [name, done] = arguments;
+            const list = document.getElementById('traces');
+            const check = () => list.textContent.includes(name);
+            if (check()) return done(true);
+            new MutationObserver((_, o) => { if (check()) { o.disconnect(); done(true); } })
+                .observe(list, { childList: true, subtree: true, characterData: true });
+        "})),
+    );
+    assert_eq!(shown, true);
+    driver.call("DELETE", &s, None);
 }
 
 /// Width, height and RGB pixels of an 8-bit, non-interlaced RGB or RGBA PNG (what Chromium
