@@ -148,21 +148,7 @@ pub fn read_request(r: &mut impl BufRead) -> io::Result<Option<Request>> {
     }
     let (path, query) = split_target(target);
 
-    let mut headers = Vec::new();
-    loop {
-        let line = read_line(r)?
-            .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "EOF in headers"))?;
-        if line.is_empty() {
-            break;
-        }
-        let (name, value) = line
-            .split_once(':')
-            .ok_or_else(|| invalid(format!("malformed header {line:?}")))?;
-        if headers.len() == MAX_HEADERS {
-            return Err(invalid("too many headers"));
-        }
-        headers.push((name.trim().to_owned(), value.trim().to_owned()));
-    }
+    let headers = read_headers(r)?;
 
     // RFC 9112 §6.3: chunked wins over Content-Length when both are present.
     let chunked = header(&headers, "transfer-encoding").is_some_and(|te| {
@@ -194,6 +180,25 @@ pub fn read_request(r: &mut impl BufRead) -> io::Result<Option<Request>> {
         headers,
         body,
     }))
+}
+
+/// Header lines up to the empty line that ends them.
+fn read_headers(r: &mut impl BufRead) -> io::Result<Vec<(String, String)>> {
+    let mut headers = Vec::new();
+    loop {
+        let line = read_line(r)?
+            .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "EOF in headers"))?;
+        if line.is_empty() {
+            return Ok(headers);
+        }
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| invalid(format!("malformed header {line:?}")))?;
+        if headers.len() == MAX_HEADERS {
+            return Err(invalid("too many headers"));
+        }
+        headers.push((name.trim().to_owned(), value.trim().to_owned()));
+    }
 }
 
 /// Splits a request target into path and query; absolute-form (`http://host/p`) is reduced to
@@ -331,18 +336,7 @@ pub fn read_response(r: &mut impl BufRead) -> io::Result<Response> {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| invalid(format!("malformed status line {line:?}")))?;
-    let mut headers = Vec::new();
-    loop {
-        let line = read_line(r)?
-            .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "EOF in headers"))?;
-        if line.is_empty() {
-            break;
-        }
-        let (name, value) = line
-            .split_once(':')
-            .ok_or_else(|| invalid(format!("malformed header {line:?}")))?;
-        headers.push((name.trim().to_owned(), value.trim().to_owned()));
-    }
+    let headers = read_headers(r)?;
     let len = match header(&headers, "content-length") {
         Some(l) => l
             .parse()
