@@ -1,5 +1,6 @@
-//! An in-process mock of the Elastic APM Server, for the agent's integration tests, the demo
-//! (which prints the received traces) and the benchmarks (a local sink).
+//! An in-process mock of the Elastic APM Server, for the agent's integration tests (with faults
+//! to inject and every request recorded) and the benchmarks (a local sink). Its HTTP parser and
+//! trace tree are `apm-server-local`'s, the local APM Server the demo runs on.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -14,18 +15,12 @@
 
 pub mod alloc;
 mod executor;
-pub mod http;
 mod record;
 mod server;
 pub mod services;
-mod trace;
 
+pub use apm_server_local::trace::{NodeKind, Trace, TraceError, TraceNode};
+pub use apm_server_local::{http, CONFIG_PATH, INTAKE_PATH};
 pub use executor::block_on;
 pub use record::{Event, Recorded, RecordedRequest, KINDS};
 pub use server::{Fault, MockServer, GARBAGE};
-pub use trace::{NodeKind, Trace, TraceError, TraceNode};
-
-/// The intake v2 events endpoint.
-pub const INTAKE_PATH: &str = "/intake/v2/events";
-/// The central configuration endpoint.
-pub const CONFIG_PATH: &str = "/config/v1/agents";

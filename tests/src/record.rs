@@ -10,7 +10,7 @@ use serde_json::Value;
 pub const KINDS: [&str; 5] = ["metadata", "transaction", "span", "error", "metricset"];
 
 /// The APM Server's default `max_event_size` (300 KiB): a longer line is rejected.
-pub const MAX_EVENT_SIZE: usize = 300 * 1024;
+pub use apm_server_local::intake::MAX_EVENT_SIZE;
 
 /// One HTTP request as received.
 #[derive(Debug, Clone)]
@@ -45,33 +45,8 @@ impl RecordedRequest {
 
     /// Value of query parameter `name` (no percent-decoding beyond `+`/`%XX` of ASCII).
     pub fn query_param(&self, name: &str) -> Option<String> {
-        self.query.as_deref()?.split('&').find_map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(k) == name).then(|| percent_decode(v))
-        })
+        crate::http::query_param(self.query.as_deref()?, name)
     }
-}
-
-fn percent_decode(s: &str) -> String {
-    let hex = |b: u8| (b as char).to_digit(16);
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push((h * 16 + l) as u8);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// One intake event: the object under the single top-level key of an NDJSON line.

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use crate::http::{read_request, Request, Response};
 use crate::record::{Event, Recorded, RecordedRequest};
-use crate::trace::Trace;
+use crate::Trace;
 use crate::{CONFIG_PATH, INTAKE_PATH};
 
 /// Ways the server can misbehave, for the agent's failure-path tests.
@@ -665,7 +665,7 @@ fn central_config(req: &Request, b: &Behaviour) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::{BufRead, Read};
+    use std::io::Read;
 
     const T: Duration = Duration::from_secs(10);
     const META: &str =
@@ -706,32 +706,11 @@ mod tests {
         }
 
         fn read(&mut self) -> Reply {
-            let mut line = String::new();
-            self.reader.read_line(&mut line).expect("status line");
-            let status = line
-                .split(' ')
-                .nth(1)
-                .and_then(|s| s.parse().ok())
-                .expect("status");
-            let mut headers = Vec::new();
-            loop {
-                let mut l = String::new();
-                self.reader.read_line(&mut l).expect("header");
-                let l = l.trim_end();
-                if l.is_empty() {
-                    break;
-                }
-                let (k, v) = l.split_once(':').expect("colon");
-                headers.push((k.trim().to_owned(), v.trim().to_owned()));
-            }
-            let len = crate::http::header(&headers, "content-length")
-                .map_or(0, |l| l.parse().expect("len"));
-            let mut body = vec![0; len];
-            self.reader.read_exact(&mut body).expect("body");
+            let r = crate::http::read_response(&mut self.reader).expect("response");
             Reply {
-                status,
-                headers,
-                body,
+                status: r.status,
+                headers: r.headers,
+                body: r.body,
             }
         }
     }

@@ -1,6 +1,6 @@
 //! The demo: an instrumented "shop" service records a few requests; its events travel through
-//! the agent's real transport (NDJSON, HTTP) to a small APM Server running in this process,
-//! and every received trace is printed as a waterfall. The shop keeps its carts and orders in
+//! the agent's real transport (NDJSON, HTTP) to the local APM Server (`apm-server-local`)
+//! running in this process, and every received trace is printed as a waterfall. The shop keeps its carts and orders in
 //! a real SQLite database (bundled, in memory), queried through `apm::rusqlite`, so the
 //! database spans are real statements.
 //!
@@ -11,7 +11,7 @@ use std::thread;
 use std::time::Duration;
 
 use apm::rusqlite::Connection;
-use apm_tests::{block_on, MockServer, Trace};
+use std::sync::atomic::Ordering;
 
 #[derive(Debug)]
 struct PaymentDeclined {
@@ -159,7 +159,7 @@ async fn summarise(db: &Connection) -> i64 {
 }
 
 fn main() {
-    let server = MockServer::start();
+    let server = apm_examples::receiver();
     let agent = apm::init_with(
         apm::Config::builder()
             .service_name("shop")
@@ -183,23 +183,20 @@ fn main() {
     for order in [41, 42, 43] {
         let _ = checkout(&mut db, order);
     }
-    block_on(nightly_report(&db));
+    match tokio::runtime::Builder::new_current_thread().build() {
+        Ok(rt) => rt.block_on(nightly_report(&db)),
+        Err(e) => eprintln!("no runtime for the nightly report: {e}"),
+    }
 
     if !agent.flush(Duration::from_secs(10)) {
         eprintln!("the events did not reach the receiver in time");
     }
-    let (transactions, spans, errors) = server.with_recorded(|r| {
-        let all = |kind| r.events_of(kind).cloned().collect::<Vec<_>>();
-        (all("transaction"), all("span"), all("error"))
-    });
-    for trace in Trace::build(&transactions, &spans, &errors) {
-        apm_examples::waterfall::print(&trace);
-    }
+    server.complete_all();
     let stats = agent.stats();
     println!(
         "{} events sent in {} request(s); {} dropped.",
         stats.events_sent,
-        server.with_recorded(|r| r.intake_requests().count()),
+        server.stats().intake_requests.load(Ordering::Relaxed),
         stats.events_dropped_queue_full + stats.events_dropped_send_failed
     );
 }

@@ -1,7 +1,7 @@
 //! Two services, one trace. `front` (an axum server, in this process) handles
 //! `GET /checkout/{id}` by calling `back` (another axum server, in a child process with its own
-//! agent) over HTTP with the instrumented reqwest client. Both agents report to a small local
-//! APM Server, which prints the trace: front's transaction, its HTTP client span, and back's
+//! agent) over HTTP with the instrumented reqwest client. Both agents report to the local
+//! APM Server (`apm-server-local`), which prints the trace: front's transaction, its HTTP client span, and back's
 //! transaction as that span's child.
 //!
 //! Run it with `cargo run --bin services`.
@@ -12,7 +12,6 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use apm::reqwest::RequestBuilderExt;
-use apm_tests::{MockServer, Trace};
 use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::Router;
@@ -102,7 +101,7 @@ fn main() {
         return;
     }
 
-    let receiver = MockServer::start();
+    let receiver = apm_examples::receiver();
     let exe = std::env::current_exe().expect("the example's own path");
     let mut back_process = Command::new(exe)
         .arg("back")
@@ -150,11 +149,5 @@ fn main() {
     drop(back_process.stdin.take());
     back_process.wait().ok();
 
-    let (transactions, spans, errors) = receiver.with_recorded(|r| {
-        let all = |kind| r.events_of(kind).cloned().collect::<Vec<_>>();
-        (all("transaction"), all("span"), all("error"))
-    });
-    for trace in Trace::build(&transactions, &spans, &errors) {
-        apm_examples::waterfall::print(&trace);
-    }
+    receiver.complete_all();
 }

@@ -10,7 +10,6 @@
 pub mod agent;
 pub mod gherkin;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -18,7 +17,7 @@ use apm_tests::MockServer;
 use serde_json::Value;
 
 /// The intake kinds that have a schema, and their schema files under `intake-v2/`.
-pub const SCHEMA_KINDS: [&str; 5] = ["metadata", "transaction", "span", "error", "metricset"];
+pub use apm_server_local::schema::KINDS as SCHEMA_KINDS;
 
 /// The Cargo workspace root (the parent of this package's directory).
 pub fn workspace_root() -> PathBuf {
@@ -71,55 +70,18 @@ macro_rules! require_spec {
 }
 pub(crate) use require_spec;
 
-/// One compiled validator per intake kind.
-#[derive(Debug)]
-pub struct Validators {
-    by_kind: BTreeMap<&'static str, jsonschema::Validator>,
-}
-
-impl Validators {
-    /// Compiles `<dir>/intake-v2/{kind}.json`. The schemas declare no `$schema`; they use
-    /// `if`/`then` (draft 7 and later) and nothing newer, so they are compiled as draft 7.
-    pub fn load(spec_dir: &Path) -> Validators {
-        let by_kind = SCHEMA_KINDS
-            .iter()
-            .map(|&kind| {
-                let path = spec_dir.join("intake-v2").join(format!("{kind}.json"));
-                let text = std::fs::read_to_string(&path)
-                    .unwrap_or_else(|e| panic!("cannot read schema {}: {e}", path.display()));
-                let schema: Value = serde_json::from_str(&text)
-                    .unwrap_or_else(|e| panic!("schema {} is not JSON: {e}", path.display()));
-                let validator = jsonschema::draft7::new(&schema)
-                    .unwrap_or_else(|e| panic!("schema {} does not compile: {e}", path.display()));
-                (kind, validator)
-            })
-            .collect();
-        Validators { by_kind }
-    }
-
-    /// Every schema error for `event` (the object under the NDJSON line's key), as
-    /// `<instance path>: <message>`; `None` when `kind` has no schema.
-    pub fn errors(&self, kind: &str, event: &Value) -> Option<Vec<String>> {
-        let validator = self.by_kind.get(kind)?;
-        Some(
-            validator
-                .iter_errors(event)
-                .map(|e| {
-                    let at = e.instance_path().to_string();
-                    let at = if at.is_empty() { "/".to_owned() } else { at };
-                    format!("{at}: {e} (schema {})", e.schema_path())
-                })
-                .collect(),
-        )
-    }
-}
+/// The intake schemas, compiled by the local APM Server's own loader (the one that checks
+/// what any agent sends it).
+pub use apm_server_local::schema::Schemas as Validators;
 
 /// The validators for the spec directory, compiled once per test binary; `None` when the spec
 /// files are absent (and skipping is allowed).
 pub fn validators() -> Option<&'static Validators> {
     static VALIDATORS: OnceLock<Option<Validators>> = OnceLock::new();
     VALIDATORS
-        .get_or_init(|| spec_dir().map(|d| Validators::load(&d)))
+        .get_or_init(|| {
+            spec_dir().map(|d| Validators::from_dir(&d).unwrap_or_else(|e| panic!("{e}")))
+        })
         .as_ref()
 }
 

@@ -18,6 +18,8 @@ pub struct TraceNode {
     pub kind: NodeKind,
     pub id: String,
     pub parent_id: Option<String>,
+    /// `context.service.name` (the local server fills it in from the request's metadata).
+    pub service: Option<String>,
     pub name: String,
     /// The event's `type`.
     pub type_: String,
@@ -132,6 +134,11 @@ impl Trace {
                 build_one(id, n, e)
             })
             .collect()
+    }
+
+    /// A trace of errors that carry no `trace_id`, under the name `id`.
+    pub fn build_untraced(id: &str, errors: &[Value]) -> Trace {
+        build_one(id.to_owned(), Vec::new(), errors.to_vec())
     }
 
     /// Depth-first walk: `(depth, node)` with roots at depth 0, children in start order.
@@ -257,6 +264,10 @@ fn build_one(trace_id: String, flat: Vec<Flat>, errors: Vec<Value>) -> Trace {
             kind: f.kind,
             id: str_at(e, "id").unwrap_or_default(),
             parent_id: str_at(e, "parent_id"),
+            service: e
+                .pointer("/context/service/name")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
             name: str_at(e, "name").unwrap_or_default(),
             type_: str_at(e, "type").unwrap_or_default(),
             subtype: str_at(e, "subtype"),

@@ -59,11 +59,41 @@ impl Request {
 }
 
 /// Case-insensitive header lookup shared by requests and recorded requests.
-pub(crate) fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
     headers
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(name))
         .map(|(_, v)| v.as_str())
+}
+
+/// Value of query parameter `name` in a raw query string (`+` and `%XX` decoded).
+pub fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (percent_decode(k) == name).then(|| percent_decode(v))
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    let hex = |b: u8| (b as char).to_digit(16);
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn invalid(msg: impl Into<String>) -> io::Error {
@@ -118,21 +148,7 @@ pub fn read_request(r: &mut impl BufRead) -> io::Result<Option<Request>> {
     }
     let (path, query) = split_target(target);
 
-    let mut headers = Vec::new();
-    loop {
-        let line = read_line(r)?
-            .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "EOF in headers"))?;
-        if line.is_empty() {
-            break;
-        }
-        let (name, value) = line
-            .split_once(':')
-            .ok_or_else(|| invalid(format!("malformed header {line:?}")))?;
-        if headers.len() == MAX_HEADERS {
-            return Err(invalid("too many headers"));
-        }
-        headers.push((name.trim().to_owned(), value.trim().to_owned()));
-    }
+    let headers = read_headers(r)?;
 
     // RFC 9112 §6.3: chunked wins over Content-Length when both are present.
     let chunked = header(&headers, "transfer-encoding").is_some_and(|te| {
@@ -164,6 +180,25 @@ pub fn read_request(r: &mut impl BufRead) -> io::Result<Option<Request>> {
         headers,
         body,
     }))
+}
+
+/// Header lines up to the empty line that ends them.
+fn read_headers(r: &mut impl BufRead) -> io::Result<Vec<(String, String)>> {
+    let mut headers = Vec::new();
+    loop {
+        let line = read_line(r)?
+            .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "EOF in headers"))?;
+        if line.is_empty() {
+            return Ok(headers);
+        }
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| invalid(format!("malformed header {line:?}")))?;
+        if headers.len() == MAX_HEADERS {
+            return Err(invalid("too many headers"));
+        }
+        headers.push((name.trim().to_owned(), value.trim().to_owned()));
+    }
 }
 
 /// Splits a request target into path and query; absolute-form (`http://host/p`) is reduced to
@@ -291,6 +326,32 @@ impl Response {
     }
 }
 
+/// Reads one response with a `Content-Length` body (or none): the client side of
+/// [`Response::write_to`], for tests that speak raw HTTP.
+pub fn read_response(r: &mut impl BufRead) -> io::Result<Response> {
+    let line = read_line(r)?
+        .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "no status line"))?;
+    let status = line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| invalid(format!("malformed status line {line:?}")))?;
+    let headers = read_headers(r)?;
+    let len = match header(&headers, "content-length") {
+        Some(l) => l
+            .parse()
+            .map_err(|_| invalid(format!("bad Content-Length {l:?}")))?,
+        None => 0,
+    };
+    let mut body = vec![0; len];
+    r.read_exact(&mut body)?;
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
+}
+
 fn reason(status: u16) -> &'static str {
     match status {
         100 => "Continue",
@@ -303,6 +364,7 @@ fn reason(status: u16) -> &'static str {
         404 => "Not Found",
         405 => "Method Not Allowed",
         413 => "Request Entity Too Large",
+        415 => "Unsupported Media Type",
         429 => "Too Many Requests",
         500 => "Internal Server Error",
         503 => "Service Unavailable",
@@ -472,5 +534,13 @@ mod tests {
             .expect("write");
         let text = String::from_utf8(out).expect("utf8");
         assert!(!text.contains("Content-Length"));
+
+        let mut out = Vec::new();
+        let sent = Response::json(400, r#"{"accepted":0}"#);
+        sent.write_to(&mut out, false).expect("write");
+        let read = read_response(&mut BufReader::new(&out[..])).expect("read back");
+        assert_eq!((read.status, &read.body), (400, &sent.body));
+        assert_eq!(header(&read.headers, "connection"), Some("close"));
+        assert!(read_response(&mut BufReader::new(&b"HTTP/1.1 OK\r\n\r\n"[..])).is_err());
     }
 }
