@@ -8,7 +8,9 @@
 //! - `apm_body_capture`: integrations that buffer request bodies for `capture_body`;
 //! - `apm_http`: integrations built on the `http` crate's types;
 //! - `apm_db`: the sqlx integration (any of its driver features);
-//! - `apm_sql`: the SQL client integrations whose spans share `integrations/db.rs`.
+//! - `apm_sql`: the SQL client integrations whose spans share `integrations/db.rs`;
+//! - `apm_exit_stats`: database and cache clients (SQL and Redis), whose calls past
+//!   `transaction_max_spans` are counted in `dropped_spans_stats`.
 use std::process::Command;
 
 /// Each cfg and the cargo features (as `CARGO_FEATURE_*` names) that turn it on.
@@ -46,6 +48,19 @@ const GROUPS: &[(&str, &[&str])] = &[
             "SQLX_POSTGRES",
             "SQLX_MYSQL",
             "SQLX_SQLITE",
+        ],
+    ),
+    (
+        "apm_exit_stats",
+        &[
+            "RUSQLITE",
+            "POSTGRES",
+            "DIESEL",
+            "MYSQL",
+            "SQLX_POSTGRES",
+            "SQLX_MYSQL",
+            "SQLX_SQLITE",
+            "REDIS",
         ],
     ),
 ];

@@ -369,3 +369,36 @@ fn outside_a_transaction_the_wrapper_allocates_nothing_more() {
     assert!(h.spans().is_empty());
     h.finish();
 }
+
+/// Past `transaction_max_spans`, commands are not sent as spans but counted in the
+/// transaction's `dropped_spans_stats` (service target `redis`), with their duration.
+#[test]
+fn commands_past_the_span_limit_are_counted_in_dropped_spans_stats() {
+    let Some(client) = client() else { return };
+    let h = agent::start(|c| c.transaction_max_spans(1).span_compression_enabled(false));
+    let mut conn = Traced::new(
+        client.get_connection().expect("a connection"),
+        client.get_connection_info(),
+    );
+    let k = key("over_limit", "n");
+    {
+        let _t = apm::start_transaction("counting", "custom");
+        for _ in 0..4 {
+            let _: i64 = conn.incr(&k, 1).expect("INCR");
+        }
+        let _: () = conn.del(&k).expect("DEL");
+    }
+    h.flush();
+    assert_eq!(redis_spans(&h).len(), 1);
+    let txn = named(&h.transactions(), "counting").clone();
+    assert_eq!(txn["span_count"]["dropped"], 4, "{txn:#}");
+    let stats = txn["dropped_spans_stats"]
+        .as_array()
+        .expect("dropped_spans_stats");
+    assert_eq!(stats.len(), 1, "{stats:?}");
+    assert_eq!(stats[0]["destination_service_resource"], "redis");
+    assert_eq!(stats[0]["service_target_type"], "redis");
+    assert_eq!(stats[0]["outcome"], "success");
+    assert_eq!(stats[0]["duration"]["count"], 4);
+    h.finish();
+}

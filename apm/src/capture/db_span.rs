@@ -1,20 +1,26 @@
-//! The spans of SQL statements (`integrations/db.rs`): opened with a name that is two shared
-//! pointers ([`SpanName::Db`]), so that a statement seen before costs no allocation; and,
-//! past `transaction_max_spans`, timed anyway, so that the transaction's
-//! `dropped_spans_stats` counts them.
+//! The spans of database and cache calls: for SQL statements (`integrations/db.rs`), opened
+//! with a name that is two shared pointers (`SpanName::Db`), so that a statement seen before
+//! costs no allocation; and, for SQL statements and Redis commands alike, past
+//! `transaction_max_spans`, timed anyway, so that the transaction's `dropped_spans_stats`
+//! counts them.
 
 use std::sync::Arc;
 
-use super::handles::{Span, SpanGuard};
 use super::shared::TxnShared;
-use super::span::{self, Mode};
 use super::stack;
-use super::statements;
 use crate::types::clock::{self, Tick};
-use crate::types::db::{DbAction, DbEndpoint, DbStatement};
+use crate::types::db::DbEndpoint;
 use crate::types::outcome::Outcome;
-use crate::types::record::{DbCall, SpanName};
+#[cfg(apm_sql)]
+use {
+    super::handles::{Span, SpanGuard},
+    super::span::{self, Mode},
+    super::statements,
+    crate::types::db::{DbAction, DbStatement},
+    crate::types::record::{DbCall, SpanName},
+};
 
+#[cfg(apm_sql)]
 fn name(endpoint: &Arc<DbEndpoint>, statement: DbStatement<'_>, action: DbAction) -> SpanName {
     SpanName::Db(DbCall {
         endpoint: Arc::clone(endpoint),
@@ -24,6 +30,7 @@ fn name(endpoint: &Arc<DbEndpoint>, statement: DbStatement<'_>, action: DbAction
     })
 }
 
+#[cfg(apm_sql)]
 /// Opens the span of a statement, current on this thread (and a leaf: nothing is recorded
 /// under it) until the guard drops.
 pub(crate) fn start_db_guard(
@@ -38,6 +45,7 @@ pub(crate) fn start_db_guard(
     SpanGuard::opened(opened)
 }
 
+#[cfg(apm_sql)]
 /// Opens the span of a statement whose call is awaited (never current).
 pub(crate) fn start_db_span(
     endpoint: &Arc<DbEndpoint>,

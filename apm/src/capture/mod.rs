@@ -11,7 +11,7 @@ cfg_enable! {
     #[cfg(feature = "tracing")]
     mod bridge;
     mod child_timer;
-    #[cfg(apm_sql)]
+    #[cfg(apm_exit_stats)]
     mod db_span;
     mod errors;
     mod future;
@@ -37,7 +37,9 @@ cfg_enable! {
     pub(crate) use bridge::{end_span, end_transaction, rename_span, start_static_span, BridgeFrame};
     pub(crate) use panic::install as install_panic_hook;
     #[cfg(apm_sql)]
-    pub(crate) use db_span::{start_db_guard, start_db_span, OverLimitExit};
+    pub(crate) use db_span::{start_db_guard, start_db_span};
+    #[cfg(apm_exit_stats)]
+    pub(crate) use db_span::OverLimitExit;
     #[cfg(apm_server)]
     pub(crate) use future::PendingEnd;
     #[cfg(any(apm_client, feature = "tracing"))]

@@ -88,16 +88,20 @@ macro_rules! span_handle {
 span_handle!(SpanGuard, Span);
 
 /// Statements' spans: nothing recorded.
-#[cfg(apm_sql)]
+#[cfg(apm_exit_stats)]
 pub(crate) use db::*;
-#[cfg(apm_sql)]
+#[cfg(apm_exit_stats)]
 mod db {
     use std::sync::Arc;
 
+    #[cfg(apm_sql)]
     use super::{Span, SpanCore, SpanGuard};
-    use crate::types::db::{DbAction, DbEndpoint, DbStatement};
+    use crate::types::db::DbEndpoint;
+    #[cfg(apm_sql)]
+    use crate::types::db::{DbAction, DbStatement};
     use crate::types::outcome::Outcome;
 
+    #[cfg(apm_sql)]
     pub(crate) fn start_db_guard(
         _: &Arc<DbEndpoint>,
         _: DbStatement<'_>,
@@ -105,6 +109,7 @@ mod db {
     ) -> SpanGuard {
         SpanGuard(SpanCore)
     }
+    #[cfg(apm_sql)]
     pub(crate) fn start_db_span(_: &Arc<DbEndpoint>, _: DbStatement<'_>, _: DbAction) -> Span {
         Span(SpanCore)
     }

@@ -13,12 +13,12 @@ use crate::types::outcome::{LabelValue, Outcome};
 use crate::types::span_context::Labels;
 use crate::types::record::{Link, TransactionName};
 use crate::types::user::User;
-#[cfg(apm_sql)]
+#[cfg(apm_exit_stats)]
 use crate::types::db::{DbEndpoint, DroppedExits};
 
 /// Endpoint and outcome pairs a transaction counts statements past its span limit for (the
 /// spec's limit on `dropped_spans_stats` entries).
-#[cfg(apm_sql)]
+#[cfg(apm_exit_stats)]
 const MAX_DROPPED_EXITS: usize = 128;
 use crate::types::{messaging, web};
 
@@ -67,7 +67,7 @@ pub(crate) struct TxnState {
     pub(crate) message: Option<Box<messaging::Message>>,
     pub(crate) ended: bool,
     /// Statements run past `transaction_max_spans`, per endpoint and outcome.
-    #[cfg(apm_sql)]
+    #[cfg(apm_exit_stats)]
     pub(crate) dropped_exits: Vec<DroppedExits>,
 }
 
@@ -125,7 +125,7 @@ impl TxnShared {
 
     /// A statement ran past `transaction_max_spans` for `ns`: counted for
     /// `dropped_spans_stats` (at most [`MAX_DROPPED_EXITS`] endpoint and outcome pairs).
-    #[cfg(apm_sql)]
+    #[cfg(apm_exit_stats)]
     pub(crate) fn add_dropped_exit(&self, endpoint: &Arc<DbEndpoint>, outcome: Outcome, ns: u64) {
         let mut st = self.state.lock();
         if st.ended {

@@ -132,7 +132,7 @@ pub(crate) fn with_current_parent<R>(f: impl FnOnce(&Arc<TxnShared>, u64) -> R) 
 
 /// The current transaction, when it is sampled and has reached `transaction_max_spans` (and
 /// the current entry is not an exit span): a span opened here would be dropped by the limit.
-#[cfg(apm_sql)]
+#[cfg(apm_exit_stats)]
 pub(crate) fn over_span_limit() -> Option<Arc<TxnShared>> {
     with_current_parent(|txn, _| {
         (txn.sampled && txn.started.load(std::sync::atomic::Ordering::Relaxed) >= txn.max_spans)

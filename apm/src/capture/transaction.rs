@@ -67,7 +67,7 @@ pub(crate) fn open_transaction(
             response: None,
             message: None,
             ended: false,
-            #[cfg(apm_sql)]
+            #[cfg(apm_exit_stats)]
             dropped_exits: Vec::new(),
         }),
     }))
@@ -137,7 +137,7 @@ pub(crate) fn end_transaction(
         spans_started: txn.started.load(Relaxed).min(txn.max_spans),
         spans_dropped: txn.dropped.load(Relaxed),
         dropped_spans_stats: Vec::new(),
-        #[cfg(apm_sql)]
+        #[cfg(apm_exit_stats)]
         dropped_exits: std::mem::take(&mut st.dropped_exits),
         child_ns,
         request: if txn.sampled { st.request.take() } else { None },

@@ -127,7 +127,7 @@ impl HugeTraces {
                     txn.spans_dropped = txn.spans_dropped.saturating_add(c.dropped);
                     txn.dropped_spans_stats = c.stats;
                 }
-                #[cfg(apm_sql)]
+                #[cfg(apm_exit_stats)]
                 for d in std::mem::take(&mut txn.dropped_exits) {
                     let target = db_target(&d.endpoint);
                     count_dropped(
@@ -354,7 +354,7 @@ fn count_dropped(
 }
 
 /// The service target of the statements run on `endpoint`, as their spans' would be.
-#[cfg(apm_sql)]
+#[cfg(apm_exit_stats)]
 fn db_target(endpoint: &crate::types::db::DbEndpoint) -> Target {
     let extra = crate::types::span_context::SpanExtra {
         exit: true,

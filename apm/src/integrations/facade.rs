@@ -22,10 +22,12 @@ pub(crate) use crate::types::meta::SpanMeta;
 #[cfg(apm_server)]
 pub(crate) use server::{PendingEnd, ServerInstrumented, ServerTransaction};
 
+/// Database and cache clients: a call past `transaction_max_spans` is still timed, for the
+/// transaction's `dropped_spans_stats`.
+#[cfg(apm_exit_stats)]
+pub(crate) use crate::{capture::OverLimitExit, types::db::DbEndpoint};
 #[cfg(apm_sql)]
-pub(crate) use sql::{
-    start_db_guard, start_db_span, DbAction, DbEndpoint, DbStatement, OverLimitExit,
-};
+pub(crate) use sql::{start_db_guard, start_db_span, DbAction, DbStatement};
 
 #[cfg(apm_client)]
 pub(crate) use client::spans_recorded_here;
@@ -76,13 +78,13 @@ mod server {
 }
 
 /// What SQL client integrations need: spans of statements that cost no allocation once a
-/// statement has been seen, and the timing of statements past `transaction_max_spans`.
+/// statement has been seen.
 #[cfg(apm_sql)]
 mod sql {
     use std::sync::Arc;
 
-    pub(crate) use crate::capture::OverLimitExit;
-    pub(crate) use crate::types::db::{DbAction, DbEndpoint, DbStatement};
+    use crate::types::db::DbEndpoint;
+    pub(crate) use crate::types::db::{DbAction, DbStatement};
 
     /// The span of a statement, current on this thread until dropped.
     #[inline]

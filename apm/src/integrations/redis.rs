@@ -53,7 +53,7 @@ use std::sync::Arc;
 
 use ::redis::{Cmd, ConnectionAddr, ConnectionInfo, Pipeline, RedisFuture, RedisResult, Value};
 
-use super::facade::spans_recorded_here;
+use super::facade::{spans_recorded_here, DbEndpoint, OverLimitExit};
 use crate::{Outcome, Span, SpanGuard};
 
 /// A redis connection whose commands and pipelines become exit spans (see the
@@ -71,6 +71,8 @@ pub struct Traced<C> {
     /// The server's address (host, or a Unix socket's path) and port.
     address: Arc<str>,
     port: Option<u16>,
+    /// The same, for commands past `transaction_max_spans` (`dropped_spans_stats`).
+    endpoint: Arc<DbEndpoint>,
 }
 
 impl<C> Traced<C> {
@@ -86,10 +88,17 @@ impl<C> Traced<C> {
             // without a destination address.
             _ => (Arc::from(""), None),
         };
+        let endpoint = Arc::new(DbEndpoint {
+            subtype: "redis",
+            instance: None,
+            user: None,
+            destination: (!address.is_empty()).then(|| (address.to_string(), port)),
+        });
         Traced {
             inner: connection,
             address,
             port,
+            endpoint,
         }
     }
 
@@ -110,16 +119,16 @@ impl<C> Traced<C> {
 
     /// Opens the span of one command or pipeline, when one would be recorded here (checked
     /// first: unsampled and untraced calls build nothing).
-    fn open<S: DbSpan>(&self, name: impl FnOnce() -> Cow<'static, str>) -> Option<S> {
+    fn open<S: DbSpan>(&self, name: impl FnOnce() -> Cow<'static, str>) -> Option<Call<S>> {
         if !spans_recorded_here() {
             return None;
         }
         let mut span = S::start(name());
         if !span.is_recording() {
-            return None;
+            return OverLimitExit::start(&self.endpoint).map(Call::OverLimit);
         }
         span.describe(&self.address, self.port);
-        Some(span)
+        Some(Call::Span(span))
     }
 }
 
@@ -211,6 +220,22 @@ impl<C: ::redis::aio::ConnectionLike + Send> ::redis::aio::ConnectionLike for Tr
     }
 }
 
+/// The span of one command: recorded, or, past `transaction_max_spans`, only timed for the
+/// transaction's `dropped_spans_stats`.
+enum Call<S> {
+    Span(S),
+    OverLimit(OverLimitExit),
+}
+
+impl<S: DbSpan> Call<S> {
+    fn set_outcome(&mut self, outcome: Outcome) {
+        match self {
+            Call::Span(s) => s.set_outcome_to(outcome),
+            Call::OverLimit(o) => o.set_outcome(outcome),
+        }
+    }
+}
+
 /// What the integration needs of a span handle: [`SpanGuard`] (sync: current on the calling
 /// thread) and [`Span`] (async: current nowhere, `Send`) have the same methods but no common
 /// trait.
@@ -220,6 +245,7 @@ trait DbSpan: Sized {
     /// Type, subtype, action, `context.db`, destination, exit; outcome `unknown` until the
     /// reply decides it (a dropped future ends so).
     fn describe(&mut self, address: &str, port: Option<u16>);
+    fn set_outcome_to(&mut self, outcome: Outcome);
 }
 
 macro_rules! impl_db_span {
@@ -240,6 +266,9 @@ macro_rules! impl_db_span {
                 }
                 self.set_exit();
                 self.set_outcome(Outcome::Unknown);
+            }
+            fn set_outcome_to(&mut self, outcome: Outcome) {
+                self.set_outcome(outcome);
             }
         }
     };

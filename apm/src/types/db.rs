@@ -1,9 +1,11 @@
-//! What the spans of SQL clients record, kept as the application thread hands it over: the
-//! connection's endpoint (shared by all its statements) and the statement's text and
+//! What the spans of database clients record, kept as the application thread hands it over:
+//! the connection's endpoint (shared by all its calls) and, for SQL, the statement's text and
 //! signature (shared by every run of the same statement on a thread). The span's name and
 //! `context.db` are written from them on the transport thread, so that a query's span costs
 //! the application no allocation and no scan of its SQL once its statement has been seen.
+//! Calls past `transaction_max_spans` are counted per endpoint (`DroppedExits`).
 
+#[cfg(apm_sql)]
 use std::borrow::Cow;
 
 /// A database as its connections' spans describe it: the same for every statement of a
@@ -22,6 +24,7 @@ pub(crate) struct DbEndpoint {
 }
 
 /// The statement a span runs, as the integration knows it.
+#[cfg(apm_sql)]
 #[derive(Debug, Clone, Copy)]
 #[cfg_attr(not(feature = "enable"), allow(dead_code))]
 pub(crate) enum DbStatement<'a> {
@@ -33,6 +36,7 @@ pub(crate) enum DbStatement<'a> {
 }
 
 /// `span.action`.
+#[cfg(apm_sql)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(not(feature = "enable"), allow(dead_code))]
 pub(crate) enum DbAction {
@@ -42,6 +46,7 @@ pub(crate) enum DbAction {
     Prepare,
 }
 
+#[cfg(apm_sql)]
 impl DbAction {
     #[cfg_attr(not(feature = "enable"), allow(dead_code))]
     pub(crate) fn as_str(self) -> &'static str {
@@ -54,6 +59,7 @@ impl DbAction {
 
 /// One statement's text, cut to `long_field_max_length` when it was captured, and the span
 /// name it gives.
+#[cfg(apm_sql)]
 #[derive(Debug)]
 #[cfg_attr(not(feature = "enable"), allow(dead_code))]
 pub(crate) struct SqlText {

@@ -8,7 +8,7 @@
 //!
 //! Nothing here imports from the stages above (queue, capture, export, agent).
 
-#[cfg(apm_sql)]
+#[cfg(apm_exit_stats)]
 pub(crate) mod db;
 pub(crate) mod headers;
 pub mod messaging;

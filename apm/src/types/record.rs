@@ -245,7 +245,7 @@ pub(crate) struct TransactionRecord {
     pub(crate) dropped_spans_stats: Vec<DroppedSpanStats>,
     /// Statements that ran past `transaction_max_spans`, per endpoint and outcome (added to
     /// `dropped_spans_stats` on the transport thread, where service targets are inferred).
-    #[cfg(apm_sql)]
+    #[cfg(apm_exit_stats)]
     pub(crate) dropped_exits: Vec<super::db::DroppedExits>,
     /// Time during which its children ran (self time = duration − this).
     pub(crate) child_ns: u64,

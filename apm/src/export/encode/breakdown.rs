@@ -305,7 +305,7 @@ mod tests {
             spans_started: 1,
             spans_dropped: 0,
             dropped_spans_stats: Vec::new(),
-            #[cfg(apm_sql)]
+            #[cfg(apm_exit_stats)]
             dropped_exits: Vec::new(),
             child_ns: 0,
             request: None,

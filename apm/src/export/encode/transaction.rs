@@ -247,7 +247,7 @@ mod tests {
             spans_started: 3,
             spans_dropped: 0,
             dropped_spans_stats: Vec::new(),
-            #[cfg(apm_sql)]
+            #[cfg(apm_exit_stats)]
             dropped_exits: Vec::new(),
             child_ns: 0,
             links: Vec::new(),
