@@ -172,7 +172,7 @@ impl Recorded {
         if accept && found == 0 {
             for (line, kind, value) in checked.events {
                 *self.counts.entry(kind.clone()).or_default() += 1;
-                if keep {
+                if let (true, Some(value)) = (keep, value) {
                     self.events.push(Event {
                         kind,
                         value,
@@ -194,15 +194,16 @@ impl Recorded {
         accept: bool,
         keep: bool,
     ) -> usize {
-        self.record_intake(request, check_intake(body, None), accept, keep)
+        self.record_intake(request, check_intake(body, None, keep), accept, keep)
     }
 }
 
 /// An intake body split into events and checked, before the recordings are locked.
 #[derive(Debug, Default)]
 pub(crate) struct CheckedIntake {
-    /// `(line, kind, inner object)` of each line that parsed.
-    events: Vec<(usize, String, Value)>,
+    /// `(line, kind, inner object)` of each line that parsed; the object only when asked to
+    /// keep it.
+    events: Vec<(usize, String, Option<Value>)>,
     /// What breaks the protocol, with the line it is on (`None`: the request as a whole).
     problems: Vec<(Option<usize>, String)>,
 }
@@ -210,8 +211,9 @@ pub(crate) struct CheckedIntake {
 /// Splits an intake body into events and checks it as the APM Server does: every request
 /// starts with one `{"metadata": …}` line, and only that one; each line is JSON of one known
 /// kind within the event size; and, with `schemas`, each event validates against its kind's
-/// schema.
-pub(crate) fn check_intake(body: &[u8], schemas: Option<&Validators>) -> CheckedIntake {
+/// schema. The events' objects are kept only when `keep`: a server that discards payloads
+/// holds no more than one event's at a time.
+pub(crate) fn check_intake(body: &[u8], schemas: Option<&Validators>, keep: bool) -> CheckedIntake {
     let mut out = CheckedIntake::default();
     let Ok(text) = std::str::from_utf8(body) else {
         out.problems
@@ -273,7 +275,7 @@ pub(crate) fn check_intake(body: &[u8], schemas: Option<&Validators>) -> Checked
                 problem(report(&kind, &inner, &errors));
             }
         }
-        out.events.push((line_no, kind, inner));
+        out.events.push((line_no, kind, keep.then_some(inner)));
     }
     if !seen_any {
         out.problems
@@ -340,7 +342,7 @@ mod tests {
             return;
         };
         let body = b"{\"metadata\":{}}\n{\"span\":{}}\n{\"log\":{}}\n";
-        let checked = check_intake(body, Some(schemas));
+        let checked = check_intake(body, Some(schemas), true);
         // Metadata without its service, a span without its required fields; `log` has no
         // schema here.
         let lines: Vec<_> = checked.problems.iter().map(|(line, _)| *line).collect();

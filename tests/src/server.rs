@@ -611,20 +611,28 @@ fn handle(shared: &Shared, req: Request, b: &Behaviour) -> Response {
         Ok(body) => (body, None),
         Err(e) => (Vec::new(), Some(e)),
     };
+    let authorized = b
+        .authorization
+        .as_deref()
+        .is_none_or(|required| req.path == "/" || req.header("authorization") == Some(required));
+    let intake = req.method == "POST" && req.path == INTAKE_PATH;
+    // A garbage answer accepts nothing, whatever the configured status; nor does a refusal.
+    let accept =
+        intake && authorized && b.fault == Fault::None && (200..300).contains(&b.intake_status);
     // Every intake line is checked as it arrives, whatever the answer will be.
-    let checked = (req.method == "POST" && req.path == INTAKE_PATH && decode_error.is_none())
-        .then(|| check_intake(&body, crate::schema::validators()));
+    let checked = (intake && decode_error.is_none()).then(|| {
+        check_intake(
+            &body,
+            crate::schema::validators(),
+            accept && b.keep_payloads,
+        )
+    });
     let mut state = shared.state.lock();
     let index = state.requests.len();
     if let Some(e) = &decode_error {
         state.violation(format!("request {index}: cannot decode body: {e}"));
     }
-
-    let authorized = b
-        .authorization
-        .as_deref()
-        .is_none_or(|required| req.path == "/" || req.header("authorization") == Some(required));
-    if req.method == "POST" && req.path == INTAKE_PATH {
+    if intake {
         let content_type = req.header("content-type").unwrap_or_default();
         if !content_type.starts_with("application/x-ndjson") {
             state.violation(format!(
@@ -632,11 +640,6 @@ fn handle(shared: &Shared, req: Request, b: &Behaviour) -> Response {
             ));
         }
     }
-    // A garbage answer accepts nothing, whatever the configured status; nor does a refusal.
-    let accept = req.method == "POST"
-        && authorized
-        && b.fault == Fault::None
-        && (200..300).contains(&b.intake_status);
     let violations = checked.map_or(0, |checked| {
         state.record_intake(index, checked, accept, b.keep_payloads)
     });
