@@ -1,7 +1,8 @@
 //! Cloud metadata from the providers' metadata endpoints: AWS (IMDSv2), Google Cloud and
 //! Azure, each answered by a local stand-in in the provider's place
 //! (`APM_TEST_CLOUD_METADATA_URL`); `none`; and endpoints that answer an error, something else
-//! than the provider's document, or bytes that are not HTTP, which give no cloud metadata.
+//! than the provider's document, or bytes that are not HTTP, which give no cloud metadata; and
+//! one that never answers, which holds the transport thread for its timeout, never `init`.
 //! The metadata line the agent sends is checked against the intake schema by the stand-in APM
 //! Server.
 //!
@@ -14,6 +15,7 @@ use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use apm::config::CloudProvider;
 use apm_tests::http::{read_request, Response};
@@ -111,10 +113,7 @@ impl Endpoint {
 fn cloud_with(provider: CloudProvider, base: &str) -> Value {
     // No agent runs while the variable changes: this binary's one test starts them in turn.
     std::env::set_var(URL_VAR, base);
-    let h = agent::start(|b| {
-        b.cloud_provider(provider)
-            .metrics_interval(std::time::Duration::ZERO)
-    });
+    let h = agent::start(|b| b.cloud_provider(provider).metrics_interval(Duration::ZERO));
     drop(apm::start_transaction("cloud", "custom"));
     h.flush();
     let metadata = h.server.metadata();
@@ -319,4 +318,33 @@ fn cloud_metadata_from_the_providers_endpoints() {
     // Nothing listening (connections refused): no cloud metadata under `auto` either.
     let refused = format!("http://{}", common::refused_addr());
     assert_eq!(cloud_with(CloudProvider::Auto, &refused), Value::Null);
+
+    // An endpoint that takes the connection and never answers: `init` returns at once, the
+    // transport thread waits out the request's timeout (1 s for a named provider) before its
+    // first request, and there is no cloud metadata.
+    let stalling = TcpListener::bind("127.0.0.1:0").expect("bind a silent endpoint");
+    let url = format!("http://{}", stalling.local_addr().expect("its address"));
+    std::env::set_var(URL_VAR, &url);
+    let started = Instant::now();
+    let h = agent::start(|b| {
+        b.cloud_provider(CloudProvider::Gcp)
+            .metrics_interval(Duration::ZERO)
+    });
+    let init_took = started.elapsed();
+    drop(apm::start_transaction("cloud", "custom"));
+    h.flush();
+    let first_request_after = started.elapsed();
+    let metadata = h.server.metadata();
+    h.finish();
+    std::env::remove_var(URL_VAR);
+    assert!(
+        init_took < Duration::from_millis(500),
+        "init took {init_took:?}"
+    );
+    assert!(
+        first_request_after >= Duration::from_secs(1),
+        "the endpoint was not waited for: {first_request_after:?}"
+    );
+    assert_eq!(metadata[0].get("cloud"), None);
+    drop(stalling);
 }
