@@ -24,3 +24,18 @@ pub fn receiver() -> Server {
         }
     }
 }
+
+/// Prints the traces still waiting, then fails the example (exit status 1) if any event it
+/// sent broke the intake schemas: its test (`tests/examples_run.rs`) sees the failure.
+pub fn finish(server: &Server) {
+    server.complete_all();
+    let violations = server.violations();
+    if violations.is_empty() {
+        return;
+    }
+    eprintln!("{} event(s) broke the intake v2 schemas:", violations.len());
+    for v in &violations {
+        eprintln!("{v:#}");
+    }
+    std::process::exit(1);
+}

@@ -6,6 +6,8 @@ use std::time::Instant;
 
 use serde_json::Value;
 
+use crate::schema::{report, Validators};
+
 /// The event kinds of the intake v2 protocol that the accessors know by name.
 pub const KINDS: [&str; 5] = ["metadata", "transaction", "span", "error", "metricset"];
 
@@ -28,7 +30,8 @@ pub struct RecordedRequest {
     /// When the whole request had been read.
     pub arrived: Instant,
     /// Status the server answered (or will answer, after a configured delay); 0 when it
-    /// answered garbage ([`Fault::Garbage`](crate::Fault)).
+    /// answered garbage or nothing ([`Fault::Garbage`](crate::Fault),
+    /// [`Fault::CloseBeforeAnswer`](crate::Fault)).
     pub status: u16,
 }
 
@@ -123,10 +126,42 @@ impl Recorded {
         self.violations.push(msg);
     }
 
-    /// Splits an intake body into events and checks the stream rules: every request starts
-    /// with one `{"metadata": …}` line, and only that one. Returns the number of violations
-    /// found in this request. Events are kept only when `accept` (the server answers 2xx);
-    /// `keep` false counts them without storing (benchmark sink).
+    /// Records what [`check_intake`] found in request `request`: its problems as violations,
+    /// and its events when `accept` (the server answers 2xx) and there was no problem (the
+    /// server then answers 400); `keep` false counts them without storing (benchmark sink).
+    /// Returns the number of violations found in this request.
+    pub(crate) fn record_intake(
+        &mut self,
+        request: usize,
+        checked: CheckedIntake,
+        accept: bool,
+        keep: bool,
+    ) -> usize {
+        let found = checked.problems.len();
+        for (line, problem) in checked.problems {
+            match line {
+                Some(line) => self.violation(format!("request {request} line {line}: {problem}")),
+                None => self.violation(format!("request {request}: {problem}")),
+            }
+        }
+        if accept && found == 0 {
+            for (line, kind, value) in checked.events {
+                *self.counts.entry(kind.clone()).or_default() += 1;
+                if let (true, Some(value)) = (keep, value) {
+                    self.events.push(Event {
+                        kind,
+                        value,
+                        request,
+                        line,
+                    });
+                }
+            }
+        }
+        found
+    }
+
+    /// [`check_intake`] then [`record_intake`](Self::record_intake), in one call.
+    #[cfg(test)]
     pub(crate) fn ingest(
         &mut self,
         request: usize,
@@ -134,83 +169,94 @@ impl Recorded {
         accept: bool,
         keep: bool,
     ) -> usize {
-        let before = self.violations.len();
-        let Ok(text) = std::str::from_utf8(body) else {
-            self.violation(format!("request {request}: intake body is not UTF-8"));
-            return 1;
-        };
-        let mut seen_any = false;
-        for (line_no, line) in text.split('\n').enumerate() {
-            let line = line.trim_end_matches('\r');
-            if line.trim().is_empty() {
-                continue;
-            }
-            let first = !seen_any;
-            seen_any = true;
-            if line.len() > MAX_EVENT_SIZE {
-                self.violation(format!(
-                    "request {request} line {line_no}: {} bytes, over the server's {MAX_EVENT_SIZE}",
-                    line.len()
-                ));
-            }
-            let value: Value = match serde_json::from_str(line) {
-                Ok(v) => v,
-                Err(e) => {
-                    self.violation(format!(
-                        "request {request} line {line_no}: invalid JSON ({e}): {line}"
-                    ));
-                    continue;
-                }
-            };
-            let Some((kind, inner)) = value
-                .as_object()
-                .filter(|o| o.len() == 1)
-                .and_then(|o| o.iter().next())
-            else {
-                self.violation(format!(
-                    "request {request} line {line_no}: not an object with exactly one key: {line}"
-                ));
-                continue;
-            };
-            match (first, kind == "metadata") {
-                (true, false) => self.violation(format!(
-                    "request {request}: first line is {kind:?}, not metadata"
-                )),
-                (false, true) => self.violation(format!(
-                    "request {request} line {line_no}: metadata repeated after the first line"
-                )),
-                _ => {}
-            }
-            // The real server also takes `log` lines; anything else it rejects.
-            if !KINDS.contains(&kind.as_str()) && kind != "log" {
-                self.violation(format!(
-                    "request {request} line {line_no}: unknown event kind {kind:?}"
-                ));
-            }
-            if !inner.is_object() {
-                self.violation(format!(
-                    "request {request} line {line_no}: {kind} is not an object"
-                ));
-            }
-            if accept {
-                *self.counts.entry(kind.clone()).or_default() += 1;
-                if keep {
-                    self.events.push(Event {
-                        kind: kind.clone(),
-                        value: inner.clone(),
-                        request,
-                        line: line_no,
-                    });
-                }
-            }
+        self.record_intake(request, check_intake(body, None, keep), accept, keep)
+    }
+}
+
+/// An intake body split into events and checked, before the recordings are locked.
+#[derive(Debug, Default)]
+pub(crate) struct CheckedIntake {
+    /// `(line, kind, inner object)` of each line that parsed; the object only when asked to
+    /// keep it.
+    events: Vec<(usize, String, Option<Value>)>,
+    /// What breaks the protocol, with the line it is on (`None`: the request as a whole).
+    problems: Vec<(Option<usize>, String)>,
+}
+
+/// Splits an intake body into events and checks it as the APM Server does: every request
+/// starts with one `{"metadata": …}` line, and only that one; each line is JSON of one known
+/// kind within the event size; and, with `schemas`, each event validates against its kind's
+/// schema. The events' objects are kept only when `keep`: a server that discards payloads
+/// holds no more than one event's at a time.
+pub(crate) fn check_intake(body: &[u8], schemas: Option<&Validators>, keep: bool) -> CheckedIntake {
+    let mut out = CheckedIntake::default();
+    let Ok(text) = std::str::from_utf8(body) else {
+        out.problems
+            .push((None, "intake body is not UTF-8".to_owned()));
+        return out;
+    };
+    let mut seen_any = false;
+    for (line_no, line) in text.split('\n').enumerate() {
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() {
+            continue;
         }
-        if !seen_any {
-            self.violation(format!(
-                "request {request}: empty intake body (no metadata line)"
+        let first = !seen_any;
+        seen_any = true;
+        let mut problem = |p: String| out.problems.push((Some(line_no), p));
+        if line.len() > MAX_EVENT_SIZE {
+            problem(format!(
+                "{} bytes, over the server's {MAX_EVENT_SIZE}",
+                line.len()
             ));
         }
-        self.violations.len() - before
+        let value: Value = match serde_json::from_str(line) {
+            Ok(v) => v,
+            Err(e) => {
+                problem(format!("invalid JSON ({e}): {line}"));
+                continue;
+            }
+        };
+        let Value::Object(object) = value else {
+            problem(format!("not an object with exactly one key: {line}"));
+            continue;
+        };
+        if object.len() != 1 {
+            problem(format!("not an object with exactly one key: {line}"));
+            continue;
+        }
+        let Some((kind, inner)) = object.into_iter().next() else {
+            continue;
+        };
+        match (first, kind == "metadata") {
+            (true, false) => out
+                .problems
+                .push((None, format!("first line is {kind:?}, not metadata"))),
+            (false, true) => out.problems.push((
+                Some(line_no),
+                "metadata repeated after the first line".to_owned(),
+            )),
+            _ => {}
+        }
+        let mut problem = |p: String| out.problems.push((Some(line_no), p));
+        // The real server also takes `log` lines; anything else it rejects.
+        if !KINDS.contains(&kind.as_str()) && kind != "log" {
+            problem(format!("unknown event kind {kind:?}"));
+        }
+        if !inner.is_object() {
+            problem(format!("{kind} is not an object"));
+        } else if let Some(errors) = schemas.and_then(|s| s.errors(&kind, &inner)) {
+            if !errors.is_empty() {
+                problem(report(&kind, &inner, &errors));
+            }
+        }
+        out.events.push((line_no, kind, keep.then_some(inner)));
     }
+    if !seen_any {
+        out.problems
+            .push((None, "empty intake body (no metadata line)".to_owned()));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -263,6 +309,26 @@ mod tests {
         assert_eq!(r.violations().len(), 3, "{:?}", r.violations());
         let mut r = Recorded::default();
         assert_eq!(r.ingest(0, &[0xff, 0xfe], true, true), 1);
+    }
+
+    #[test]
+    fn events_are_checked_against_their_kinds_schema() {
+        let Some(schemas) = crate::schema::validators() else {
+            return;
+        };
+        let body = b"{\"metadata\":{}}\n{\"span\":{}}\n{\"log\":{}}\n";
+        let checked = check_intake(body, Some(schemas), true);
+        // Metadata without its service, a span without its required fields; `log` has no
+        // schema here.
+        let lines: Vec<_> = checked.problems.iter().map(|(line, _)| *line).collect();
+        assert_eq!(lines, [Some(0), Some(1)], "{:?}", checked.problems);
+        assert!(checked.problems[0]
+            .1
+            .contains("violates intake-v2/metadata.json"));
+        assert!(checked.problems[1]
+            .1
+            .contains("violates intake-v2/span.json"));
+        assert_eq!(checked.events.len(), 3);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 use serde_json::{json, Value};
 
 use crate::http::{read_request, Request, Response};
-use crate::record::{Event, Recorded, RecordedRequest};
+use crate::record::{check_intake, Event, Recorded, RecordedRequest};
 use crate::Trace;
 use crate::{CONFIG_PATH, INTAKE_PATH};
 
@@ -123,14 +123,22 @@ impl Shared {
     }
 }
 
-/// An in-process APM Server on `127.0.0.1:<ephemeral port>`. Dropping it closes every
-/// connection and joins every thread.
+/// An in-process APM Server on `127.0.0.1:<ephemeral port>`, as strict as the real one: every
+/// intake line is checked as it arrives (stream rules, event size, known kinds, and the intake
+/// v2 JSON Schemas), in every request, whatever the answer, payloads kept or not.
+///
+/// Dropping it closes every connection, joins every thread, and then panics with the list of
+/// [violations](Self::violations) if there were any (unless the thread is already panicking:
+/// it then prints them), so that a test fails on an invalid event without asking. A test that
+/// sends invalid data on purpose says so with [`expect_violations`](Self::expect_violations).
 #[derive(Debug)]
 pub struct MockServer {
     addr: SocketAddr,
     tls: bool,
     shared: Arc<Shared>,
     acceptor: Option<JoinHandle<()>>,
+    /// Set by [`expect_violations`](Self::expect_violations).
+    violations_expected: AtomicBool,
 }
 
 impl MockServer {
@@ -168,6 +176,9 @@ impl MockServer {
     }
 
     fn serve(addr: &str, tls: Option<Arc<rustls::ServerConfig>>) -> Option<MockServer> {
+        // The schemas are compiled once per process, here rather than on a connection's
+        // thread: a failure to find or compile them (under CI) fails the caller.
+        crate::schema::validators();
         let listener = TcpListener::bind(addr).ok()?;
         let addr = listener.local_addr().ok()?;
         let shared = Arc::new(Shared {
@@ -192,6 +203,7 @@ impl MockServer {
             tls: shared.tls.is_some(),
             shared,
             acceptor: Some(acceptor),
+            violations_expected: AtomicBool::new(false),
         })
     }
 
@@ -393,10 +405,48 @@ impl MockServer {
         self.with_recorded(|s| s.requests().to_vec())
     }
 
-    /// Protocol violations seen so far (metadata not first or repeated, bad JSON, bad
-    /// encoding, malformed HTTP).
+    /// Protocol violations seen so far (metadata not first or repeated, bad JSON, an unknown
+    /// kind, an oversize event, an event its schema rejects, bad encoding or Content-Type,
+    /// malformed HTTP).
     pub fn violations(&self) -> Vec<String> {
         self.with_recorded(|s| s.violations().to_vec())
+    }
+
+    /// Declares that the test sends invalid data on purpose (to see it rejected): violations
+    /// then do not fail it when the server is dropped; instead, the drop panics if there was
+    /// none (when the intake schemas are present), since the test's bad data never arrived.
+    pub fn expect_violations(&self) {
+        self.violations_expected.store(true, Ordering::Relaxed);
+    }
+
+    /// The verdict of the drop: violations unless expected, or none although expected.
+    fn check_violations(&self) {
+        let violations = self.violations();
+        let expected = self.violations_expected.load(Ordering::Relaxed);
+        if thread::panicking() {
+            if !expected && !violations.is_empty() {
+                eprintln!(
+                    "the stand-in APM Server also saw {} violation(s):\n  {}",
+                    violations.len(),
+                    violations.join("\n  ")
+                );
+            }
+            return;
+        }
+        if !expected {
+            assert!(
+                violations.is_empty(),
+                "the stand-in APM Server saw {} violation(s) (a test sending invalid data on \
+                 purpose calls `expect_violations`):\n  {}",
+                violations.len(),
+                violations.join("\n  ")
+            );
+        } else if crate::schema::validators().is_some() {
+            assert!(
+                !violations.is_empty(),
+                "`expect_violations` was called, but the stand-in APM Server saw no violation"
+            );
+        }
     }
 
     /// Received traces, grouped by `trace_id`, in order of first arrival.
@@ -432,6 +482,7 @@ impl Drop for MockServer {
         for h in handlers {
             let _ = h.join();
         }
+        self.check_violations();
     }
 }
 
@@ -522,6 +573,8 @@ fn serve_connection(shared: &Shared, stream: impl Read + Write) {
             return;
         }
         if behaviour.fault == Fault::CloseBeforeAnswer {
+            // Recorded and checked all the same; the answer is never sent.
+            drop(handle(shared, req, &behaviour));
             hung_up(shared);
             return;
         }
@@ -554,21 +607,32 @@ fn hung_up(shared: &Shared) {
 fn handle(shared: &Shared, req: Request, b: &Behaviour) -> Response {
     let arrived = Instant::now();
     let decoded = req.decoded_body();
-    let mut state = shared.state.lock();
-    let index = state.requests.len();
     let (body, decode_error) = match decoded {
         Ok(body) => (body, None),
         Err(e) => (Vec::new(), Some(e)),
     };
-    if let Some(e) = &decode_error {
-        state.violation(format!("request {index}: cannot decode body: {e}"));
-    }
-
     let authorized = b
         .authorization
         .as_deref()
         .is_none_or(|required| req.path == "/" || req.header("authorization") == Some(required));
-    if req.method == "POST" && req.path == INTAKE_PATH {
+    let intake = req.method == "POST" && req.path == INTAKE_PATH;
+    // A garbage answer accepts nothing, whatever the configured status; nor does a refusal.
+    let accept =
+        intake && authorized && b.fault == Fault::None && (200..300).contains(&b.intake_status);
+    // Every intake line is checked as it arrives, whatever the answer will be.
+    let checked = (intake && decode_error.is_none()).then(|| {
+        check_intake(
+            &body,
+            crate::schema::validators(),
+            accept && b.keep_payloads,
+        )
+    });
+    let mut state = shared.state.lock();
+    let index = state.requests.len();
+    if let Some(e) = &decode_error {
+        state.violation(format!("request {index}: cannot decode body: {e}"));
+    }
+    if intake {
         let content_type = req.header("content-type").unwrap_or_default();
         if !content_type.starts_with("application/x-ndjson") {
             state.violation(format!(
@@ -576,15 +640,15 @@ fn handle(shared: &Shared, req: Request, b: &Behaviour) -> Response {
             ));
         }
     }
+    let violations = checked.map_or(0, |checked| {
+        state.record_intake(index, checked, accept, b.keep_payloads)
+    });
     let response = match (req.method.as_str(), req.path.as_str()) {
         (_, _) if decode_error.is_some() => {
             Response::json(400, r#"{"error":"cannot decode body"}"#)
         }
         (_, _) if !authorized => Response::json(401, r#"{"error":"unauthorized"}"#),
         ("POST", INTAKE_PATH) => {
-            // A garbage answer accepts nothing, whatever the configured status.
-            let accept = b.fault == Fault::None && (200..300).contains(&b.intake_status);
-            let violations = state.ingest(index, &body, accept, b.keep_payloads);
             if accept && violations > 0 {
                 // What the APM Server does with a malformed stream.
                 Response::json(400, intake_error_body(400))
@@ -627,7 +691,7 @@ fn handle(shared: &Shared, req: Request, b: &Behaviour) -> Response {
         },
         body: if b.keep_payloads { body } else { Vec::new() },
         arrived,
-        status: if b.fault == Fault::Garbage {
+        status: if matches!(b.fault, Fault::Garbage | Fault::CloseBeforeAnswer) {
             0
         } else {
             response.status
@@ -670,6 +734,14 @@ mod tests {
     const T: Duration = Duration::from_secs(10);
     const META: &str =
         r#"{"metadata":{"service":{"name":"svc","agent":{"name":"rust","version":"0"}}}}"#;
+    /// The smallest events their schemas accept.
+    const TX: &str = r#"{"transaction":{"id":"t1","trace_id":"A","type":"request","duration":1.5,"span_count":{"started":1}}}"#;
+    const SPAN: &str = r#"{"span":{"id":"s1","trace_id":"A","parent_id":"t1","name":"q","type":"db","duration":1.0,"start":0.5}}"#;
+    const ERROR: &str =
+        r#"{"error":{"id":"e1","trace_id":"A","parent_id":"s1","log":{"message":"m"}}}"#;
+    /// A transaction its schema rejects (no type, span count or duration), well formed
+    /// otherwise.
+    const BAD_TX: &str = r#"{"transaction":{"id":"t1","trace_id":"A"}}"#;
 
     /// A raw keep-alive client: writes bytes, reads one response.
     struct Client {
@@ -739,6 +811,7 @@ mod tests {
     #[test]
     fn intake_without_the_ndjson_content_type_is_a_violation() {
         let server = MockServer::start();
+        server.expect_violations();
         let mut c = Client::connect(&server);
         let body = ndjson(&[META]);
         c.send(&post(
@@ -760,7 +833,7 @@ mod tests {
         let server = MockServer::start();
         let mut c = Client::connect(&server);
 
-        let body = ndjson(&[META, r#"{"transaction":{"id":"t1","trace_id":"A"}}"#]);
+        let body = ndjson(&[META, TX]);
         let r = c.send(&post(
             INTAKE_PATH,
             "Content-Type: application/x-ndjson\r\n",
@@ -770,10 +843,7 @@ mod tests {
         assert!(r.body.is_empty());
 
         // Same connection: chunked.
-        let body = ndjson(&[
-            META,
-            r#"{"span":{"id":"s1","trace_id":"A","parent_id":"t1"}}"#,
-        ]);
+        let body = ndjson(&[META, SPAN]);
         let (a, b) = body.split_at(10);
         let mut raw = format!(
             "POST {INTAKE_PATH} HTTP/1.1\r\nContent-Type: application/x-ndjson\r\n\
@@ -790,11 +860,7 @@ mod tests {
 
         // Same connection: gzip.
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        gz.write_all(&ndjson(&[
-            META,
-            r#"{"error":{"id":"e1","trace_id":"A","parent_id":"s1"}}"#,
-        ]))
-        .expect("gz");
+        gz.write_all(&ndjson(&[META, ERROR])).expect("gz");
         let r = c.send(&post(
             INTAKE_PATH,
             "Content-Encoding: gzip\r\n",
@@ -831,8 +897,9 @@ mod tests {
     #[test]
     fn metadata_violations_are_recorded_and_answered_400() {
         let server = MockServer::start();
+        server.expect_violations();
         let mut c = Client::connect(&server);
-        let r = c.send(&post(INTAKE_PATH, "", &ndjson(&[r#"{"transaction":{}}"#])));
+        let r = c.send(&post(INTAKE_PATH, "", &ndjson(&[TX])));
         assert_eq!(r.status, 400);
         let r = c.send(&post(INTAKE_PATH, "", &ndjson(&[META, META])));
         assert_eq!(r.status, 400);
@@ -847,6 +914,7 @@ mod tests {
     #[test]
     fn bad_encoding_and_malformed_http_are_violations() {
         let server = MockServer::start();
+        server.expect_violations();
         let mut c = Client::connect(&server);
         let r = c.send(&post(
             INTAKE_PATH,
@@ -933,7 +1001,7 @@ mod tests {
         let server = MockServer::start();
         server.set_intake_status(503);
         let mut c = Client::connect(&server);
-        let r = c.send(&post(INTAKE_PATH, "", &ndjson(&[META, r#"{"span":{}}"#])));
+        let r = c.send(&post(INTAKE_PATH, "", &ndjson(&[META, SPAN])));
         assert_eq!(r.status, 503);
         let body: Value = serde_json::from_slice(&r.body).expect("json error body");
         assert!(body["errors"][0]["message"].is_string());
@@ -941,7 +1009,7 @@ mod tests {
         assert_eq!(server.requests()[0].status, 503);
         server.reset_behaviour();
         assert_eq!(
-            c.send(&post(INTAKE_PATH, "", &ndjson(&[META, r#"{"span":{}}"#])))
+            c.send(&post(INTAKE_PATH, "", &ndjson(&[META, SPAN])))
                 .status,
             202
         );
@@ -974,7 +1042,7 @@ mod tests {
         server.set_fault(Fault::Garbage);
         let mut c = Client::connect(&server);
         c.writer
-            .write_all(&post(INTAKE_PATH, "", &ndjson(&[META, r#"{"span":{}}"#])))
+            .write_all(&post(INTAKE_PATH, "", &ndjson(&[META, SPAN])))
             .expect("write");
         let mut got = Vec::new();
         c.reader.read_to_end(&mut got).expect("read garbage");
@@ -1028,11 +1096,7 @@ mod tests {
         let server = MockServer::start();
         server.set_keep_payloads(false);
         let mut c = Client::connect(&server);
-        c.send(&post(
-            INTAKE_PATH,
-            "",
-            &ndjson(&[META, r#"{"transaction":{}}"#]),
-        ));
+        c.send(&post(INTAKE_PATH, "", &ndjson(&[META, TX])));
         assert!(server.wait_for_transactions(1, T));
         assert!(server.transactions().is_empty());
         assert!(server.requests()[0].body.is_empty());
@@ -1049,12 +1113,90 @@ mod tests {
                 writer: s,
             };
             for i in 0..5 {
-                let tx = format!(r#"{{"transaction":{{"id":"t{i}"}}}}"#);
+                let tx = TX.replace("\"t1\"", &format!("\"t{i}\""));
                 c.send(&post(INTAKE_PATH, "", &ndjson(&[META, &tx])));
             }
         });
         assert!(server.wait_for_transactions(5, T));
         assert!(!server.wait_for_transactions(6, Duration::from_millis(10)));
         sender.join().expect("sender");
+    }
+
+    #[test]
+    fn schema_violations_are_found_in_rejected_and_discarded_requests() {
+        if crate::schema::validators().is_none() {
+            return;
+        }
+        let server = MockServer::start();
+        server.expect_violations();
+        let mut c = Client::connect(&server);
+        // Accepted: the invalid event makes the answer 400, as the APM Server's is.
+        let r = c.send(&post(INTAKE_PATH, "", &ndjson(&[META, TX, BAD_TX])));
+        assert_eq!(r.status, 400);
+        server.set_intake_status(503);
+        let r = c.send(&post(INTAKE_PATH, "", &ndjson(&[META, BAD_TX])));
+        assert_eq!(r.status, 503);
+        server.reset_behaviour();
+        server.require_authorization("Bearer right");
+        let r = c.send(&post(INTAKE_PATH, "", &ndjson(&[META, BAD_TX])));
+        assert_eq!(r.status, 401);
+        server.reset_behaviour();
+        server.set_keep_payloads(false);
+        let r = c.send(&post(INTAKE_PATH, "", &ndjson(&[META, BAD_TX])));
+        assert_eq!(r.status, 400);
+        let v = server.violations();
+        assert_eq!(v.len(), 4, "{v:?}");
+        for (request, violation) in v.iter().enumerate() {
+            let line = if request == 0 { 2 } else { 1 };
+            assert!(
+                violation.starts_with(&format!("request {request} line {line}: "))
+                    && violation.contains("violates intake-v2/transaction.json")
+                    && violation.contains("\"span_count\""),
+                "{violation}"
+            );
+        }
+        assert_eq!(server.with_recorded(|r| r.count("transaction")), 0);
+    }
+
+    /// The message a panic carried.
+    fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
+        panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn dropping_the_server_fails_on_violations_unless_expected() {
+        let send_bad = |expect: bool| {
+            let server = MockServer::start();
+            if expect {
+                server.expect_violations();
+            }
+            let mut c = Client::connect(&server);
+            c.send(&post(INTAKE_PATH, "", &ndjson(&[TX])));
+        };
+        let panic = std::panic::catch_unwind(|| send_bad(false)).expect_err("a failed drop");
+        let message = panic_message(panic);
+        assert!(
+            message.contains("1 violation(s)") && message.contains("request 0: first line"),
+            "{message}"
+        );
+        send_bad(true);
+
+        // Expected, but nothing came: the test's bad data never arrived.
+        if crate::schema::validators().is_some() {
+            let panic = std::panic::catch_unwind(|| {
+                let server = MockServer::start();
+                server.expect_violations();
+                let mut c = Client::connect(&server);
+                let r = c.send(&post(INTAKE_PATH, "", &ndjson(&[META, TX])));
+                assert_eq!(r.status, 202);
+            })
+            .expect_err("a failed drop");
+            let message = panic_message(panic);
+            assert!(message.contains("saw no violation"), "{message}");
+        }
     }
 }

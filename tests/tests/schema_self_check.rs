@@ -1,4 +1,4 @@
-//! Proves the schema validators (and the mock server's stream checks) can both pass and fail,
+//! Proves the schema validators (and the stand-in's checks on arrival) can both pass and fail,
 //! on the APM Server's own sample payloads (`intake-v2/testdata/*.ndjson`).
 
 mod common;
@@ -118,25 +118,25 @@ fn invalid_samples_fail() {
     assert_eq!(kind, "metadata");
     assert!(!v.errors(kind, meta).expect("known kind").is_empty());
 
-    // invalid-metadata-2.ndjson: the first line is not metadata at all, which the mock
-    // server's stream check (not a schema) must catch.
-    let body = std::fs::read(td.join("invalid-metadata-2.ndjson")).expect("read");
-    let server = MockServer::start();
-    assert_eq!(post_intake(&server, &body), 400);
-    let violations = server.violations();
-    assert!(
-        violations.iter().any(|m| m.contains("not metadata")),
-        "{violations:?}"
-    );
-
-    // The other three the stand-in rejects as the APM Server does, with a 400.
+    // All six, posted to the stand-in, are rejected with a 400 as the APM Server rejects
+    // them: two by a schema, four by the stream rules.
     for (file, why) in [
+        (
+            "invalid-event.ndjson",
+            "violates intake-v2/transaction.json",
+        ),
+        (
+            "invalid-metadata.ndjson",
+            "violates intake-v2/metadata.json",
+        ),
+        ("invalid-metadata-2.ndjson", "not metadata"),
         ("invalid-event-type.ndjson", "unknown event kind"),
         ("invalid-json-event.ndjson", "invalid JSON"),
         ("invalid-json-metadata.ndjson", "invalid JSON"),
     ] {
         let body = std::fs::read(td.join(file)).expect("read");
         let server = MockServer::start();
+        server.expect_violations();
         assert_eq!(post_intake(&server, &body), 400, "{file}");
         let violations = server.violations();
         assert!(

@@ -78,7 +78,11 @@ impl Agent {
         };
         // Transport adds to the breakdown totals; the metrics thread drains them.
         let breakdown = Arc::new(Breakdown::default());
-        let transport = Transport::new(tracer, consumer, Arc::clone(&breakdown), &metadata);
+        // Cloud metadata may take a few requests to the metadata endpoints: the transport
+        // thread asks, never the application's.
+        let provider = tracer.config.cloud_provider;
+        let make_metadata = Box::new(move || metadata::with_cloud(metadata, provider));
+        let transport = Transport::new(tracer, consumer, Arc::clone(&breakdown), make_metadata);
         let transport = match Worker::spawn("apm-transport", move || transport.run()) {
             Ok(w) => w,
             Err(e) => {

@@ -119,15 +119,16 @@ word_enum!(
 word_enum!(
     /// `cloud_provider`: where to look for cloud metadata (`metadata.cloud`).
     CloudProvider, "cloud_provider value" {
-        /// Every provider this agent can detect without asking the network: Azure App Service
-        /// and Azure Functions, from their environment variables (the default).
+        /// Every provider, in turn (the default): Azure App Service and Azure Functions from
+        /// their environment variables, then the AWS, Google Cloud and Azure metadata
+        /// endpoints, with short timeouts and a budget of a second in all.
         Auto = "auto",
-        /// Azure only.
+        /// Azure only: App Service and Functions from their environment variables, else the
+        /// instance metadata service of a virtual machine.
         Azure = "azure",
-        /// Amazon Web Services: its instance metadata endpoint is not queried by this agent,
-        /// so no cloud metadata is reported.
+        /// Amazon Web Services only: the EC2 instance identity document (IMDSv2).
         Aws = "aws",
-        /// Google Cloud: likewise, not queried.
+        /// Google Cloud only: the metadata server.
         Gcp = "gcp",
         /// No cloud metadata.
         None = "none",

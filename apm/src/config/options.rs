@@ -398,7 +398,7 @@ pub(crate) static OPTIONS: [OptionSpec; COUNT] = [
         get: |c| c.capture_body.as_str().to_owned()),
     row!(CloudProvider, "cloud_provider", "CLOUD_PROVIDER",
         Kind::Enum(CloudProvider::NAMES), "auto", dynamic: false,
-        "Where to look for cloud metadata: auto, azure, aws, gcp or none (Azure App Service and Functions are detected from their environment; AWS and GCP metadata endpoints are not queried).",
+        "Where to look for cloud metadata: auto, azure, aws, gcp or none (Azure App Service and Functions are detected from their environment; otherwise the provider's metadata endpoint is asked, on the agent's thread, before the first request: auto tries AWS, GCP and Azure within a second in all).",
         set: |c, v| { c.cloud_provider = CloudProvider::parse(v)?; Ok(None) },
         get: |c| c.cloud_provider.as_str().to_owned()),
     row!(TransactionIgnoreUrls, "transaction_ignore_urls", "TRANSACTION_IGNORE_URLS",

@@ -41,6 +41,14 @@ const WHILE_SENDING: u64 = 32;
 /// a server that answers at once keeps requests at their usual size.
 const ROOM_GROWS_EVERY: Duration = Duration::from_millis(100);
 
+/// `{"metadata":…}` and its line end: the first line of every request.
+fn metadata_line(metadata: &serde_json::Value) -> Vec<u8> {
+    let mut line = b"{\"metadata\":".to_vec();
+    let _ = serde_json::to_writer(&mut line, metadata);
+    line.extend_from_slice(b"}\n");
+    line
+}
+
 /// The grace period after `failures` consecutive failed requests (before this one).
 pub(crate) fn backoff(failures: u32, jitter_unit: f64) -> Duration {
     let base = f64::from(failures.min(6).pow(2));
@@ -48,11 +56,17 @@ pub(crate) fn backoff(failures: u32, jitter_unit: f64) -> Duration {
     Duration::from_secs_f64(base * (0.9 + 0.2 * jitter_unit))
 }
 
+/// What makes the metadata object on the transport thread.
+pub(crate) type MakeMetadata = Box<dyn FnOnce() -> serde_json::Value + Send>;
+
 pub(crate) struct Transport {
     tracer: &'static Tracer,
     queue: Consumer,
     /// Breakdown metrics totals: this thread adds, the metrics thread drains.
     breakdown_totals: Arc<Breakdown>,
+    /// Makes the metadata object, once, when this thread starts (it may ask the network:
+    /// cloud metadata), before the first request opens.
+    make_metadata: Option<MakeMetadata>,
     metadata_line: Vec<u8>,
     /// Shared with the request in progress, whose waits drain the queue through `self`.
     server: Arc<Server>,
@@ -102,18 +116,16 @@ impl Transport {
         tracer: &'static Tracer,
         queue: Consumer,
         breakdown_totals: Arc<Breakdown>,
-        metadata: &serde_json::Value,
+        make_metadata: MakeMetadata,
     ) -> Transport {
         let config = &tracer.config;
-        let mut metadata_line = b"{\"metadata\":".to_vec();
-        let _ = serde_json::to_writer(&mut metadata_line, metadata);
-        metadata_line.extend_from_slice(b"}\n");
         let server = Server::new(config);
         Transport {
             tracer,
             queue,
             breakdown_totals,
-            metadata_line,
+            make_metadata: Some(make_metadata),
+            metadata_line: Vec::new(),
             intake_url: format!("{}/intake/v2/events", config.server_url),
             // The spec: no compression for a server on this machine.
             compress: !server.is_loopback(),
@@ -143,9 +155,13 @@ impl Transport {
     }
 
     pub(crate) fn run(mut self) {
-        // Learn the server's version before the first events need it (bounded by
-        // `server_timeout`; events wait in the bounded queue meanwhile).
         self.queue.register();
+        // The metadata (bounded: cloud metadata has a budget of its own), then the server's
+        // version (bounded by `server_timeout`), before the first events need them; events
+        // wait in the bounded queue meanwhile.
+        if let Some(make) = self.make_metadata.take() {
+            self.metadata_line = metadata_line(&make());
+        }
         let _ = self.server_major();
         loop {
             // Polls: a thread blocked on the channel would make every hand-over a futex

@@ -191,7 +191,7 @@ fn main() {
     if !agent.flush(Duration::from_secs(10)) {
         eprintln!("the events did not reach the receiver in time");
     }
-    server.complete_all();
+    apm_examples::finish(&server);
     let stats = agent.stats();
     println!(
         "{} events sent in {} request(s); {} dropped.",

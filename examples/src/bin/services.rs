@@ -149,5 +149,5 @@ fn main() {
     drop(back_process.stdin.take());
     back_process.wait().ok();
 
-    receiver.complete_all();
+    apm_examples::finish(&receiver);
 }

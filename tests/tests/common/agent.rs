@@ -1,5 +1,6 @@
 //! Runs the agent against a fresh mock APM Server, one test at a time per process (the agent
-//! is process-wide), and checks every received event against the intake schemas at the end.
+//! is process-wide). The server checks every event it receives against the intake schemas and
+//! fails the test when it is dropped if any was invalid.
 
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -9,9 +10,11 @@ use serde_json::Value;
 
 static ONE_AGENT_AT_A_TIME: Mutex<()> = Mutex::new(());
 
+/// Dropped field by field, in order: the agent first (its last events reach the server), then
+/// the server (which fails the test if any event it received was invalid), then the lock.
 pub struct Harness {
-    pub server: MockServer,
     pub agent: Option<apm::Agent>,
+    pub server: MockServer,
     _exclusive: MutexGuard<'static, ()>,
 }
 
@@ -40,8 +43,8 @@ pub fn start_with(
     let agent = apm::init_with(configure(builder).build());
     assert!(agent.is_running(), "the agent did not start");
     Harness {
-        server,
         agent: Some(agent),
+        server,
         _exclusive: exclusive,
     }
 }
@@ -75,7 +78,7 @@ impl Harness {
         self.events("error")
     }
 
-    /// Stops the agent (flushing on drop), then validates everything the server received.
+    /// Stops the agent (flushing on drop), then asserts the server saw no violation.
     pub fn finish(mut self) {
         drop(self.agent.take());
         super::validate_all(&self.server);

@@ -8,7 +8,7 @@ pub(crate) mod container;
 
 use crate::export::http::identity::{AGENT_NAME, AGENT_VERSION};
 use crate::util::text::{truncate, KEYWORD_LIMIT};
-use crate::config::Config;
+use crate::config::{CloudProvider, Config};
 const RUSTC_VERSION: &str = env!("APM_RUSTC_VERSION");
 
 fn kw(s: &str) -> Value {
@@ -21,7 +21,22 @@ fn insert_opt(map: &mut Map<String, Value>, key: &str, value: Option<&str>) {
     }
 }
 
-/// The metadata object (without the `{"metadata": …}` wrapper).
+/// `metadata` with `cloud` added when `provider` finds where this process runs. May ask the
+/// network (the providers' metadata endpoints: a second in all under `auto`, three with one
+/// provider named): called on the transport thread.
+pub(crate) fn with_cloud(mut metadata: Value, provider: CloudProvider) -> Value {
+    let endpoints = cloud::Endpoints::from_env(|k| std::env::var(k).ok());
+    if let (Some(cloud), Some(meta)) = (
+        cloud::detect(provider, &endpoints, |k| std::env::var(k).ok()),
+        metadata.as_object_mut(),
+    ) {
+        meta.insert("cloud".into(), cloud);
+    }
+    metadata
+}
+
+/// The metadata object (without the `{"metadata": …}` wrapper), but for `cloud`
+/// ([`with_cloud`]).
 pub(crate) fn collect(config: &Config) -> Value {
     let mut service = Map::new();
     service.insert("name".into(), kw(&config.service_name));
@@ -50,9 +65,6 @@ pub(crate) fn collect(config: &Config) -> Value {
         "system".into(),
         system(config, &container::detect(), &|k| std::env::var(k).ok()),
     );
-    if let Some(cloud) = crate::agent::metadata::cloud::detect(config.cloud_provider, |k| std::env::var(k).ok()) {
-        meta.insert("cloud".into(), cloud);
-    }
     if !config.global_labels.is_empty() {
         let labels: Map<String, Value> = config
             .global_labels

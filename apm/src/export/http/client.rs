@@ -372,6 +372,38 @@ impl Client {
         Ok(addrs)
     }
 
+    /// Resolves the name of the host connections go to within `timeout`, and keeps the
+    /// addresses for the next requests; `false` when it did not resolve in time. The system
+    /// resolver has no deadline of its own: it runs on a short-lived thread, left to finish
+    /// alone when it is late (an address needs none).
+    pub(crate) fn resolve_within(&self, timeout: Duration) -> bool {
+        let dial = self.dialled();
+        let addrs = if let Ok(ip) = dial.host.parse::<std::net::IpAddr>() {
+            vec![SocketAddr::new(ip, dial.port)]
+        } else {
+            let (host, port) = (dial.host.clone(), dial.port);
+            let (tx, rx) = std::sync::mpsc::channel();
+            let resolver = std::thread::Builder::new().spawn(move || {
+                let addrs = (host.as_str(), port)
+                    .to_socket_addrs()
+                    .map(Iterator::collect::<Vec<_>>);
+                let _ = tx.send(addrs);
+            });
+            if resolver.is_err() {
+                return false;
+            }
+            match rx.recv_timeout(timeout) {
+                Ok(Ok(addrs)) => addrs,
+                _ => return false,
+            }
+        };
+        if addrs.is_empty() {
+            return false;
+        }
+        *self.resolved.lock() = Some((addrs, Instant::now()));
+        true
+    }
+
     /// Where connections go: the proxy, if there is one, else the APM Server.
     fn dialled(&self) -> &Endpoint {
         self.proxy.as_ref().map_or(&self.endpoint, |p| &p.endpoint)
