@@ -192,7 +192,7 @@ fn gcp_cloud() -> Value {
     json!({
         "provider": "gcp",
         "instance": { "id": "4306570268266786072", "name": "basepi-test" },
-        "project": { "id": "513326162531", "name": "elastic-apm" },
+        "project": { "id": "elastic-apm" },
         "availability_zone": "us-west3-a",
         "region": "us-west3",
         "machine": { "type": "n1-standard-1" }

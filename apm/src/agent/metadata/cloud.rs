@@ -263,9 +263,9 @@ fn last_segment(value: &Value) -> Option<Value> {
     keyword(&json!(path.rsplit('/').next().unwrap_or(path)))
 }
 
-/// The metadata server's answer, as the spec maps it: the project's id is its number and its
-/// name its id, the zone and machine type are the last segments of their paths, the region is
-/// the zone without its last `-` part.
+/// The metadata server's answer, as the spec maps it (and the current Python agent): the
+/// project's id is its `projectId` (its number is not sent), the zone and machine type are the
+/// last segments of their paths, the region is the zone without its last `-` part.
 fn from_gcp(metadata: &Value) -> Option<Value> {
     let instance = metadata.get("instance")?;
     let instance_id = instance.get("id").and_then(id)?;
@@ -282,10 +282,6 @@ fn from_gcp(metadata: &Value) -> Option<Value> {
             ("instance.name", instance.get("name").and_then(keyword)),
             (
                 "project.id",
-                metadata.pointer("/project/numericProjectId").and_then(id),
-            ),
-            (
-                "project.name",
                 metadata.pointer("/project/projectId").and_then(keyword),
             ),
             ("availability_zone", zone),
