@@ -13,56 +13,35 @@
 //!   `transaction_max_spans` are counted in `dropped_spans_stats`.
 use std::process::Command;
 
-/// Each cfg and the cargo features (as `CARGO_FEATURE_*` names) that turn it on.
-const GROUPS: &[(&str, &[&str])] = &[
-    ("apm_server", &["TOWER", "ACTIX_WEB"]),
+/// The SQL client features: `apm_sql`, and with Redis, `apm_exit_stats`.
+const SQL_CLIENTS: &[&str] = &[
+    "RUSQLITE",
+    "POSTGRES",
+    "DIESEL",
+    "MYSQL",
+    "SQLX_POSTGRES",
+    "SQLX_MYSQL",
+    "SQLX_SQLITE",
+];
+
+/// Each cfg and the cargo features (as `CARGO_FEATURE_*` names, in one or more lists) that turn
+/// it on.
+const GROUPS: &[(&str, &[&[&str]])] = &[
+    ("apm_server", &[&["TOWER", "ACTIX_WEB"]]),
     (
         "apm_client",
         &[
-            "REQWEST",
-            "MINREQ_CLIENT",
-            "REDIS",
-            "MYSQL",
-            "SQLX_POSTGRES",
-            "SQLX_MYSQL",
-            "SQLX_SQLITE",
-            "RUSQLITE",
-            "POSTGRES",
-            "DIESEL",
-            "LAPIN",
-            "NATS",
+            SQL_CLIENTS,
+            &["REQWEST", "MINREQ_CLIENT", "REDIS", "LAPIN", "NATS"],
         ],
     ),
-    ("apm_http_client", &["REQWEST", "MINREQ_CLIENT"]),
-    ("apm_messaging", &["LAPIN", "NATS"]),
-    ("apm_body_capture", &["AXUM", "ACTIX_WEB"]),
-    ("apm_http", &["TOWER", "REQWEST", "ACTIX_WEB"]),
-    ("apm_db", &["SQLX_POSTGRES", "SQLX_MYSQL", "SQLX_SQLITE"]),
-    (
-        "apm_sql",
-        &[
-            "RUSQLITE",
-            "POSTGRES",
-            "DIESEL",
-            "MYSQL",
-            "SQLX_POSTGRES",
-            "SQLX_MYSQL",
-            "SQLX_SQLITE",
-        ],
-    ),
-    (
-        "apm_exit_stats",
-        &[
-            "RUSQLITE",
-            "POSTGRES",
-            "DIESEL",
-            "MYSQL",
-            "SQLX_POSTGRES",
-            "SQLX_MYSQL",
-            "SQLX_SQLITE",
-            "REDIS",
-        ],
-    ),
+    ("apm_http_client", &[&["REQWEST", "MINREQ_CLIENT"]]),
+    ("apm_messaging", &[&["LAPIN", "NATS"]]),
+    ("apm_body_capture", &[&["AXUM", "ACTIX_WEB"]]),
+    ("apm_http", &[&["TOWER", "REQWEST", "ACTIX_WEB"]]),
+    ("apm_db", &[&["SQLX_POSTGRES", "SQLX_MYSQL", "SQLX_SQLITE"]]),
+    ("apm_sql", &[SQL_CLIENTS]),
+    ("apm_exit_stats", &[SQL_CLIENTS, &["REDIS"]]),
 ];
 
 fn main() {
@@ -82,6 +61,7 @@ fn main() {
         println!("cargo::rustc-check-cfg=cfg({cfg})");
         if features
             .iter()
+            .flat_map(|list| list.iter())
             .any(|f| std::env::var_os(format!("CARGO_FEATURE_{f}")).is_some())
         {
             println!("cargo::rustc-cfg={cfg}");
