@@ -79,7 +79,10 @@ impl Agent {
         // Transport adds to the breakdown totals; the metrics thread drains them.
         let breakdown = Arc::new(Breakdown::default());
         let transport = Transport::new(tracer, consumer, Arc::clone(&breakdown), &metadata);
-        let transport = match Worker::spawn("apm-transport", move || transport.run()) {
+        let transport = match Worker::spawn("apm-transport", move || {
+            crate::capture::prime_stack_walk();
+            transport.run()
+        }) {
             Ok(w) => w,
             Err(e) => {
                 tracer::uninstall(tracer);
