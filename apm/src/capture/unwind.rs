@@ -16,8 +16,9 @@
 //! unwind information inside a known module, which Rust never emits on this target (its
 //! unwind tables are on whatever `panic` is) and C compilers do not by default; and even then
 //! nothing outside the thread's stack in use is read.
-//! The modules' `.eh_frame_hdr` and `.eh_frame` are copied once, so that a library unloaded
-//! later cannot leave the walk reading unmapped memory.
+//! The libraries' `.eh_frame_hdr` and `.eh_frame` are copied once, so that a library unloaded
+//! later cannot leave the walk reading unmapped memory; the program's own, its largest, are
+//! read in place.
 
 use std::cell::{Cell, RefCell};
 use std::ffi::c_void;
@@ -29,7 +30,7 @@ use framehop::{ExplicitModuleSectionInfo, Module, Unwinder};
 
 /// The modules loaded when the first walk ran, and their unwind tables.
 struct Modules {
-    unwinder: UnwinderX86_64<Vec<u8>>,
+    unwinder: UnwinderX86_64<Tables>,
     /// The code ranges of the modules, sorted by start.
     code: Vec<Range<u64>>,
 }
@@ -157,7 +158,7 @@ fn query_stack() -> Option<(u64, u64)> {
 #[cold]
 #[inline(never)]
 fn load_modules() -> Option<Modules> {
-    let mut found: Vec<(Range<u64>, Module<Vec<u8>>)> = Vec::new();
+    let mut found: Vec<(Range<u64>, Module<Tables>)> = Vec::new();
     // SAFETY: the callback only reads the program headers `dl_iterate_phdr` hands it, and
     // the memory they describe as loaded, during the call.
     unsafe {
@@ -183,7 +184,7 @@ unsafe extern "C" fn add_module(
     data: *mut c_void,
 ) -> libc::c_int {
     // SAFETY: `data` is the vector `load_modules` passed; `info` is valid during the call.
-    let (found, info) = unsafe { (&mut *data.cast::<Vec<(Range<u64>, Module<Vec<u8>>)>>(), &*info) };
+    let (found, info) = unsafe { (&mut *data.cast::<Vec<(Range<u64>, Module<Tables>)>>(), &*info) };
     // SAFETY: as above; the headers and the segments they describe stay loaded during the
     // call.
     if let Some(module) = unsafe { module_of(info) } {
@@ -192,12 +193,36 @@ unsafe extern "C" fn add_module(
     0
 }
 
+/// A module's unwind tables: the program's own read in place (it is never unloaded), a
+/// library's copied (it could be unloaded, and its memory reused).
+enum Tables {
+    InPlace(&'static [u8]),
+    Copied(Box<[u8]>),
+}
+
+/// Needed by `ExplicitModuleSectionInfo`'s `Default`, for the sections left out.
+impl Default for Tables {
+    fn default() -> Self {
+        Tables::InPlace(&[])
+    }
+}
+
+impl std::ops::Deref for Tables {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Tables::InPlace(t) => t,
+            Tables::Copied(t) => t,
+        }
+    }
+}
+
 /// `.eh_frame_hdr`'s `eh_frame_ptr` encoding that linkers write: PC-relative, signed 4 bytes.
 const DW_EH_PE_PCREL_SDATA4: u8 = 0x1b;
 
 /// # Safety
 /// `info` describes an object loaded now, which stays loaded during the call.
-unsafe fn module_of(info: &libc::dl_phdr_info) -> Option<(Range<u64>, Module<Vec<u8>>)> {
+unsafe fn module_of(info: &libc::dl_phdr_info) -> Option<(Range<u64>, Module<Tables>)> {
     if info.dlpi_phdr.is_null() || info.dlpi_phnum == 0 {
         return None;
     }
@@ -221,9 +246,12 @@ unsafe fn module_of(info: &libc::dl_phdr_info) -> Option<(Range<u64>, Module<Vec
     if hdr.end - hdr.start < 8 {
         return None;
     }
-    // SAFETY: the `PT_GNU_EH_FRAME` segment is loaded, `hdr.end - hdr.start` bytes.
-    let hdr_data =
-        unsafe { std::slice::from_raw_parts((base + hdr.start) as *const u8, (hdr.end - hdr.start) as usize) };
+    // SAFETY: the `PT_GNU_EH_FRAME` segment is loaded, `hdr.end - hdr.start` bytes, for as
+    // long as the object is: the program's until the process ends (read in place), a
+    // library's at least during this call (copied, below).
+    let hdr_data: &'static [u8] = unsafe {
+        std::slice::from_raw_parts((base + hdr.start) as *const u8, (hdr.end - hdr.start) as usize)
+    };
     if hdr_data[0] != 1 || hdr_data[1] != DW_EH_PE_PCREL_SDATA4 {
         return None;
     }
@@ -254,11 +282,14 @@ unsafe fn module_of(info: &libc::dl_phdr_info) -> Option<(Range<u64>, Module<Vec
     if end > segment_end {
         return None;
     }
-    // SAFETY: `eh_frame_start..end` is inside the loaded segment (checked above).
-    let eh_frame = unsafe {
-        std::slice::from_raw_parts((base + eh_frame_start) as *const u8, (end - eh_frame_start) as usize)
-    }
-    .to_vec();
+    // SAFETY: `eh_frame_start..end` is inside the loaded segment (checked above), which stays
+    // loaded as long as `hdr_data`'s.
+    let eh_frame: &'static [u8] = unsafe {
+        std::slice::from_raw_parts(
+            (base + eh_frame_start) as *const u8,
+            (end - eh_frame_start) as usize,
+        )
+    };
     let name = if info.dlpi_name.is_null() {
         String::new()
     } else {
@@ -267,14 +298,23 @@ unsafe fn module_of(info: &libc::dl_phdr_info) -> Option<(Range<u64>, Module<Vec
             .to_string_lossy()
             .into_owned()
     };
+    // The loader names every object but the program itself, which stays mapped until the
+    // process ends.
+    let tables = |t: &'static [u8]| {
+        if name.is_empty() {
+            Tables::InPlace(t)
+        } else {
+            Tables::Copied(t.into())
+        }
+    };
     let avma = base + text.start..base + text.end;
     let sections = ExplicitModuleSectionInfo {
         base_svma: 0,
         text_svma: Some(text),
         eh_frame_svma: Some(eh_frame_start..end),
-        eh_frame: Some(eh_frame),
+        eh_frame: Some(tables(eh_frame)),
         eh_frame_hdr_svma: Some(hdr),
-        eh_frame_hdr: Some(hdr_data.to_vec()),
+        eh_frame_hdr: Some(tables(hdr_data)),
         ..Default::default()
     };
     Some((avma.clone(), Module::new(name, avma, base, sections)))
