@@ -6,5 +6,7 @@
 
 #[cfg(feature = "enable")]
 pub use crate::capture::macro_api::*;
-pub use crate::types::meta::{AsDynError, Level, Site, SpanMeta, TransactionMeta};
+pub use crate::types::meta::{
+    AsDynError, CarriedBacktrace, Carrier, Level, NoBacktrace, Site, SpanMeta, TransactionMeta,
+};
 pub use crate::types::outcome::{AnyOutcome, Outcome, ResultOutcome};

@@ -44,6 +44,7 @@
 //! | `sqlx-mysql` | no | The same on MySQL and MariaDB. |
 //! | `sqlx-sqlite` | no | The same on SQLite. |
 //! | `tracing` | no | `apm::tracing`: a `tracing_subscriber::Layer`; tracing spans become spans (transactions at configured roots), `#[tracing::instrument]` and `#[apm::span]` nest both ways, OpenTelemetry fields map to span context, events at or above a level become error events. |
+//! | `anyhow` | no | `capture_error!` of an `anyhow::Error` sends the backtrace anyhow captured where the error arose (`RUST_BACKTRACE=1` or `RUST_LIB_BACKTRACE=1`) instead of the frames of the call. |
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs, unreachable_pub)]
@@ -143,6 +144,7 @@ pub fn init() -> Agent {
 
 /// Starts the agent with an explicit configuration (see [`Config::builder`]).
 pub fn init_with(config: Config) -> Agent {
+    integrations::install_error_codes();
     Agent(agent::Agent::start(config))
 }
 
@@ -726,7 +728,10 @@ impl<F: std::future::Future> FutureExt for F {}
 /// the error's type, message, `source()` chain and the place of this call.
 ///
 /// Accepts any `E: std::error::Error` value or reference, and `Box<dyn Error>`-like values
-/// (anything that dereferences to `dyn Error`).
+/// (anything that dereferences to `dyn Error`, `anyhow::Error` among them). With the `anyhow`
+/// feature, an `anyhow::Error` whose backtrace was captured (`RUST_BACKTRACE=1` or
+/// `RUST_LIB_BACKTRACE=1`) is sent with that backtrace's frames, those of where the error
+/// arose, instead of the frames of this call.
 ///
 /// ```no_run
 /// # fn parse() -> Result<u32, std::num::ParseIntError> { "x".parse() }
@@ -739,7 +744,7 @@ impl<F: std::future::Future> FutureExt for F {}
 macro_rules! capture_error {
     ($err:expr $(,)?) => {{
         #[allow(unused_imports)]
-        use $crate::__private::AsDynError as _;
+        use $crate::__private::{AsDynError as _, CarriedBacktrace as _, NoBacktrace as _};
         static __APM_SITE: $crate::__private::Site = $crate::__private::Site {
             module: ::core::module_path!(),
             file: ::core::file!(),
@@ -748,9 +753,10 @@ macro_rules! capture_error {
         };
         // `match` keeps a temporary argument alive and borrows a place without moving it.
         match $err {
-            ref __apm_err => {
-                let (__apm_err, __apm_type) = __apm_err.__apm_as_dyn_error();
-                $crate::__private::capture_error(__apm_err, __apm_type, &__APM_SITE)
+            ref __apm_arg => {
+                let __apm_trace = $crate::__private::Carrier(__apm_arg).__apm_backtrace();
+                let (__apm_err, __apm_type) = __apm_arg.__apm_as_dyn_error();
+                $crate::__private::capture_error(__apm_err, __apm_type, __apm_trace, &__APM_SITE)
             }
         }
     }};

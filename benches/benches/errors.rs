@@ -1,6 +1,9 @@
 //! `capture_error!` on the application thread: the stack taken as raw return addresses, the
 //! event staged; symbols are looked up on the transport thread, off this measure.
 //!
+//! Before measuring, it checks that the stack trace sent names the function that captured the
+//! error: in this profile (optimised, with debug info) as in the tests' debug builds.
+//!
 //! `cargo bench -p apm-benches --bench errors`
 
 use std::hint::black_box;
@@ -35,8 +38,24 @@ fn agent(server: &MockServer, stack_trace_limit: Option<usize>) -> apm::Agent {
     )
 }
 
+/// The first frame of a captured error is the function that captured it, inlined calls and
+/// the agent's own frames notwithstanding.
+fn check_frames(server: &MockServer) {
+    let agent = agent(server, Some(50));
+    {
+        let _t = apm::start_transaction("check", "custom");
+        capture();
+    }
+    agent.flush(Duration::from_secs(30));
+    let errors = server.errors();
+    let frames = &errors.last().expect("the error event")["exception"]["stacktrace"];
+    assert_eq!(frames[0]["function"], "errors::capture", "{frames:#}");
+    assert_eq!(frames[0]["library_frame"], false, "{frames:#}");
+}
+
 fn errors(c: &mut Criterion) {
     let server = MockServer::start();
+    check_frames(&server);
     server.set_keep_payloads(false);
     let mut g = c.benchmark_group("capture_error");
     for (name, limit) in [("stack_50_frames", Some(50)), ("no_stack", Some(0))] {

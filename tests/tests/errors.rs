@@ -454,6 +454,26 @@ fn causes_carry_the_os_error_number_and_known_types() {
     h.finish();
 }
 
+/// `exception.code`: the code of the error itself, else of its outermost cause that has one;
+/// none when no error of the chain has one.
+#[test]
+fn the_exception_code_is_the_outermost_one_of_the_chain() {
+    let h = agent::start(|c| c);
+    let not_found = std::io::Error::from_raw_os_error(2);
+    apm::capture_error!(&not_found);
+    apm::capture_error!(std::io::Error::other("no number"));
+    apm::capture_error!(Unreachable(std::io::Error::from_raw_os_error(111)));
+    apm::capture_error!("x".parse::<u8>().unwrap_err());
+    h.flush();
+    let errors = h.errors();
+    assert_eq!(errors.len(), 4);
+    assert_eq!(errors[0]["exception"]["code"], 2);
+    assert_eq!(errors[1]["exception"]["code"], "Other");
+    assert_eq!(errors[2]["exception"]["code"], 111);
+    assert!(errors[3]["exception"].get("code").is_none());
+    h.finish();
+}
+
 /// `ignore_exceptions`: errors whose type path matches a pattern are not reported.
 #[test]
 fn ignored_error_types_are_not_reported() {

@@ -341,6 +341,59 @@ fn reqwest_blocking_requests_are_exit_spans_of_the_current_span() {
     h.finish();
 }
 
+/// A reqwest error that carries a status gives it as `exception.code`, captured itself or as
+/// the cause of the application's error; one without (connection refused) gives its I/O
+/// cause's.
+#[test]
+fn reqwest_status_errors_give_the_status_as_exception_code() {
+    #[derive(Debug)]
+    struct InventoryDown(reqwest::Error);
+    impl std::fmt::Display for InventoryDown {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("inventory unavailable")
+        }
+    }
+    impl std::error::Error for InventoryDown {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+    let h = agent::start(|c| c);
+    let callee = Callee::start();
+    let client = reqwest::blocking::Client::new();
+    let status_error = |path: &str| {
+        client
+            .get(callee.url(path))
+            .send()
+            .expect("an answer")
+            .error_for_status()
+            .expect_err("an error status")
+    };
+    apm::capture_error!(status_error("/missing"));
+    apm::capture_error!(InventoryDown(status_error("/boom")));
+    let refused = client
+        .get(format!("http://127.0.0.1:{}/", dead_port()))
+        .send()
+        .expect_err("connection refused");
+    apm::capture_error!(refused);
+    h.flush();
+    let errors = h.errors();
+    assert_eq!(errors.len(), 3, "{errors:#?}");
+    assert_eq!(errors[0]["exception"]["code"], "404");
+    assert_eq!(errors[1]["exception"]["code"], "500");
+    assert_eq!(errors[1]["exception"]["cause"][0]["code"], "500");
+    // Refused: no status; the code of its outermost cause that has one, the I/O error's
+    // OS error number.
+    let refused = &errors[2]["exception"];
+    let io_code = refused["cause"]
+        .as_array()
+        .and_then(|causes| causes.iter().find_map(|c| c.get("code")))
+        .unwrap_or_else(|| panic!("an I/O cause with a code: {refused:#}"));
+    assert!(io_code.is_number(), "{refused:#}");
+    assert_eq!(&refused["code"], io_code);
+    h.finish();
+}
+
 #[test]
 fn minreq_requests_are_exit_spans_of_the_current_span() {
     let h = agent::start(|c| c);

@@ -83,7 +83,10 @@ impl Agent {
         let provider = tracer.config.cloud_provider;
         let make_metadata = Box::new(move || metadata::with_cloud(metadata, provider));
         let transport = Transport::new(tracer, consumer, Arc::clone(&breakdown), make_metadata);
-        let transport = match Worker::spawn("apm-transport", move || transport.run()) {
+        let transport = match Worker::spawn("apm-transport", move || {
+            crate::capture::prime_stack_walk();
+            transport.run()
+        }) {
             Ok(w) => w,
             Err(e) => {
                 tracer::uninstall(tracer);

@@ -2,9 +2,11 @@
 //! `source()` chain, capture site and stack (raw instruction pointers, resolved on the transport
 //! thread), linked to the current trace when there is one.
 
+use std::backtrace::{Backtrace, BacktraceStatus};
 use std::cell::RefCell;
 use std::error::Error;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::OnceLock;
 
 use super::raw_stack;
 use super::stack;
@@ -21,12 +23,20 @@ use crate::util::wildcard::WildcardList;
 const MAX_CAUSES: usize = 16;
 
 #[inline(never)]
-pub(crate) fn capture(err: &dyn Error, type_name: &'static str, site: &'static Site) {
+pub(crate) fn capture(
+    err: &dyn Error,
+    type_name: &'static str,
+    backtrace: Option<&Backtrace>,
+    site: &'static Site,
+) {
     if !tracer::is_active() || ignored(type_name) {
         return;
     }
     let timestamp = clock::now();
-    let stack = raw_stack::capture(raw_stack::CAPTURE_MARGIN, false);
+    let stack = match backtrace.filter(|b| b.status() == BacktraceStatus::Captured) {
+        Some(backtrace) => raw_stack::of_backtrace(backtrace),
+        None => raw_stack::capture(raw_stack::CAPTURE_MARGIN, false),
+    };
     let (trace, request, context) = current_trace(true);
     let mut causes = Vec::new();
     let mut source = err.source();
@@ -37,12 +47,14 @@ pub(crate) fn capture(err: &dyn Error, type_name: &'static str, site: &'static S
         causes.push(cause(e));
         source = e.source();
     }
+    let code = code_of(as_static(err)).or_else(|| causes.iter().find_map(|c| c.code.clone()));
     staging::push(Event::Error(Box::new(ErrorRecord {
         id: ids::next_u128(),
         timestamp,
         trace,
         type_name,
         message: err.to_string(),
+        code,
         causes,
         origin: ErrorOrigin::Captured(site),
         stack,
@@ -89,7 +101,6 @@ fn cause(e: &(dyn Error + 'static)) -> Cause {
             }
         };
     }
-    let io = e.downcast_ref::<std::io::Error>();
     Cause {
         message: e.to_string(),
         type_name: known!(
@@ -101,11 +112,53 @@ fn cause(e: &(dyn Error + 'static)) -> Cause {
             std::string::FromUtf8Error,
             std::fmt::Error
         ),
-        code: io.map(|io| match io.raw_os_error() {
+        code: code_of(e),
+    }
+}
+
+/// Reads the code of an error whose type an integration knows (an HTTP status).
+pub(crate) type CodeReader = fn(&(dyn Error + 'static)) -> Option<ErrorCode>;
+
+/// The integrations' [`CodeReader`]s, given once by `init`.
+static CODE_READERS: OnceLock<&'static [CodeReader]> = OnceLock::new();
+
+/// Sets the integrations' code readers (the first call wins: they do not change).
+#[cfg(any(feature = "reqwest", feature = "actix-web"))]
+pub(crate) fn read_codes_with(readers: &'static [CodeReader]) {
+    let _ = CODE_READERS.set(readers);
+}
+
+/// `exception.code` of one error: an I/O error's OS error number or kind, else what an
+/// integration reads from it.
+fn code_of(e: &(dyn Error + 'static)) -> Option<ErrorCode> {
+    if let Some(io) = downcast::<std::io::Error>(e) {
+        return Some(match io.raw_os_error() {
             Some(n) => ErrorCode::Os(n),
             None => ErrorCode::Kind(format!("{:?}", io.kind())),
-        }),
+        });
     }
+    CODE_READERS
+        .get()
+        .and_then(|readers| readers.iter().find_map(|read| read(e)))
+}
+
+/// `e` as a `T` (a type without lifetime parameters), or as a reference to one
+/// (`capture_error!(&e)` captures a `&T`).
+pub(crate) fn downcast<'r, T: Error + 'static>(e: &'r (dyn Error + 'static)) -> Option<&'r T> {
+    e.downcast_ref::<T>()
+        .or_else(|| e.downcast_ref::<&'static T>().map(|t| &**t))
+}
+
+/// The captured error as a `'static` trait object, so that [`code_of`] can ask its type, like
+/// its causes' (`source()` gives those as `'static` already).
+fn as_static<'r>(err: &'r (dyn Error + '_)) -> &'r (dyn Error + 'static) {
+    // SAFETY: only the lifetime bound of the trait object changes; the reference keeps its
+    // own lifetime `'r`, so nothing outlives the error. The result only goes to `code_of`,
+    // which reads it through [`downcast`]: a `TypeId` ignores lifetimes, so a match means the
+    // value is exactly a `T` (which has no lifetime) or a reference to one, which lives at
+    // least as long as the borrow `'r` of the value holding it, and is handed out for `'r`
+    // only.
+    unsafe { std::mem::transmute::<&'r (dyn Error + '_), &'r (dyn Error + 'static)>(err) }
 }
 
 /// `capture_message!`: a log record sent as an error event.
@@ -142,6 +195,7 @@ fn push_log_event(message: String, origin: ErrorOrigin, margin: usize) {
         trace,
         type_name: "",
         message,
+        code: None,
         causes: Vec::new(),
         origin,
         stack,
@@ -189,6 +243,7 @@ pub(crate) fn capture_panic(message: String, file: String, line: u32) {
         trace,
         type_name: "panic",
         message,
+        code: None,
         causes: Vec::new(),
         origin: ErrorOrigin::Panic { file, line },
         stack,

@@ -172,9 +172,10 @@ impl<F: Future, H: FnOnce(&F::Output) -> Outcome> Instrumented<F, H> {
 pub fn capture_error(
     err: &dyn std::error::Error,
     type_name: &'static str,
+    backtrace: Option<&std::backtrace::Backtrace>,
     site: &'static Site,
 ) {
-    errors::capture(err, type_name, site);
+    errors::capture(err, type_name, backtrace, site);
 }
 
 /// `capture_message!`: a message event at `level`, formatted only when an agent records it.

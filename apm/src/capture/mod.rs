@@ -27,15 +27,20 @@ cfg_enable! {
     #[cfg(apm_sql)]
     mod statements;
     mod transaction;
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    mod unwind;
 
     pub(crate) use future::Instrumented;
     #[cfg(any(test, fuzzing))]
     pub(crate) use propagation::check_trace_context;
     #[cfg(any(feature = "log", feature = "tracing"))]
     pub(crate) use errors::capture_log;
+    #[cfg(any(feature = "reqwest", feature = "actix-web"))]
+    pub(crate) use errors::{downcast, read_codes_with};
     #[cfg(feature = "tracing")]
     pub(crate) use bridge::{end_span, end_transaction, rename_span, start_static_span, BridgeFrame};
     pub(crate) use panic::install as install_panic_hook;
+    pub(crate) use raw_stack::prime as prime_stack_walk;
     #[cfg(apm_sql)]
     pub(crate) use db_span::{start_db_guard, start_db_span};
     #[cfg(apm_exit_stats)]

@@ -30,6 +30,48 @@ pub(crate) fn capture(margin: usize, from_panic: bool) -> Option<RawStack> {
     }
     let cap = limit.map_or(MAX_FRAMES, |n| n.min(MAX_FRAMES)) + margin;
     let mut ips = Vec::with_capacity(cap);
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    if super::unwind::walk(&mut ips).is_none() {
+        ips.clear();
+        walk_slowly(&mut ips, cap);
+    }
+    #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+    walk_slowly(&mut ips, cap);
+    Some(RawStack {
+        ips,
+        limit,
+        from_panic,
+        resolved: None,
+    })
+}
+
+/// The frames of a backtrace an error carries, as text (`std` resolves its symbols the first
+/// time it is written; the transport thread parses the text); `None` when the limit is 0.
+#[cold]
+#[inline(never)]
+pub(crate) fn of_backtrace(backtrace: &std::backtrace::Backtrace) -> Option<RawStack> {
+    let limit = tracer::get()?.live.stack_trace_limit();
+    if limit == Some(0) {
+        return None;
+    }
+    Some(RawStack {
+        ips: Vec::new(),
+        limit,
+        from_panic: false,
+        resolved: Some(format!("{backtrace:?}").into_boxed_str()),
+    })
+}
+
+/// Prepares the stack walk of the application threads (on x86_64 Linux, the unwind tables of
+/// the modules loaded now).
+pub(crate) fn prime() {
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    super::unwind::prime();
+}
+
+/// The current stack through `backtrace` (the system's unwinder), `cap` frames at most.
+#[inline(never)]
+fn walk_slowly(ips: &mut Vec<usize>, cap: usize) {
     let mut push = |frame: &backtrace::Frame| {
         ips.push(frame.ip() as usize);
         ips.len() < cap
@@ -45,11 +87,6 @@ pub(crate) fn capture(margin: usize, from_panic: bool) -> Option<RawStack> {
     };
     #[cfg(not(all(unix, not(miri))))]
     backtrace::trace(&mut push);
-    Some(RawStack {
-        ips: ips.into_boxed_slice(),
-        limit,
-        from_panic,
-    })
 }
 
 /// The stack where a span that ran from `start` to `end` ends, if it lasted

@@ -81,10 +81,19 @@ pub(crate) fn learn_app_crate(module_path: &str) {
 /// The frames of `stack`, innermost first: the agent's own (and, for panics, the panic
 /// machinery's) removed, then at most `stack.limit`.
 pub(crate) fn frames(stack: &RawStack) -> Vec<Frame> {
+    if let Some(text) = &stack.resolved {
+        let symbols = parse_backtrace(text);
+        let flat: Vec<&Symbol> = symbols.iter().collect();
+        return to_frames(&strip_carrier(&flat), stack.limit);
+    }
     let symbols: Vec<Rc<[Symbol]>> = stack.ips.iter().map(|&ip| resolve(ip)).collect();
     let flat: Vec<&Symbol> = symbols.iter().flat_map(|s| s.iter()).collect();
-    let kept = strip(&flat, stack.from_panic);
-    let limit = stack.limit.unwrap_or(usize::MAX);
+    to_frames(&strip(&flat, stack.from_panic), stack.limit)
+}
+
+/// At most `limit` frames of `kept`.
+fn to_frames(kept: &[&Symbol], limit: Option<usize>) -> Vec<Frame> {
+    let limit = limit.unwrap_or(usize::MAX);
     APP_CRATES.with(|apps| {
         let apps = apps.borrow();
         kept.iter()
@@ -247,6 +256,60 @@ fn strip<'a>(symbols: &[&'a Symbol], from_panic: bool) -> Vec<&'a Symbol> {
     rest[..end].to_vec()
 }
 
+/// The frames of a backtrace an error carried, from where the error arose: the first frames,
+/// of the error library and of the standard library (capturing the backtrace, converting the
+/// error), removed, and those below the program's start.
+fn strip_carrier<'a>(symbols: &[&'a Symbol]) -> Vec<&'a Symbol> {
+    let start = symbols
+        .iter()
+        .position(|s| {
+            crate_of(&s.function)
+                .is_some_and(|c| c != "anyhow" && !TOOLCHAIN_CRATES.contains(&c))
+        })
+        .unwrap_or(symbols.len());
+    let rest = &symbols[start..];
+    let end = rest
+        .iter()
+        .position(|s| s.function.contains("__rust_begin_short_backtrace"))
+        .unwrap_or(rest.len());
+    rest[..end].to_vec()
+}
+
+/// The frames of `std::backtrace::Backtrace`'s `Debug` text: `Backtrace [{ fn: "f", file:
+/// "src/main.rs", line: 3 }, …]`, `fn: <unknown>` for a frame without a name (left out).
+fn parse_backtrace(text: &str) -> Vec<Symbol> {
+    /// The quoted text at the start of `s` (`"…"` ended by `", "` or `" }`), and the rest.
+    fn quoted(s: &str) -> Option<(&str, &str)> {
+        let s = s.strip_prefix('"')?;
+        let end = [s.find("\", "), s.find("\" }")]
+            .into_iter()
+            .flatten()
+            .min()?;
+        Some((&s[..end], &s[end + 1..]))
+    }
+    let mut symbols = Vec::new();
+    for entry in text.split("{ fn: ").skip(1) {
+        let Some((function, rest)) = quoted(entry) else {
+            continue;
+        };
+        let (abs_path, rest) = match rest.strip_prefix(", file: ").and_then(quoted) {
+            Some((file, rest)) => (Some(file.to_owned()), rest),
+            None => (None, rest),
+        };
+        let lineno = rest.strip_prefix(", line: ").and_then(|r| {
+            let digits = r.find(|c: char| !c.is_ascii_digit()).unwrap_or(r.len());
+            r[..digits].parse().ok()
+        });
+        symbols.push(Symbol {
+            function: function.to_owned(),
+            abs_path,
+            lineno,
+            colno: None,
+        });
+    }
+    symbols
+}
+
 fn to_frame(s: &Symbol, app_crates: &[String]) -> Frame {
     let krate = crate_of(&s.function);
     Frame {
@@ -402,6 +465,47 @@ fn short_path(abs: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `std`'s `Debug` text of a backtrace gives each frame's function, file and line.
+    #[test]
+    #[inline(never)]
+    fn a_backtrace_is_read_from_its_debug_text() {
+        let text = format!("{:?}", std::backtrace::Backtrace::force_capture());
+        let symbols = parse_backtrace(&text);
+        let here = symbols
+            .iter()
+            .find(|s| s.function.ends_with("a_backtrace_is_read_from_its_debug_text"))
+            .unwrap_or_else(|| panic!("{text}"));
+        assert!(here.abs_path.as_deref().is_some_and(|p| p.ends_with("symbolize.rs")));
+        assert!(here.lineno.is_some());
+    }
+
+    /// The error library's and the standard library's first frames are removed; a frame
+    /// without a file is kept.
+    #[test]
+    fn a_carried_backtrace_starts_where_the_error_arose() {
+        let text = "Backtrace [{ fn: \"std::backtrace::Backtrace::capture\", file: \"/rustc/x/library/std/src/backtrace.rs\", line: 296 }, \
+            { fn: \"<anyhow::Error as core::convert::From<E>>::from\" }, \
+            { fn: \"<T as core::convert::Into<U>>::into\", line: 7 }, \
+            { fn: \"shop::load::{{closure}}\", file: \"src/load.rs\", line: 12 }, \
+            { fn: <unknown> }, \
+            { fn: \"shop::main\" }, \
+            { fn: \"std::sys::backtrace::__rust_begin_short_backtrace\", line: 1 }, \
+            { fn: \"std::rt::lang_start\" }]";
+        let symbols = parse_backtrace(text);
+        let flat: Vec<&Symbol> = symbols.iter().collect();
+        let kept: Vec<(&str, Option<&str>, Option<u32>)> = strip_carrier(&flat)
+            .iter()
+            .map(|s| (s.function.as_str(), s.abs_path.as_deref(), s.lineno))
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                ("shop::load::{{closure}}", Some("src/load.rs"), Some(12)),
+                ("shop::main", None, None),
+            ]
+        );
+    }
 
     #[test]
     fn crates_come_from_the_function_path() {

@@ -552,6 +552,17 @@ fn record_panic(txn: &Transaction, payload: &(dyn Any + Send)) {
     txn.integration_failed();
 }
 
+/// `exception.code` of an actix-web error: the status of the response it makes.
+#[cfg(feature = "enable")]
+pub(crate) fn error_code(
+    e: &(dyn std::error::Error + 'static),
+) -> Option<super::facade::ErrorCode> {
+    let status = super::facade::downcast::<::actix_web::Error>(e)?
+        .as_response_error()
+        .status_code();
+    Some(super::facade::ErrorCode::Status(status.as_u16()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,12 @@
 #[cfg(any(feature = "log", feature = "tracing"))]
 pub(crate) use crate::capture::capture_log;
 
+/// HTTP clients and servers: the status an error of theirs carries, as `exception.code`.
+#[cfg(all(feature = "enable", any(feature = "reqwest", feature = "actix-web")))]
+pub(crate) use crate::capture::{downcast, read_codes_with};
+#[cfg(all(feature = "enable", any(feature = "reqwest", feature = "actix-web")))]
+pub(crate) use crate::types::record::ErrorCode;
+
 /// `apm::tracing`: spans of `tracing` made current on apm's own stack while entered, so that
 /// `#[apm::span]` and `#[tracing::instrument]` nest in either direction; static names for
 /// spans whose name and type are known at their call site; and the end of a bridged span or

@@ -59,3 +59,15 @@ pub mod tower;
 #[cfg(feature = "tracing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tracing")))]
 pub mod tracing;
+
+/// Gives the runtime the readers of `exception.code` for the errors of the integrations
+/// compiled in: the HTTP status of a reqwest error, or of an actix-web error's response.
+pub(crate) fn install_error_codes() {
+    #[cfg(all(feature = "enable", any(feature = "reqwest", feature = "actix-web")))]
+    facade::read_codes_with(&[
+        #[cfg(feature = "reqwest")]
+        reqwest::error_code,
+        #[cfg(feature = "actix-web")]
+        actix::error_code,
+    ]);
+}

@@ -274,6 +274,15 @@ fn span_name(method: &str, url: &::reqwest::Url) -> String {
     name
 }
 
+/// `exception.code` of a reqwest error that carries a status (`error_for_status`).
+#[cfg(feature = "enable")]
+pub(crate) fn error_code(
+    e: &(dyn std::error::Error + 'static),
+) -> Option<super::facade::ErrorCode> {
+    let status = super::facade::downcast::<::reqwest::Error>(e)?.status()?;
+    Some(super::facade::ErrorCode::Status(status.as_u16()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

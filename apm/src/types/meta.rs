@@ -97,3 +97,45 @@ impl<'a> AsDynError<'a> for dyn ::std::error::Error + Send + Sync + 'a {
         (self, "dyn std::error::Error")
     }
 }
+
+/// Helper of `capture_error!`: its argument, to find the backtrace it carries. An
+/// `anyhow::Error` (feature `anyhow`) has one when `RUST_BACKTRACE` or `RUST_LIB_BACKTRACE`
+/// asked for it; other errors give none ([`NoBacktrace`]).
+#[derive(Debug)]
+pub struct Carrier<'a, T: ?Sized>(pub &'a T);
+
+/// The backtrace of an error type that carries one (taken before [`NoBacktrace`], which
+/// method lookup reaches only through an added reference).
+pub trait CarriedBacktrace<'a> {
+    /// The error's backtrace, captured or not.
+    fn __apm_backtrace(self) -> Option<&'a ::std::backtrace::Backtrace>;
+}
+
+#[cfg(feature = "anyhow")]
+impl<'a> CarriedBacktrace<'a> for Carrier<'a, ::anyhow::Error> {
+    #[inline]
+    fn __apm_backtrace(self) -> Option<&'a ::std::backtrace::Backtrace> {
+        Some(self.0.backtrace())
+    }
+}
+
+#[cfg(feature = "anyhow")]
+impl<'a> CarriedBacktrace<'a> for Carrier<'a, &::anyhow::Error> {
+    #[inline]
+    fn __apm_backtrace(self) -> Option<&'a ::std::backtrace::Backtrace> {
+        Some(self.0.backtrace())
+    }
+}
+
+/// Errors that carry no backtrace the agent can read.
+pub trait NoBacktrace {
+    /// None.
+    fn __apm_backtrace(self) -> Option<&'static ::std::backtrace::Backtrace>;
+}
+
+impl<T: ?Sized> NoBacktrace for &Carrier<'_, T> {
+    #[inline]
+    fn __apm_backtrace(self) -> Option<&'static ::std::backtrace::Backtrace> {
+        None
+    }
+}

@@ -309,11 +309,14 @@ pub(crate) struct Cause {
     pub(crate) code: Option<ErrorCode>,
 }
 
-/// `exception.code`: an OS error number, or the kind of an I/O error without one.
+/// `exception.code`: an OS error number, the kind of an I/O error without one, or the HTTP
+/// status an error of an HTTP client or server carries (sent as text: `"404"`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ErrorCode {
     Os(i32),
     Kind(String),
+    #[cfg_attr(not(any(feature = "reqwest", feature = "actix-web")), allow(dead_code))]
+    Status(u16),
 }
 
 /// One captured error.
@@ -325,6 +328,9 @@ pub(crate) struct ErrorRecord {
     /// The error's type (`panic` for panics; unused for messages).
     pub(crate) type_name: &'static str,
     pub(crate) message: String,
+    /// `exception.code`: the code of the outermost error of the chain (the error itself, then
+    /// its causes) that has one.
+    pub(crate) code: Option<ErrorCode>,
     /// The `source()` chain, outermost first.
     pub(crate) causes: Vec<Cause>,
     pub(crate) origin: ErrorOrigin,

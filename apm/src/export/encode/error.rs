@@ -38,6 +38,26 @@ struct CauseView<'a> {
 enum CodeView<'a> {
     Os(i32),
     Kind(Kw<'a>),
+    Status(StatusText),
+}
+
+impl<'a> CodeView<'a> {
+    fn of(code: &'a ErrorCode) -> Self {
+        match code {
+            ErrorCode::Os(n) => CodeView::Os(*n),
+            ErrorCode::Kind(k) => CodeView::Kind(Kw(k)),
+            ErrorCode::Status(s) => CodeView::Status(StatusText(*s)),
+        }
+    }
+}
+
+/// An HTTP status written as text (`"404"`), as the other agents send it.
+struct StatusText(u16);
+
+impl Serialize for StatusText {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
 }
 
 impl<'a> CauseView<'a> {
@@ -53,10 +73,7 @@ impl<'a> CauseView<'a> {
             },
             kind: kind.map(Kw),
             module: module.map(Kw),
-            code: c.code.as_ref().map(|code| match code {
-                ErrorCode::Os(n) => CodeView::Os(*n),
-                ErrorCode::Kind(k) => CodeView::Kind(Kw(k)),
-            }),
+            code: c.code.as_ref().map(CodeView::of),
         }
     }
 }
@@ -69,6 +86,8 @@ struct ExceptionView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     module: Option<Kw<'a>>,
     handled: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<CodeView<'a>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     cause: Vec<CauseView<'a>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -224,6 +243,7 @@ pub(crate) fn write_error<W: Write>(
                     kind: Kw(type_name),
                     module: module.map(Kw),
                     handled: matches!(e.origin, ErrorOrigin::Captured(_)),
+                    code: e.code.as_ref().map(CodeView::of),
                     cause: e
                         .causes
                         .iter()
