@@ -68,10 +68,8 @@ use crate::{Outcome, Span, SpanGuard};
 #[derive(Debug, Clone)]
 pub struct Traced<C> {
     inner: C,
-    /// The server's address (host, or a Unix socket's path) and port.
-    address: Arc<str>,
-    port: Option<u16>,
-    /// The same, for commands past `transaction_max_spans` (`dropped_spans_stats`).
+    /// The server: its address (host, or a Unix socket's path) and port are the spans'
+    /// destination; commands past `transaction_max_spans` are counted under it.
     endpoint: Arc<DbEndpoint>,
 }
 
@@ -79,25 +77,23 @@ impl<C> Traced<C> {
     /// Wraps `connection`, made from `info` (`Client::get_connection_info()`), which gives
     /// the spans' destination address and port.
     pub fn new(connection: C, info: &ConnectionInfo) -> Self {
-        let (address, port): (Arc<str>, _) = match info.addr() {
+        let destination = match info.addr() {
             ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. } => {
-                (Arc::from(host.as_str()), Some(*port))
+                Some((host.clone(), Some(*port)))
             }
-            ConnectionAddr::Unix(path) => (Arc::from(path.to_string_lossy().as_ref()), None),
+            ConnectionAddr::Unix(path) => Some((path.to_string_lossy().into_owned(), None)),
             // `ConnectionAddr` is `#[non_exhaustive]`: an address kind added later is sent
             // without a destination address.
-            _ => (Arc::from(""), None),
+            _ => None,
         };
         let endpoint = Arc::new(DbEndpoint {
             subtype: "redis",
             instance: None,
             user: None,
-            destination: (!address.is_empty()).then(|| (address.to_string(), port)),
+            destination,
         });
         Traced {
             inner: connection,
-            address,
-            port,
             endpoint,
         }
     }
@@ -127,7 +123,7 @@ impl<C> Traced<C> {
         if !span.is_recording() {
             return OverLimitExit::start(&self.endpoint).map(Call::OverLimit);
         }
-        span.describe(&self.address, self.port);
+        span.describe(&self.endpoint);
         Some(Call::Span(span))
     }
 }
@@ -244,7 +240,7 @@ trait DbSpan: Sized {
     fn is_recording(&self) -> bool;
     /// Type, subtype, action, `context.db`, destination, exit; outcome `unknown` until the
     /// reply decides it (a dropped future ends so).
-    fn describe(&mut self, address: &str, port: Option<u16>);
+    fn describe(&mut self, endpoint: &DbEndpoint);
     fn set_outcome_to(&mut self, outcome: Outcome);
 }
 
@@ -257,12 +253,12 @@ macro_rules! impl_db_span {
             fn is_recording(&self) -> bool {
                 <$handle>::is_recording(self)
             }
-            fn describe(&mut self, address: &str, port: Option<u16>) {
+            fn describe(&mut self, endpoint: &DbEndpoint) {
                 self.set_subtype("redis");
                 self.set_action("query");
                 self.set_db("redis", None, None);
-                if !address.is_empty() {
-                    self.set_destination(Some(address.to_owned()), port);
+                if let Some((address, port)) = &endpoint.destination {
+                    self.set_destination(Some(address.clone()), *port);
                 }
                 self.set_exit();
                 self.set_outcome(Outcome::Unknown);
