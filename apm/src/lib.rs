@@ -593,10 +593,8 @@ pub fn install_panic_hook() -> bool {
 /// }
 /// ```
 pub fn current_ids() -> Option<CurrentIds> {
-    capture::current_ids().map(|(trace_id, transaction_id, span_id)| CurrentIds {
-        trace_id,
-        transaction_id,
-        span_id,
+    capture::current_ids().map(|(trace_id, transaction_id, span_id)| {
+        CurrentIds::new(trace_id, transaction_id, span_id)
     })
 }
 
@@ -609,6 +607,26 @@ pub struct CurrentIds {
 }
 
 impl CurrentIds {
+    pub(crate) const fn new(trace_id: u128, transaction_id: u64, span_id: Option<u64>) -> Self {
+        CurrentIds {
+            trace_id,
+            transaction_id,
+            span_id,
+        }
+    }
+
+    pub(crate) const fn raw_trace_id(&self) -> u128 {
+        self.trace_id
+    }
+
+    pub(crate) const fn raw_transaction_id(&self) -> u64 {
+        self.transaction_id
+    }
+
+    pub(crate) const fn raw_span_id(&self) -> Option<u64> {
+        self.span_id
+    }
+
     /// The trace id: 32 lower-case hex digits.
     pub fn trace_id(&self) -> String {
         format!("{:032x}", self.trace_id)
@@ -632,9 +650,10 @@ impl std::fmt::Display for CurrentIds {
         write!(
             f,
             "trace.id={:032x} transaction.id={:016x}",
-            self.trace_id, self.transaction_id
+            self.raw_trace_id(),
+            self.raw_transaction_id()
         )?;
-        if let Some(span) = self.span_id {
+        if let Some(span) = self.raw_span_id() {
             write!(f, " span.id={span:016x}")?;
         }
         Ok(())

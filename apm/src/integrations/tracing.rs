@@ -52,9 +52,10 @@
 //! **Events** at or above [`ApmLayer::error_level`] (`ERROR` by default) are sent as error
 //! events: the `message` field followed by the other fields as `key=value`, the level, the
 //! target as `log.logger_name` and the stack trace of the event, linked to the current
-//! transaction and span. For log correlation, [`crate::current_ids`] gives `trace.id`,
-//! `transaction.id` and `span.id` in any layer's `on_event` (or any formatter): the entered
-//! tracing span is apm's current span.
+//! transaction and span. For log correlation, [`WithTraceIds`] adds `trace.id`,
+//! `transaction.id` and `span.id` to the lines of a `tracing_subscriber::fmt` formatter, and
+//! [`crate::current_ids`] gives them to any other layer's `on_event` (or any formatter): the
+//! entered tracing span is apm's current span.
 //!
 //! **Cost.** Nothing is recorded, and nothing allocated, outside a transaction (unless a root
 //! rule matches). A span with no fields to record allocates nothing: its name is a static
@@ -76,6 +77,9 @@ use tracing_subscriber::layer::{Context as LayerContext, Layer};
 
 use super::facade::{self, BridgeFrame, SpanMeta};
 use crate::{LabelValue, Outcome};
+
+mod log_ids;
+pub use log_ids::WithTraceIds;
 
 /// Labels taken from one span's fields at most.
 const MAX_LABELS: usize = 32;
