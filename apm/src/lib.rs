@@ -110,6 +110,8 @@ pub use integrations::minreq;
 pub use integrations::mysql;
 #[cfg(feature = "nats")]
 pub use integrations::nats;
+#[cfg(feature = "opentelemetry")]
+pub use integrations::otel;
 #[cfg(feature = "postgres")]
 pub use integrations::postgres;
 #[cfg(feature = "redis")]

@@ -464,14 +464,14 @@ impl Bridged {
         match self.handle {
             Handle::Span(mut span) => {
                 span.set_outcome(outcome);
-                facade::end_span(span, self.frame);
+                facade::end_span(span, self.frame.as_ref());
             }
             Handle::Transaction(t) => {
                 t.set_outcome(outcome);
                 if let Some(code) = self.http_status {
                     t.set_result(http_result(code));
                 }
-                facade::end_transaction(&t, self.frame, Outcome::Unknown);
+                facade::end_transaction(&t, self.frame.as_ref(), Outcome::Unknown);
             }
         }
     }
