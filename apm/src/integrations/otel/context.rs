@@ -124,11 +124,13 @@ fn view_id(cx: &Context) -> usize {
     view(cx).map_or(0, |v| v as *const View as usize)
 }
 
+/// A context attached: the id of the one it replaced, and the bridged span's entry on apm's
+/// stack (with its token) when it pushed one.
+type Attached = (usize, Option<(Arc<Shared>, u64)>);
+
 thread_local! {
-    /// One entry per context attached on this thread since the first with a bridged span: the
-    /// context it replaced, and the bridged span's entry on apm's stack when it pushed one.
-    static ATTACHED: RefCell<Vec<(usize, Option<(Arc<Shared>, u64)>)>> =
-        const { RefCell::new(Vec::new()) };
+    /// One entry per context attached on this thread since the first with a bridged span.
+    static ATTACHED: RefCell<Vec<Attached>> = const { RefCell::new(Vec::new()) };
 }
 
 // OpenTelemetry calls these while its own thread-local context is borrowed: nothing here
