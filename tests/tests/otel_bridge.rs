@@ -122,8 +122,8 @@ fn step(w: &mut World, text: &str, table: &[Vec<String>], scenario: &str) {
         w.active = Some(t);
     } else if text == "OTel span is created with remote context as parent" {
         let remote = SpanContext::new(
-            TraceId::from_hex("0af7651916cd43dd8448eb211c80319c").unwrap(),
-            SpanId::from_hex("b7ad6b7169203331").unwrap(),
+            TraceId::from_hex("0af7651916cd43dd8448eb211c80319c").expect("a trace id"),
+            SpanId::from_hex("b7ad6b7169203331").expect("a span id"),
             TraceFlags::SAMPLED,
             true,
             TraceState::default(),
@@ -355,14 +355,14 @@ fn parents_cross_the_two_apis_across_tokio_tasks() {
         .worker_threads(2)
         .enable_all()
         .build()
-        .unwrap();
+        .expect("a runtime");
     rt.block_on(async {
         // An OpenTelemetry span's context carried into a task: apm spans there are its
         // children, on whichever worker polls them.
         let root = tracer().start("otel-task-root");
         let cx = Context::new().with_span(root);
         let task = tokio::spawn(apm_task().with_context(cx.clone()));
-        task.await.unwrap();
+        task.await.expect("the task completes");
         drop(cx);
         // An apm transaction carried into a task: OpenTelemetry spans there are its children.
         let t = apm::Transaction::start("apm-task-root", "custom");
@@ -370,7 +370,7 @@ fn parents_cross_the_two_apis_across_tokio_tasks() {
             tokio::task::yield_now().await;
             tracer().in_span("otel-in-bound-task", |_cx| {});
         }));
-        task.await.unwrap();
+        task.await.expect("the task completes");
     });
     drop(rt);
     h.flush();
@@ -381,6 +381,32 @@ fn parents_cross_the_two_apis_across_tokio_tasks() {
     assert_eq!(
         parent("otel-in-bound-task"),
         id_of(&events, "apm-task-root")
+    );
+    h.finish();
+}
+
+#[apm::span]
+fn apm_with_explicit_child() -> String {
+    let cx = apm::otel::current_context();
+    let span_id = cx.span().span_context().span_id().to_string();
+    let _child = tracer().start_with_context("otel-explicit-child", &cx);
+    span_id
+}
+
+#[test]
+fn the_current_context_of_an_apm_span_holds_it_for_explicit_parents() {
+    let h = agent::start(|c| c);
+    assert!(!apm::otel::current_context().has_active_span());
+    let seen = {
+        let _t = apm::start_transaction("explicit-root", "custom");
+        apm_with_explicit_child()
+    };
+    h.flush();
+    let events = all_events(&h);
+    assert_eq!(id_of(&events, "apm_with_explicit_child"), seen.as_str());
+    assert_eq!(
+        named(&events, "otel-explicit-child")["parent_id"],
+        seen.as_str()
     );
     h.finish();
 }
@@ -413,8 +439,8 @@ fn guards_dropped_out_of_order_leave_apm_stack_as_it_was() {
 fn links_errors_names_and_propagation() {
     let h = agent::start(|c| c);
     let linked = SpanContext::new(
-        TraceId::from_hex("11111111111111111111111111111111").unwrap(),
-        SpanId::from_hex("2222222222222222").unwrap(),
+        TraceId::from_hex("11111111111111111111111111111111").expect("a trace id"),
+        SpanId::from_hex("2222222222222222").expect("a span id"),
         TraceFlags::SAMPLED,
         true,
         TraceState::default(),
@@ -483,8 +509,8 @@ fn nothing_is_recorded_without_an_agent_and_remote_parents_carry_on() {
     // No agent running: spans record nothing, and keep their remote parent's context.
     let _exclusive = agent::exclusive();
     let remote = SpanContext::new(
-        TraceId::from_hex("0af7651916cd43dd8448eb211c80319c").unwrap(),
-        SpanId::from_hex("b7ad6b7169203331").unwrap(),
+        TraceId::from_hex("0af7651916cd43dd8448eb211c80319c").expect("a trace id"),
+        SpanId::from_hex("b7ad6b7169203331").expect("a span id"),
         TraceFlags::SAMPLED,
         true,
         TraceState::default(),

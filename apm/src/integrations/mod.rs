@@ -7,6 +7,8 @@ mod db;
 mod facade;
 #[cfg(apm_messaging)]
 mod messaging;
+#[cfg(apm_bridge)]
+mod semconv;
 #[cfg(apm_server)]
 mod server;
 

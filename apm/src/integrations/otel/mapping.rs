@@ -12,14 +12,16 @@ use std::borrow::Cow;
 use opentelemetry::trace::SpanKind;
 use opentelemetry::{KeyValue, Value};
 
-/// The `otel.span_kind` of a kind.
-pub(super) fn kind_name(kind: &SpanKind) -> &'static str {
+use super::super::semconv::{self, keys, Class, Has, Kind};
+
+/// The kind as the conventions name it.
+pub(super) fn kind_of(kind: &SpanKind) -> Kind {
     match kind {
-        SpanKind::Client => "CLIENT",
-        SpanKind::Server => "SERVER",
-        SpanKind::Producer => "PRODUCER",
-        SpanKind::Consumer => "CONSUMER",
-        SpanKind::Internal => "INTERNAL",
+        SpanKind::Client => Kind::Client,
+        SpanKind::Server => Kind::Server,
+        SpanKind::Producer => Kind::Producer,
+        SpanKind::Consumer => Kind::Consumer,
+        SpanKind::Internal => Kind::Internal,
     }
 }
 
@@ -59,23 +61,22 @@ impl<'a> Attrs<'a> {
     fn has(&self, keys: &[&str]) -> bool {
         self.any(keys).is_some()
     }
+
+    /// What decides the class and the transaction type. HTTP: a URL or a scheme (the spec
+    /// reads no method).
+    fn decisive(&self) -> Has {
+        Has {
+            db: self.has(keys::DB_SYSTEM),
+            messaging: self.has(keys::MESSAGING_SYSTEM),
+            rpc: self.has(keys::RPC_SYSTEM),
+            http: self.has(keys::HTTP_URL) || self.has(keys::HTTP_SCHEME),
+        }
+    }
 }
 
-const HTTP_URL: &[&str] = &["http.url", "url.full"];
-const HTTP_SCHEME: &[&str] = &["http.scheme", "url.scheme"];
-const RPC_SYSTEM: &[&str] = &["rpc.system"];
-const MESSAGING_SYSTEM: &[&str] = &["messaging.system"];
-const DB_SYSTEM: &[&str] = &["db.system", "db.system.name"];
-
 /// The transaction type of a span that starts a transaction.
-pub(super) fn transaction_type(kind: &SpanKind, attributes: &[KeyValue]) -> &'static str {
-    let a = Attrs(attributes);
-    let http = a.has(HTTP_URL) || a.has(HTTP_SCHEME);
-    match kind {
-        SpanKind::Server if http || a.has(RPC_SYSTEM) => "request",
-        SpanKind::Consumer if a.has(MESSAGING_SYSTEM) => "messaging",
-        _ => "unknown",
-    }
+pub(super) fn transaction_type(kind: Kind, attributes: &[KeyValue]) -> &'static str {
+    semconv::transaction_type(Some(kind), Attrs(attributes).decisive())
 }
 
 /// A span's type, subtype and service target.
@@ -90,82 +91,66 @@ pub(super) struct SpanType {
     pub(super) name_only_resource: bool,
 }
 
-pub(super) fn span_type(kind: &SpanKind, attributes: &[KeyValue]) -> SpanType {
+pub(super) fn span_type(kind: Kind, attributes: &[KeyValue]) -> SpanType {
     let a = Attrs(attributes);
-    let net_port = a.port(&["net.peer.port", "server.port"]);
-    let net_peer = a.text(&["net.peer.name", "net.peer.ip", "server.address"]);
-    let net_name = net_peer.as_ref().map(|peer| match net_port {
-        Some(port) => format!("{peer}:{port}"),
-        None => peer.to_string(),
-    });
-    let owned = |c: Cow<'_, str>| -> Cow<'static, str> { Cow::Owned(c.into_owned()) };
-    if let Some(system) = a.text(DB_SYSTEM) {
-        let system = owned(system);
-        return SpanType {
-            kind: "db",
-            subtype: Some(system.clone()),
-            target: Some((
-                system,
-                a.text(&["db.name", "db.namespace"]).map(Cow::into_owned),
-            )),
-            name_only_resource: false,
-        };
-    }
-    if let Some(system) = a.text(MESSAGING_SYSTEM) {
-        let system = owned(system);
+    let class = semconv::classify(Some(kind), a.decisive());
+    let owned = |keys: &[&str]| a.text(keys).map(|t| Cow::Owned(t.into_owned()));
+    let net_port = a.port(keys::PEER_PORT);
+    let net_peer = a.text(keys::PEER_NAME).or_else(|| a.text(keys::PEER_IP));
+    let (subtype, name): (Option<Cow<'static, str>>, Option<String>) = match class {
+        Class::Db => (
+            owned(keys::DB_SYSTEM),
+            a.text(keys::DB_NAME).map(Cow::into_owned),
+        ),
         // The spec's feature file (`otel_bridge.feature`) names the target after the
         // destination alone: the broker's address is not a target name.
-        let name = a
-            .text(&["messaging.destination", "messaging.destination.name"])
-            .map(Cow::into_owned);
-        return SpanType {
-            kind: "messaging",
-            subtype: Some(system.clone()),
-            target: Some((system, name)),
-            name_only_resource: false,
-        };
-    }
-    if let Some(system) = a.text(RPC_SYSTEM) {
-        let system = owned(system);
-        let name = net_name.or_else(|| a.text(&["rpc.service"]).map(Cow::into_owned));
-        return SpanType {
-            kind: "external",
-            subtype: Some(system.clone()),
-            target: Some((system, name)),
-            name_only_resource: true,
-        };
-    }
-    let url = a.text(HTTP_URL);
-    let scheme = a.text(HTTP_SCHEME);
-    if url.is_some() || scheme.is_some() {
-        let host = a.text(&["http.host"]).or(net_peer);
-        let name = match host {
-            Some(host) => match net_port.or_else(|| scheme.as_deref().and_then(scheme_port)) {
-                Some(port) => Some(format!("{host}:{port}")),
-                None => Some(host.into_owned()),
-            },
-            None => url.as_deref().and_then(url_host_port),
-        };
-        return SpanType {
-            kind: "external",
-            subtype: Some(Cow::Borrowed("http")),
-            target: Some((Cow::Borrowed("http"), name)),
-            name_only_resource: true,
-        };
-    }
-    match kind {
-        SpanKind::Internal => SpanType {
-            kind: "app",
-            subtype: Some(Cow::Borrowed("internal")),
-            target: None,
-            name_only_resource: false,
-        },
-        _ => SpanType {
-            kind: "unknown",
-            subtype: None,
-            target: None,
-            name_only_resource: false,
-        },
+        Class::Messaging => (
+            owned(keys::MESSAGING_SYSTEM),
+            a.text(keys::MESSAGING_DESTINATION).map(Cow::into_owned),
+        ),
+        Class::Rpc => {
+            let net_name = net_peer.as_ref().map(|peer| match net_port {
+                Some(port) => format!("{peer}:{port}"),
+                None => peer.to_string(),
+            });
+            (
+                owned(keys::RPC_SYSTEM),
+                net_name.or_else(|| a.text(keys::RPC_SERVICE).map(Cow::into_owned)),
+            )
+        }
+        Class::Http => {
+            let scheme = a.text(keys::HTTP_SCHEME);
+            let name = match a.text(keys::HTTP_HOST).or(net_peer) {
+                Some(host) => match net_port.or_else(|| scheme.as_deref().and_then(scheme_port)) {
+                    Some(port) => Some(format!("{host}:{port}")),
+                    None => Some(host.into_owned()),
+                },
+                None => a.text(keys::HTTP_URL).as_deref().and_then(url_host_port),
+            };
+            (Some(Cow::Borrowed("http")), name)
+        }
+        Class::Internal => {
+            return SpanType {
+                kind: class.span_type(),
+                subtype: Some(Cow::Borrowed("internal")),
+                target: None,
+                name_only_resource: false,
+            }
+        }
+        Class::Unknown => {
+            return SpanType {
+                kind: class.span_type(),
+                subtype: None,
+                target: None,
+                name_only_resource: false,
+            }
+        }
+    };
+    SpanType {
+        kind: class.span_type(),
+        target: subtype.clone().map(|t| (t, name)),
+        subtype,
+        name_only_resource: matches!(class, Class::Rpc | Class::Http),
     }
 }
 
@@ -228,7 +213,7 @@ mod tests {
     #[test]
     fn current_semantic_conventions_are_read_too() {
         let t = span_type(
-            &SpanKind::Client,
+            Kind::Client,
             &[
                 KeyValue::new("db.system.name", "postgresql"),
                 KeyValue::new("db.namespace", "shop"),
@@ -240,7 +225,7 @@ mod tests {
             Some((Cow::Borrowed("postgresql"), Some("shop".into())))
         );
         let t = span_type(
-            &SpanKind::Client,
+            Kind::Client,
             &[
                 KeyValue::new("url.full", "http://a.invalid/"),
                 KeyValue::new("server.address", "a.invalid"),
@@ -252,7 +237,7 @@ mod tests {
             Some((Cow::Borrowed("http"), Some("a.invalid:8080".into())))
         );
         assert_eq!(
-            transaction_type(&SpanKind::Server, &attrs(&[("url.scheme", "https")])),
+            transaction_type(Kind::Server, &attrs(&[("url.scheme", "https")])),
             "request"
         );
     }

@@ -45,9 +45,9 @@
 //! attached there, if any, else of apm's current span.
 //!
 //! **Limits.** `opentelemetry::Context::current()` does not contain apm's own spans (the
-//! OpenTelemetry API has no hook for it): to start an OpenTelemetry span under an
-//! `#[apm::span]`, start it from the current context (as above), not from an explicit
-//! `Context`. Start and end times given through the API are not used (apm times spans with
+//! OpenTelemetry API has no hook for it): [`current_context`] is the current context with
+//! apm's current span in it, for an explicit parent or a propagator; spans started from the
+//! current context (as above) need neither. Start and end times given through the API are not used (apm times spans with
 //! its own clock). The `tracestate` of an apm trace is not in the span contexts the bridge
 //! hands out.
 //!
@@ -121,11 +121,77 @@ enum Parent {
     Root,
 }
 
+/// Carried by the contexts [`current_context`] makes: the apm context behind their active
+/// span (a span of apm's own API, which has no OpenTelemetry handle).
+#[derive(Debug)]
+struct ApmParent {
+    context: crate::Context,
+    span_id: SpanId,
+}
+
+/// OpenTelemetry's current context, with apm's current span or transaction as its active span
+/// when one is current here: what `opentelemetry::Context::current()` cannot give (the API has
+/// no hook for another library's spans). Spans started with it as their explicit parent are
+/// children of that apm span, and propagators inject that span's ids.
+///
+/// ```no_run
+/// use opentelemetry::trace::{TraceContextExt as _, Tracer as _, TracerProvider as _};
+///
+/// #[apm::span]
+/// fn handler(tracer: &apm::otel::ApmTracer) {
+///     let cx = apm::otel::current_context(); // holds `handler`'s span
+///     let _child = tracer.start_with_context("query", &cx);
+///     assert!(cx.has_active_span());
+/// }
+/// ```
+pub fn current_context() -> Context {
+    let apm = crate::Context::current();
+    let mut headers: Vec<(String, String)> = Vec::new();
+    apm.inject(&mut headers);
+    let traceparent = headers
+        .iter()
+        .find(|(k, _)| k == "traceparent")
+        .map(|(_, v)| v.as_str());
+    let Some(sc) = traceparent.and_then(parse_traceparent) else {
+        return Context::current();
+    };
+    let span_id = sc.span_id();
+    Context::current()
+        .with_span(ApmSpan {
+            shared: None,
+            span_context: sc,
+        })
+        .with_value(ApmParent {
+            context: apm,
+            span_id,
+        })
+}
+
+/// `00-<trace id>-<parent id>-<flags>`, as apm writes it.
+fn parse_traceparent(value: &str) -> Option<SpanContext> {
+    let mut parts = value.split('-');
+    let (_version, trace, span, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let flags = u8::from_str_radix(flags, 16).ok()?;
+    Some(SpanContext::new(
+        TraceId::from_hex(trace).ok()?,
+        SpanId::from_hex(span).ok()?,
+        TraceFlags::new(flags),
+        false,
+        TraceState::default(),
+    ))
+}
+
 impl Parent {
     /// The parent an explicit context gives.
     fn of(cx: &Context) -> Parent {
         if !cx.has_active_span() {
             return Parent::Root;
+        }
+        if let Some(apm) = cx.get::<ApmParent>() {
+            if apm.span_id == cx.span().span_context().span_id() {
+                return Parent::Local(apm.context.clone());
+            }
         }
         if let Some(shared) = context::bridged(cx) {
             return Parent::Local(shared.context());
@@ -165,8 +231,9 @@ impl Parent {
 impl opentelemetry::trace::Tracer for ApmTracer {
     type Span = ApmSpan;
 
-    /// A span under the current context: see [`Parent::current`] (the API's default reads
-    /// OpenTelemetry's current context only).
+    /// A span under the current context: apm's current span or transaction (where attached
+    /// bridged spans are too), unless OpenTelemetry's current context holds a span of other
+    /// origin (the API's default reads OpenTelemetry's current context only).
     fn start<T>(&self, name: T) -> ApmSpan
     where
         T: Into<Cow<'static, str>>,
@@ -369,11 +436,12 @@ impl State {
             return;
         };
         let outcome = self.outcome();
-        let span_kind = mapping::kind_name(&self.kind);
+        let kind = mapping::kind_of(&self.kind);
+        let span_kind = kind.otel_name();
         let attributes = std::mem::take(&mut self.attributes);
         match handle {
             Handle::Span(mut span) => {
-                let t = mapping::span_type(&self.kind, &attributes);
+                let t = mapping::span_type(kind, &attributes);
                 facade::set_span_type(&mut span, t.kind, t.subtype);
                 if let Some((target_type, name)) = t.target {
                     span.set_exit();
@@ -387,10 +455,7 @@ impl State {
                 facade::end_span(span, Some(&self.frame));
             }
             Handle::Transaction(t) => {
-                facade::set_transaction_type(
-                    &t,
-                    mapping::transaction_type(&self.kind, &attributes),
-                );
+                facade::set_transaction_type(&t, mapping::transaction_type(kind, &attributes));
                 t.set_outcome(outcome);
                 facade::set_transaction_otel(&t, span_kind, attributes);
                 facade::end_transaction(&t, Some(&self.frame), outcome);
