@@ -1,7 +1,7 @@
-//! Spans of another tracing library (`apm::tracing`): the apm span or transaction opens where
-//! that library's span is created, is made current on the thread's stack each time the span is
-//! entered (async code enters and exits on every poll, on any thread), and ends when the span
-//! closes. Between two enters it keeps what a future's frame keeps: its children's time, and
+//! Spans of another tracing library (`apm::tracing`, `apm::otel`): the apm span or transaction
+//! opens where that library's span is created, is made current on the thread's stack each time
+//! the span is entered (attached, for OpenTelemetry; async code enters and exits on every poll,
+//! on any thread), and ends when the span closes (ends). Between two enters it keeps what a future's frame keeps: its children's time, and
 //! entries left open above it (a guard held across `.await`).
 
 use std::borrow::Cow;
