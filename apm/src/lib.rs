@@ -44,6 +44,7 @@
 //! | `sqlx-mysql` | no | The same on MySQL and MariaDB. |
 //! | `sqlx-sqlite` | no | The same on SQLite. |
 //! | `tracing` | no | `apm::tracing`: a `tracing_subscriber::Layer`; tracing spans become spans (transactions at configured roots), `#[tracing::instrument]` and `#[apm::span]` nest both ways, OpenTelemetry fields map to span context, events at or above a level become error events. |
+//! | `opentelemetry` | no | `apm::otel`: the OpenTelemetry API bridge (opentelemetry 0.33): an `ApmTracerProvider` whose spans become transactions and spans, kind and attributes sent in `otel`, type, subtype and service target derived as the Elastic spec says, status as outcome, links kept; OpenTelemetry spans and `#[apm::span]` nest both ways. |
 //! | `anyhow` | no | `capture_error!` of an `anyhow::Error` sends the backtrace anyhow captured where the error arose (`RUST_BACKTRACE=1` or `RUST_LIB_BACKTRACE=1`) instead of the frames of the call. |
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -110,6 +111,8 @@ pub use integrations::minreq;
 pub use integrations::mysql;
 #[cfg(feature = "nats")]
 pub use integrations::nats;
+#[cfg(feature = "opentelemetry")]
+pub use integrations::otel;
 #[cfg(feature = "postgres")]
 pub use integrations::postgres;
 #[cfg(feature = "redis")]

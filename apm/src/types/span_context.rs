@@ -33,6 +33,27 @@ pub(crate) struct SpanExtra {
     pub(crate) target_name: Option<Cow<'static, str>>,
     /// Where a span that lasted `span_stack_trace_min_duration` or longer ended.
     pub(crate) stack: Option<RawStack>,
+    /// `destination.service.resource` is the target's name alone (`host:port`), not
+    /// `type/name`: the OpenTelemetry bridge's HTTP and RPC spans.
+    #[cfg(feature = "opentelemetry")]
+    pub(crate) name_only_resource: bool,
+    /// `otel.span_kind` and `otel.attributes` of a span made through the OpenTelemetry API.
+    #[cfg(feature = "opentelemetry")]
+    pub(crate) otel: Option<Box<Otel>>,
+    /// Span links (the OpenTelemetry API's).
+    #[cfg(feature = "opentelemetry")]
+    pub(crate) links: Vec<super::record::Link>,
+}
+
+/// What a span or transaction made through the OpenTelemetry API sends as it was given: its
+/// kind, and its attributes as the application set them (written out on the transport
+/// thread).
+#[cfg(feature = "opentelemetry")]
+#[derive(Debug)]
+pub(crate) struct Otel {
+    /// `INTERNAL`, `SERVER`, `CLIENT`, `PRODUCER` or `CONSUMER`.
+    pub(crate) span_kind: &'static str,
+    pub(crate) attributes: Vec<opentelemetry::KeyValue>,
 }
 
 #[derive(Debug, Default)]

@@ -60,7 +60,7 @@ impl Serialize for DroppedView<'_> {
 const TARGET_LIMIT: usize = 512;
 
 /// Span links as the intake protocol writes them.
-struct LinksView<'a>(&'a [Link]);
+pub(super) struct LinksView<'a>(pub(super) &'a [Link]);
 
 #[cfg(test)]
 impl LinksView<'_> {
@@ -138,6 +138,10 @@ pub(crate) fn write_transaction(
         out.extend_from_slice(b",\"dropped_spans_stats\":");
         serde_json::to_writer(&mut *out, &DroppedView(&t.dropped_spans_stats))
             .map_err(io::Error::other)?;
+    }
+    #[cfg(feature = "opentelemetry")]
+    if let Some(otel) = &t.otel {
+        super::otel::write(out, otel, policy.long_field_max_length)?;
     }
     if let Some(context) = transaction_context(t, policy) {
         out.extend_from_slice(b",\"context\":");
@@ -251,6 +255,8 @@ mod tests {
             dropped_exits: Vec::new(),
             child_ns: 0,
             links: Vec::new(),
+            #[cfg(feature = "opentelemetry")]
+            otel: None,
             user: None,
             custom: Vec::new(),
             request: None,
