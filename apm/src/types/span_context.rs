@@ -33,7 +33,14 @@ pub(crate) struct SpanExtra {
     pub(crate) target_name: Option<Cow<'static, str>>,
     /// Where a span that lasted `span_stack_trace_min_duration` or longer ended.
     pub(crate) stack: Option<RawStack>,
+    /// Span links: the traces of the messages a batch receive brought (at most
+    /// [`MAX_LINKS`]).
+    pub(crate) links: Vec<super::record::Link>,
 }
+
+/// The most span links one span carries (`specs/agents/tracing-instrumentation-messaging.md`:
+/// a guard on the cost of huge batches).
+pub(crate) const MAX_LINKS: usize = 1000;
 
 #[derive(Debug, Default)]
 pub(crate) struct Http {

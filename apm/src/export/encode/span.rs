@@ -207,6 +207,13 @@ pub(crate) fn write_span(out: &mut Vec<u8>, s: &SpanRecord, policy: &Policy) -> 
             serde_json::to_writer(&mut *out, &frames).map_err(io::Error::other)?;
         }
     }
+    if let Some(links) = s.extra.as_deref().map(|e| &e.links[..]) {
+        if !links.is_empty() {
+            out.extend_from_slice(b",\"links\":");
+            serde_json::to_writer(&mut *out, &super::transaction::LinksView(links))
+                .map_err(io::Error::other)?;
+        }
+    }
     if let Some(extra) = s.extra.as_deref() {
         let url = extra
             .http

@@ -60,7 +60,7 @@ impl Serialize for DroppedView<'_> {
 const TARGET_LIMIT: usize = 512;
 
 /// Span links as the intake protocol writes them.
-struct LinksView<'a>(&'a [Link]);
+pub(super) struct LinksView<'a>(pub(super) &'a [Link]);
 
 #[cfg(test)]
 impl LinksView<'_> {
