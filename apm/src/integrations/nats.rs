@@ -152,8 +152,9 @@ fn start_send(
     }
     let mut headers = headers.unwrap_or_default();
     let mut sink = |name: &'static str, value: &str| {
-        if let (Ok(name), Ok(value)) = (HeaderName::from_str(name), HeaderValue::from_str(value)) {
-            headers.insert(name, value);
+        // The agent's own header names (valid, static): no check, no copy.
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(HeaderName::from_static(name), value);
         }
     };
     if !spans_recorded_here() {
