@@ -10,7 +10,9 @@
 //! - `apm_db`: the sqlx integration (any of its driver features);
 //! - `apm_sql`: the SQL client integrations whose spans share `integrations/db.rs`;
 //! - `apm_exit_stats`: database and cache clients (SQL and Redis), whose calls past
-//!   `transaction_max_spans` are counted in `dropped_spans_stats`.
+//!   `transaction_max_spans` are counted in `dropped_spans_stats`;
+//! - `apm_bridge`: bridges of other tracing APIs (`tracing`, OpenTelemetry), whose spans are
+//!   made current on apm's stack while entered.
 use std::process::Command;
 
 /// The SQL client features: `apm_sql`, and with Redis, `apm_exit_stats`.
@@ -42,6 +44,7 @@ const GROUPS: &[(&str, &[&[&str]])] = &[
     ("apm_db", &[&["SQLX_POSTGRES", "SQLX_MYSQL", "SQLX_SQLITE"]]),
     ("apm_sql", &[SQL_CLIENTS]),
     ("apm_exit_stats", &[SQL_CLIENTS, &["REDIS"]]),
+    ("apm_bridge", &[&["TRACING", "OPENTELEMETRY"]]),
 ];
 
 fn main() {

@@ -45,6 +45,7 @@
 //! | `sqlx-mysql` | no | The same on MySQL and MariaDB. |
 //! | `sqlx-sqlite` | no | The same on SQLite. |
 //! | `tracing` | no | `apm::tracing`: a `tracing_subscriber::Layer`; tracing spans become spans (transactions at configured roots), `#[tracing::instrument]` and `#[apm::span]` nest both ways, OpenTelemetry fields map to span context, events at or above a level become error events. |
+//! | `opentelemetry` | no | `apm::otel`: the OpenTelemetry API bridge (opentelemetry 0.33): an `ApmTracerProvider` whose spans become transactions and spans, kind and attributes sent in `otel`, type, subtype and service target derived as the Elastic spec says, status as outcome, links kept; OpenTelemetry spans and `#[apm::span]` nest both ways. |
 //! | `anyhow` | no | `capture_error!` of an `anyhow::Error` sends the backtrace anyhow captured where the error arose (`RUST_BACKTRACE=1` or `RUST_LIB_BACKTRACE=1`) instead of the frames of the call. |
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -111,6 +112,8 @@ pub use integrations::minreq;
 pub use integrations::mysql;
 #[cfg(feature = "nats")]
 pub use integrations::nats;
+#[cfg(feature = "opentelemetry")]
+pub use integrations::otel;
 #[cfg(feature = "postgres")]
 pub use integrations::postgres;
 #[cfg(feature = "redis")]
@@ -609,10 +612,8 @@ pub fn install_panic_hook() -> bool {
 /// }
 /// ```
 pub fn current_ids() -> Option<CurrentIds> {
-    capture::current_ids().map(|(trace_id, transaction_id, span_id)| CurrentIds {
-        trace_id,
-        transaction_id,
-        span_id,
+    capture::current_ids().map(|(trace_id, transaction_id, span_id)| {
+        CurrentIds::new(trace_id, transaction_id, span_id)
     })
 }
 
@@ -625,6 +626,26 @@ pub struct CurrentIds {
 }
 
 impl CurrentIds {
+    pub(crate) const fn new(trace_id: u128, transaction_id: u64, span_id: Option<u64>) -> Self {
+        CurrentIds {
+            trace_id,
+            transaction_id,
+            span_id,
+        }
+    }
+
+    pub(crate) const fn raw_trace_id(&self) -> u128 {
+        self.trace_id
+    }
+
+    pub(crate) const fn raw_transaction_id(&self) -> u64 {
+        self.transaction_id
+    }
+
+    pub(crate) const fn raw_span_id(&self) -> Option<u64> {
+        self.span_id
+    }
+
     /// The trace id: 32 lower-case hex digits.
     pub fn trace_id(&self) -> String {
         format!("{:032x}", self.trace_id)
@@ -648,9 +669,10 @@ impl std::fmt::Display for CurrentIds {
         write!(
             f,
             "trace.id={:032x} transaction.id={:016x}",
-            self.trace_id, self.transaction_id
+            self.raw_trace_id(),
+            self.raw_transaction_id()
         )?;
-        if let Some(span) = self.span_id {
+        if let Some(span) = self.raw_span_id() {
             write!(f, " span.id={span:016x}")?;
         }
         Ok(())

@@ -14,7 +14,9 @@
 //! - `down`: a loopback port where nothing listens (connections refused);
 //! - `slow`: a sink that holds every answer 30 s, with the default `server_timeout`;
 //! - `slow-30s`: the same with `server_timeout` 30 s (the Elastic spec's default; this
-//!   agent's default is shorter), so that each request waits out the whole answer.
+//!   agent's default is shorter), so that each request waits out the whole answer;
+//! - `tracing`: healthy, with the spans made by `tracing` (`info_span!`, entered and closed)
+//!   and recorded through `apm::tracing::ApmLayer`, the bridge's own flood.
 //!
 //! `cargo bench -p apm-benches --bench soak` runs them all; after `--`, scenario names select
 //! some, `--chunks=99` makes a longer soak and `--no-breakdown` turns breakdown metrics off.
@@ -49,13 +51,15 @@ enum Scenario {
     Down,
     Slow,
     Slow30,
+    Tracing,
 }
 
-const SCENARIOS: [Scenario; 4] = [
+const SCENARIOS: [Scenario; 5] = [
     Scenario::Healthy,
     Scenario::Down,
     Scenario::Slow,
     Scenario::Slow30,
+    Scenario::Tracing,
 ];
 
 impl Scenario {
@@ -65,6 +69,7 @@ impl Scenario {
             Scenario::Down => "down",
             Scenario::Slow => "slow",
             Scenario::Slow30 => "slow-30s",
+            Scenario::Tracing => "tracing",
         }
     }
 
@@ -74,6 +79,7 @@ impl Scenario {
             Scenario::Down => "APM Server down (connection refused)",
             Scenario::Slow => "APM Server slow (30 s answers), default `server_timeout`",
             Scenario::Slow30 => "APM Server slow (30 s answers), `server_timeout` 30 s",
+            Scenario::Tracing => "healthy, `tracing` spans through `ApmLayer`",
         }
     }
 
@@ -120,9 +126,21 @@ impl Plan {
     }
 }
 
+/// What a `#[tracing::instrument]` function does: a span created, entered, exited and closed.
+#[inline(never)]
+fn tracing_noop(x: u64) -> u64 {
+    let span = tracing::info_span!("noop");
+    let _entered = span.enter();
+    black_box(x)
+}
+
 /// Records `spans` spans in transactions of [`SPANS_PER_TRANSACTION`].
-fn record(spans: u64) {
-    apm_benches::in_transactions(spans, SPANS_PER_TRANSACTION, noop);
+fn record(scenario: Scenario, spans: u64) {
+    if scenario == Scenario::Tracing {
+        apm_benches::in_transactions(spans, SPANS_PER_TRANSACTION, tracing_noop);
+    } else {
+        apm_benches::in_transactions(spans, SPANS_PER_TRANSACTION, noop);
+    }
 }
 
 /// `http://127.0.0.1:PORT` on a port nothing listens on (bound, then released).
@@ -229,7 +247,7 @@ impl Measured {
 /// One scenario, in this (child) process; prints its [`Measured`] line.
 fn child(scenario: Scenario, plan: Plan) {
     let sink = match scenario {
-        Scenario::Healthy => Some(Sink::start(Duration::ZERO)),
+        Scenario::Healthy | Scenario::Tracing => Some(Sink::start(Duration::ZERO)),
         Scenario::Down => None,
         Scenario::Slow | Scenario::Slow30 => Some(Sink::start(SLOW_ANSWER)),
     };
@@ -246,14 +264,19 @@ fn child(scenario: Scenario, plan: Plan) {
         ..Measured::default()
     };
     let agent = apm::init_with(config.build());
+    if scenario == Scenario::Tracing {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        let subscriber = tracing_subscriber::registry().with(apm::tracing::ApmLayer::new());
+        tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
+    }
 
     let start = Instant::now();
-    record(plan.warm_up);
+    record(scenario, plan.warm_up);
     out.warm_up_ns = start.elapsed().as_nanos() as f64 / plan.warm_up as f64;
     out.rss_warm = resident_bytes();
     for _ in 0..plan.chunks {
         let start = Instant::now();
-        record(plan.chunk);
+        record(scenario, plan.chunk);
         out.ns
             .push(start.elapsed().as_nanos() as f64 / plan.chunk as f64);
         out.rss.push(resident_bytes());

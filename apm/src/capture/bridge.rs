@@ -1,16 +1,19 @@
-//! Spans of another tracing library (`apm::tracing`): the apm span or transaction opens where
-//! that library's span is created, is made current on the thread's stack each time the span is
-//! entered (async code enters and exits on every poll, on any thread), and ends when the span
-//! closes. Between two enters it keeps what a future's frame keeps: its children's time, and
+//! Spans of another tracing library (`apm::tracing`, `apm::otel`): the apm span or transaction
+//! opens where that library's span is created, is made current on the thread's stack each time
+//! the span is entered (attached, for OpenTelemetry; async code enters and exits on every poll,
+//! on any thread), and ends when the span closes (ends). Between two enters it keeps what a future's frame keeps: its children's time, and
 //! entries left open above it (a guard held across `.await`).
 
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use super::handles::{Context, Span, Transaction};
+use super::handles::{Context, Transaction};
+#[cfg(feature = "tracing")]
+use super::handles::Span;
 use super::shared::TxnShared;
 use super::stack::{self, ChildTimer, Entry, Token};
 use super::transaction;
+#[cfg(feature = "tracing")]
 use crate::types::meta::SpanMeta;
 use crate::types::outcome::Outcome;
 
@@ -72,6 +75,7 @@ impl BridgeFrame {
     }
 
     /// The span is an exit span: spans opened while it is entered are not recorded.
+    #[cfg(feature = "tracing")]
     pub(crate) fn set_leaf(&mut self) {
         self.leaf = true;
     }
@@ -83,6 +87,7 @@ impl BridgeFrame {
 }
 
 /// A span named by a static description: nothing allocated for the name.
+#[cfg(feature = "tracing")]
 #[inline]
 pub(crate) fn start_static_span(meta: &'static SpanMeta) -> crate::Span {
     crate::Span(Span::start_static(meta))
@@ -93,8 +98,10 @@ pub(crate) fn rename_span(span: &mut crate::Span, name: Cow<'static, str>) {
     span.0.rename(name);
 }
 
-/// Ends a bridged span with the time its children ran.
-pub(crate) fn end_span(span: crate::Span, frame: Option<BridgeFrame>) {
+/// Ends a bridged span with the time its children ran. The frame stays usable: a span may
+/// end while it is entered somewhere (the OpenTelemetry API allows it), and that entry is
+/// still left later.
+pub(crate) fn end_span(span: crate::Span, frame: Option<&BridgeFrame>) {
     match frame {
         Some(f) => span.0.end_with(&f.timer),
         None => drop(span),
@@ -102,10 +109,108 @@ pub(crate) fn end_span(span: crate::Span, frame: Option<BridgeFrame>) {
 }
 
 /// Ends a bridged transaction with the time its children ran; `outcome` unless one was set.
-pub(crate) fn end_transaction(t: &crate::Transaction, frame: Option<BridgeFrame>, outcome: Outcome) {
+pub(crate) fn end_transaction(
+    t: &crate::Transaction,
+    frame: Option<&BridgeFrame>,
+    outcome: Outcome,
+) {
     let transaction: &Transaction = &t.0;
     if let Some(txn) = transaction.shared() {
         let timer = frame.map(|f| f.timer);
         transaction::end_transaction(txn, None, timer.as_ref(), outcome);
     }
 }
+
+/// What the OpenTelemetry bridge sets that apm's own spans have no setter for.
+#[cfg(feature = "opentelemetry")]
+mod otel {
+    use std::borrow::Cow;
+
+    use opentelemetry::KeyValue;
+
+    use super::BridgeFrame;
+    use crate::types::record::{Link, TransactionName};
+    use crate::types::span_context::Otel;
+
+    /// Trace id, span (or transaction) id, and whether the trace is sampled.
+    pub(crate) fn frame_ids(frame: &BridgeFrame) -> (u128, u64, bool) {
+        (frame.txn.trace_id, frame.id, frame.txn.sampled)
+    }
+
+    fn with_active(span: &mut crate::Span, f: impl FnOnce(&mut super::super::span::ActiveSpan)) {
+        if let Some(s) = span.0.active() {
+            f(s);
+        }
+    }
+
+    /// The type and subtype, known once the attributes are (at the span's end).
+    pub(crate) fn set_span_type(
+        span: &mut crate::Span,
+        kind: &'static str,
+        subtype: Option<Cow<'static, str>>,
+    ) {
+        with_active(span, |s| {
+            let name = s.dynamic_name();
+            name.kind = Cow::Borrowed(kind);
+            name.subtype = subtype;
+        });
+    }
+
+    pub(crate) fn set_span_otel(
+        span: &mut crate::Span,
+        span_kind: &'static str,
+        attributes: Vec<KeyValue>,
+    ) {
+        with_active(span, |s| {
+            s.extra().otel = Some(Box::new(Otel {
+                span_kind,
+                attributes,
+            }));
+        });
+    }
+
+    pub(crate) fn add_span_link(span: &mut crate::Span, trace_id: u128, span_id: u64) {
+        with_active(span, |s| s.extra().links.push(Link { trace_id, span_id }));
+    }
+
+    /// `destination.service.resource` is the service target's name alone.
+    pub(crate) fn name_only_resource(span: &mut crate::Span) {
+        with_active(span, |s| s.extra().name_only_resource = true);
+    }
+
+    pub(crate) fn set_transaction_otel(
+        t: &crate::Transaction,
+        span_kind: &'static str,
+        attributes: Vec<KeyValue>,
+    ) {
+        if let Some(txn) = t.0.shared() {
+            txn.state.lock().otel = Some(Box::new(Otel {
+                span_kind,
+                attributes,
+            }));
+        }
+    }
+
+    /// The type, known once the attributes are (at the transaction's end).
+    pub(crate) fn set_transaction_type(t: &crate::Transaction, kind: &'static str) {
+        if let Some(txn) = t.0.shared() {
+            let mut st = txn.state.lock();
+            let name = match &st.name {
+                TransactionName::Static(m) => Cow::Borrowed(m.name),
+                TransactionName::Dynamic(n, _) => n.clone(),
+            };
+            st.name = TransactionName::Dynamic(name, Cow::Borrowed(kind));
+        }
+    }
+
+    pub(crate) fn add_transaction_link(t: &crate::Transaction, trace_id: u128, span_id: u64) {
+        if let Some(txn) = t.0.shared() {
+            txn.state.lock().links.push(Link { trace_id, span_id });
+        }
+    }
+}
+#[cfg(feature = "opentelemetry")]
+pub(crate) use otel::{
+    add_span_link, add_transaction_link, frame_ids, name_only_resource, set_span_otel,
+    set_span_type, set_transaction_otel, set_transaction_type,
+};

@@ -336,22 +336,27 @@ impl Span {
         }
     }
     /// Its transaction and id, while recording.
-    #[cfg(feature = "tracing")]
+    #[cfg(apm_bridge)]
     pub(super) fn frame(&self) -> Option<(Arc<TxnShared>, u64)> {
         self.core
             .0
             .as_ref()
             .map(|s| (Arc::clone(s.transaction()), s.rec.id))
     }
+    /// The span being recorded, for the OpenTelemetry bridge's setters.
+    #[cfg(feature = "opentelemetry")]
+    pub(super) fn active(&mut self) -> Option<&mut span::ActiveSpan> {
+        self.core.0.as_mut()
+    }
     /// Renames the span.
-    #[cfg(feature = "tracing")]
+    #[cfg(apm_bridge)]
     pub(super) fn rename(&mut self, name: Cow<'static, str>) {
         if let Some(s) = &mut self.core.0 {
             s.dynamic_name().name = name;
         }
     }
     /// Ends the span, whose own children ran for `timer`.
-    #[cfg(feature = "tracing")]
+    #[cfg(apm_bridge)]
     pub(super) fn end_with(mut self, timer: &ChildTimer) {
         if let Some(s) = self.core.0.take() {
             s.end_beside(timer);
@@ -522,7 +527,7 @@ impl Transaction {
         self.0.as_deref().map(|t| f(&CurrentTransaction(t)))
     }
     /// The transaction itself, while recording.
-    #[cfg(feature = "tracing")]
+    #[cfg(apm_bridge)]
     pub(super) fn shared(&self) -> Option<&Arc<TxnShared>> {
         self.0.as_ref()
     }

@@ -8,7 +8,7 @@
 //! With the `enable` feature off, `off.rs` stands in: the same items, doing nothing.
 
 cfg_enable! {
-    #[cfg(feature = "tracing")]
+    #[cfg(apm_bridge)]
     mod bridge;
     mod child_timer;
     #[cfg(apm_exit_stats)]
@@ -37,8 +37,15 @@ cfg_enable! {
     pub(crate) use errors::capture_log;
     #[cfg(any(feature = "reqwest", feature = "actix-web"))]
     pub(crate) use errors::{downcast, read_codes_with};
+    #[cfg(apm_bridge)]
+    pub(crate) use bridge::{end_span, end_transaction, rename_span, BridgeFrame};
     #[cfg(feature = "tracing")]
-    pub(crate) use bridge::{end_span, end_transaction, rename_span, start_static_span, BridgeFrame};
+    pub(crate) use bridge::start_static_span;
+    #[cfg(feature = "opentelemetry")]
+    pub(crate) use bridge::{
+        add_span_link, add_transaction_link, frame_ids, name_only_resource, set_span_otel,
+        set_span_type, set_transaction_otel, set_transaction_type,
+    };
     pub(crate) use panic::install as install_panic_hook;
     pub(crate) use raw_stack::prime as prime_stack_walk;
     #[cfg(apm_sql)]

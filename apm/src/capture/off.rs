@@ -276,11 +276,11 @@ impl PendingEnd {
 }
 
 /// Bridged spans: never made, nothing being recorded.
-#[cfg(feature = "tracing")]
+#[cfg(apm_bridge)]
 #[derive(Debug)]
 pub(crate) enum BridgeFrame {}
 
-#[cfg(feature = "tracing")]
+#[cfg(apm_bridge)]
 impl BridgeFrame {
     pub(crate) fn of_span(_span: &crate::Span) -> Option<Self> {
         None
@@ -297,12 +297,13 @@ impl BridgeFrame {
     pub(crate) fn context(&self) -> crate::Context {
         match *self {}
     }
+    #[cfg(feature = "tracing")]
     pub(crate) fn set_leaf(&mut self) {
         match *self {}
     }
 }
 
-#[cfg(feature = "tracing")]
+#[cfg(apm_bridge)]
 pub(crate) fn rename_span(_span: &mut crate::Span, _name: Cow<'static, str>) {}
 
 #[cfg(feature = "tracing")]
@@ -310,13 +311,54 @@ pub(crate) fn start_static_span(_meta: &'static crate::types::meta::SpanMeta) ->
     crate::Span(Span::default())
 }
 
-#[cfg(feature = "tracing")]
-pub(crate) fn end_span(_span: crate::Span, _frame: Option<BridgeFrame>) {}
+#[cfg(apm_bridge)]
+pub(crate) fn end_span(_span: crate::Span, _frame: Option<&BridgeFrame>) {}
 
-#[cfg(feature = "tracing")]
+#[cfg(apm_bridge)]
 pub(crate) fn end_transaction(
     _t: &crate::Transaction,
-    _frame: Option<BridgeFrame>,
+    _frame: Option<&BridgeFrame>,
     _outcome: Outcome,
 ) {
 }
+
+#[cfg(feature = "opentelemetry")]
+pub(crate) fn frame_ids(frame: &BridgeFrame) -> (u128, u64, bool) {
+    match *frame {}
+}
+
+#[cfg(feature = "opentelemetry")]
+pub(crate) fn set_span_type(
+    _span: &mut crate::Span,
+    _kind: &'static str,
+    _subtype: Option<Cow<'static, str>>,
+) {
+}
+
+#[cfg(feature = "opentelemetry")]
+pub(crate) fn set_span_otel(
+    _span: &mut crate::Span,
+    _span_kind: &'static str,
+    _attributes: Vec<opentelemetry::KeyValue>,
+) {
+}
+
+#[cfg(feature = "opentelemetry")]
+pub(crate) fn add_span_link(_span: &mut crate::Span, _trace_id: u128, _span_id: u64) {}
+
+#[cfg(feature = "opentelemetry")]
+pub(crate) fn name_only_resource(_span: &mut crate::Span) {}
+
+#[cfg(feature = "opentelemetry")]
+pub(crate) fn set_transaction_otel(
+    _t: &crate::Transaction,
+    _span_kind: &'static str,
+    _attributes: Vec<opentelemetry::KeyValue>,
+) {
+}
+
+#[cfg(feature = "opentelemetry")]
+pub(crate) fn add_transaction_link(_t: &crate::Transaction, _trace_id: u128, _span_id: u64) {}
+
+#[cfg(feature = "opentelemetry")]
+pub(crate) fn set_transaction_type(_t: &crate::Transaction, _kind: &'static str) {}

@@ -66,6 +66,12 @@ pub(crate) struct TxnState {
     pub(crate) response: Option<Box<web::Response>>,
     pub(crate) message: Option<Box<messaging::Message>>,
     pub(crate) ended: bool,
+    /// `otel.span_kind` and `otel.attributes` (OpenTelemetry bridge).
+    #[cfg(feature = "opentelemetry")]
+    pub(crate) otel: Option<Box<crate::types::span_context::Otel>>,
+    /// Links added after the start (OpenTelemetry bridge).
+    #[cfg(feature = "opentelemetry")]
+    pub(crate) links: Vec<Link>,
     /// Statements run past `transaction_max_spans`, per endpoint and outcome.
     #[cfg(apm_exit_stats)]
     pub(crate) dropped_exits: Vec<DroppedExits>,

@@ -67,6 +67,10 @@ pub(crate) fn open_transaction(
             response: None,
             message: None,
             ended: false,
+            #[cfg(feature = "opentelemetry")]
+            otel: None,
+            #[cfg(feature = "opentelemetry")]
+            links: Vec::new(),
             #[cfg(apm_exit_stats)]
             dropped_exits: Vec::new(),
         }),
@@ -147,7 +151,12 @@ pub(crate) fn end_transaction(
             None
         },
         message: if txn.sampled { st.message.take() } else { None },
+        #[cfg(not(feature = "opentelemetry"))]
         links: txn.links.clone(),
+        #[cfg(feature = "opentelemetry")]
+        links: txn.links.iter().chain(&st.links).copied().collect(),
+        #[cfg(feature = "opentelemetry")]
+        otel: if txn.sampled { st.otel.take() } else { None },
         user: if txn.sampled { st.user.take() } else { None },
         custom: if txn.sampled {
             std::mem::take(&mut st.custom)

@@ -13,14 +13,22 @@ pub(crate) use crate::capture::{downcast, read_codes_with};
 #[cfg(all(feature = "enable", any(feature = "reqwest", feature = "actix-web")))]
 pub(crate) use crate::types::record::ErrorCode;
 
-/// `apm::tracing`: spans of `tracing` made current on apm's own stack while entered, so that
-/// `#[apm::span]` and `#[tracing::instrument]` nest in either direction; static names for
-/// spans whose name and type are known at their call site; and the end of a bridged span or
-/// transaction with the time its children ran.
+/// `apm::otel`: what OpenTelemetry spans carry that apm's own do not (`otel.span_kind` and
+/// `otel.attributes`, links added after the start, a type known only at the end).
+#[cfg(feature = "opentelemetry")]
+pub(crate) use crate::capture::{
+    add_span_link, add_transaction_link, frame_ids, name_only_resource, set_span_otel,
+    set_span_type, set_transaction_otel, set_transaction_type,
+};
+/// `apm::tracing` and `apm::otel`: another library's spans made current on apm's own stack
+/// while entered (attached), so that `#[apm::span]` and theirs nest in either direction; and
+/// the end of a bridged span or transaction with the time its children ran.
+#[cfg(apm_bridge)]
+pub(crate) use crate::capture::{end_span, end_transaction, rename_span, BridgeFrame};
+/// `apm::tracing`: static names for spans whose name and type are known at their call site.
 #[cfg(feature = "tracing")]
 pub(crate) use crate::capture::{
-    end_span, end_transaction, rename_span, spans_recorded_here as tracing_spans_recorded_here,
-    start_static_span, BridgeFrame,
+    spans_recorded_here as tracing_spans_recorded_here, start_static_span,
 };
 #[cfg(feature = "tracing")]
 pub(crate) use crate::types::meta::SpanMeta;

@@ -3,10 +3,12 @@
 
 #[cfg(apm_sql)]
 mod db;
-#[cfg(any(apm_server, apm_client, feature = "log", feature = "tracing"))]
+#[cfg(any(apm_server, apm_client, feature = "log", apm_bridge))]
 mod facade;
 #[cfg(apm_messaging)]
 mod messaging;
+#[cfg(apm_bridge)]
+mod semconv;
 #[cfg(apm_server)]
 mod server;
 
@@ -31,6 +33,9 @@ pub mod mysql;
 #[cfg(feature = "nats")]
 #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
 pub mod nats;
+#[cfg(feature = "opentelemetry")]
+#[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
+pub mod otel;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod postgres;

@@ -52,9 +52,10 @@
 //! **Events** at or above [`ApmLayer::error_level`] (`ERROR` by default) are sent as error
 //! events: the `message` field followed by the other fields as `key=value`, the level, the
 //! target as `log.logger_name` and the stack trace of the event, linked to the current
-//! transaction and span. For log correlation, [`crate::current_ids`] gives `trace.id`,
-//! `transaction.id` and `span.id` in any layer's `on_event` (or any formatter): the entered
-//! tracing span is apm's current span.
+//! transaction and span. For log correlation, [`WithTraceIds`] adds `trace.id`,
+//! `transaction.id` and `span.id` to the lines of a `tracing_subscriber::fmt` formatter, and
+//! [`crate::current_ids`] gives them to any other layer's `on_event` (or any formatter): the
+//! entered tracing span is apm's current span.
 //!
 //! **Cost.** Nothing is recorded, and nothing allocated, outside a transaction (unless a root
 //! rule matches). A span with no fields to record allocates nothing: its name is a static
@@ -75,7 +76,11 @@ use tracing_core::{Event, Level, Metadata, Subscriber};
 use tracing_subscriber::layer::{Context as LayerContext, Layer};
 
 use super::facade::{self, BridgeFrame, SpanMeta};
+use super::semconv::{self, keys, Class, Has, Kind};
 use crate::{LabelValue, Outcome};
+
+mod log_ids;
+pub use log_ids::WithTraceIds;
 
 /// Labels taken from one span's fields at most.
 const MAX_LABELS: usize = 32;
@@ -373,13 +378,13 @@ impl Bridged {
 
     fn transaction(meta: &'static Metadata<'static>, fields: &Fields) -> Option<Bridged> {
         let server = fields.kind == Some(Kind::Server);
-        let kind = match fields.kind {
-            Some(Kind::Server) if fields.http_method.is_some() || fields.rpc_system.is_some() => {
-                "request"
-            }
-            Some(Kind::Consumer) if fields.messaging_system.is_some() => "messaging",
-            _ => "unknown",
+        let has = Has {
+            db: false,
+            messaging: fields.messaging_system.is_some(),
+            rpc: fields.rpc_system.is_some(),
+            http: fields.http_method.is_some(),
         };
+        let kind = semconv::transaction_type(fields.kind, has);
         let name = match (&fields.name, &fields.http_method, &fields.http_route) {
             (Some(name), _, _) => Cow::Owned(name.clone()),
             (None, Some(method), Some(route)) => Cow::Owned(format!("{method} {route}")),
@@ -464,14 +469,14 @@ impl Bridged {
         match self.handle {
             Handle::Span(mut span) => {
                 span.set_outcome(outcome);
-                facade::end_span(span, self.frame);
+                facade::end_span(span, self.frame.as_ref());
             }
             Handle::Transaction(t) => {
                 t.set_outcome(outcome);
                 if let Some(code) = self.http_status {
                     t.set_result(http_result(code));
                 }
-                facade::end_transaction(&t, self.frame, Outcome::Unknown);
+                facade::end_transaction(&t, self.frame.as_ref(), Outcome::Unknown);
             }
         }
     }
@@ -538,30 +543,6 @@ fn apply_span_context(span: &mut crate::Span, f: &Fields) -> bool {
     exit && client
 }
 
-/// `otel.kind`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Internal,
-    Server,
-    Client,
-    Producer,
-    Consumer,
-}
-
-impl Kind {
-    fn parse(s: &str) -> Option<Kind> {
-        let s = s.rsplit("::").next().unwrap_or(s);
-        Some(match s.to_ascii_lowercase().as_str() {
-            "internal" => Kind::Internal,
-            "server" => Kind::Server,
-            "client" => Kind::Client,
-            "producer" => Kind::Producer,
-            "consumer" => Kind::Consumer,
-            _ => return None,
-        })
-    }
-}
-
 /// The fields of a span that map to something (OpenTelemetry semantic conventions); the
 /// others as labels.
 #[derive(Debug, Default)]
@@ -595,33 +576,37 @@ impl Fields {
         Option<Cow<'static, str>>,
         Option<&'static str>,
     ) {
-        if let Some(system) = &self.db_system {
-            return ("db", Some(Cow::Owned(system.clone())), Some("query"));
-        }
-        if let Some(system) = &self.messaging_system {
-            let action = match self.kind {
-                Some(Kind::Consumer) => Some("receive"),
-                Some(Kind::Producer) => Some("send"),
-                _ => None,
-            };
-            return ("messaging", Some(Cow::Owned(system.clone())), action);
-        }
-        if let Some(system) = &self.rpc_system {
-            return ("external", Some(Cow::Owned(system.clone())), None);
-        }
-        if self.http_method.is_some()
-            && self.url.is_some()
-            && !matches!(self.kind, Some(Kind::Server))
-        {
-            return ("external", Some(Cow::Borrowed("http")), None);
-        }
-        match self.kind {
-            None | Some(Kind::Internal) => ("app", Some(Cow::Borrowed("internal")), None),
-            Some(_) => ("unknown", None, None),
-        }
+        let has = Has {
+            db: self.db_system.is_some(),
+            messaging: self.messaging_system.is_some(),
+            rpc: self.rpc_system.is_some(),
+            // A server's request is not a call.
+            http: self.http_method.is_some()
+                && self.url.is_some()
+                && !matches!(self.kind, Some(Kind::Server)),
+        };
+        let class = semconv::classify(self.kind, has);
+        let owned = |system: &Option<String>| system.clone().map(Cow::Owned);
+        let (subtype, action) = match class {
+            Class::Db => (owned(&self.db_system), Some("query")),
+            Class::Messaging => (
+                owned(&self.messaging_system),
+                match self.kind {
+                    Some(Kind::Consumer) => Some("receive"),
+                    Some(Kind::Producer) => Some("send"),
+                    _ => None,
+                },
+            ),
+            Class::Rpc => (owned(&self.rpc_system), None),
+            Class::Http => (Some(Cow::Borrowed("http")), None),
+            Class::Internal => (Some(Cow::Borrowed("internal")), None),
+            Class::Unknown => (None, None),
+        };
+        (class.span_type(), subtype, action)
     }
 
     fn text(&mut self, field: &Field, value: String) {
+        let is = |names: &[&str]| names.contains(&field.name());
         let slot = match field.name() {
             "otel.kind" => {
                 self.kind = Kind::parse(&value);
@@ -635,28 +620,26 @@ impl Fields {
                 };
                 return;
             }
-            "http.response.status_code" | "http.status_code" => {
+            _ if is(keys::HTTP_STATUS) => {
                 self.http_status = value.parse().ok();
                 return;
             }
-            "server.port" | "net.peer.port" => {
+            _ if is(keys::PEER_PORT) => {
                 self.server_port = value.parse().ok();
                 return;
             }
             "otel.name" => &mut self.name,
-            "db.system" | "db.system.name" => &mut self.db_system,
-            "db.statement" | "db.query.text" => &mut self.db_statement,
-            "db.name" | "db.namespace" => &mut self.db_name,
+            _ if is(keys::DB_SYSTEM) => &mut self.db_system,
+            _ if is(keys::DB_STATEMENT) => &mut self.db_statement,
+            _ if is(keys::DB_NAME) => &mut self.db_name,
             "db.user" => &mut self.db_user,
-            "http.request.method" | "http.method" => &mut self.http_method,
+            _ if is(keys::HTTP_METHOD) => &mut self.http_method,
             "http.route" => &mut self.http_route,
-            "url.full" | "http.url" => &mut self.url,
-            "messaging.system" => &mut self.messaging_system,
-            "messaging.destination.name" | "messaging.destination" => {
-                &mut self.messaging_destination
-            }
-            "rpc.system" => &mut self.rpc_system,
-            "server.address" | "net.peer.name" => &mut self.server_address,
+            _ if is(keys::HTTP_URL) => &mut self.url,
+            _ if is(keys::MESSAGING_SYSTEM) => &mut self.messaging_system,
+            _ if is(keys::MESSAGING_DESTINATION) => &mut self.messaging_destination,
+            _ if is(keys::RPC_SYSTEM) => &mut self.rpc_system,
+            _ if is(keys::PEER_NAME) => &mut self.server_address,
             "error" => {
                 self.error = true;
                 self.label(field, LabelValue::Str(Cow::Owned(value)));
@@ -671,11 +654,12 @@ impl Fields {
     }
 
     fn number(&mut self, field: &Field, value: f64, integer: Option<u64>) {
+        let is = |names: &[&str]| names.contains(&field.name());
         match field.name() {
-            "http.response.status_code" | "http.status_code" => {
+            _ if is(keys::HTTP_STATUS) => {
                 self.http_status = integer.and_then(|n| u16::try_from(n).ok());
             }
-            "server.port" | "net.peer.port" => {
+            _ if is(keys::PEER_PORT) => {
                 self.server_port = integer.and_then(|n| u16::try_from(n).ok());
             }
             _ => self.label(field, LabelValue::Number(value)),

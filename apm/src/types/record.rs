@@ -249,8 +249,13 @@ pub(crate) struct TransactionRecord {
     pub(crate) dropped_exits: Vec<super::db::DroppedExits>,
     /// Time during which its children ran (self time = duration − this).
     pub(crate) child_ns: u64,
-    /// Span links: the trace a restarted transaction came from.
+    /// Span links: the trace a restarted transaction came from (and those given through the
+    /// OpenTelemetry API).
     pub(crate) links: Vec<Link>,
+    /// `otel.span_kind` and `otel.attributes` of a transaction made through the OpenTelemetry
+    /// API.
+    #[cfg(feature = "opentelemetry")]
+    pub(crate) otel: Option<Box<super::span_context::Otel>>,
     pub(crate) request: Option<Box<Request>>,
     pub(crate) response: Option<Box<Response>>,
     /// `context.message`: the message a messaging transaction processes.

@@ -36,6 +36,24 @@ pub(crate) struct SpanExtra {
     /// Span links: the traces of the messages a batch receive brought (at most
     /// [`MAX_LINKS`]).
     pub(crate) links: Vec<super::record::Link>,
+    /// `destination.service.resource` is the target's name alone (`host:port`), not
+    /// `type/name`: the OpenTelemetry bridge's HTTP and RPC spans.
+    #[cfg(feature = "opentelemetry")]
+    pub(crate) name_only_resource: bool,
+    /// `otel.span_kind` and `otel.attributes` of a span made through the OpenTelemetry API.
+    #[cfg(feature = "opentelemetry")]
+    pub(crate) otel: Option<Box<Otel>>,
+}
+
+/// What a span or transaction made through the OpenTelemetry API sends as it was given: its
+/// kind, and its attributes as the application set them (written out on the transport
+/// thread).
+#[cfg(feature = "opentelemetry")]
+#[derive(Debug)]
+pub(crate) struct Otel {
+    /// `INTERNAL`, `SERVER`, `CLIENT`, `PRODUCER` or `CONSUMER`.
+    pub(crate) span_kind: &'static str,
+    pub(crate) attributes: Vec<opentelemetry::KeyValue>,
 }
 
 /// The most span links one span carries (`specs/agents/tracing-instrumentation-messaging.md`:

@@ -312,6 +312,8 @@ mod tests {
             response: None,
             message: None,
             links: Vec::new(),
+            #[cfg(feature = "opentelemetry")]
+            otel: None,
             user: None,
             custom: Vec::new(),
         }

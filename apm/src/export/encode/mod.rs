@@ -10,6 +10,8 @@ mod fields;
 mod frame;
 mod json;
 mod metricset;
+#[cfg(feature = "opentelemetry")]
+mod otel;
 mod request;
 pub(crate) mod service_target;
 mod span;

@@ -70,6 +70,8 @@ pub(crate) fn infer(kind: &str, subtype: Option<&str>, extra: &SpanExtra) -> Opt
         extra.http.is_some() && extra.db.is_none() && extra.message.is_none(),
     ) {
         (Some(n), true) if extra.target_type.is_none() && extra.target_name.is_none() => n.clone(),
+        #[cfg(feature = "opentelemetry")]
+        (Some(n), _) if extra.name_only_resource => n.clone(),
         (Some(n), _) => format!("{target_kind}/{n}"),
         (None, _) => target_kind.clone(),
     };

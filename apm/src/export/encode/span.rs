@@ -207,11 +207,15 @@ pub(crate) fn write_span(out: &mut Vec<u8>, s: &SpanRecord, policy: &Policy) -> 
             serde_json::to_writer(&mut *out, &frames).map_err(io::Error::other)?;
         }
     }
-    if let Some(links) = s.extra.as_deref().map(|e| &e.links[..]) {
-        if !links.is_empty() {
+    if let Some(extra) = s.extra.as_deref() {
+        if !extra.links.is_empty() {
             out.extend_from_slice(b",\"links\":");
-            serde_json::to_writer(&mut *out, &super::transaction::LinksView(links))
+            serde_json::to_writer(&mut *out, &super::transaction::LinksView(&extra.links))
                 .map_err(io::Error::other)?;
+        }
+        #[cfg(feature = "opentelemetry")]
+        if let Some(otel) = &extra.otel {
+            super::otel::write(out, otel, policy.long_field_max_length)?;
         }
     }
     if let Some(extra) = s.extra.as_deref() {

@@ -139,6 +139,10 @@ pub(crate) fn write_transaction(
         serde_json::to_writer(&mut *out, &DroppedView(&t.dropped_spans_stats))
             .map_err(io::Error::other)?;
     }
+    #[cfg(feature = "opentelemetry")]
+    if let Some(otel) = &t.otel {
+        super::otel::write(out, otel, policy.long_field_max_length)?;
+    }
     if let Some(context) = transaction_context(t, policy) {
         out.extend_from_slice(b",\"context\":");
         serde_json::to_writer(&mut *out, &context).map_err(io::Error::other)?;
@@ -251,6 +255,8 @@ mod tests {
             dropped_exits: Vec::new(),
             child_ns: 0,
             links: Vec::new(),
+            #[cfg(feature = "opentelemetry")]
+            otel: None,
             user: None,
             custom: Vec::new(),
             request: None,
