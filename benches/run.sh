@@ -30,3 +30,4 @@ cargo bench -p apm-benches --bench peers 2>/dev/null | grep -v '^\s*$' | sed 's/
 cargo bench -p apm-benches --bench transport 2>/dev/null | grep -v '^\s*$' | sed 's/^## /\n## /'
 cargo bench -p apm-benches --bench soak 2>/dev/null | grep -v '^\s*$' | sed 's/^## /\n## /'
 cargo bench -p apm-benches --bench db 2>/dev/null | grep -E '^(## |\| )' | sed 's/^## /\n## /'
+cargo bench -p apm-benches --bench messaging 2>/dev/null | grep -E '^(## |\| )' | sed 's/^## /\n## /'

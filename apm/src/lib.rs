@@ -39,6 +39,7 @@
 //! | `diesel` | no | `apm::diesel`: diesel's instrumentation hook giving exit spans for its queries and transactions (PostgreSQL, MySQL, SQLite). |
 //! | `lapin` | no | `apm::lapin`: RabbitMQ through lapin (tokio runtime): exit spans for published messages with the trace context in their headers, and a `messaging` transaction for each delivery consumed. Needs Rust 1.88. |
 //! | `nats` | no | `apm::nats`: core NATS through async-nats: exit spans for published messages with the trace context in their headers, and a `messaging` transaction for each message received. Needs Rust 1.89. |
+//! | `nats-jetstream` | no | `apm::nats::jetstream`: JetStream through async-nats: exit spans for published messages, a `messaging` transaction for each message consumed (its outcome from the acknowledgement), a poll span with span links for each batch fetched. |
 //! | `log` | no | `apm::log`: wraps the application's logger; records at or above a level become error events, and every record gets `trace.id`, `transaction.id` and `span.id`. |
 //! | `sqlx-postgres` | no | `apm::sqlx`: exit spans for sqlx queries on PostgreSQL, through a `Traced` pool, connection or transaction. sqlx 0.9, which needs Rust 1.94. |
 //! | `sqlx-mysql` | no | The same on MySQL and MariaDB. |
@@ -482,6 +483,21 @@ macro_rules! span_methods {
         /// `context.message.queue.name` (messaging spans).
         pub fn set_message_queue(&mut self, queue: impl Into<String>) {
             self.0.core().set_message_queue(queue.into());
+        }
+
+        /// Renames the span (a receive span learns its queue's name from the messages it
+        /// brought).
+        pub fn set_name(&mut self, name: impl Into<Cow<'static, str>>) {
+            self.0.core().set_name(name.into());
+        }
+
+        /// Adds a span link to the span named by the `traceparent` in `headers` (a message's
+        /// headers, say: a span receiving a batch links to each message's producer). Returns
+        /// false, adding nothing, when `headers` carry no valid `traceparent`, when the span
+        /// is not recorded, or when it already has 1 000 links (the spec's bound on the cost
+        /// of huge batches).
+        pub fn add_link(&mut self, headers: &impl HeaderSource) -> bool {
+            self.0.core().add_link(headers)
         }
 
         /// Sets `service.target` explicitly (inference then leaves it alone).

@@ -3,14 +3,16 @@
 //! travels in the message's headers, and the received message is a `messaging` transaction
 //! continuing that trace; a message without trace context, or with a `traceparent` that does
 //! not parse, starts a new trace and is processed as usual
-//! (`specs/agents/tracing-instrumentation-messaging.md`). Producer and consumer are two
-//! clients of one process. Every event is checked against the intake schemas. Without NATS
-//! the tests say so and skip (under `CI=true` they fail).
+//! (`specs/agents/tracing-instrumentation-messaging.md`). In the first test the producer is
+//! another process (the test runs its own binary again), in the others a second client of the
+//! same process. Every event is checked against the intake schemas. Without NATS the tests
+//! say so and skip (under `CI=true` they fail).
 
 mod common;
 
 use std::future::poll_fn;
 use std::pin::Pin;
+use std::process::Command;
 use std::time::Duration;
 
 use apm::nats::ClientExt as _;
@@ -58,6 +60,102 @@ async fn next(subscriber: &mut Subscriber) -> Message {
     .await
     .expect("a message within 10 s")
     .expect("the subscription is open")
+}
+
+/// Set for the producer process: the subject it publishes to, and where its agent sends.
+const PRODUCE_TO: &str = "APM_TESTS_NATS_PRODUCE_TO";
+const PRODUCER_SERVER_URL: &str = "APM_TESTS_NATS_SERVER_URL";
+
+/// The producer's side of [`one_trace_crosses_the_subject_between_processes`], run by that
+/// test in a process of its own; alone (without its environment) it does nothing.
+#[test]
+fn producer_process() {
+    let (Ok(subject), Ok(server_url)) = (
+        std::env::var(PRODUCE_TO),
+        std::env::var(PRODUCER_SERVER_URL),
+    ) else {
+        return;
+    };
+    let agent = apm::init_with(
+        apm::Config::builder()
+            .service_name("apm-tests-producer")
+            .server_url(server_url)
+            .build(),
+    );
+    runtime().block_on(async {
+        let producer = client().await;
+        let transaction = apm::Transaction::start("produce order", "job");
+        transaction
+            .bind(async {
+                let mut headers = HeaderMap::new();
+                headers.insert("password", "secret");
+                producer
+                    .publish_with_headers_traced(subject, headers, "order 7".into())
+                    .await
+                    .expect("publish");
+                producer.flush().await.expect("flush");
+            })
+            .await;
+    });
+    assert!(
+        agent.flush(Duration::from_secs(10)),
+        "the producer's events were not sent"
+    );
+}
+
+#[test]
+fn one_trace_crosses_the_subject_between_processes() {
+    if !apm_tests::services::require("nats", ADDR) {
+        return;
+    }
+    let h = agent::start(|c| c.span_compression_enabled(false));
+    let subject = subject("cross");
+    runtime().block_on(async {
+        let consumer = client().await;
+        // Core NATS keeps nothing: the subscription exists before the producer starts.
+        let mut subscriber = subscribe(&consumer, &subject).await;
+        let producer = Command::new(std::env::current_exe().expect("the test binary"))
+            .args(["--exact", "producer_process", "--test-threads=1"])
+            .env(PRODUCE_TO, &subject)
+            .env(PRODUCER_SERVER_URL, h.server.url())
+            .output()
+            .expect("the producer process runs");
+        assert!(
+            producer.status.success(),
+            "the producer process failed ({}):\n{}\n{}",
+            producer.status,
+            String::from_utf8_lossy(&producer.stdout),
+            String::from_utf8_lossy(&producer.stderr)
+        );
+        let message = next(&mut subscriber).await;
+        assert_eq!(&message.payload[..], b"order 7");
+        apm::nats::receive(&message)
+            .bind(async {
+                let _handling = apm::start_span("handle order", "app");
+            })
+            .await;
+    });
+    h.flush();
+
+    let spans = h.spans();
+    let transactions = h.transactions();
+    let produce = named(&transactions, "produce order");
+    let send = named(&spans, &format!("NATS SEND to {subject}"));
+    assert_eq!(send["parent_id"], produce["id"], "{send:#}");
+    assert_eq!(send["outcome"], "success");
+    assert_eq!(send["context"]["destination"]["port"], 4222);
+    let receive = named(&transactions, &format!("NATS RECEIVE from {subject}"));
+    assert_eq!(receive["trace_id"], produce["trace_id"], "one trace");
+    assert_eq!(
+        receive["parent_id"], send["id"],
+        "the send span is the parent"
+    );
+    assert_eq!(receive["outcome"], "success");
+    let headers = &receive["context"]["message"]["headers"];
+    assert_eq!(headers["password"], "[REDACTED]", "{receive:#}");
+    let handling = named(&spans, "handle order");
+    assert_eq!(handling["parent_id"], receive["id"], "processing is inside");
+    h.finish();
 }
 
 #[test]

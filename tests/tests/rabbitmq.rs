@@ -580,3 +580,71 @@ fn a_dropped_publish_future_ends_its_span_as_unknown() {
     );
     h.finish();
 }
+
+#[test]
+fn channels_of_the_connect_helper_give_send_spans_the_broker_address() {
+    if !apm_tests::services::require("rabbitmq", ADDR) {
+        return;
+    }
+    let h = agent::start(|c| c.span_compression_enabled(false));
+    let queue = queue_name("destination");
+    runtime().block_on(async {
+        let connection = apm::lapin::connect(URI, ConnectionProperties::default())
+            .await
+            .expect("a connection to RabbitMQ");
+        let channel = connection.create_channel().await.expect("a channel");
+        declare(&channel, &queue).await;
+        let (_plain_connection, plain_channel) = self::channel().await;
+        let transaction = apm::Transaction::start("publisher", "request");
+        transaction
+            .bind(async {
+                channel
+                    .basic_publish_traced(
+                        "".into(),
+                        queue.as_str().into(),
+                        BasicPublishOptions::default(),
+                        b"x",
+                        BasicProperties::default(),
+                    )
+                    .await
+                    .expect("basic.publish");
+                plain_channel
+                    .basic_publish_traced(
+                        "".into(),
+                        queue.as_str().into(),
+                        BasicPublishOptions::default(),
+                        b"y",
+                        BasicProperties::default(),
+                    )
+                    .await
+                    .expect("basic.publish");
+            })
+            .await;
+        let deliveries = consume(&channel, &queue, 2).await;
+        for delivery in deliveries {
+            TracedDelivery::new(delivery, &queue)
+                .ack(BasicAckOptions::default())
+                .await
+                .expect("basic.ack");
+        }
+    });
+    h.flush();
+    let spans = h.spans();
+    let mut sends: Vec<&Value> = spans
+        .iter()
+        .filter(|s| s["name"] == "RabbitMQ SEND to <default>")
+        .collect();
+    assert_eq!(sends.len(), 2, "{spans:#?}");
+    // The helper's channel published first.
+    sends.sort_by_key(|s| s["timestamp"].as_u64());
+    let (helper, plain) = (sends[0], sends[1]);
+    let destination = &helper["context"]["destination"];
+    assert_eq!(destination["address"], "127.0.0.1", "{helper:#}");
+    assert_eq!(destination["port"], 5672);
+    assert_eq!(destination["service"]["resource"], "rabbitmq/<default>");
+    let destination = &plain["context"]["destination"];
+    assert!(destination["address"].is_null(), "{plain:#}");
+    assert!(destination["port"].is_null());
+    assert_eq!(destination["service"]["resource"], "rabbitmq/<default>");
+    h.finish();
+}

@@ -17,8 +17,8 @@ use super::transaction;
 use crate::queue::tracer;
 use crate::types::headers::{HeaderSink, HeaderSource};
 use crate::types::ids;
-use crate::types::record::TransactionName;
-use crate::types::span_context::{Db, Destination, Message, SpanExtra};
+use crate::types::record::{Link, TransactionName};
+use crate::types::span_context::{Db, Destination, Message, SpanExtra, MAX_LINKS};
 use crate::types::user::User;
 use crate::types::{messaging, web};
 use crate::types::outcome::{LabelValue, Outcome};
@@ -175,6 +175,27 @@ impl SpanCore {
             e.target_type = Some(kind);
             e.target_name = name;
         }
+    }
+    pub(crate) fn set_name(&mut self, name: Cow<'static, str>) {
+        if let Some(s) = &mut self.0 {
+            s.dynamic_name().name = name;
+        }
+    }
+    /// Links to the span the `traceparent` of `headers` names; false when there is none that
+    /// parses, or the span already has [`MAX_LINKS`] links.
+    pub(crate) fn add_link(&mut self, headers: &dyn HeaderSource) -> bool {
+        let Some(e) = self.extra() else { return false };
+        if e.links.len() >= MAX_LINKS {
+            return false;
+        }
+        let Some(parent) = propagation::find_traceparent(headers) else {
+            return false;
+        };
+        e.links.push(Link {
+            trace_id: parent.trace_id,
+            span_id: parent.parent_id,
+        });
+        true
     }
     pub(crate) fn is_recording(&self) -> bool {
         self.0.is_some()

@@ -50,6 +50,10 @@ impl SpanCore {
     pub(crate) fn set_db_link(&mut self, _link: String) {}
     pub(crate) fn set_destination(&mut self, _address: Option<String>, _port: Option<u16>) {}
     pub(crate) fn set_message_queue(&mut self, _queue: String) {}
+    pub(crate) fn set_name(&mut self, _name: Cow<'static, str>) {}
+    pub(crate) fn add_link(&mut self, _headers: &dyn HeaderSource) -> bool {
+        false
+    }
     pub(crate) fn set_service_target(
         &mut self,
         _kind: Cow<'static, str>,

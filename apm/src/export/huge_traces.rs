@@ -312,14 +312,14 @@ fn span_parent(span: &SpanRecord) -> u64 {
     span.parent_id
 }
 
-/// Compressible, and droppable when fast: an exit span that succeeded and whose context did
-/// not go out with a call.
+/// Compressible, and droppable when fast: an exit span that succeeded, whose context did not
+/// go out with a call, and that links to no other trace (a composite carries no links).
 fn eligible(span: &SpanRecord) -> bool {
     span.outcome == Outcome::Success
         && span
             .extra
             .as_deref()
-            .is_some_and(|e| e.exit && !e.propagated)
+            .is_some_and(|e| e.exit && !e.propagated && e.links.is_empty())
 }
 
 fn duration_ns(span: &SpanRecord) -> u64 {

@@ -18,8 +18,30 @@
 //!   `basic_publish` returns (waiting for a publisher confirm is not timed). A future dropped
 //!   before that (cancelled) ends the span with outcome `unknown`.
 //!
-//! lapin's `Channel` does not tell which broker it is connected to, so the span has no
-//! `context.destination` address or port.
+//! lapin's `Channel` does not tell which broker it is connected to: connect with
+//! [`connect`] instead of `lapin::Connection::connect` (same arguments) and the channels of
+//! the [`TracedConnection`] it returns are [`TracedChannel`]s, whose send spans also have the
+//! broker's host and port (from the URI) as `context.destination.address` and `port`. Both
+//! dereference to lapin's own types. A plain `lapin::Channel` gives spans without them.
+//!
+//! ```no_run
+//! use apm::lapin::ChannelExt as _;
+//! # use lapin::{options::BasicPublishOptions, BasicProperties, ConnectionProperties};
+//!
+//! # async fn f() -> lapin::Result<()> {
+//! let connection = apm::lapin::connect("amqp://127.0.0.1:5672/%2f", ConnectionProperties::default()).await?;
+//! let channel = connection.create_channel().await?;
+//! channel
+//!     .basic_publish_traced(
+//!         "".into(),
+//!         "orders".into(),
+//!         BasicPublishOptions::default(),
+//!         b"order 7",
+//!         BasicProperties::default(),
+//!     )
+//!     .await?;
+//! # Ok(()) }
+//! ```
 //!
 //! Outside any transaction nothing is recorded, no header is added and nothing is allocated.
 //! The same for an exchange matching `ignore_message_queues` (the default exchange is
@@ -76,6 +98,7 @@
 
 use std::future::Future;
 use std::ops::Deref;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ::lapin::message::Delivery;
@@ -83,7 +106,8 @@ use ::lapin::options::{
     BasicAckOptions, BasicNackOptions, BasicPublishOptions, BasicRejectOptions,
 };
 use ::lapin::types::{AMQPValue, FieldTable, ShortString};
-use ::lapin::{BasicProperties, Channel, PublisherConfirm};
+use ::lapin::uri::AMQPUri;
+use ::lapin::{BasicProperties, Channel, Connection, ConnectionProperties, PublisherConfirm};
 
 use super::facade::spans_recorded_here;
 use super::messaging::ignored;
@@ -111,6 +135,7 @@ pub trait ChannelExt: sealed::Sealed {
 mod sealed {
     pub trait Sealed {}
     impl Sealed for ::lapin::Channel {}
+    impl Sealed for super::TracedChannel {}
 }
 
 impl ChannelExt for Channel {
@@ -122,25 +147,151 @@ impl ChannelExt for Channel {
         payload: &'a [u8],
         properties: BasicProperties,
     ) -> impl Future<Output = ::lapin::Result<PublisherConfirm>> + Send + 'a {
-        let (span, properties) = start_send(exchange.as_str(), properties);
-        let publish = self.basic_publish(exchange, routing_key, options, payload, properties);
-        async move {
-            let result = publish.await;
-            if let Some(mut span) = span {
-                span.set_outcome(if result.is_ok() {
-                    Outcome::Success
-                } else {
-                    Outcome::Failure
-                });
-            }
-            result
+        publish(
+            self,
+            None,
+            exchange,
+            routing_key,
+            options,
+            payload,
+            properties,
+        )
+    }
+}
+
+impl ChannelExt for TracedChannel {
+    fn basic_publish_traced<'a>(
+        &'a self,
+        exchange: ShortString,
+        routing_key: ShortString,
+        options: BasicPublishOptions,
+        payload: &'a [u8],
+        properties: BasicProperties,
+    ) -> impl Future<Output = ::lapin::Result<PublisherConfirm>> + Send + 'a {
+        let broker = self.broker.as_deref();
+        publish(
+            &self.channel,
+            broker,
+            exchange,
+            routing_key,
+            options,
+            payload,
+            properties,
+        )
+    }
+}
+
+/// The broker a [`TracedConnection`] connected to, as its URI names it.
+#[derive(Debug)]
+struct Broker {
+    host: String,
+    port: u16,
+}
+
+/// Connects to the broker at `uri` as `lapin::Connection::connect` does (same arguments, same
+/// errors), remembering the broker's host and port for the send spans of the connection's
+/// channels.
+pub async fn connect(
+    uri: &str,
+    options: ConnectionProperties,
+) -> ::lapin::Result<TracedConnection> {
+    let broker = uri.parse::<AMQPUri>().ok().map(|uri| {
+        Arc::new(Broker {
+            host: uri.authority.host,
+            port: uri.authority.port,
+        })
+    });
+    let connection = Connection::connect(uri, options).await?;
+    Ok(TracedConnection { connection, broker })
+}
+
+/// A `lapin::Connection` that knows its broker's address (see [`connect`]); it dereferences
+/// to the connection.
+#[derive(Debug)]
+pub struct TracedConnection {
+    connection: Connection,
+    broker: Option<Arc<Broker>>,
+}
+
+impl TracedConnection {
+    /// Like `Connection::create_channel`: a channel whose send spans name the broker.
+    pub async fn create_channel(&self) -> ::lapin::Result<TracedChannel> {
+        let channel = self.connection.create_channel().await?;
+        Ok(TracedChannel {
+            channel,
+            broker: self.broker.clone(),
+        })
+    }
+
+    /// The lapin connection.
+    pub fn into_inner(self) -> Connection {
+        self.connection
+    }
+}
+
+impl Deref for TracedConnection {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        &self.connection
+    }
+}
+
+/// A `lapin::Channel` whose send spans ([`ChannelExt`]) have the broker's address as
+/// `context.destination`; it dereferences to the channel.
+#[derive(Debug, Clone)]
+pub struct TracedChannel {
+    channel: Channel,
+    broker: Option<Arc<Broker>>,
+}
+
+impl TracedChannel {
+    /// The lapin channel.
+    pub fn into_inner(self) -> Channel {
+        self.channel
+    }
+}
+
+impl Deref for TracedChannel {
+    type Target = Channel;
+
+    fn deref(&self) -> &Channel {
+        &self.channel
+    }
+}
+
+/// Publishes on `channel` with the send span (see [`ChannelExt`]).
+fn publish<'a>(
+    channel: &'a Channel,
+    broker: Option<&Broker>,
+    exchange: ShortString,
+    routing_key: ShortString,
+    options: BasicPublishOptions,
+    payload: &'a [u8],
+    properties: BasicProperties,
+) -> impl Future<Output = ::lapin::Result<PublisherConfirm>> + Send + 'a {
+    let (span, properties) = start_send(exchange.as_str(), broker, properties);
+    let publish = channel.basic_publish(exchange, routing_key, options, payload, properties);
+    async move {
+        let result = publish.await;
+        if let Some(mut span) = span {
+            span.set_outcome(if result.is_ok() {
+                Outcome::Success
+            } else {
+                Outcome::Failure
+            });
         }
+        result
     }
 }
 
 /// Starts the send span (`None` when nothing is recorded here) and writes the trace context
 /// into the properties' headers; outside any transaction the properties are left as they are.
-fn start_send(exchange: &str, properties: BasicProperties) -> (Option<Span>, BasicProperties) {
+fn start_send(
+    exchange: &str,
+    broker: Option<&Broker>,
+    properties: BasicProperties,
+) -> (Option<Span>, BasicProperties) {
     let exchange = exchange_name(exchange);
     if Context::current().is_empty() || ignored(exchange) {
         return (None, properties);
@@ -161,6 +312,9 @@ fn start_send(exchange: &str, properties: BasicProperties) -> (Option<Span>, Bas
         span.set_exit();
         span.set_message_queue(exchange);
         span.set_service_target("rabbitmq", Some(exchange.to_owned().into()));
+        if let Some(broker) = broker {
+            span.set_destination(Some(broker.host.clone()), Some(broker.port));
+        }
         // Until lapin answers: a publish dropped before that (cancelled) ends `unknown`.
         span.set_outcome(Outcome::Unknown);
     }

@@ -58,13 +58,19 @@
 use std::future::Future;
 use std::str::FromStr;
 
-use ::async_nats::{Client, HeaderMap, HeaderName, HeaderValue, Message, PublishError, ToSubject};
+use ::async_nats::{
+    Client, HeaderMap, HeaderName, HeaderValue, Message, PublishError, ServerInfo, ToSubject,
+};
 use ::bytes::Bytes;
 
 use super::facade::spans_recorded_here;
 use super::messaging::ignored;
 use crate::messaging::Message as MessageContext;
 use crate::{Context, HeaderSource, Outcome, Span, Transaction};
+
+#[cfg(feature = "nats-jetstream")]
+#[cfg_attr(docsrs, doc(cfg(feature = "nats-jetstream")))]
+pub mod jetstream;
 
 /// Publishes on an `async_nats::Client` with an exit span (see the
 /// [module documentation](self)).
@@ -119,7 +125,7 @@ fn publish<S: ToSubject>(
     payload: Bytes,
 ) -> impl Future<Output = Result<(), PublishError>> + Send + '_ {
     let subject = subject.to_subject();
-    let (span, headers) = start_send(client, &subject, headers);
+    let (span, headers) = start_send(&subject, headers, || client.server_info());
     let publish = async move {
         match headers {
             Some(headers) => client.publish_with_headers(subject, headers, payload).await,
@@ -128,31 +134,27 @@ fn publish<S: ToSubject>(
     };
     async move {
         let result = publish.await;
-        if let Some(mut span) = span {
-            span.set_outcome(if result.is_ok() {
-                Outcome::Success
-            } else {
-                Outcome::Failure
-            });
-        }
+        end_send(span, &result);
         result
     }
 }
 
 /// Starts the send span (`None` when nothing is recorded here) and adds the trace context to
-/// the headers; outside any transaction the headers are left as they are.
+/// the headers; outside any transaction the headers are left as they are. `server` tells the
+/// server the client is connected to, asked only when the span records.
 fn start_send(
-    client: &Client,
     subject: &str,
     headers: Option<HeaderMap>,
+    server: impl FnOnce() -> ServerInfo,
 ) -> (Option<Span>, Option<HeaderMap>) {
     if Context::current().is_empty() || ignored(subject) {
         return (None, headers);
     }
     let mut headers = headers.unwrap_or_default();
     let mut sink = |name: &'static str, value: &str| {
-        if let (Ok(name), Ok(value)) = (HeaderName::from_str(name), HeaderValue::from_str(value)) {
-            headers.insert(name, value);
+        // The agent's own header names (valid, static): no check, no copy.
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(HeaderName::from_static(name), value);
         }
     };
     if !spans_recorded_here() {
@@ -167,7 +169,7 @@ fn start_send(
         span.set_exit();
         span.set_message_queue(subject);
         span.set_service_target("nats", Some(subject.to_owned().into()));
-        let server = client.server_info();
+        let server = server();
         let host = server.host.as_str();
         if !host.is_empty() && host != "0.0.0.0" && host != "::" {
             span.set_destination(Some(server.host), Some(server.port));
@@ -177,6 +179,17 @@ fn start_send(
     }
     span.inject(&mut sink);
     (Some(span), Some(headers))
+}
+
+/// Sets a send span's outcome from async-nats's result.
+fn end_send<T, E>(span: Option<Span>, result: &Result<T, E>) {
+    if let Some(mut span) = span {
+        span.set_outcome(if result.is_ok() {
+            Outcome::Success
+        } else {
+            Outcome::Failure
+        });
+    }
 }
 
 /// Starts the transaction of a received message, continuing the trace its headers carry (see
@@ -193,20 +206,28 @@ pub fn receive(message: &Message) -> Transaction {
         &NatsHeaders(message.headers.as_ref()),
     );
     if transaction.is_sampled() {
-        let mut context = MessageContext::new(subject);
-        if let Some(headers) = &message.headers {
-            for (name, values) in headers.iter() {
-                for value in values {
-                    context = context.header(name.as_ref() as &str, value.as_str());
-                }
-            }
-        }
-        transaction.set_message(context);
+        transaction.set_message(with_headers(
+            MessageContext::new(subject),
+            message.headers.as_ref(),
+        ));
     }
     transaction
 }
 
+/// `context.message` with a message's headers added.
+fn with_headers(mut context: MessageContext, headers: Option<&HeaderMap>) -> MessageContext {
+    if let Some(headers) = headers {
+        for (name, values) in headers.iter() {
+            for value in values {
+                context = context.header(name.as_ref() as &str, value.as_str());
+            }
+        }
+    }
+    context
+}
+
 /// The headers of a message as a [`HeaderSource`] (names compared case-insensitively).
+#[derive(Clone, Copy)]
 struct NatsHeaders<'a>(Option<&'a HeaderMap>);
 
 impl HeaderSource for NatsHeaders<'_> {

@@ -33,6 +33,9 @@ pub(crate) struct SpanExtra {
     pub(crate) target_name: Option<Cow<'static, str>>,
     /// Where a span that lasted `span_stack_trace_min_duration` or longer ended.
     pub(crate) stack: Option<RawStack>,
+    /// Span links: the traces of the messages a batch receive brought (at most
+    /// [`MAX_LINKS`]).
+    pub(crate) links: Vec<super::record::Link>,
     /// `destination.service.resource` is the target's name alone (`host:port`), not
     /// `type/name`: the OpenTelemetry bridge's HTTP and RPC spans.
     #[cfg(feature = "opentelemetry")]
@@ -40,9 +43,6 @@ pub(crate) struct SpanExtra {
     /// `otel.span_kind` and `otel.attributes` of a span made through the OpenTelemetry API.
     #[cfg(feature = "opentelemetry")]
     pub(crate) otel: Option<Box<Otel>>,
-    /// Span links (the OpenTelemetry API's).
-    #[cfg(feature = "opentelemetry")]
-    pub(crate) links: Vec<super::record::Link>,
 }
 
 /// What a span or transaction made through the OpenTelemetry API sends as it was given: its
@@ -55,6 +55,10 @@ pub(crate) struct Otel {
     pub(crate) span_kind: &'static str,
     pub(crate) attributes: Vec<opentelemetry::KeyValue>,
 }
+
+/// The most span links one span carries (`specs/agents/tracing-instrumentation-messaging.md`:
+/// a guard on the cost of huge batches).
+pub(crate) const MAX_LINKS: usize = 1000;
 
 #[derive(Debug, Default)]
 pub(crate) struct Http {

@@ -207,13 +207,13 @@ pub(crate) fn write_span(out: &mut Vec<u8>, s: &SpanRecord, policy: &Policy) -> 
             serde_json::to_writer(&mut *out, &frames).map_err(io::Error::other)?;
         }
     }
-    #[cfg(feature = "opentelemetry")]
     if let Some(extra) = s.extra.as_deref() {
         if !extra.links.is_empty() {
             out.extend_from_slice(b",\"links\":");
             serde_json::to_writer(&mut *out, &super::transaction::LinksView(&extra.links))
                 .map_err(io::Error::other)?;
         }
+        #[cfg(feature = "opentelemetry")]
         if let Some(otel) = &extra.otel {
             super::otel::write(out, otel, policy.long_field_max_length)?;
         }
