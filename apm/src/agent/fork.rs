@@ -12,16 +12,18 @@
 //!   log's history) is made anew, its old contents left unread: a thread of the parent
 //!   (`apm-transport` sweeping the buffers, say) may have held it at the fork.
 //!
-//! No lock is taken around the fork (no prepare handler): nothing in the child reads what those
-//! locks guarded, so the fork never waits for the agent's threads. The handler only stores,
-//! takes no lock and frees nothing.
+//! Nothing in the child reads what those locks guarded, so the fork does not wait for them.
+//! It waits only for an agent thread inside a lock outside the agent's reach (the loader's,
+//! listing the modules for the stack walk; `backtrace`'s, resolving symbols): those sections
+//! hold a gate (`util/after_fork.rs`) that the prepare handler takes around the fork, as glibc
+//! takes malloc's locks. The child's handler only stores, takes no lock and frees nothing.
 
 use std::sync::Once;
 
 use crate::capture;
 use crate::queue::{batch, staging, tracer};
 use crate::types::ids;
-use crate::util::diag;
+use crate::util::{after_fork, diag};
 
 static REGISTER: Once = Once::new();
 
@@ -29,7 +31,7 @@ static REGISTER: Once = Once::new();
 pub(crate) fn register() {
     REGISTER.call_once(|| {
         // SAFETY: `in_child` is an `extern "C" fn()` that lives as long as the process.
-        let rc = unsafe { libc::pthread_atfork(None, None, Some(in_child)) };
+        let rc = unsafe { libc::pthread_atfork(Some(before), Some(in_parent), Some(in_child)) };
         if rc != 0 {
             diag::warn_once!(
                 "could not register the fork handler ({rc}): a forked child must not record"
@@ -38,7 +40,17 @@ pub(crate) fn register() {
     });
 }
 
+extern "C" fn before() {
+    after_fork::close_gate();
+}
+
+extern "C" fn in_parent() {
+    after_fork::open_gate();
+}
+
 extern "C" fn in_child() {
+    // SAFETY: the child's handler, on its only thread.
+    unsafe { after_fork::reset_gate() };
     tracer::after_fork_in_child();
     ids::after_fork_in_child();
     capture::after_fork_in_child();

@@ -179,11 +179,13 @@ fn query_stack() -> Option<(u64, u64)> {
 #[inline(never)]
 fn load_modules() -> Option<Modules> {
     let mut found: Vec<(Range<u64>, Module<Tables>)> = Vec::new();
-    // SAFETY: the callback only reads the program headers `dl_iterate_phdr` hands it, and
-    // the memory they describe as loaded, during the call.
-    unsafe {
-        libc::dl_iterate_phdr(Some(add_module), (&mut found as *mut Vec<_>).cast());
-    }
+    // Outside a fork: a child forked while the loader's lock is held here could never list
+    // its own modules.
+    crate::util::after_fork::outside_fork(|| {
+        // SAFETY: the callback only reads the program headers `dl_iterate_phdr` hands it, and
+        // the memory they describe as loaded, during the call.
+        unsafe { libc::dl_iterate_phdr(Some(add_module), (&mut found as *mut Vec<_>).cast()) };
+    });
     if found.is_empty() {
         return None;
     }

@@ -26,3 +26,35 @@ pub(crate) unsafe fn reset_mutex<T>(m: &Mutex<T>, fresh: T) {
         );
     }
 }
+
+/// Held by the agent's threads around what takes a lock outside the agent's reach (the
+/// loader's, while listing the loaded modules; `backtrace`'s, while resolving symbols), and by
+/// the forking thread around the fork (`agent/fork.rs`): so no thread of the agent holds one of
+/// those at the fork, and the child can take them. A fork waits at most for one such section.
+static GATE: Mutex<()> = Mutex::new(());
+
+/// Runs `f` with no fork under way.
+pub(crate) fn outside_fork<R>(f: impl FnOnce() -> R) -> R {
+    let _gate = GATE.lock();
+    f()
+}
+
+/// Before a fork (the prepare handler): waits for the sections of [`outside_fork`] under way.
+pub(crate) fn close_gate() {
+    std::mem::forget(GATE.lock());
+}
+
+/// After a fork, in the parent: the sections may run again.
+pub(crate) fn open_gate() {
+    // SAFETY: locked by `close_gate` on this thread, and its guard forgotten.
+    unsafe { GATE.force_unlock() };
+}
+
+/// After a fork, in the child (its handler): the gate anew.
+///
+/// # Safety
+/// As [`reset_mutex`].
+pub(crate) unsafe fn reset_gate() {
+    // SAFETY: as the caller's.
+    unsafe { reset_mutex(&GATE, ()) };
+}
