@@ -160,13 +160,15 @@ pub struct Agent(agent::Agent);
 
 impl Agent {
     /// Sends everything recorded so far. Returns `true` when the APM Server has received it (or
-    /// there was nothing to send) before `timeout`, `false` otherwise or when the agent is off.
+    /// there was nothing to send) before `timeout`, `false` otherwise or when the agent is off
+    /// (in a forked child, a handle inherited from the parent is off: it returns at once).
     pub fn flush(&self, timeout: Duration) -> bool {
         self.0.flush(timeout)
     }
 
     /// Whether this handle refers to a running agent (false when disabled by configuration,
-    /// by the `enable` feature, or after shutdown).
+    /// by the `enable` feature, or after shutdown; in a forked child, for a handle inherited
+    /// from the parent).
     pub fn is_running(&self) -> bool {
         self.0.is_running()
     }

@@ -25,6 +25,9 @@ const SHUTDOWN_BUDGET: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub(crate) struct Agent {
     tracer: Option<&'static Tracer>,
+    /// [`tracer::forks`] when the handle was made: a forked child's copy of a handle belongs
+    /// to the parent's agent, whose threads are not in the child.
+    forks: u32,
     /// Present on the handle that started the agent: it stops it.
     owner: Option<Owner>,
 }
@@ -38,6 +41,20 @@ struct Owner {
 }
 
 impl Agent {
+    fn off() -> Agent {
+        Agent {
+            tracer: None,
+            forks: tracer::forks(),
+            owner: None,
+        }
+    }
+
+    /// The agent this handle speaks for, unless it was inherited through a fork (its threads
+    /// are the parent's: nothing sent to them would be taken, no answer would come).
+    fn tracer(&self) -> Option<&'static Tracer> {
+        self.tracer.filter(|_| self.forks == tracer::forks())
+    }
+
     pub(crate) fn start(config: Config) -> Agent {
         crate::util::diag::set_level(config.log_level);
         for w in &config.warnings {
@@ -45,24 +62,25 @@ impl Agent {
         }
         if !config.enabled {
             log::info!(target: "apm", "agent disabled by configuration (enabled=false)");
-            return Agent {
-                tracer: None,
-                owner: None,
-            };
+            return Agent::off();
         }
         if let Some(t) = tracer::get() {
             if t.pid == std::process::id() {
                 warn_once!("the agent is already running; this init() returns a handle to it");
                 return Agent {
                     tracer: Some(t),
+                    forks: tracer::forks(),
                     owner: None,
                 };
             }
-            // This process was forked from the one that started the agent: the agent's threads
+            // This process was forked from the one that started the agent without the fork
+            // handler running (`fork.rs` forgets the agent in the child): the agent's threads
             // did not come along. Forget the inherited agent and start this process's own.
             tracer::uninstall(t);
             warn_once!("agent inherited through fork without its threads; starting a new one");
         }
+        #[cfg(unix)]
+        super::fork::register();
         clock::init();
         let metadata = metadata::collect(&config);
         let capacity = config.max_queue_size.div_ceil(BATCH).max(2);
@@ -73,6 +91,7 @@ impl Agent {
             // Another thread won the race to start: share its agent.
             return Agent {
                 tracer: tracer::get(),
+                forks: tracer::forks(),
                 owner: None,
             };
         };
@@ -91,10 +110,7 @@ impl Agent {
             Err(e) => {
                 tracer::uninstall(tracer);
                 warn_once!("could not start the transport thread ({e}); the agent is off");
-                return Agent {
-                    tracer: None,
-                    owner: None,
-                };
+                return Agent::off();
             }
         };
         let stop = Arc::new(Stop::default());
@@ -114,12 +130,13 @@ impl Agent {
         );
         Agent {
             tracer: Some(tracer),
+            forks: tracer::forks(),
             owner: Some(owner),
         }
     }
 
     fn command(&self, make: impl FnOnce(Sender<bool>) -> Command, timeout: Duration) -> bool {
-        let Some(t) = self.tracer else {
+        let Some(t) = self.tracer() else {
             return false;
         };
         let (ack_tx, ack_rx) = mpsc::channel();
@@ -130,13 +147,16 @@ impl Agent {
     }
 
     pub(crate) fn flush(&self, timeout: Duration) -> bool {
+        if self.tracer().is_none() {
+            return false;
+        }
         // What this thread recorded so far goes too, even from inside a transaction.
         staging::publish_own();
         self.command(Command::Flush, timeout)
     }
 
     pub(crate) fn is_running(&self) -> bool {
-        self.tracer
+        self.tracer()
             .is_some_and(|t| tracer::get().is_some_and(|c| std::ptr::eq(c, t)))
     }
 
@@ -176,6 +196,12 @@ impl Drop for Agent {
         let (Some(t), Some(owner)) = (self.tracer, self.owner.take()) else {
             return;
         };
+        if self.tracer().is_none() {
+            // A forked child's copy: the threads to stop and join are the parent's, and their
+            // locks may be held there. Nothing of it is touched.
+            std::mem::forget(owner);
+            return;
+        }
         let deadline = Instant::now() + SHUTDOWN_BUDGET;
         // Stop the background threads first, so that a central configuration answer arriving
         // now cannot switch recording back on.

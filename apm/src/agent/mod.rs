@@ -1,12 +1,14 @@
 //! The agent: starting and stopping it (`lifecycle`), and the three background threads it
 //! runs besides the transport's: metrics collection (`metrics`) and central configuration
 //! polling (`central_config`), both on `worker`s; and the metadata every intake request
-//! opens with (`metadata`).
+//! opens with (`metadata`); what a forked child does with the agent it inherits (`fork`).
 //!
 //! With the `enable` feature off, `off.rs` stands in: an agent that never starts.
 
 cfg_enable! {
     mod central_config;
+    #[cfg(unix)]
+    mod fork;
     mod lifecycle;
     mod metadata;
     mod metrics;

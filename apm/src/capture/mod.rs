@@ -48,6 +48,8 @@ cfg_enable! {
     };
     pub(crate) use panic::install as install_panic_hook;
     pub(crate) use raw_stack::prime as prime_stack_walk;
+    #[cfg(unix)]
+    pub(crate) use stack::after_fork_in_child;
     #[cfg(apm_sql)]
     pub(crate) use db_span::{start_db_guard, start_db_span};
     #[cfg(apm_exit_stats)]

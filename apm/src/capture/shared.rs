@@ -40,6 +40,9 @@ pub(crate) struct TxnShared {
     /// Span links (a restarted trace points at the one it came from).
     pub(crate) links: Vec<Link>,
     pub(crate) start: Tick,
+    /// [`tracer::forks`](crate::queue::tracer::forks) when it started: in a forked child, a
+    /// transaction open at the fork is the parent's to end and send.
+    pub(crate) forks: u32,
     /// An error was captured where the transaction itself was current (its own entry, or a
     /// context bound to it on another thread or in another future): it fails, unless the
     /// application set an outcome (spec: `outcome.feature`).

@@ -74,6 +74,19 @@ thread_local! {
     static STACK: RefCell<Vec<Entry>> = const { RefCell::new(Vec::new()) };
 }
 
+/// In a forked child (its `pthread_atfork` handler, on the forking thread): the transactions
+/// and spans open at the fork are the parent's, which ends and sends them; here they are
+/// forgotten (leaked, never dropped: their transactions' locks may be held by threads of the
+/// parent), so guards ending them in the child find nothing and record nothing.
+#[cfg(unix)]
+pub(crate) fn after_fork_in_child() {
+    let _ = STACK.try_with(|s| {
+        if let Ok(mut s) = s.try_borrow_mut() {
+            std::mem::forget(std::mem::take(&mut *s));
+        }
+    });
+}
+
 /// Tells the staging buffer whether the current transaction is sampled, after the stack
 /// changed: that flag is also what [`may_record_spans`] reads.
 #[inline]

@@ -53,6 +53,7 @@ pub(crate) fn open_transaction(
         tracestate: origin.tracestate,
         links: origin.links,
         start: clock::now(),
+        forks: tracer::forks(),
         errored: Default::default(),
         ended_elsewhere: EndedElsewhere::default(),
         state: Mutex::new(TxnState {
@@ -91,6 +92,10 @@ pub(crate) fn end_transaction(
     carried: Option<&ChildTimer>,
     fallback: Outcome,
 ) {
+    if txn.forks != tracer::forks() {
+        // Inherited through a fork: the parent ends and sends it (its lock may be held there).
+        return;
+    }
     let end = clock::now();
     // The entry below did not count the transaction as its child: it is not told of its end.
     let popped = token.and_then(|t| stack::pop(t, None));

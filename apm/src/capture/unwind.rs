@@ -23,7 +23,7 @@
 use std::cell::{Cell, RefCell};
 use std::ffi::c_void;
 use std::ops::Range;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicPtr, Ordering::*};
 
 use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
 use framehop::{ExplicitModuleSectionInfo, Module, Unwinder};
@@ -42,7 +42,27 @@ impl Modules {
     }
 }
 
-static MODULES: OnceLock<Option<Modules>> = OnceLock::new();
+/// The modules' unwind tables once read (never freed). Not a `OnceLock`: a child forked while
+/// `apm-transport` was reading them would wait forever for that thread to finish. Threads that
+/// find it empty each read them; the first to publish wins.
+static MODULES: AtomicPtr<Option<Modules>> = AtomicPtr::new(std::ptr::null_mut());
+
+fn modules() -> Option<&'static Modules> {
+    let mut p = MODULES.load(Acquire);
+    if p.is_null() {
+        let read = Box::into_raw(Box::new(load_modules()));
+        p = match MODULES.compare_exchange(std::ptr::null_mut(), read, AcqRel, Acquire) {
+            Ok(_) => read,
+            Err(first) => {
+                // SAFETY: `read` was never published.
+                drop(unsafe { Box::from_raw(read) });
+                first
+            }
+        };
+    }
+    // SAFETY: a published pointer is a leaked box, never freed.
+    unsafe { (*p).as_ref() }
+}
 
 thread_local! {
     /// Unwind rules already looked up, by address (a fixed-size cache).
@@ -70,7 +90,7 @@ pub(crate) fn walk(ips: &mut Vec<usize>) -> Option<()> {
             options(nomem, nostack, preserves_flags),
         );
     }
-    let modules = MODULES.get_or_init(load_modules).as_ref()?;
+    let modules = modules()?;
     let (low, top) = stack_bounds()?;
     // On a stack of the application's own (a coroutine's, a signal handler's), the part in
     // use is not known: no walk.
@@ -123,7 +143,7 @@ pub(crate) fn walk(ips: &mut Vec<usize>) -> Option<()> {
 /// Reads the loaded modules' unwind tables now (the transport thread does, as it starts), so
 /// that the first walk on an application thread does not.
 pub(crate) fn prime() {
-    MODULES.get_or_init(load_modules);
+    let _ = modules();
 }
 
 /// This thread's stack, from `pthread_getattr_np` once per thread.
@@ -159,11 +179,13 @@ fn query_stack() -> Option<(u64, u64)> {
 #[inline(never)]
 fn load_modules() -> Option<Modules> {
     let mut found: Vec<(Range<u64>, Module<Tables>)> = Vec::new();
-    // SAFETY: the callback only reads the program headers `dl_iterate_phdr` hands it, and
-    // the memory they describe as loaded, during the call.
-    unsafe {
-        libc::dl_iterate_phdr(Some(add_module), (&mut found as *mut Vec<_>).cast());
-    }
+    // Outside a fork: a child forked while the loader's lock is held here could never list
+    // its own modules.
+    crate::util::after_fork::outside_fork(|| {
+        // SAFETY: the callback only reads the program headers `dl_iterate_phdr` hands it, and
+        // the memory they describe as loaded, during the call.
+        unsafe { libc::dl_iterate_phdr(Some(add_module), (&mut found as *mut Vec<_>).cast()) };
+    });
     if found.is_empty() {
         return None;
     }

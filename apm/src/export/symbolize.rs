@@ -117,21 +117,29 @@ fn resolve(ip: usize) -> Rc<[Symbol]> {
         return hit;
     }
     let mut found = Vec::new();
-    backtrace::resolve(ip as *mut std::ffi::c_void, |sym| {
-        let Some(name) = sym.name() else {
-            return;
-        };
-        found.push(Symbol {
-            // `{:#}` leaves out the `::h…` hash, which changes with every build.
-            function: format!("{name:#}"),
-            abs_path: sym
-                .filename()
-                .and_then(|p| p.to_str())
-                .map(str::to_owned),
-            lineno: sym.lineno(),
-            colno: sym.colno(),
+    // Outside a fork: a child forked while `backtrace`'s lock is held here could never
+    // resolve a symbol.
+    let resolve = || {
+        backtrace::resolve(ip as *mut std::ffi::c_void, |sym| {
+            let Some(name) = sym.name() else {
+                return;
+            };
+            found.push(Symbol {
+                // `{:#}` leaves out the `::h…` hash, which changes with every build.
+                function: format!("{name:#}"),
+                abs_path: sym
+                    .filename()
+                    .and_then(|p| p.to_str())
+                    .map(str::to_owned),
+                lineno: sym.lineno(),
+                colno: sym.colno(),
+            });
         });
-    });
+    };
+    #[cfg(unix)]
+    crate::util::after_fork::outside_fork(resolve);
+    #[cfg(not(unix))]
+    resolve();
     let found: Rc<[Symbol]> = found.into();
     CACHE.with(|c| {
         let mut c = c.borrow_mut();

@@ -20,7 +20,7 @@ use crate::queue::batch;
 use crate::queue::channel::{Command, Consumer};
 use crate::queue::staging;
 use crate::queue::tracer::{Counters, Tracer};
-use crate::types::ids;
+use crate::types::{clock, ids};
 use crate::types::record::Event;
 use crate::util::diag::warn_limited;
 use crate::config::CaptureBody;
@@ -164,6 +164,7 @@ impl Transport {
         }
         let _ = self.server_major();
         loop {
+            clock::reanchor_if_due();
             // Polls: a thread blocked on the channel would make every hand-over a futex
             // wake-up on the application's side. The doorbell rings for commands and when
             // the queue is half full.

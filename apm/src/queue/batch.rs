@@ -35,6 +35,22 @@ pub(crate) fn prefill(n: usize) {
     }
 }
 
+/// In a forked child (its `pthread_atfork` handler): the pool starts empty, under a lock no
+/// thread of the parent holds.
+#[cfg(unix)]
+pub(crate) fn after_fork_in_child() {
+    // SAFETY: called from the child's fork handler only (see `agent/fork.rs`).
+    unsafe { crate::util::after_fork::reset_mutex(&POOL, Vec::new()) };
+}
+
+/// Holds the pool's lock until `release` says so (tests of a fork while it is held).
+#[cfg(test)]
+pub(crate) fn hold_pool(held: std::sync::mpsc::Sender<()>, release: std::sync::mpsc::Receiver<()>) {
+    let _held = POOL.lock();
+    let _ = held.send(());
+    let _ = release.recv();
+}
+
 /// Gives an emptied vector back for reuse.
 pub(crate) fn recycle(mut v: Vec<Event>) {
     v.clear();

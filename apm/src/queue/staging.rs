@@ -237,6 +237,37 @@ pub(crate) fn publish_own() {
     });
 }
 
+/// In a forked child (its `pthread_atfork` handler, on the forking thread, the child's only
+/// one): what the parent's threads staged stays the parent's to send (sending it here too would
+/// send it twice), and no buffer or registry lock of the parent is ever taken here (a thread
+/// of the parent may have held one at the fork). Nothing is freed: the child's handler does
+/// not call the allocator.
+#[cfg(unix)]
+pub(crate) fn after_fork_in_child() {
+    let _ = STAGED.try_with(|staged| {
+        if let Ok(mut staged) = staged.try_borrow_mut() {
+            // SAFETY: shortening a vector; its events are leaked, not dropped.
+            unsafe { staged.0.set_len(0) };
+        }
+    });
+    let _ = LOCAL.try_with(|local| {
+        if let Ok(mut local) = local.try_borrow_mut() {
+            std::mem::forget(local.take());
+        }
+    });
+    let _ = IN_RECORDED_TRANSACTION.try_with(|c| c.set(false));
+    // SAFETY: called from the child's fork handler only (see `agent/fork.rs`).
+    unsafe { crate::util::after_fork::reset_mutex(&REGISTRY, Vec::new()) };
+}
+
+/// Holds the registry's lock until `release` says so (tests of a fork while it is held).
+#[cfg(test)]
+pub(crate) fn hold_registry(held: std::sync::mpsc::Sender<()>, release: std::sync::mpsc::Receiver<()>) {
+    let _held = REGISTRY.lock();
+    let _ = held.send(());
+    let _ = release.recv();
+}
+
 /// Whether a live thread holds staged events the transport thread cannot reach (it is inside
 /// a recorded transaction).
 pub(crate) fn held_elsewhere() -> bool {

@@ -21,6 +21,26 @@ use crate::types::record::Event;
 use crate::types::sample_rate;
 use crate::config::Config;
 
+/// Forks this process's memory has been through (bumped in each forked child): what started
+/// under an earlier count belongs to an ancestor process, whose threads did not come along.
+static FORKS: AtomicU32 = AtomicU32::new(0);
+
+/// See [`FORKS`]: read when an agent or a transaction starts and when it is used or ends,
+/// never on a span's path.
+#[inline]
+pub(crate) fn forks() -> u32 {
+    FORKS.load(Relaxed)
+}
+
+/// In a forked child (its `pthread_atfork` handler): the inherited agent has no threads here,
+/// so it stops recording and is forgotten; `init` in the child starts the child's own.
+#[cfg(unix)]
+pub(crate) fn after_fork_in_child() {
+    ACTIVE.store(false, Relaxed);
+    TRACER.store(ptr::null_mut(), Release);
+    FORKS.fetch_add(1, Release);
+}
+
 /// Fast "is an agent running and recording" flag: the one load instrumented code pays when
 /// the agent is off.
 static ACTIVE: AtomicBool = AtomicBool::new(false);

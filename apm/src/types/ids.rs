@@ -9,11 +9,26 @@ thread_local! {
     static STATE: Cell<u64> = const { Cell::new(0) };
 }
 
+/// A fresh seed. The process id and the time go in too: std's per-thread keys are copied
+/// into a forked child, so two children of one thread (or a child and its parent) would
+/// otherwise draw the same seed.
 #[cold]
 fn seed() -> u64 {
     let mut h = RandomState::new().build_hasher();
     h.write_usize(&h as *const _ as usize);
+    h.write_u32(std::process::id());
+    if let Ok(t) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        h.write_u128(t.as_nanos());
+    }
     h.finish() | 1
+}
+
+/// In a forked child (its `pthread_atfork` handler, on the forking thread): this thread's
+/// generator is the parent's copy, which would draw the parent's next ids; it is seeded
+/// afresh at its next id (other threads did not come along: they start unseeded).
+#[cfg(unix)]
+pub(crate) fn after_fork_in_child() {
+    let _ = STATE.try_with(|c| c.set(0));
 }
 
 /// wyrand: small, fast, statistically good; ids need uniqueness, not secrecy.

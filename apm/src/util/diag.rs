@@ -86,6 +86,22 @@ pub(crate) fn report(level: log::Level, kind: &'static str, msg: std::fmt::Argum
     emit(level, msg, suppressed);
 }
 
+/// In a forked child (its `pthread_atfork` handler): the message history starts over, under a
+/// lock no thread of the parent holds.
+#[cfg(unix)]
+pub(crate) fn after_fork_in_child() {
+    // SAFETY: called from the child's fork handler only (see `agent/fork.rs`).
+    unsafe { crate::util::after_fork::reset_mutex(&SEEN, None) };
+}
+
+/// Holds the history's lock until `release` says so (tests of a fork while it is held).
+#[cfg(test)]
+pub(crate) fn hold_history(held: std::sync::mpsc::Sender<()>, release: std::sync::mpsc::Receiver<()>) {
+    let _held = SEEN.lock();
+    let _ = held.send(());
+    let _ = release.recv();
+}
+
 /// Logs `msg` unconditionally (one-off messages: configuration problems, start and stop).
 pub(crate) fn once(level: log::Level, msg: std::fmt::Arguments<'_>) {
     if enabled(level) {

@@ -6,6 +6,8 @@ pub(crate) mod spec_fixture;
 pub mod sql;
 
 cfg_enable! {
+    #[cfg(unix)]
+    pub(crate) mod after_fork;
     pub(crate) mod diag;
     pub(crate) mod text;
     pub(crate) mod wildcard;
