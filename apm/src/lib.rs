@@ -40,6 +40,7 @@
 //! | `lapin` | no | `apm::lapin`: RabbitMQ through lapin (tokio runtime): exit spans for published messages with the trace context in their headers, and a `messaging` transaction for each delivery consumed. Needs Rust 1.88. |
 //! | `nats` | no | `apm::nats`: core NATS through async-nats: exit spans for published messages with the trace context in their headers, and a `messaging` transaction for each message received. Needs Rust 1.89. |
 //! | `nats-jetstream` | no | `apm::nats::jetstream`: JetStream through async-nats: exit spans for published messages, a `messaging` transaction for each message consumed (its outcome from the acknowledgement), a poll span with span links for each batch fetched. |
+//! | `apalis` | no | `apm::apalis::ApmLayer`: a layer for apalis 1.0 workers; each task run is a `job` transaction named after the task's type, its outcome from the handler's result, its error captured, retries labelled `attempt`, continuing the trace put into the task's metadata where it was enqueued (`apm::apalis::task`). |
 //! | `log` | no | `apm::log`: wraps the application's logger; records at or above a level become error events, and every record gets `trace.id`, `transaction.id` and `span.id`. |
 //! | `sqlx-postgres` | no | `apm::sqlx`: exit spans for sqlx queries on PostgreSQL, through a `Traced` pool, connection or transaction. sqlx 0.9, which needs Rust 1.94. |
 //! | `sqlx-mysql` | no | The same on MySQL and MariaDB. |
@@ -100,6 +101,8 @@ cfg_enable! {
 pub use config::{Config, ConfigBuilder};
 #[cfg(feature = "actix-web")]
 pub use integrations::actix;
+#[cfg(feature = "apalis")]
+pub use integrations::apalis;
 #[cfg(feature = "diesel")]
 pub use integrations::diesel;
 #[cfg(feature = "lapin")]
