@@ -6,12 +6,30 @@
 //! Add [`ApmLayer`] to the worker, after `.retry(...)` when the worker retries (a layer added
 //! later wraps the task closer to the handler, so that each attempt is its own transaction):
 //!
-//! ```ignore
+//! ```no_run
+//! use apalis_core::backend::memory::MemoryStorage;
+//! use apalis_core::error::BoxDynError;
+//! use apalis_core::worker::builder::WorkerBuilder;
+//!
+//! #[derive(Clone)]
+//! struct SendEmail {
+//!     to: String,
+//! }
+//!
+//! async fn send_email(email: SendEmail) -> Result<(), BoxDynError> {
+//!     # let _ = email.to;
+//!     Ok(())
+//! }
+//!
+//! # async fn f() {
+//! let storage = MemoryStorage::<SendEmail>::new();
 //! let worker = WorkerBuilder::new("email-worker")
 //!     .backend(storage)
-//!     .retry(RetryPolicy::retries(3))
+//!     // With apalis's `retry` feature, `.retry(RetryPolicy::retries(3))` goes here.
 //!     .layer(apm::apalis::ApmLayer::new())
 //!     .build(send_email);
+//! worker.run().await.expect("the worker");
+//! # }
 //! ```
 //!
 //! Each run of a task is a transaction:
@@ -38,8 +56,16 @@
 //! in its metadata (apalis's `MetadataStore`, which persistent backends store with the task),
 //! and its transaction continues that trace. Push it with `TaskSink::push_task`:
 //!
-//! ```ignore
-//! storage.push_task(apm::apalis::task(SendEmail { to }).build()).await?;
+//! ```no_run
+//! use apalis_core::backend::memory::MemoryStorage;
+//! use apalis_core::backend::TaskSink as _;
+//!
+//! # #[derive(Clone)] struct SendEmail { to: String }
+//! # async fn f(mut storage: MemoryStorage<SendEmail>, to: String) {
+//! let _t = apm::start_transaction("POST /signup", "request");
+//! let task = apm::apalis::task(SendEmail { to }).build();
+//! storage.push_task(task).await.expect("pushed");
+//! # }
 //! ```
 //!
 //! [`inject`] writes the same into a `MetadataStore` of your own. A task enqueued outside any
