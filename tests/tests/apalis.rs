@@ -119,7 +119,6 @@ async fn each_task_run_is_a_job_transaction_with_its_outcome_errors_and_attempts
         "{:#}",
         done[0]
     );
-    assert!(done[0].get("parent_id").is_none());
 
     // Three runs of the declined invoice: the first unlabelled, the retries 2 and 3.
     let declined = of(2.0);
@@ -150,6 +149,10 @@ async fn each_task_run_is_a_job_transaction_with_its_outcome_errors_and_attempts
     let request = named(&transactions, "POST /orders");
     let spans = h.spans();
     let enqueued = named(&spans, "enqueue invoice");
+    for fresh in done.iter().chain(&declined) {
+        assert_ne!(fresh["trace_id"], request["trace_id"], "{fresh:#}");
+        assert!(fresh.get("parent_id").is_none(), "{fresh:#}");
+    }
     let continued = of(3.0);
     assert_eq!(continued.len(), 1);
     assert_eq!(continued[0]["outcome"], "success");

@@ -45,15 +45,20 @@
 //! - the handler's spans and errors are the transaction's children (the handler's future runs
 //!   inside it).
 //!
+//! Added before `.retry(...)` instead, the layer makes one transaction of all the attempts of
+//! a task: label `attempt` the number of runs, the last run's error only.
+//!
 //! A run cancelled before it completes (the worker shut down, a timeout layer outside this
-//! one) ends the transaction then, without an outcome. The handler's result goes back to
+//! one), or a handler that panics, ends the transaction then, without an outcome (apalis's
+//! `catch_panic` layer, added after this one, turns a panic into an error: outcome `failure`). The handler's result goes back to
 //! apalis unchanged; the service's error type is apalis's `BoxDynError`, the one every worker
 //! service is converted to.
 //!
 //! # Enqueueing
 //!
 //! A task built with [`task`] carries the current trace context (`traceparent`, `tracestate`)
-//! in its metadata (apalis's `MetadataStore`, which persistent backends store with the task),
+//! in its metadata (apalis's `MetadataStore`, kept with the task by the in-memory backend and
+//! by the backends that store a task's metadata),
 //! and its transaction continues that trace. Push it with `TaskSink::push_task`:
 //!
 //! ```no_run
@@ -300,6 +305,13 @@ mod tests {
         Metadata(&store).header_values("traceparent", &mut |v| seen.push(v.to_owned()));
         assert_eq!(seen, ["a"]);
         Metadata(&MetadataStore::new()).header_values("traceparent", &mut |_| panic!("none"));
+    }
+
+    #[test]
+    fn futures_are_send() {
+        fn send<T: Send>() {}
+        send::<ApmFuture<std::future::Ready<Result<(), BoxDynError>>>>();
+        send::<ApmService<()>>();
     }
 
     #[test]
