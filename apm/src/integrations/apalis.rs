@@ -50,16 +50,16 @@
 //!
 //! A run cancelled before it completes (the worker shut down, a timeout layer outside this
 //! one), or a handler that panics, ends the transaction then, without an outcome (apalis's
-//! `catch_panic` layer, added after this one, turns a panic into an error: outcome `failure`). The handler's result goes back to
-//! apalis unchanged; the service's error type is apalis's `BoxDynError`, the one every worker
-//! service is converted to.
+//! `catch_panic` layer, added after this one, turns a panic into an error: outcome
+//! `failure`). The handler's result goes back to apalis unchanged; the service's error type
+//! is apalis's `BoxDynError`, the one every worker service is converted to.
 //!
 //! # Enqueueing
 //!
 //! A task built with [`task`] carries the current trace context (`traceparent`, `tracestate`)
 //! in its metadata (apalis's `MetadataStore`, kept with the task by the in-memory backend and
-//! by the backends that store a task's metadata),
-//! and its transaction continues that trace. Push it with `TaskSink::push_task`:
+//! by the backends that store a task's metadata), and its transaction continues that trace.
+//! Push it with `TaskSink::push_task`:
 //!
 //! ```no_run
 //! use apalis_core::backend::memory::MemoryStorage;
