@@ -7,7 +7,7 @@
 mod common;
 
 use std::sync::Once;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use apm_tests::alloc::count_allocations;
 use common::agent::{self, named};
@@ -227,6 +227,64 @@ fn apm_spans_and_tracing_spans_nest_in_both_directions() {
     assert_eq!(number(&middle["context"]["tags"]["n"]), Some(3.0));
     // Breakdown: the tracing span's self time excludes its apm child.
     assert!(middle["duration"].as_f64() >= inner["duration"].as_f64());
+    h.finish();
+}
+
+/// Burns CPU for `ms` (work of a known length, not synchronisation).
+fn spin(ms: u64) {
+    let until = Instant::now() + Duration::from_millis(ms);
+    while Instant::now() < until {
+        std::hint::spin_loop();
+    }
+}
+
+#[apm::span(kind = "db", subtype = "postgresql")]
+fn child_in_first_entry() {
+    spin(20);
+}
+
+#[test]
+fn a_span_entered_again_keeps_the_time_its_children_ran() {
+    install();
+    let h = agent::start(|c| {
+        c.metrics_interval(Duration::from_millis(100))
+            .api_request_time(Duration::from_millis(50))
+    });
+    {
+        let _t = apm::start_transaction("entered again", "job");
+        // Type `unknown`: alone in its breakdown group.
+        let polled = info_span!("polled", otel.kind = "client");
+        // A child in the first entry only: the later entries, which hand nothing back on
+        // exit, must not lose its time.
+        polled.in_scope(child_in_first_entry);
+        polled.in_scope(|| spin(2));
+        polled.in_scope(|| spin(2));
+    }
+    h.flush();
+    let spans = h.spans();
+    let polled = named(&spans, "polled");
+    let child = named(&spans, "child_in_first_entry");
+    assert_eq!(child["parent_id"], polled["id"]);
+    let ms = |e: &Value| e["duration"].as_f64().unwrap();
+    assert!(ms(child) >= 20.0, "{child:#?}");
+    let is_polled =
+        |m: &Value| m["transaction"]["name"] == "entered again" && m["span"]["type"] == "unknown";
+    let found = h.server.wait_for(
+        |r| r.events_of("metricset").any(is_polled),
+        Duration::from_secs(10),
+    );
+    assert!(found, "no breakdown metricset for the tracing span");
+    let self_us: f64 = h.server.with_recorded(|r| {
+        r.events_of("metricset")
+            .filter(|m| is_polled(m))
+            .filter_map(|m| m["samples"]["span.self_time.sum.us"]["value"].as_f64())
+            .sum()
+    });
+    let expected_us = (ms(polled) - ms(child)) * 1000.0;
+    assert!(
+        (self_us - expected_us).abs() < 500.0,
+        "self time {self_us} us, expected the duration less the child's: {expected_us} us"
+    );
     h.finish();
 }
 

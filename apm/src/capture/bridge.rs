@@ -63,13 +63,28 @@ impl BridgeFrame {
     }
 
     /// Leaves what [`BridgeFrame::enter`] made current, keeping what is still open above it.
+    #[cfg(feature = "opentelemetry")]
     #[inline]
     pub(crate) fn exit(&mut self, token: Token) {
         let (parked, timer) = stack::leave(token);
-        if !parked.is_empty() {
-            self.parked = parked;
+        self.left(Left { parked, timer });
+    }
+
+    /// [`BridgeFrame::enter`], remembering the child timer it entered with: see [`leave`].
+    #[cfg(feature = "tracing")]
+    #[inline]
+    pub(crate) fn enter_tracked(&mut self) -> Option<Entered> {
+        let timer = self.timer;
+        self.enter().map(|token| Entered { token, timer })
+    }
+
+    /// Takes back what an entry's end ([`leave`]) handed over.
+    #[inline]
+    pub(crate) fn left(&mut self, left: Left) {
+        if !left.parked.is_empty() {
+            self.parked = left.parked;
         }
-        if let Some(t) = timer {
+        if let Some(t) = left.timer {
             self.timer = t;
         }
     }
@@ -84,6 +99,36 @@ impl BridgeFrame {
     pub(crate) fn context(&self) -> crate::Context {
         crate::Context(Context(Some((Arc::clone(&self.txn), self.id))))
     }
+}
+
+/// An entry made by [`BridgeFrame::enter_tracked`]: its token, and the frame's child timer when
+/// it was entered.
+#[cfg(feature = "tracing")]
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Entered {
+    token: Token,
+    timer: ChildTimer,
+}
+
+/// What the end of an entry hands back to its frame: entries still open above it, its timer.
+#[derive(Debug)]
+pub(crate) struct Left {
+    parked: Vec<Entry>,
+    timer: Option<ChildTimer>,
+}
+
+/// Leaves an entry made by [`BridgeFrame::enter_tracked`] without its frame; `None` when the
+/// frame need not hear of it ([`BridgeFrame::left`] would change nothing: nothing was left
+/// open above it and its timer is the one it entered with, e.g. no child ran), so that the
+/// common exit does not look the frame up at all.
+#[cfg(feature = "tracing")]
+#[inline]
+pub(crate) fn leave(entered: Entered) -> Option<Left> {
+    let (parked, timer) = stack::leave(entered.token);
+    if parked.is_empty() && timer.is_none_or(|t| t == entered.timer) {
+        return None;
+    }
+    Some(Left { parked, timer })
 }
 
 /// A span named by a static description: nothing allocated for the name.

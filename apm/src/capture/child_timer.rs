@@ -12,7 +12,7 @@ use crate::types::clock::Tick;
 /// children's durations): its self time, for breakdown metrics, is its duration minus this.
 /// Also whether an error was captured while the span or transaction was current, which makes
 /// its outcome a failure unless one was set explicitly (spec: `outcome.feature`).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ChildTimer {
     /// Children running now, as far as this entry knows: on the stack, or off it and not
     /// heard of since they started.

@@ -40,7 +40,7 @@ cfg_enable! {
     #[cfg(apm_bridge)]
     pub(crate) use bridge::{end_span, end_transaction, rename_span, BridgeFrame};
     #[cfg(feature = "tracing")]
-    pub(crate) use bridge::start_static_span;
+    pub(crate) use bridge::{leave as leave_bridged, start_static_span, Entered};
     #[cfg(feature = "opentelemetry")]
     pub(crate) use bridge::{
         add_span_link, add_transaction_link, frame_ids, name_only_resource, set_span_otel,

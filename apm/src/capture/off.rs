@@ -288,9 +288,11 @@ impl BridgeFrame {
     pub(crate) fn of_transaction(_t: &crate::Transaction) -> Option<Self> {
         None
     }
+    #[cfg(feature = "opentelemetry")]
     pub(crate) fn enter(&mut self) -> Option<u64> {
         match *self {}
     }
+    #[cfg(feature = "opentelemetry")]
     pub(crate) fn exit(&mut self, _token: u64) {
         match *self {}
     }
@@ -301,6 +303,28 @@ impl BridgeFrame {
     pub(crate) fn set_leaf(&mut self) {
         match *self {}
     }
+    #[cfg(feature = "tracing")]
+    pub(crate) fn enter_tracked(&mut self) -> Option<Entered> {
+        match *self {}
+    }
+    #[cfg(feature = "tracing")]
+    pub(crate) fn left(&mut self, left: Left) {
+        match left {}
+    }
+}
+
+/// Entries of bridged spans: never made.
+#[cfg(feature = "tracing")]
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Entered {}
+
+#[cfg(feature = "tracing")]
+#[derive(Debug)]
+pub(crate) enum Left {}
+
+#[cfg(feature = "tracing")]
+pub(crate) fn leave_bridged(entered: Entered) -> Option<Left> {
+    match entered {}
 }
 
 #[cfg(apm_bridge)]

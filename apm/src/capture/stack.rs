@@ -514,6 +514,9 @@ pub(crate) fn leave(token: Token) -> (Vec<Entry>, Option<ChildTimer>) {
 
 /// Puts back entries returned by [`leave`] (the future is polled again).
 pub(crate) fn restore(entries: &mut Vec<Entry>) {
+    if entries.is_empty() {
+        return;
+    }
     let _ = STACK.try_with(|s| {
         if let Ok(mut s) = s.try_borrow_mut() {
             if !entries.is_empty() {

@@ -28,7 +28,7 @@ pub(crate) use crate::capture::{end_span, end_transaction, rename_span, BridgeFr
 /// `apm::tracing`: static names for spans whose name and type are known at their call site.
 #[cfg(feature = "tracing")]
 pub(crate) use crate::capture::{
-    spans_recorded_here as tracing_spans_recorded_here, start_static_span,
+    leave_bridged, spans_recorded_here as tracing_spans_recorded_here, start_static_span, Entered,
 };
 #[cfg(feature = "tracing")]
 pub(crate) use crate::types::meta::SpanMeta;

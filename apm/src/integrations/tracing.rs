@@ -75,7 +75,7 @@ use tracing_core::span::{Attributes, Id, Record};
 use tracing_core::{Event, Level, Metadata, Subscriber};
 use tracing_subscriber::layer::{Context as LayerContext, Layer};
 
-use super::facade::{self, BridgeFrame, SpanMeta};
+use super::facade::{self, BridgeFrame, Entered, SpanMeta};
 use super::semconv::{self, keys, Class, Has, Kind};
 use crate::{LabelValue, Outcome};
 
@@ -176,6 +176,14 @@ impl ApmLayer {
         if !recording && !self.has_root_rules() {
             return None;
         }
+        if recording && attrs.values().is_empty() {
+            // No field values: nothing to map, the call site's static name and type.
+            let _attached = match &parent {
+                Parent::Explicit(Some(ctx)) => Some(ctx.attach()),
+                _ => None,
+            };
+            return Bridged::recorded(facade::start_static_span(static_meta(meta)));
+        }
         let mut fields = Fields::default();
         if !attrs.values().is_empty() {
             attrs.record(&mut fields);
@@ -226,15 +234,17 @@ impl<S: Subscriber> Layer<S> for ApmLayer {
         if self.table.is_empty() {
             return;
         }
-        if let Some(token) = self
+        if let Some(entered) = self
             .table
-            .with(id, |b| b.frame.as_mut().and_then(BridgeFrame::enter))
+            .with(id, |b| {
+                b.frame.as_mut().and_then(BridgeFrame::enter_tracked)
+            })
             .flatten()
         {
             let key = (self.key(), id.into_u64());
             let _ = ENTERED.try_with(|e| {
                 if let Ok(mut e) = e.try_borrow_mut() {
-                    e.push((key, token));
+                    e.push((key, entered));
                 }
             });
         }
@@ -245,18 +255,21 @@ impl<S: Subscriber> Layer<S> for ApmLayer {
             return;
         }
         let key = (self.key(), id.into_u64());
-        let token = ENTERED
+        let entered = ENTERED
             .try_with(|e| {
                 let mut e = e.try_borrow_mut().ok()?;
+                // The span left is nearly always the last one entered.
                 let i = e.iter().rposition(|(k, _)| *k == key)?;
                 Some(e.remove(i).1)
             })
             .ok()
             .flatten();
-        if let Some(token) = token {
+        // The frame is looked up only when the entry hands something back (children's time,
+        // entries left open above it).
+        if let Some(left) = entered.and_then(facade::leave_bridged) {
             self.table.with(id, |b| {
                 if let Some(f) = &mut b.frame {
-                    f.exit(token);
+                    f.left(left);
                 }
             });
         }
@@ -294,7 +307,7 @@ thread_local! {
     /// (one span may be entered on several threads at once).
     /// Keyed by layer and span id: two subscribers (a global one and one set for a scope)
     /// number their spans alike.
-    static ENTERED: RefCell<Vec<((usize, u64), u64)>> = const { RefCell::new(Vec::new()) };
+    static ENTERED: RefCell<Vec<((usize, u64), Entered)>> = const { RefCell::new(Vec::new()) };
     /// The static descriptions of the call sites seen on this thread.
     static METAS: RefCell<HashMap<usize, &'static SpanMeta, BuildHasherDefault<IdHasher>>> =
         RefCell::new(HashMap::default());
@@ -339,7 +352,7 @@ enum Handle {
 impl Bridged {
     fn span(meta: &'static Metadata<'static>, fields: &Fields) -> Option<Bridged> {
         let (kind, subtype, action) = fields.span_type();
-        let mut span = if kind == "app" && fields.name.is_none() {
+        let span = if kind == "app" && fields.name.is_none() {
             facade::start_static_span(static_meta(meta))
         } else {
             let name = match (&fields.name, &fields.db_statement) {
@@ -358,12 +371,20 @@ impl Bridged {
             }
             span
         };
+        let mut b = Bridged::recorded(span)?;
+        b.apply(fields, true);
+        Some(b)
+    }
+
+    /// A started span's bridged state, before fields; `None` when it records nothing.
+    #[inline]
+    fn recorded(mut span: crate::Span) -> Option<Bridged> {
         if !span.is_recording() {
             return None;
         }
         // Outcomes are not inferred (bridge spec): unset status stays `unknown`.
         span.set_outcome(Outcome::Unknown);
-        let mut b = Bridged {
+        Some(Bridged {
             frame: BridgeFrame::of_span(&span),
             handle: Handle::Span(span),
             status: None,
@@ -371,9 +392,7 @@ impl Bridged {
             http_status: None,
             server: false,
             labels: 0,
-        };
-        b.apply(fields, true);
-        Some(b)
+        })
     }
 
     fn transaction(meta: &'static Metadata<'static>, fields: &Fields) -> Option<Bridged> {
