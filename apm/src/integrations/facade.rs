@@ -49,7 +49,7 @@ pub(crate) use client::spans_recorded_here;
 pub(crate) use client::IdleSpan;
 
 #[cfg(all(any(apm_server, apm_messaging), feature = "enable"))]
-pub(crate) use config::{effective_config, EffectiveConfig};
+pub(crate) use config::{derived, Derived};
 
 /// What server integrations do to the transaction of a request: bind the handler's future to
 /// it and keep it open until the response's body is done, and give the result and outcome
@@ -154,6 +154,10 @@ mod client {
 /// from it.
 #[cfg(all(any(apm_server, apm_messaging), feature = "enable"))]
 mod config {
+    use std::cell::RefCell;
+    use std::sync::Arc;
+    use std::thread::LocalKey;
+
     use crate::queue::tracer;
     use crate::Config;
 
@@ -165,21 +169,37 @@ mod config {
         generation: u64,
     }
 
-    /// Runs `f` on the configuration in effect, unless `seen` is still the one in effect;
-    /// `None` when no agent runs.
-    pub(crate) fn effective_config<R>(
-        seen: Option<EffectiveConfig>,
-        f: impl FnOnce(&Config) -> R,
-    ) -> Option<(EffectiveConfig, Option<R>)> {
+    /// A thread's copy of what an integration compiled from the configuration in effect.
+    /// Per thread, so that reading it per request or per message touches nothing another
+    /// thread writes: a lock or a reference count shared by all would be one cache line that
+    /// every request of every thread takes in turn.
+    pub(crate) type Derived<T> = RefCell<Option<(EffectiveConfig, Arc<T>)>>;
+
+    /// What `make` compiles from the configuration in effect, from this thread's `cache` while
+    /// that configuration stays in effect (rebuilt once per thread when it changes); `None`
+    /// when no agent runs.
+    pub(crate) fn derived<T>(
+        cache: &'static LocalKey<Derived<T>>,
+        make: impl FnOnce(&Config) -> T,
+    ) -> Option<Arc<T>> {
         let t = tracer::get()?;
         let now = EffectiveConfig {
             tracer: t as *const tracer::Tracer as usize,
             generation: t.generation(),
         };
-        if seen == Some(now) {
-            return Some((now, None));
+        let kept = cache.try_with(|c| match c.try_borrow().as_deref() {
+            Ok(Some((seen, value))) if *seen == now => Some(Arc::clone(value)),
+            _ => None,
+        });
+        if let Ok(Some(value)) = kept {
+            return Some(value);
         }
-        let value = f(&t.effective());
-        Some((now, Some(value)))
+        let value = Arc::new(make(&t.effective()));
+        let _ = cache.try_with(|c| {
+            if let Ok(mut c) = c.try_borrow_mut() {
+                *c = Some((now, Arc::clone(&value)));
+            }
+        });
+        Some(value)
     }
 }

@@ -6,29 +6,14 @@
 /// recorded then anyway.
 #[cfg(feature = "enable")]
 pub(crate) fn ignored(queue: &str) -> bool {
-    use std::sync::Arc;
-
-    use parking_lot::RwLock;
-
-    use super::facade::{effective_config, EffectiveConfig};
+    use super::facade::{derived, Derived};
     use crate::util::wildcard::WildcardList;
 
-    type Cached = Option<(EffectiveConfig, Arc<WildcardList>)>;
-    static CACHE: RwLock<Cached> = RwLock::new(None);
-    let seen = CACHE.read().as_ref().map(|(c, _)| *c);
-    let list = match effective_config(seen, |c| WildcardList::parse(&c.ignore_message_queues)) {
-        None => return false,
-        Some((_, None)) => match CACHE.read().as_ref() {
-            Some((_, list)) => Arc::clone(list),
-            None => return false,
-        },
-        Some((now, Some(list))) => {
-            let list = Arc::new(list);
-            *CACHE.write() = Some((now, Arc::clone(&list)));
-            list
-        }
-    };
-    list.any_match(queue)
+    thread_local! {
+        static IGNORED: Derived<WildcardList> = const { std::cell::RefCell::new(None) };
+    }
+    derived(&IGNORED, |c| WildcardList::parse(&c.ignore_message_queues))
+        .is_some_and(|list| list.any_match(queue))
 }
 
 /// The agent is compiled out: nothing is recorded, nothing ignored.

@@ -1,16 +1,16 @@
 //! The live rules a server integration applies to each request, compiled once per
 //! configuration in effect.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
-use parking_lot::RwLock;
-
-use super::super::facade::{effective_config, EffectiveConfig};
+use super::super::facade::{derived, Derived};
 use crate::util::wildcard::{WildcardList, WildcardMatcher};
 
 /// The live rules a server integration applies to each request: `transaction_ignore_urls`,
 /// `transaction_ignore_user_agents`, `transaction_name_groups`, `capture_body`. Compiled once
-/// per configuration in effect, shared by every request until the configuration changes.
+/// per configuration in effect on each thread, used by the thread's requests until the
+/// configuration changes.
 #[derive(Debug, Default)]
 pub(crate) struct ServerPolicy {
     /// `None` when no agent runs: nothing is traced.
@@ -47,23 +47,13 @@ impl Rules {
 impl ServerPolicy {
     /// The rules in force now (nothing traced when no agent runs).
     pub(crate) fn current() -> Arc<ServerPolicy> {
-        type Cached = Option<(EffectiveConfig, Arc<ServerPolicy>)>;
-        static CACHE: RwLock<Cached> = RwLock::new(None);
-        let seen = CACHE.read().as_ref().map(|(c, _)| *c);
-        match effective_config(seen, Rules::from_config) {
-            Some((_, None)) => {
-                if let Some((_, p)) = CACHE.read().as_ref() {
-                    return Arc::clone(p);
-                }
-            }
-            Some((now, Some(rules))) => {
-                let policy = Arc::new(ServerPolicy { rules: Some(rules) });
-                *CACHE.write() = Some((now, Arc::clone(&policy)));
-                return policy;
-            }
-            None => {}
+        thread_local! {
+            static POLICY: Derived<ServerPolicy> = const { RefCell::new(None) };
         }
-        Arc::new(ServerPolicy::default())
+        derived(&POLICY, |c| ServerPolicy {
+            rules: Some(Rules::from_config(c)),
+        })
+        .unwrap_or_default()
     }
 
     /// Whether a request to `path` from `user_agent` is not to be traced.
