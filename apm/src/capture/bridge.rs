@@ -174,7 +174,8 @@ mod otel {
     use opentelemetry::KeyValue;
 
     use super::BridgeFrame;
-    use crate::types::record::{Link, TransactionName};
+    use crate::types::record::TransactionName;
+    use crate::types::span_context::Link;
     use crate::types::span_context::Otel;
 
     /// Trace id, span (or transaction) id, and whether the trace is sampled.

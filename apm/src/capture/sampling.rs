@@ -8,7 +8,7 @@ use super::propagation;
 use crate::queue::tracer::Tracer;
 use crate::types::headers::HeaderSource;
 use crate::types::ids;
-use crate::types::record::Link;
+use crate::types::span_context::Link;
 use crate::types::sample_rate::{self, UNKNOWN_RATE};
 
 /// Where a new transaction's trace comes from.

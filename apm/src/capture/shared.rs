@@ -11,7 +11,8 @@ use super::child_timer::EndedElsewhere;
 use crate::types::clock::Tick;
 use crate::types::outcome::{LabelValue, Outcome};
 use crate::types::span_context::Labels;
-use crate::types::record::{Link, TransactionName};
+use crate::types::record::TransactionName;
+    use crate::types::span_context::Link;
 use crate::types::user::User;
 #[cfg(apm_exit_stats)]
 use crate::types::db::{DbEndpoint, DroppedExits};

@@ -260,8 +260,10 @@ impl HeaderSource for Metadata<'_> {
 /// A type's name without module paths: `my_app::jobs::SendEmail` is `SendEmail`,
 /// `alloc::vec::Vec<my_app::Id>` is `Vec<Id>`.
 fn short_type_name(full: &'static str) -> Cow<'static, str> {
-    if !full.contains("::") {
-        return Cow::Borrowed(full);
+    // A plain path (the usual task type): its last segment, borrowed, so a run allocates no
+    // name.
+    if !full.contains(['<', '(', '[', '&', ' ']) {
+        return Cow::Borrowed(full.rsplit("::").next().unwrap_or(full));
     }
     let mut short = String::with_capacity(full.len());
     // Where the path being read starts in `short`: a `::` drops what came since.
@@ -289,6 +291,10 @@ mod tests {
     fn names_are_the_type_without_its_paths() {
         assert_eq!(short_type_name("u32"), "u32");
         assert_eq!(short_type_name("my_app::jobs::SendEmail"), "SendEmail");
+        assert!(matches!(
+            short_type_name("my_app::jobs::SendEmail"),
+            Cow::Borrowed("SendEmail")
+        ));
         assert_eq!(short_type_name("alloc::vec::Vec<my_app::Id>"), "Vec<Id>");
         assert_eq!(
             short_type_name("(a::B, &c::D<e::F>, [g::H; 2])"),

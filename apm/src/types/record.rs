@@ -7,7 +7,7 @@ use super::clock::Tick;
 use super::meta::{Site, SpanMeta, TransactionMeta};
 use super::outcome::Outcome;
 use super::raw_stack::RawStack;
-use super::span_context::{Labels, SpanExtra};
+use super::span_context::{Labels, Link, SpanExtra};
 #[cfg(apm_sql)]
 use super::db::{DbAction, DbEndpoint, SqlText};
 #[cfg(apm_sql)]
@@ -202,14 +202,6 @@ impl TransactionName {
             TransactionName::Dynamic(_, k) => k,
         }
     }
-}
-
-/// A span link: a span of another trace this transaction relates to (a restarted trace
-/// points at the caller's).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Link {
-    pub(crate) trace_id: u128,
-    pub(crate) span_id: u64,
 }
 
 /// Exit spans dropped towards one destination with one outcome: how many, and their summed

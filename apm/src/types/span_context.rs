@@ -35,7 +35,7 @@ pub(crate) struct SpanExtra {
     pub(crate) stack: Option<RawStack>,
     /// Span links: the traces of the messages a batch receive brought (at most
     /// [`MAX_LINKS`]).
-    pub(crate) links: Vec<super::record::Link>,
+    pub(crate) links: Vec<Link>,
     /// `destination.service.resource` is the target's name alone (`host:port`), not
     /// `type/name`: the OpenTelemetry bridge's HTTP and RPC spans.
     #[cfg(feature = "opentelemetry")]
@@ -97,4 +97,12 @@ pub(crate) struct Destination {
 #[derive(Debug, Default)]
 pub(crate) struct Message {
     pub(crate) queue: Option<String>,
+}
+
+/// A span link: a span of another trace a transaction or span relates to (a restarted trace
+/// points at the caller's; a batch receive at each message's sender).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Link {
+    pub(crate) trace_id: u128,
+    pub(crate) span_id: u64,
 }

@@ -11,7 +11,8 @@ use super::fields::{Hex128, Hex64};
 use super::json;
 use super::request::{transaction_context, Policy};
 use crate::types::clock;
-use crate::types::record::{DroppedSpanStats, Link, TransactionRecord};
+use crate::types::record::{DroppedSpanStats, TransactionRecord};
+use crate::types::span_context::Link;
 use crate::types::sample_rate::UNKNOWN_RATE;
 use crate::util::text::{truncate, KEYWORD_LIMIT};
 
