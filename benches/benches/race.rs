@@ -1,0 +1,531 @@
+//! The end-to-end race: what a paced load costs in CPU, on every thread of the process, per
+//! event delivered to a loopback collector that reads and decodes every byte, for `apm` and for
+//! what its users would run instead:
+//! - the OpenTelemetry SDK, its `BatchSpanProcessor` sized not to drop, with the OTLP exporter
+//!   (HTTP/protobuf, gzip);
+//! - `tracing` + `tracing-opentelemetry` + the same SDK and exporter.
+//!
+//! Each variant runs in a process of its own (this program again, with `--race-child`), so
+//! that its CPU time is its own; the collector runs in this process and counts what arrives:
+//! for `apm` the transactions and spans of the intake NDJSON, for OTLP the spans of each
+//! `ExportTraceServiceRequest`. Rounds alternate the variants, and the table shows medians.
+//!
+//! `cargo bench -p apm-benches --bench race` (`-- --bench --seconds=N --rounds=N [spans|tx]`).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use apm_benches::{process_cpu_time, thread_cpu_time};
+
+const CHILD: &str = "--race-child";
+const VARIANTS: [&str; 3] = ["apm", "otel-otlp", "tracing-otel-otlp"];
+
+/// A paced load: every millisecond, `roots` transactions (root spans) of `children` spans.
+#[derive(Debug, Clone, Copy)]
+struct Load {
+    name: &'static str,
+    roots: u32,
+    children: u32,
+}
+
+const LOADS: [Load; 2] = [
+    // 500 000 spans/s in transactions of 100 spans.
+    Load {
+        name: "spans",
+        roots: 5,
+        children: 100,
+    },
+    // 20 000 transactions/s with 3 spans each.
+    Load {
+        name: "tx",
+        roots: 20,
+        children: 3,
+    },
+];
+
+#[inline(never)]
+fn work(x: u64) -> u64 {
+    std::hint::black_box(x).wrapping_mul(3)
+}
+
+#[apm::span]
+#[inline(never)]
+fn apm_child(x: u64) -> u64 {
+    work(x)
+}
+
+#[tracing::instrument(skip_all)]
+#[inline(never)]
+fn tracing_child(x: u64) -> u64 {
+    work(x)
+}
+
+// ---------------------------------------------------------------------------------------
+// The collector: answers the APM Server's and OTLP's endpoints, decodes and counts.
+
+#[derive(Debug, Default)]
+struct Counts {
+    /// Transactions and spans (apm), or spans (OTLP), received.
+    events: AtomicU64,
+    requests: AtomicU64,
+    bytes: AtomicU64,
+}
+
+struct Collector {
+    addr: String,
+    counts: Arc<Counts>,
+}
+
+impl Collector {
+    fn start() -> Collector {
+        // 127.0.0.1: loopback by name, so `apm` sends uncompressed as the spec says for a
+        // server on the same host; OTLP compresses as configured.
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the collector");
+        let addr = listener.local_addr().expect("address").to_string();
+        let counts = Arc::new(Counts::default());
+        let shared = Arc::clone(&counts);
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let shared = Arc::clone(&shared);
+                std::thread::spawn(move || serve(conn, &shared));
+            }
+        });
+        Collector { addr, counts }
+    }
+}
+
+fn serve(conn: TcpStream, counts: &Counts) {
+    let Ok(mut writer) = conn.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::with_capacity(64 * 1024, conn);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let path = line.split(' ').nth(1).unwrap_or("/").to_owned();
+        let (mut length, mut chunked, mut encoding) = (0usize, false, String::new());
+        loop {
+            line.clear();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let header = line.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            let Some((name, value)) = header.split_once(':') else {
+                continue;
+            };
+            let value = value.trim();
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.parse().unwrap_or(0);
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                chunked = value.eq_ignore_ascii_case("chunked");
+            } else if name.eq_ignore_ascii_case("content-encoding") {
+                encoding = value.to_ascii_lowercase();
+            }
+        }
+        let body = if chunked {
+            read_chunked(&mut reader)
+        } else {
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).ok().map(|()| body)
+        };
+        let Some(body) = body else { return };
+        counts.bytes.fetch_add(body.len() as u64, Relaxed);
+        counts.requests.fetch_add(1, Relaxed);
+        let body = decode(&encoding, body);
+        let (status, kind, answer): (&str, &str, &[u8]) = if path == "/v1/traces" {
+            counts.events.fetch_add(otlp_spans(&body), Relaxed);
+            ("200 OK", "application/x-protobuf", b"")
+        } else if path.starts_with("/intake/") {
+            let events = body
+                .split(|&b| b == b'\n')
+                .filter(|l| l.starts_with(b"{\"span\"") || l.starts_with(b"{\"transaction\""))
+                .count();
+            counts.events.fetch_add(events as u64, Relaxed);
+            ("202 Accepted", "application/json", b"")
+        } else if path.starts_with("/config/") {
+            ("200 OK", "application/json", b"{}")
+        } else {
+            ("200 OK", "application/json", br#"{"version":"8.15.0"}"#)
+        };
+        let head = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\n\r\n",
+            answer.len()
+        );
+        if writer.write_all(head.as_bytes()).is_err() || writer.write_all(answer).is_err() {
+            return;
+        }
+    }
+}
+
+fn read_chunked(reader: &mut impl BufRead) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        reader.read_line(&mut line).ok()?;
+        let size = usize::from_str_radix(line.trim().split(';').next()?, 16).ok()?;
+        let start = body.len();
+        body.resize(start + size, 0);
+        reader.read_exact(&mut body[start..]).ok()?;
+        line.clear();
+        reader.read_line(&mut line).ok()?;
+        if size == 0 {
+            return Some(body);
+        }
+    }
+}
+
+fn decode(encoding: &str, body: Vec<u8>) -> Vec<u8> {
+    let mut out = Vec::new();
+    let ok = match encoding {
+        "gzip" => flate2::read::GzDecoder::new(&body[..]).read_to_end(&mut out),
+        "deflate" => flate2::read::ZlibDecoder::new(&body[..]).read_to_end(&mut out),
+        _ => return body,
+    };
+    ok.map_or(Vec::new(), |_| out)
+}
+
+/// Spans in an `ExportTraceServiceRequest`: `resource_spans` (1) → `scope_spans` (2) →
+/// `spans` (2), each a length-delimited field.
+fn otlp_spans(msg: &[u8]) -> u64 {
+    fields(msg, 1)
+        .flat_map(|rs| fields(rs, 2))
+        .map(|ss| fields(ss, 2).count() as u64)
+        .sum()
+}
+
+/// The length-delimited fields numbered `number` of a protobuf message.
+fn fields(mut msg: &[u8], number: u64) -> impl Iterator<Item = &[u8]> {
+    std::iter::from_fn(move || loop {
+        let key = varint(&mut msg)?;
+        let value: &[u8] = match key & 7 {
+            0 => {
+                varint(&mut msg)?;
+                &[]
+            }
+            1 => take(&mut msg, 8)?,
+            2 => {
+                let len = usize::try_from(varint(&mut msg)?).ok()?;
+                take(&mut msg, len)?
+            }
+            5 => take(&mut msg, 4)?,
+            _ => return None,
+        };
+        if key >> 3 == number && key & 7 == 2 {
+            return Some(value);
+        }
+    })
+}
+
+fn take<'a>(msg: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+    if msg.len() < n {
+        return None;
+    }
+    let (head, rest) = msg.split_at(n);
+    *msg = rest;
+    Some(head)
+}
+
+fn varint(msg: &mut &[u8]) -> Option<u64> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&byte, rest) = msg.split_first()?;
+        *msg = rest;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some(value);
+        }
+    }
+    None
+}
+
+// ---------------------------------------------------------------------------------------
+// One variant in its own process.
+
+/// Runs `tick` every millisecond for `seconds`, sleeping between ticks as a service waits for
+/// its next requests.
+fn paced(seconds: f64, mut tick: impl FnMut()) -> u64 {
+    let start = Instant::now();
+    let mut ticks = 0u64;
+    while start.elapsed().as_secs_f64() < seconds {
+        tick();
+        ticks += 1;
+        let next = start + Duration::from_millis(ticks);
+        if let Some(wait) = next.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+    }
+    ticks
+}
+
+fn otlp_provider(url: &str) -> opentelemetry_sdk::trace::SdkTracerProvider {
+    use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
+    use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider};
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_protocol(Protocol::HttpBinary)
+        .with_compression(opentelemetry_otlp::Compression::Gzip)
+        .with_endpoint(format!("{url}/v1/traces"))
+        .build()
+        .expect("OTLP exporter");
+    // Sized not to drop at 500 000 spans/s: a batch of 2048 every 20 ms at most, and room for
+    // a second of spans.
+    let batch = BatchConfigBuilder::default()
+        .with_max_queue_size(1 << 19)
+        .with_max_export_batch_size(2048)
+        .with_scheduled_delay(Duration::from_millis(20))
+        .build();
+    SdkTracerProvider::builder()
+        .with_span_processor(BatchSpanProcessor::new(exporter, batch))
+        .build()
+}
+
+struct Outcome {
+    recorded: u64,
+    cpu: Duration,
+    app_cpu: Duration,
+    dropped: u64,
+}
+
+fn child(variant: &str, load: Load, url: &str, seconds: f64) -> Outcome {
+    let per_tick = u64::from(load.roots) * u64::from(load.children + 1);
+    match variant {
+        "apm" => {
+            let agent = apm::init_with(
+                apm::Config::builder()
+                    .service_name("race")
+                    .server_url(url)
+                    .build(),
+            );
+            let cpu0 = process_cpu_time();
+            let app0 = thread_cpu_time();
+            let ticks = paced(seconds, || {
+                for _ in 0..load.roots {
+                    let _t = apm::start_transaction("race", "request");
+                    for i in 0..load.children {
+                        apm_child(u64::from(i));
+                    }
+                }
+            });
+            let app_cpu = thread_cpu_time() - app0;
+            agent.flush(Duration::from_secs(30));
+            let cpu = process_cpu_time() - cpu0;
+            let s = agent.stats();
+            Outcome {
+                recorded: ticks * per_tick,
+                cpu,
+                app_cpu,
+                dropped: s.events_dropped_queue_full
+                    + s.events_dropped_send_failed
+                    + s.events_dropped_shutdown,
+            }
+        }
+        "otel-otlp" => {
+            use opentelemetry::trace::{Span, TraceContextExt, Tracer, TracerProvider};
+            let provider = otlp_provider(url);
+            let tracer = provider.tracer("race");
+            let cpu0 = process_cpu_time();
+            let app0 = thread_cpu_time();
+            let ticks = paced(seconds, || {
+                for _ in 0..load.roots {
+                    let root = tracer.start("race");
+                    let cx = opentelemetry::Context::current_with_span(root);
+                    for i in 0..load.children {
+                        let mut span = tracer.start_with_context("otel_child", &cx);
+                        work(u64::from(i));
+                        span.end();
+                    }
+                    cx.span().end();
+                }
+            });
+            let app_cpu = thread_cpu_time() - app0;
+            let _ = provider.force_flush();
+            let _ = provider.shutdown();
+            Outcome {
+                recorded: ticks * per_tick,
+                cpu: process_cpu_time() - cpu0,
+                app_cpu,
+                dropped: 0,
+            }
+        }
+        "tracing-otel-otlp" => {
+            use opentelemetry::trace::TracerProvider;
+            use tracing_subscriber::layer::SubscriberExt;
+            let provider = otlp_provider(url);
+            let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("race"));
+            let subscriber = tracing_subscriber::registry().with(layer);
+            let _default = tracing::subscriber::set_default(subscriber);
+            let cpu0 = process_cpu_time();
+            let app0 = thread_cpu_time();
+            let ticks = paced(seconds, || {
+                for _ in 0..load.roots {
+                    let root = tracing::info_span!("race");
+                    let _in = root.enter();
+                    for i in 0..load.children {
+                        tracing_child(u64::from(i));
+                    }
+                }
+            });
+            let app_cpu = thread_cpu_time() - app0;
+            let _ = provider.force_flush();
+            let _ = provider.shutdown();
+            Outcome {
+                recorded: ticks * per_tick,
+                cpu: process_cpu_time() - cpu0,
+                app_cpu,
+                dropped: 0,
+            }
+        }
+        other => {
+            eprintln!("race: no variant {other}");
+            std::process::exit(2);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The race.
+
+#[derive(Debug, Clone, Copy)]
+struct Round {
+    recorded: u64,
+    delivered: u64,
+    dropped: u64,
+    cpu_ns_per_delivered: f64,
+    app_ns_per_recorded: f64,
+}
+
+fn run_child(variant: &str, load: Load, seconds: f64) -> Round {
+    let collector = Collector::start();
+    let url = format!("http://{}", collector.addr);
+    let out = Command::new(std::env::current_exe().expect("this program"))
+        .args([CHILD, variant, load.name, &url, &seconds.to_string()])
+        .output()
+        .expect("run a variant");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let Some(line) = stdout.lines().find_map(|l| l.strip_prefix("outcome ")) else {
+        panic!(
+            "race: {variant} printed no outcome: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let n: Vec<f64> = line.split(' ').filter_map(|v| v.parse().ok()).collect();
+    let (recorded, cpu_ns, app_ns, dropped) = (n[0], n[1], n[2], n[3]);
+    // The variant flushed before it exited: what it sent has been answered, so counted.
+    let delivered = collector.counts.events.load(Relaxed);
+    Round {
+        recorded: recorded as u64,
+        delivered,
+        dropped: dropped as u64,
+        cpu_ns_per_delivered: cpu_ns / delivered.max(1) as f64,
+        app_ns_per_recorded: app_ns / recorded.max(1.0),
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::args()
+        .find_map(|a| a.strip_prefix(name)?.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == CHILD) {
+        let load = LOADS
+            .into_iter()
+            .find(|l| l.name == args[i + 2])
+            .expect("a load");
+        let seconds: f64 = args[i + 4].parse().expect("seconds");
+        let o = child(&args[i + 1], load, &args[i + 3], seconds);
+        println!(
+            "outcome {} {} {} {}",
+            o.recorded,
+            o.cpu.as_nanos(),
+            o.app_cpu.as_nanos(),
+            o.dropped
+        );
+        return;
+    }
+    if !cfg!(feature = "enable") {
+        eprintln!("race: the agent is compiled out (--no-default-features); nothing to race");
+        return;
+    }
+    // `cargo bench` passes `--bench`; `cargo test --benches` runs each variant briefly.
+    let quick = !args.iter().any(|a| a == "--bench");
+    let seconds = if quick { 0.05 } else { arg("--seconds=", 10.0) };
+    let rounds = if quick { 1 } else { arg("--rounds=", 3) };
+    let words: Vec<&String> = args
+        .iter()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    for load in LOADS {
+        if !words.is_empty() && !words.iter().any(|w| *w == load.name) {
+            continue;
+        }
+        let mut results: Vec<Vec<Round>> = vec![Vec::new(); VARIANTS.len()];
+        for _ in 0..rounds {
+            for (v, variant) in VARIANTS.iter().enumerate() {
+                results[v].push(run_child(variant, load, seconds));
+            }
+        }
+        if quick {
+            for (v, rounds) in results.iter().enumerate() {
+                let r = rounds[0];
+                assert!(
+                    r.recorded > 0 && r.delivered > 0,
+                    "{}: nothing delivered ({r:?})",
+                    VARIANTS[v]
+                );
+            }
+            continue;
+        }
+        println!(
+            "\nload `{}`: every 1 ms, {} transactions of {} spans ({} events/s), {seconds} s, {rounds} rounds (medians)",
+            load.name,
+            load.roots,
+            load.children,
+            u64::from(load.roots) * u64::from(load.children + 1) * 1000
+        );
+        println!("| variant | recorded | delivered | delivered % | dropped (counted) | CPU ns per event delivered, all threads | vs OTel OTLP | app thread CPU ns per event |");
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+        let otlp_cpu = median(results[1].iter().map(|r| r.cpu_ns_per_delivered).collect());
+        for (v, rounds) in results.iter().enumerate() {
+            let cpu = median(rounds.iter().map(|r| r.cpu_ns_per_delivered).collect());
+            let recorded = median(rounds.iter().map(|r| r.recorded as f64).collect());
+            let delivered = median(rounds.iter().map(|r| r.delivered as f64).collect());
+            let share = median(
+                rounds
+                    .iter()
+                    .map(|r| 100.0 * r.delivered as f64 / r.recorded.max(1) as f64)
+                    .collect(),
+            );
+            let dropped = median(rounds.iter().map(|r| r.dropped as f64).collect());
+            let app = median(rounds.iter().map(|r| r.app_ns_per_recorded).collect());
+            println!(
+                "| {} | {recorded:.0} | {delivered:.0} | {share:.2} | {dropped:.0} | {cpu:.0} | {:.2}× | {app:.0} |",
+                VARIANTS[v],
+                cpu / otlp_cpu
+            );
+        }
+    }
+}
