@@ -10,7 +10,7 @@
 //! for `apm` the transactions and spans of the intake NDJSON, for OTLP the spans of each
 //! `ExportTraceServiceRequest`. Rounds alternate the variants, and the table shows medians.
 //!
-//! `cargo bench -p apm-benches --bench race` (`-- --bench --seconds=N --rounds=N [spans|tx]`).
+//! `cargo bench -p apm-benches --bench race` (`-- --bench --seconds=N --rounds=N --only=VARIANT,… [spans|tx]`).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -473,6 +473,8 @@ fn main() {
     let quick = !args.iter().any(|a| a == "--bench");
     let seconds = if quick { 0.05 } else { arg("--seconds=", 10.0) };
     let rounds = if quick { 1 } else { arg("--rounds=", 3) };
+    // `--only=apm,otel-otlp`: those variants alone (for A/B runs and profiles).
+    let only: String = arg("--only=", String::new());
     let words: Vec<&String> = args
         .iter()
         .skip(1)
@@ -485,12 +487,15 @@ fn main() {
         let mut results: Vec<Vec<Round>> = vec![Vec::new(); VARIANTS.len()];
         for _ in 0..rounds {
             for (v, variant) in VARIANTS.iter().enumerate() {
+                if !only.is_empty() && !only.split(',').any(|o| o == *variant) {
+                    continue;
+                }
                 results[v].push(run_child(variant, load, seconds));
             }
         }
         if quick {
             for (v, rounds) in results.iter().enumerate() {
-                let r = rounds[0];
+                let Some(&r) = rounds.first() else { continue };
                 assert!(
                     r.recorded > 0 && r.delivered > 0,
                     "{}: nothing delivered ({r:?})",
@@ -510,6 +515,9 @@ fn main() {
         println!("|---|---:|---:|---:|---:|---:|---:|---:|");
         let otlp_cpu = median(results[1].iter().map(|r| r.cpu_ns_per_delivered).collect());
         for (v, rounds) in results.iter().enumerate() {
+            if rounds.is_empty() {
+                continue;
+            }
             let cpu = median(rounds.iter().map(|r| r.cpu_ns_per_delivered).collect());
             let recorded = median(rounds.iter().map(|r| r.recorded as f64).collect());
             let delivered = median(rounds.iter().map(|r| r.delivered as f64).collect());

@@ -74,6 +74,17 @@ fn span(c: &mut Criterion) {
         {
             let agent = agent(&server, 1.0);
             g.bench_function("sampled_shipped", |b| b.iter_custom(in_transactions));
+            // A sampled transaction with no span, started and ended: what the application
+            // thread pays per request beyond its spans.
+            g.bench_function("transaction_sampled_shipped", |b| {
+                b.iter_custom(|iters| {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        drop(black_box(apm::start_transaction("bench", "custom")));
+                    }
+                    start.elapsed()
+                })
+            });
             agent.flush(Duration::from_secs(30));
             let s = agent.stats();
             eprintln!(
