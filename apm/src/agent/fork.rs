@@ -21,7 +21,7 @@
 use std::sync::Once;
 
 use crate::capture;
-use crate::queue::{batch, staging, tracer};
+use crate::queue::{batch, spare, staging, tracer};
 use crate::types::ids;
 use crate::util::{after_fork, diag};
 
@@ -56,6 +56,7 @@ extern "C" fn in_child() {
     capture::after_fork_in_child();
     staging::after_fork_in_child();
     batch::after_fork_in_child();
+    spare::after_fork_in_child();
     diag::after_fork_in_child();
 }
 

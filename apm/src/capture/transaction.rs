@@ -10,7 +10,7 @@ use super::child_timer::{ChildTimer, EndedElsewhere};
 use super::sampling::{self, Origin};
 use super::shared::{TxnShared, TxnState};
 use super::stack::{self, Token};
-use crate::queue::{staging, tracer};
+use crate::queue::{spare, staging, tracer};
 use crate::types::clock;
 use crate::types::headers::HeaderSource;
 use crate::types::ids;
@@ -170,7 +170,7 @@ pub(crate) fn end_transaction(
         },
     };
     drop(st);
-    staging::push(Event::Transaction(Box::new(rec)));
+    staging::push(Event::Transaction(spare::boxed(rec)));
 }
 
 #[inline]

@@ -18,10 +18,10 @@ use super::http::client::{Request, Server};
 use super::huge_traces::{HugeTraces, Settings};
 use crate::queue::batch;
 use crate::queue::channel::{Command, Consumer};
-use crate::queue::staging;
+use crate::queue::{spare, staging};
 use crate::queue::tracer::{Counters, Tracer};
 use crate::types::{clock, ids};
-use crate::types::record::Event;
+use crate::types::record::{Event, TransactionRecord};
 use crate::util::diag::warn_limited;
 use crate::config::CaptureBody;
 use crate::util::text::truncate;
@@ -83,6 +83,10 @@ pub(crate) struct Transport {
     huge_traces_generation: Option<u64>,
     /// Events ready to be written, in order (reused).
     ready: Vec<Event>,
+    /// Boxes of the transaction records just written, given back for reuse (the boxes are
+    /// what is kept).
+    #[allow(clippy::vec_box)]
+    spare_records: Vec<Box<TransactionRecord>>,
     body: Option<Body>,
     body_events: u64,
     body_opened: Instant,
@@ -136,6 +140,7 @@ impl Transport {
             huge_traces: HugeTraces::new(&tracer.counters),
             huge_traces_generation: None,
             ready: Vec::new(),
+            spare_records: Vec::new(),
             body: None,
             body_events: 0,
             body_opened: Instant::now(),
@@ -424,7 +429,11 @@ impl Transport {
     fn write_all(&mut self, events: &mut Vec<Event>) {
         for event in events.drain(..) {
             self.write_event(&event);
+            if let Event::Transaction(record) = event {
+                self.spare_records.push(record);
+            }
         }
+        spare::give_back(&mut self.spare_records);
     }
 
     fn write_event(&mut self, event: &Event) {

@@ -1,0 +1,160 @@
+//! Spare boxes for transactions' end records.
+//!
+//! A transaction's end record is boxed on the application thread and emptied on the transport
+//! thread. Freed there, each box would go back to the application thread's malloc arena from
+//! another thread, under that arena's lock, and the arena's memory would be trimmed and faulted
+//! in again: in a profile, page faults and `malloc`'s slow path were most of what a transaction
+//! cost its thread. So the transport thread gives the boxes back here, and application threads
+//! take them a few at a time: one lock (a `try_lock`, never a wait) per [`TAKE`] transactions.
+
+// The boxes themselves are what is kept for reuse.
+#![allow(clippy::vec_box)]
+
+use std::cell::RefCell;
+
+use parking_lot::Mutex;
+
+use crate::types::record::TransactionRecord;
+
+/// Boxes kept for reuse at most (about half a MiB): beyond, the transport thread frees them.
+const STASH_MAX: usize = 1024;
+/// Boxes a thread takes at once.
+const TAKE: usize = 16;
+
+static STASH: Stash = Stash(Mutex::new(Vec::new()));
+
+thread_local! {
+    /// Boxes this thread took from the stash and has not used yet.
+    static TAKEN: RefCell<Vec<Box<TransactionRecord>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `rec` in a box: a spare one when there is one (what it held before is dropped here, on the
+/// thread that most likely allocated it), else a new one.
+#[inline]
+pub(crate) fn boxed(rec: TransactionRecord) -> Box<TransactionRecord> {
+    match take() {
+        Some(mut spare) => {
+            *spare = rec;
+            spare
+        }
+        None => Box::new(rec),
+    }
+}
+
+fn take() -> Option<Box<TransactionRecord>> {
+    TAKEN
+        .try_with(|taken| {
+            let mut taken = taken.try_borrow_mut().ok()?;
+            if taken.is_empty() {
+                STASH.take_some(&mut taken);
+            }
+            taken.pop()
+        })
+        .ok()
+        .flatten()
+}
+
+/// Gives emptied boxes back for reuse (the transport thread, once per batch written); those
+/// the stash has no room for are freed.
+pub(crate) fn give_back(boxes: &mut Vec<Box<TransactionRecord>>) {
+    STASH.put(boxes);
+}
+
+/// Boxes given back and not taken yet.
+struct Stash(Mutex<Vec<Box<TransactionRecord>>>);
+
+impl Stash {
+    /// Moves up to [`TAKE`] boxes into `into`; none if another thread holds the stash.
+    fn take_some(&self, into: &mut Vec<Box<TransactionRecord>>) {
+        if let Some(mut stash) = self.0.try_lock() {
+            let from = stash.len().saturating_sub(TAKE);
+            into.extend(stash.drain(from..));
+        }
+    }
+
+    /// Keeps what it has room for out of `boxes` (unless another thread holds the stash) and
+    /// frees the rest.
+    fn put(&self, boxes: &mut Vec<Box<TransactionRecord>>) {
+        if boxes.is_empty() {
+            return;
+        }
+        if let Some(mut stash) = self.0.try_lock() {
+            let room = STASH_MAX.saturating_sub(stash.len());
+            let from = boxes.len().saturating_sub(room);
+            stash.extend(boxes.drain(from..));
+        }
+        boxes.clear();
+    }
+}
+
+/// In a forked child (its `pthread_atfork` handler): the stash starts empty, under a lock no
+/// thread of the parent holds.
+#[cfg(unix)]
+pub(crate) fn after_fork_in_child() {
+    // SAFETY: called from the child's fork handler only (see `agent/fork.rs`).
+    unsafe { crate::util::after_fork::reset_mutex(&STASH.0, Vec::new()) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::clock;
+    use crate::types::outcome::Outcome;
+    use crate::types::record::TransactionName;
+
+    fn transaction_record(id: u64) -> TransactionRecord {
+        let now = clock::now();
+        TransactionRecord {
+            trace_id: 1,
+            id,
+            parent_id: None,
+            name: TransactionName::Dynamic("t".into(), "custom".into()),
+            start: now,
+            end: now,
+            sampled: true,
+            sample_rate: 10_000,
+            result: None,
+            outcome: Outcome::Success,
+            labels: Vec::new(),
+            spans_started: 0,
+            spans_dropped: 0,
+            dropped_spans_stats: Vec::new(),
+            #[cfg(apm_exit_stats)]
+            dropped_exits: Vec::new(),
+            child_ns: 0,
+            request: None,
+            response: None,
+            message: None,
+            links: Vec::new(),
+            #[cfg(feature = "opentelemetry")]
+            otel: None,
+            user: None,
+            custom: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn boxes_given_back_are_taken_again_a_few_at_a_time_and_the_stash_is_bounded() {
+        let stash = Stash(Mutex::new(Vec::new()));
+        let mut boxes: Vec<_> = (0..STASH_MAX as u64 + 10)
+            .map(|i| Box::new(transaction_record(i)))
+            .collect();
+        let given: Vec<*const TransactionRecord> = boxes.iter().map(|b| &**b as *const _).collect();
+        stash.put(&mut boxes);
+        assert!(boxes.is_empty(), "what found no room was freed");
+        assert_eq!(stash.0.lock().len(), STASH_MAX);
+        let mut taken = Vec::new();
+        stash.take_some(&mut taken);
+        assert_eq!(taken.len(), TAKE);
+        assert!(taken.iter().all(|b| given.contains(&(&**b as *const _))));
+        assert_eq!(stash.0.lock().len(), STASH_MAX - TAKE);
+    }
+
+    #[test]
+    fn a_record_keeps_its_own_content_in_a_spare_box() {
+        let mut boxes = vec![Box::new(transaction_record(1))];
+        give_back(&mut boxes);
+        let b = boxed(transaction_record(7));
+        assert_eq!(b.id, 7);
+    }
+}
