@@ -11,7 +11,7 @@
 
 use std::fmt;
 use std::io::{self, Read};
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -208,7 +208,8 @@ pub(crate) struct Client {
     forward_authorization: Option<String>,
     agent: ureq::Agent,
     addresses: Arc<resolve::Addresses>,
-    connector: Arc<socket::SocketConnector>,
+    /// Connections the socket connector opened.
+    opened: Arc<AtomicU64>,
 }
 
 impl fmt::Debug for Client {
@@ -231,24 +232,6 @@ pub(crate) struct TlsOptions {
     pub(crate) ca_cert_file: Option<String>,
     /// `server_cert`: the one certificate the server must present.
     pub(crate) pinned_cert_file: Option<String>,
-}
-
-/// The chain's link that shares the agent's socket connector (ureq owns its connectors).
-#[derive(Debug)]
-struct Sockets(Arc<socket::SocketConnector>);
-
-impl<In: ureq::unversioned::transport::Transport> ureq::unversioned::transport::Connector<In>
-    for Sockets
-{
-    type Out = <socket::SocketConnector as ureq::unversioned::transport::Connector<In>>::Out;
-
-    fn connect(
-        &self,
-        details: &ureq::unversioned::transport::ConnectionDetails<'_>,
-        chained: Option<In>,
-    ) -> Result<Option<Self::Out>, ureq::Error> {
-        self.0.connect(details, chained)
-    }
 }
 
 impl Client {
@@ -289,11 +272,11 @@ impl Client {
             forward.map(|p| (p.endpoint.host.clone(), p.endpoint.port)),
         ));
         let scheme = if endpoint.tls { "https" } else { "http" };
-        let connector = Arc::new(socket::SocketConnector {
+        let opened = Arc::new(AtomicU64::new(0));
+        let connector = socket::SocketConnector {
             forward_origin: forward.map(|_| format!("{scheme}://{}", endpoint.authority).into()),
-            addresses: Arc::clone(&addresses),
-            opened: Default::default(),
-        });
+            opened: Arc::clone(&opened),
+        };
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
@@ -309,7 +292,7 @@ impl Client {
         let chain = ()
             .chain(ureq::unversioned::transport::SocksConnector::default())
             .chain(ureq::unversioned::transport::ConnectProxyConnector::default())
-            .chain(Sockets(Arc::clone(&connector)));
+            .chain(connector);
         #[cfg(feature = "https")]
         let agent = {
             let tls = tls::client_config(tls)?;
@@ -336,7 +319,7 @@ impl Client {
             proxy,
             agent,
             addresses,
-            connector,
+            opened,
         })
     }
 
@@ -355,11 +338,11 @@ impl Client {
     ) -> Result<Response, Error> {
         let started = std::time::Instant::now();
         let mut idle = idle;
-        let opened = self.connector.opened.load(Relaxed);
+        let opened = self.opened.load(Relaxed);
         let first = self.exchange(req, req.timeout, idle.as_deref_mut());
         // A kept-alive connection the server closed as the request left fails it without an
         // answer: sent again once, on a new connection, if there is time left.
-        let reused = self.connector.opened.load(Relaxed) == opened;
+        let reused = self.opened.load(Relaxed) == opened;
         let left = (!req.timeout.is_zero())
             .then(|| req.timeout.saturating_sub(started.elapsed()))
             .filter(|left| !left.is_zero());
@@ -906,7 +889,7 @@ mod tests {
     }
 
     #[test]
-    fn waits_run_the_idle_work_and_no_thread_resolves_an_address() {
+    fn waits_run_the_idle_work() {
         // The server answers after 100 ms: the client's waits call `idle` meanwhile.
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());

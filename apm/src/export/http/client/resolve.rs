@@ -2,8 +2,8 @@
 //!
 //! The system resolver (`getaddrinfo`) takes no deadline. A name is resolved on a short-lived
 //! thread (`apm-resolve`) that the request waits for until its deadline, and the addresses are
-//! kept for [`RESOLVE_EVERY`]: such a thread runs at most once a minute per name (and after no
-//! address answered), never for an address, and never more than one per name at a time: a
+//! kept for [`RESOLVE_EVERY`]. So such a thread runs when a name's addresses are a minute old
+//! or its last lookup failed, never for an address, and never two at a time for a name: a
 //! late one is waited for again by the next request instead of being started anew. Without a
 //! deadline (`server_timeout` 0) the name is resolved on the calling thread.
 
@@ -38,7 +38,7 @@ struct Name {
     host: String,
     port: u16,
     addrs: Vec<SocketAddr>,
-    /// When `addrs` were resolved; `None`: resolve again at the next request.
+    /// When `addrs` were resolved; `None`: not yet.
     at: Option<Instant>,
     /// A lookup still running, started by an earlier request.
     pending: Option<Receiver<Lookup>>,
@@ -112,13 +112,6 @@ impl Addresses {
             }
             Ok(_) => stale_or(&name.addrs, || ureq::Error::HostNotFound),
             Err(e) => stale_or(&name.addrs, || ureq::Error::Io(e)),
-        }
-    }
-
-    /// Resolve every name again at the next request.
-    pub(super) fn forget(&self) {
-        for name in self.names.lock().iter_mut() {
-            name.at = None;
         }
     }
 }

@@ -20,8 +20,6 @@ use ureq::unversioned::transport::{
     Transport,
 };
 
-use super::resolve::Addresses;
-
 /// How often a socket wait gives way to the caller's idle work, when it has some.
 /// The transport's queue (1 000 events by default) fills in 2 ms at 500 000 events/s.
 pub(super) const IDLE_EVERY: Duration = Duration::from_millis(1);
@@ -82,10 +80,8 @@ pub(super) struct SocketConnector {
     /// `http://host:port` of the APM Server when requests go to an HTTP forward proxy (the
     /// addresses are then the proxy's): request lines name the whole URL.
     pub(super) forward_origin: Option<Arc<str>>,
-    /// To resolve again after no address answered: the server may have moved.
-    pub(super) addresses: Arc<Addresses>,
     /// Connections opened: a request that opened none ran on a kept-alive one.
-    pub(super) opened: AtomicU64,
+    pub(super) opened: Arc<AtomicU64>,
 }
 
 impl<In: Transport> Connector<In> for SocketConnector {
@@ -142,7 +138,6 @@ impl<In: Transport> Connector<In> for SocketConnector {
                 Err(e) => last = Some(e),
             }
         }
-        self.addresses.forget();
         Err(match last {
             Some(e) if e.kind() == io::ErrorKind::TimedOut => {
                 ureq::Error::Timeout(details.timeout.reason)
