@@ -381,10 +381,10 @@ impl Client {
         let result = socket::while_waiting(idle, || {
             let answer = if has_body {
                 let request = builder.body(req.body).map_err(ureq::Error::from)?;
-                self.agent.run(self.timed(request, timeout)?)
+                self.agent.run(self.timed(request, timeout))
             } else {
                 let request = builder.body(()).map_err(ureq::Error::from)?;
-                self.agent.run(self.timed(request, timeout)?)
+                self.agent.run(self.timed(request, timeout))
             }?;
             let (parts, body) = answer.into_parts();
             let mut kept = Vec::new();
@@ -394,11 +394,10 @@ impl Client {
             Ok::<_, ureq::Error>((parts, kept))
         });
         let (parts, body) = result.map_err(|e| Error::from_ureq(e, req.timeout))?;
-        let headers = parts
-            .headers
-            .iter()
-            .filter_map(|(name, value)| Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned())))
-            .collect();
+        let header = |(name, value): (&ureq::http::HeaderName, &ureq::http::HeaderValue)| {
+            Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
+        };
+        let headers = parts.headers.iter().filter_map(header).collect();
         Ok(Response {
             status: parts.status.as_u16(),
             headers,
@@ -411,12 +410,11 @@ impl Client {
         &self,
         request: ureq::http::Request<B>,
         timeout: Duration,
-    ) -> Result<ureq::http::Request<B>, ureq::Error> {
-        Ok(self
-            .agent
+    ) -> ureq::http::Request<B> {
+        self.agent
             .configure_request(request)
             .timeout_global((!timeout.is_zero()).then_some(timeout))
-            .build())
+            .build()
     }
 
     /// Resolves the name of the host connections go to within `timeout`, and keeps the
