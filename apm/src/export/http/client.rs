@@ -288,6 +288,11 @@ impl Client {
             // One thread sends through each client: one connection is enough to keep.
             .max_idle_connections(1)
             .max_idle_connections_per_host(1)
+            // What a kept connection holds (per layer: TCP, TLS): room for an answer's head
+            // as large as ureq accepts, and writes of 16 KiB, a TLS record's size.
+            .input_buffer_size(64 * 1024)
+            .output_buffer_size(16 * 1024)
+            .max_response_header_size(64 * 1024)
             .build();
         let chain = ()
             .chain(ureq::unversioned::transport::SocksConnector::default())
