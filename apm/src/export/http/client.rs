@@ -773,6 +773,31 @@ mod tests {
         assert_eq!(head[0], "GET /base/ HTTP/1.1");
     }
 
+    #[cfg(feature = "https")]
+    #[test]
+    fn tunnels_are_asked_for_with_credentials_and_refusals_reported() {
+        let proxy = TcpListener::bind("127.0.0.1:0").unwrap();
+        let proxy_url = format!("http://u:p@{}", proxy.local_addr().unwrap());
+        let seen = std::thread::spawn(move || {
+            let (conn, _) = proxy.accept().unwrap();
+            let mut reader = BufReader::new(conn);
+            let head = read_request(&mut reader).unwrap();
+            let refusal = b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n";
+            reader.get_mut().write_all(refusal).unwrap();
+            head
+        });
+        let client = Client::with_env("https://apm.invalid", &tls(), |name| {
+            (name == "HTTPS_PROXY").then(|| proxy_url.clone())
+        })
+        .unwrap();
+        let err = get(&client, Duration::from_secs(5)).unwrap_err();
+        assert!(err.to_string().contains("407"), "{err}");
+        let head = seen.join().unwrap();
+        assert_eq!(head[0], "CONNECT apm.invalid:443 HTTP/1.1");
+        let has = |line: &str| head.iter().any(|h| h.eq_ignore_ascii_case(line));
+        assert!(has("proxy-authorization: Basic dTpw"), "{head:?}");
+    }
+
     #[test]
     fn a_deadline_bounds_waiting_for_a_silent_server() {
         // The kernel accepts the connection; nobody ever reads or answers.
