@@ -19,6 +19,8 @@ pub use apm_server_local::intake::MAX_EVENT_SIZE;
 pub struct RecordedRequest {
     /// Position among all requests received since start or [`reset`](crate::MockServer::reset).
     pub index: usize,
+    /// The connection it came on, numbered from 0 in the order they were accepted.
+    pub connection: u64,
     pub method: String,
     pub path: String,
     pub query: Option<String>,
@@ -346,6 +348,7 @@ mod tests {
     fn query_params() {
         let req = RecordedRequest {
             index: 0,
+            connection: 0,
             method: "GET".into(),
             path: "/config/v1/agents".into(),
             query: Some("service.name=my+svc&service.environment=prod%2Deu&flag".into()),

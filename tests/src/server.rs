@@ -509,8 +509,8 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                 .name(format!("mock-apm-conn-{id}"))
                 .spawn(move || {
                     match shared.tls.clone() {
-                        Some(config) => serve_tls(&shared, config, stream),
-                        None => serve_connection(&shared, stream),
+                        Some(config) => serve_tls(&shared, config, stream, id),
+                        None => serve_connection(&shared, stream, id),
                     }
                     shared.conns.lock().remove(&id);
                 })
@@ -525,7 +525,7 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
 
 /// Completes the TLS handshake (a client that rejects the certificate is counted, not a
 /// violation), then serves the connection.
-fn serve_tls(shared: &Shared, config: Arc<rustls::ServerConfig>, mut tcp: TcpStream) {
+fn serve_tls(shared: &Shared, config: Arc<rustls::ServerConfig>, mut tcp: TcpStream, id: u64) {
     let Ok(mut conn) = rustls::ServerConnection::new(config) else {
         return;
     };
@@ -537,10 +537,11 @@ fn serve_tls(shared: &Shared, config: Arc<rustls::ServerConfig>, mut tcp: TcpStr
             return;
         }
     }
-    serve_connection(shared, rustls::StreamOwned::new(conn, tcp));
+    serve_connection(shared, rustls::StreamOwned::new(conn, tcp), id);
 }
 
-fn serve_connection(shared: &Shared, stream: impl Read + Write) {
+/// Serves the requests of connection number `id`.
+fn serve_connection(shared: &Shared, stream: impl Read + Write, id: u64) {
     let mut reader = BufReader::new(stream);
     while !shared.stopping() {
         if shared.behaviour.lock().fault == Fault::ResetMidBody {
@@ -574,14 +575,14 @@ fn serve_connection(shared: &Shared, stream: impl Read + Write) {
         }
         if behaviour.fault == Fault::CloseBeforeAnswer {
             // Recorded and checked all the same; the answer is never sent.
-            drop(handle(shared, req, &behaviour));
+            drop(handle(shared, req, &behaviour, id));
             hung_up(shared);
             return;
         }
         let keep_alive = req.keep_alive();
         let is_intake = req.path == INTAKE_PATH;
         let arrived = Instant::now();
-        let response = handle(shared, req, &behaviour);
+        let response = handle(shared, req, &behaviour, id);
         if behaviour.fault == Fault::Garbage {
             let writer = reader.get_mut();
             let _ = writer.write_all(GARBAGE).and_then(|()| writer.flush());
@@ -603,8 +604,8 @@ fn hung_up(shared: &Shared) {
     shared.changed.notify_all();
 }
 
-/// Records `req` and computes the answer.
-fn handle(shared: &Shared, req: Request, b: &Behaviour) -> Response {
+/// Records `req`, which came on connection number `connection`, and computes the answer.
+fn handle(shared: &Shared, req: Request, b: &Behaviour, connection: u64) -> Response {
     let arrived = Instant::now();
     let decoded = req.decoded_body();
     let (body, decode_error) = match decoded {
@@ -680,6 +681,7 @@ fn handle(shared: &Shared, req: Request, b: &Behaviour) -> Response {
 
     state.requests.push(RecordedRequest {
         index,
+        connection,
         method: req.method,
         path: req.path,
         query: req.query,

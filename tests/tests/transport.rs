@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use apm_tests::MockServer;
@@ -56,6 +57,22 @@ fn requests_to_a_non_loopback_name_are_gzip_compressed() {
     });
     assert_eq!(server.with_recorded(|r| r.count("transaction")), 10);
     common::validate_all(&server);
+    h.finish();
+}
+
+#[test]
+fn consecutive_requests_share_one_kept_alive_connection() {
+    // Every intake request of the transport goes over one connection (the central
+    // configuration poller keeps its own): no TCP or TLS handshake per request.
+    let h = agent::start(|c| c.api_request_size(2 * 1024));
+    record(100);
+    h.flush();
+    h.server.with_recorded(|r| {
+        let intake: Vec<_> = r.intake_requests().collect();
+        assert!(intake.len() > 1, "{} requests", intake.len());
+        let connections: BTreeSet<u64> = intake.iter().map(|q| q.connection).collect();
+        assert_eq!(connections.len(), 1, "{connections:?}");
+    });
     h.finish();
 }
 

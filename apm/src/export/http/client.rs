@@ -1,32 +1,29 @@
-//! The agent's HTTP/1.1 client for its own requests to the APM Server: intake, the server
-//! information probe and central-configuration polls. One request per connection.
+//! The agent's HTTP client for its own requests to the APM Server: intake, the server
+//! information probe and central-configuration polls; ureq over connections of the agent's
+//! own making, kept alive between requests.
 //!
-//! The agent needs the whole request (connect, TLS handshake, sending, the answer) bounded by
-//! `server_timeout` on the calling thread. minreq enforces its timeout by running every request
-//! on a new thread, in whole seconds: a fourth thread for the duration of each request, which
-//! also spoils "the agent runs exactly three threads". Here every socket operation gets the
-//! time left until the request's deadline instead, and `verify_server_cert` and
-//! `server_ca_cert_file` can be honoured.
+//! What ureq is given: a connector chain (SOCKS and `CONNECT` tunnels are ureq's; TCP is
+//! [`socket`]'s, whose waits run the transport's idle work; TLS is [`tls`]'s, which honours
+//! `verify_server_cert`, `server_ca_cert_file` and `server_cert`), a resolver with a deadline
+//! and a cache ([`resolve`]), and `server_timeout` for each whole request. What it lacks is
+//! kept here: the proxy from the environment with `no_proxy` ranges (`super::proxy`), and
+//! the absolute URL an HTTP forward proxy wants for plain requests (ureq tunnels them).
 
 use std::fmt;
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::time::{Duration, Instant};
-
-use parking_lot::Mutex;
+use std::io::{self, Read};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
 
 use crate::util::diag::warn_limited;
 use super::endpoint::Endpoint;
-use super::proxy::Proxy;
+use super::proxy::{Protocol, Proxy};
 
-/// An answer's head (status line and headers) longer than this is not an APM Server's.
-const MAX_HEAD: usize = 64 * 1024;
-/// The longest chunk-size line read.
-const MAX_LINE: usize = 4 * 1024;
-/// Most of the time left one address may take to connect when others remain to be tried.
-const PER_ADDRESS: Duration = Duration::from_secs(2);
-/// How long resolved addresses are used before the name is resolved again.
-const RESOLVE_EVERY: Duration = Duration::from_secs(60);
+mod resolve;
+mod socket;
+#[cfg(feature = "https")]
+mod tls;
+
 /// Answer bodies are kept up to this size (error messages, server information, central
 /// configuration); the rest is not read.
 const MAX_BODY: usize = 1024 * 1024;
@@ -34,11 +31,11 @@ const MAX_BODY: usize = 1024 * 1024;
 /// What went wrong with a request, for the agent's log.
 #[derive(Debug)]
 pub(crate) enum Error {
-    /// The deadline passed (connecting, sending or waiting for the answer).
+    /// The deadline passed (resolving, connecting, sending or waiting for the answer).
     TimedOut(Duration),
     Io(io::Error),
-    /// The answer is not HTTP/1.x as this client understands it.
-    BadAnswer(&'static str),
+    /// The answer is not HTTP as ureq understands it, or the proxy refused.
+    Http(ureq::Error),
     /// The server URL cannot be used (e.g. `https` without the `https` feature).
     Setup(String),
 }
@@ -48,15 +45,26 @@ impl fmt::Display for Error {
         match self {
             Error::TimedOut(t) => write!(f, "no answer within server_timeout ({t:?})"),
             Error::Io(e) => e.fmt(f),
-            Error::BadAnswer(why) => write!(f, "not an HTTP answer: {why}"),
+            Error::Http(e) => e.fmt(f),
             Error::Setup(why) => f.write_str(why),
         }
     }
 }
 
-impl From<io::Error> for Error {
-    fn from(e: io::Error) -> Self {
-        Error::Io(e)
+impl Error {
+    fn from_ureq(e: ureq::Error, timeout: Duration) -> Error {
+        let timed_out = |e: &io::Error| {
+            matches!(
+                e.kind(),
+                io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+            )
+        };
+        match e {
+            ureq::Error::Timeout(_) => Error::TimedOut(timeout),
+            ureq::Error::Io(e) if timed_out(&e) => Error::TimedOut(timeout),
+            ureq::Error::Io(e) => Error::Io(e),
+            e => Error::Http(e),
+        }
     }
 }
 
@@ -123,8 +131,13 @@ impl Server {
                     crate::util::diag::once(
                         log::Level::Info,
                         format_args!(
-                            "requests to the APM Server go through the proxy {}",
-                            proxy.endpoint.host_port()
+                            "requests to the APM Server go through the proxy {}{}",
+                            proxy.endpoint.host_port(),
+                            if matches!(proxy.protocol, Protocol::Socks(_)) {
+                                " (SOCKS)"
+                            } else {
+                                ""
+                            }
                         ),
                     );
                 }
@@ -147,7 +160,7 @@ impl Server {
         self.send_while(req, None)
     }
 
-    /// [`send`](Self::send), calling `idle` every [`IDLE_EVERY`] or so while the socket
+    /// [`send`](Self::send), calling `idle` every millisecond or so while a socket
     /// keeps this thread waiting (writing the body, waiting for the answer).
     pub(crate) fn send_while(
         &self,
@@ -183,21 +196,27 @@ impl Default for TlsOptions {
     }
 }
 
-/// A client for one APM Server.
+/// A client for one APM Server: one ureq agent, whose connections are kept alive between
+/// requests.
 pub(crate) struct Client {
     endpoint: Endpoint,
     /// From the environment (`https_proxy`, `http_proxy`, `no_proxy`).
     proxy: Option<Proxy>,
-    /// The server's addresses and when they were resolved.
-    resolved: Mutex<Option<(Vec<SocketAddr>, Instant)>>,
-    #[cfg(feature = "https")]
-    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    /// `scheme://authority/base_path` of every request's URL.
+    base_url: String,
+    /// `Proxy-Authorization` of plain requests to an HTTP forward proxy.
+    forward_authorization: Option<String>,
+    agent: ureq::Agent,
+    addresses: Arc<resolve::Addresses>,
+    /// Connections the socket connector opened.
+    opened: Arc<AtomicU64>,
 }
 
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
             .field("endpoint", &self.endpoint)
+            .field("proxy", &self.proxy)
             .finish_non_exhaustive()
     }
 }
@@ -227,534 +246,296 @@ impl Client {
         tls: &TlsOptions,
         var: impl Fn(&str) -> Option<String>,
     ) -> Result<Client, String> {
+        use ureq::unversioned::transport::Connector;
+
         let endpoint = Endpoint::parse(server_url)?;
-        // A proxy this client cannot use (`socks5://`, `https://`, a bad URL) is reported once
-        // and skipped: refusing to start would send nothing at all, where going direct may
-        // well reach the server.
-        let proxy = Proxy::for_target(&endpoint, var).unwrap_or_else(|why| {
+        // A proxy this client cannot use (`https://`, a bad URL) is reported once and
+        // skipped: refusing to start would send nothing at all, where going direct may well
+        // reach the server.
+        fn skip<T>(why: String) -> Option<T> {
             crate::util::diag::warn_once!("{why}; connecting to the APM Server directly");
             None
-        });
+        }
+        let proxy = Proxy::for_target(&endpoint, var).unwrap_or_else(skip);
+        // Plain requests to an HTTP proxy are sent to it as they are, with the whole URL;
+        // everything else goes through ureq's proxy support (a tunnel or SOCKS).
+        let forward = proxy
+            .clone()
+            .filter(|p| p.protocol == Protocol::Http && !endpoint.tls);
+        let forward = forward.as_ref();
+        let ureq_proxy = match proxy.as_ref().filter(|_| forward.is_none()) {
+            Some(p) => p.to_ureq().map_or_else(skip, Some),
+            None => None,
+        };
+        let proxy = proxy.filter(|_| forward.is_some() || ureq_proxy.is_some());
+        let addresses = Arc::new(resolve::Addresses::new(
+            forward.map(|p| (p.endpoint.host.clone(), p.endpoint.port)),
+        ));
+        let scheme = if endpoint.tls { "https" } else { "http" };
+        let opened = Arc::new(AtomicU64::new(0));
+        let connector = socket::SocketConnector {
+            forward_origin: forward.map(|_| format!("{scheme}://{}", endpoint.authority).into()),
+            opened: Arc::clone(&opened),
+        };
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            // The agent's own headers only: `User-Agent` comes with each request.
+            .user_agent("")
+            .accept("")
+            .accept_encoding("")
+            .proxy(ureq_proxy)
+            // One thread sends through each client: one connection is enough to keep.
+            .max_idle_connections(1)
+            .max_idle_connections_per_host(1)
+            // What a kept connection holds (per layer: TCP, TLS): room for an answer's head
+            // as large as ureq accepts, and writes of 16 KiB, a TLS record's size.
+            .input_buffer_size(64 * 1024)
+            .output_buffer_size(16 * 1024)
+            .max_response_header_size(64 * 1024)
+            .build();
+        let chain = ()
+            .chain(ureq::unversioned::transport::SocksConnector::default())
+            .chain(ureq::unversioned::transport::ConnectProxyConnector::default())
+            .chain(connector);
         #[cfg(feature = "https")]
-        let tls = if endpoint.tls {
-            Some(tls::client_config(tls)?)
-        } else {
-            None
+        let agent = {
+            let tls = tls::client_config(tls)?;
+            ureq::Agent::with_parts(
+                config,
+                chain.chain(tls::TlsConnector(tls)),
+                resolve::Shared(Arc::clone(&addresses)),
+            )
         };
         #[cfg(not(feature = "https"))]
-        if endpoint.tls {
-            return Err(format!(
-                "server_url {server_url:?} is https, and this build of the agent has no TLS \
-                 (cargo feature `https`)"
-            ));
-        }
+        let agent = {
+            if endpoint.tls {
+                return Err(format!(
+                    "server_url {server_url:?} is https, and this build of the agent has no TLS \
+                     (cargo feature `https`)"
+                ));
+            }
+            ureq::Agent::with_parts(config, chain, resolve::Shared(Arc::clone(&addresses)))
+        };
         Ok(Client {
+            base_url: format!("{scheme}://{}{}", endpoint.authority, endpoint.base_path),
+            forward_authorization: forward.and_then(|p| p.authorization.clone()),
             endpoint,
             proxy,
-            resolved: Mutex::new(None),
-            #[cfg(feature = "https")]
-            tls,
+            agent,
+            addresses,
+            opened,
         })
     }
 
-    /// Sends `req` on a new connection and reads the answer, within `req.timeout`.
+    /// Sends `req` and reads the answer, within `req.timeout`.
     #[cfg(test)]
     pub(crate) fn send(&self, req: &Request<'_>) -> Result<Response, Error> {
         self.send_while(req, None)
     }
 
-    /// Sends `req` on a new connection and reads the answer, within `req.timeout`, calling
-    /// `idle` while the socket keeps this thread waiting.
+    /// Sends `req` and reads the answer, within `req.timeout`, calling `idle` while a socket
+    /// keeps this thread waiting.
     pub(crate) fn send_while(
         &self,
         req: &Request<'_>,
         idle: Option<&mut dyn FnMut()>,
     ) -> Result<Response, Error> {
-        let deadline = Deadline::after(req.timeout);
-        let result = self
-            .connect(deadline, idle)
-            .and_then(|stream| exchange(stream, &self.head(req), req));
-        match result {
-            Err(Error::Io(e)) if deadline.is_timeout(&e) => Err(Error::TimedOut(req.timeout)),
+        let started = std::time::Instant::now();
+        let mut idle = idle;
+        let opened = self.opened.load(Relaxed);
+        let first = self.exchange(req, req.timeout, idle.as_deref_mut());
+        // A kept-alive connection the server closed as the request left fails it without an
+        // answer: sent again once, on a new connection, if there is time left.
+        let reused = self.opened.load(Relaxed) == opened;
+        let left = (!req.timeout.is_zero())
+            .then(|| req.timeout.saturating_sub(started.elapsed()))
+            .filter(|left| !left.is_zero());
+        match first {
+            Err(Error::Io(e))
+                if reused && closed_early(&e) && (req.timeout.is_zero() || left.is_some()) =>
+            {
+                self.exchange(req, left.unwrap_or(Duration::ZERO), idle)
+                    .map_err(|e| match e {
+                        Error::TimedOut(_) => Error::TimedOut(req.timeout),
+                        e => e,
+                    })
+            }
             other => other,
         }
     }
 
-    fn head(&self, req: &Request<'_>) -> Vec<u8> {
-        let mut head = Vec::with_capacity(256);
-        // Through a proxy, a plain request names the whole URL (an https one goes through a
-        // tunnel, and looks as if sent directly).
-        let proxied = self.proxy.as_ref().filter(|_| !self.endpoint.tls);
-        let origin = match proxied {
-            Some(_) => format!("http://{}", self.endpoint.authority),
-            None => String::new(),
-        };
-        let _ = write!(
-            head,
-            "{} {origin}{}{} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
-            req.method, self.endpoint.base_path, req.path, self.endpoint.authority
-        );
-        if let Some(auth) = proxied.and_then(|p| p.authorization.as_deref()) {
-            let _ = write!(head, "Proxy-Authorization: {auth}\r\n");
-        }
-        if !req.body.is_empty() || req.method == "POST" {
-            let _ = write!(head, "Content-Length: {}\r\n", req.body.len());
+    fn exchange<'i>(
+        &self,
+        req: &Request<'_>,
+        timeout: Duration,
+        idle: Option<&mut (dyn FnMut() + 'i)>,
+    ) -> Result<Response, Error> {
+        let mut builder = ureq::http::Request::builder()
+            .method(req.method)
+            .uri(format!("{}{}", self.base_url, req.path));
+        if let Some(auth) = &self.forward_authorization {
+            builder = builder.header("Proxy-Authorization", auth.as_str());
         }
         for (name, value) in req.headers {
             // A value from configuration must not be able to add headers of its own.
             let value: String = value.chars().filter(|c| !c.is_control()).collect();
-            let _ = write!(head, "{name}: {value}\r\n");
+            builder = builder.header(*name, value);
         }
-        head.extend_from_slice(b"\r\n");
-        head
+        let has_body = !req.body.is_empty() || req.method == "POST";
+        let result = socket::while_waiting(idle, || {
+            let answer = if has_body {
+                let request = builder.body(req.body).map_err(ureq::Error::from)?;
+                self.agent.run(self.timed(request, timeout))
+            } else {
+                let request = builder.body(()).map_err(ureq::Error::from)?;
+                self.agent.run(self.timed(request, timeout))
+            }?;
+            let (parts, body) = answer.into_parts();
+            let mut kept = Vec::new();
+            body.into_reader()
+                .take(MAX_BODY as u64)
+                .read_to_end(&mut kept)?;
+            Ok::<_, ureq::Error>((parts, kept))
+        });
+        let (parts, body) = result.map_err(|e| Error::from_ureq(e, req.timeout))?;
+        let header = |(name, value): (&ureq::http::HeaderName, &ureq::http::HeaderValue)| {
+            Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
+        };
+        let headers = parts.headers.iter().filter_map(header).collect();
+        Ok(Response {
+            status: parts.status.as_u16(),
+            headers,
+            body,
+        })
     }
 
-    /// Connects to the first address that answers; each but the last may take only its
-    /// share of the time left, so that an address that swallows packets (IPv6 routed
-    /// nowhere, say) cannot use up the whole deadline.
-    fn connect<'h>(
+    /// `request` bounded by `timeout` as a whole (zero: no bound).
+    fn timed<B: ureq::AsSendBody>(
         &self,
-        deadline: Deadline,
-        idle: Option<&'h mut dyn FnMut()>,
-    ) -> Result<Stream<'h>, Error> {
-        let mut idle = idle;
-        let addrs = self.addresses()?;
-        let mut last = None;
-        for (i, addr) in addrs.iter().enumerate() {
-            let untried = (addrs.len() - i) as u32;
-            let attempt = match deadline.left()? {
-                Some(left) if untried > 1 => {
-                    TcpStream::connect_timeout(addr, (left / untried).min(PER_ADDRESS))
-                }
-                Some(left) => TcpStream::connect_timeout(addr, left),
-                None => TcpStream::connect(addr),
-            };
-            match attempt {
-                Ok(tcp) => {
-                    self.worked(*addr);
-                    let _ = tcp.set_nodelay(true);
-                    let mut timed = Timed {
-                        tcp,
-                        deadline,
-                        idle: None,
-                    };
-                    if let Some(proxy) = self.proxy.as_ref().filter(|_| self.endpoint.tls) {
-                        proxy.tunnel(&mut timed, &self.endpoint)?;
-                    }
-                    timed.idle = idle.take();
-                    return self.secure(timed);
-                }
-                Err(e) => last = Some(e),
-            }
-        }
-        // Resolve again next time: the server may have moved.
-        *self.resolved.lock() = None;
-        Err(last.map_or_else(
-            || Error::Setup(format!("{} resolves to no address", self.dialled().host)),
-            Error::Io,
-        ))
-    }
-
-    /// The server's addresses, resolved at most once per [`RESOLVE_EVERY`] (and again after
-    /// a failure to connect). The system resolver cannot be given a deadline: a slow one
-    /// delays this thread's request beyond `server_timeout` (never the application), and the
-    /// cache keeps that to one request in a while.
-    fn addresses(&self) -> Result<Vec<SocketAddr>, Error> {
-        let mut resolved = self.resolved.lock();
-        if let Some((addrs, at)) = &*resolved {
-            if at.elapsed() < RESOLVE_EVERY {
-                return Ok(addrs.clone());
-            }
-        }
-        let dial = self.dialled();
-        let addrs: Vec<SocketAddr> = (dial.host.as_str(), dial.port).to_socket_addrs()?.collect();
-        *resolved = Some((addrs.clone(), Instant::now()));
-        Ok(addrs)
+        request: ureq::http::Request<B>,
+        timeout: Duration,
+    ) -> ureq::http::Request<B> {
+        self.agent
+            .configure_request(request)
+            .timeout_global((!timeout.is_zero()).then_some(timeout))
+            .build()
     }
 
     /// Resolves the name of the host connections go to within `timeout`, and keeps the
-    /// addresses for the next requests; `false` when it did not resolve in time. The system
-    /// resolver has no deadline of its own: it runs on a short-lived thread, left to finish
-    /// alone when it is late (an address needs none).
+    /// addresses for the next requests; `false` when it did not resolve in time.
     pub(crate) fn resolve_within(&self, timeout: Duration) -> bool {
-        let dial = self.dialled();
-        let addrs = if let Ok(ip) = dial.host.parse::<std::net::IpAddr>() {
-            vec![SocketAddr::new(ip, dial.port)]
-        } else {
-            let (host, port) = (dial.host.clone(), dial.port);
-            let (tx, rx) = std::sync::mpsc::channel();
-            let resolver = std::thread::Builder::new().spawn(move || {
-                let addrs = (host.as_str(), port)
-                    .to_socket_addrs()
-                    .map(Iterator::collect::<Vec<_>>);
-                let _ = tx.send(addrs);
-            });
-            if resolver.is_err() {
-                return false;
-            }
-            match rx.recv_timeout(timeout) {
-                Ok(Ok(addrs)) => addrs,
-                _ => return false,
-            }
-        };
-        if addrs.is_empty() {
-            return false;
-        }
-        *self.resolved.lock() = Some((addrs, Instant::now()));
-        true
-    }
-
-    /// Where connections go: the proxy, if there is one, else the APM Server.
-    fn dialled(&self) -> &Endpoint {
-        self.proxy.as_ref().map_or(&self.endpoint, |p| &p.endpoint)
-    }
-
-    /// Puts the address that answered first for the next requests.
-    fn worked(&self, addr: SocketAddr) {
-        if let Some((addrs, _)) = &mut *self.resolved.lock() {
-            if let Some(i) = addrs.iter().position(|a| *a == addr) {
-                addrs[..=i].rotate_right(1);
-            }
-        }
-    }
-
-    #[cfg(feature = "https")]
-    fn secure<'h>(&self, timed: Timed<'h>) -> Result<Stream<'h>, Error> {
-        match &self.tls {
-            Some(config) => tls::wrap(config, &self.endpoint.host, timed),
-            None => Ok(Stream::Plain(timed)),
-        }
-    }
-
-    #[cfg(not(feature = "https"))]
-    fn secure<'h>(&self, timed: Timed<'h>) -> Result<Stream<'h>, Error> {
-        Ok(Stream::Plain(timed))
+        let dial = self
+            .proxy
+            .as_ref()
+            .map_or(&self.endpoint, |p| &p.endpoint);
+        self.addresses
+            .lookup(&dial.host, dial.port, Some(timeout))
+            .is_ok()
     }
 }
 
-/// Writes the request and reads the answer.
-/// Writes the request and reads the answer. A server may answer (401, 413, 503) and close
-/// before it has read the whole body: its answer then says more than the failed write.
-fn exchange(mut stream: Stream<'_>, head: &[u8], req: &Request<'_>) -> Result<Response, Error> {
-    let sent = stream
-        .write_all(head)
-        .and_then(|()| stream.write_all(req.body))
-        .and_then(|()| stream.flush());
-    let answer = read_response(&mut BufReader::new(stream), req.method == "HEAD");
-    match (sent, answer) {
-        (Err(e), Err(_)) => Err(e.into()),
-        (_, answer) => answer,
-    }
-}
-
-/// When a request must be over, if it has a timeout.
-#[derive(Debug, Clone, Copy)]
-struct Deadline(Option<Instant>);
-
-impl Deadline {
-    fn after(timeout: Duration) -> Deadline {
-        Deadline((!timeout.is_zero()).then(|| Instant::now() + timeout))
-    }
-
-    /// The time left (`None`: no deadline), or a timeout error once it has passed.
-    fn left(self) -> io::Result<Option<Duration>> {
-        let Some(at) = self.0 else { return Ok(None) };
-        match at.checked_duration_since(Instant::now()) {
-            Some(left) if !left.is_zero() => Ok(Some(left)),
-            _ => Err(io::ErrorKind::TimedOut.into()),
-        }
-    }
-
-    fn is_timeout(self, e: &io::Error) -> bool {
-        self.0.is_some()
-            && matches!(
-                e.kind(),
-                io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
-            )
-    }
-}
-
-/// How often a socket wait gives way to the caller's idle work, when it has some.
-/// The transport's queue (1 000 events by default) fills in 2 ms at 500 000 events/s.
-pub(crate) const IDLE_EVERY: Duration = Duration::from_millis(1);
-
-/// A socket whose every read and write may take only the time left until the deadline; with
-/// `idle`, each wait is cut in slices of [`IDLE_EVERY`], with `idle` called between them.
-struct Timed<'h> {
-    tcp: TcpStream,
-    deadline: Deadline,
-    idle: Option<&'h mut dyn FnMut()>,
-}
-
-impl std::fmt::Debug for Timed<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Timed")
-            .field("tcp", &self.tcp)
-            .field("deadline", &self.deadline)
-            .field("idle", &self.idle.is_some())
-            .finish()
-    }
-}
-
-impl Timed<'_> {
-    fn arm(&self) -> io::Result<()> {
-        let left = self.deadline.left()?;
-        let wait = match (left, self.idle.is_some()) {
-            (Some(left), true) => Some(left.min(IDLE_EVERY)),
-            (None, true) => Some(IDLE_EVERY),
-            (left, false) => left,
-        };
-        if wait.is_some() {
-            self.tcp.set_read_timeout(wait)?;
-            self.tcp.set_write_timeout(wait)?;
-        }
-        Ok(())
-    }
-
-    /// Runs `op` on the socket; a slice that ran out with time left runs the idle work and
-    /// tries again.
-    fn wait(&mut self, mut op: impl FnMut(&mut TcpStream) -> io::Result<usize>) -> io::Result<usize> {
-        loop {
-            self.arm()?;
-            match op(&mut self.tcp) {
-                Err(e)
-                    if self.idle.is_some()
-                        && matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) =>
-                {
-                    self.deadline.left()?;
-                    if let Some(idle) = self.idle.as_mut() {
-                        idle();
-                    }
-                }
-                other => return other,
-            }
-        }
-    }
-}
-
-impl Read for Timed<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.wait(|tcp| tcp.read(buf))
-    }
-}
-
-impl Write for Timed<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.wait(|tcp| tcp.write(buf))
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.tcp.flush()
-    }
-}
-
-enum Stream<'h> {
-    Plain(Timed<'h>),
-    #[cfg(feature = "https")]
-    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, Timed<'h>>>),
-}
-
-impl Read for Stream<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Stream::Plain(s) => s.read(buf),
-            #[cfg(feature = "https")]
-            Stream::Tls(s) => s.read(buf),
-        }
-    }
-}
-
-impl Write for Stream<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Stream::Plain(s) => s.write(buf),
-            #[cfg(feature = "https")]
-            Stream::Tls(s) => s.write(buf),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Stream::Plain(s) => s.flush(),
-            #[cfg(feature = "https")]
-            Stream::Tls(s) => s.flush(),
-        }
-    }
-}
-
-/// Reads one answer (skipping interim `1xx` ones): its head, then a body framed by
-/// `Transfer-Encoding: chunked`, `Content-Length` or the end of the connection.
-fn read_response(r: &mut impl BufRead, head_only: bool) -> Result<Response, Error> {
-    let mut budget = MAX_HEAD;
-    let (status, headers) = loop {
-        let status_line = head_line(r, &mut budget)?;
-        let status = parse_status(&status_line)?;
-        let mut headers = Vec::new();
-        loop {
-            let line = head_line(r, &mut budget)?;
-            if line.is_empty() {
-                break;
-            }
-            let (name, value) = line
-                .split_once(':')
-                .ok_or(Error::BadAnswer("a header line without ':'"))?;
-            headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
-        }
-        if !(100..200).contains(&status) {
-            break (status, headers);
-        }
-    };
-    let mut response = Response {
-        status,
-        headers,
-        body: Vec::new(),
-    };
-    if head_only || status == 204 || status == 304 {
-        return Ok(response);
-    }
-    let chunked = response
-        .header("transfer-encoding")
-        .is_some_and(|te| te.to_ascii_lowercase().contains("chunked"));
-    let length = response.header("content-length").map(str::to_owned);
-    response.body = if chunked {
-        read_chunked(r)?
-    } else if let Some(length) = length {
-        let length: usize = length
-            .parse()
-            .map_err(|_| Error::BadAnswer("a Content-Length that is not a number"))?;
-        let mut body = Vec::with_capacity(length.min(MAX_BODY));
-        r.take(length.min(MAX_BODY) as u64).read_to_end(&mut body)?;
-        if body.len() < length.min(MAX_BODY) {
-            return Err(Error::BadAnswer(
-                "the body is shorter than its Content-Length",
-            ));
-        }
-        body
-    } else {
-        read_to_close(r)?
-    };
-    Ok(response)
-}
-
-/// One line of the head without its line ending, counted against the head's budget.
-fn head_line(r: &mut impl BufRead, budget: &mut usize) -> Result<String, Error> {
-    let mut line = Vec::new();
-    let n = r.take(*budget as u64).read_until(b'\n', &mut line)?;
-    *budget -= n;
-    if !line.ends_with(b"\n") {
-        return Err(Error::BadAnswer(if *budget == 0 {
-            "its head is too long"
-        } else {
-            "the connection closed in the middle of the head"
-        }));
-    }
-    line.pop();
-    if line.ends_with(b"\r") {
-        line.pop();
-    }
-    Ok(String::from_utf8_lossy(&line).into_owned())
-}
-
-/// `HTTP/1.1 202 Accepted` → 202.
-fn parse_status(line: &str) -> Result<u16, Error> {
-    let rest = line.strip_prefix("HTTP/1.").ok_or(Error::BadAnswer(
-        "the first line is not an HTTP/1.x status line",
-    ))?;
-    // `1 202 Accepted`: the minor version, a space, three digits, then a space or the end.
-    let bytes = rest.as_bytes();
-    let framed = bytes.get(1) == Some(&b' ') && matches!(bytes.get(5), None | Some(b' '));
-    let code = rest.get(2..5).filter(|_| framed);
-    code.and_then(|c| c.parse().ok())
-        .filter(|c| (100..600).contains(c))
-        .ok_or(Error::BadAnswer("the status line has no valid status code"))
-}
-
-fn read_chunked(r: &mut impl BufRead) -> Result<Vec<u8>, Error> {
-    let mut body = Vec::new();
-    loop {
-        let line = chunk_line(r)?;
-        let size = line.split(';').next().unwrap_or("").trim();
-        let size = usize::from_str_radix(size, 16)
-            .map_err(|_| Error::BadAnswer("a chunk size that is not hexadecimal"))?;
-        if size == 0 {
-            // Trailers, up to the empty line.
-            let mut budget = MAX_HEAD;
-            while !head_line(r, &mut budget)?.is_empty() {}
-            return Ok(body);
-        }
-        let keep = size.min(MAX_BODY.saturating_sub(body.len()));
-        let before = body.len();
-        r.take(keep as u64).read_to_end(&mut body)?;
-        if body.len() - before < keep {
-            return Err(Error::BadAnswer(
-                "the connection closed in the middle of a chunk",
-            ));
-        }
-        if keep < size {
-            // Enough kept: the rest is not needed, and the connection is not reused.
-            return Ok(body);
-        }
-        if !chunk_line(r)?.is_empty() {
-            return Err(Error::BadAnswer("a chunk longer than its size"));
-        }
-    }
-}
-
-/// A chunk-size line, or the line ending after a chunk. Each is bounded on its own, so that
-/// many small chunks are fine.
-fn chunk_line(r: &mut impl BufRead) -> Result<String, Error> {
-    let mut budget = MAX_LINE;
-    head_line(r, &mut budget)
-}
-
-/// A body without framing ends with the connection. A TLS peer that closes without
-/// `close_notify` ends it too: the answer's head has been read already.
-fn read_to_close(r: &mut impl BufRead) -> Result<Vec<u8>, Error> {
-    let mut body = Vec::new();
-    match r.take(MAX_BODY as u64).read_to_end(&mut body) {
-        Ok(_) => Ok(body),
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(body),
-        Err(e) => Err(e.into()),
-    }
-}
-
-#[cfg(feature = "https")]
-mod tls;
-
-/// Reads `data` as an answer, body and head-only (`crate::fuzz`).
-#[cfg(any(test, fuzzing))]
-pub(crate) fn read_any_answer(data: &[u8]) {
-    let _ = read_response(&mut &data[..], false);
-    let _ = read_response(&mut &data[..], true);
+/// Whether `e` says the connection was closed before any answer came.
+fn closed_early(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::UnexpectedEof
+    )
 }
 
 #[cfg(test)]
 mod tests {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::mpsc;
+    use std::time::Instant;
+
     use super::*;
 
-    fn parse(raw: &[u8]) -> Result<Response, Error> {
-        read_response(&mut &raw[..], false)
+    fn tls() -> TlsOptions {
+        TlsOptions::default()
+    }
+
+    /// Reads one request (head and `Content-Length` body); `None` when the peer closed.
+    fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Vec<String>> {
+        let mut head = Vec::new();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).ok()? == 0 {
+                return None;
+            }
+            if line.trim_end().is_empty() {
+                break;
+            }
+            head.push(line.trim_end().to_owned());
+        }
+        let length = head
+            .iter()
+            .find_map(|h| h.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0)))
+            .unwrap_or(0);
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).ok()?;
+        Some(head)
+    }
+
+    const ACCEPTED: &[u8] = b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n";
+
+    fn get(client: &Client, timeout: Duration) -> Result<Response, Error> {
+        client.send(&Request {
+            method: "GET",
+            path: "/",
+            headers: &[],
+            body: &[],
+            timeout,
+        })
+    }
+
+    fn post(client: &Client) -> Result<Response, Error> {
+        client.send(&Request {
+            method: "POST",
+            path: "/intake/v2/events",
+            headers: &[("Content-Type", "application/x-ndjson")],
+            body: b"{\"metadata\":{}}\n",
+            timeout: Duration::from_secs(10),
+        })
+    }
+
+    /// The answer to a GET from a server that sends `raw` and closes.
+    fn answered(raw: &[u8]) -> Result<Response, Error> {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let raw = raw.to_vec();
+        let server = std::thread::spawn(move || {
+            let (conn, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(conn);
+            read_request(&mut reader);
+            let _ = reader.get_mut().write_all(&raw);
+        });
+        let client = Client::new(&url, &tls()).unwrap();
+        let answer = get(&client, Duration::from_secs(10));
+        server.join().unwrap();
+        answer
     }
 
     #[test]
     fn a_proxy_the_client_cannot_use_is_skipped_not_fatal() {
-        let tls = TlsOptions {
-            verify: true,
-            ca_cert_file: None,
-            pinned_cert_file: None,
-        };
-        for proxy in ["socks5://proxy:1080", "https://proxy:443", "http://proxy:port"] {
-            let client = Client::with_env("http://apm.example:8200", &tls, |name| {
+        for proxy in ["https://proxy:443", "http://proxy:port", "ftp://proxy:21"] {
+            let client = Client::with_env("http://apm.example:8200", &tls(), |name| {
                 (name == "HTTP_PROXY").then(|| proxy.to_owned())
             })
             .unwrap_or_else(|e| panic!("{proxy}: {e}"));
             assert_eq!(client.proxy, None, "{proxy}");
         }
-        let client = Client::with_env("http://apm.example:8200", &tls, |name| {
-            (name == "HTTP_PROXY").then(|| "http://proxy:3128".to_owned())
-        })
-        .expect("a usable proxy");
-        assert!(client.proxy.is_some());
+        for proxy in ["http://proxy:3128", "socks5://proxy:1080", "socks5h://u:p@proxy"] {
+            let client = Client::with_env("http://apm.example:8200", &tls(), |name| {
+                (name == "HTTP_PROXY").then(|| proxy.to_owned())
+            })
+            .expect("a usable proxy");
+            assert!(client.proxy.is_some(), "{proxy}");
+        }
     }
 
     #[test]
@@ -803,45 +584,65 @@ mod tests {
     }
 
     #[test]
-    fn request_heads_carry_host_length_and_clean_headers() {
-        let client =
-            Client::with_env("http://apm:8200/base", &TlsOptions::default(), |_| None).unwrap();
-        let head = client.head(&Request {
-            method: "POST",
-            path: "/intake/v2/events",
-            headers: &[("Authorization", "Bearer x\r\nX-Injected: 1")],
-            body: b"abc",
-            timeout: Duration::ZERO,
+    fn requests_carry_host_length_and_clean_headers() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = std::thread::spawn(move || {
+            let (conn, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(conn);
+            let head = read_request(&mut reader).unwrap();
+            reader.get_mut().write_all(ACCEPTED).unwrap();
+            head
         });
-        assert_eq!(
-            String::from_utf8(head).unwrap(),
-            "POST /base/intake/v2/events HTTP/1.1\r\nHost: apm:8200\r\nConnection: close\r\n\
-             Content-Length: 3\r\nAuthorization: Bearer xX-Injected: 1\r\n\r\n"
-        );
+        let client = Client::new(&format!("http://127.0.0.1:{port}/base/"), &tls()).unwrap();
+        let answer = client
+            .send(&Request {
+                method: "POST",
+                path: "/intake/v2/events",
+                headers: &[("Authorization", "Bearer x\r\nX-Injected: 1")],
+                body: b"abc",
+                timeout: Duration::from_secs(10),
+            })
+            .unwrap();
+        assert_eq!(answer.status, 202);
+        let head = seen.join().unwrap();
+        assert_eq!(head[0], "POST /base/intake/v2/events HTTP/1.1");
+        let has = |line: &str| head.iter().any(|h| h.eq_ignore_ascii_case(line));
+        assert!(has(&format!("host: 127.0.0.1:{port}")), "{head:?}");
+        assert!(has("content-length: 3"), "{head:?}");
+        assert!(has("authorization: Bearer xX-Injected: 1"), "{head:?}");
+        assert!(!head.iter().any(|h| h.starts_with("X-Injected")), "{head:?}");
     }
 
     #[test]
     fn bodies_framed_by_length_chunks_or_close() {
-        let r =
-            parse(b"HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\nETag: \"x\"\r\n\r\nokIGNORED")
-                .unwrap();
+        let r = answered(b"HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\nETag: \"x\"\r\n\r\nokIGNORED")
+            .unwrap();
         assert_eq!((r.status, r.body.as_slice()), (202, &b"ok"[..]));
         assert_eq!(r.header("etag"), Some("\"x\""));
+        assert_eq!(r.header("ETag"), Some("\"x\""));
         assert!(r.is_success());
 
-        let r = parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nTrailer: t\r\n\r\n")
+        let r = answered(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nTrailer: t\r\n\r\n")
             .unwrap();
         assert_eq!(r.body, b"abcde");
 
-        let r = parse(b"HTTP/1.0 503 Service Unavailable\nServer: x\n\nqueue is full").unwrap();
+        let r = answered(b"HTTP/1.0 503 Service Unavailable\r\nServer: x\r\n\r\nqueue is full").unwrap();
         assert_eq!((r.status, r.body.as_slice()), (503, &b"queue is full"[..]));
         assert!(!r.is_success());
 
-        let r = parse(
+        let r = answered(
             b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n",
         )
         .unwrap();
         assert_eq!((r.status, r.body.len()), (304, 0));
+
+        let mut raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        for _ in 0..20_000 {
+            raw.extend_from_slice(b"1\r\nx\r\n");
+        }
+        raw.extend_from_slice(b"0\r\n\r\n");
+        assert_eq!(answered(&raw).unwrap().body.len(), 20_000);
     }
 
     #[test]
@@ -857,14 +658,15 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab",
         ] {
+            let answer = answered(raw);
             assert!(
-                matches!(parse(raw), Err(Error::BadAnswer(_))),
-                "{:?}",
+                matches!(answer, Err(Error::Io(_) | Error::Http(_))),
+                "{:?}: {answer:?}",
                 String::from_utf8_lossy(raw)
             );
         }
-        let endless = [b"HTTP/1.1 200 OK\r\nX: ".as_slice(), &[b'a'; MAX_HEAD]].concat();
-        assert!(matches!(parse(&endless), Err(Error::BadAnswer(m)) if m.contains("too long")));
+        let endless = [b"HTTP/1.1 200 OK\r\nX: ".as_slice(), &[b'a'; 128 * 1024]].concat();
+        assert!(answered(&endless).is_err());
     }
 
     #[test]
@@ -878,23 +680,13 @@ mod tests {
             &vec![b'x'; MAX_BODY + 10],
         ]
         .concat();
-        assert_eq!(parse(&big).unwrap().body.len(), MAX_BODY);
-    }
-
-    fn get(client: &Client, timeout: Duration) -> Result<Response, Error> {
-        client.send(&Request {
-            method: "GET",
-            path: "/",
-            headers: &[],
-            body: &[],
-            timeout,
-        })
+        assert_eq!(answered(&big).unwrap().body.len(), MAX_BODY);
     }
 
     /// Sends a GET with a 300 ms deadline to `url` and asserts it timed out in about that
     /// time (the slack is for a busy machine).
     fn times_out(url: &str) {
-        let client = Client::new(url, &TlsOptions::default()).unwrap();
+        let client = Client::new(url, &tls()).unwrap();
         let started = Instant::now();
         let result = get(&client, Duration::from_millis(300));
         let took = started.elapsed();
@@ -907,49 +699,109 @@ mod tests {
 
     #[test]
     fn plain_requests_through_a_proxy_name_the_whole_url() {
-        let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let proxy = TcpListener::bind("127.0.0.1:0").unwrap();
         let proxy_url = format!("http://u:p@{}", proxy.local_addr().unwrap());
         let seen = std::thread::spawn(move || {
             let (conn, _) = proxy.accept().unwrap();
             let mut reader = BufReader::new(conn);
-            let mut head = Vec::new();
-            loop {
-                let mut line = String::new();
-                reader.read_line(&mut line).unwrap();
-                if line == "\r\n" || line.is_empty() {
-                    break;
-                }
-                head.push(line.trim_end().to_owned());
+            let mut heads = Vec::new();
+            // Two requests on the one kept-alive connection: each names the whole URL.
+            while let Some(head) = read_request(&mut reader) {
+                reader.get_mut().write_all(ACCEPTED).unwrap();
+                heads.push(head);
             }
-            let answer = b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n";
-            reader.get_mut().write_all(answer).unwrap();
-            head
+            heads
         });
         // The APM Server's name does not resolve: only the proxy can have answered.
-        let client = Client::with_env(
-            "http://apm.invalid:8200/base",
-            &TlsOptions::default(),
-            |name| (name == "http_proxy").then(|| proxy_url.clone()),
-        )
+        let client = Client::with_env("http://apm.invalid:8200/base", &tls(), |name| {
+            (name == "http_proxy").then(|| proxy_url.clone())
+        })
         .unwrap();
-        let answer = get(&client, Duration::from_secs(5)).unwrap();
-        assert_eq!(answer.status, 202);
+        for _ in 0..2 {
+            let answer = get(&client, Duration::from_secs(5)).unwrap();
+            assert_eq!(answer.status, 202);
+        }
+        drop(client);
+        let heads = seen.join().unwrap();
+        assert_eq!(heads.len(), 2, "{heads:?}");
+        for head in heads {
+            assert_eq!(head[0], "GET http://apm.invalid:8200/base/ HTTP/1.1");
+            let has = |line: &str| head.iter().any(|h| h.eq_ignore_ascii_case(line));
+            assert!(has("host: apm.invalid:8200"), "{head:?}");
+            assert!(has("proxy-authorization: Basic dTpw"), "{head:?}");
+        }
+    }
+
+    #[test]
+    fn requests_go_through_a_socks5_proxy() {
+        // A SOCKS5 proxy that answers the requests of the tunnel itself, and keeps the
+        // destination it was asked for.
+        let proxy = TcpListener::bind("127.0.0.1:0").unwrap();
+        let proxy_url = format!("socks5h://{}", proxy.local_addr().unwrap());
+        let asked = std::thread::spawn(move || {
+            let (mut conn, _) = proxy.accept().unwrap();
+            let mut greeting = [0u8; 2];
+            conn.read_exact(&mut greeting).unwrap();
+            let mut methods = vec![0u8; usize::from(greeting[1])];
+            conn.read_exact(&mut methods).unwrap();
+            assert_eq!(greeting[0], 5);
+            assert!(methods.contains(&0), "{methods:?}");
+            conn.write_all(&[5, 0]).unwrap();
+            // CONNECT to a domain name: version, command, reserved, address type 3.
+            let mut request = [0u8; 5];
+            conn.read_exact(&mut request).unwrap();
+            assert_eq!(request[..4], [5, 1, 0, 3]);
+            let mut name = vec![0u8; usize::from(request[4])];
+            conn.read_exact(&mut name).unwrap();
+            let mut port = [0u8; 2];
+            conn.read_exact(&mut port).unwrap();
+            conn.write_all(&[5, 0, 0, 1, 127, 0, 0, 1, 0, 0]).unwrap();
+            let mut reader = BufReader::new(conn);
+            let head = read_request(&mut reader).unwrap();
+            reader.get_mut().write_all(ACCEPTED).unwrap();
+            (String::from_utf8(name).unwrap(), u16::from_be_bytes(port), head)
+        });
+        // The APM Server's name does not resolve here: only the proxy can reach it.
+        let client = Client::with_env("http://apm.invalid:8200/base", &tls(), |name| {
+            (name == "ALL_PROXY").then(|| proxy_url.clone())
+        })
+        .unwrap();
+        assert_eq!(get(&client, Duration::from_secs(5)).unwrap().status, 202);
+        let (name, port, head) = asked.join().unwrap();
+        assert_eq!((name.as_str(), port), ("apm.invalid", 8200));
+        // Through a tunnel the request looks as if sent directly.
+        assert_eq!(head[0], "GET /base/ HTTP/1.1");
+    }
+
+    #[cfg(feature = "https")]
+    #[test]
+    fn tunnels_are_asked_for_with_credentials_and_refusals_reported() {
+        let proxy = TcpListener::bind("127.0.0.1:0").unwrap();
+        let proxy_url = format!("http://u:p@{}", proxy.local_addr().unwrap());
+        let seen = std::thread::spawn(move || {
+            let (conn, _) = proxy.accept().unwrap();
+            let mut reader = BufReader::new(conn);
+            let head = read_request(&mut reader).unwrap();
+            let refusal = b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n";
+            reader.get_mut().write_all(refusal).unwrap();
+            head
+        });
+        let client = Client::with_env("https://apm.invalid", &tls(), |name| {
+            (name == "HTTPS_PROXY").then(|| proxy_url.clone())
+        })
+        .unwrap();
+        let err = get(&client, Duration::from_secs(5)).unwrap_err();
+        assert!(err.to_string().contains("407"), "{err}");
         let head = seen.join().unwrap();
-        assert_eq!(head[0], "GET http://apm.invalid:8200/base/ HTTP/1.1");
-        assert!(
-            head.contains(&"Host: apm.invalid:8200".to_owned()),
-            "{head:?}"
-        );
-        assert!(
-            head.contains(&"Proxy-Authorization: Basic dTpw".to_owned()),
-            "{head:?}"
-        );
+        assert_eq!(head[0], "CONNECT apm.invalid:443 HTTP/1.1");
+        let has = |line: &str| head.iter().any(|h| h.eq_ignore_ascii_case(line));
+        assert!(has("proxy-authorization: Basic dTpw"), "{head:?}");
     }
 
     #[test]
     fn a_deadline_bounds_waiting_for_a_silent_server() {
         // The kernel accepts the connection; nobody ever reads or answers.
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         times_out(&format!("http://{}", listener.local_addr().unwrap()));
     }
 
@@ -957,7 +809,7 @@ mod tests {
     fn a_deadline_bounds_the_whole_answer_not_each_read() {
         // Answers one byte every 20 ms, forever: every read succeeds in time, the answer never
         // ends.
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let trickle = std::thread::spawn(move || {
             let (mut conn, _) = listener.accept().unwrap();
@@ -980,31 +832,134 @@ mod tests {
     #[cfg(feature = "https")]
     #[test]
     fn a_deadline_bounds_a_tls_handshake_that_never_ends() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         times_out(&format!("https://{}", listener.local_addr().unwrap()));
     }
 
-    #[test]
-    fn many_small_chunks_and_a_close_without_close_notify_are_fine() {
-        let mut raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
-        for _ in 0..20_000 {
-            raw.extend_from_slice(b"1\r\nx\r\n");
-        }
-        raw.extend_from_slice(b"0\r\n\r\n");
-        assert_eq!(parse(&raw).unwrap().body.len(), 20_000);
-
-        // rustls reports a peer that closed without `close_notify` as `UnexpectedEof`.
-        struct Abrupt<'a>(&'a [u8]);
-        impl Read for Abrupt<'_> {
-            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-                if self.0.is_empty() {
-                    return Err(io::ErrorKind::UnexpectedEof.into());
+    /// A server on 127.0.0.1 that answers every request with 202, closing each connection
+    /// after `per_connection` answers (`usize::MAX`: never); sends the number of connections
+    /// accepted when the client is gone, and a message after each close.
+    fn counting_server(per_connection: usize) -> (String, mpsc::Receiver<()>, std::thread::JoinHandle<usize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (closed_tx, closed) = mpsc::channel();
+        let server = std::thread::spawn(move || {
+            let mut accepted = 0;
+            listener.set_nonblocking(false).unwrap();
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { break };
+                accepted += 1;
+                let mut reader = BufReader::new(conn);
+                let mut answered = 0;
+                while answered < per_connection {
+                    if read_request(&mut reader).is_none() {
+                        return accepted;
+                    }
+                    reader.get_mut().write_all(ACCEPTED).unwrap();
+                    answered += 1;
                 }
-                self.0.read(buf)
+                drop(reader);
+                let _ = closed_tx.send(());
             }
+            accepted
+        });
+        (url, closed, server)
+    }
+
+    #[test]
+    fn consecutive_requests_reuse_one_connection() {
+        let (url, _closed, server) = counting_server(usize::MAX);
+        let client = Client::new(&url, &tls()).unwrap();
+        for _ in 0..5 {
+            assert_eq!(post(&client).unwrap().status, 202);
         }
-        let raw = b"HTTP/1.1 200 OK\r\n\r\n{\"version\":\"8.15.0\"}";
-        let r = read_response(&mut BufReader::new(Abrupt(raw)), false).unwrap();
-        assert_eq!(r.body, b"{\"version\":\"8.15.0\"}");
+        // The client's connection closes with it: the server's loop ends.
+        drop(client);
+        assert_eq!(server.join().unwrap(), 1);
+    }
+
+    #[test]
+    fn a_connection_the_server_closed_while_idle_is_replaced() {
+        let (url, closed, server) = counting_server(1);
+        let client = Client::new(&url, &tls()).unwrap();
+        for _ in 0..3 {
+            assert_eq!(post(&client).unwrap().status, 202);
+            closed.recv().unwrap();
+        }
+        drop(client);
+        // Unblocks the server's last accept.
+        let _ = TcpStream::connect(url.trim_start_matches("http://"));
+        assert_eq!(server.join().unwrap(), 4);
+    }
+
+    #[test]
+    fn a_request_the_server_closed_on_arrival_is_sent_again_once() {
+        // The first connection answers one request, then closes on reading the next (as a
+        // server whose idle timeout ran out as it arrived); the second answers.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let server = std::thread::spawn(move || {
+            let (conn, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(conn);
+            read_request(&mut reader).unwrap();
+            reader.get_mut().write_all(ACCEPTED).unwrap();
+            read_request(&mut reader).unwrap();
+            drop(reader);
+            let (conn, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(conn);
+            read_request(&mut reader).unwrap();
+            reader.get_mut().write_all(ACCEPTED).unwrap();
+        });
+        let client = Client::new(&url, &tls()).unwrap();
+        assert_eq!(post(&client).unwrap().status, 202);
+        assert_eq!(post(&client).unwrap().status, 202);
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn waits_run_the_idle_work() {
+        // The server answers after 100 ms: the client's waits call `idle` meanwhile.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let server = std::thread::spawn(move || {
+            let (conn, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(conn);
+            read_request(&mut reader).unwrap();
+            std::thread::sleep(Duration::from_millis(100));
+            reader.get_mut().write_all(ACCEPTED).unwrap();
+        });
+        let client = Client::new(&url, &tls()).unwrap();
+        let mut calls = 0;
+        let answer = client.send_while(
+            &Request {
+                method: "GET",
+                path: "/",
+                headers: &[],
+                body: &[],
+                timeout: Duration::from_secs(10),
+            },
+            Some(&mut || calls += 1),
+        );
+        assert_eq!(answer.unwrap().status, 202);
+        assert!(calls > 1, "{calls}");
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn resolution_has_a_deadline_and_its_result_is_kept() {
+        let addresses = resolve::Addresses::new(None);
+        // A name the system resolver answers; the first lookup fills the cache.
+        let first = addresses.lookup("localhost", 8200, Some(Duration::from_secs(10)));
+        let first = first.expect("localhost resolves");
+        assert!(first.iter().all(|a| a.ip().is_loopback() && a.port() == 8200));
+        // Cached: even a zero deadline finds the addresses.
+        let again = addresses.lookup("localhost", 8200, Some(Duration::ZERO)).unwrap();
+        assert_eq!(again, first);
+        // A new name with no time left times out instead of waiting for the resolver.
+        let late = addresses.lookup("apm.invalid", 8200, Some(Duration::ZERO));
+        assert!(matches!(late, Err(ureq::Error::Timeout(_))), "{late:?}");
+        // An address needs no lookup.
+        let ip = addresses.lookup("10.1.2.3", 1, Some(Duration::ZERO)).unwrap();
+        assert_eq!(ip, vec!["10.1.2.3:1".parse().unwrap()]);
     }
 }

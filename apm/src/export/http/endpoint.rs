@@ -17,17 +17,28 @@ impl Endpoint {
     /// Parses an `http://` or `https://` URL; user information, query and fragment are
     /// ignored.
     pub(crate) fn parse(url: &str) -> Result<Endpoint, String> {
-        let bad = |why: &str| format!("server_url {url:?}: {why}");
+        Endpoint::parse_with(url, |scheme| match scheme {
+            "http" => Some((false, 80)),
+            "https" => Some((true, 443)),
+            _ => None,
+        })
+        .map_err(|why| format!("server_url {url:?}: {why}"))
+    }
+
+    /// Parses a URL whose scheme `scheme` (lower case) accepts, giving whether it is TLS and
+    /// its default port.
+    pub(crate) fn parse_with(
+        url: &str,
+        scheme: impl Fn(&str) -> Option<(bool, u16)>,
+    ) -> Result<Endpoint, String> {
+        let bad = |why: &str| why.to_owned();
         // They would end up in the request line and the `Host` header.
         if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(bad("it contains whitespace or control characters"));
         }
-        let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("no scheme"))?;
-        let tls = match scheme.to_ascii_lowercase().as_str() {
-            "http" => false,
-            "https" => true,
-            _ => return Err(bad("the scheme must be http or https")),
-        };
+        let (name, rest) = url.split_once("://").ok_or_else(|| bad("no scheme"))?;
+        let (tls, default_port) = scheme(&name.to_ascii_lowercase())
+            .ok_or_else(|| bad("the scheme must be http or https"))?;
         let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
         let (authority, after) = rest.split_at(end);
         let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
@@ -46,7 +57,6 @@ impl Endpoint {
         if host.is_empty() {
             return Err(bad("the host is missing"));
         }
-        let default_port = if tls { 443 } else { 80 };
         let port = match port {
             None | Some("") => default_port,
             Some(p) => p.parse().map_err(|_| bad("the port is not a number"))?,

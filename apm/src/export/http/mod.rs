@@ -1,11 +1,8 @@
-//! HTTP to the APM Server: the blocking client the transport and central-configuration threads
-//! share (`client`), proxies from the environment (`proxy`), TLS (`client/tls.rs`), and how the
-//! agent presents itself ([`identity`]: `User-Agent`, `Authorization`).
+//! HTTP to the APM Server: the blocking client (ureq) the transport and central-configuration
+//! threads use (`client`), proxies from the environment (`proxy`), TLS (`client/tls.rs`), and
+//! how the agent presents itself ([`identity`]: `User-Agent`, `Authorization`).
 
 pub(crate) mod client;
 mod endpoint;
 pub(crate) mod identity;
 pub(crate) mod proxy;
-
-#[cfg(any(test, fuzzing))]
-pub(crate) use client::read_any_answer;

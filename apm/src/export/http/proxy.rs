@@ -1,22 +1,36 @@
-//! An HTTP proxy between the agent and the APM Server, taken from the environment as curl and
-//! Go read it: `https_proxy`/`HTTPS_PROXY` for an `https` server, `http_proxy`/`HTTP_PROXY`
-//! for an `http` one, else `all_proxy`/`ALL_PROXY`; except for hosts that `no_proxy`/`NO_PROXY`
-//! lists, and never for this machine (`localhost`, loopback addresses). Plain requests go to
-//! the proxy with the absolute URL; `https` ones through a `CONNECT` tunnel, with TLS to the
-//! APM Server inside it. Credentials in the proxy URL are sent as `Proxy-Authorization:
-//! Basic`.
+//! A proxy between the agent and the APM Server, taken from the environment as curl and Go
+//! read it: `https_proxy`/`HTTPS_PROXY` for an `https` server, `http_proxy`/`HTTP_PROXY` for
+//! an `http` one, else `all_proxy`/`ALL_PROXY`; except for hosts that `no_proxy`/`NO_PROXY`
+//! lists (names, domains, addresses and CIDR ranges, which ureq's own matching lacks), and
+//! never for this machine (`localhost`, loopback addresses).
+//!
+//! An `http://` proxy gets plain requests with the absolute URL, and `https` ones through a
+//! `CONNECT` tunnel with TLS to the APM Server inside it; a `socks5://` (`socks5h`, `socks4`,
+//! `socks4a`) proxy carries both. Credentials in the proxy URL are presented as the protocol
+//! has it (`Proxy-Authorization: Basic` for HTTP).
 
-use std::io::{self, Read, Write};
 use std::net::IpAddr;
 
 use super::endpoint::Endpoint;
 
+/// How requests reach the proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Protocol {
+    /// An HTTP proxy: absolute URLs for plain requests, `CONNECT` for `https` ones.
+    Http,
+    /// A SOCKS proxy (ureq's).
+    Socks(ureq::ProxyProtocol),
+}
+
 /// The proxy to use: where to connect, and the credentials to present.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Proxy {
-    /// Parsed from the proxy URL (always `http://`).
+    pub(crate) protocol: Protocol,
+    /// The proxy's host and port.
     pub(crate) endpoint: Endpoint,
-    /// `Proxy-Authorization` value, when the URL has user information.
+    /// User and password from the URL, percent-decoded.
+    pub(crate) credentials: Option<(String, String)>,
+    /// `Proxy-Authorization` value for an HTTP proxy, when the URL has user information.
     pub(crate) authorization: Option<String>,
 }
 
@@ -53,60 +67,64 @@ impl Proxy {
         };
         // Messages name the variable and never show its credentials.
         let shown = redacted(&url);
-        let endpoint = Endpoint::parse(&url).map_err(|why| {
-            let why = why.rsplit_once(": ").map_or(why.as_str(), |(_, w)| w);
-            format!("{name} {shown:?}: {why}")
-        })?;
-        if endpoint.tls {
-            return Err(format!(
-                "{name} {shown:?}: only http:// proxies are supported (the tunnel to an https \
-                 APM Server is encrypted end to end all the same)"
-            ));
-        }
-        let authorization = user_info(&url)
+        let scheme = url.split_once("://").map_or("", |(s, _)| s).to_ascii_lowercase();
+        let protocol = match scheme.as_str() {
+            "http" => Protocol::Http,
+            "socks" | "socks5" => Protocol::Socks(ureq::ProxyProtocol::Socks5),
+            "socks5h" => Protocol::Socks(ureq::ProxyProtocol::Socks5h),
+            "socks4" => Protocol::Socks(ureq::ProxyProtocol::Socks4),
+            "socks4a" => Protocol::Socks(ureq::ProxyProtocol::Socks4A),
+            "https" => {
+                return Err(format!(
+                    "{name} {shown:?}: https:// proxies are not supported, http:// and \
+                     socks5:// ones are (the tunnel to an https APM Server is encrypted end to \
+                     end all the same)"
+                ))
+            }
+            _ => {
+                return Err(format!(
+                    "{name} {shown:?}: the scheme must be http, socks5, socks5h, socks4 or \
+                     socks4a"
+                ))
+            }
+        };
+        let default_port = match protocol {
+            Protocol::Http => 80,
+            Protocol::Socks(_) => 1080,
+        };
+        let endpoint = Endpoint::parse_with(&url, |_| Some((false, default_port)))
+            .map_err(|why| format!("{name} {shown:?}: {why}"))?;
+        let credentials = user_info(&url);
+        let authorization = credentials
+            .as_ref()
             .map(|(user, password)| format!("Basic {}", base64(&format!("{user}:{password}"))));
         Ok(Some(Proxy {
+            protocol,
             endpoint,
+            credentials,
             authorization,
         }))
     }
 
-    /// Opens a tunnel to `target` (`CONNECT host:port`) on `stream`, a connection to the
-    /// proxy; on success the stream carries the APM Server's bytes.
-    pub(crate) fn tunnel(
-        &self,
-        stream: &mut (impl Read + Write),
-        target: &Endpoint,
-    ) -> io::Result<()> {
-        let to = target.host_port();
-        let mut head = format!("CONNECT {to} HTTP/1.1\r\nHost: {to}\r\n");
-        if let Some(auth) = &self.authorization {
-            head.push_str(&format!("Proxy-Authorization: {auth}\r\n"));
+    /// The proxy as ureq's, for `CONNECT` tunnels and SOCKS.
+    pub(crate) fn to_ureq(&self) -> Result<ureq::Proxy, String> {
+        let protocol = match self.protocol {
+            Protocol::Http => ureq::ProxyProtocol::Http,
+            Protocol::Socks(p) => p,
+        };
+        let host = match self.endpoint.host.contains(':') {
+            true => format!("[{}]", self.endpoint.host),
+            false => self.endpoint.host.clone(),
+        };
+        let mut builder = ureq::Proxy::builder(protocol)
+            .host(&host)
+            .port(self.endpoint.port);
+        if let Some((user, password)) = &self.credentials {
+            builder = builder.username(user).password(password);
         }
-        head.push_str("\r\n");
-        stream.write_all(head.as_bytes())?;
-        stream.flush()?;
-        // Byte by byte up to the blank line: whatever follows it is the APM Server's.
-        let mut answer = Vec::with_capacity(128);
-        let mut byte = [0u8; 1];
-        while !answer.ends_with(b"\r\n\r\n") && !answer.ends_with(b"\n\n") {
-            if answer.len() >= 8 * 1024 || stream.read(&mut byte)? == 0 {
-                return Err(io::Error::other(
-                    "the proxy closed or sent no answer to CONNECT",
-                ));
-            }
-            answer.push(byte[0]);
-        }
-        let status_line = String::from_utf8_lossy(&answer);
-        let status_line = status_line.lines().next().unwrap_or("");
-        let status = status_line.split_whitespace().nth(1).unwrap_or("");
-        if status.starts_with('2') && status_line.starts_with("HTTP/1.") {
-            Ok(())
-        } else {
-            Err(io::Error::other(format!(
-                "the proxy refused the tunnel to {to}: {status_line}"
-            )))
-        }
+        builder
+            .build()
+            .map_err(|e| format!("proxy {}: {e}", self.endpoint.host_port()))
     }
 }
 
@@ -426,58 +444,5 @@ mod tests {
             env(&[("HTTP_PROXY", "https://proxy:443")])
         )
         .is_err());
-    }
-
-    /// A connection that answers CONNECT with `answer` and records what was written.
-    struct FakeProxy {
-        answer: io::Cursor<Vec<u8>>,
-        written: Vec<u8>,
-    }
-    impl Read for FakeProxy {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            self.answer.read(buf)
-        }
-    }
-    impl Write for FakeProxy {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.written.extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    #[test]
-    fn tunnels_are_asked_for_and_refusals_reported() {
-        let proxy = Proxy::for_target(
-            &target("https://apm.cloud"),
-            env(&[("HTTPS_PROXY", "http://u:p@proxy:3128")]),
-        )
-        .unwrap()
-        .unwrap();
-        let mut ok = FakeProxy {
-            answer: io::Cursor::new(b"HTTP/1.1 200 Connection established\r\n\r\nTLS".to_vec()),
-            written: Vec::new(),
-        };
-        proxy.tunnel(&mut ok, &target("https://apm.cloud")).unwrap();
-        assert_eq!(
-            String::from_utf8(ok.written).unwrap(),
-            "CONNECT apm.cloud:443 HTTP/1.1\r\nHost: apm.cloud:443\r\n\
-             Proxy-Authorization: Basic dTpw\r\n\r\n"
-        );
-        // The bytes after the answer are left for TLS.
-        let mut rest = String::new();
-        ok.answer.read_to_string(&mut rest).unwrap();
-        assert_eq!(rest, "TLS");
-
-        let mut refused = FakeProxy {
-            answer: io::Cursor::new(b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n".to_vec()),
-            written: Vec::new(),
-        };
-        let err = proxy
-            .tunnel(&mut refused, &target("https://apm.cloud"))
-            .unwrap_err();
-        assert!(err.to_string().contains("407"), "{err}");
     }
 }

@@ -1,6 +1,7 @@
 //! TLS to the APM Server (feature `https`): rustls with ring, Mozilla's roots or
 //! `server_ca_cert_file`, and `verify_server_cert = false`.
 
+use std::io::{Read, Write};
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -9,7 +10,12 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme};
 
-use super::{Error, Stream, Timed, TlsOptions};
+use ureq::unversioned::transport::{
+    Buffers, ConnectionDetails, Connector, Either, LazyBuffers, NextTimeout, Transport,
+    TransportAdapter,
+};
+
+use super::TlsOptions;
 
 pub(super) fn client_config(options: &TlsOptions) -> Result<Arc<ClientConfig>, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -59,16 +65,92 @@ pub(super) fn client_config(options: &TlsOptions) -> Result<Arc<ClientConfig>, S
     Ok(Arc::new(config))
 }
 
-pub(super) fn wrap<'h>(
-    config: &Arc<ClientConfig>,
-    host: &str,
-    timed: Timed<'h>,
-) -> Result<Stream<'h>, Error> {
-    let name = ServerName::try_from(host.to_owned())
-        .map_err(|e| Error::Setup(format!("TLS server name {host:?}: {e}")))?;
-    let conn = ClientConnection::new(Arc::clone(config), name)
-        .map_err(|e| Error::Setup(format!("TLS: {e}")))?;
-    Ok(Stream::Tls(Box::new(rustls::StreamOwned::new(conn, timed))))
+/// Wraps the connection to an `https` URL in TLS, with the agent's own configuration
+/// (`server_cert` pinning has no counterpart in ureq's, nor has a handshake whose signatures
+/// are checked when the certificate is not).
+#[derive(Debug)]
+pub(super) struct TlsConnector(pub(super) Arc<ClientConfig>);
+
+impl<In: Transport> Connector<In> for TlsConnector {
+    type Out = Either<In, TlsTransport>;
+
+    fn connect(
+        &self,
+        details: &ConnectionDetails<'_>,
+        chained: Option<In>,
+    ) -> Result<Option<Self::Out>, ureq::Error> {
+        let Some(transport) = chained else {
+            return Ok(None);
+        };
+        if !details.needs_tls() || transport.is_tls() {
+            return Ok(Some(Either::A(transport)));
+        }
+        let host = details.uri.host().unwrap_or_default();
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let name = ServerName::try_from(host.to_owned())
+            .map_err(|e| ureq::Error::BadUri(format!("TLS server name {host:?}: {e}")))?;
+        let mut conn = ClientConnection::new(Arc::clone(&self.0), name)
+            .map_err(|e| ureq::Error::Io(std::io::Error::other(e)))?;
+        let mut sock = TransportAdapter::new(transport.boxed(), Arc::clone(&details.current_time));
+        sock.set_timeout(details.timeout);
+        conn.complete_io(&mut sock)?;
+        Ok(Some(Either::B(TlsTransport {
+            buffers: LazyBuffers::new(
+                details.config.input_buffer_size(),
+                details.config.output_buffer_size(),
+            ),
+            stream: rustls::StreamOwned::new(conn, sock),
+        })))
+    }
+}
+
+/// A TLS connection for ureq.
+pub(super) struct TlsTransport {
+    buffers: LazyBuffers,
+    stream: rustls::StreamOwned<ClientConnection, TransportAdapter>,
+}
+
+impl std::fmt::Debug for TlsTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsTransport")
+            .field("over", &self.stream.sock.inner())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Transport for TlsTransport {
+    fn buffers(&mut self) -> &mut dyn Buffers {
+        &mut self.buffers
+    }
+
+    fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
+        self.stream.sock.set_timeout(timeout);
+        self.stream.write_all(&self.buffers.output()[..amount])?;
+        self.stream.flush()?;
+        Ok(())
+    }
+
+    fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
+        self.stream.sock.set_timeout(timeout);
+        let input = self.buffers.input_append_buf();
+        let n = match self.stream.read(input) {
+            Ok(n) => n,
+            // A peer that closes without `close_notify` ends the answer all the same (a body
+            // framed by the connection's end is cut, as it could be without TLS).
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
+            Err(e) => return Err(e.into()),
+        };
+        self.buffers.input_appended(n);
+        Ok(n > 0)
+    }
+
+    fn is_open(&mut self) -> bool {
+        self.stream.sock.get_mut().is_open()
+    }
+
+    fn is_tls(&self) -> bool {
+        true
+    }
 }
 
 /// `server_cert`: the server's certificate must be exactly the pinned one; the handshake's
