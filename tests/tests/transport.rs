@@ -288,8 +288,10 @@ fn a_flush_is_served_while_the_application_floods_the_queue() {
     for flood in floods {
         flood.join().expect("flood thread");
     }
-    // It takes a fraction of a second; draining until the queue is empty never ended.
-    assert!(took < Duration::from_secs(5), "flush took {took:?}");
+    // It takes a fraction of a second on a quiet machine (5.5 s was seen with the test
+    // binaries of a whole suite on two cores); draining until the queue is empty never ended,
+    // and the flush would have returned at its 30 s deadline.
+    assert!(took < Duration::from_secs(20), "flush took {took:?}");
     h.finish();
 }
 
