@@ -17,10 +17,10 @@ use super::transaction;
 use crate::types::meta::SpanMeta;
 use crate::types::outcome::Outcome;
 
-/// What a bridged span needs to become current: its transaction and id.
+/// What makes a bridged span current while entered, beside the handle that keeps its
+/// transaction: its id, its children's time so far, what was left open in it.
 #[derive(Debug)]
-pub(crate) struct BridgeFrame {
-    txn: Arc<TxnShared>,
+pub(crate) struct SpanFrame {
     id: u64,
     timer: ChildTimer,
     parked: Vec<Entry>,
@@ -28,10 +28,31 @@ pub(crate) struct BridgeFrame {
     leaf: bool,
 }
 
-impl BridgeFrame {
-    fn new(txn: Arc<TxnShared>, id: u64) -> Self {
-        BridgeFrame {
-            txn,
+/// A recording span or transaction handle: what holds the transaction a [`SpanFrame`] enters.
+#[cfg(feature = "tracing")]
+pub(crate) trait Recorded {
+    fn shared(&self) -> Option<&Arc<TxnShared>>;
+}
+
+#[cfg(feature = "tracing")]
+impl Recorded for crate::Span {
+    #[inline]
+    fn shared(&self) -> Option<&Arc<TxnShared>> {
+        self.0.transaction()
+    }
+}
+
+#[cfg(feature = "tracing")]
+impl Recorded for crate::Transaction {
+    #[inline]
+    fn shared(&self) -> Option<&Arc<TxnShared>> {
+        self.0.shared()
+    }
+}
+
+impl SpanFrame {
+    fn new(id: u64) -> Self {
+        SpanFrame {
             id,
             timer: ChildTimer::default(),
             parked: Vec::new(),
@@ -40,21 +61,23 @@ impl BridgeFrame {
     }
 
     /// The frame of a recording span; `None` when it records nothing.
+    #[cfg(feature = "tracing")]
+    #[inline]
     pub(crate) fn of_span(span: &crate::Span) -> Option<Self> {
-        let (txn, id) = span.0.frame()?;
-        Some(Self::new(txn, id))
+        span.0.id_if_recording().map(Self::new)
     }
 
     /// The frame of a recording transaction; `None` when it records nothing.
+    #[cfg(feature = "tracing")]
     pub(crate) fn of_transaction(t: &crate::Transaction) -> Option<Self> {
-        let txn = t.0.shared()?;
-        Some(Self::new(Arc::clone(txn), txn.id))
+        t.0.shared().map(|txn| Self::new(txn.id))
     }
 
-    /// Makes the span current on this thread, with what was left open in it before.
+    /// Makes the span current on this thread (`txn`: its transaction), with what was left
+    /// open in it before.
     #[inline]
-    pub(crate) fn enter(&mut self) -> Option<Token> {
-        let token = stack::push_owner(Arc::clone(&self.txn), self.id, self.timer, true)?;
+    fn enter(&mut self, txn: &Arc<TxnShared>) -> Option<Token> {
+        let token = stack::push_bridged(txn, self.id, self.timer)?;
         if self.leaf {
             stack::mark_leaf(token);
         }
@@ -62,20 +85,13 @@ impl BridgeFrame {
         Some(token)
     }
 
-    /// Leaves what [`BridgeFrame::enter`] made current, keeping what is still open above it.
-    #[cfg(feature = "opentelemetry")]
-    #[inline]
-    pub(crate) fn exit(&mut self, token: Token) {
-        let (parked, timer) = stack::leave(token);
-        self.left(Left { parked, timer });
-    }
-
-    /// [`BridgeFrame::enter`], remembering the child timer it entered with: see [`leave`].
+    /// [`SpanFrame::enter`], remembering the child timer it entered with: see [`leave`].
     #[cfg(feature = "tracing")]
     #[inline]
-    pub(crate) fn enter_tracked(&mut self) -> Option<Entered> {
+    pub(crate) fn enter_tracked(&mut self, of: &impl Recorded) -> Option<Entered> {
         let timer = self.timer;
-        self.enter().map(|token| Entered { token, timer })
+        let token = self.enter(of.shared()?)?;
+        Some(Entered { token, timer })
     }
 
     /// Takes back what an entry's end ([`leave`]) handed over.
@@ -95,13 +111,69 @@ impl BridgeFrame {
         self.leaf = true;
     }
 
-    /// The context under which the span's children open.
-    pub(crate) fn context(&self) -> crate::Context {
-        crate::Context(Context(Some((Arc::clone(&self.txn), self.id))))
+    /// The context under which the span's children open (`of`: the handle this frame was made
+    /// from).
+    #[cfg(feature = "tracing")]
+    pub(crate) fn context(&self, of: &impl Recorded) -> Option<crate::Context> {
+        let txn = of.shared()?;
+        Some(crate::Context(Context(Some((Arc::clone(txn), self.id)))))
     }
 }
 
-/// An entry made by [`BridgeFrame::enter_tracked`]: its token, and the frame's child timer when
+/// A [`SpanFrame`] with its own reference to its transaction (the OpenTelemetry bridge keeps it
+/// after the span's end: an entry made before is still left).
+#[cfg(feature = "opentelemetry")]
+#[derive(Debug)]
+pub(crate) struct BridgeFrame {
+    txn: Arc<TxnShared>,
+    frame: SpanFrame,
+}
+
+#[cfg(feature = "opentelemetry")]
+impl BridgeFrame {
+    /// The frame of a recording span; `None` when it records nothing.
+    pub(crate) fn of_span(span: &crate::Span) -> Option<Self> {
+        let (txn, id) = span.0.frame()?;
+        Some(BridgeFrame {
+            txn,
+            frame: SpanFrame::new(id),
+        })
+    }
+
+    /// The frame of a recording transaction; `None` when it records nothing.
+    pub(crate) fn of_transaction(t: &crate::Transaction) -> Option<Self> {
+        let txn = t.0.shared()?;
+        Some(BridgeFrame {
+            txn: Arc::clone(txn),
+            frame: SpanFrame::new(txn.id),
+        })
+    }
+
+    /// Makes the span current on this thread, with what was left open in it before.
+    #[inline]
+    pub(crate) fn enter(&mut self) -> Option<Token> {
+        self.frame.enter(&self.txn)
+    }
+
+    /// Leaves what [`BridgeFrame::enter`] made current, keeping what is still open above it.
+    #[inline]
+    pub(crate) fn exit(&mut self, token: Token) {
+        let (parked, timer) = stack::leave(token);
+        self.frame.left(Left { parked, timer });
+    }
+
+    /// The context under which the span's children open.
+    pub(crate) fn context(&self) -> crate::Context {
+        crate::Context(Context(Some((Arc::clone(&self.txn), self.frame.id))))
+    }
+
+    /// The frame itself (what ends the span reads).
+    pub(crate) fn frame(&self) -> &SpanFrame {
+        &self.frame
+    }
+}
+
+/// An entry made by [`SpanFrame::enter_tracked`]: its token, and the frame's child timer when
 /// it was entered.
 #[cfg(feature = "tracing")]
 #[derive(Debug, Clone, Copy)]
@@ -117,8 +189,8 @@ pub(crate) struct Left {
     timer: Option<ChildTimer>,
 }
 
-/// Leaves an entry made by [`BridgeFrame::enter_tracked`] without its frame; `None` when the
-/// frame need not hear of it ([`BridgeFrame::left`] would change nothing: nothing was left
+/// Leaves an entry made by [`SpanFrame::enter_tracked`] without its frame; `None` when the
+/// frame need not hear of it ([`SpanFrame::left`] would change nothing: nothing was left
 /// open above it and its timer is the one it entered with, e.g. no child ran), so that the
 /// common exit does not look the frame up at all.
 #[cfg(feature = "tracing")]
@@ -146,7 +218,7 @@ pub(crate) fn rename_span(span: &mut crate::Span, name: Cow<'static, str>) {
 /// Ends a bridged span with the time its children ran. The frame stays usable: a span may
 /// end while it is entered somewhere (the OpenTelemetry API allows it), and that entry is
 /// still left later.
-pub(crate) fn end_span(span: crate::Span, frame: Option<&BridgeFrame>) {
+pub(crate) fn end_span(span: crate::Span, frame: Option<&SpanFrame>) {
     match frame {
         Some(f) => span.0.end_with(&f.timer),
         None => drop(span),
@@ -156,7 +228,7 @@ pub(crate) fn end_span(span: crate::Span, frame: Option<&BridgeFrame>) {
 /// Ends a bridged transaction with the time its children ran; `outcome` unless one was set.
 pub(crate) fn end_transaction(
     t: &crate::Transaction,
-    frame: Option<&BridgeFrame>,
+    frame: Option<&SpanFrame>,
     outcome: Outcome,
 ) {
     let transaction: &Transaction = &t.0;
@@ -180,7 +252,7 @@ mod otel {
 
     /// Trace id, span (or transaction) id, and whether the trace is sampled.
     pub(crate) fn frame_ids(frame: &BridgeFrame) -> (u128, u64, bool) {
-        (frame.txn.trace_id, frame.id, frame.txn.sampled)
+        (frame.txn.trace_id, frame.frame.id, frame.txn.sampled)
     }
 
     fn with_active(span: &mut crate::Span, f: impl FnOnce(&mut super::super::span::ActiveSpan)) {

@@ -337,12 +337,24 @@ impl Span {
         }
     }
     /// Its transaction and id, while recording.
-    #[cfg(apm_bridge)]
+    #[cfg(feature = "opentelemetry")]
     pub(super) fn frame(&self) -> Option<(Arc<TxnShared>, u64)> {
         self.core
             .0
             .as_ref()
             .map(|s| (Arc::clone(s.transaction()), s.rec.id))
+    }
+    /// Its transaction, while recording.
+    #[cfg(feature = "tracing")]
+    #[inline]
+    pub(super) fn transaction(&self) -> Option<&Arc<TxnShared>> {
+        self.core.0.as_ref().map(ActiveSpan::transaction)
+    }
+    /// Its id, while recording.
+    #[cfg(feature = "tracing")]
+    #[inline]
+    pub(super) fn id_if_recording(&self) -> Option<u64> {
+        self.core.0.as_ref().map(|s| s.rec.id)
     }
     /// The span being recorded, for the OpenTelemetry bridge's setters.
     #[cfg(feature = "opentelemetry")]

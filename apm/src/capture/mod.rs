@@ -38,9 +38,11 @@ cfg_enable! {
     #[cfg(any(feature = "reqwest", feature = "actix-web"))]
     pub(crate) use errors::{downcast, read_codes_with};
     #[cfg(apm_bridge)]
-    pub(crate) use bridge::{end_span, end_transaction, rename_span, BridgeFrame};
+    pub(crate) use bridge::{end_span, end_transaction, rename_span};
+    #[cfg(feature = "opentelemetry")]
+    pub(crate) use bridge::BridgeFrame;
     #[cfg(feature = "tracing")]
-    pub(crate) use bridge::{leave as leave_bridged, start_static_span, Entered};
+    pub(crate) use bridge::{leave as leave_bridged, start_static_span, Entered, SpanFrame};
     #[cfg(feature = "opentelemetry")]
     pub(crate) use bridge::{
         add_span_link, add_transaction_link, frame_ids, name_only_resource, set_span_otel,

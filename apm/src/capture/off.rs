@@ -278,25 +278,28 @@ impl PendingEnd {
 /// Bridged spans: never made, nothing being recorded.
 #[cfg(apm_bridge)]
 #[derive(Debug)]
-pub(crate) enum BridgeFrame {}
+pub(crate) enum SpanFrame {}
+
+/// Handles whose transaction a frame enters: nothing is recorded.
+#[cfg(feature = "tracing")]
+pub(crate) trait Recorded {}
+#[cfg(feature = "tracing")]
+impl Recorded for crate::Span {}
+#[cfg(feature = "tracing")]
+impl Recorded for crate::Transaction {}
 
 #[cfg(apm_bridge)]
-impl BridgeFrame {
+impl SpanFrame {
+    #[cfg(feature = "tracing")]
     pub(crate) fn of_span(_span: &crate::Span) -> Option<Self> {
         None
     }
+    #[cfg(feature = "tracing")]
     pub(crate) fn of_transaction(_t: &crate::Transaction) -> Option<Self> {
         None
     }
-    #[cfg(feature = "opentelemetry")]
-    pub(crate) fn enter(&mut self) -> Option<u64> {
-        match *self {}
-    }
-    #[cfg(feature = "opentelemetry")]
-    pub(crate) fn exit(&mut self, _token: u64) {
-        match *self {}
-    }
-    pub(crate) fn context(&self) -> crate::Context {
+    #[cfg(feature = "tracing")]
+    pub(crate) fn context(&self, _of: &impl Recorded) -> Option<crate::Context> {
         match *self {}
     }
     #[cfg(feature = "tracing")]
@@ -304,12 +307,39 @@ impl BridgeFrame {
         match *self {}
     }
     #[cfg(feature = "tracing")]
-    pub(crate) fn enter_tracked(&mut self) -> Option<Entered> {
+    pub(crate) fn enter_tracked(&mut self, _of: &impl Recorded) -> Option<Entered> {
         match *self {}
     }
     #[cfg(feature = "tracing")]
     pub(crate) fn left(&mut self, left: Left) {
         match left {}
+    }
+}
+
+/// OpenTelemetry spans' frames: never made.
+#[cfg(feature = "opentelemetry")]
+#[derive(Debug)]
+pub(crate) enum BridgeFrame {}
+
+#[cfg(feature = "opentelemetry")]
+impl BridgeFrame {
+    pub(crate) fn of_span(_span: &crate::Span) -> Option<Self> {
+        None
+    }
+    pub(crate) fn of_transaction(_t: &crate::Transaction) -> Option<Self> {
+        None
+    }
+    pub(crate) fn enter(&mut self) -> Option<u64> {
+        match *self {}
+    }
+    pub(crate) fn exit(&mut self, _token: u64) {
+        match *self {}
+    }
+    pub(crate) fn context(&self) -> crate::Context {
+        match *self {}
+    }
+    pub(crate) fn frame(&self) -> &SpanFrame {
+        match *self {}
     }
 }
 
@@ -336,12 +366,12 @@ pub(crate) fn start_static_span(_meta: &'static crate::types::meta::SpanMeta) ->
 }
 
 #[cfg(apm_bridge)]
-pub(crate) fn end_span(_span: crate::Span, _frame: Option<&BridgeFrame>) {}
+pub(crate) fn end_span(_span: crate::Span, _frame: Option<&SpanFrame>) {}
 
 #[cfg(apm_bridge)]
 pub(crate) fn end_transaction(
     _t: &crate::Transaction,
-    _frame: Option<&BridgeFrame>,
+    _frame: Option<&SpanFrame>,
     _outcome: Outcome,
 ) {
 }

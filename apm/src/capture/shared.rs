@@ -170,18 +170,6 @@ impl TxnShared {
         }
         granted
     }
-
-    /// Reserves a place for one more span; `false` (and counted as dropped) beyond the limit.
-    #[inline]
-    pub(crate) fn reserve_span(&self) -> bool {
-        if self.started.fetch_add(1, Relaxed) < self.max_spans {
-            true
-        } else {
-            self.started.fetch_sub(1, Relaxed);
-            self.dropped.fetch_add(1, Relaxed);
-            false
-        }
-    }
 }
 
 /// Sets `key` in a list of labels or custom context entries: replaced if present, else added.

@@ -63,19 +63,15 @@ pub(crate) fn open_span(name: SpanName, mode: Mode) -> Option<(ActiveSpan, Optio
         (id, (Arc::clone(txn), parent, id))
     };
     let start = clock::now();
-    let (slot, (txn, parent_id, id)) = if mode == Mode::Enter {
+    let (slot, ((txn, parent_id, id), counted_by_parent)) = if mode == Mode::Enter {
         let (slot, ctx) = stack::push_child(start, decide)?;
-        (Some(slot), ctx)
+        (Some(slot), (ctx, false))
     } else {
-        let (_, ctx) = stack::with_current_parent(|txn, parent| {
-            (txn.sampled && txn.reserve_span()).then(|| decide(txn, parent))
-        })
-        .flatten()?;
-        (None, ctx)
+        // The current entry is the parent: it counts the child if it is the span or
+        // transaction itself.
+        let ((_, ctx), counted) = stack::child_beside(start, decide)?;
+        (None, (ctx, counted))
     };
-    // The current entry is the parent: it counts the child if it is the span or transaction
-    // itself.
-    let counted_by_parent = mode == Mode::Beside && stack::child_started_here(parent_id, start);
     Some((
         ActiveSpan {
             outcome_set: false,

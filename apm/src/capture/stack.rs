@@ -131,6 +131,7 @@ pub(crate) fn with_current<R>(f: impl FnOnce(&Arc<TxnShared>, u64) -> R) -> Opti
 }
 
 /// Like [`with_current`], for a new span's parent: `None` under an exit span, which is a leaf.
+#[cfg(apm_exit_stats)]
 #[inline]
 pub(crate) fn with_current_parent<R>(f: impl FnOnce(&Arc<TxnShared>, u64) -> R) -> Option<R> {
     STACK
@@ -181,6 +182,40 @@ pub(crate) fn push_child<R>(
             let (id, r) = decide(reserve_span(&mut s[at])?, parent);
             push_span_entry(&mut s, id, start, None);
             Some((id, r))
+        })
+        .ok()
+        .flatten()
+}
+
+/// Opens a span beside the stack (not pushed: a future's or a bridged span, a call's handle),
+/// started at `start`, as a child of the current entry, if the current transaction is sampled
+/// and below `transaction_max_spans`: `decide` sees the transaction and the parent id. Also
+/// whether the parent's own entry (the span or transaction itself, not a context carried here)
+/// counts it as a running child, and so must hear of its end. One look at the stack, and the
+/// span's place comes from the owner entry's budget, as for [`push_child`]: no shared counter.
+#[inline]
+pub(crate) fn child_beside<R>(
+    start: Tick,
+    decide: impl FnOnce(&Arc<TxnShared>, u64) -> R,
+) -> Option<(R, bool)> {
+    STACK
+        .try_with(|s| {
+            let mut s = s.try_borrow_mut().ok()?;
+            let parent = s.last().filter(|top| !top.timer.leaf)?.id;
+            let at = owner_index(&s)?;
+            let r = decide(reserve_span(&mut s[at])?, parent);
+            let counted = match counting_entry(&s, parent) {
+                Some(i) => {
+                    if s[i].timer.may_owe() {
+                        settle_entry(&mut s, i);
+                    }
+                    s[i].timer.child_started(start);
+                    s[i].timer.off_stack = true;
+                    true
+                }
+                None => false,
+            };
+            Some((r, counted))
         })
         .ok()
         .flatten()
@@ -352,28 +387,6 @@ fn counting_entry(s: &[Entry], parent_id: u64) -> Option<usize> {
         .rposition(|e| e.id == parent_id && !e.timer.discarded)
 }
 
-/// A child off the stack started under the current entry, whose id is `parent_id`. `false`
-/// when the parent's own entry is not on this thread's stack (only a context carried here):
-/// the child is not counted, and need not report its end.
-pub(crate) fn child_started_here(parent_id: u64, at: Tick) -> bool {
-    STACK
-        .try_with(|s| {
-            let Ok(mut s) = s.try_borrow_mut() else {
-                return false;
-            };
-            let Some(i) = counting_entry(&s, parent_id) else {
-                return false;
-            };
-            if s[i].timer.may_owe() {
-                settle_entry(&mut s, i);
-            }
-            s[i].timer.child_started(at);
-            s[i].timer.off_stack = true;
-            true
-        })
-        .unwrap_or(false)
-}
-
 /// A child off the stack ended: its parent, found by id on this thread's stack, learns it.
 /// `false` when the parent is not there (the child ended in another task or thread): the
 /// caller tells the transaction instead.
@@ -459,6 +472,38 @@ pub(crate) fn push_owner(
         .flatten()
 }
 
+/// Makes the bridged span `id` of `txn` current (a tracing span entered, an OpenTelemetry
+/// context attached), with `timer`, the
+/// time its children ran so far. Where `txn` is already the current transaction (the span is
+/// entered where it was created, or in its task), the entry is a span's: it belongs to the
+/// owner below it and touches no reference count; elsewhere it owns a reference, as
+/// [`push_owner`]'s.
+#[cfg(apm_bridge)]
+#[inline]
+pub(crate) fn push_bridged(txn: &Arc<TxnShared>, id: u64, timer: ChildTimer) -> Option<Token> {
+    let token = ids::next_u64();
+    STACK
+        .try_with(|s| {
+            let mut s = s.try_borrow_mut().ok()?;
+            let same = owner(&s).is_some_and(|o| Arc::ptr_eq(o, txn));
+            s.push(Entry {
+                id,
+                token,
+                owner: (!same).then(|| Arc::clone(txn)),
+                timer,
+                budget: 0,
+                over_limit: 0,
+                span: None,
+            });
+            if !same {
+                refresh(&s);
+            }
+            Some(token)
+        })
+        .ok()
+        .flatten()
+}
+
 /// Closes the entry opened with `token`, wherever it is on this thread's stack (guards may be
 /// dropped out of order; they cannot move to another thread: they are `!Send`). With `end`,
 /// the entry below learns that its child ended. Returns the closed entry's child timer.
@@ -502,9 +547,12 @@ pub(crate) fn leave(token: Token) -> (Vec<Entry>, Option<ChildTimer>) {
             match s.iter().rposition(|e| e.token == token) {
                 Some(i) => {
                     let above = s.split_off(i + 1);
-                    let timer = s.pop().map(|e| e.timer);
-                    refresh(&s);
-                    (above, timer)
+                    let left = s.pop();
+                    // Leaving a span's entry, with nothing above it, changes no owner.
+                    if !above.is_empty() || left.as_ref().is_none_or(|e| e.owner.is_some()) {
+                        refresh(&s);
+                    }
+                    (above, left.map(|e| e.timer))
                 }
                 None => (Vec::new(), None),
             }

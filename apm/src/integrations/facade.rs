@@ -13,6 +13,10 @@ pub(crate) use crate::capture::{downcast, read_codes_with};
 #[cfg(all(feature = "enable", any(feature = "reqwest", feature = "actix-web")))]
 pub(crate) use crate::types::record::ErrorCode;
 
+/// `apm::otel`: a span's frame with its own reference to its transaction (kept after the
+/// span's end).
+#[cfg(feature = "opentelemetry")]
+pub(crate) use crate::capture::BridgeFrame;
 /// `apm::otel`: what OpenTelemetry spans carry that apm's own do not (`otel.span_kind` and
 /// `otel.attributes`, links added after the start, a type known only at the end).
 #[cfg(feature = "opentelemetry")]
@@ -24,11 +28,13 @@ pub(crate) use crate::capture::{
 /// while entered (attached), so that `#[apm::span]` and theirs nest in either direction; and
 /// the end of a bridged span or transaction with the time its children ran.
 #[cfg(apm_bridge)]
-pub(crate) use crate::capture::{end_span, end_transaction, rename_span, BridgeFrame};
-/// `apm::tracing`: static names for spans whose name and type are known at their call site.
+pub(crate) use crate::capture::{end_span, end_transaction, rename_span};
+/// `apm::tracing`: static names for spans whose name and type are known at their call site;
+/// frames that enter the transaction their handle keeps.
 #[cfg(feature = "tracing")]
 pub(crate) use crate::capture::{
     leave_bridged, spans_recorded_here as tracing_spans_recorded_here, start_static_span, Entered,
+    SpanFrame,
 };
 #[cfg(feature = "tracing")]
 pub(crate) use crate::types::meta::SpanMeta;

@@ -66,21 +66,21 @@ use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt::{self, Write as _};
-use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, PoisonError};
 
 use tracing_core::field::{Field, Visit};
 use tracing_core::span::{Attributes, Id, Record};
 use tracing_core::{Event, Level, Metadata, Subscriber};
 use tracing_subscriber::layer::{Context as LayerContext, Layer};
 
-use super::facade::{self, BridgeFrame, Entered, SpanMeta};
+use super::facade::{self, Entered, SpanFrame, SpanMeta};
 use super::semconv::{self, keys, Class, Has, Kind};
 use crate::{LabelValue, Outcome};
 
 mod log_ids;
+mod table;
 pub use log_ids::WithTraceIds;
+use table::{IdMap, Table};
 
 /// Labels taken from one span's fields at most.
 const MAX_LABELS: usize = 32;
@@ -92,7 +92,7 @@ pub struct ApmLayer {
     otel_roots: bool,
     root_targets: Vec<(Cow<'static, str>, Level)>,
     error_level: Option<Level>,
-    table: Table,
+    table: Table<Bridged>,
 }
 
 impl Default for ApmLayer {
@@ -137,7 +137,7 @@ impl ApmLayer {
 
     /// Tells this layer's entries in `ENTERED` from another's.
     fn key(&self) -> usize {
-        &self.table as *const Table as usize
+        &self.table as *const Table<Bridged> as usize
     }
 
     fn has_root_rules(&self) -> bool {
@@ -165,7 +165,7 @@ impl ApmLayer {
     fn open(&self, attrs: &Attributes<'_>) -> Option<Bridged> {
         let meta = attrs.metadata();
         let parent = match attrs.parent() {
-            Some(p) => Parent::Explicit(self.table.context(p)),
+            Some(p) => Parent::Explicit(self.table.with(p, |b| b.context()).flatten()),
             None if attrs.is_root() => Parent::Explicit(None),
             None => Parent::Current,
         };
@@ -217,12 +217,15 @@ enum Parent {
 impl<S: Subscriber> Layer<S> for ApmLayer {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, _ctx: LayerContext<'_, S>) {
         if let Some(bridged) = self.open(attrs) {
-            self.table.insert(id, bridged);
+            // An id reused without a close seen (another layer's filter): end the old one.
+            if let Some(old) = self.table.insert(id, bridged) {
+                old.end();
+            }
         }
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, _ctx: LayerContext<'_, S>) {
-        if self.table.is_empty() || values.is_empty() {
+        if self.table.surely_absent(id) || values.is_empty() {
             return;
         }
         let mut fields = Fields::default();
@@ -231,16 +234,7 @@ impl<S: Subscriber> Layer<S> for ApmLayer {
     }
 
     fn on_enter(&self, id: &Id, _ctx: LayerContext<'_, S>) {
-        if self.table.is_empty() {
-            return;
-        }
-        if let Some(entered) = self
-            .table
-            .with(id, |b| {
-                b.frame.as_mut().and_then(BridgeFrame::enter_tracked)
-            })
-            .flatten()
-        {
+        if let Some(entered) = self.table.with(id, Bridged::enter).flatten() {
             let key = (self.key(), id.into_u64());
             let _ = ENTERED.try_with(|e| {
                 if let Ok(mut e) = e.try_borrow_mut() {
@@ -251,7 +245,7 @@ impl<S: Subscriber> Layer<S> for ApmLayer {
     }
 
     fn on_exit(&self, id: &Id, _ctx: LayerContext<'_, S>) {
-        if self.table.is_empty() {
+        if self.table.surely_absent(id) {
             return;
         }
         let key = (self.key(), id.into_u64());
@@ -276,9 +270,6 @@ impl<S: Subscriber> Layer<S> for ApmLayer {
     }
 
     fn on_close(&self, id: Id, _ctx: LayerContext<'_, S>) {
-        if self.table.is_empty() {
-            return;
-        }
         if let Some(bridged) = self.table.remove(&id) {
             bridged.end();
         }
@@ -309,8 +300,7 @@ thread_local! {
     /// number their spans alike.
     static ENTERED: RefCell<Vec<((usize, u64), Entered)>> = const { RefCell::new(Vec::new()) };
     /// The static descriptions of the call sites seen on this thread.
-    static METAS: RefCell<HashMap<usize, &'static SpanMeta, BuildHasherDefault<IdHasher>>> =
-        RefCell::new(HashMap::default());
+    static METAS: RefCell<IdMap<usize, &'static SpanMeta>> = RefCell::new(IdMap::default());
 }
 
 /// The agent's own events: never sent as errors (that could loop).
@@ -334,7 +324,7 @@ struct Bridged {
     handle: Handle,
     /// What makes it current while entered; `None` when it records nothing (an unsampled
     /// transaction's span, `transaction_max_spans` reached).
-    frame: Option<BridgeFrame>,
+    frame: Option<SpanFrame>,
     /// The outcome derived from its fields so far (`otel.status_code` wins over `error`).
     status: Option<Outcome>,
     errored: bool,
@@ -385,7 +375,7 @@ impl Bridged {
         // Outcomes are not inferred (bridge spec): unset status stays `unknown`.
         span.set_outcome(Outcome::Unknown);
         Some(Bridged {
-            frame: BridgeFrame::of_span(&span),
+            frame: SpanFrame::of_span(&span),
             handle: Handle::Span(span),
             status: None,
             errored: false,
@@ -410,7 +400,7 @@ impl Bridged {
             _ => Cow::Borrowed(meta.name()),
         };
         let t = crate::Transaction::start(name, kind);
-        let frame = BridgeFrame::of_transaction(&t)?;
+        let frame = SpanFrame::of_transaction(&t)?;
         let mut b = Bridged {
             frame: Some(frame),
             handle: Handle::Transaction(t),
@@ -422,6 +412,25 @@ impl Bridged {
         };
         b.apply(fields, true);
         Some(b)
+    }
+
+    /// Makes it current on this thread; `None` when it records nothing.
+    #[inline]
+    fn enter(&mut self) -> Option<Entered> {
+        let frame = self.frame.as_mut()?;
+        match &self.handle {
+            Handle::Span(span) => frame.enter_tracked(span),
+            Handle::Transaction(t) => frame.enter_tracked(t),
+        }
+    }
+
+    /// The context under which its children open, if it is recorded.
+    fn context(&self) -> Option<crate::Context> {
+        let frame = self.frame.as_ref()?;
+        match &self.handle {
+            Handle::Span(span) => frame.context(span),
+            Handle::Transaction(t) => frame.context(t),
+        }
     }
 
     /// Applies fields recorded at creation (`new`) or later.
@@ -795,99 +804,4 @@ fn static_meta_slow(key: usize, name: &'static str) -> &'static SpanMeta {
                 action: None,
             }))
         })
-}
-
-/// Hashes span ids and addresses (already unique integers) with one multiplication.
-#[derive(Debug, Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-    fn write_usize(&mut self, n: usize) {
-        self.write_u64(n as u64);
-    }
-}
-
-type Shard = Mutex<HashMap<u64, Bridged, BuildHasherDefault<IdHasher>>>;
-
-/// The bridged spans by tracing id, in shards locked one span at a time (a span's callbacks
-/// take its shard's lock for a few instructions: no lock is shared by all spans, nothing is
-/// boxed per span, and a shard's memory is reused).
-#[derive(Debug)]
-struct Table {
-    shards: Box<[Shard]>,
-    /// Bridged spans alive: while none is, enters and exits look nothing up.
-    live: AtomicUsize,
-}
-
-const SHARDS: usize = 64;
-
-impl Table {
-    fn new() -> Self {
-        Table {
-            shards: (0..SHARDS)
-                .map(|_| Mutex::new(HashMap::default()))
-                .collect(),
-            live: AtomicUsize::new(0),
-        }
-    }
-
-    fn shard(
-        &self,
-        id: u64,
-    ) -> MutexGuard<'_, HashMap<u64, Bridged, BuildHasherDefault<IdHasher>>> {
-        // The registry reuses a closed span's slot under a new generation (high bits): by
-        // the low bits, the slot's next span finds the shard, and its lines, still in cache.
-        let i = (u64::from(id as u32).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize % SHARDS;
-        self.shards[i]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
-    #[inline]
-    fn is_empty(&self) -> bool {
-        self.live.load(Relaxed) == 0
-    }
-
-    fn insert(&self, id: &Id, bridged: Bridged) {
-        let old = self.shard(id.into_u64()).insert(id.into_u64(), bridged);
-        match old {
-            // An id reused without a close seen (another layer's filter): end the old one.
-            Some(old) => old.end(),
-            None => {
-                self.live.fetch_add(1, Relaxed);
-            }
-        }
-    }
-
-    fn remove(&self, id: &Id) -> Option<Bridged> {
-        let removed = self.shard(id.into_u64()).remove(&id.into_u64());
-        if removed.is_some() {
-            self.live.fetch_sub(1, Relaxed);
-        }
-        removed
-    }
-
-    fn with<R>(&self, id: &Id, f: impl FnOnce(&mut Bridged) -> R) -> Option<R> {
-        self.shard(id.into_u64()).get_mut(&id.into_u64()).map(f)
-    }
-
-    /// The context under which children of the span `id` open, if it is recorded.
-    fn context(&self, id: &Id) -> Option<crate::Context> {
-        if self.is_empty() {
-            return None;
-        }
-        self.with(id, |b| b.frame.as_ref().map(BridgeFrame::context))
-            .flatten()
-    }
 }

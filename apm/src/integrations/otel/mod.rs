@@ -452,13 +452,13 @@ impl State {
                 }
                 span.set_outcome(outcome);
                 facade::set_span_otel(&mut span, span_kind, attributes);
-                facade::end_span(span, Some(&self.frame));
+                facade::end_span(span, Some(self.frame.frame()));
             }
             Handle::Transaction(t) => {
                 facade::set_transaction_type(&t, mapping::transaction_type(kind, &attributes));
                 t.set_outcome(outcome);
                 facade::set_transaction_otel(&t, span_kind, attributes);
-                facade::end_transaction(&t, Some(&self.frame), outcome);
+                facade::end_transaction(&t, Some(self.frame.frame()), outcome);
             }
         }
     }

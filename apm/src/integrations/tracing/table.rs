@@ -1,0 +1,190 @@
+//! The layer's state of its bridged spans, by tracing span id.
+
+use std::cell::UnsafeCell;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use tracing_core::span::Id;
+
+/// Hashes span ids and addresses (already unique integers) with one multiplication.
+#[derive(Debug, Default)]
+pub(super) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+}
+
+pub(super) type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+
+/// Values by tracing span id, in shards locked one span at a time: a span's callbacks hold
+/// its shard for a few instructions. No lock is shared by all spans, nothing is boxed per
+/// span, and a shard's memory is reused.
+#[derive(Debug)]
+pub(super) struct Table<V> {
+    shards: Box<[Shard<V>]>,
+}
+
+const SHARDS: usize = 64;
+
+impl<V> Table<V> {
+    pub(super) fn new() -> Self {
+        Table {
+            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
+        }
+    }
+
+    #[inline]
+    fn shard(&self, id: &Id) -> &Shard<V> {
+        // The registry reuses a closed span's slot under a new generation (high bits): by
+        // the low bits, the slot's next span finds the shard, and its lines, still in cache.
+        let i = (u64::from(id.into_u64() as u32).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58)
+            as usize
+            % SHARDS;
+        &self.shards[i]
+    }
+
+    /// Whether `id` surely has no value: its shard holds none (no lock taken).
+    #[inline]
+    pub(super) fn surely_absent(&self, id: &Id) -> bool {
+        self.shard(id).live.load(Ordering::Relaxed) == 0
+    }
+
+    /// Stores the value of `id`; returns the one it replaces.
+    #[inline]
+    pub(super) fn insert(&self, id: &Id, value: V) -> Option<V> {
+        self.shard(id).lock().insert(id.into_u64(), value)
+    }
+
+    #[inline]
+    pub(super) fn remove(&self, id: &Id) -> Option<V> {
+        if self.surely_absent(id) {
+            return None;
+        }
+        self.shard(id).lock().remove(&id.into_u64())
+    }
+
+    /// Runs `f` on the value of `id`, its shard locked.
+    #[inline]
+    pub(super) fn with<R>(&self, id: &Id, f: impl FnOnce(&mut V) -> R) -> Option<R> {
+        if self.surely_absent(id) {
+            return None;
+        }
+        self.shard(id).lock().get_mut(&id.into_u64()).map(f)
+    }
+}
+
+/// A part of the table, behind a spin lock: a span's callbacks hold it for a few
+/// instructions, and its release is a plain store (a mutex releases with an atomic exchange:
+/// one more locked instruction in each of a span's three callbacks, on the application's
+/// thread).
+struct Shard<V> {
+    locked: AtomicBool,
+    values: UnsafeCell<IdMap<u64, V>>,
+    /// How many values it holds, written under the lock and read without it: while it holds
+    /// none, the callbacks of its ids look nothing up (and no count shared by all shards is
+    /// changed by every span).
+    live: AtomicUsize,
+}
+
+// SAFETY: the map is only reached through `Locked`, of which the lock allows one at a time.
+unsafe impl<V: Send> Sync for Shard<V> {}
+
+impl<V> Default for Shard<V> {
+    fn default() -> Self {
+        Shard {
+            locked: AtomicBool::new(false),
+            values: UnsafeCell::new(IdMap::default()),
+            live: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl<V> std::fmt::Debug for Shard<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shard")
+            .field("live", &self.live.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<V> Shard<V> {
+    #[inline]
+    fn lock(&self) -> Locked<'_, V> {
+        if self
+            .locked
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            self.lock_contended();
+        }
+        Locked(self)
+    }
+
+    /// Another thread holds the shard (for a few instructions, unless it was descheduled
+    /// meanwhile): spin a little, then give the core away between tries.
+    #[cold]
+    #[inline(never)]
+    fn lock_contended(&self) {
+        let mut spins = 0u32;
+        loop {
+            if !self.locked.load(Ordering::Relaxed)
+                && self
+                    .locked
+                    .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
+                return;
+            }
+            if spins < 64 {
+                spins += 1;
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+}
+
+/// A locked shard; released on drop, its count of values kept.
+struct Locked<'a, V>(&'a Shard<V>);
+
+impl<V> Deref for Locked<'_, V> {
+    type Target = IdMap<u64, V>;
+    #[inline]
+    fn deref(&self) -> &Self::Target {
+        // SAFETY: the shard is locked by this guard.
+        unsafe { &*self.0.values.get() }
+    }
+}
+
+impl<V> DerefMut for Locked<'_, V> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        // SAFETY: the shard is locked by this guard, which is borrowed mutably.
+        unsafe { &mut *self.0.values.get() }
+    }
+}
+
+impl<V> Drop for Locked<'_, V> {
+    #[inline]
+    fn drop(&mut self) {
+        let len = self.len();
+        self.0.live.store(len, Ordering::Relaxed);
+        self.0.locked.store(false, Ordering::Release);
+    }
+}
