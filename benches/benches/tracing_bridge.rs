@@ -1,10 +1,13 @@
-//! `apm::tracing::ApmLayer` against a layer that does nothing, on the same registry: what the
+//! `apm::tracing::ApmLayer` against a layer that does nothing, and against
+//! `tracing-opentelemetry` (the OpenTelemetry SDK's batch processor behind it, with an exporter
+//! that drops what it is given), on the same registry: what the
 //! bridge adds to a tracing span (created, entered, exited, closed: what a
 //! `#[tracing::instrument]` function costs), inside `apm` transactions of 100 spans (opened in
 //! both variants, so that only the layer differs), and outside any transaction.
 //!
-//! Criterion's medians first, then the ratio measured in one run: rounds alternate between
-//! the two subscribers, and the ratio of the medians of the rounds is printed.
+//! Criterion's medians first, then the ratios measured in one run: rounds alternate between
+//! the subscribers, and the ratios of the medians of the rounds to the no-op layer's are
+//! printed.
 //!
 //! `cargo bench -p apm-benches --bench tracing_bridge`
 
@@ -46,6 +49,38 @@ fn noop() -> Dispatch {
     Dispatch::new(tracing_subscriber::registry().with(Noop))
 }
 
+/// What OpenTelemetry's exporter would send, dropped (the cost measured is the layer's and
+/// the SDK's on the calling thread, not a network's).
+#[derive(Debug)]
+struct DropSpans;
+impl opentelemetry_sdk::trace::SpanExporter for DropSpans {
+    async fn export(
+        &self,
+        batch: Vec<opentelemetry_sdk::trace::SpanData>,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        black_box(batch);
+        Ok(())
+    }
+}
+
+fn otel() -> Dispatch {
+    use opentelemetry::trace::TracerProvider;
+    use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider};
+    // Sized not to drop: the SDK's default queue (2048) overflows within a round.
+    let batch = BatchConfigBuilder::default()
+        .with_max_queue_size(1 << 19)
+        .with_max_export_batch_size(2048)
+        .with_scheduled_delay(Duration::from_millis(20))
+        .build();
+    let provider = SdkTracerProvider::builder()
+        .with_span_processor(BatchSpanProcessor::new(DropSpans, batch))
+        .build();
+    let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("bench"));
+    // The provider lives as long as the benchmark: dropping it would stop its processor.
+    std::mem::forget(provider);
+    Dispatch::new(tracing_subscriber::registry().with(layer))
+}
+
 fn bridged() -> Dispatch {
     Dispatch::new(tracing_subscriber::registry().with(apm::tracing::ApmLayer::new()))
 }
@@ -70,6 +105,7 @@ fn bench(c: &mut Criterion) {
         ("noop_layer", noop(), true),
         ("apm_layer", bridged(), true),
         ("apm_layer_outside_transaction", bridged(), false),
+        ("tracing_opentelemetry", otel(), true),
     ] {
         tracing::dispatcher::with_default(&dispatch, || {
             g.bench_function(name, |b| {
@@ -86,16 +122,16 @@ fn bench(c: &mut Criterion) {
     ratio(&agent);
 }
 
-/// The two subscribers in alternating rounds of one run; prints the medians (wall time and
-/// the calling thread's CPU time per span) and their ratios.
+/// The subscribers in alternating rounds of one run; prints the medians (wall time and the
+/// calling thread's CPU time per span) and their ratios to the no-op layer's.
 fn ratio(agent: &apm::Agent) {
     const ROUNDS: usize = 21;
     const CALLS: u64 = 200_000;
-    let (noop, bridged) = (noop(), bridged());
-    let mut wall = [Vec::new(), Vec::new()];
-    let mut cpu = [Vec::new(), Vec::new()];
+    let (noop, bridged, otel) = (noop(), bridged(), otel());
+    let mut wall = [Vec::new(), Vec::new(), Vec::new()];
+    let mut cpu = [Vec::new(), Vec::new(), Vec::new()];
     for round in 0..=ROUNDS {
-        for (k, d) in [&noop, &bridged].into_iter().enumerate() {
+        for (k, d) in [&noop, &bridged, &otel].into_iter().enumerate() {
             let (w, c) = tracing::dispatcher::with_default(d, || {
                 let (w0, c0) = (Instant::now(), apm_benches::thread_cpu_time());
                 run(CALLS, true);
@@ -118,12 +154,14 @@ fn ratio(agent: &apm::Agent) {
     };
     println!("ratio (one run, {ROUNDS} alternating rounds of {CALLS} spans, medians):");
     for (what, v) in [("wall time", &mut wall), ("thread CPU time", &mut cpu)] {
-        let (n, a) = (median(&mut v[0]), median(&mut v[1]));
+        let (n, a, o) = (median(&mut v[0]), median(&mut v[1]), median(&mut v[2]));
         println!(
             "  {what}: noop layer {n:.1} ns/span, ApmLayer {a:.1} ns/span, \
-             ApmLayer / noop = {:.2} (+{:.0}%)",
+             ApmLayer / noop = {:.2} (+{:.0}%), tracing-opentelemetry {o:.1} ns/span, \
+             tracing-opentelemetry / noop = {:.2}",
             a / n,
-            (a / n - 1.0) * 100.0
+            (a / n - 1.0) * 100.0,
+            o / n
         );
     }
 }
