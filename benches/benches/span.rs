@@ -26,6 +26,54 @@ fn instrumented(x: u64) -> u64 {
     black_box(x).wrapping_mul(3)
 }
 
+/// Returns `Pending` the first `n` times it is polled (waking itself), then `Ready`: an await
+/// that yields, as one on I/O does.
+struct Yields(u8);
+
+impl std::future::Future for Yields {
+    type Output = ();
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 == 0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 -= 1;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
+}
+
+/// Polled three times before it completes.
+#[apm::span]
+#[inline(never)]
+async fn instrumented_async(x: u64) -> u64 {
+    Yields(2).await;
+    black_box(x).wrapping_mul(3)
+}
+
+/// Polls `fut` until it completes, with a waker that does nothing.
+fn block_on<F: std::future::Future>(fut: F) -> F::Output {
+    let mut fut = std::pin::pin!(fut);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    loop {
+        if let std::task::Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
+            return out;
+        }
+    }
+}
+
+/// `iters` async spans polled three times each, inside transactions of
+/// `SPANS_PER_TRANSACTION` spans.
+fn async_in_transactions(iters: u64) -> Duration {
+    let start = Instant::now();
+    apm_benches::in_transactions(iters, SPANS_PER_TRANSACTION, |x| {
+        block_on(instrumented_async(x))
+    });
+    start.elapsed()
+}
+
 /// Calls `instrumented` `iters` times, inside transactions of `SPANS_PER_TRANSACTION` spans.
 fn in_transactions(iters: u64) -> Duration {
     let start = Instant::now();
@@ -74,6 +122,11 @@ fn span(c: &mut Criterion) {
         {
             let agent = agent(&server, 1.0);
             g.bench_function("sampled_shipped", |b| b.iter_custom(in_transactions));
+            // The same span on an `async fn` polled three times (the future is made current
+            // for each poll).
+            g.bench_function("async_sampled_shipped_three_polls", |b| {
+                b.iter_custom(async_in_transactions)
+            });
             // A sampled transaction with no span, started and ended: what the application
             // thread pays per request beyond its spans.
             g.bench_function("transaction_sampled_shipped", |b| {

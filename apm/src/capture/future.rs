@@ -53,13 +53,15 @@ impl Frame {
         }
     }
 
-    fn current(&self) -> Option<(Arc<TxnShared>, u64)> {
+    /// The transaction and the id children take as parent (borrowed: a poll touches no
+    /// reference count).
+    fn current(&self) -> Option<(&Arc<TxnShared>, u64)> {
         use FrameInner as Frame;
         match &self.0 {
             Frame::Empty => None,
-            Frame::Span(s) => Some((Arc::clone(s.transaction()), s.rec.id)),
-            Frame::Transaction(t) => Some((Arc::clone(t), t.id)),
-            Frame::Context(t, parent) => Some((Arc::clone(t), *parent)),
+            Frame::Span(s) => Some((s.transaction(), s.rec.id)),
+            Frame::Transaction(t) => Some((t, t.id)),
+            Frame::Context(t, parent) => Some((t, *parent)),
         }
     }
 
@@ -134,7 +136,9 @@ impl<H> FrameState<H> {
     fn run<R>(&mut self, poll: impl FnOnce() -> R) -> R {
         match self.frame.current().and_then(|(txn, id)| {
             let own_timer = !matches!(self.frame.0, FrameInner::Context(..));
-            stack::push_owner(txn, id, self.timer, own_timer)
+            // SAFETY: the frame is neither moved nor changed until the poll scope below has
+            // left the entry (`PollScope`'s `Drop`, on return and on unwind).
+            unsafe { stack::push_lent_owner(txn, id, self.timer, own_timer) }
         }) {
             None => poll(),
             Some(token) => {
@@ -285,5 +289,53 @@ impl<F, H> Drop for Instrumented<F, H> {
         // Dropped before completion (cancelled, or after a poll that panicked), or completed
         // with its end deferred and never handed over.
         self.state.finish(Outcome::Unknown);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::sampling::Origin;
+    use crate::types::record::TransactionName;
+
+    /// Returns `Pending` twice, then `Ready`; notes, at each poll, how many references the
+    /// current transaction has.
+    struct Noting<'a>(&'a mut Vec<usize>);
+
+    impl Future for Noting<'_> {
+        type Output = ();
+        fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
+            let refs = stack::with_current(|txn, _| Arc::strong_count(txn)).unwrap_or(0);
+            self.0.push(refs);
+            if self.0.len() == 3 {
+                return Poll::Ready(());
+            }
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    }
+
+    #[test]
+    fn a_poll_takes_no_reference_to_its_transaction() {
+        let origin = Origin {
+            trace_id: 1,
+            parent_id: None,
+            sampled: true,
+            sample_rate: 10_000,
+            tracestate: None,
+            links: Vec::new(),
+        };
+        let name = TransactionName::Dynamic("t".into(), "custom".into());
+        let txn = Arc::new(transaction::shared(origin, name, 500));
+        let mut seen = Vec::new();
+        {
+            let frame = Frame::from_context(Some((Arc::clone(&txn), txn.id)));
+            let mut fut = std::pin::pin!(bind(Noting(&mut seen), frame));
+            let mut cx = TaskContext::from_waker(std::task::Waker::noop());
+            while fut.as_mut().poll(&mut cx).is_pending() {}
+        }
+        // This test's reference and the future's: none taken for a poll.
+        assert_eq!(seen, [2, 2, 2]);
+        assert_eq!(Arc::strong_count(&txn), 1);
     }
 }

@@ -6,6 +6,7 @@
 //! during thread teardown the stack is simply absent.
 
 use std::cell::RefCell;
+use std::mem::ManuallyDrop;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
@@ -26,14 +27,22 @@ pub(crate) struct Entry {
     /// Identifies the entry for its guard: entries are found by token, never by position, so
     /// closes in any order and futures polled at any depth find their own.
     token: Token,
-    /// Set on entries that own their transaction; span entries belong to the nearest owner
+    /// Set on entries that own their transaction (or borrow it for a poll); span entries
+    /// belong to the nearest owner
     /// below them.
-    owner: Option<Arc<TxnShared>>,
+    owner: Option<ManuallyDrop<Arc<TxnShared>>>,
+    /// The owner is the reference of the future being polled, lent for the length of one
+    /// poll so that a poll touches no reference count: not dropped with the entry. The entry
+    /// is left before the poll returns or unwinds (its scope's `Drop`), so it never outlives
+    /// the frame the reference lives in, and it is never parked for a later poll: parked
+    /// entries are those above a future's own entry, and the entry of a future polled inside
+    /// it is left before its poll returns.
+    lent: bool,
     timer: ChildTimer,
     /// On owner entries: span places reserved from the transaction and not used yet. Spans
     /// take them from here, so that a span touches no shared counter (an atomic per span,
     /// and the wait for the stores before it, was the largest single cost of a span).
-    budget: u32,
+    budget: u16,
     /// On owner entries: spans not recorded because of `transaction_max_spans`.
     over_limit: u32,
     /// On the entries of `#[apm::span]` functions: the span itself, kept here until it ends
@@ -61,11 +70,15 @@ impl Drop for Entry {
     fn drop(&mut self) {
         if let Some(txn) = &self.owner {
             if self.budget > 0 {
-                txn.started.fetch_sub(self.budget, Relaxed);
+                txn.started.fetch_sub(u32::from(self.budget), Relaxed);
             }
             if self.over_limit > 0 {
                 txn.dropped.fetch_add(self.over_limit, Relaxed);
             }
+        }
+        if let (Some(owner), false) = (&mut self.owner, self.lent) {
+            // SAFETY: a held owner is the entry's own reference, dropped once, here.
+            unsafe { ManuallyDrop::drop(owner) };
         }
     }
 }
@@ -107,7 +120,7 @@ pub(crate) type Token = u64;
 
 #[inline]
 fn owner(stack: &[Entry]) -> Option<&Arc<TxnShared>> {
-    stack[owner_index(stack)?].owner.as_ref()
+    stack[owner_index(stack)?].owner.as_deref()
 }
 
 /// Where the nearest entry that owns its transaction is.
@@ -235,6 +248,7 @@ fn push_span_entry(s: &mut Vec<Entry>, id: u64, start: Tick, span: Option<Static
         id,
         token: id,
         owner: None,
+        lent: false,
         timer: ChildTimer::default(),
         budget: 0,
         over_limit: 0,
@@ -252,13 +266,14 @@ fn reserve_span(e: &mut Entry) -> Option<&Arc<TxnShared>> {
         over_limit,
         ..
     } = e;
-    let txn = owner.as_ref()?;
+    let txn = owner.as_deref()?;
     if !txn.sampled {
         return None;
     }
     // Past the limit once, past it for good: no shared counter touched again.
     if *budget == 0 && *over_limit == 0 {
-        *budget = txn.reserve_spans(SPAN_BUDGET);
+        // At most `SPAN_BUDGET`: a `u16` (the entry stays within its size).
+        *budget = u16::try_from(txn.reserve_spans(SPAN_BUDGET)).unwrap_or(0);
     }
     if *budget == 0 {
         *over_limit = over_limit.saturating_add(1);
@@ -452,6 +467,35 @@ pub(crate) fn push_owner(
     timer: ChildTimer,
     own_timer: bool,
 ) -> Option<Token> {
+    push_owner_entry(ManuallyDrop::new(txn), false, id, timer, own_timer)
+}
+
+/// As [`push_owner`], for a future's poll: the entry borrows the future's reference to its
+/// transaction instead of taking one.
+///
+/// # Safety
+/// `txn` stays where it is, alive, until the entry is left with [`leave`] and the token
+/// returned, which happens before the poll returns or unwinds.
+#[inline]
+pub(crate) unsafe fn push_lent_owner(
+    txn: &Arc<TxnShared>,
+    id: u64,
+    timer: ChildTimer,
+    own_timer: bool,
+) -> Option<Token> {
+    // SAFETY: the same pointer as `txn`'s, never dropped (`lent`): a borrow, not a count.
+    let borrowed = ManuallyDrop::new(unsafe { Arc::from_raw(Arc::as_ptr(txn)) });
+    push_owner_entry(borrowed, true, id, timer, own_timer)
+}
+
+#[inline]
+fn push_owner_entry(
+    owner: ManuallyDrop<Arc<TxnShared>>,
+    lent: bool,
+    id: u64,
+    timer: ChildTimer,
+    own_timer: bool,
+) -> Option<Token> {
     let token = ids::next_u64();
     STACK
         .try_with(|s| {
@@ -459,7 +503,8 @@ pub(crate) fn push_owner(
             s.push(Entry {
                 id,
                 token,
-                owner: Some(txn),
+                owner: Some(owner),
+                lent,
                 timer: timer.discarding(!own_timer),
                 budget: 0,
                 over_limit: 0,
@@ -489,7 +534,8 @@ pub(crate) fn push_bridged(txn: &Arc<TxnShared>, id: u64, timer: ChildTimer) -> 
             s.push(Entry {
                 id,
                 token,
-                owner: (!same).then(|| Arc::clone(txn)),
+                owner: (!same).then(|| ManuallyDrop::new(Arc::clone(txn))),
+                lent: false,
                 timer,
                 budget: 0,
                 over_limit: 0,

@@ -41,13 +41,18 @@ pub(crate) fn open_transaction(
         })
         .unwrap_or_else(|| sampling::root(t, "", Vec::new())),
     };
-    Some(Arc::new(TxnShared {
+    Some(Arc::new(shared(origin, name, t.live.max_spans.load(Relaxed))))
+}
+
+/// A transaction's shared state, started now.
+pub(super) fn shared(origin: Origin, name: TransactionName, max_spans: u32) -> TxnShared {
+    TxnShared {
         trace_id: origin.trace_id,
         id: ids::next_u64(),
         parent_id: origin.parent_id,
         sampled: origin.sampled,
         sample_rate: origin.sample_rate,
-        max_spans: t.live.max_spans.load(Relaxed),
+        max_spans,
         started: Default::default(),
         dropped: Default::default(),
         tracestate: origin.tracestate,
@@ -75,7 +80,7 @@ pub(crate) fn open_transaction(
             #[cfg(apm_exit_stats)]
             dropped_exits: Vec::new(),
         }),
-    }))
+    }
 }
 
 pub(crate) fn transaction_name(meta: &'static TransactionMeta) -> TransactionName {
