@@ -722,6 +722,41 @@ mod tests {
     }
 
     #[test]
+    fn one_turn_of_a_request_s_wait_takes_all_that_is_queued() {
+        // The socket's waits give way only every kernel tick or so: a turn that took a fixed
+        // number of batches would leave the rest to overflow the queue at high rates.
+        let batches = 4 * DRAIN_PER_ROUND;
+        let (producer, consumer) = crate::queue::channel::bounded(batches);
+        let config = crate::config::Config::builder()
+            .api_request_size(64 * 1024 * 1024)
+            .metrics_interval(Duration::ZERO)
+            .build();
+        let tracer: &'static Tracer = Box::leak(Box::new(Tracer::new(config, producer)));
+        let mut transport = Transport::new(
+            tracer,
+            consumer,
+            Arc::new(Breakdown::default()),
+            Box::new(|| serde_json::json!({})),
+        );
+        for _ in 0..batches {
+            let batch = (0..batch::BATCH)
+                .map(|_| Event::Metricset(Box::default()))
+                .collect();
+            tracer.hand_over(batch);
+        }
+        assert_eq!(transport.queue.len(), batches, "all queued");
+        transport.sending = true;
+        transport.sending_since = Instant::now();
+        transport.drain_while_sending();
+        assert_eq!(transport.queue.len(), 0, "batches left in the queue");
+        assert_eq!(
+            transport.body_events,
+            (batches * batch::BATCH) as u64,
+            "all of them in the next body"
+        );
+    }
+
+    #[test]
     fn backoff_follows_the_spec() {
         let secs = |n, j| backoff(n, j).as_secs_f64();
         assert_eq!(secs(0, 0.5), 0.0);
