@@ -4,9 +4,12 @@
 //! kind, and resident memory is sampled meanwhile.
 //!
 //! `cargo bench -p apm-benches --bench intake -- [--rate=500000] [--seconds=10]
-//! [--delay-ms=2000] [--request-kb=768] [--queue=1000] [--sink]` (rate in spans/s; `--sink`: a server that
-//! reads and discards each request, so that parsing it costs no CPU here, and only the agent's
-//! counters are shown; `cargo test --benches` runs one short round).
+//! [--delay-ms=2000] [--request-kb=768] [--queue=N] [--sink] [--warm-up]` (rate in spans/s;
+//! `--queue`: `max_queue_size`, the default when not given; `--sink`: a server that reads and
+//! discards each request, so that parsing it costs no CPU here, and only the agent's counters
+//! are shown; `--warm-up`: one error captured and flushed before the paced run, so that the
+//! one-time load of the symbol tables on the transport thread is not part of it; `cargo test
+//! --benches` runs one short round).
 
 #[cfg(not(feature = "enable"))]
 fn main() {
@@ -40,7 +43,8 @@ fn main() {
     let seconds = arg("seconds", if quick { 1.0 } else { 10.0 });
     let delay = Duration::from_millis(arg("delay-ms", 2000.0) as u64);
     let request_kb = arg("request-kb", 768.0) as u64;
-    let queue = arg("queue", 1000.0) as usize;
+    let queue = arg("queue", 0.0) as usize;
+    let warm_up = std::env::args().any(|a| a == "--warm-up");
 
     let use_sink = std::env::args().any(|a| a == "--sink");
     // 127.0.0.2: loopback, but not by name, so the agent compresses as for a remote server.
@@ -57,18 +61,30 @@ fn main() {
         (_, Some(sink)) => sink.url(),
         _ => unreachable!("one of them is started"),
     };
-    let agent = apm::init_with(
-        apm::Config::builder()
-            .service_name("intake-bench")
-            .server_url(url)
-            .api_request_size(request_kb * 1024)
-            .max_queue_size(queue)
-            .build(),
-    );
+    let mut config = apm::Config::builder()
+        .service_name("intake-bench")
+        .server_url(url)
+        .api_request_size(request_kb * 1024);
+    if queue > 0 {
+        config = config.max_queue_size(queue);
+    }
+    let agent = apm::init_with(config.build());
+    let rss_at_start = resident_bytes();
+    let (mut transactions, mut errors) = (0, 0);
+    if warm_up {
+        // The first stack trace loads this binary's symbol tables on the transport thread
+        // (hundreds of milliseconds, and their memory, once per process).
+        let t = apm::start_transaction("warm-up", "request");
+        apm::capture_error!(std::io::Error::other("warm-up"));
+        transactions += 1;
+        errors += 1;
+        drop(t);
+        agent.flush(Duration::from_secs(30));
+    }
+    let after_warm_up = agent.stats();
     let rss_before = resident_bytes();
     let mut rss_peak = rss_before;
     let spans = (rate * seconds) as u64;
-    let (mut transactions, mut errors) = (0, 0);
     let start = Instant::now();
     let mut done = 0;
     while done < spans {
@@ -103,8 +119,14 @@ fn main() {
     };
     println!(
         "\n## intake: {spans} spans paced at {rate:.0}/s ({:.0}/s reached), answers after \
-         {delay:?}, api_request_size {request_kb}kb, max_queue_size {queue}\n",
-        spans as f64 / took.as_secs_f64()
+         {delay:?}, api_request_size {request_kb}kb, max_queue_size {}{}\n",
+        spans as f64 / took.as_secs_f64(),
+        if queue > 0 {
+            queue.to_string()
+        } else {
+            "default".into()
+        },
+        if warm_up { ", after a warm-up" } else { "" }
     );
     if server.is_some() {
         println!("| kind | recorded | delivered | dropped |");
@@ -120,6 +142,24 @@ fn main() {
                 recorded.saturating_sub(delivered)
             );
         }
+    }
+    if let Some(sink) = &sink {
+        let (requests, bytes) = sink.received();
+        println!(
+            "sink: {requests} requests, {:.1} MiB in all, {:.1} bytes per event sent",
+            mib(bytes),
+            bytes as f64 / s.events_sent.max(1) as f64
+        );
+    }
+    if warm_up {
+        println!(
+            "the paced run alone: {} events recorded, {} sent, {} dropped; the warm-up took \
+             {:.1} MiB",
+            s.events_recorded - after_warm_up.events_recorded,
+            s.events_sent - after_warm_up.events_sent,
+            s.events_dropped_queue_full - after_warm_up.events_dropped_queue_full,
+            mib(rss_before.saturating_sub(rss_at_start))
+        );
     }
     println!(
         "\ncounters: {s:?}\nflush: {}; resident memory growth: {:.1} MiB",

@@ -326,6 +326,24 @@ fn an_error_goes_out_without_waiting_for_the_batch() {
     h.finish();
 }
 
+/// One transaction in so many captures an error (in `record_with_errors`).
+const ERROR_EVERY: usize = 10;
+
+/// [`record`], with an error captured in every [`ERROR_EVERY`]th transaction, after its
+/// spans; the events recorded.
+fn record_with_errors(n: usize, spans: usize) -> u64 {
+    for i in 0..n {
+        let _t = apm::start_transaction(format!("tx{i}"), "custom");
+        for _ in 0..spans {
+            let _s = apm::start_span("work", "app");
+        }
+        if i % ERROR_EVERY == 0 {
+            apm::capture_error!(std::io::Error::other("under pressure"));
+        }
+    }
+    (n * (1 + spans) + n.div_ceil(ERROR_EVERY)) as u64
+}
+
 #[test]
 fn under_pressure_spans_go_first() {
     // A slow server and little room for the next request while one waits: the queue
@@ -337,15 +355,23 @@ fn under_pressure_spans_go_first() {
     });
     h.server.set_intake_delay(Duration::from_millis(300));
     let (threads, n, spans) = (2, 1_000, 50);
-    let recorded = record_from_threads(threads, n, spans);
+    let workers: Vec<_> = (0..threads)
+        .map(|_| std::thread::spawn(move || record_with_errors(n, spans)))
+        .collect();
+    let recorded: u64 = workers
+        .into_iter()
+        .map(|w| w.join().expect("recording thread"))
+        .sum();
     h.agent().flush(Duration::from_secs(60));
     let stats = h.agent().stats();
     assert!(stats.events_dropped_queue_full > 0, "{stats:?}");
     let transactions = h.transactions().len() as f64 / (threads * n) as f64;
+    let errors = h.errors().len() as f64 / (threads * n / ERROR_EVERY) as f64;
     let spans = h.spans().len() as f64 / (threads * n * spans) as f64;
     assert!(
-        transactions > 2.0 * spans,
-        "delivered: {transactions:.3} of the transactions, {spans:.3} of the spans"
+        transactions > 2.0 * spans && errors > 2.0 * spans,
+        "delivered: {transactions:.3} of the transactions, {errors:.3} of the errors, \
+         {spans:.3} of the spans"
     );
     assert_accounted(recorded, stats, &h.server);
     h.server.set_intake_delay(Duration::ZERO);
@@ -395,9 +421,12 @@ fn span_count_leaves_out_the_spans_dropped_at_the_queue() {
 
 #[test]
 fn a_slow_answer_does_not_stall_intake() {
-    // Default queue (1 000 events); every answer takes a second. While a request waits for
-    // its answer the transport keeps taking events: none is dropped.
-    let h = start(|c| c.api_request_time(Duration::from_millis(200)));
+    // A queue of 1 000 events; every answer takes a second. While a request waits for its
+    // answer the transport keeps taking events: none is dropped.
+    let h = start(|c| {
+        c.api_request_time(Duration::from_millis(200))
+            .max_queue_size(1000)
+    });
     h.server.set_intake_delay(Duration::from_secs(1));
     let mut recorded = 0;
     // About 10 000 events a second for three seconds, as an application would send them:

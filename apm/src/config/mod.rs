@@ -240,9 +240,13 @@ impl Default for Config {
             api_request_size: 768 * 1024,
             api_request_time: Duration::from_secs(10),
             server_timeout: Duration::from_secs(5),
-            // Like the other agents (Node.js 1024, Ruby 1000): bounded memory, enough to ride
-            // out a slow request.
-            max_queue_size: 1000,
+            // Events the transport thread may fall behind by: while a request waits it drains
+            // the queue only every kernel tick or so (10 ms), and a busy machine can keep it
+            // off the CPU for tens of milliseconds. 65 536 events are 131 ms at 500 000 events/s
+            // (BENCHMARKS.md §5), and take 7 MiB when full (112 bytes per event, plus what a
+            // transaction or error keeps on the heap). The other agents' defaults (Node.js 1024,
+            // Ruby 1000) drop at such rates.
+            max_queue_size: 65_536,
             global_labels: Vec::new(),
             warnings: Vec::new(),
             log_level: LogLevel::Info,
@@ -769,7 +773,7 @@ impl ConfigBuilder {
         })
     }
 
-    /// `max_queue_size` in events, greater than 0 (default 1000).
+    /// `max_queue_size` in events, greater than 0 (default 65 536).
     pub fn max_queue_size(self, events: usize) -> Self {
         self.code(Id::MaxQueueSize, options::non_zero(events), |c, v| {
             c.max_queue_size = v

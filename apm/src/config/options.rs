@@ -353,7 +353,7 @@ pub(crate) static OPTIONS: [OptionSpec; COUNT] = [
         "Timeout of a request to the APM Server; 0 disables the timeout.",
         set: |c, v| set_duration(&mut c.server_timeout, v, Unit::Secs, false, NO_MIN),
         get: |c| parse::format_duration(c.server_timeout)),
-    row!(MaxQueueSize, "max_queue_size", "MAX_QUEUE_SIZE", Kind::Integer, "1000", dynamic: false,
+    row!(MaxQueueSize, "max_queue_size", "MAX_QUEUE_SIZE", Kind::Integer, "65536", dynamic: false,
         "Maximum number of events waiting for the transport; more are dropped and counted.",
         set: |c, v| { c.max_queue_size = non_zero(parse::parse_int(v)?)?; Ok(None) },
         get: |c| c.max_queue_size.to_string()),

@@ -76,7 +76,7 @@ fn every_default_matches_the_table() {
     assert_eq!(c.server_timeout, Duration::from_secs(5));
     assert_eq!(c.transaction_sample_rate, 1.0);
     assert_eq!(c.transaction_max_spans, 500);
-    assert_eq!(c.max_queue_size, 1000);
+    assert_eq!(c.max_queue_size, 65_536);
     assert_eq!(c.log_level, LogLevel::Info);
     assert_eq!(c.metrics_interval, Duration::from_secs(30));
     assert_eq!(

@@ -34,12 +34,19 @@ const POLL: Duration = Duration::from_millis(10);
 /// Batches taken from the queue before commands and timers are looked at again.
 const DRAIN_PER_ROUND: usize = 16;
 /// How many requests' worth (`api_request_size`) the next body may hold at most while a
-/// request is on its way (24 MiB of compressed events with the default `api_request_size`; a
-/// server answering in 2 s at 500 000 spans/s means about 23 MB to hold meanwhile).
-const WHILE_SENDING: u64 = 32;
-/// The room grows with the wait: one more request's worth for every such slice of it, so that
-/// a server that answers at once keeps requests at their usual size.
-const ROOM_GROWS_EVERY: Duration = Duration::from_millis(100);
+/// request is on its way: 36 MiB of compressed events with the default `api_request_size`. A
+/// server answering in 2 s at 500 000 spans/s means about 27 MB to hold meanwhile (27 bytes
+/// per span compressed, `benches/intake.rs`), and the answer comes after the body is written.
+const WHILE_SENDING: u64 = 48;
+/// The room grows with the wait: one more request's worth for every such slice of it (37 MiB/s
+/// with the default `api_request_size`, about 1.4 M spans/s compressed), so that a server
+/// that hangs does not make the agent take the whole room at once.
+const ROOM_GROWS_EVERY: Duration = Duration::from_millis(20);
+/// NDJSON the next body may hold at most while a request is on its way, whatever its
+/// compressed size: a server may decompress a request whole before reading it (the
+/// stand-in server of the tests takes 256 MiB, and the batch added last may pass the mark by
+/// up to a megabyte). About a million spans: 2 s at 500 000 spans/s.
+const WHILE_SENDING_DECODED: usize = 254 * 1024 * 1024;
 
 /// `{"metadata":…}` and its line end: the first line of every request.
 fn metadata_line(metadata: &serde_json::Value) -> Vec<u8> {
@@ -256,9 +263,16 @@ impl Transport {
             .live
             .api_request_size()
             .saturating_mul(requests);
-        let room = |t: &Self| t.body.as_ref().is_none_or(|b| (b.len() as u64) < cap);
-        // A bounded number per call: the socket gets its turn again soon.
-        for _ in 0..DRAIN_PER_ROUND {
+        let room = |t: &Self| {
+            t.body.as_ref().is_none_or(|b| {
+                (b.len() as u64) < cap && b.decoded_len() < WHILE_SENDING_DECODED
+            })
+        };
+        // All that is queued now, and no more (a flood must not keep the socket waiting):
+        // the socket's waits give way only every kernel tick or so (10 ms here, however short
+        // the timeout asked), and a fixed number of batches per call would cap what this
+        // thread carries while a request waits (16 batches per 10 ms: 400 000 events/s).
+        for _ in 0..self.queue.len().max(DRAIN_PER_ROUND) {
             if !room(self) {
                 break;
             }
@@ -267,7 +281,9 @@ impl Transport {
                 _ => break,
             }
         }
-        self.take_beside_the_queue();
+        if room(self) {
+            self.take_beside_the_queue();
+        }
         if self.last_sweep.elapsed() >= SWEEP_EVERY && room(self) {
             self.sweep();
         }
@@ -715,6 +731,41 @@ mod tests {
     }
 
     #[test]
+    fn one_turn_of_a_request_s_wait_takes_all_that_is_queued() {
+        // The socket's waits give way only every kernel tick or so: a turn that took a fixed
+        // number of batches would leave the rest to overflow the queue at high rates.
+        let batches = 4 * DRAIN_PER_ROUND;
+        let (producer, consumer) = crate::queue::channel::bounded(batches);
+        let config = crate::config::Config::builder()
+            .api_request_size(64 * 1024 * 1024)
+            .metrics_interval(Duration::ZERO)
+            .build();
+        let tracer: &'static Tracer = Box::leak(Box::new(Tracer::new(config, producer)));
+        let mut transport = Transport::new(
+            tracer,
+            consumer,
+            Arc::new(Breakdown::default()),
+            Box::new(|| serde_json::json!({})),
+        );
+        for _ in 0..batches {
+            let batch = (0..batch::BATCH)
+                .map(|_| Event::Metricset(Box::default()))
+                .collect();
+            tracer.hand_over(batch);
+        }
+        assert_eq!(transport.queue.len(), batches, "all queued");
+        transport.sending = true;
+        transport.sending_since = Instant::now();
+        transport.drain_while_sending();
+        assert_eq!(transport.queue.len(), 0, "batches left in the queue");
+        assert_eq!(
+            transport.body_events,
+            (batches * batch::BATCH) as u64,
+            "all of them in the next body"
+        );
+    }
+
+    #[test]
     fn backoff_follows_the_spec() {
         let secs = |n, j| backoff(n, j).as_secs_f64();
         assert_eq!(secs(0, 0.5), 0.0);
@@ -726,3 +777,4 @@ mod tests {
         assert!(secs(3, 0.999) < 9.9 && secs(3, 0.999) > 9.8);
     }
 }
+

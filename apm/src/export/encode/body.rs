@@ -87,6 +87,11 @@ impl Body {
         }
     }
 
+    /// Bytes of NDJSON written so far (what the server has once it decompressed the body).
+    pub(crate) fn decoded_len(&self) -> usize {
+        self.fed + self.ndjson.len()
+    }
+
     pub(crate) fn finish(mut self) -> io::Result<Vec<u8>> {
         self.compress_stage()?;
         match self.gzip {
@@ -112,6 +117,7 @@ mod tests {
             expected.extend_from_slice(line.as_bytes());
         }
         assert!(body.len() > 0 && body.len() < expected.len());
+        assert_eq!(body.decoded_len(), expected.len());
         let compressed = body.finish().expect("finish");
         let mut plain = Vec::new();
         flate2::read::GzDecoder::new(&compressed[..])
