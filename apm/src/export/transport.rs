@@ -402,6 +402,9 @@ impl Transport {
                     t.spans_dropped = t.spans_dropped.saturating_add(lost);
                 }
                 self.write_event(&event);
+                if let Event::Transaction(record) = event {
+                    self.spare_records.push(record);
+                }
                 // At most once per batch outside a flush: a send drains the queue into the
                 // next body meanwhile, and sending again from here would chain requests
                 // without ever serving a command (the loop sends what is left).
@@ -419,6 +422,7 @@ impl Transport {
         ready.clear();
         self.ready = ready;
         batch::recycle(batch);
+        spare::give_back(&mut self.spare_records);
     }
 
     /// Reads the huge-traces options again when the configuration in effect changed.
