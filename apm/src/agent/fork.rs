@@ -57,6 +57,7 @@ extern "C" fn in_child() {
     staging::after_fork_in_child();
     batch::after_fork_in_child();
     spare::after_fork_in_child();
+    crate::export::symbolize::after_fork_in_child();
     diag::after_fork_in_child();
 }
 

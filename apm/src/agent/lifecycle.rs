@@ -206,6 +206,9 @@ impl Drop for Agent {
         // Stop the background threads first, so that a central configuration answer arriving
         // now cannot switch recording back on.
         owner.stop.stop();
+        // Stack traces waiting for the symbol tables are resolved by the transport's last
+        // flush from here on.
+        crate::export::symbolize::set_loader(None);
         tracer::stop_recording();
         // The metrics thread sends its final metricset when stopped, before the last flush.
         let metrics_joined = owner.metrics.is_none_or(|w| w.join_by(deadline));

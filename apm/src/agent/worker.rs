@@ -10,31 +10,58 @@ use parking_lot::{Condvar, Mutex};
 
 #[derive(Debug, Default)]
 pub(crate) struct Stop {
-    stopped: Mutex<bool>,
+    state: Mutex<StopState>,
     cv: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct StopState {
+    stopped: bool,
+    /// Times [`Stop::wake`] was called: work for a waiter, before its deadline.
+    wakes: u64,
 }
 
 impl Stop {
     /// Asks every waiter to stop.
     pub(crate) fn stop(&self) {
-        *self.stopped.lock() = true;
+        self.state.lock().stopped = true;
         self.cv.notify_all();
     }
 
     pub(crate) fn is_stopped(&self) -> bool {
-        *self.stopped.lock()
+        self.state.lock().stopped
     }
 
-    /// Waits `d` (or until stopped); `true` when stopped.
+    /// Waits `d` (or until stopped); `true` when stopped. Wakes do not end this wait.
     pub(crate) fn wait(&self, d: Duration) -> bool {
         let deadline = Instant::now() + d;
-        let mut stopped = self.stopped.lock();
-        while !*stopped {
-            if self.cv.wait_until(&mut stopped, deadline).timed_out() {
+        let mut state = self.state.lock();
+        while !state.stopped {
+            if self.cv.wait_until(&mut state, deadline).timed_out() {
                 break;
             }
         }
-        *stopped
+        state.stopped
+    }
+
+    /// Ends the waits of [`Stop::wait_or_woken`] early (there is work for their thread).
+    pub(crate) fn wake(&self) {
+        self.state.lock().wakes += 1;
+        self.cv.notify_all();
+    }
+
+    /// Waits `d`, or until stopped, or until woken since `seen` (which it updates); `true`
+    /// when stopped.
+    pub(crate) fn wait_or_woken(&self, d: Duration, seen: &mut u64) -> bool {
+        let deadline = Instant::now() + d;
+        let mut state = self.state.lock();
+        while !state.stopped && state.wakes == *seen {
+            if self.cv.wait_until(&mut state, deadline).timed_out() {
+                break;
+            }
+        }
+        *seen = state.wakes;
+        state.stopped
     }
 }
 
@@ -82,6 +109,30 @@ impl Worker {
 mod tests {
     use super::*;
     use std::sync::Arc;
+
+    #[test]
+    fn a_wake_ends_the_waits_that_listen_for_it_only() {
+        let stop = Arc::new(Stop::default());
+        let mut seen = 0;
+        let started = Instant::now();
+        let waiter = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || stop.wait_or_woken(Duration::from_secs(60), &mut seen))
+        };
+        stop.wake();
+        assert!(!waiter.join().unwrap_or(true), "woken, not stopped");
+        // Long before its 60 s deadline.
+        assert!(started.elapsed() < Duration::from_secs(30));
+        // A wake already seen does not end the next wait; one not yet seen does at once.
+        let mut seen = 0;
+        assert!(!stop.wait_or_woken(Duration::from_millis(1), &mut seen));
+        assert_eq!(seen, 1);
+        let start = Instant::now();
+        assert!(!stop.wait_or_woken(Duration::from_millis(50), &mut seen));
+        assert!(start.elapsed() >= Duration::from_millis(50), "waited its time");
+        // A plain wait is not ended by a wake.
+        assert!(!stop.wait(Duration::from_millis(1)));
+    }
 
     #[test]
     fn stop_interrupts_a_wait() {

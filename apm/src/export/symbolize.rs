@@ -19,6 +19,11 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::Mutex;
 
 use crate::types::raw_stack::RawStack;
 
@@ -62,6 +67,74 @@ thread_local! {
     static WORKING_DIR: Option<String> = std::env::current_dir()
         .ok()
         .and_then(|d| d.to_str().map(|s| format!("{}/", s.trim_end_matches('/'))));
+}
+
+/// The symbol tables. The first resolution reads the executable's debug information: up to
+/// a second, once, for a large binary, while `backtrace`'s lock is held. Done on the transport
+/// thread, that stops the queue's draining; so the transport thread asks for them
+/// ([`ask_for_tables`]) and holds its stack traces meanwhile, and a thread with nothing urgent
+/// to do (the metrics thread, woken by the loader it registered) loads them.
+static TABLES: AtomicU8 = AtomicU8::new(COLD);
+const COLD: u8 = 0;
+const WANTED: u8 = 1;
+const LOADED: u8 = 2;
+
+/// What wakes the thread that loads the tables.
+type Loader = Arc<dyn Fn() + Send + Sync>;
+static LOADER: Mutex<Option<Loader>> = Mutex::new(None);
+
+/// Registers (or, with `None`, removes) what wakes the thread that loads the tables.
+pub(crate) fn set_loader(loader: Option<Loader>) {
+    *LOADER.lock() = loader;
+}
+
+/// In a forked child (its `pthread_atfork` handler): no loader, under a lock no thread of the
+/// parent holds.
+#[cfg(unix)]
+pub(crate) fn after_fork_in_child() {
+    // SAFETY: called from the child's fork handler only (see `agent/fork.rs`).
+    unsafe { crate::util::after_fork::reset_mutex(&LOADER, None) };
+}
+
+/// Whether the tables are loaded: a resolution now is a lookup.
+pub(crate) fn tables_loaded() -> bool {
+    TABLES.load(Ordering::Acquire) == LOADED
+}
+
+/// Asks the loader for the tables; `false` when there is none (the caller resolves, and so
+/// loads them, itself).
+pub(crate) fn ask_for_tables() -> bool {
+    let Some(loader) = LOADER.lock().clone() else {
+        return false;
+    };
+    let _ = TABLES.compare_exchange(COLD, WANTED, Ordering::AcqRel, Ordering::Acquire);
+    loader();
+    true
+}
+
+/// Loads the tables if they were asked for (the loader's thread).
+pub(crate) fn load_tables_if_wanted() {
+    if TABLES.load(Ordering::Acquire) != WANTED {
+        return;
+    }
+    let started = Instant::now();
+    // One address of this library's code: `backtrace` loads the tables of its object, and
+    // keeps them.
+    let _ = resolve(load_tables_if_wanted as fn() as usize);
+    TABLES.store(LOADED, Ordering::Release);
+    crate::util::diag::once(
+        log::Level::Debug,
+        format_args!(
+            "symbol tables loaded on {} in {} ms",
+            std::thread::current().name().unwrap_or("a thread"),
+            started.elapsed().as_millis()
+        ),
+    );
+}
+
+/// Whether `stack` needs the symbol tables (an error's own backtrace comes resolved).
+pub(crate) fn needs_tables(stack: &RawStack) -> bool {
+    stack.resolved.is_none()
 }
 
 /// Remembers the crate of a `module_path!()` as the application's.

@@ -15,6 +15,7 @@ use super::encode::body::Body;
 use super::encode::breakdown::Breakdown;
 use super::encode::{self, Policy};
 use super::http::client::{Request, Server};
+use super::symbolize;
 use super::huge_traces::{HugeTraces, Settings};
 use crate::queue::batch;
 use crate::queue::channel::{Command, Consumer};
@@ -47,6 +48,12 @@ const ROOM_GROWS_EVERY: Duration = Duration::from_millis(20);
 /// stand-in server of the tests takes 256 MiB, and the batch added last may pass the mark by
 /// up to a megabyte). About a million spans: 2 s at 500 000 spans/s.
 const WHILE_SENDING_DECODED: usize = 254 * 1024 * 1024;
+
+/// How long stack traces wait for the symbol tables to be loaded on another thread before
+/// this thread resolves them itself (and so loads the tables).
+const TABLES_PATIENCE: Duration = Duration::from_secs(5);
+/// Stack traces held while the tables load, at most; beyond, they are resolved here.
+const MAX_AWAITING_TABLES: usize = 4096;
 
 /// `{"metadata":…}` and its line end: the first line of every request.
 fn metadata_line(metadata: &serde_json::Value) -> Vec<u8> {
@@ -90,6 +97,10 @@ pub(crate) struct Transport {
     huge_traces_generation: Option<u64>,
     /// Events ready to be written, in order (reused).
     ready: Vec<Event>,
+    /// Errors and spans whose stack traces wait for the symbol tables (see
+    /// `symbolize::ask_for_tables`), and when they were asked for.
+    awaiting_tables: Vec<Event>,
+    tables_asked_at: Option<Instant>,
     /// Boxes of the transaction records just written, given back for reuse (the boxes are
     /// what is kept).
     #[allow(clippy::vec_box)]
@@ -147,6 +158,8 @@ impl Transport {
             huge_traces: HugeTraces::new(&tracer.counters),
             huge_traces_generation: None,
             ready: Vec::new(),
+            awaiting_tables: Vec::new(),
+            tables_asked_at: None,
             spare_records: Vec::new(),
             body: None,
             body_events: 0,
@@ -193,6 +206,7 @@ impl Transport {
                 }
             }
             self.take_beside_the_queue();
+            self.write_when_tables_loaded();
             while let Some(cmd) = self.pending.take().or_else(|| self.queue.try_recv_command()) {
                 match cmd {
                     Command::Flush(ack) => {
@@ -337,6 +351,8 @@ impl Transport {
         }
         self.take_beside_the_queue();
         staging::sweep(|batch| self.add(batch));
+        // Resolved here if the tables are not loaded yet: a flush sends everything.
+        self.write_awaiting_tables();
         self.release_held_spans();
         if self.body.is_none() {
             return true;
@@ -401,6 +417,10 @@ impl Transport {
                     t.spans_started = t.spans_started.saturating_sub(lost);
                     t.spans_dropped = t.spans_dropped.saturating_add(lost);
                 }
+                if self.waits_for_tables(&event) {
+                    self.awaiting_tables.push(event);
+                    continue;
+                }
                 self.write_event(&event);
                 if let Event::Transaction(record) = event {
                     self.spare_records.push(record);
@@ -444,6 +464,52 @@ impl Transport {
         self.huge_traces.flush(&mut ready);
         self.write_all(&mut ready);
         self.ready = ready;
+    }
+
+    /// Whether `event`'s stack trace waits for the symbol tables, loaded on another thread
+    /// meanwhile (this thread goes on draining the queue). Not during a flush, not beyond
+    /// [`MAX_AWAITING_TABLES`] events, not after [`TABLES_PATIENCE`], nor without a loader.
+    fn waits_for_tables(&mut self, event: &Event) -> bool {
+        let stack = match event {
+            Event::Error(e) => e.stack.as_ref(),
+            Event::Span(s) => s.extra.as_deref().and_then(|x| x.stack.as_ref()),
+            _ => None,
+        };
+        if self.flushing
+            || !stack.is_some_and(symbolize::needs_tables)
+            || symbolize::tables_loaded()
+            || self.awaiting_tables.len() >= MAX_AWAITING_TABLES
+        {
+            return false;
+        }
+        match self.tables_asked_at {
+            Some(asked) => asked.elapsed() < TABLES_PATIENCE,
+            None if symbolize::ask_for_tables() => {
+                self.tables_asked_at = Some(Instant::now());
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Writes the stack traces that waited for the symbol tables once they are loaded (or
+    /// once waiting took too long: resolved here).
+    fn write_when_tables_loaded(&mut self) {
+        if self.awaiting_tables.is_empty() {
+            return;
+        }
+        let waited_enough = self
+            .tables_asked_at
+            .is_none_or(|asked| asked.elapsed() >= TABLES_PATIENCE);
+        if symbolize::tables_loaded() || waited_enough {
+            self.write_awaiting_tables();
+        }
+    }
+
+    fn write_awaiting_tables(&mut self) {
+        let mut awaiting = std::mem::take(&mut self.awaiting_tables);
+        self.write_all(&mut awaiting);
+        self.awaiting_tables = awaiting;
     }
 
     fn write_all(&mut self, events: &mut Vec<Event>) {

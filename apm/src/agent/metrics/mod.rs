@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::worker::{Stop, Worker};
 use crate::export::encode::breakdown::Breakdown;
+use crate::export::symbolize;
 use crate::queue::tracer::{Counters, Tracer};
 use crate::types::record::{Event, MetricsetRecord};
 use crate::util::diag::warn_once;
@@ -48,8 +49,13 @@ pub(crate) fn start(
         );
         return None;
     }
+    let waker = Arc::clone(&stop);
     match Worker::spawn("apm-metrics", move || run(tracer, &breakdown, &stop, interval)) {
-        Ok(w) => Some(w),
+        Ok(w) => {
+            // This thread loads the symbol tables when the transport thread first needs them.
+            symbolize::set_loader(Some(Arc::new(move || waker.wake())));
+            Some(w)
+        }
         Err(e) => {
             warn_once!("could not start the metrics thread ({e}); no metrics will be reported");
             None
@@ -63,8 +69,15 @@ fn run(tracer: &Tracer, breakdown: &Breakdown, stop: &Stop, mut interval: Durati
     let mut reporter = Reporter::new();
     // Deadlines, not sleeps: the time a report takes does not shift the next one.
     let mut next = Instant::now() + interval;
+    let mut wakes = 0;
     loop {
-        let stopped = stop.wait(next.saturating_duration_since(Instant::now()));
+        let wait = next.saturating_duration_since(Instant::now());
+        let stopped = stop.wait_or_woken(wait, &mut wakes);
+        symbolize::load_tables_if_wanted();
+        if !stopped && Instant::now() < next {
+            // Woken for the symbol tables, not yet time to report.
+            continue;
+        }
         reporter.report(tracer, breakdown);
         if stopped {
             return;
