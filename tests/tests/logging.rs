@@ -6,44 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::agent;
-use log::{Level, Log, Metadata, Record};
-use parking_lot::Mutex;
-
-static LINES: Mutex<Vec<(Level, String)>> = Mutex::new(Vec::new());
-
-struct Capture;
-
-impl Log for Capture {
-    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        metadata.target().starts_with("apm")
-    }
-    fn log(&self, record: &Record<'_>) {
-        if self.enabled(record.metadata()) {
-            LINES
-                .lock()
-                .push((record.level(), record.args().to_string()));
-        }
-    }
-    fn flush(&self) {}
-}
-
-static CAPTURE: Capture = Capture;
-
-/// Installs the capturing logger (once per process) and forgets earlier lines.
-fn capture() {
-    let _ = log::set_logger(&CAPTURE);
-    log::set_max_level(log::LevelFilter::Trace);
-    LINES.lock().clear();
-}
-
-fn lines_containing(text: &str) -> Vec<(Level, String)> {
-    LINES
-        .lock()
-        .iter()
-        .filter(|(_, l)| l.contains(text))
-        .cloned()
-        .collect()
-}
+use common::log_capture::{capture, lines_containing, LINES};
+use log::Level;
 
 #[test]
 fn the_start_line_states_version_and_configuration_with_sources_and_no_secret() {

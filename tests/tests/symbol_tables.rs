@@ -7,34 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::agent;
-use log::{Log, Metadata, Record};
-use parking_lot::Mutex;
-
-static LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-struct Capture;
-
-impl Log for Capture {
-    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        metadata.target().starts_with("apm")
-    }
-    fn log(&self, record: &Record<'_>) {
-        if self.enabled(record.metadata()) {
-            LINES.lock().push(record.args().to_string());
-        }
-    }
-    fn flush(&self) {}
-}
-
-static CAPTURE: Capture = Capture;
-
-fn tables_loaded_line() -> Option<String> {
-    LINES
-        .lock()
-        .iter()
-        .find(|l| l.contains("symbol tables loaded on"))
-        .cloned()
-}
+use common::log_capture::{capture, lines_containing, LINES};
 
 #[inline(never)]
 fn fails() {
@@ -43,14 +16,13 @@ fn fails() {
 
 #[test]
 fn the_first_stack_trace_waits_for_tables_loaded_on_the_metrics_thread() {
-    let _ = log::set_logger(&CAPTURE);
-    log::set_max_level(log::LevelFilter::Debug);
+    capture();
     let h = agent::start(|c| c.log_level(apm::config::LogLevel::Debug));
     fails();
     // Loaded without a flush, which would resolve the trace on the transport thread.
     let deadline = Instant::now() + Duration::from_secs(60);
     let line = loop {
-        if let Some(line) = tables_loaded_line() {
+        if let Some((_, line)) = lines_containing("symbol tables loaded on").pop() {
             break line;
         }
         assert!(

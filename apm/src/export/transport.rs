@@ -421,10 +421,7 @@ impl Transport {
                     self.awaiting_tables.push(event);
                     continue;
                 }
-                self.write_event(&event);
-                if let Event::Transaction(record) = event {
-                    self.spare_records.push(record);
-                }
+                self.write_and_keep_box(event);
                 // At most once per batch outside a flush: a send drains the queue into the
                 // next body meanwhile, and sending again from here would chain requests
                 // without ever serving a command (the loop sends what is left).
@@ -514,12 +511,17 @@ impl Transport {
 
     fn write_all(&mut self, events: &mut Vec<Event>) {
         for event in events.drain(..) {
-            self.write_event(&event);
-            if let Event::Transaction(record) = event {
-                self.spare_records.push(record);
-            }
+            self.write_and_keep_box(event);
         }
         spare::give_back(&mut self.spare_records);
+    }
+
+    /// Writes `event`; a transaction's box is kept, to be given back for reuse.
+    fn write_and_keep_box(&mut self, event: Event) {
+        self.write_event(&event);
+        if let Event::Transaction(record) = event {
+            self.spare_records.push(record);
+        }
     }
 
     fn write_event(&mut self, event: &Event) {

@@ -98,39 +98,10 @@ pub(crate) fn after_fork_in_child() {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::clock;
-    use crate::types::outcome::Outcome;
     use crate::types::record::TransactionName;
 
     fn transaction_record(id: u64) -> TransactionRecord {
-        let now = clock::now();
-        TransactionRecord {
-            trace_id: 1,
-            id,
-            parent_id: None,
-            name: TransactionName::Dynamic("t".into(), "custom".into()),
-            start: now,
-            end: now,
-            sampled: true,
-            sample_rate: 10_000,
-            result: None,
-            outcome: Outcome::Success,
-            labels: Vec::new(),
-            spans_started: 0,
-            spans_dropped: 0,
-            dropped_spans_stats: Vec::new(),
-            #[cfg(apm_exit_stats)]
-            dropped_exits: Vec::new(),
-            child_ns: 0,
-            request: None,
-            response: None,
-            message: None,
-            links: Vec::new(),
-            #[cfg(feature = "opentelemetry")]
-            otel: None,
-            user: None,
-            custom: Vec::new(),
-        }
+        TransactionRecord::for_tests(id, TransactionName::Dynamic("t".into(), "custom".into()))
     }
 
     #[test]

@@ -257,6 +257,41 @@ pub(crate) struct TransactionRecord {
     pub(crate) custom: Labels,
 }
 
+#[cfg(test)]
+impl TransactionRecord {
+    /// A sampled transaction record named `name`, with nothing else in it (unit tests).
+    pub(crate) fn for_tests(id: u64, name: TransactionName) -> TransactionRecord {
+        let now = super::clock::now();
+        TransactionRecord {
+            trace_id: 1,
+            id,
+            parent_id: None,
+            name,
+            start: now,
+            end: now,
+            sampled: true,
+            sample_rate: 10_000,
+            result: None,
+            outcome: Outcome::Success,
+            labels: Vec::new(),
+            spans_started: 0,
+            spans_dropped: 0,
+            dropped_spans_stats: Vec::new(),
+            #[cfg(apm_exit_stats)]
+            dropped_exits: Vec::new(),
+            child_ns: 0,
+            request: None,
+            response: None,
+            message: None,
+            links: Vec::new(),
+            #[cfg(feature = "opentelemetry")]
+            otel: None,
+            user: None,
+            custom: Vec::new(),
+        }
+    }
+}
+
 /// The trace an error belongs to, when it was captured inside a transaction.
 #[derive(Debug)]
 pub(crate) struct ErrorTrace {

@@ -9,6 +9,7 @@
 
 pub mod agent;
 pub mod gherkin;
+pub mod log_capture;
 
 use std::path::{Path, PathBuf};
 

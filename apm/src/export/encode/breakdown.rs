@@ -289,33 +289,9 @@ mod tests {
     }
 
     fn transaction(id: u64) -> TransactionRecord {
-        let now = clock::now();
         TransactionRecord {
-            trace_id: 1,
-            id,
-            parent_id: None,
-            name: TransactionName::Static(&JOB),
-            start: now,
-            end: now,
-            sampled: true,
-            sample_rate: 10_000,
-            result: None,
-            outcome: crate::types::outcome::Outcome::Success,
-            labels: Vec::new(),
             spans_started: 1,
-            spans_dropped: 0,
-            dropped_spans_stats: Vec::new(),
-            #[cfg(apm_exit_stats)]
-            dropped_exits: Vec::new(),
-            child_ns: 0,
-            request: None,
-            response: None,
-            message: None,
-            links: Vec::new(),
-            #[cfg(feature = "opentelemetry")]
-            otel: None,
-            user: None,
-            custom: Vec::new(),
+            ..TransactionRecord::for_tests(id, TransactionName::Static(&JOB))
         }
     }
 
