@@ -28,8 +28,7 @@ pub(crate) struct Entry {
     /// closes in any order and futures polled at any depth find their own.
     token: Token,
     /// Set on entries that own their transaction (or borrow it for a poll); span entries
-    /// belong to the nearest owner
-    /// below them.
+    /// belong to the nearest owner below them.
     owner: Option<ManuallyDrop<Arc<TxnShared>>>,
     /// The owner is the reference of the future being polled, lent for the length of one
     /// poll so that a poll touches no reference count: not dropped with the entry. The entry
@@ -518,11 +517,10 @@ fn push_owner_entry(
 }
 
 /// Makes the bridged span `id` of `txn` current (a tracing span entered, an OpenTelemetry
-/// context attached), with `timer`, the
-/// time its children ran so far. Where `txn` is already the current transaction (the span is
-/// entered where it was created, or in its task), the entry is a span's: it belongs to the
-/// owner below it and touches no reference count; elsewhere it owns a reference, as
-/// [`push_owner`]'s.
+/// context attached), with `timer`, the time its children ran so far. Where `txn` is already
+/// the current transaction (the span is entered where it was created, or in its task), the
+/// entry is a span's: it belongs to the owner below it and touches no reference count;
+/// elsewhere it owns a reference, as [`push_owner`]'s.
 #[cfg(apm_bridge)]
 #[inline]
 pub(crate) fn push_bridged(txn: &Arc<TxnShared>, id: u64, timer: ChildTimer) -> Option<Token> {
