@@ -20,9 +20,13 @@ pub struct Harness {
 
 /// Exclusive use of the process-wide agent for a test that starts its own.
 pub fn exclusive() -> MutexGuard<'static, ()> {
-    ONE_AGENT_AT_A_TIME
+    let guard = ONE_AGENT_AT_A_TIME
         .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    // The previous holder's agent was stopped and its threads joined; their tasks may still
+    // be listed for a moment, and this test's thread checks must not see them.
+    agent_threads_once_stopped();
+    guard
 }
 
 /// Starts a mock server and an agent sending to it, configured by `configure` on top of a
@@ -108,6 +112,23 @@ pub fn agent_threads() -> Vec<String> {
         .map(|n| n.trim().to_owned())
         .filter(|n| n.starts_with("apm-"))
         .collect()
+}
+
+/// The agent's threads once those that were just joined have left `/proc/self/task`.
+///
+/// A join returns when the kernel clears the thread's id, early in the thread's exit; the
+/// task is listed until its exit ends, a moment later. Nothing signals that moment, so this
+/// looks again every millisecond, for at most two seconds, until no agent thread is listed.
+/// A thread that was not joined, because the agent left it running, is still listed then.
+pub fn agent_threads_once_stopped() -> Vec<String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let threads = agent_threads();
+        if threads.is_empty() || std::time::Instant::now() >= deadline {
+            return threads;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 /// A future that returns `Pending` once (waking itself), then `Ready`: a yield point that
