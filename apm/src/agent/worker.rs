@@ -84,6 +84,7 @@ impl Worker {
         let handle = std::thread::Builder::new()
             .name(name.into())
             .spawn(move || {
+                crate::util::own_thread::mark_current();
                 let _ = started_tx.send(());
                 body();
                 let _ = done_tx.send(());

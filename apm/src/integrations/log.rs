@@ -27,6 +27,7 @@ use log::kv::{self, Key, Value, VisitSource};
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
 use super::facade;
+use crate::util::own_thread::logged_by_agent;
 
 /// How the current ids reach the wrapped logger's records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,18 +95,13 @@ impl<L> ApmLogger<L> {
     }
 }
 
-/// The agent's own records: never sent as errors (that could loop).
-fn is_agents(target: &str) -> bool {
-    target == "apm" || target.starts_with("apm::")
-}
-
 impl<L: Log> Log for ApmLogger<L> {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
         self.inner.enabled(metadata) || self.captures(metadata.level())
     }
 
     fn log(&self, record: &Record<'_>) {
-        if self.captures(record.level()) && !is_agents(record.target()) {
+        if self.captures(record.level()) && !logged_by_agent(record.target()) {
             facade::capture_log(
                 level_name(record.level()),
                 record.args().to_string(),

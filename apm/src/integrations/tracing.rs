@@ -75,6 +75,7 @@ use tracing_subscriber::layer::{Context as LayerContext, Layer};
 
 use super::facade::{self, Entered, SpanFrame, SpanMeta};
 use super::semconv::{self, keys, Class, Has, Kind};
+use crate::util::own_thread::logged_by_agent;
 use crate::{LabelValue, Outcome};
 
 mod log_ids;
@@ -277,7 +278,7 @@ impl<S: Subscriber> Layer<S> for ApmLayer {
 
     fn on_event(&self, event: &Event<'_>, _ctx: LayerContext<'_, S>) {
         let meta = event.metadata();
-        if self.error_level.is_none_or(|l| meta.level() > &l) || is_agents(meta.target()) {
+        if self.error_level.is_none_or(|l| meta.level() > &l) || logged_by_agent(meta.target()) {
             return;
         }
         let mut message = EventMessage::default();
@@ -301,11 +302,6 @@ thread_local! {
     static ENTERED: RefCell<Vec<((usize, u64), Entered)>> = const { RefCell::new(Vec::new()) };
     /// The static descriptions of the call sites seen on this thread.
     static METAS: RefCell<IdMap<usize, &'static SpanMeta>> = RefCell::new(IdMap::default());
-}
-
-/// The agent's own events: never sent as errors (that could loop).
-fn is_agents(target: &str) -> bool {
-    target == "apm" || target.starts_with("apm::")
 }
 
 fn level_name(level: &Level) -> &'static str {

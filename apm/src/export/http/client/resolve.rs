@@ -138,6 +138,7 @@ fn spawn_lookup(host: &str, port: u16) -> Result<Receiver<Lookup>, ureq::Error> 
     std::thread::Builder::new()
         .name("apm-resolve".into())
         .spawn(move || {
+            crate::util::own_thread::mark_current();
             let _ = tx.send(resolve(&host, port));
         })
         .map_err(ureq::Error::Io)?;
