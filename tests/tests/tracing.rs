@@ -494,6 +494,54 @@ fn a_guard_dropped_inside_a_future_or_held_across_polls_at_other_depths_stays_co
 }
 
 #[apm::span]
+async fn moves_between_threads(first: std::sync::mpsc::Sender<()>) {
+    {
+        let _before = apm::start_span("before the move", "app");
+    }
+    let _ = first.send(());
+    Yield(true).await;
+    let _after = apm::start_span("after the move", "app");
+}
+
+#[test]
+fn a_future_polled_on_two_threads_keeps_its_span_and_leaves_each_thread_as_it_was() {
+    let h = agent::start(|c| c);
+    let (first, polled) = std::sync::mpsc::channel();
+    let tx = apm::start_transaction("moved", "custom");
+    let mut fut = Box::pin(moves_between_threads(first));
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    assert!(fut.as_mut().poll(&mut cx).is_pending());
+    polled.recv().unwrap();
+    // Polled to completion on a thread with no transaction of its own, which has none after.
+    std::thread::spawn(move || {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(fut.as_mut().poll(&mut cx).is_ready());
+        assert!(apm::Context::current().is_empty());
+        let _outside = apm::start_span("outside", "app");
+    })
+    .join()
+    .unwrap();
+    // This thread's transaction is current again.
+    let _here = apm::start_span("here", "app");
+    drop(_here);
+    drop(tx);
+    h.flush();
+    let txs = h.transactions();
+    let spans = h.spans();
+    let tx = named(&txs, "moved");
+    let own = named(&spans, "moves_between_threads");
+    assert_eq!(own["parent_id"], tx["id"]);
+    assert_eq!(own["outcome"], "success");
+    for child in ["before the move", "after the move"] {
+        assert_eq!(named(&spans, child)["parent_id"], own["id"], "{child}");
+        assert_eq!(named(&spans, child)["transaction_id"], tx["id"], "{child}");
+    }
+    assert_eq!(named(&spans, "here")["parent_id"], tx["id"]);
+    assert!(spans.iter().all(|s| s["name"] != "outside"), "{spans:#?}");
+    h.finish();
+}
+
+#[apm::span]
 async fn panics_inside() {
     Yield(true).await;
     panic!("inside a future");

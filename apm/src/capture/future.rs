@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
 use super::span::ActiveSpan;
-use super::stack::{self, ChildTimer, Entry, Token};
+use super::stack::{self, ChildTimer, Entry, PollEntry};
 use super::shared::TxnShared;
 use super::transaction;
 use crate::types::outcome::Outcome;
@@ -65,7 +65,17 @@ impl Frame {
         }
     }
 
+    #[inline]
     fn finish(&mut self, outcome: Outcome, timer: &ChildTimer) {
+        use FrameInner as Frame;
+        if matches!(self.0, Frame::Empty) {
+            // Ended already (the future's drop after its completion): nothing to move out.
+            return;
+        }
+        self.finish_now(outcome, timer);
+    }
+
+    fn finish_now(&mut self, outcome: Outcome, timer: &ChildTimer) {
         use FrameInner as Frame;
         match std::mem::replace(&mut self.0, Frame::Empty) {
             Frame::Span(mut s) => {
@@ -121,11 +131,14 @@ struct FrameState<H = NoHook> {
 
 impl<H> FrameState<H> {
     fn new(frame: Frame, hook: Option<H>) -> FrameState<H> {
+        // A context carried into a future is not the span or transaction itself: nobody reads
+        // the time its children run.
+        let carried = matches!(frame.0, FrameInner::Context(..));
         FrameState {
             frame,
             hook,
             parked: Vec::new(),
-            timer: ChildTimer::default(),
+            timer: ChildTimer::default().discarding(carried),
             unwound: false,
             defer_end: false,
         }
@@ -134,17 +147,18 @@ impl<H> FrameState<H> {
     /// Runs `poll` with the frame current on this thread.
     #[inline]
     fn run<R>(&mut self, poll: impl FnOnce() -> R) -> R {
+        // The state's address tells its entry from the others on the stack while it is
+        // borrowed here: no id drawn per poll.
+        let token = std::ptr::from_ref(self).addr() as u64;
         match self.frame.current().and_then(|(txn, id)| {
-            let own_timer = !matches!(self.frame.0, FrameInner::Context(..));
             // SAFETY: the frame is neither moved nor changed until the poll scope below has
             // left the entry (`PollScope`'s `Drop`, on return and on unwind).
-            unsafe { stack::push_lent_owner(txn, id, self.timer, own_timer) }
+            unsafe { stack::enter_poll(txn, id, token, self.timer, &mut self.parked) }
         }) {
             None => poll(),
-            Some(token) => {
-                stack::restore(&mut self.parked);
+            Some(entry) => {
                 let _scope = PollScope {
-                    token,
+                    entry,
                     parked: &mut self.parked,
                     timer: &mut self.timer,
                     unwound: &mut self.unwound,
@@ -242,19 +256,16 @@ pub(super) fn bind<F: Future>(fut: F, frame: Frame) -> Instrumented<F> {
 
 /// Leaves the frame when a poll returns or unwinds, keeping what is still open above it.
 struct PollScope<'a> {
-    token: Token,
+    entry: PollEntry,
     parked: &'a mut Vec<Entry>,
     timer: &'a mut ChildTimer,
     unwound: &'a mut bool,
 }
 
 impl Drop for PollScope<'_> {
+    #[inline]
     fn drop(&mut self) {
-        let (parked, timer) = stack::leave(self.token);
-        *self.parked = parked;
-        if let Some(t) = timer {
-            *self.timer = t;
-        }
+        stack::leave_poll(self.entry, self.parked, self.timer);
         if std::thread::panicking() {
             *self.unwound = true;
         }
@@ -337,5 +348,109 @@ mod tests {
         // This test's reference and the future's: none taken for a poll.
         assert_eq!(seen, [2, 2, 2]);
         assert_eq!(Arc::strong_count(&txn), 1);
+    }
+
+    fn transaction_shared(sampled: bool) -> Arc<TxnShared> {
+        let origin = Origin {
+            trace_id: 1,
+            parent_id: None,
+            sampled,
+            sample_rate: 10_000,
+            tracestate: None,
+            links: Vec::new(),
+        };
+        let name = TransactionName::Dynamic("t".into(), "custom".into());
+        Arc::new(transaction::shared(origin, name, 500))
+    }
+
+    fn context_of(txn: &Arc<TxnShared>) -> Frame {
+        Frame::from_context(Some((Arc::clone(txn), txn.id)))
+    }
+
+    /// Polls `fut` until it completes, with a waker that does nothing.
+    fn run<F: Future>(fut: F) -> F::Output {
+        let mut fut = std::pin::pin!(fut);
+        let mut cx = TaskContext::from_waker(std::task::Waker::noop());
+        loop {
+            if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
+                return out;
+            }
+        }
+    }
+
+    #[test]
+    fn a_poll_draws_no_id() {
+        let txn = transaction_shared(true);
+        let mut drawn = Vec::new();
+        run(bind(
+            std::future::poll_fn(|cx| {
+                drawn.push(crate::types::ids::drawn());
+                if drawn.len() == 3 {
+                    return Poll::Ready(());
+                }
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }),
+            context_of(&txn),
+        ));
+        // Between two polls: the first one's end and the second one's start.
+        assert_eq!(drawn[1], drawn[0]);
+        assert_eq!(drawn[2], drawn[0]);
+    }
+
+    #[test]
+    fn a_poll_makes_its_transaction_current_and_gives_the_thread_back_as_it_was() {
+        std::thread::spawn(|| {
+            let sampled = transaction_shared(true);
+            let unsampled = transaction_shared(false);
+            assert!(!stack::may_record_spans());
+            let inside = run(bind(
+                std::future::poll_fn(|_| Poll::Ready(stack::may_record_spans())),
+                context_of(&sampled),
+            ));
+            assert!(inside);
+            assert!(!stack::may_record_spans());
+            // A future of an unsampled transaction polled inside a sampled one.
+            let token = stack::push_owner(Arc::clone(&sampled), sampled.id, ChildTimer::default(), true);
+            assert!(stack::may_record_spans());
+            let inside = run(bind(
+                std::future::poll_fn(|_| {
+                    Poll::Ready((
+                        stack::may_record_spans(),
+                        stack::with_current(|t, _| t.id),
+                    ))
+                }),
+                context_of(&unsampled),
+            ));
+            assert_eq!(inside, (false, Some(unsampled.id)));
+            assert!(stack::may_record_spans());
+            assert_eq!(stack::with_current(|t, _| t.id), Some(sampled.id));
+            stack::pop(token.unwrap(), None);
+            assert!(!stack::may_record_spans());
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn a_poll_entry_parked_by_an_entry_below_it_keeps_its_own_reference() {
+        let txn = transaction_shared(true);
+        // Stands for a bridged span entered before the poll and exited inside it: leaving it
+        // parks what is above it, the poll's entry among them.
+        let below = stack::push_owner(Arc::clone(&txn), 7, ChildTimer::default(), true).unwrap();
+        let mut parked = Vec::new();
+        run(bind(
+            std::future::poll_fn(|_| {
+                parked = stack::leave(below).0;
+                Poll::Ready(())
+            }),
+            context_of(&txn),
+        ));
+        // The future is gone with its reference: the parked entry holds one of its own.
+        assert_eq!(parked.len(), 1);
+        assert_eq!(Arc::strong_count(&txn), 2);
+        drop(parked);
+        assert_eq!(Arc::strong_count(&txn), 1);
+        assert_eq!(stack::with_current(|t, id| (t.id, id)), None);
     }
 }

@@ -145,7 +145,8 @@ impl ActiveSpan {
         } else {
             self.rec.outcome
         };
-        staging::push(Event::Span(self.rec));
+        // A span is never urgent (`staging::push` sends errors at once): built in its slot.
+        staging::push_with(|| Event::Span(self.rec));
     }
 
     /// An explicit outcome (the application's or an integration's): kept as set.

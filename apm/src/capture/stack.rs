@@ -24,8 +24,9 @@ use crate::types::outcome::Outcome;
 pub(crate) struct Entry {
     /// The id children of this entry take as `parent_id` (a span id, or the transaction id).
     pub(crate) id: u64,
-    /// Identifies the entry for its guard: entries are found by token, never by position, so
-    /// closes in any order and futures polled at any depth find their own.
+    /// Identifies the entry for its guard: entries are found by token, so closes in any order
+    /// and futures polled at any depth find their own (a future's poll looks first where it
+    /// pushed its entry).
     token: Token,
     /// Set on entries that own their transaction (or borrow it for a poll); span entries
     /// belong to the nearest owner below them.
@@ -33,9 +34,9 @@ pub(crate) struct Entry {
     /// The owner is the reference of the future being polled, lent for the length of one
     /// poll so that a poll touches no reference count: not dropped with the entry. The entry
     /// is left before the poll returns or unwinds (its scope's `Drop`), so it never outlives
-    /// the frame the reference lives in, and it is never parked for a later poll: parked
-    /// entries are those above a future's own entry, and the entry of a future polled inside
-    /// it is left before its poll returns.
+    /// the frame the reference lives in. Parked for a later poll, it takes a reference of its
+    /// own first ([`keep_lent`]): that happens only when an entry below it was left during the
+    /// poll (a bridged span entered before it and exited inside it).
     lent: bool,
     timer: ChildTimer,
     /// On owner entries: span places reserved from the transaction and not used yet. Spans
@@ -469,24 +470,6 @@ pub(crate) fn push_owner(
     push_owner_entry(ManuallyDrop::new(txn), false, id, timer, own_timer)
 }
 
-/// As [`push_owner`], for a future's poll: the entry borrows the future's reference to its
-/// transaction instead of taking one.
-///
-/// # Safety
-/// `txn` stays where it is, alive, until the entry is left with [`leave`] and the token
-/// returned, which happens before the poll returns or unwinds.
-#[inline]
-pub(crate) unsafe fn push_lent_owner(
-    txn: &Arc<TxnShared>,
-    id: u64,
-    timer: ChildTimer,
-    own_timer: bool,
-) -> Option<Token> {
-    // SAFETY: the same pointer as `txn`'s, never dropped (`lent`): a borrow, not a count.
-    let borrowed = ManuallyDrop::new(unsafe { Arc::from_raw(Arc::as_ptr(txn)) });
-    push_owner_entry(borrowed, true, id, timer, own_timer)
-}
-
 #[inline]
 fn push_owner_entry(
     owner: ManuallyDrop<Arc<TxnShared>>,
@@ -514,6 +497,109 @@ fn push_owner_entry(
         })
         .ok()
         .flatten()
+}
+
+/// A future's frame made current for one poll by [`enter_poll`], until [`leave_poll`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PollEntry {
+    /// Where its entry was pushed, and where it still is unless an entry below it closed
+    /// during the poll.
+    at: usize,
+    token: Token,
+    /// The staging flag before the poll: what it goes back to when the stack below the entry
+    /// is the one it was pushed on.
+    recorded_before: bool,
+}
+
+/// Makes a future's frame current for one poll, in one look at the stack: an entry for `txn`
+/// (borrowed: the future's own reference, so that a poll touches no reference count) with `id`
+/// the parent of what opens next and `timer` the time its children ran so far, then the
+/// entries it left open in its last poll (`parked`) back above it. `token` tells the entry
+/// from the others on the stack (the frame's address: no id is drawn per poll). The staging
+/// flag is written only when it changes.
+///
+/// # Safety
+/// `txn` stays where it is, alive, until [`leave_poll`] has left the entry, which happens
+/// before the poll returns or unwinds.
+#[inline]
+pub(crate) unsafe fn enter_poll(
+    txn: &Arc<TxnShared>,
+    id: u64,
+    token: Token,
+    timer: ChildTimer,
+    parked: &mut Vec<Entry>,
+) -> Option<PollEntry> {
+    // SAFETY: the same pointer as `txn`'s, never dropped (`lent`): a borrow, not a count.
+    let borrowed = ManuallyDrop::new(unsafe { Arc::from_raw(Arc::as_ptr(txn)) });
+    STACK
+        .try_with(|s| {
+            let mut s = s.try_borrow_mut().ok()?;
+            let at = s.len();
+            s.push(Entry {
+                id,
+                token,
+                owner: Some(borrowed),
+                lent: true,
+                timer,
+                budget: 0,
+                over_limit: 0,
+                span: None,
+            });
+            let recorded_before = staging::in_recorded_transaction();
+            if parked.is_empty() {
+                // The frame's transaction is the current one.
+                if txn.sampled != recorded_before {
+                    staging::set_in_recorded_transaction(txn.sampled);
+                }
+            } else {
+                s.append(parked);
+                refresh(&s);
+            }
+            Some(PollEntry {
+                at,
+                token,
+                recorded_before,
+            })
+        })
+        .ok()
+        .flatten()
+}
+
+/// Leaves the frame entered with [`enter_poll`] and everything opened above it: the entries
+/// above go to `parked` (a future yielding with guards still open keeps them for its next
+/// poll), the entry's child timer to `timer`.
+#[inline]
+pub(crate) fn leave_poll(entry: PollEntry, parked: &mut Vec<Entry>, timer: &mut ChildTimer) {
+    let _ = STACK.try_with(|s| {
+        let Ok(mut s) = s.try_borrow_mut() else {
+            return;
+        };
+        let PollEntry {
+            at,
+            token,
+            recorded_before,
+        } = entry;
+        if s.get(at).is_some_and(|e| e.token == token) {
+            // Entries are only pushed above and closed: still at its place, the entry stands
+            // on the stack it was pushed on, whose staging flag was `recorded_before`.
+            if s.len() > at + 1 {
+                parked.extend(s.drain(at + 1..));
+                keep_lent(parked);
+            }
+            *timer = s[at].timer;
+            s.truncate(at);
+            if staging::in_recorded_transaction() != recorded_before {
+                staging::set_in_recorded_transaction(recorded_before);
+            }
+        } else if let Some(i) = s.iter().rposition(|e| e.token == token) {
+            // An entry below it closed during the poll.
+            parked.extend(s.drain(i + 1..));
+            keep_lent(parked);
+            *timer = s[i].timer;
+            s.truncate(i);
+            refresh(&s);
+        }
+    });
 }
 
 /// Makes the bridged span `id` of `txn` current (a tracing span entered, an OpenTelemetry
@@ -581,7 +667,8 @@ fn close(s: &mut Vec<Entry>, token: Token, end: Option<Tick>) -> Option<Entry> {
 
 /// Leaves the entry opened with `token` and everything opened above it: the entries above are
 /// returned (a future yielding with guards still open keeps them for its next poll), with the
-/// entry's child timer.
+/// entry's child timer. (A bridged span's exit; a future's poll leaves with [`leave_poll`].)
+#[cfg(any(apm_bridge, test))]
 pub(crate) fn leave(token: Token) -> (Vec<Entry>, Option<ChildTimer>) {
     STACK
         .try_with(|s| {
@@ -590,7 +677,8 @@ pub(crate) fn leave(token: Token) -> (Vec<Entry>, Option<ChildTimer>) {
             };
             match s.iter().rposition(|e| e.token == token) {
                 Some(i) => {
-                    let above = s.split_off(i + 1);
+                    let mut above = s.split_off(i + 1);
+                    keep_lent(&mut above);
                     let left = s.pop();
                     // Leaving a span's entry, with nothing above it, changes no owner.
                     if !above.is_empty() || left.as_ref().is_none_or(|e| e.owner.is_some()) {
@@ -604,7 +692,29 @@ pub(crate) fn leave(token: Token) -> (Vec<Entry>, Option<ChildTimer>) {
         .unwrap_or_default()
 }
 
-/// Puts back entries returned by [`leave`] (the future is polled again).
+/// Entries about to be parked take a reference of their own where theirs was lent for a poll:
+/// a poll's entry is left before its poll returns, unless an entry below it was left first
+/// (a bridged span entered before the poll and exited inside it), which parks it; its frame's
+/// reference may be gone when it is put back.
+#[cold]
+fn keep_lent_entries(entries: &mut [Entry]) {
+    for e in entries.iter_mut().filter(|e| e.lent) {
+        if let Some(owner) = &mut e.owner {
+            *owner = ManuallyDrop::new(Arc::clone(owner));
+            e.lent = false;
+        }
+    }
+}
+
+#[inline]
+fn keep_lent(entries: &mut [Entry]) {
+    if entries.iter().any(|e| e.lent) {
+        keep_lent_entries(entries);
+    }
+}
+
+/// Puts back entries returned by [`leave`] (the bridged span is entered again).
+#[cfg(apm_bridge)]
 pub(crate) fn restore(entries: &mut Vec<Entry>) {
     if entries.is_empty() {
         return;

@@ -9,6 +9,17 @@ thread_local! {
     static STATE: Cell<u64> = const { Cell::new(0) };
 }
 
+#[cfg(test)]
+thread_local! {
+    static DRAWN: Cell<u64> = const { Cell::new(0) };
+}
+
+/// How many 64-bit ids this thread drew (tests of paths that must draw none).
+#[cfg(test)]
+pub(crate) fn drawn() -> u64 {
+    DRAWN.with(Cell::get)
+}
+
 /// A fresh seed. The process id and the time go in too: std's per-thread keys are copied
 /// into a forked child, so two children of one thread (or a child and its parent) would
 /// otherwise draw the same seed.
@@ -42,6 +53,8 @@ fn step(state: u64) -> (u64, u64) {
 /// A random non-zero 64-bit id (span and transaction ids).
 #[inline]
 pub(crate) fn next_u64() -> u64 {
+    #[cfg(test)]
+    DRAWN.with(|d| d.set(d.get() + 1));
     let v = STATE
         .try_with(|c| {
             let mut s = c.get();
