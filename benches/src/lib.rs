@@ -2,6 +2,8 @@
 //! Server sink, the process's CPU time and resident memory, and the round-robin measurement
 //! loop that puts every variant side by side in one run.
 
+pub mod collector;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
