@@ -62,26 +62,28 @@ struct HeadersView<'a> {
     policy: &'a Policy,
 }
 
-impl Serialize for HeadersView<'_> {
+impl<'a> Serialize for HeadersView<'a> {
+    /// One pass over the headers, allocating nothing unless a name repeats: this runs for
+    /// every request and response a server records.
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut names: Vec<&str> = Vec::new();
-        for (k, _) in self.headers {
-            if !k.eq_ignore_ascii_case("cookie") && !names.iter().any(|n| n.eq_ignore_ascii_case(k))
-            {
-                names.push(k);
+        let same = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
+        let mut m = s.serialize_map(None)?;
+        for (i, (name, value)) in self.headers.iter().enumerate() {
+            // A name is written where it first appears, with every value it has.
+            if same(name, "cookie") || self.headers[..i].iter().any(|(k, _)| same(k, name)) {
+                continue;
             }
-        }
-        let mut m = s.serialize_map(Some(names.len()))?;
-        for name in names {
-            let values: Vec<&str> = self
-                .headers
-                .iter()
-                .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| self.policy.value(name, v))
-                .collect();
-            match values.as_slice() {
-                [one] => m.serialize_entry(name, &Kw(one))?,
-                many => m.serialize_entry(name, &many.iter().map(|v| Kw(v)).collect::<Vec<_>>())?,
+            let redacted = self.policy.sanitize.any_match(name);
+            let shown = |v: &'a String| Kw(if redacted { REDACTED } else { v.as_str() });
+            let later = &self.headers[i + 1..];
+            if later.iter().any(|(k, _)| same(k, name)) {
+                let values: Vec<Kw<'a>> = std::iter::once(value)
+                    .chain(later.iter().filter(|(k, _)| same(k, name)).map(|(_, v)| v))
+                    .map(shown)
+                    .collect();
+                m.serialize_entry(name, &values)?;
+            } else {
+                m.serialize_entry(name, &shown(value))?;
             }
         }
         m.end()
@@ -334,4 +336,36 @@ pub(super) fn transaction_context<'a>(
         }),
         message: t.message.as_deref().map(|m| MessageView::of(m, policy)),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_group_repeated_names_in_first_order_and_sanitise_each_value() {
+        let pair = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+        let headers = [
+            pair("Accept", "text/html"),
+            pair("X-Token", "t1"),
+            pair("Cookie", "c=1"),
+            pair("accept", "*/*"),
+            pair("Host", "example.com"),
+            pair("x-token", "t2"),
+        ];
+        let policy = Policy {
+            sanitize: WildcardList::parse(&["*token*".to_owned()]),
+            capture_headers: true,
+            ..Policy::default()
+        };
+        let json = serde_json::to_string(&HeadersView {
+            headers: &headers,
+            policy: &policy,
+        })
+        .unwrap_or_default();
+        assert_eq!(
+            json,
+            r#"{"Accept":["text/html","*/*"],"X-Token":["[REDACTED]","[REDACTED]"],"Host":"example.com"}"#
+        );
+    }
 }
