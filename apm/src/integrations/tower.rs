@@ -424,8 +424,15 @@ fn transaction_name<B>(req: &Request<B>, policy: &ServerPolicy) -> Cow<'static, 
     let name = if is_grpc(req.headers()) {
         req.uri().path().to_owned()
     } else {
-        let route = matched_route(req).unwrap_or("unknown route");
-        format!("{} {route}", req.method().as_str())
+        let (method, route) = (
+            req.method().as_str(),
+            matched_route(req).unwrap_or("unknown route"),
+        );
+        let mut name = String::with_capacity(method.len() + 1 + route.len());
+        name.push_str(method);
+        name.push(' ');
+        name.push_str(route);
+        name
     };
     match policy.group(&name) {
         Some(group) => Cow::Owned(group.to_owned()),
@@ -595,7 +602,14 @@ fn full_url<B>(req: &Request<B>) -> String {
         .or_else(|| req.headers().get(HOST).and_then(|h| h.to_str().ok()));
     let path_and_query = uri.path_and_query().map_or("/", |pq| pq.as_str());
     match host {
-        Some(host) => format!("{scheme}://{host}{path_and_query}"),
+        Some(host) => {
+            let mut url =
+                String::with_capacity(scheme.len() + 3 + host.len() + path_and_query.len());
+            for part in [scheme, "://", host, path_and_query] {
+                url.push_str(part);
+            }
+            url
+        }
         None => path_and_query.to_owned(),
     }
 }
@@ -612,15 +626,14 @@ fn http_version(version: Version) -> Option<&'static str> {
 }
 
 fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
-    headers
-        .iter()
-        .map(|(name, value)| {
-            (
-                name.as_str().to_owned(),
-                String::from_utf8_lossy(value.as_bytes()).into_owned(),
-            )
-        })
-        .collect()
+    let mut pairs = Vec::with_capacity(headers.len());
+    pairs.extend(headers.iter().map(|(name, value)| {
+        (
+            name.as_str().to_owned(),
+            String::from_utf8_lossy(value.as_bytes()).into_owned(),
+        )
+    }));
+    pairs
 }
 
 fn is_grpc(headers: &HeaderMap) -> bool {
