@@ -18,7 +18,8 @@
 //! server's workers and the rest (the agent's or the exporter's threads).
 //!
 //! `cargo bench -p apm-benches --bench service` (`-- --seconds=N --rounds=N --only=VARIANT,…
-//! --threads=N --connections=N`). Needs `wrk` on the `PATH` (skips without it).
+//! --threads=N --connections=N`). Needs `wrk` on the `PATH` (skips without it). `cargo test
+//! --benches` runs one round of a second per variant.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdout, Command, Stdio};
@@ -399,12 +400,14 @@ fn main() {
         eprintln!("service: `wrk` is not installed (apt-get install wrk); skipped");
         return;
     }
+    // `cargo bench` passes `--bench`; `cargo test --benches` runs one short round.
+    let full = args.iter().any(|a| a == "--bench");
     let options = Options {
-        seconds: arg("--seconds=", 10.0),
+        seconds: arg("--seconds=", if full { 10.0 } else { 1.0 }),
         threads: arg("--threads=", 2),
         connections: arg("--connections=", 32),
     };
-    let rounds: usize = arg("--rounds=", 3);
+    let rounds: usize = arg("--rounds=", if full { 3 } else { 1 });
     let only: String = arg("--only=", String::new());
     // `bare` always runs: the ratios are to it.
     let variants: Vec<&str> = VARIANTS
