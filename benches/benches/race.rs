@@ -30,7 +30,7 @@ struct Load {
     children: u32,
 }
 
-const LOADS: [Load; 2] = [
+const LOADS: [Load; 3] = [
     // 500 000 spans/s in transactions of 100 spans.
     Load {
         name: "spans",
@@ -42,6 +42,12 @@ const LOADS: [Load; 2] = [
         name: "tx",
         roots: 20,
         children: 3,
+    },
+    // 20 000 transactions/s with one span each: issue 17's measure of a shipped transaction.
+    Load {
+        name: "tx1",
+        roots: 20,
+        children: 1,
     },
 ];
 
@@ -302,8 +308,8 @@ fn main() {
             load.children,
             u64::from(load.roots) * u64::from(load.children + 1) * 1000
         );
-        println!("| variant | recorded | delivered | delivered % | dropped (counted) | CPU ns per event delivered, all threads | vs OTel OTLP | app thread CPU ns per event |");
-        println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+        println!("| variant | recorded | delivered | delivered % | dropped (counted) | CPU ns per event delivered, all threads | vs OTel OTLP | app thread CPU ns per event | CPU ns per transaction delivered, all threads |");
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
         let otlp_cpu = median(results[1].iter().map(|r| r.cpu_ns_per_delivered).collect());
         for (v, rounds) in results.iter().enumerate() {
             if rounds.is_empty() {
@@ -320,8 +326,10 @@ fn main() {
             );
             let dropped = median(rounds.iter().map(|r| r.dropped as f64).collect());
             let app = median(rounds.iter().map(|r| r.app_ns_per_recorded).collect());
+            // A transaction and its spans are `children + 1` events.
+            let per_transaction = cpu * f64::from(load.children + 1);
             println!(
-                "| {} | {recorded:.0} | {delivered:.0} | {share:.2} | {dropped:.0} | {cpu:.0} | {:.2}× | {app:.0} |",
+                "| {} | {recorded:.0} | {delivered:.0} | {share:.2} | {dropped:.0} | {cpu:.0} | {:.2}× | {app:.0} | {per_transaction:.0} |",
                 VARIANTS[v],
                 cpu / otlp_cpu
             );

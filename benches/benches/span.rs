@@ -9,6 +9,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use apm_benches::{thread_cpu_time, Sink};
 use apm_tests::MockServer;
 use criterion::{criterion_group, criterion_main, Criterion};
 
@@ -91,11 +92,35 @@ fn in_one_transaction(iters: u64) -> Duration {
     start.elapsed()
 }
 
+/// The application thread's CPU time (not wall time: the transport and the server share the
+/// two cores) for `iters` sampled transactions started and ended, no span.
+fn transactions_thread_cpu(iters: u64) -> Duration {
+    let cpu0 = thread_cpu_time();
+    for _ in 0..iters {
+        drop(black_box(apm::start_transaction("bench", "custom")));
+    }
+    thread_cpu_time() - cpu0
+}
+
+/// The floor of a transaction measured as [`transactions_thread_cpu`] is: its two clock reads.
+fn two_tsc_reads_thread_cpu(iters: u64) -> Duration {
+    let cpu0 = thread_cpu_time();
+    for _ in 0..iters {
+        black_box(fastant::Instant::now());
+        black_box(fastant::Instant::now());
+    }
+    thread_cpu_time() - cpu0
+}
+
 fn agent(server: &MockServer, sample_rate: f64) -> apm::Agent {
+    agent_to(&server.url(), sample_rate)
+}
+
+fn agent_to(url: &str, sample_rate: f64) -> apm::Agent {
     apm::init_with(
         apm::Config::builder()
             .service_name("bench")
-            .server_url(server.url())
+            .server_url(url)
             .transaction_sample_rate(sample_rate)
             .max_queue_size(64 * 1024)
             .build(),
@@ -142,6 +167,25 @@ fn span(c: &mut Criterion) {
             let s = agent.stats();
             eprintln!(
                 "sampled_shipped: {} events sent, {} dropped (queue full), {} dropped (send failed)",
+                s.events_sent, s.events_dropped_queue_full, s.events_dropped_send_failed
+            );
+        }
+        {
+            // Issue 17's measure of a transaction: the application thread's CPU time per
+            // start and end, shipped to a sink that reads and discards (no parsing on the
+            // same cores), beside the floor of its two clock reads.
+            let sink = Sink::start_local();
+            let agent = agent_to(&sink.url(), 1.0);
+            g.bench_function("transaction_thread_cpu", |b| {
+                b.iter_custom(transactions_thread_cpu)
+            });
+            g.bench_function("two_tsc_reads_thread_cpu", |b| {
+                b.iter_custom(two_tsc_reads_thread_cpu)
+            });
+            agent.flush(Duration::from_secs(30));
+            let s = agent.stats();
+            eprintln!(
+                "transaction_thread_cpu: {} events sent, {} dropped (queue full), {} dropped (send failed)",
                 s.events_sent, s.events_dropped_queue_full, s.events_dropped_send_failed
             );
         }
