@@ -70,7 +70,7 @@ impl TransactionGuard {
 impl Drop for TransactionGuard {
     fn drop(&mut self) {
         if let Some(t) = self.txn.take() {
-            transaction::end_transaction(&t, self.token, None, self.fallback);
+            transaction::end_owned_transaction(t, self.token, self.fallback);
         }
     }
 }

@@ -31,7 +31,7 @@ pub(super) fn root(t: &Tracer, others: &str, links: Vec<Link>) -> Origin {
         sampled,
         sample_rate: rate,
         tracestate: if others.is_empty() {
-            es_entry(rate)
+            es_entry(rate, None)
         } else {
             propagation::format_tracestate(Some(f64::from(rate) / 10_000.0), others).map(Into::into)
         },
@@ -39,9 +39,24 @@ pub(super) fn root(t: &Tracer, others: &str, links: Vec<Link>) -> Origin {
     }
 }
 
+/// A new root with no other vendors' `tracestate` entries and no links: [`root`], keeping
+/// `previous` (the `tracestate` of this thread's previous transaction) when it is the entry
+/// wanted, so that no reference count is touched.
+pub(super) fn own_root(t: &Tracer, previous: Option<Arc<str>>) -> Origin {
+    let (sampled, rate) = sample(t);
+    Origin {
+        trace_id: ids::next_u128(),
+        parent_id: None,
+        sampled,
+        sample_rate: rate,
+        tracestate: es_entry(rate, previous),
+        links: Vec::new(),
+    }
+}
+
 /// `es=s:<rate>`, formatted once per thread and rate (formatting it per transaction cost more
-/// than the rest of starting one).
-fn es_entry(rate: u16) -> Option<Arc<str>> {
+/// than the rest of starting one); `previous` when it is that very entry.
+fn es_entry(rate: u16, previous: Option<Arc<str>>) -> Option<Arc<str>> {
     thread_local! {
         static LAST: std::cell::RefCell<Option<(u16, Arc<str>)>> = const { std::cell::RefCell::new(None) };
     }
@@ -49,7 +64,10 @@ fn es_entry(rate: u16) -> Option<Arc<str>> {
     LAST.try_with(|last| {
         let mut last = last.try_borrow_mut().ok()?;
         match &*last {
-            Some((r, s)) if *r == rate => Some(Arc::clone(s)),
+            Some((r, s)) if *r == rate => match previous {
+                Some(p) if Arc::ptr_eq(&p, s) => Some(p),
+                _ => Some(Arc::clone(s)),
+            },
             _ => {
                 let s: Arc<str> = make()?.into();
                 *last = Some((rate, Arc::clone(&s)));

@@ -81,6 +81,31 @@ pub(crate) struct TxnState {
     pub(crate) dropped_exits: Vec<DroppedExits>,
 }
 
+impl TxnState {
+    /// The state of a transaction just started.
+    pub(crate) fn new(name: TransactionName) -> TxnState {
+        TxnState {
+            name,
+            result: None,
+            outcome: None,
+            integration_outcome: None,
+            labels: Vec::new(),
+            user: None,
+            custom: Vec::new(),
+            request: None,
+            response: None,
+            message: None,
+            ended: false,
+            #[cfg(feature = "opentelemetry")]
+            otel: None,
+            #[cfg(feature = "opentelemetry")]
+            links: Vec::new(),
+            #[cfg(apm_exit_stats)]
+            dropped_exits: Vec::new(),
+        }
+    }
+}
+
 impl TxnShared {
     // Mutations of the running transaction (manual API and integrations): never on a span's path.
     pub(crate) fn set_name(&self, name: Cow<'static, str>) {

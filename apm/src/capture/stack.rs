@@ -648,8 +648,47 @@ pub(crate) fn pop(token: Token, end: Option<Tick>) -> Option<ChildTimer> {
         .flatten()
 }
 
+/// Closes the owner entry opened with `token` (a transaction's) and runs `then` with its child
+/// timer before the staging buffer hears that the thread may have left its transaction: a
+/// transaction's end stages its record first, so that what the thread staged is published
+/// once, with the record. `then` runs in any case (with no timer when the entry is gone).
+#[inline]
+pub(crate) fn pop_then<R>(token: Token, then: impl FnOnce(Option<ChildTimer>) -> R) -> Option<R> {
+    let mut then = Some(then);
+    let done = STACK
+        .try_with(|s| {
+            let mut s = s.try_borrow_mut().ok()?;
+            // The entry (and its reference to the transaction) is dropped here; on top, in
+            // place (moving it out would copy it).
+            let top = s.len().checked_sub(1)?;
+            let timer = if s[top].token == token {
+                let timer = s[top].timer;
+                s.truncate(top);
+                timer
+            } else {
+                close_quiet(&mut s, token, None)?.0.timer
+            };
+            let r = (then.take()?)(Some(timer));
+            refresh(&s);
+            Some(r)
+        })
+        .ok()
+        .flatten();
+    done.or_else(|| then.map(|f| f(None)))
+}
+
 #[inline]
 fn close(s: &mut Vec<Entry>, token: Token, end: Option<Tick>) -> Option<Entry> {
+    let (closed, moved) = close_quiet(s, token, end)?;
+    if closed.owner.is_some() || moved {
+        refresh(s);
+    }
+    Some(closed)
+}
+
+/// [`close`] without telling the staging buffer; also whether entries above it moved down.
+#[inline]
+fn close_quiet(s: &mut Vec<Entry>, token: Token, end: Option<Tick>) -> Option<(Entry, bool)> {
     let (i, closed) = if s.last().is_some_and(|e| e.token == token) {
         (s.len() - 1, s.pop()?)
     } else {
@@ -659,10 +698,8 @@ fn close(s: &mut Vec<Entry>, token: Token, end: Option<Tick>) -> Option<Entry> {
     if let (Some(end), Some(below)) = (end, i.checked_sub(1)) {
         s[below].timer.child_ended(end);
     }
-    if closed.owner.is_some() || i < s.len() {
-        refresh(s);
-    }
-    Some(closed)
+    let moved = i < s.len();
+    Some((closed, moved))
 }
 
 /// Leaves the entry opened with `token` and everything opened above it: the entries above are

@@ -1,6 +1,7 @@
 //! Starting a transaction (a new trace, a child of the current context, or the continuation
 //! of incoming headers) and ending it into a record for the staging buffer.
 
+use std::cell::Cell;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
@@ -11,7 +12,7 @@ use super::sampling::{self, Origin};
 use super::shared::{TxnShared, TxnState};
 use super::stack::{self, Token};
 use crate::queue::{spare, staging, tracer};
-use crate::types::clock;
+use crate::types::clock::{self, Tick};
 use crate::types::headers::HeaderSource;
 use crate::types::ids;
 use crate::types::meta::TransactionMeta;
@@ -29,6 +30,11 @@ pub(crate) fn open_transaction(
         return None;
     }
     let t = tracer::get()?;
+    // This thread's spare state, when nothing else refers to it.
+    let mut spare = SPARE.try_with(Cell::take).ok().flatten();
+    let mut reused = spare.as_mut().map(Alone::get_mut);
+    // Its `tracestate` is most likely the one a new root takes again: kept, not counted anew.
+    let previous = reused.as_mut().and_then(|s| s.tracestate.take());
     let origin = match headers {
         Some(h) => sampling::from_headers(t, h),
         None => stack::with_current(|txn, parent| Origin {
@@ -39,9 +45,35 @@ pub(crate) fn open_transaction(
             tracestate: txn.tracestate.clone(),
             links: Vec::new(),
         })
-        .unwrap_or_else(|| sampling::root(t, "", Vec::new())),
+        .unwrap_or_else(|| sampling::own_root(t, previous)),
     };
-    Some(Arc::new(shared(origin, name, t.live.max_spans.load(Relaxed))))
+    let started = shared(origin, name, t.live.max_spans.load(Relaxed));
+    match reused {
+        Some(s) => *s = started,
+        None => return Some(Arc::new(started)),
+    }
+    spare.map(|s| s.0)
+}
+
+thread_local! {
+    /// The shared state of the last transaction ended on this thread, when nothing else held
+    /// it any more: the next one started here reuses it rather than allocating (and later
+    /// freeing) its own.
+    static SPARE: Cell<Option<Alone>> = const { Cell::new(None) };
+}
+
+/// A transaction's shared state that nothing else refers to, known to be so when it was put
+/// aside: taking it up again costs no atomic instruction (`Arc::get_mut` takes one).
+struct Alone(Arc<TxnShared>);
+
+impl Alone {
+    #[inline]
+    fn get_mut(&mut self) -> &mut TxnShared {
+        // SAFETY: an `Alone` is made only of an `Arc` for which `Arc::get_mut` just succeeded
+        // (an acquire of the other references' drops), and holds it privately: no other
+        // reference to the state can have been made since.
+        unsafe { &mut *Arc::as_ptr(&self.0).cast_mut() }
+    }
 }
 
 /// A transaction's shared state, started now.
@@ -61,25 +93,7 @@ pub(super) fn shared(origin: Origin, name: TransactionName, max_spans: u32) -> T
         forks: tracer::forks(),
         errored: Default::default(),
         ended_elsewhere: EndedElsewhere::default(),
-        state: Mutex::new(TxnState {
-            name,
-            result: None,
-            outcome: None,
-            integration_outcome: None,
-            labels: Vec::new(),
-            user: None,
-            custom: Vec::new(),
-            request: None,
-            response: None,
-            message: None,
-            ended: false,
-            #[cfg(feature = "opentelemetry")]
-            otel: None,
-            #[cfg(feature = "opentelemetry")]
-            links: Vec::new(),
-            #[cfg(apm_exit_stats)]
-            dropped_exits: Vec::new(),
-        }),
+        state: Mutex::new(TxnState::new(name)),
     }
 }
 
@@ -104,16 +118,72 @@ pub(crate) fn end_transaction(
     let end = clock::now();
     // The entry below did not count the transaction as its child: it is not told of its end.
     let popped = token.and_then(|t| stack::pop(t, None));
-    if !txn.sampled && !tracer::get().is_some_and(|t| t.live.send_unsampled.load(Relaxed)) {
-        // The server does not want it (8.0 and later): nothing to build or send.
+    end_shared(txn, popped.or(carried.copied()), end, fallback);
+}
+
+/// Ends the transaction of a guard, which held `txn` and its entry `token` on this thread's
+/// stack. When nothing else refers to the transaction any more (no span or handle outlives
+/// it), its state is read without its lock and kept for this thread's next transaction.
+pub(crate) fn end_owned_transaction(mut txn: Arc<TxnShared>, token: Option<Token>, fallback: Outcome) {
+    if txn.forks != tracer::forks() {
+        // Inherited through a fork: the parent ends and sends it (its lock may be held there).
+        return;
+    }
+    let end = clock::now();
+    let Some(token) = token else {
+        return end_shared(&txn, None, end, fallback);
+    };
+    // The record is staged before the stack says the thread left its transaction, so that
+    // what the thread staged is made visible to the transport once, with the record.
+    let alone = stack::pop_then(token, |timer| {
+        let Some(t) = Arc::get_mut(&mut txn) else {
+            end_shared(&txn, timer, end, fallback);
+            return false;
+        };
+        if !wanted(t) {
+            return true;
+        }
+        let mut timer = timer;
+        if let Some(timer) = &mut timer {
+            timer.settle(&t.ended_elsewhere, t.id);
+        }
+        let child_ns = timer.map_or(0, |timer| timer.busy_until(end));
+        // Moved out, to be read beside the rest of `t`; what is left is replaced anyway when
+        // the state is reused.
+        let mut st = std::mem::replace(t.state.get_mut(), TxnState::new(TransactionName::EMPTY));
+        if !st.ended {
+            let errored = *t.errored.get_mut();
+            let rec = record(t, &mut st, end, child_ns, errored, fallback, true);
+            staging::push(Event::Transaction(spare::boxed(rec)));
+        }
+        true
+    })
+    .unwrap_or(false);
+    if alone {
+        // `Arc::get_mut` succeeded above, and no reference was made since: `txn` was the only
+        // one.
+        let _ = SPARE.try_with(|spare| spare.set(Some(Alone(txn))));
+    }
+}
+
+/// Whether the transaction is to be sent: not an unsampled one that the server does not want
+/// (8.0 and later).
+#[inline]
+fn wanted(txn: &TxnShared) -> bool {
+    txn.sampled || tracer::get().is_some_and(|t| t.live.send_unsampled.load(Relaxed))
+}
+
+/// Ends a transaction that other threads or handles may still refer to: under its lock.
+fn end_shared(txn: &TxnShared, timer: Option<ChildTimer>, end: Tick, fallback: Outcome) {
+    if !wanted(txn) {
+        // The server does not want it: nothing to build or send.
         txn.state.lock().ended = true;
         return;
     }
-    let mut timer = popped.or(carried.copied());
+    let mut timer = timer;
     if let Some(t) = &mut timer {
         t.settle(&txn.ended_elsewhere, txn.id);
     }
-    let timer = timer.as_ref();
     let child_ns = timer.map_or(0, |t| t.busy_until(end));
     // Set wherever the transaction itself was current when an error was captured.
     let errored = txn.errored.load(Relaxed);
@@ -122,6 +192,23 @@ pub(crate) fn end_transaction(
         return;
     }
     st.ended = true;
+    let rec = record(txn, &mut st, end, child_ns, errored, fallback, false);
+    drop(st);
+    staging::push(Event::Transaction(spare::boxed(rec)));
+}
+
+/// The end record of `txn`, taking what `st` holds. `alone`: nothing else refers to the
+/// transaction any more, so its name is moved rather than copied.
+#[inline]
+fn record(
+    txn: &TxnShared,
+    st: &mut TxnState,
+    end: Tick,
+    child_ns: u64,
+    errored: bool,
+    fallback: Outcome,
+    alone: bool,
+) -> TransactionRecord {
     // The application's outcome as set (`unknown` included), else a failure if an error was
     // captured in the transaction itself, else the instrumentation's (e.g. from the HTTP
     // status), `unknown` there meaning nothing went wrong.
@@ -131,11 +218,15 @@ pub(crate) fn end_transaction(
         None if errored => Outcome::Failure,
         None => final_outcome(st.integration_outcome.unwrap_or(fallback)),
     };
-    let rec = TransactionRecord {
+    TransactionRecord {
         trace_id: txn.trace_id,
         id: txn.id,
         parent_id: txn.parent_id,
-        name: st.name.clone(),
+        name: if alone {
+            std::mem::replace(&mut st.name, TransactionName::EMPTY)
+        } else {
+            st.name.clone()
+        },
         start: txn.start,
         end,
         sampled: txn.sampled,
@@ -173,9 +264,7 @@ pub(crate) fn end_transaction(
         } else {
             Vec::new()
         },
-    };
-    drop(st);
-    staging::push(Event::Transaction(spare::boxed(rec)));
+    }
 }
 
 #[inline]

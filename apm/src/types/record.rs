@@ -190,6 +190,10 @@ pub(crate) enum TransactionName {
 }
 
 impl TransactionName {
+    /// No name: what is left where a name was moved out.
+    pub(crate) const EMPTY: TransactionName =
+        TransactionName::Dynamic(Cow::Borrowed(""), Cow::Borrowed(""));
+
     pub(crate) fn name(&self) -> &str {
         match self {
             TransactionName::Static(m) => m.name,
