@@ -5,7 +5,7 @@
 //! vector is handed over whole through a bounded channel with `try_send`; when the channel is
 //! full the events are dropped and counted, and the vector is reused: the application never
 //! blocks and memory never grows. When the thread leaves its last recorded transaction, what
-//! it staged moves to its shared buffer, behind a mutex that only that thread and (every few
+//! it staged moves to its shared buffer, behind a spin lock that only that thread and (every few
 //! tens of milliseconds) the transport thread take; the transport thread sweeps those of idle
 //! threads, and gives emptied vectors back to a pool so that recording allocates nothing.
 
@@ -18,14 +18,16 @@ use parking_lot::Mutex;
 use super::batch::{self, BATCH};
 use super::tracer;
 use crate::types::record::Event;
+use crate::util::spin_lock::SpinLock;
 
 type Buffer = Arc<Shared>;
 
 /// A thread's buffer as the transport thread sees it.
 #[derive(Debug, Default)]
 struct Shared {
-    /// What the thread published (it left its last recorded transaction).
-    events: Mutex<Vec<Event>>,
+    /// What the thread published (it left its last recorded transaction): taken by the thread
+    /// once per transaction, hence a spin lock (see `util/spin_lock.rs`).
+    events: SpinLock<Vec<Event>>,
     /// The thread holds staged events the transport cannot reach: it is inside a recorded
     /// transaction. Set by its first event after a hand-over (once per batch, never per
     /// event), cleared when it hands them over; a flush then knows it did not send everything.
@@ -81,7 +83,7 @@ impl Drop for Staged {
 #[cold]
 fn register() -> Buffer {
     let b: Buffer = Arc::new(Shared {
-        events: Mutex::new(Vec::with_capacity(BATCH)),
+        events: SpinLock::new(Vec::with_capacity(BATCH)),
         holds: AtomicBool::new(false),
     });
     REGISTRY.lock().push(Arc::clone(&b));

@@ -1,5 +1,6 @@
 //! Small utilities with no state of their own: wildcard matching as the spec defines it, SQL
-//! signatures, text truncation, the agent's own log messages and threads, and the spec fixtures tests read.
+//! signatures, text truncation, the agent's own log messages and threads, a spin lock, and
+//! the spec fixtures tests read.
 
 #[cfg(test)]
 pub(crate) mod spec_fixture;
@@ -10,6 +11,7 @@ cfg_enable! {
     pub(crate) mod after_fork;
     pub(crate) mod diag;
     pub(crate) mod own_thread;
+    pub(crate) mod spin_lock;
     pub(crate) mod text;
     pub(crate) mod wildcard;
 }
