@@ -4,14 +4,17 @@
 
 #[cfg(test)]
 pub(crate) mod spec_fixture;
+// Outside `cfg_enable!`: the log and tracing bridges use them with the agent compiled out too.
+#[cfg(any(feature = "enable", feature = "log", feature = "tracing"))]
+pub(crate) mod own_thread;
+#[cfg(any(feature = "enable", feature = "tracing"))]
+pub(crate) mod spin_lock;
 pub mod sql;
 
 cfg_enable! {
     #[cfg(unix)]
     pub(crate) mod after_fork;
     pub(crate) mod diag;
-    pub(crate) mod own_thread;
-    pub(crate) mod spin_lock;
     pub(crate) mod text;
     pub(crate) mod wildcard;
 }

@@ -9,6 +9,7 @@ thread_local! {
 }
 
 /// Marks the running thread as the agent's, for as long as it runs.
+#[cfg(feature = "enable")]
 pub(crate) fn mark_current() {
     AGENTS.with(|a| a.set(true));
 }
@@ -27,7 +28,7 @@ pub(crate) fn logged_by_agent(target: &str) -> bool {
     target == "apm" || target.starts_with("apm::") || is_current()
 }
 
-#[cfg(all(test, any(feature = "log", feature = "tracing")))]
+#[cfg(all(test, feature = "enable", any(feature = "log", feature = "tracing")))]
 mod tests {
     use super::*;
 

@@ -1,12 +1,13 @@
 //! The layer's state of its bridged spans, by tracing span id.
 
-use std::cell::UnsafeCell;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tracing_core::span::Id;
+
+use crate::util::spin_lock::{SpinGuard, SpinLock};
 
 /// Hashes span ids and addresses (already unique integers) with one multiplication.
 #[derive(Debug, Default)]
@@ -88,27 +89,22 @@ impl<V> Table<V> {
     }
 }
 
-/// A part of the table, behind a spin lock: a span's callbacks hold it for a few
-/// instructions, and its release is a plain store (a mutex releases with an atomic exchange:
-/// one more locked instruction in each of a span's three callbacks, on the application's
-/// thread).
+/// A part of the table, behind a spin lock (`util/spin_lock.rs`): a span's callbacks hold it
+/// for a few instructions, and its release is a plain store (a mutex releases with an atomic
+/// exchange: one more locked instruction in each of a span's three callbacks, on the
+/// application's thread).
 struct Shard<V> {
-    locked: AtomicBool,
-    values: UnsafeCell<IdMap<u64, V>>,
+    values: SpinLock<IdMap<u64, V>>,
     /// How many values it holds, written under the lock and read without it: while it holds
     /// none, the callbacks of its ids look nothing up (and no count shared by all shards is
     /// changed by every span).
     live: AtomicUsize,
 }
 
-// SAFETY: the map is only reached through `Locked`, of which the lock allows one at a time.
-unsafe impl<V: Send> Sync for Shard<V> {}
-
 impl<V> Default for Shard<V> {
     fn default() -> Self {
         Shard {
-            locked: AtomicBool::new(false),
-            values: UnsafeCell::new(IdMap::default()),
+            values: SpinLock::new(IdMap::default()),
             live: AtomicUsize::new(0),
         }
     }
@@ -125,66 +121,38 @@ impl<V> std::fmt::Debug for Shard<V> {
 impl<V> Shard<V> {
     #[inline]
     fn lock(&self) -> Locked<'_, V> {
-        if self
-            .locked
-            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            self.lock_contended();
-        }
-        Locked(self)
-    }
-
-    /// Another thread holds the shard (for a few instructions, unless it was descheduled
-    /// meanwhile): spin a little, then give the core away between tries.
-    #[cold]
-    #[inline(never)]
-    fn lock_contended(&self) {
-        let mut spins = 0u32;
-        loop {
-            if !self.locked.load(Ordering::Relaxed)
-                && self
-                    .locked
-                    .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-            {
-                return;
-            }
-            if spins < 64 {
-                spins += 1;
-                std::hint::spin_loop();
-            } else {
-                std::thread::yield_now();
-            }
+        Locked {
+            values: self.values.lock(),
+            live: &self.live,
         }
     }
 }
 
-/// A locked shard; released on drop, its count of values kept.
-struct Locked<'a, V>(&'a Shard<V>);
+/// A locked shard; released on drop, its count of values kept first.
+struct Locked<'a, V> {
+    values: SpinGuard<'a, IdMap<u64, V>>,
+    live: &'a AtomicUsize,
+}
 
 impl<V> Deref for Locked<'_, V> {
     type Target = IdMap<u64, V>;
     #[inline]
     fn deref(&self) -> &Self::Target {
-        // SAFETY: the shard is locked by this guard.
-        unsafe { &*self.0.values.get() }
+        &self.values
     }
 }
 
 impl<V> DerefMut for Locked<'_, V> {
     #[inline]
     fn deref_mut(&mut self) -> &mut Self::Target {
-        // SAFETY: the shard is locked by this guard, which is borrowed mutably.
-        unsafe { &mut *self.0.values.get() }
+        &mut self.values
     }
 }
 
 impl<V> Drop for Locked<'_, V> {
     #[inline]
     fn drop(&mut self) {
-        let len = self.len();
-        self.0.live.store(len, Ordering::Relaxed);
-        self.0.locked.store(false, Ordering::Release);
+        // Before the guard's own drop releases the lock.
+        self.live.store(self.values.len(), Ordering::Relaxed);
     }
 }
