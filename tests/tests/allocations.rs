@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::future::Future as _;
 use std::time::Duration;
 
 use apm_tests::alloc::{count_allocations, Counter};
@@ -85,6 +86,50 @@ fn a_transaction_allocates_nothing_once_warm() {
     assert!(
         allocations <= 2,
         "{allocations} allocations for {TRANSACTIONS} transactions"
+    );
+    h.flush();
+    assert_eq!(h.transactions().len() as u64, 3 * TRANSACTIONS);
+    h.finish();
+}
+
+#[apm::transaction]
+async fn handle(i: u64) -> u64 {
+    agent::Yield(true).await;
+    std::hint::black_box(i)
+}
+
+/// Runs `handle` to completion with a waker that allocates nothing.
+fn run_handle(i: u64) -> u64 {
+    let mut future = std::pin::pin!(handle(i));
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    loop {
+        if let std::task::Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return out;
+        }
+    }
+}
+
+/// An `async fn` transaction ends when its future completes, outside its polls: once warm, it
+/// too takes up the state of the thread's previous transaction and a spare box, and allocates
+/// nothing.
+#[test]
+fn an_async_transaction_allocates_nothing_once_warm() {
+    const TRANSACTIONS: u64 = 64;
+    let h = agent::start(|c| c);
+    for i in 0..2 * TRANSACTIONS {
+        run_handle(i);
+    }
+    assert!(h.agent().flush(Duration::from_secs(10)));
+    let allocations = count_allocations(|| {
+        for i in 0..TRANSACTIONS {
+            run_handle(i);
+        }
+    });
+    eprintln!("{allocations} allocations for {TRANSACTIONS} async transactions");
+    // At most two, as for a transaction ended by its guard.
+    assert!(
+        allocations <= 2,
+        "{allocations} allocations for {TRANSACTIONS} async transactions"
     );
     h.flush();
     assert_eq!(h.transactions().len() as u64, 3 * TRANSACTIONS);

@@ -82,7 +82,7 @@ impl Frame {
                 s.default_outcome(outcome);
                 s.end_beside(timer);
             }
-            Frame::Transaction(t) => transaction::end_transaction(&t, None, Some(timer), outcome),
+            Frame::Transaction(t) => transaction::end_carried_transaction(t, *timer, outcome),
             Frame::Empty | Frame::Context(..) => {}
         }
     }

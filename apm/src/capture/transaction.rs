@@ -140,30 +140,58 @@ pub(crate) fn end_owned_transaction(mut txn: Arc<TxnShared>, token: Option<Token
             end_shared(&txn, timer, end, fallback);
             return false;
         };
-        if !wanted(t) {
-            return true;
-        }
-        let mut timer = timer;
-        if let Some(timer) = &mut timer {
-            timer.settle(&t.ended_elsewhere, t.id);
-        }
-        let child_ns = timer.map_or(0, |timer| timer.busy_until(end));
-        // Moved out, to be read beside the rest of `t`; what is left is replaced anyway when
-        // the state is reused.
-        let mut st = std::mem::replace(t.state.get_mut(), TxnState::new(TransactionName::EMPTY));
-        if !st.ended {
-            let errored = *t.errored.get_mut();
-            let rec = record(t, &mut st, end, child_ns, errored, fallback, true);
-            staging::push(Event::Transaction(spare::boxed(rec)));
-        }
+        end_alone(t, timer, end, fallback);
         true
     })
     .unwrap_or(false);
     if alone {
-        // `Arc::get_mut` succeeded above, and no reference was made since: `txn` was the only
-        // one.
-        let _ = SPARE.try_with(|spare| spare.set(Some(Alone(txn))));
+        keep_for_reuse(txn);
     }
+}
+
+/// Ends the transaction of a future (`#[apm::transaction]` on an `async fn`, a bound
+/// transaction) when it completes or is dropped, outside its polls: `timer` is the future's
+/// child timer. As [`end_owned_transaction`], the state is read without its lock and kept for
+/// reuse when nothing else refers to it any more.
+pub(crate) fn end_carried_transaction(mut txn: Arc<TxnShared>, timer: ChildTimer, fallback: Outcome) {
+    if txn.forks != tracer::forks() {
+        // Inherited through a fork: the parent ends and sends it (its lock may be held there).
+        return;
+    }
+    let end = clock::now();
+    match Arc::get_mut(&mut txn) {
+        Some(t) => {
+            end_alone(t, Some(timer), end, fallback);
+            keep_for_reuse(txn);
+        }
+        None => end_shared(&txn, Some(timer), end, fallback),
+    }
+}
+
+/// Ends a transaction that nothing else refers to: its state is read without its lock.
+fn end_alone(t: &mut TxnShared, timer: Option<ChildTimer>, end: Tick, fallback: Outcome) {
+    if !wanted(t) {
+        return;
+    }
+    let mut timer = timer;
+    if let Some(timer) = &mut timer {
+        timer.settle(&t.ended_elsewhere, t.id);
+    }
+    let child_ns = timer.map_or(0, |timer| timer.busy_until(end));
+    // Moved out, to be read beside the rest of `t`; what is left is replaced anyway when
+    // the state is reused.
+    let mut st = std::mem::replace(t.state.get_mut(), TxnState::new(TransactionName::EMPTY));
+    if !st.ended {
+        let errored = *t.errored.get_mut();
+        let rec = record(t, &mut st, end, child_ns, errored, fallback, true);
+        staging::push(Event::Transaction(spare::boxed(rec)));
+    }
+}
+
+/// Keeps the state of a transaction that ended alone for this thread's next one.
+fn keep_for_reuse(txn: Arc<TxnShared>) {
+    // `Arc::get_mut` succeeded on it, and no reference was made since: it is the only one.
+    let _ = SPARE.try_with(|spare| spare.set(Some(Alone(txn))));
 }
 
 /// Whether the transaction is to be sent: not an unsampled one that the server does not want
