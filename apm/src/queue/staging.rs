@@ -54,8 +54,9 @@ pub(crate) fn in_recorded_transaction() -> bool {
 }
 
 /// The thread entered or left its recorded transactions: leaving the last one makes what it
-/// staged visible to the transport thread (nothing tells when it comes back); entering one
-/// takes back what it published and was not swept yet, to go on filling it.
+/// staged visible to the transport thread (nothing tells when it comes back). Entering one
+/// takes nothing back yet: the first event staged inside it does (see [`reclaim_into`]), so
+/// that a poll of a task's future that records nothing takes no lock.
 #[inline]
 pub(crate) fn set_in_recorded_transaction(on: bool) {
     let was = IN_RECORDED_TRANSACTION
@@ -63,8 +64,6 @@ pub(crate) fn set_in_recorded_transaction(on: bool) {
         .unwrap_or(false);
     if was && !on {
         publish_staged();
-    } else if on && !was {
-        reclaim_staged();
     }
 }
 
@@ -121,8 +120,13 @@ pub(crate) fn push_with(make: impl FnOnce() -> Event) {
             return;
         };
         let staged = &mut staged.0;
-        if staged.capacity() == 0 {
-            *staged = batch::fresh();
+        if staged.is_empty() {
+            if in_recorded_transaction() {
+                reclaim_into(staged);
+            }
+            if staged.capacity() == 0 {
+                *staged = batch::fresh();
+            }
         }
         if let Some(make) = make.take() {
             if staged.len() == staged.capacity() {
@@ -166,29 +170,29 @@ fn publish_staged() {
     });
 }
 
-/// Takes back what this thread last published, if the transport thread has not swept it yet,
-/// to go on filling it (the thread enters a recorded transaction again): publishing and
-/// reclaiming move a vector, never the events, so that a thread that goes in and out of
-/// transactions does not copy its events each time.
-fn reclaim_staged() {
-    let _ = STAGED.try_with(|staged| {
-        let Ok(mut staged) = staged.try_borrow_mut() else {
-            return;
-        };
-        let staged = &mut staged.0;
-        if !staged.is_empty() {
-            return;
-        }
-        let _ = LOCAL.try_with(|local| {
-            if let Some(buf) = local.try_borrow().ok().as_ref().and_then(|l| l.as_ref()) {
-                let mut shared = buf.events.lock();
-                if !shared.is_empty() {
-                    std::mem::swap(&mut *shared, &mut *staged);
-                    buf.holds.store(true, Relaxed);
-                }
+/// Takes back into the empty `staged` what this thread last published, if the transport
+/// thread has not swept it yet, to go on filling it (its first event inside a recorded
+/// transaction): publishing and reclaiming move a vector, never the events, so that a thread
+/// that goes in and out of transactions does not copy its events each time.
+#[cold]
+fn reclaim_into(staged: &mut Vec<Event>) {
+    let _ = LOCAL.try_with(|local| {
+        if let Some(buf) = local.try_borrow().ok().as_ref().and_then(|l| l.as_ref()) {
+            #[cfg(test)]
+            RECLAIMS_LOCKED.with(|n| n.set(n.get() + 1));
+            let mut shared = buf.events.lock();
+            if !shared.is_empty() {
+                std::mem::swap(&mut *shared, staged);
+                buf.holds.store(true, Relaxed);
             }
-        });
+        }
     });
+}
+
+#[cfg(test)]
+thread_local! {
+    /// How many times this thread took its shared buffer's lock to take events back.
+    static RECLAIMS_LOCKED: Cell<usize> = const { Cell::new(0) };
 }
 
 fn publish(staged: &mut Vec<Event>) {
@@ -296,5 +300,56 @@ pub(crate) fn sweep(mut sink: impl FnMut(Vec<Event>)) {
             std::mem::replace(&mut *events, batch::fresh())
         };
         sink(taken);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::record::{TransactionName, TransactionRecord};
+
+    fn event(id: u64) -> Event {
+        Event::Transaction(Box::new(TransactionRecord::for_tests(
+            id,
+            TransactionName::Dynamic("t".into(), "custom".into()),
+        )))
+    }
+
+    fn staged_ids() -> Vec<u64> {
+        STAGED.with(|s| {
+            s.borrow()
+                .0
+                .iter()
+                .filter_map(|e| match e {
+                    Event::Transaction(t) => Some(t.id),
+                    _ => None,
+                })
+                .collect()
+        })
+    }
+
+    #[test]
+    fn entering_a_transaction_takes_nothing_back_until_its_first_event() {
+        let run = std::thread::spawn(|| {
+            let locked = || RECLAIMS_LOCKED.with(Cell::get);
+            // Outside any transaction an event is published at once: the thread now has a
+            // shared buffer holding it.
+            push(event(1));
+            assert!(staged_ids().is_empty());
+            // In and out with nothing recorded, as a poll that waits: no lock.
+            set_in_recorded_transaction(true);
+            set_in_recorded_transaction(false);
+            assert_eq!(locked(), 0);
+            // The first event inside takes back what was published, to go on filling it.
+            set_in_recorded_transaction(true);
+            push(event(2));
+            assert_eq!(locked(), 1);
+            assert_eq!(staged_ids(), [1, 2]);
+            push(event(3));
+            assert_eq!(locked(), 1);
+            set_in_recorded_transaction(false);
+            assert!(staged_ids().is_empty(), "published on leaving");
+        });
+        assert!(run.join().is_ok());
     }
 }
