@@ -17,7 +17,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use apm_benches::collector::{otlp_provider, Collector};
-use apm_benches::{process_cpu_time, thread_cpu_time};
+use apm_benches::{arg, median_f64, process_cpu_time, thread_cpu_time};
 
 const CHILD: &str = "--race-child";
 const VARIANTS: [&str; 3] = ["apm", "otel-otlp", "tracing-otel-otlp"];
@@ -229,21 +229,6 @@ fn run_child(variant: &str, load: Load, seconds: f64) -> Round {
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => 0.0,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
-
-fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::args()
-        .find_map(|a| a.strip_prefix(name)?.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == CHILD) {
@@ -310,22 +295,22 @@ fn main() {
         );
         println!("| variant | recorded | delivered | delivered % | dropped (counted) | CPU ns per event delivered, all threads | vs OTel OTLP | app thread CPU ns per event | CPU ns per transaction delivered, all threads |");
         println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-        let otlp_cpu = median(results[1].iter().map(|r| r.cpu_ns_per_delivered).collect());
+        let otlp_cpu = median_f64(results[1].iter().map(|r| r.cpu_ns_per_delivered).collect());
         for (v, rounds) in results.iter().enumerate() {
             if rounds.is_empty() {
                 continue;
             }
-            let cpu = median(rounds.iter().map(|r| r.cpu_ns_per_delivered).collect());
-            let recorded = median(rounds.iter().map(|r| r.recorded as f64).collect());
-            let delivered = median(rounds.iter().map(|r| r.delivered as f64).collect());
-            let share = median(
+            let cpu = median_f64(rounds.iter().map(|r| r.cpu_ns_per_delivered).collect());
+            let recorded = median_f64(rounds.iter().map(|r| r.recorded as f64).collect());
+            let delivered = median_f64(rounds.iter().map(|r| r.delivered as f64).collect());
+            let share = median_f64(
                 rounds
                     .iter()
                     .map(|r| 100.0 * r.delivered as f64 / r.recorded.max(1) as f64)
                     .collect(),
             );
-            let dropped = median(rounds.iter().map(|r| r.dropped as f64).collect());
-            let app = median(rounds.iter().map(|r| r.app_ns_per_recorded).collect());
+            let dropped = median_f64(rounds.iter().map(|r| r.dropped as f64).collect());
+            let app = median_f64(rounds.iter().map(|r| r.app_ns_per_recorded).collect());
             // A transaction and its spans are `children + 1` events.
             let per_transaction = cpu * f64::from(load.children + 1);
             println!(

@@ -27,6 +27,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use apm_benches::collector::{otlp_provider, Collector};
+use apm_benches::{arg, median_f64};
 
 const CHILD: &str = "--service-child";
 const VARIANTS: [&str; 3] = ["bare", "apm", "tower-http-otel"];
@@ -371,21 +372,6 @@ fn read_prefixed(stdout: &mut BufReader<ChildStdout>, prefix: &str, child: &mut 
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
-
-fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::args()
-        .find_map(|a| a.strip_prefix(name)?.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == CHILD) {
@@ -445,15 +431,15 @@ fn main() {
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let bare = &results[0];
     let ratio = |v: &[Round], f: fn(&Round) -> f64| {
-        median(v.iter().zip(bare).map(|(r, b)| f(r) / f(b)).collect())
+        median_f64(v.iter().zip(bare).map(|(r, b)| f(r) / f(b)).collect())
     };
-    let bare_cpu = median(
+    let bare_cpu = median_f64(
         bare.iter()
             .map(|r| r.worker_ns_per_request + r.other_ns_per_request)
             .collect(),
     );
     for (v, rounds) in results.iter().enumerate() {
-        let m = |f: fn(&Round) -> f64| median(rounds.iter().map(f).collect());
+        let m = |f: fn(&Round) -> f64| median_f64(rounds.iter().map(f).collect());
         let workers = m(|r| r.worker_ns_per_request) / 1e3;
         let others = m(|r| r.other_ns_per_request) / 1e3;
         let total = m(|r| r.worker_ns_per_request + r.other_ns_per_request);

@@ -234,3 +234,21 @@ pub fn median(rounds: &[PerCall]) -> PerCall {
         cpu_ns: mid(rounds.iter().map(|r| r.cpu_ns).collect()),
     }
 }
+
+/// The median of `values` (NaN when there are none).
+pub fn median_f64(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+/// The value of the command-line option `name` (its prefix, such as `--seconds=`), or
+/// `default` when it is absent or does not parse.
+pub fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::args()
+        .find_map(|a| a.strip_prefix(name)?.parse().ok())
+        .unwrap_or(default)
+}

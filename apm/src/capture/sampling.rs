@@ -24,24 +24,18 @@ pub(super) struct Origin {
 /// A new root: our sampling decision, our rate in the `es` tracestate entry (other vendors'
 /// entries of a restarted trace kept).
 pub(super) fn root(t: &Tracer, others: &str, links: Vec<Link>) -> Origin {
-    let (sampled, rate) = sample(t);
-    Origin {
-        trace_id: ids::next_u128(),
-        parent_id: None,
-        sampled,
-        sample_rate: rate,
-        tracestate: if others.is_empty() {
-            es_entry(rate, None)
-        } else {
-            propagation::format_tracestate(Some(f64::from(rate) / 10_000.0), others).map(Into::into)
-        },
-        links,
+    let mut origin = own_root(t, None);
+    if !others.is_empty() {
+        let rate = f64::from(origin.sample_rate) / 10_000.0;
+        origin.tracestate = propagation::format_tracestate(Some(rate), others).map(Into::into);
     }
+    origin.links = links;
+    origin
 }
 
-/// A new root with no other vendors' `tracestate` entries and no links: [`root`], keeping
-/// `previous` (the `tracestate` of this thread's previous transaction) when it is the entry
-/// wanted, so that no reference count is touched.
+/// A new root with no other vendors' `tracestate` entries and no links, keeping `previous`
+/// (the `tracestate` of this thread's previous transaction) when it is the entry wanted, so
+/// that no reference count is touched.
 pub(super) fn own_root(t: &Tracer, previous: Option<Arc<str>>) -> Origin {
     let (sampled, rate) = sample(t);
     Origin {
