@@ -13,7 +13,7 @@
 //! A transaction already sent cannot learn anything more: the spans that reach this thread
 //! after it go out as they are.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
@@ -24,6 +24,7 @@ use crate::types::clock;
 use crate::types::outcome::Outcome;
 use crate::types::record::{DroppedSpanStats, Event, SpanRecord};
 use crate::types::span_context::Composite;
+use crate::util::id_hash::{IdMap, IdSet};
 
 /// Buffered spans kept at most (parents that never end, or end on a thread that is gone, must
 /// not hold memory for good): beyond this, the oldest are sent.
@@ -81,13 +82,13 @@ pub(crate) struct HugeTraces {
     counters: &'static Counters,
     settings: Settings,
     /// The buffered child of each parent (by the parent's id), and the order they came in.
-    buffered: HashMap<u64, Buffered>,
+    buffered: IdMap<u64, Buffered>,
     order: VecDeque<u64>,
     /// Per transaction id, until its record passes.
-    changes: HashMap<u64, Changes>,
+    changes: IdMap<u64, Changes>,
     changes_order: VecDeque<u64>,
     /// Transactions recently sent.
-    sent: HashSet<u64>,
+    sent: IdSet<u64>,
     sent_order: VecDeque<u64>,
 }
 
@@ -97,11 +98,11 @@ impl HugeTraces {
         HugeTraces {
             counters,
             settings: Settings::default(),
-            buffered: HashMap::new(),
+            buffered: IdMap::default(),
             order: VecDeque::new(),
-            changes: HashMap::new(),
+            changes: IdMap::default(),
             changes_order: VecDeque::new(),
-            sent: HashSet::new(),
+            sent: IdSet::default(),
             sent_order: VecDeque::new(),
         }
     }
@@ -372,7 +373,7 @@ fn db_target(endpoint: &crate::types::db::DbEndpoint) -> Target {
     })
 }
 
-fn remember(set: &mut HashSet<u64>, order: &mut VecDeque<u64>, id: u64) {
+fn remember(set: &mut IdSet<u64>, order: &mut VecDeque<u64>, id: u64) {
     if set.insert(id) {
         order.push_back(id);
         if order.len() > MAX_TRANSACTIONS {

@@ -75,13 +75,14 @@ use tracing_subscriber::layer::{Context as LayerContext, Layer};
 
 use super::facade::{self, Entered, SpanFrame, SpanMeta};
 use super::semconv::{self, keys, Class, Has, Kind};
+use crate::util::id_hash::IdMap;
 use crate::util::own_thread::logged_by_agent;
 use crate::{LabelValue, Outcome};
 
 mod log_ids;
 mod table;
 pub use log_ids::WithTraceIds;
-use table::{IdMap, Table};
+use table::Table;
 
 /// Labels taken from one span's fields at most.
 const MAX_LABELS: usize = 32;

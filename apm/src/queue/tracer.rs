@@ -10,8 +10,6 @@ use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering::*};
 use std::time::Duration;
 
-use std::collections::HashMap;
-
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 
 use super::batch;
@@ -20,6 +18,7 @@ use crate::config::TraceContinuationStrategy;
 use crate::types::record::Event;
 use crate::types::sample_rate;
 use crate::config::Config;
+use crate::util::id_hash::IdMap;
 
 /// Forks this process's memory has been through (bumped in each forked child): what started
 /// under an earlier count belongs to an ancestor process, whose threads did not come along.
@@ -230,7 +229,7 @@ impl Counters {
 /// thread for each transaction while the tally is not empty: never on a span's path.
 #[derive(Debug, Default)]
 pub(crate) struct LostSpans {
-    by_transaction: Mutex<HashMap<u64, u32>>,
+    by_transaction: Mutex<IdMap<u64, u32>>,
     any: AtomicBool,
 }
 

@@ -7,16 +7,19 @@
 //! a span and its transaction's final name known together. The metrics thread drains the
 //! totals every `metrics_interval`. All maps are bounded.
 
-use std::borrow::Cow;
+use std::borrow::{Borrow, Cow};
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{Hash, Hasher};
 
 use parking_lot::Mutex;
 
 use crate::types::clock;
+use crate::types::meta::TransactionMeta;
 use crate::types::record::{
     Event, MetricsetRecord, SpanName, SpanRecord, TransactionName, TransactionRecord,
 };
+use crate::util::id_hash::IdMap;
 
 /// Transaction groups × span types kept between two reports.
 const MAX_GROUPS: usize = 1_000;
@@ -24,9 +27,11 @@ const MAX_GROUPS: usize = 1_000;
 const MAX_RECENT: usize = 4_096;
 /// Spans waiting for their transaction.
 const MAX_PENDING: usize = 50_000;
+/// Emptied per-transaction vectors of `pending` kept for the next transactions.
+const MAX_SPARE_KINDS: usize = 256;
 
 /// A transaction group: name and type, borrowed from the macro's statics for most
-/// transactions (finding its totals then allocates nothing).
+/// transactions.
 type TxnKey = (Cow<'static, str>, Cow<'static, str>);
 
 fn txn_key(name: &TransactionName) -> TxnKey {
@@ -36,27 +41,55 @@ fn txn_key(name: &TransactionName) -> TxnKey {
     }
 }
 
-/// A span's type and subtype: borrowed from the macro's statics for most spans.
-type SpanKind = (Cow<'static, str>, Option<Cow<'static, str>>);
-
-/// Span and transaction ids are random: their low bits are a hash already (SipHash over
-/// them was a tenth of the transport thread's time).
-#[derive(Default)]
-struct IdHasher(u64);
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
+/// A group's name and type, however they are held: lets the map of groups be searched with
+/// borrowed strings (a transaction's own), so that finding a group copies nothing.
+trait GroupName {
+    fn parts(&self) -> (&str, &str);
+}
+impl GroupName for TxnKey {
+    fn parts(&self) -> (&str, &str) {
+        (&self.0, &self.1)
     }
 }
-type ById<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
+impl GroupName for (&str, &str) {
+    fn parts(&self) -> (&str, &str) {
+        *self
+    }
+}
+impl Hash for dyn GroupName + '_ {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.parts().hash(h);
+    }
+}
+impl PartialEq for dyn GroupName + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+impl Eq for dyn GroupName + '_ {}
+
+/// The map's key: hashed and compared as its [`GroupName`] view is.
+#[derive(Debug)]
+struct GroupKey(TxnKey);
+impl Hash for GroupKey {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        (&self.0 as &dyn GroupName).hash(h);
+    }
+}
+impl PartialEq for GroupKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+impl Eq for GroupKey {}
+impl<'a> Borrow<dyn GroupName + 'a> for GroupKey {
+    fn borrow(&self) -> &(dyn GroupName + 'a) {
+        &self.0
+    }
+}
+
+/// A span's type and subtype: borrowed from the macro's statics for most spans.
+type SpanKind = (Cow<'static, str>, Option<Cow<'static, str>>);
 
 #[derive(Debug, Default, Clone, Copy)]
 struct Total {
@@ -64,22 +97,50 @@ struct Total {
     sum_us: u64,
 }
 
+/// Per span kind, the count and the sum of self times (µs). A transaction group has few
+/// kinds: searched linearly.
+type Kinds = Vec<(SpanKind, Total)>;
+
+/// Where an ended transaction's group is: its slot in the totals of one interval.
+#[derive(Debug, Clone, Copy)]
+struct GroupRef {
+    slot: u32,
+    interval: u32,
+}
+
+/// The totals of one metrics interval, by transaction group.
+#[derive(Debug, Default)]
+struct Totals {
+    /// Per group slot.
+    kinds: Vec<Kinds>,
+    /// Slots by name and type (SipHash: a name may come from outside, a request's path).
+    by_name: HashMap<GroupKey, u32>,
+    /// Slots by the address of a macro's static name: most transactions find their group
+    /// without hashing a string.
+    by_meta: IdMap<usize, u32>,
+    /// Entries of `kinds` (transaction group × span kind), bounded by `MAX_GROUPS`.
+    entries: usize,
+}
+
 #[derive(Debug, Default)]
 struct State {
-    /// Per transaction group, per span kind (a group has few: searched linearly).
-    totals: HashMap<TxnKey, Vec<(SpanKind, Total)>>,
-    /// Entries of `totals` (transaction group × span kind), bounded by `MAX_GROUPS`.
-    groups: usize,
-    recent: ById<TxnKey>,
+    totals: Totals,
+    /// Counts the intervals drained, so that a reference into an earlier one is told apart.
+    interval: u32,
+    /// The groups of the interval before this one, by slot: for spans that reach this thread
+    /// after their transaction and after the drain between them.
+    previous: Vec<Option<TxnKey>>,
+    recent: IdMap<u64, GroupRef>,
     recent_order: VecDeque<u64>,
-    /// Spans waiting for their transaction, by transaction id: per span kind, the count and
-    /// the sum of self times (µs).
-    pending: ById<Vec<(SpanKind, Total)>>,
+    /// Spans waiting for their transaction, by transaction id.
+    pending: IdMap<u64, Kinds>,
     pending_len: usize,
     /// Transaction ids of `pending` by age (with ids already gone, cleared out now and then):
     /// when `pending` is full the oldest make room, so that spans whose transaction never
     /// comes (dropped on a full queue) cannot take the room for good.
     pending_order: VecDeque<u64>,
+    /// Emptied vectors of `pending`, reused: a transaction's spans allocate nothing.
+    spare_kinds: Vec<Kinds>,
     overflowed: bool,
 }
 
@@ -111,13 +172,24 @@ impl Breakdown {
     pub(crate) fn drain(&self, timestamp_us: u64) -> Vec<MetricsetRecord> {
         let totals = {
             let mut st = self.state.lock();
-            st.groups = 0;
-            std::mem::take(&mut st.totals)
+            st.interval = st.interval.wrapping_add(1);
+            let totals = std::mem::take(&mut st.totals);
+            let mut previous = std::mem::take(&mut st.previous);
+            previous.clear();
+            previous.resize(totals.kinds.len(), None);
+            for (key, &slot) in &totals.by_name {
+                previous[slot as usize] = Some(key.0.clone());
+            }
+            st.previous = previous;
+            totals
         };
-        totals
+        let Totals {
+            mut kinds, by_name, ..
+        } = totals;
+        by_name
             .into_iter()
-            .flat_map(|((name, ty), kinds)| {
-                kinds
+            .flat_map(|(GroupKey((name, ty)), slot)| {
+                std::mem::take(&mut kinds[slot as usize])
                     .into_iter()
                     .map(move |((kind, subtype), t)| MetricsetRecord {
                         timestamp: timestamp_us,
@@ -130,7 +202,7 @@ impl Breakdown {
                         ],
                     })
             })
-            .collect()
+            .collect::<Vec<_>>()
     }
 }
 
@@ -143,41 +215,101 @@ fn span_kind(s: &SpanRecord) -> SpanKind {
     }
 }
 
-impl State {
-    /// Adds to the totals of the group `txn`, found once for all of `items`.
-    fn add(&mut self, txn: &TxnKey, items: impl IntoIterator<Item = (SpanKind, Total)>) {
-        let State {
-            totals,
-            groups,
-            overflowed,
-            ..
-        } = self;
-        let kinds = match totals.get_mut(txn) {
-            Some(kinds) => kinds,
-            None if *groups < MAX_GROUPS => totals.entry(txn.clone()).or_default(),
-            None => return Self::overflow(overflowed),
+fn meta_address(m: &'static TransactionMeta) -> usize {
+    std::ptr::from_ref(m) as usize
+}
+
+/// Adds `total` to `kind`'s entry of a waiting transaction; false when the entry is new.
+fn add_kind(kinds: &mut Kinds, kind: SpanKind, total: Total) -> bool {
+    if let Some((_, t)) = kinds.iter_mut().find(|(k, _)| *k == kind) {
+        t.count += total.count;
+        t.sum_us += total.sum_us;
+        true
+    } else {
+        kinds.push((kind, total));
+        false
+    }
+}
+
+impl Totals {
+    /// The slot of `name`'s group, made if there is room.
+    fn slot(&mut self, name: &TransactionName) -> Option<u32> {
+        if let TransactionName::Static(m) = name {
+            if let Some(&slot) = self.by_meta.get(&meta_address(m)) {
+                return Some(slot);
+            }
+        }
+        let parts = (name.name(), name.kind());
+        let slot = match self.by_name.get(&parts as &dyn GroupName) {
+            Some(&slot) => slot,
+            None => self.make_slot(txn_key(name))?,
         };
+        if let TransactionName::Static(m) = name {
+            self.by_meta.insert(meta_address(m), slot);
+        }
+        Some(slot)
+    }
+
+    fn make_slot(&mut self, key: TxnKey) -> Option<u32> {
+        if self.entries >= MAX_GROUPS {
+            return None;
+        }
+        let slot = u32::try_from(self.kinds.len()).ok()?;
+        self.kinds.push(Kinds::new());
+        self.by_name.insert(GroupKey(key), slot);
+        Some(slot)
+    }
+
+    /// The slot of the group named `key`, made if there is room.
+    fn slot_by_key(&mut self, key: &TxnKey) -> Option<u32> {
+        match self.by_name.get(key as &dyn GroupName) {
+            Some(&slot) => Some(slot),
+            None => self.make_slot(key.clone()),
+        }
+    }
+
+    /// Adds to the totals of the group in `slot`; false when an entry had no room.
+    fn add(&mut self, slot: u32, items: impl IntoIterator<Item = (SpanKind, Total)>) -> bool {
+        let Totals { kinds, entries, .. } = self;
+        let kinds = &mut kinds[slot as usize];
+        let mut fit = true;
         for (kind, total) in items {
             if let Some((_, t)) = kinds.iter_mut().find(|(k, _)| *k == kind) {
                 t.count += total.count;
                 t.sum_us += total.sum_us;
-            } else if *groups < MAX_GROUPS {
-                *groups += 1;
+            } else if *entries < MAX_GROUPS {
+                *entries += 1;
                 kinds.push((kind, total));
             } else {
-                Self::overflow(overflowed);
+                fit = false;
             }
         }
+        fit
     }
+}
 
-    fn overflow(overflowed: &mut bool) {
-        if !*overflowed {
-            *overflowed = true;
+impl State {
+    fn overflow(&mut self) {
+        if !self.overflowed {
+            self.overflowed = true;
             crate::util::diag::warn_limited!(
                 "breakdown",
                 "more than {MAX_GROUPS} breakdown groups in one metrics interval; the rest are not reported"
             );
         }
+    }
+
+    /// The slot in this interval's totals of the group `group` refers to, if it is still
+    /// known.
+    fn slot_now(&mut self, group: GroupRef) -> Option<u32> {
+        if group.interval == self.interval {
+            return Some(group.slot);
+        }
+        if group.interval.wrapping_add(1) != self.interval {
+            return None;
+        }
+        let key = self.previous.get(group.slot as usize)?.clone()?;
+        self.totals.slot_by_key(&key)
     }
 
     fn span(&mut self, s: &SpanRecord) {
@@ -186,40 +318,29 @@ impl State {
             sum_us: self_time_us(s.start, s.end, s.child_ns),
         };
         let kind = span_kind(s);
-        match self.recent.get(&s.transaction_id) {
-            Some(txn) => {
-                let txn = txn.clone();
-                self.add(&txn, [(kind, one)]);
+        if let Some(&group) = self.recent.get(&s.transaction_id) {
+            // Its transaction came first.
+            match self.slot_now(group) {
+                Some(slot) if !self.totals.add(slot, [(kind, one)]) => self.overflow(),
+                Some(_) => {}
+                // Its group has no room in this interval.
+                None if group.interval.wrapping_add(1) == self.interval => self.overflow(),
+                // More than an interval late: not counted.
+                None => {}
             }
-            None => {
-                if !self.pending.contains_key(&s.transaction_id) {
-                    self.make_pending_room();
-                    self.pending_order.push_back(s.transaction_id);
-                }
-                let kinds = self.pending.entry(s.transaction_id).or_default();
-                // A transaction has few span kinds: a linear search beats hashing them.
-                match kinds.iter_mut().find(|(k, _)| *k == kind) {
-                    Some((_, t)) => {
-                        t.count += 1;
-                        t.sum_us += one.sum_us;
-                    }
-                    None => {
-                        kinds.push((kind, one));
-                        self.pending_len += 1;
-                    }
-                }
-            }
+            return;
         }
-    }
-
-    /// Evicts the oldest waiting transactions' spans while `pending` is full.
-    fn make_pending_room(&mut self) {
-        while self.pending_len >= MAX_PENDING {
-            let Some(old) = self.pending_order.pop_front() else {
-                break;
-            };
-            if let Some(kinds) = self.pending.remove(&old) {
-                self.pending_len -= kinds.len();
+        let kinds = match self.pending.entry(s.transaction_id) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
+                self.pending_order.push_back(s.transaction_id);
+                e.insert(self.spare_kinds.pop().unwrap_or_default())
+            }
+        };
+        if !add_kind(kinds, kind, one) {
+            self.pending_len += 1;
+            if self.pending_len > MAX_PENDING {
+                self.make_pending_room(s.transaction_id);
             }
         }
         // Ids whose transaction came stay in the order until evicted: keep them few.
@@ -229,29 +350,76 @@ impl State {
         }
     }
 
+    /// Evicts the oldest waiting transactions' spans (but `keep`'s) while `pending` is over
+    /// its bound.
+    fn make_pending_room(&mut self, keep: u64) {
+        let mut turns = self.pending_order.len();
+        while self.pending_len > MAX_PENDING && turns > 0 {
+            turns -= 1;
+            let Some(old) = self.pending_order.pop_front() else {
+                break;
+            };
+            if old == keep {
+                self.pending_order.push_back(old);
+                continue;
+            }
+            if let Some(kinds) = self.pending.remove(&old) {
+                self.pending_len -= kinds.len();
+                self.give_back(kinds);
+            }
+        }
+    }
+
+    fn give_back(&mut self, mut kinds: Kinds) {
+        if self.spare_kinds.len() < MAX_SPARE_KINDS {
+            kinds.clear();
+            self.spare_kinds.push(kinds);
+        }
+    }
+
     fn transaction(&mut self, t: &TransactionRecord) {
-        let txn = txn_key(&t.name);
         let own = Total {
             count: 1,
             sum_us: self_time_us(t.start, t.end, t.child_ns),
         };
-        let spans = self.pending.remove(&t.id).unwrap_or_default();
-        self.pending_len -= spans.len();
-        self.add(
-            &txn,
-            std::iter::once(((Cow::Borrowed("app"), None), own)).chain(spans),
-        );
+        let spans = self.pending.remove(&t.id);
+        let Some(slot) = self.totals.slot(&t.name) else {
+            self.overflow();
+            if let Some(spans) = spans {
+                self.pending_len -= spans.len();
+                self.give_back(spans);
+            }
+            return;
+        };
+        let mut fit = self
+            .totals
+            .add(slot, [((Cow::Borrowed("app"), None), own)]);
+        if let Some(mut spans) = spans {
+            self.pending_len -= spans.len();
+            fit &= self.totals.add(slot, spans.drain(..));
+            self.give_back(spans);
+        }
+        if !fit {
+            self.overflow();
+        }
         if self.recent_order.len() >= MAX_RECENT {
             if let Some(old) = self.recent_order.pop_front() {
                 self.recent.remove(&old);
                 // Spans of a transaction that never arrived do not wait forever.
                 if let Some(spans) = self.pending.remove(&old) {
                     self.pending_len -= spans.len();
+                    self.give_back(spans);
                 }
             }
         }
         self.recent_order.push_back(t.id);
-        self.recent.insert(t.id, txn);
+        self.recent.insert(
+            t.id,
+            GroupRef {
+                slot,
+                interval: self.interval,
+            },
+        );
     }
 }
 
@@ -334,6 +502,52 @@ mod tests {
             "{}",
             st.pending_order.len()
         );
+    }
+
+    fn db_count(metricsets: &[MetricsetRecord]) -> Option<(String, f64)> {
+        metricsets.iter().find_map(|m| {
+            let (kind, subtype) = m.span.as_ref()?;
+            (kind == "db" && subtype.as_deref() == Some("postgresql")).then(|| {
+                let (name, _) = m.transaction.clone().expect("a transaction group");
+                (name, m.samples[0].1)
+            })
+        })
+    }
+
+    #[test]
+    fn a_span_after_its_transaction_counts_in_its_group_even_across_a_drain() {
+        let b = Breakdown::default();
+        b.record(&[Event::Transaction(Box::new(transaction(7)))]);
+        b.record(&[Event::Span(span(7))]);
+        assert_eq!(db_count(&b.drain(0)), Some(("job".into(), 1.0)));
+        // Its transaction was reported in the interval before.
+        b.record(&[Event::Span(span(7))]);
+        assert_eq!(db_count(&b.drain(0)), Some(("job".into(), 1.0)));
+        // More than an interval late: not counted.
+        b.drain(0);
+        b.record(&[Event::Span(span(7))]);
+        assert_eq!(db_count(&b.drain(0)), None);
+    }
+
+    #[test]
+    fn static_and_dynamic_names_of_one_group_share_its_totals() {
+        let b = Breakdown::default();
+        let mut dynamic = transaction(2);
+        dynamic.name = TransactionName::Dynamic("job".into(), "task".into());
+        b.record(&[
+            Event::Span(span(1)),
+            Event::Transaction(Box::new(transaction(1))),
+            Event::Span(span(2)),
+            Event::Transaction(Box::new(dynamic)),
+        ]);
+        let metricsets = b.drain(0);
+        assert_eq!(db_count(&metricsets), Some(("job".into(), 2.0)));
+        let app = metricsets
+            .iter()
+            .find(|m| m.span.as_ref().is_some_and(|(kind, _)| kind == "app"))
+            .expect("the transactions' own time");
+        assert_eq!(app.samples[0].1, 2.0);
+        assert_eq!(metricsets.len(), 2);
     }
 
     #[test]

@@ -1,36 +1,12 @@
 //! The layer's state of its bridged spans, by tracing span id.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tracing_core::span::Id;
 
+use crate::util::id_hash::IdMap;
 use crate::util::spin_lock::{SpinGuard, SpinLock};
-
-/// Hashes span ids and addresses (already unique integers) with one multiplication.
-#[derive(Debug, Default)]
-pub(super) struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-    fn write_usize(&mut self, n: usize) {
-        self.write_u64(n as u64);
-    }
-}
-
-pub(super) type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
 
 /// Values by tracing span id, in shards locked one span at a time: a span's callbacks hold
 /// its shard for a few instructions. No lock is shared by all spans, nothing is boxed per
