@@ -215,13 +215,14 @@ pub(crate) fn rename_span(span: &mut crate::Span, name: Cow<'static, str>) {
     span.0.rename(name);
 }
 
-/// Ends a bridged span with the time its children ran. The frame stays usable: a span may
-/// end while it is entered somewhere (the OpenTelemetry API allows it), and that entry is
+/// Ends a bridged span with the time its children ran, leaving the handle empty where it
+/// lies (nothing is moved out of a bridge's table to end it). The frame stays usable: a span
+/// may end while it is entered somewhere (the OpenTelemetry API allows it), and that entry is
 /// still left later.
-pub(crate) fn end_span(span: crate::Span, frame: Option<&SpanFrame>) {
+pub(crate) fn end_span(span: &mut crate::Span, frame: Option<&SpanFrame>) {
     match frame {
         Some(f) => span.0.end_with(&f.timer),
-        None => drop(span),
+        None => span.0.end_with(&ChildTimer::default()),
     }
 }
 

@@ -368,9 +368,10 @@ impl Span {
             s.dynamic_name().name = name;
         }
     }
-    /// Ends the span, whose own children ran for `timer`.
+    /// Ends the span, whose own children ran for `timer`; the handle is left empty (where it
+    /// lies: a bridge's table ends its spans in place).
     #[cfg(apm_bridge)]
-    pub(super) fn end_with(mut self, timer: &ChildTimer) {
+    pub(super) fn end_with(&mut self, timer: &ChildTimer) {
         if let Some(s) = self.core.0.take() {
             s.end_beside(timer);
         }

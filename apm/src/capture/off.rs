@@ -366,7 +366,7 @@ pub(crate) fn start_static_span(_meta: &'static crate::types::meta::SpanMeta) ->
 }
 
 #[cfg(apm_bridge)]
-pub(crate) fn end_span(_span: crate::Span, _frame: Option<&SpanFrame>) {}
+pub(crate) fn end_span(_span: &mut crate::Span, _frame: Option<&SpanFrame>) {}
 
 #[cfg(apm_bridge)]
 pub(crate) fn end_transaction(

@@ -162,9 +162,24 @@ impl ApmLayer {
         })
     }
 
-    /// Opens the apm side of a new tracing span: a span under `parent`, or a transaction at a
-    /// root.
-    fn open(&self, attrs: &Attributes<'_>) -> Option<Bridged> {
+    /// Opens the apm side of a new tracing span (a span under its parent, or a transaction at
+    /// a root) and keeps it in the table.
+    fn open(&self, attrs: &Attributes<'_>, id: &Id) {
+        let replaced = match self.open_into(attrs, id) {
+            Opened::InTable(replaced) => replaced,
+            Opened::Built(Some(bridged)) => self.table.insert(id, bridged),
+            Opened::Built(None) => None,
+        };
+        // An id reused without a close seen (another layer's filter): end the old one.
+        if let Some(old) = replaced {
+            old.end();
+        }
+    }
+
+    /// [`ApmLayer::open`]'s work: a span with no field values (the common case) is written
+    /// straight into its table slot, other states are built first.
+    #[inline]
+    fn open_into(&self, attrs: &Attributes<'_>, id: &Id) -> Opened {
         let meta = attrs.metadata();
         let parent = match attrs.parent() {
             Some(p) => Parent::Explicit(self.table.with(p, |b| b.context()).flatten()),
@@ -176,15 +191,21 @@ impl ApmLayer {
             Parent::Explicit(ctx) => ctx.is_some(),
         };
         if !recording && !self.has_root_rules() {
-            return None;
+            return Opened::Built(None);
         }
         if recording && attrs.values().is_empty() {
-            // No field values: nothing to map, the call site's static name and type.
-            let _attached = match &parent {
-                Parent::Explicit(Some(ctx)) => Some(ctx.attach()),
-                _ => None,
-            };
-            return Bridged::recorded(facade::start_static_span(static_meta(meta)));
+            // No field values: nothing to map, the call site's static name and type. Opened
+            // with the shard locked (nothing in it reaches the table), so that its state is
+            // built where it stays instead of moved there (about 200 bytes, moved several
+            // times on the way in).
+            let meta = static_meta(meta);
+            return Opened::InTable(self.table.insert_in_place(id, |slot| {
+                let _attached = match &parent {
+                    Parent::Explicit(Some(ctx)) => Some(ctx.attach()),
+                    _ => None,
+                };
+                Bridged::recorded_into(slot, facade::start_static_span(meta));
+            }));
         }
         let mut fields = Fields::default();
         if !attrs.values().is_empty() {
@@ -195,18 +216,27 @@ impl ApmLayer {
                 Parent::Explicit(Some(ctx)) => Some(ctx.attach()),
                 _ => None,
             };
-            return Bridged::span(meta, &fields);
+            return Opened::Built(Bridged::span(meta, &fields));
         }
         let is_root = match &parent {
             Parent::Current => crate::current_ids().is_none(),
             Parent::Explicit(_) => true,
         };
-        if is_root && self.is_transaction_root(meta, &fields) {
+        Opened::Built(if is_root && self.is_transaction_root(meta, &fields) {
             Bridged::transaction(meta, &fields)
         } else {
             None
-        }
+        })
     }
+}
+
+/// What [`ApmLayer::open_into`] did.
+enum Opened {
+    /// Wrote the state into the table (or nothing, when it records nothing); the value it
+    /// replaced, if any.
+    InTable(Option<Bridged>),
+    /// Built a state, if any, for the table.
+    Built(Option<Bridged>),
 }
 
 enum Parent {
@@ -218,12 +248,7 @@ enum Parent {
 
 impl<S: Subscriber> Layer<S> for ApmLayer {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, _ctx: LayerContext<'_, S>) {
-        if let Some(bridged) = self.open(attrs) {
-            // An id reused without a close seen (another layer's filter): end the old one.
-            if let Some(old) = self.table.insert(id, bridged) {
-                old.end();
-            }
-        }
+        self.open(attrs, id);
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, _ctx: LayerContext<'_, S>) {
@@ -272,8 +297,11 @@ impl<S: Subscriber> Layer<S> for ApmLayer {
     }
 
     fn on_close(&self, id: Id, _ctx: LayerContext<'_, S>) {
-        if let Some(bridged) = self.table.remove(&id) {
-            bridged.end();
+        // A span ends where it lies in the table; a transaction is taken out, and ended once
+        // the table's shard is released.
+        let taken = self.table.remove_in_place(&id, Bridged::end_in_place);
+        if let Some(Some(t)) = taken {
+            t.end();
         }
     }
 
@@ -365,13 +393,21 @@ impl Bridged {
 
     /// A started span's bridged state, before fields; `None` when it records nothing.
     #[inline]
-    fn recorded(mut span: crate::Span) -> Option<Bridged> {
+    fn recorded(span: crate::Span) -> Option<Bridged> {
+        let mut slot = None;
+        Bridged::recorded_into(&mut slot, span);
+        slot
+    }
+
+    /// [`Bridged::recorded`], written into `slot` (left empty when it records nothing).
+    #[inline]
+    fn recorded_into(slot: &mut Option<Bridged>, mut span: crate::Span) {
         if !span.is_recording() {
-            return None;
+            return;
         }
         // Outcomes are not inferred (bridge spec): unset status stays `unknown`.
         span.set_outcome(Outcome::Unknown);
-        Some(Bridged {
+        *slot = Some(Bridged {
             frame: SpanFrame::of_span(&span),
             handle: Handle::Span(span),
             status: None,
@@ -379,7 +415,7 @@ impl Bridged {
             http_status: None,
             server: false,
             labels: 0,
-        })
+        });
     }
 
     fn transaction(meta: &'static Metadata<'static>, fields: &Fields) -> Option<Bridged> {
@@ -489,12 +525,28 @@ impl Bridged {
         }
     }
 
+    /// Ends a span in its table slot: its record is handed over from there, and what is left
+    /// (an empty handle, the frame) is dropped in place. A transaction, whose end does more, is
+    /// taken out to be ended outside the table's lock ([`Bridged::end`]).
+    #[inline]
+    fn end_in_place(slot: &mut Option<Bridged>) -> Option<Bridged> {
+        if let Some(b) = slot {
+            let outcome = b.outcome();
+            if let Handle::Span(span) = &mut b.handle {
+                span.set_outcome(outcome);
+                facade::end_span(span, b.frame.as_ref());
+                return None;
+            }
+        }
+        slot.take()
+    }
+
     fn end(self) {
         let outcome = self.outcome();
         match self.handle {
             Handle::Span(mut span) => {
                 span.set_outcome(outcome);
-                facade::end_span(span, self.frame.as_ref());
+                facade::end_span(&mut span, self.frame.as_ref());
             }
             Handle::Transaction(t) => {
                 t.set_outcome(outcome);

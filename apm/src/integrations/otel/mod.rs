@@ -452,7 +452,7 @@ impl State {
                 }
                 span.set_outcome(outcome);
                 facade::set_span_otel(&mut span, span_kind, attributes);
-                facade::end_span(span, Some(self.frame.frame()));
+                facade::end_span(&mut span, Some(self.frame.frame()));
             }
             Handle::Transaction(t) => {
                 facade::set_transaction_type(&t, mapping::transaction_type(kind, &attributes));

@@ -11,6 +11,12 @@ use crate::util::spin_lock::{SpinGuard, SpinLock};
 /// Values by tracing span id, in shards locked one span at a time: a span's callbacks hold
 /// its shard for a few instructions. No lock is shared by all spans, nothing is boxed per
 /// span, and a shard's memory is reused.
+///
+/// A shard keeps its values in slots, and its map holds slot numbers: a new span's state is
+/// moved once into the slot freed last (still in cache), never moved within the map, and a
+/// closing span is ended where it lies ([`Table::remove_in_place`]). A map of the values
+/// themselves moved each state (about 200 bytes) into a bucket at a hashed place, and out of
+/// it again at the close.
 #[derive(Debug)]
 pub(super) struct Table<V> {
     shards: Box<[Shard<V>]>,
@@ -47,12 +53,26 @@ impl<V> Table<V> {
         self.shard(id).lock().insert(id.into_u64(), value)
     }
 
+    /// Stores the value `f` writes into an empty slot for `id` (none, when `f` leaves it
+    /// empty), the shard locked meanwhile: a value built in place rather than moved in.
+    /// Returns the value it replaces.
     #[inline]
-    pub(super) fn remove(&self, id: &Id) -> Option<V> {
+    pub(super) fn insert_in_place(&self, id: &Id, f: impl FnOnce(&mut Option<V>)) -> Option<V> {
+        self.shard(id).lock().insert_in_place(id.into_u64(), f)
+    }
+
+    /// Removes the value of `id` after `f` has seen its slot, where `f` may end it in place or
+    /// take it out; what `f` leaves in the slot is dropped there.
+    #[inline]
+    pub(super) fn remove_in_place<R>(
+        &self,
+        id: &Id,
+        f: impl FnOnce(&mut Option<V>) -> R,
+    ) -> Option<R> {
         if self.surely_absent(id) {
             return None;
         }
-        self.shard(id).lock().remove(&id.into_u64())
+        self.shard(id).lock().remove_in_place(id.into_u64(), f)
     }
 
     /// Runs `f` on the value of `id`, its shard locked.
@@ -61,7 +81,98 @@ impl<V> Table<V> {
         if self.surely_absent(id) {
             return None;
         }
-        self.shard(id).lock().get_mut(&id.into_u64()).map(f)
+        self.shard(id).lock().get_mut(id.into_u64()).map(f)
+    }
+}
+
+/// A shard's values: slot numbers by id, the slots, and the slots free for reuse.
+struct Slots<V> {
+    index: IdMap<u64, u32>,
+    slots: Vec<Option<V>>,
+    /// Freed slots, the last freed on top: the next value goes where the last one was.
+    free: Vec<u32>,
+}
+
+impl<V> Default for Slots<V> {
+    fn default() -> Self {
+        Slots {
+            index: IdMap::default(),
+            slots: Vec::new(),
+            free: Vec::new(),
+        }
+    }
+}
+
+impl<V> Slots<V> {
+    #[inline]
+    fn insert(&mut self, id: u64, value: V) -> Option<V> {
+        if let Some(&i) = self.index.get(&id) {
+            return self.slots[i as usize].replace(value);
+        }
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = Some(value);
+                i
+            }
+            None => {
+                // More than u32::MAX live spans in one shard cannot be: each holds memory.
+                let i = self.slots.len() as u32;
+                self.slots.push(Some(value));
+                i
+            }
+        };
+        self.index.insert(id, i);
+        None
+    }
+
+    #[inline]
+    fn insert_in_place(&mut self, id: u64, f: impl FnOnce(&mut Option<V>)) -> Option<V> {
+        if let Some(&i) = self.index.get(&id) {
+            let slot = &mut self.slots[i as usize];
+            let old = slot.take();
+            f(slot);
+            if slot.is_none() {
+                self.index.remove(&id);
+                self.free.push(i);
+            }
+            return old;
+        }
+        let i = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                // More than u32::MAX live spans in one shard cannot be: each holds memory.
+                self.slots.push(None);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let slot = &mut self.slots[i as usize];
+        f(slot);
+        if slot.is_some() {
+            self.index.insert(id, i);
+        } else {
+            self.free.push(i);
+        }
+        None
+    }
+
+    #[inline]
+    fn get_mut(&mut self, id: u64) -> Option<&mut V> {
+        let i = *self.index.get(&id)?;
+        self.slots[i as usize].as_mut()
+    }
+
+    #[inline]
+    fn remove_in_place<R>(&mut self, id: u64, f: impl FnOnce(&mut Option<V>) -> R) -> Option<R> {
+        let i = self.index.remove(&id)?;
+        let slot = &mut self.slots[i as usize];
+        let r = f(slot);
+        *slot = None;
+        self.free.push(i);
+        Some(r)
+    }
+
+    fn len(&self) -> usize {
+        self.index.len()
     }
 }
 
@@ -70,7 +181,7 @@ impl<V> Table<V> {
 /// exchange: one more locked instruction in each of a span's three callbacks, on the
 /// application's thread).
 struct Shard<V> {
-    values: SpinLock<IdMap<u64, V>>,
+    values: SpinLock<Slots<V>>,
     /// How many values it holds, written under the lock and read without it: while it holds
     /// none, the callbacks of its ids look nothing up (and no count shared by all shards is
     /// changed by every span).
@@ -80,7 +191,7 @@ struct Shard<V> {
 impl<V> Default for Shard<V> {
     fn default() -> Self {
         Shard {
-            values: SpinLock::new(IdMap::default()),
+            values: SpinLock::new(Slots::default()),
             live: AtomicUsize::new(0),
         }
     }
@@ -106,12 +217,12 @@ impl<V> Shard<V> {
 
 /// A locked shard; released on drop, its count of values kept first.
 struct Locked<'a, V> {
-    values: SpinGuard<'a, IdMap<u64, V>>,
+    values: SpinGuard<'a, Slots<V>>,
     live: &'a AtomicUsize,
 }
 
 impl<V> Deref for Locked<'_, V> {
-    type Target = IdMap<u64, V>;
+    type Target = Slots<V>;
     #[inline]
     fn deref(&self) -> &Self::Target {
         &self.values
@@ -130,5 +241,54 @@ impl<V> Drop for Locked<'_, V> {
     fn drop(&mut self) {
         // Before the guard's own drop releases the lock.
         self.live.store(self.values.len(), Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn slots_of<V>(t: &Table<V>, id: &Id) -> usize {
+        t.shard(id).values.lock().slots.len()
+    }
+
+    #[test]
+    fn values_are_written_in_place_replaced_and_removed_where_they_lie() {
+        let t: Table<Arc<u32>> = Table::new();
+        let a = Id::from_u64(1);
+        let first = Arc::new(10);
+        assert!(t
+            .insert_in_place(&a, |s| *s = Some(Arc::clone(&first)))
+            .is_none());
+        assert_eq!(t.with(&a, |v| **v), Some(10));
+        // The id again without a close: the old value is handed back.
+        let old = t.insert_in_place(&a, |s| *s = Some(Arc::new(11)));
+        assert!(old.is_some_and(|v| Arc::ptr_eq(&v, &first)));
+        // What the removal leaves in the slot is dropped there.
+        let second = t.with(&a, |v| Arc::clone(v)).unwrap();
+        assert_eq!(Arc::strong_count(&second), 2);
+        assert_eq!(t.remove_in_place(&a, |s| s.is_some()), Some(true));
+        assert_eq!(Arc::strong_count(&second), 1);
+        assert!(t.surely_absent(&a));
+        assert!(t.remove_in_place(&a, |_| ()).is_none());
+    }
+
+    #[test]
+    fn a_freed_slot_is_reused_and_an_empty_write_stores_nothing() {
+        let t: Table<u32> = Table::new();
+        let a = Id::from_u64(7);
+        for i in 0..100 {
+            t.insert_in_place(&a, |s| *s = Some(i));
+            assert_eq!(t.remove_in_place(&a, |s| s.take()), Some(Some(i)));
+        }
+        assert_eq!(slots_of(&t, &a), 1);
+        t.insert_in_place(&a, |_| {});
+        assert!(t.surely_absent(&a));
+        assert_eq!(t.with(&a, |v| *v), None);
+        assert!(t.insert(&a, 5).is_none());
+        assert_eq!(t.insert(&a, 6), Some(5));
+        assert_eq!(slots_of(&t, &a), 1);
     }
 }
