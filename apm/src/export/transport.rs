@@ -54,6 +54,9 @@ const WHILE_SENDING_DECODED: usize = 254 * 1024 * 1024;
 const TABLES_PATIENCE: Duration = Duration::from_secs(5);
 /// Stack traces held while the tables load, at most; beyond, they are resolved here.
 const MAX_AWAITING_TABLES: usize = 4096;
+/// A sent body's buffer is kept for the next body when it holds at most this many request
+/// sizes (3 MiB by default).
+const MAX_KEPT_BODY_REQUESTS: usize = 4;
 
 /// `{"metadata":…}` and its line end: the first line of every request.
 fn metadata_line(metadata: &serde_json::Value) -> Vec<u8> {
@@ -106,6 +109,8 @@ pub(crate) struct Transport {
     #[allow(clippy::vec_box)]
     spare_records: Vec<Box<TransactionRecord>>,
     body: Option<Body>,
+    /// The buffer of the last body sent, emptied, for the next one (see `Body::reusing`).
+    spare_body: Vec<u8>,
     body_events: u64,
     body_opened: Instant,
     /// The open body holds an error: it goes out at the end of this round.
@@ -161,6 +166,7 @@ impl Transport {
             awaiting_tables: Vec::new(),
             tables_asked_at: None,
             spare_records: Vec::new(),
+            spare_body: Vec::new(),
             body: None,
             body_events: 0,
             body_opened: Instant::now(),
@@ -544,7 +550,9 @@ impl Transport {
         let body = match &mut self.body {
             Some(b) => b,
             None => {
-                let mut b = Body::new(self.compress, self.tracer.live.api_request_size() as usize);
+                let spare = std::mem::take(&mut self.spare_body);
+                let size = self.tracer.live.api_request_size() as usize;
+                let mut b = Body::reusing(self.compress, size, spare);
                 b.out().extend_from_slice(&self.metadata_line);
                 self.body_opened = Instant::now();
                 self.body_events = 0;
@@ -653,6 +661,16 @@ impl Transport {
         version.split('.').next()?.parse().ok()
     }
 
+    /// Keeps the buffer of a body sent, unless it grew far beyond the request size (a body
+    /// that filled while a slow request was on its way): that memory goes back.
+    fn keep_body_buffer(&mut self, mut payload: Vec<u8>) {
+        let size = self.tracer.live.api_request_size() as usize;
+        if payload.capacity() <= MAX_KEPT_BODY_REQUESTS * size.max(64 * 1024) {
+            payload.clear();
+            self.spare_body = payload;
+        }
+    }
+
     /// Sends the open request. `true` when the server accepted it.
     fn send(&mut self) -> bool {
         self.release_held_spans();
@@ -699,6 +717,7 @@ impl Transport {
             Some(&mut || self.drain_while_sending()),
         );
         self.sending = false;
+        self.keep_body_buffer(payload);
         let failure = match answer {
             Ok(resp) if resp.is_success() => None,
             Ok(resp) => Some(format!(

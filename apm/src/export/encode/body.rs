@@ -26,21 +26,30 @@ const ONE: u64 = 1 << 16;
 
 impl Body {
     pub(crate) fn new(compress: bool, capacity: usize) -> Body {
+        Body::reusing(compress, capacity, Vec::new())
+    }
+
+    /// A body whose output is written into `buffer` (a body sent earlier, emptied), when it
+    /// has the room: a new buffer of the request's size is fresh memory, and the kernel faults
+    /// its pages in one by one as the body fills it.
+    pub(crate) fn reusing(compress: bool, capacity: usize, mut buffer: Vec<u8>) -> Body {
+        buffer.clear();
+        let out_capacity = if compress { capacity / 4 } else { capacity };
+        if buffer.capacity() < out_capacity {
+            buffer = Vec::with_capacity(out_capacity);
+        }
         if compress {
             Body {
                 ndjson: Vec::with_capacity(STAGE + STAGE / 4),
                 // Level 1 of flate2's zlib-rs backend: the cheapest deflate in CPU per event
                 // (BENCHMARKS.md, "Transport"), and intake NDJSON still shrinks over tenfold.
-                gzip: Some(GzEncoder::new(
-                    Vec::with_capacity(capacity / 4),
-                    Compression::fast(),
-                )),
+                gzip: Some(GzEncoder::new(buffer, Compression::fast())),
                 fed: 0,
                 ratio: ONE,
             }
         } else {
             Body {
-                ndjson: Vec::with_capacity(capacity),
+                ndjson: buffer,
                 gzip: None,
                 fed: 0,
                 ratio: ONE,
@@ -124,6 +133,22 @@ mod tests {
             .read_to_end(&mut plain)
             .expect("valid gzip");
         assert_eq!(plain, expected);
+    }
+
+    #[test]
+    fn a_reused_buffer_is_emptied_and_kept() {
+        for compress in [false, true] {
+            let mut old = Vec::with_capacity(1 << 20);
+            old.extend_from_slice(b"an earlier body");
+            let at = old.as_ptr();
+            let mut body = Body::reusing(compress, 4096, old);
+            body.out().extend_from_slice(b"{}\n");
+            let sent = body.finish().expect("finish");
+            assert_eq!(sent.as_ptr(), at, "compress: {compress}");
+            if !compress {
+                assert_eq!(sent, b"{}\n");
+            }
+        }
     }
 
     #[test]

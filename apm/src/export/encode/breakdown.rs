@@ -113,6 +113,10 @@ struct GroupRef {
 struct Totals {
     /// Per group slot.
     kinds: Vec<Kinds>,
+    names: Vec<TxnKey>,
+    /// The slot found last: consecutive transactions are mostly of one group, and comparing
+    /// its name costs less than hashing it.
+    last: Option<u32>,
     /// Slots by name and type (SipHash: a name may come from outside, a request's path).
     by_name: HashMap<GroupKey, u32>,
     /// Slots by the address of a macro's static name: most transactions find their group
@@ -129,7 +133,7 @@ struct State {
     interval: u32,
     /// The groups of the interval before this one, by slot: for spans that reach this thread
     /// after their transaction and after the drain between them.
-    previous: Vec<Option<TxnKey>>,
+    previous: Vec<TxnKey>,
     recent: IdMap<u64, GroupRef>,
     recent_order: VecDeque<u64>,
     /// Spans waiting for their transaction, by transaction id.
@@ -170,30 +174,18 @@ impl Breakdown {
 
     /// The totals since the last call, as metricsets stamped `timestamp_us` (metrics thread).
     pub(crate) fn drain(&self, timestamp_us: u64) -> Vec<MetricsetRecord> {
-        let totals = {
-            let mut st = self.state.lock();
-            st.interval = st.interval.wrapping_add(1);
-            let totals = std::mem::take(&mut st.totals);
-            let mut previous = std::mem::take(&mut st.previous);
-            previous.clear();
-            previous.resize(totals.kinds.len(), None);
-            for (key, &slot) in &totals.by_name {
-                previous[slot as usize] = Some(key.0.clone());
-            }
-            st.previous = previous;
-            totals
-        };
-        let Totals {
-            mut kinds, by_name, ..
-        } = totals;
-        by_name
-            .into_iter()
-            .flat_map(|(GroupKey((name, ty)), slot)| {
-                std::mem::take(&mut kinds[slot as usize])
+        let mut st = self.state.lock();
+        st.interval = st.interval.wrapping_add(1);
+        let Totals { kinds, names, .. } = std::mem::take(&mut st.totals);
+        let metricsets = names
+            .iter()
+            .zip(kinds)
+            .flat_map(|((name, ty), kinds)| {
+                kinds
                     .into_iter()
                     .map(move |((kind, subtype), t)| MetricsetRecord {
                         timestamp: timestamp_us,
-                        transaction: Some((name.clone().into_owned(), ty.clone().into_owned())),
+                        transaction: Some((name.to_string(), ty.to_string())),
                         span: Some((kind.into_owned(), subtype.map(Cow::into_owned))),
                         tags: Vec::new(),
                         samples: vec![
@@ -202,7 +194,9 @@ impl Breakdown {
                         ],
                     })
             })
-            .collect::<Vec<_>>()
+            .collect();
+        st.previous = names;
+        metricsets
     }
 }
 
@@ -240,6 +234,11 @@ impl Totals {
             }
         }
         let parts = (name.name(), name.kind());
+        if let Some(last) = self.last {
+            if self.names[last as usize].parts() == parts {
+                return Some(last);
+            }
+        }
         let slot = match self.by_name.get(&parts as &dyn GroupName) {
             Some(&slot) => slot,
             None => self.make_slot(txn_key(name))?,
@@ -247,6 +246,7 @@ impl Totals {
         if let TransactionName::Static(m) = name {
             self.by_meta.insert(meta_address(m), slot);
         }
+        self.last = Some(slot);
         Some(slot)
     }
 
@@ -256,6 +256,7 @@ impl Totals {
         }
         let slot = u32::try_from(self.kinds.len()).ok()?;
         self.kinds.push(Kinds::new());
+        self.names.push(key.clone());
         self.by_name.insert(GroupKey(key), slot);
         Some(slot)
     }
@@ -308,7 +309,7 @@ impl State {
         if group.interval.wrapping_add(1) != self.interval {
             return None;
         }
-        let key = self.previous.get(group.slot as usize)?.clone()?;
+        let key = self.previous.get(group.slot as usize)?.clone();
         self.totals.slot_by_key(&key)
     }
 
