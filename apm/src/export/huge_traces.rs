@@ -24,7 +24,8 @@ use crate::types::clock;
 use crate::types::outcome::Outcome;
 use crate::types::record::{DroppedSpanStats, Event, SpanRecord};
 use crate::types::span_context::Composite;
-use crate::util::id_hash::{IdMap, IdSet};
+use crate::util::id_hash::IdMap;
+use crate::util::recent_ids::RecentIds;
 
 /// Buffered spans kept at most (parents that never end, or end on a thread that is gone, must
 /// not hold memory for good): beyond this, the oldest are sent.
@@ -88,8 +89,7 @@ pub(crate) struct HugeTraces {
     changes: IdMap<u64, Changes>,
     changes_order: VecDeque<u64>,
     /// Transactions recently sent.
-    sent: IdSet<u64>,
-    sent_order: VecDeque<u64>,
+    sent: RecentIds<(), 8>,
 }
 
 impl HugeTraces {
@@ -102,8 +102,7 @@ impl HugeTraces {
             order: VecDeque::new(),
             changes: IdMap::default(),
             changes_order: VecDeque::new(),
-            sent: IdSet::default(),
-            sent_order: VecDeque::new(),
+            sent: RecentIds::new(MAX_TRANSACTIONS),
         }
     }
 
@@ -140,7 +139,7 @@ impl HugeTraces {
                     );
                 }
                 if !self.settings.inactive() {
-                    remember(&mut self.sent, &mut self.sent_order, txn.id);
+                    self.sent.insert(txn.id, ());
                 }
                 out.push(Event::Transaction(txn));
             }
@@ -164,7 +163,7 @@ impl HugeTraces {
                 self.release(child.span, out);
             }
         }
-        if self.sent.contains(&span.transaction_id) || !eligible(&span) {
+        if self.sent.contains(span.transaction_id) || !eligible(&span) {
             if let Some(sibling) = self.buffered.remove(&span.parent_id) {
                 self.release(sibling.span, out);
             }
@@ -269,7 +268,7 @@ impl HugeTraces {
     fn release(&mut self, span: SpanRecord, out: &mut Vec<Event>) {
         let min = self.settings.exit_span_min_ns;
         if min > 0
-            && !self.sent.contains(&span.transaction_id)
+            && !self.sent.contains(span.transaction_id)
             && eligible(&span)
             && duration_ns(&span) < min
         {
@@ -371,15 +370,4 @@ fn db_target(endpoint: &crate::types::db::DbEndpoint) -> Target {
         name: None,
         resource: endpoint.subtype.to_owned(),
     })
-}
-
-fn remember(set: &mut IdSet<u64>, order: &mut VecDeque<u64>, id: u64) {
-    if set.insert(id) {
-        order.push_back(id);
-        if order.len() > MAX_TRANSACTIONS {
-            if let Some(oldest) = order.pop_front() {
-                set.remove(&oldest);
-            }
-        }
-    }
 }

@@ -20,6 +20,7 @@ use crate::types::record::{
     Event, MetricsetRecord, SpanName, SpanRecord, TransactionName, TransactionRecord,
 };
 use crate::util::id_hash::IdMap;
+use crate::util::recent_ids::RecentIds;
 
 /// Transaction groups × span types kept between two reports.
 const MAX_GROUPS: usize = 1_000;
@@ -102,7 +103,7 @@ struct Total {
 type Kinds = Vec<(SpanKind, Total)>;
 
 /// Where an ended transaction's group is: its slot in the totals of one interval.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 struct GroupRef {
     slot: u32,
     interval: u32,
@@ -126,7 +127,7 @@ struct Totals {
     entries: usize,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct State {
     totals: Totals,
     /// Counts the intervals drained, so that a reference into an earlier one is told apart.
@@ -134,8 +135,9 @@ struct State {
     /// The groups of the interval before this one, by slot: for spans that reach this thread
     /// after their transaction and after the drain between them.
     previous: Vec<TxnKey>,
-    recent: IdMap<u64, GroupRef>,
-    recent_order: VecDeque<u64>,
+    /// The groups of the transactions ended lately, for their spans that come after them
+    /// (from other threads).
+    recent: RecentIds<GroupRef, 4>,
     /// Spans waiting for their transaction, by transaction id.
     pending: IdMap<u64, Kinds>,
     pending_len: usize,
@@ -146,6 +148,22 @@ struct State {
     /// Emptied vectors of `pending`, reused: a transaction's spans allocate nothing.
     spare_kinds: Vec<Kinds>,
     overflowed: bool,
+}
+
+impl Default for State {
+    fn default() -> State {
+        State {
+            totals: Totals::default(),
+            interval: 0,
+            previous: Vec::new(),
+            recent: RecentIds::new(MAX_RECENT),
+            pending: IdMap::default(),
+            pending_len: 0,
+            pending_order: VecDeque::new(),
+            spare_kinds: Vec::new(),
+            overflowed: false,
+        }
+    }
 }
 
 /// Shared by the transport thread (adds) and the metrics thread (drains).
@@ -319,7 +337,7 @@ impl State {
             sum_us: self_time_us(s.start, s.end, s.child_ns),
         };
         let kind = span_kind(s);
-        if let Some(&group) = self.recent.get(&s.transaction_id) {
+        if let Some(group) = self.recent.get(s.transaction_id) {
             // Its transaction came first.
             match self.slot_now(group) {
                 Some(slot) if !self.totals.add(slot, [(kind, one)]) => self.overflow(),
@@ -403,17 +421,6 @@ impl State {
         if !fit {
             self.overflow();
         }
-        if self.recent_order.len() >= MAX_RECENT {
-            if let Some(old) = self.recent_order.pop_front() {
-                self.recent.remove(&old);
-                // Spans of a transaction that never arrived do not wait forever.
-                if let Some(spans) = self.pending.remove(&old) {
-                    self.pending_len -= spans.len();
-                    self.give_back(spans);
-                }
-            }
-        }
-        self.recent_order.push_back(t.id);
         self.recent.insert(
             t.id,
             GroupRef {
