@@ -140,6 +140,24 @@ mod tests {
     }
 
     #[test]
+    fn every_character_in_every_position_is_written_back_as_it_was() {
+        // Each character below 0x80 and some wider ones, at each offset of a word, in strings
+        // long enough to take the eight-bytes-at-a-time path.
+        let specials: Vec<char> = (0u8..0x80).map(char::from).chain(['é', '✓', '🦀']).collect();
+        for c in specials {
+            for at in 0..20 {
+                let mut text: String = "abcdefghijklmnopqrst".chars().take(at).collect();
+                text.push(c);
+                text.push_str("uvwxyz0123456789");
+                let ours = s(|o| string(o, &text, 1024));
+                // serde_json writes `\b` and `\f` where this writes `\u0008` and `\u000c`.
+                let back: String = serde_json::from_str(&ours).expect("valid JSON");
+                assert_eq!(back, text);
+            }
+        }
+    }
+
+    #[test]
     fn long_strings_are_cut_by_characters() {
         let text = "é".repeat(1500);
         let ours = s(|o| string(o, &text, 1024));
