@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::{read_request_head, RequestHead};
+
 #[derive(Debug, Default)]
 pub struct Counts {
     /// Transactions and spans (apm), or spans (OTLP), received.
@@ -54,37 +56,19 @@ fn serve(conn: TcpStream, counts: &Counts) {
     let mut reader = BufReader::with_capacity(64 * 1024, conn);
     let mut line = String::new();
     loop {
-        line.clear();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+        let Some(RequestHead {
+            path,
+            length,
+            chunked,
+            encoding,
+        }) = read_request_head(&mut reader, &mut line)
+        else {
             return;
-        }
-        let path = line.split(' ').nth(1).unwrap_or("/").to_owned();
-        let (mut length, mut chunked, mut encoding) = (0usize, false, String::new());
-        loop {
-            line.clear();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                return;
-            }
-            let header = line.trim_end();
-            if header.is_empty() {
-                break;
-            }
-            let Some((name, value)) = header.split_once(':') else {
-                continue;
-            };
-            let value = value.trim();
-            if name.eq_ignore_ascii_case("content-length") {
-                length = value.parse().unwrap_or(0);
-            } else if name.eq_ignore_ascii_case("transfer-encoding") {
-                chunked = value.eq_ignore_ascii_case("chunked");
-            } else if name.eq_ignore_ascii_case("content-encoding") {
-                encoding = value.to_ascii_lowercase();
-            }
-        }
+        };
         let body = if chunked {
             read_chunked(&mut reader)
         } else {
-            let mut body = vec![0; length];
+            let mut body = vec![0; usize::try_from(length).unwrap_or(0)];
             reader.read_exact(&mut body).ok().map(|()| body)
         };
         let Some(body) = body else { return };

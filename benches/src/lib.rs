@@ -94,28 +94,10 @@ fn serve(conn: TcpStream, stats: &SinkStats, delay: Duration) {
     let mut writer = write_half;
     let mut line = String::new();
     loop {
-        // Request line and headers.
-        line.clear();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+        let Some(RequestHead { path, length, .. }) = read_request_head(&mut reader, &mut line)
+        else {
             return;
-        }
-        let path = line.split(' ').nth(1).unwrap_or("/").to_owned();
-        let mut length = 0u64;
-        loop {
-            line.clear();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                return;
-            }
-            let header = line.trim_end();
-            if header.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = header.split_once(':') {
-                if name.eq_ignore_ascii_case("content-length") {
-                    length = value.trim().parse().unwrap_or(0);
-                }
-            }
-        }
+        };
         let copied = std::io::copy(&mut (&mut reader).take(length), &mut std::io::sink());
         stats.bytes.fetch_add(copied.unwrap_or(0), Relaxed);
         stats.requests.fetch_add(1, Relaxed);
@@ -135,6 +117,50 @@ fn serve(conn: TcpStream, stats: &SinkStats, delay: Duration) {
         );
         if writer.write_all(answer.as_bytes()).is_err() {
             return;
+        }
+    }
+}
+
+/// What the benchmarks' servers read of a request's head.
+#[derive(Debug, Default)]
+pub struct RequestHead {
+    pub path: String,
+    pub length: u64,
+    pub chunked: bool,
+    /// `Content-Encoding`, lowercase (empty when absent).
+    pub encoding: String,
+}
+
+/// Reads a request line and its headers; `None` when the connection ends first. `line` is a
+/// buffer reused between requests.
+pub fn read_request_head(reader: &mut impl BufRead, line: &mut String) -> Option<RequestHead> {
+    line.clear();
+    if reader.read_line(line).unwrap_or(0) == 0 {
+        return None;
+    }
+    let mut head = RequestHead {
+        path: line.split(' ').nth(1).unwrap_or("/").to_owned(),
+        ..RequestHead::default()
+    };
+    loop {
+        line.clear();
+        if reader.read_line(line).unwrap_or(0) == 0 {
+            return None;
+        }
+        let header = line.trim_end();
+        if header.is_empty() {
+            return Some(head);
+        }
+        let Some((name, value)) = header.split_once(':') else {
+            continue;
+        };
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("content-length") {
+            head.length = value.parse().unwrap_or(0);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            head.chunked = value.eq_ignore_ascii_case("chunked");
+        } else if name.eq_ignore_ascii_case("content-encoding") {
+            head.encoding = value.to_ascii_lowercase();
         }
     }
 }

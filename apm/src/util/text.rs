@@ -11,6 +11,7 @@ pub(crate) const KEYWORD_LIMIT: usize = 1024;
 pub(crate) const DEFAULT_LONG_LIMIT: usize = 10_000;
 
 /// `text` cut to `limit` characters (at least 1), the last one replaced by `…` when cut.
+#[inline]
 pub(crate) fn truncate(text: &str, limit: usize) -> Cow<'_, str> {
     let limit = limit.max(1);
     // No more bytes than the limit, so no more characters: nothing to count (most fields).

@@ -38,12 +38,8 @@ fn hex8(v: u32) -> [u8; 8] {
 /// A JSON string of `text` cut to `limit` characters.
 #[inline]
 pub(crate) fn string(out: &mut Vec<u8>, text: &str, limit: usize) {
-    // A string of at most `limit` bytes has at most `limit` characters: no counting needed.
-    if text.len() <= limit {
-        escaped(out, text);
-    } else {
-        escaped(out, &truncate(text, limit));
-    }
+    // `truncate` returns a text of no more bytes than `limit` as it is, without counting.
+    escaped(out, &truncate(text, limit));
 }
 
 fn escaped(out: &mut Vec<u8>, text: &str) {
