@@ -24,12 +24,8 @@ pub(crate) fn span(args: SpanArgs, func: &Func) -> TokenStream {
     let action = optional(args.action);
     let site = Site {
         meta: quote! {
-            static __APM_META: #krate::__private::SpanMeta = #krate::__private::SpanMeta {
-                name: #name,
-                kind: #kind,
-                subtype: #subtype,
-                action: #action,
-            };
+            static __APM_META: #krate::__private::SpanMeta =
+                #krate::__private::SpanMeta::new(#name, #kind, #subtype, #action);
         },
         enter: format_ident!("enter_span"),
         start: format_ident!("start_span"),
@@ -51,7 +47,7 @@ pub(crate) fn transaction(args: TransactionArgs, func: &Func) -> TokenStream {
     let site = Site {
         meta: quote! {
             static __APM_META: #krate::__private::TransactionMeta =
-                #krate::__private::TransactionMeta { name: #name, kind: #kind };
+                #krate::__private::TransactionMeta::new(#name, #kind);
         },
         enter: format_ident!("enter_transaction{}", suffix),
         start: format_ident!("start_transaction{}", suffix),

@@ -222,7 +222,7 @@ mod tests {
         assert!(result.contains("my :: apm :: __private :: enter_transaction"));
         assert!(result.contains("__apm_call_once (move"));
         assert!(result.contains("set_outcome"));
-        assert!(result.contains("name : \"f\" , kind : \"custom\""));
+        assert!(result.contains("TransactionMeta :: new (\"f\" , \"custom\")"));
 
         let future = expand_span(
             quote!(name = "n"),
@@ -256,6 +256,6 @@ mod tests {
                 fn r#type() {}
             ),
         );
-        assert!(out.contains("name : \"type\""), "{out}");
+        assert!(out.contains("SpanMeta :: new (\"type\" ,"), "{out}");
     }
 }

@@ -211,6 +211,29 @@ fn manual_api_sets_names_results_labels_and_outcomes() {
     h.finish();
 }
 
+#[apm::span(name = "say \"hi\"\n\u{7}", kind = "custom", action = "a\\b")]
+fn quoted() {}
+
+#[apm::transaction(name = "quote \" and \u{1}", kind = "job")]
+fn quoted_transaction() {
+    quoted();
+}
+
+#[test]
+fn static_names_that_need_escaping_arrive_as_written() {
+    // Call sites' names are copied as they are unless they need escaping: these do.
+    let h = agent::start(|c| c);
+    quoted_transaction();
+    h.flush();
+    let (txs, spans) = (h.transactions(), h.spans());
+    assert_eq!((txs.len(), spans.len()), (1, 1), "{txs:#?} {spans:#?}");
+    assert_eq!(txs[0]["name"], "quote \" and \u{1}");
+    assert_eq!(spans[0]["name"], "say \"hi\"\n\u{7}");
+    assert_eq!(spans[0]["action"], "a\\b");
+    assert_eq!(spans[0]["type"], "custom");
+    h.finish();
+}
+
 #[test]
 fn long_names_are_truncated_to_the_keyword_limit() {
     let h = agent::start(|c| c);

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 
 use parking_lot::Mutex;
 
-use crate::types::clock::Tick;
+use crate::types::clock::{self, Tick};
 
 /// The time during which at least one child of a span or transaction ran (the union of the
 /// children's durations): its self time, for breakdown metrics, is its duration minus this.
@@ -143,7 +143,7 @@ impl EndedElsewhere {
 }
 
 fn nanos(from: Tick, to: Tick) -> u64 {
-    u64::try_from(to.saturating_duration_since(from).as_nanos()).unwrap_or(u64::MAX)
+    clock::nanos_between(from, to)
 }
 
 #[cfg(test)]

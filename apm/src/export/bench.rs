@@ -11,12 +11,7 @@ use crate::types::{clock, ids};
 /// `compress`) and returns the time it took and the bytes produced. For the throughput
 /// benchmark; the records are built before the clock starts.
 pub fn encode_spans(count: usize, compress: bool) -> (Duration, usize) {
-    static META: SpanMeta = SpanMeta {
-        name: "orders::load_order",
-        kind: "app",
-        subtype: None,
-        action: None,
-    };
+    static META: SpanMeta = SpanMeta::new("orders::load_order", "app", None, None);
     let start = clock::now();
     let trace_id = u128::from(ids::next_u64()) << 64 | u128::from(ids::next_u64());
     let transaction_id = ids::next_u64();

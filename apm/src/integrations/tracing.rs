@@ -845,12 +845,5 @@ fn static_meta_slow(key: usize, name: &'static str) -> &'static SpanMeta {
     let mut all = ALL.lock().unwrap_or_else(PoisonError::into_inner);
     all.get_or_insert_with(HashMap::new)
         .entry(key)
-        .or_insert_with(|| {
-            Box::leak(Box::new(SpanMeta {
-                name,
-                kind: "app",
-                subtype: Some("internal"),
-                action: None,
-            }))
-        })
+        .or_insert_with(|| Box::leak(Box::new(SpanMeta::new(name, "app", Some("internal"), None))))
 }

@@ -10,43 +10,92 @@ use std::sync::atomic::{fence, AtomicU64, Ordering::*};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// A reading of the agent's monotonic clock.
+/// A reading of the agent's monotonic clock: TSC cycles since `fastant`'s anchor, or, without
+/// a calibrated TSC, nanoseconds since the first reading.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) struct Tick(fastant::Instant);
+pub(crate) struct Tick(u64);
+
+// `fastant::Instant` is a `#[repr(transparent)]` cycle count: read as such, a difference of two
+// readings converts to nanoseconds with one integer multiplication (its own conversions go
+// through `f64` and `Duration`, about 100 instructions each, several per event encoded).
+const _: () = assert!(std::mem::size_of::<fastant::Instant>() == std::mem::size_of::<u64>());
 
 impl Tick {
-    pub(crate) const ZERO: Tick = Tick(fastant::Instant::ZERO);
+    pub(crate) const ZERO: Tick = Tick(0);
 
     /// The time from `earlier` to `self`; zero when `earlier` is later.
     #[inline]
     pub(crate) fn saturating_duration_since(&self, earlier: Tick) -> Duration {
-        self.0.saturating_duration_since(earlier.0)
+        Duration::from_nanos(nanos_between(earlier, *self))
     }
 }
 
 impl std::ops::Add<Duration> for Tick {
     type Output = Tick;
     fn add(self, d: Duration) -> Tick {
-        Tick(self.0 + d)
+        let nanos = u128::from(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        let ticks = (nanos << SCALE_SHIFT) / u128::from(nanos_per_tick_scaled());
+        Tick(self.0.saturating_add(u64::try_from(ticks).unwrap_or(u64::MAX)))
     }
 }
 
 #[inline]
 pub(crate) fn now() -> Tick {
     if fastant::is_tsc_available() {
-        Tick(fastant::Instant::now())
+        // SAFETY: `fastant::Instant` is `#[repr(transparent)]` over a `u64` (size checked
+        // above), for which every bit pattern is valid.
+        Tick(unsafe { std::mem::transmute::<fastant::Instant, u64>(fastant::Instant::now()) })
     } else {
         monotonic_now()
     }
 }
 
-/// std's monotonic clock as a tick: the time since the first such reading, added to tick zero
-/// (without a TSC, `fastant` counts a tick per nanosecond).
+/// std's monotonic clock as a tick: nanoseconds since the first such reading.
 #[inline(never)]
 fn monotonic_now() -> Tick {
     static BASE: OnceLock<std::time::Instant> = OnceLock::new();
     let base = *BASE.get_or_init(std::time::Instant::now);
-    Tick::ZERO + base.elapsed()
+    Tick(u64::try_from(base.elapsed().as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// Nanoseconds per tick are kept as a fixed-point number with this many fractional bits: a
+/// relative error below 10⁻¹¹ (a tenth of a nanosecond over ten seconds).
+const SCALE_SHIFT: u32 = 40;
+
+/// Nanoseconds per tick × 2^[`SCALE_SHIFT`]; 0 until first asked.
+static NANOS_PER_TICK: AtomicU64 = AtomicU64::new(0);
+
+/// Nanoseconds per tick × 2^[`SCALE_SHIFT`]: one per nanosecond without a TSC; with one, what
+/// `fastant` calibrated, read off the cycles it counts in 1 000 seconds.
+#[inline]
+fn nanos_per_tick_scaled() -> u64 {
+    match NANOS_PER_TICK.load(Relaxed) {
+        0 => calibrate(),
+        scale => scale,
+    }
+}
+
+#[cold]
+fn calibrate() -> u64 {
+    const SPAN_NS: u64 = 1_000 * 1_000_000_000;
+    let scale = if fastant::is_tsc_available() {
+        let later = fastant::Instant::ZERO + Duration::from_nanos(SPAN_NS);
+        // SAFETY: as in `now`.
+        let cycles = unsafe { std::mem::transmute::<fastant::Instant, u64>(later) }.max(1);
+        let scaled = ((u128::from(SPAN_NS) << SCALE_SHIFT) + u128::from(cycles / 2)) / u128::from(cycles);
+        u64::try_from(scaled).unwrap_or(u64::MAX).max(1)
+    } else {
+        1 << SCALE_SHIFT
+    };
+    NANOS_PER_TICK.store(scale, Relaxed);
+    scale
+}
+
+/// Nanoseconds in `ticks` ticks (rounded to the nearest).
+#[inline]
+fn ticks_to_nanos(ticks: u64) -> u64 {
+    let scaled = u128::from(ticks) * u128::from(nanos_per_tick_scaled());
+    u64::try_from((scaled + (1 << (SCALE_SHIFT - 1))) >> SCALE_SHIFT).unwrap_or(u64::MAX)
 }
 
 /// How often the transport thread takes the anchor again: a drift of a second a day moves
@@ -74,11 +123,11 @@ impl Anchor {
 
 /// The anchor in force: written rarely (at start, then every [`REANCHOR_EVERY`]), read for
 /// every event encoded, with loads only (a sequence lock: a reader that saw a write under
-/// way reads again). The tick is kept as nanoseconds since tick zero.
+/// way reads again).
 struct AnchorCell {
     seq: AtomicU64,
     wall_ns: AtomicU64,
-    at_ns: AtomicU64,
+    at: AtomicU64,
 }
 
 impl AnchorCell {
@@ -86,7 +135,7 @@ impl AnchorCell {
         AnchorCell {
             seq: AtomicU64::new(0),
             wall_ns: AtomicU64::new(0),
-            at_ns: AtomicU64::new(0),
+            at: AtomicU64::new(0),
         }
     }
 
@@ -102,12 +151,12 @@ impl AnchorCell {
                 continue;
             }
             let wall_ns = self.wall_ns.load(Relaxed);
-            let at_ns = self.at_ns.load(Relaxed);
+            let at = self.at.load(Relaxed);
             fence(Acquire);
             if self.seq.load(Relaxed) == before {
                 return Some(Anchor {
                     wall_ns,
-                    at: Tick::ZERO + Duration::from_nanos(at_ns),
+                    at: Tick(at),
                 });
             }
         }
@@ -126,7 +175,7 @@ impl AnchorCell {
         }
         fence(Release);
         self.wall_ns.store(a.wall_ns, Relaxed);
-        self.at_ns.store(nanos_between(Tick::ZERO, a.at), Relaxed);
+        self.at.store(a.at.0, Relaxed);
         self.seq.store(before + 2, Release);
     }
 
@@ -173,8 +222,9 @@ pub(crate) fn epoch_micros(t: Tick) -> u64 {
 }
 
 /// Nanoseconds between two ticks (zero when `end` is before `start`).
+#[inline]
 pub(crate) fn nanos_between(start: Tick, end: Tick) -> u64 {
-    u64::try_from(end.saturating_duration_since(start).as_nanos()).unwrap_or(u64::MAX)
+    ticks_to_nanos(end.0.saturating_sub(start.0))
 }
 
 /// Takes the anchor now (when the agent starts, off the hot path).
@@ -205,8 +255,6 @@ mod tests {
             wall_ns: real - 2 * SECOND,
             at: start,
         });
-        // (Within a microsecond: the anchor's tick is kept in nanoseconds, so a TSC's tick comes
-        // back rounded to a cycle.)
         let late = cell.get().map_or(0, |a| a.unix_nanos(start));
         assert!(late.abs_diff(real - 2 * SECOND) < 1_000, "{late} {real}");
         // Not due yet: kept.
@@ -230,6 +278,28 @@ mod tests {
     }
 
     #[test]
+    fn ticks_convert_to_nanoseconds_as_fastant_converts_them() {
+        // The cycle count read out of `fastant::Instant` and scaled here against `fastant`'s
+        // own `f64` conversion, from a nanosecond to a day.
+        if !fastant::is_tsc_available() {
+            return assert_eq!(nanos_between(Tick(5), Tick(1_005)), 1_000);
+        }
+        let start = fastant::Instant::now();
+        // SAFETY: as in `now`.
+        let raw = |i: fastant::Instant| unsafe { std::mem::transmute::<fastant::Instant, u64>(i) };
+        for ns in [1, 999, 1_000_000, 1_234_567_891, 86_400 * SECOND] {
+            let end = start + Duration::from_nanos(ns);
+            let theirs = u64::try_from((end - start).as_nanos()).unwrap_or(u64::MAX);
+            let ours = nanos_between(Tick(raw(start)), Tick(raw(end)));
+            assert!(ours.abs_diff(theirs) <= 1 + theirs / 10_000_000_000, "{ns}: {ours} {theirs}");
+            assert!(ours.abs_diff(ns) <= 2 + ns / 10_000_000_000, "{ns}: {ours}");
+        }
+        let (a, b) = (now(), now());
+        assert!(b >= a);
+        assert_eq!(nanos_between(b + Duration::from_secs(1), b), 0, "saturates");
+    }
+
+    #[test]
     fn timestamps_follow_the_wall_clock() {
         init();
         let t = now();
@@ -250,10 +320,11 @@ mod tests {
         let (a, std_a) = (monotonic_now(), std::time::Instant::now());
         std::thread::sleep(Duration::from_millis(20));
         let (std_b, b) = (std::time::Instant::now(), monotonic_now());
-        let ours = nanos_between(a, b);
+        // Its ticks are nanoseconds (the scale in force when there is no TSC; this machine
+        // may have one, so they are read as they are).
+        let ours = b.0 - a.0;
         let theirs = u64::try_from((std_b - std_a).as_nanos()).unwrap_or(0);
-        // Ours encloses std's (give or take a rounded nanosecond: with a TSC, ticks are
-        // cycles), by no more than the reads between them.
-        assert!(ours + 1_000 >= theirs && ours < theirs + 5_000_000, "{ours} {theirs}");
+        // Ours encloses std's by no more than the reads between them.
+        assert!(ours >= theirs && ours < theirs + 5_000_000, "{ours} {theirs}");
     }
 }

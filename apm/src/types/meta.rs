@@ -12,6 +12,28 @@ pub struct SpanMeta {
     pub subtype: ::core::option::Option<&'static str>,
     /// The span's action.
     pub action: ::core::option::Option<&'static str>,
+    /// All four texts go into JSON as they are: no character to escape, none too long.
+    #[doc(hidden)]
+    pub plain: bool,
+}
+
+impl SpanMeta {
+    /// The description of a call site; the macros make it in a `static`, so that whether its
+    /// texts need escaping is worked out when the program is compiled, not per span sent.
+    pub const fn new(
+        name: &'static str,
+        kind: &'static str,
+        subtype: ::core::option::Option<&'static str>,
+        action: ::core::option::Option<&'static str>,
+    ) -> SpanMeta {
+        SpanMeta {
+            name,
+            kind,
+            subtype,
+            action,
+            plain: plain(name) && plain(kind) && plain_or_none(subtype) && plain_or_none(action),
+        }
+    }
 }
 
 /// Static description of one `#[apm::transaction]` call site.
@@ -21,6 +43,48 @@ pub struct TransactionMeta {
     pub name: &'static str,
     /// The transaction's type.
     pub kind: &'static str,
+    /// Both texts go into JSON as they are (see [`SpanMeta::plain`]).
+    #[doc(hidden)]
+    pub plain: bool,
+}
+
+impl TransactionMeta {
+    /// The description of a call site (see [`SpanMeta::new`]).
+    pub const fn new(name: &'static str, kind: &'static str) -> TransactionMeta {
+        TransactionMeta {
+            name,
+            kind,
+            plain: plain(name) && plain(kind),
+        }
+    }
+}
+
+/// The keyword limit of the intake (1 024 characters), in bytes: a text of no more bytes has
+/// no more characters.
+pub(crate) const PLAIN_MAX_BYTES: usize = 1024;
+
+/// Whether `text` goes into a JSON string as it is: within the keyword limit, and without a
+/// quote, a backslash or a control character.
+const fn plain(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    if bytes.len() > PLAIN_MAX_BYTES {
+        return false;
+    }
+    let mut i = 0;
+    while i < bytes.len() {
+        if matches!(bytes[i], b'"' | b'\\' | 0..=0x1f) {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+const fn plain_or_none(text: ::core::option::Option<&str>) -> bool {
+    match text {
+        Some(t) => plain(t),
+        None => true,
+    }
 }
 
 /// Where `capture_error!` was written.
@@ -137,5 +201,34 @@ impl<T: ?Sized> NoBacktrace for &Carrier<'_, T> {
     #[inline]
     fn __apm_backtrace(self) -> Option<&'static ::std::backtrace::Backtrace> {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_site_is_plain_only_when_none_of_its_texts_needs_escaping_or_cutting() {
+        // Worked out when compiled.
+        const { assert!(SpanMeta::new("orders::load", "db", Some("postgresql"), None).plain) };
+        assert!(SpanMeta::new("é ✓ 🦀 <a href='x'>", "app", None, Some("query")).plain);
+        for (name, subtype, action) in [
+            ("say \"hi\"", None, None),
+            ("back\\slash", None, None),
+            ("new\nline", None, None),
+            ("ok", Some("tab\there"), None),
+            ("ok", None, Some("\u{1f}")),
+        ] {
+            assert!(
+                !SpanMeta::new(name, "app", subtype, action).plain,
+                "{name:?}"
+            );
+        }
+        let long: &'static str = Box::leak("x".repeat(PLAIN_MAX_BYTES + 1).into_boxed_str());
+        assert!(!SpanMeta::new(long, "app", None, None).plain);
+        assert!(SpanMeta::new(&long[1..], "app", None, None).plain);
+        assert!(TransactionMeta::new("GET /", "request").plain);
+        assert!(!TransactionMeta::new("GET /", "re\"quest").plain);
     }
 }

@@ -87,6 +87,11 @@ impl SpanName {
             SpanName::Db(c) => Some(c.action.as_str()),
         }
     }
+    /// Its texts go into JSON as they are (a call site's static, checked when compiled).
+    #[inline]
+    pub(crate) fn plain(&self) -> bool {
+        matches!(self, SpanName::Static(m) if m.plain)
+    }
     /// Turns the name into an owned one, so that parts of it can change. A statement's
     /// context is not kept: [`SpanRecord::expand_db`] first.
     pub(crate) fn make_dynamic(&mut self) -> &mut DynamicSpanName {
@@ -205,6 +210,11 @@ impl TransactionName {
             TransactionName::Static(m) => m.kind,
             TransactionName::Dynamic(_, k) => k,
         }
+    }
+    /// Its texts go into JSON as they are (a call site's static, checked when compiled).
+    #[inline]
+    pub(crate) fn plain(&self) -> bool {
+        matches!(self, TransactionName::Static(m) if m.plain)
     }
 }
 

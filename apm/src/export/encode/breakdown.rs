@@ -173,7 +173,7 @@ pub(crate) struct Breakdown {
 }
 
 fn self_time_us(start: clock::Tick, end: clock::Tick, child_ns: u64) -> u64 {
-    let total = u64::try_from(end.saturating_duration_since(start).as_nanos()).unwrap_or(u64::MAX);
+    let total = clock::nanos_between(start, end);
     total.saturating_sub(child_ns) / 1_000
 }
 
@@ -436,16 +436,8 @@ mod tests {
     use super::*;
     use crate::types::meta::{SpanMeta, TransactionMeta};
 
-    static DB: SpanMeta = SpanMeta {
-        name: "query",
-        kind: "db",
-        subtype: Some("postgresql"),
-        action: None,
-    };
-    static JOB: TransactionMeta = TransactionMeta {
-        name: "job",
-        kind: "task",
-    };
+    static DB: SpanMeta = SpanMeta::new("query", "db", Some("postgresql"), None);
+    static JOB: TransactionMeta = TransactionMeta::new("job", "task");
 
     fn span(transaction_id: u64) -> SpanRecord {
         let now = clock::now();

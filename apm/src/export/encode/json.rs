@@ -2,9 +2,12 @@
 //! transport writes millions of them a second, and going through serde's generic machinery
 //! cost more than all the rest of the pipeline (compression included).
 
-use crate::util::text::truncate;
+use crate::util::text::{truncate, KEYWORD_LIMIT};
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
+
+// A call site's `plain` texts (`types/meta.rs`) are copied without counting their characters.
+const _: () = assert!(crate::types::meta::PLAIN_MAX_BYTES == KEYWORD_LIMIT);
 
 /// `"` + the lowercase hex of `v`'s low `N * 4` bits + `"` (`N` a multiple of 8).
 #[inline]
@@ -42,33 +45,55 @@ pub(crate) fn string(out: &mut Vec<u8>, text: &str, limit: usize) {
     escaped(out, &truncate(text, limit));
 }
 
+/// A JSON string of a keyword `text`; `plain`: known to need no escaping and to fit the
+/// keyword limit (a call site's static name, checked when it was compiled), so copied as it is.
+#[inline]
+pub(crate) fn keyword(out: &mut Vec<u8>, text: &str, plain: bool) {
+    if plain {
+        out.reserve(text.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+    } else {
+        string(out, text, KEYWORD_LIMIT);
+    }
+}
+
 fn escaped(out: &mut Vec<u8>, text: &str) {
-    out.push(b'"');
     let bytes = text.as_bytes();
+    // Room for the text as it is, the usual case: one capacity check for the whole string.
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
     let mut clean = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let escape: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0..=0x1f => {
-                out.extend_from_slice(&bytes[clean..i]);
-                out.extend_from_slice(b"\\u00");
-                out.push(HEX[usize::from(b >> 4)]);
-                out.push(HEX[usize::from(b & 0xf)]);
-                clean = i + 1;
-                continue;
-            }
-            _ => continue,
-        };
-        out.extend_from_slice(&bytes[clean..i]);
-        out.extend_from_slice(escape);
-        clean = i + 1;
+    while let Some(found) = bytes[clean..].iter().position(|&b| needs_escape(b)) {
+        let at = clean + found;
+        out.extend_from_slice(&bytes[clean..at]);
+        let b = bytes[at];
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            _ => out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 0xf)],
+            ]),
+        }
+        clean = at + 1;
     }
     out.extend_from_slice(&bytes[clean..]);
     out.push(b'"');
+}
+
+/// A quote, a backslash or a control character: what a JSON string cannot hold as it is.
+#[inline]
+fn needs_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
 }
 
 /// An unsigned integer in decimal.
@@ -151,6 +176,22 @@ mod tests {
                 assert_eq!(back, text);
             }
         }
+    }
+
+    #[test]
+    fn a_plain_keyword_is_written_as_a_checked_one_is() {
+        for text in ["plain", "", "unicode é ✓ 🦀", "orders::load_order"] {
+            assert_eq!(
+                s(|o| keyword(o, text, true)),
+                s(|o| keyword(o, text, false)),
+                "{text:?}"
+            );
+        }
+        // Not plain: escaped and cut.
+        assert_eq!(s(|o| keyword(o, "a\"b", false)), r#""a\"b""#);
+        let long = "x".repeat(KEYWORD_LIMIT + 5);
+        let back: String = serde_json::from_str(&s(|o| keyword(o, &long, false))).expect("valid");
+        assert_eq!(back.chars().count(), KEYWORD_LIMIT);
     }
 
     #[test]

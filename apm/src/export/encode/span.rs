@@ -163,17 +163,18 @@ pub(crate) fn write_span(out: &mut Vec<u8>, s: &SpanRecord, policy: &Policy) -> 
     json::hex::<16>(out, u128::from(s.parent_id));
     out.extend_from_slice(b",\"trace_id\":");
     json::hex::<32>(out, s.trace_id);
+    let plain = s.name.plain();
     out.extend_from_slice(b",\"name\":");
-    json::string(out, s.name.name(), KEYWORD_LIMIT);
+    json::keyword(out, s.name.name(), plain);
     out.extend_from_slice(b",\"type\":");
-    json::string(out, s.name.kind(), KEYWORD_LIMIT);
+    json::keyword(out, s.name.kind(), plain);
     if let Some(subtype) = s.name.subtype() {
         out.extend_from_slice(b",\"subtype\":");
-        json::string(out, subtype, KEYWORD_LIMIT);
+        json::keyword(out, subtype, plain);
     }
     if let Some(action) = s.name.action() {
         out.extend_from_slice(b",\"action\":");
-        json::string(out, action, KEYWORD_LIMIT);
+        json::keyword(out, action, plain);
     }
     out.extend_from_slice(b",\"timestamp\":");
     json::uint(out, clock::epoch_micros(s.start));

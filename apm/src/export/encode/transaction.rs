@@ -103,10 +103,11 @@ pub(crate) fn write_transaction(
         out.extend_from_slice(b",\"parent_id\":");
         json::hex::<16>(out, u128::from(parent_id));
     }
+    let plain = t.name.plain();
     out.extend_from_slice(b",\"name\":");
-    json::string(out, t.name.name(), KEYWORD_LIMIT);
+    json::keyword(out, t.name.name(), plain);
     out.extend_from_slice(b",\"type\":");
-    json::string(out, t.name.kind(), KEYWORD_LIMIT);
+    json::keyword(out, t.name.kind(), plain);
     out.extend_from_slice(b",\"timestamp\":");
     json::uint(out, clock::epoch_micros(t.start));
     out.extend_from_slice(b",\"duration\":");
