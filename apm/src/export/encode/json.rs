@@ -218,6 +218,15 @@ mod tests {
         assert_eq!(s(|o| fixed4(o, 5_000)), "0.5");
         assert_eq!(s(|o| fixed4(o, 1)), "0.0001");
         assert_eq!(s(|o| fixed4(o, 0)), "0");
+        // Against the float formatting they stand for, over every number of leading and
+        // trailing zeros.
+        for nanos in (0..2_000_000u64)
+            .step_by(997)
+            .chain((0..=6).map(|z| 10u64.pow(z) * 7))
+        {
+            let ms: f64 = s(|o| millis(o, nanos)).parse().expect("a number");
+            assert_eq!(ms, nanos as f64 / 1e6, "{nanos}");
+        }
         assert_eq!(s(|o| hex::<16>(o, 0xab)), "\"00000000000000ab\"");
         // Against the standard formatter, over every digit value in every position.
         let mut v: u128 = 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210;
