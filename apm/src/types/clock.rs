@@ -42,12 +42,18 @@ impl std::ops::Add<Duration> for Tick {
 #[inline]
 pub(crate) fn now() -> Tick {
     if fastant::is_tsc_available() {
-        // SAFETY: `fastant::Instant` is `#[repr(transparent)]` over a `u64` (size checked
-        // above), for which every bit pattern is valid.
-        Tick(unsafe { std::mem::transmute::<fastant::Instant, u64>(fastant::Instant::now()) })
+        Tick(cycles(fastant::Instant::now()))
     } else {
         monotonic_now()
     }
+}
+
+/// The cycle count `fastant` keeps in an `Instant`.
+#[inline]
+fn cycles(i: fastant::Instant) -> u64 {
+    // SAFETY: `fastant::Instant` is `#[repr(transparent)]` over a `u64` (size checked above),
+    // for which every bit pattern is valid.
+    unsafe { std::mem::transmute::<fastant::Instant, u64>(i) }
 }
 
 /// std's monotonic clock as a tick: nanoseconds since the first such reading.
@@ -79,10 +85,8 @@ fn nanos_per_tick_scaled() -> u64 {
 fn calibrate() -> u64 {
     const SPAN_NS: u64 = 1_000 * 1_000_000_000;
     let scale = if fastant::is_tsc_available() {
-        let later = fastant::Instant::ZERO + Duration::from_nanos(SPAN_NS);
-        // SAFETY: as in `now`.
-        let cycles = unsafe { std::mem::transmute::<fastant::Instant, u64>(later) }.max(1);
-        let scaled = ((u128::from(SPAN_NS) << SCALE_SHIFT) + u128::from(cycles / 2)) / u128::from(cycles);
+        let in_span = u128::from(cycles(fastant::Instant::ZERO + Duration::from_nanos(SPAN_NS)).max(1));
+        let scaled = ((u128::from(SPAN_NS) << SCALE_SHIFT) + in_span / 2) / in_span;
         u64::try_from(scaled).unwrap_or(u64::MAX).max(1)
     } else {
         1 << SCALE_SHIFT
@@ -285,12 +289,10 @@ mod tests {
             return assert_eq!(nanos_between(Tick(5), Tick(1_005)), 1_000);
         }
         let start = fastant::Instant::now();
-        // SAFETY: as in `now`.
-        let raw = |i: fastant::Instant| unsafe { std::mem::transmute::<fastant::Instant, u64>(i) };
         for ns in [1, 999, 1_000_000, 1_234_567_891, 86_400 * SECOND] {
             let end = start + Duration::from_nanos(ns);
             let theirs = u64::try_from((end - start).as_nanos()).unwrap_or(u64::MAX);
-            let ours = nanos_between(Tick(raw(start)), Tick(raw(end)));
+            let ours = nanos_between(Tick(cycles(start)), Tick(cycles(end)));
             assert!(ours.abs_diff(theirs) <= 1 + theirs / 10_000_000_000, "{ns}: {ours} {theirs}");
             assert!(ours.abs_diff(ns) <= 2 + ns / 10_000_000_000, "{ns}: {ours}");
         }
