@@ -30,6 +30,8 @@ impl Tick {
     }
 }
 
+// Ticks a given time apart, for tests (the agent itself only subtracts ticks).
+#[cfg(test)]
 impl std::ops::Add<Duration> for Tick {
     type Output = Tick;
     fn add(self, d: Duration) -> Tick {

@@ -72,12 +72,19 @@ const fn plain(text: &str) -> bool {
     }
     let mut i = 0;
     while i < bytes.len() {
-        if matches!(bytes[i], b'"' | b'\\' | 0..=0x1f) {
+        if needs_json_escape(bytes[i]) {
             return false;
         }
         i += 1;
     }
     true
+}
+
+/// A quote, a backslash or a control character: what a JSON string cannot hold as it is (the
+/// one definition, for the check made while compiling and for the transport's escaping).
+#[inline]
+pub(crate) const fn needs_json_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
 }
 
 const fn plain_or_none(text: ::core::option::Option<&str>) -> bool {

@@ -2,12 +2,13 @@
 //! transport writes millions of them a second, and going through serde's generic machinery
 //! cost more than all the rest of the pipeline (compression included).
 
+use crate::types::meta::{needs_json_escape, PLAIN_MAX_BYTES};
 use crate::util::text::{truncate, KEYWORD_LIMIT};
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 // A call site's `plain` texts (`types/meta.rs`) are copied without counting their characters.
-const _: () = assert!(crate::types::meta::PLAIN_MAX_BYTES == KEYWORD_LIMIT);
+const _: () = assert!(PLAIN_MAX_BYTES == KEYWORD_LIMIT);
 
 /// `"` + the lowercase hex of `v`'s low `N * 4` bits + `"` (`N` a multiple of 8).
 #[inline]
@@ -61,11 +62,11 @@ pub(crate) fn keyword(out: &mut Vec<u8>, text: &str, plain: bool) {
 
 fn escaped(out: &mut Vec<u8>, text: &str) {
     let bytes = text.as_bytes();
-    // Room for the text as it is, the usual case: one capacity check for the whole string.
+    // Room for the text as it is (the usual case) reserved at once, not grown piece by piece.
     out.reserve(bytes.len() + 2);
     out.push(b'"');
     let mut clean = 0;
-    while let Some(found) = bytes[clean..].iter().position(|&b| needs_escape(b)) {
+    while let Some(found) = bytes[clean..].iter().position(|&b| needs_json_escape(b)) {
         let at = clean + found;
         out.extend_from_slice(&bytes[clean..at]);
         let b = bytes[at];
@@ -88,12 +89,6 @@ fn escaped(out: &mut Vec<u8>, text: &str) {
     }
     out.extend_from_slice(&bytes[clean..]);
     out.push(b'"');
-}
-
-/// A quote, a backslash or a control character: what a JSON string cannot hold as it is.
-#[inline]
-fn needs_escape(b: u8) -> bool {
-    b < 0x20 || b == b'"' || b == b'\\'
 }
 
 /// An unsigned integer in decimal.
@@ -162,8 +157,7 @@ mod tests {
 
     #[test]
     fn every_character_in_every_position_is_written_back_as_it_was() {
-        // Each character below 0x80 and some wider ones, at each offset of a word, in strings
-        // long enough to take the eight-bytes-at-a-time path.
+        // Each character below 0x80 and some wider ones, at each position of a string.
         let specials: Vec<char> = (0u8..0x80).map(char::from).chain(['é', '✓', '🦀']).collect();
         for c in specials {
             for at in 0..20 {
