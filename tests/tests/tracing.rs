@@ -211,6 +211,57 @@ fn manual_api_sets_names_results_labels_and_outcomes() {
     h.finish();
 }
 
+/// A thread's next transaction takes up the state of its last one when nothing refers to it any
+/// more, and writes its record into a box an earlier record used: nothing of the earlier ones
+/// carries over, whether their record took it (sampled) or left it in the state (unsampled).
+#[test]
+fn a_transaction_in_a_reused_state_carries_nothing_of_the_earlier_ones() {
+    let h = agent::start(|c| c);
+    {
+        let t = apm::start_transaction("first", "job");
+        t.set_result("done");
+        t.set_label("tenant", "acme");
+        t.set_outcome(apm::Outcome::Failure);
+        apm::set_user(apm::User::id("42"));
+        apm::set_custom_context("cart", 3);
+        drop(apm::start_span("one", "app"));
+    }
+    {
+        // Unsampled: its record takes none of its context.
+        let headers = vec![(
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00",
+        )];
+        let t = apm::start_transaction_with("unsampled", "job", &headers);
+        t.set_label("left", "behind");
+        t.set_result("unsampled result");
+        apm::set_user(apm::User::id("7"));
+        apm::set_custom_context("left", true);
+    }
+    drop(apm::start_transaction("third", "request"));
+    h.flush();
+    let txs = h.transactions();
+    let first = named(&txs, "first");
+    assert_eq!(first["context"]["tags"]["tenant"], "acme");
+    let third = named(&txs, "third");
+    assert_eq!(third["type"], "request");
+    assert_eq!(third["outcome"], "success");
+    assert!(third.get("result").is_none(), "{third}");
+    assert!(third.get("parent_id").is_none(), "{third}");
+    assert_ne!(third["trace_id"], first["trace_id"]);
+    assert_ne!(third["id"], first["id"]);
+    assert_eq!(third["span_count"]["started"], 0);
+    assert_eq!(third["span_count"]["dropped"], 0);
+    let context = third.get("context");
+    for key in ["tags", "user", "custom"] {
+        assert!(
+            context.and_then(|c| c.get(key)).is_none(),
+            "{key} carried over: {third}"
+        );
+    }
+    h.finish();
+}
+
 #[apm::span(name = "say \"hi\"\n\u{7}", kind = "custom", action = "a\\b")]
 fn quoted() {}
 

@@ -126,6 +126,14 @@ impl EndedElsewhere {
         self.count.store(ends.len() as u32, Relaxed);
     }
 
+    /// Empties it for a transaction started in a reused state (its memory kept).
+    pub(crate) fn clear(&mut self) {
+        if *self.count.get_mut() > 0 {
+            self.ends.get_mut().clear();
+            *self.count.get_mut() = 0;
+        }
+    }
+
     /// Hands `parent` the ends of its children that ended elsewhere.
     fn take(&self, parent: u64, mut end: impl FnMut(Tick)) {
         if self.count.load(Relaxed) == 0 {

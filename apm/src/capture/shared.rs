@@ -106,6 +106,51 @@ impl TxnState {
     }
 }
 
+impl TxnState {
+    /// Makes it the state of a transaction just started, in place: what a reused state still
+    /// holds is dropped field by field (moving a new state in would copy it whole).
+    pub(crate) fn restart(&mut self, name: TransactionName) {
+        // Named in full, without `..`: a field added to the state must be reset here too.
+        let TxnState {
+            name: old_name,
+            result,
+            outcome,
+            integration_outcome,
+            labels,
+            user,
+            custom,
+            request,
+            response,
+            message,
+            ended,
+            #[cfg(feature = "opentelemetry")]
+            otel,
+            #[cfg(feature = "opentelemetry")]
+            links,
+            #[cfg(apm_exit_stats)]
+            dropped_exits,
+        } = self;
+        *old_name = name;
+        *result = None;
+        *outcome = None;
+        *integration_outcome = None;
+        labels.clear();
+        *user = None;
+        custom.clear();
+        *request = None;
+        *response = None;
+        *message = None;
+        *ended = false;
+        #[cfg(feature = "opentelemetry")]
+        {
+            *otel = None;
+            links.clear();
+        }
+        #[cfg(apm_exit_stats)]
+        dropped_exits.clear();
+    }
+}
+
 impl TxnShared {
     // Mutations of the running transaction (manual API and integrations): never on a span's path.
     pub(crate) fn set_name(&self, name: Cow<'static, str>) {

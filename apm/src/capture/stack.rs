@@ -470,6 +470,21 @@ pub(crate) fn push_owner(
     push_owner_entry(ManuallyDrop::new(txn), false, id, timer, own_timer)
 }
 
+/// [`push_owner`] for a transaction guard: the entry borrows the guard's reference instead of
+/// counting one of its own, so that a transaction's start and end touch no reference count.
+///
+/// # Safety
+/// `txn` stays alive until the entry is closed by [`pop_then`] with the token returned. Where
+/// [`pop_then`] cannot reach the stack (`None`: it is borrowed), the entry may still be on it,
+/// and `txn` must then never be dropped. An entry parked elsewhere takes a reference of its
+/// own first ([`keep_lent`]).
+#[inline]
+pub(crate) unsafe fn push_lent_owner(txn: &Arc<TxnShared>, id: u64, timer: ChildTimer) -> Option<Token> {
+    // SAFETY: the same pointer as `txn`'s, never dropped (`lent`): a borrow, not a count.
+    let borrowed = ManuallyDrop::new(unsafe { Arc::from_raw(Arc::as_ptr(txn)) });
+    push_owner_entry(borrowed, true, id, timer, true)
+}
+
 #[inline]
 fn push_owner_entry(
     owner: ManuallyDrop<Arc<TxnShared>>,
@@ -651,30 +666,34 @@ pub(crate) fn pop(token: Token, end: Option<Tick>) -> Option<ChildTimer> {
 /// Closes the owner entry opened with `token` (a transaction's) and runs `then` with its child
 /// timer before the staging buffer hears that the thread may have left its transaction: a
 /// transaction's end stages its record first, so that what the thread staged is published
-/// once, with the record. `then` runs in any case (with no timer when the entry is gone).
+/// once, with the record. `then` runs with no timer when the entry is not on the stack (or the
+/// thread's stack is gone), and not at all when the stack is borrowed (`None`: the entry may
+/// still be on it).
 #[inline]
 pub(crate) fn pop_then<R>(token: Token, then: impl FnOnce(Option<ChildTimer>) -> R) -> Option<R> {
     let mut then = Some(then);
-    let done = STACK
-        .try_with(|s| {
-            let mut s = s.try_borrow_mut().ok()?;
-            // The entry (and its reference to the transaction) is dropped here; on top, in
-            // place (moving it out would copy it).
-            let top = s.len().checked_sub(1)?;
-            let timer = if s[top].token == token {
+    let reached = STACK.try_with(|s| {
+        let mut s = s.try_borrow_mut().ok()?;
+        // The entry (and its reference to the transaction, unless lent) is dropped here; on
+        // top, in place (moving it out would copy it).
+        let top = s.len().checked_sub(1);
+        let timer = match top {
+            Some(top) if s[top].token == token => {
                 let timer = s[top].timer;
                 s.truncate(top);
-                timer
-            } else {
-                close_quiet(&mut s, token, None)?.0.timer
-            };
-            let r = (then.take()?)(Some(timer));
-            refresh(&s);
-            Some(r)
-        })
-        .ok()
-        .flatten();
-    done.or_else(|| then.map(|f| f(None)))
+                Some(timer)
+            }
+            _ => close_quiet(&mut s, token, None).map(|(closed, _)| closed.timer),
+        };
+        let r = (then.take()?)(timer);
+        refresh(&s);
+        Some(r)
+    });
+    match reached {
+        Ok(done) => done,
+        // The thread's stack is gone, and its entries with it.
+        Err(_) => then.map(|f| f(None)),
+    }
 }
 
 #[inline]

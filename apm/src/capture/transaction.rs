@@ -18,6 +18,7 @@ use crate::types::ids;
 use crate::types::meta::TransactionMeta;
 use crate::types::outcome::Outcome;
 use crate::types::record::{Event, TransactionName, TransactionRecord};
+use crate::types::span_context::Link;
 
 /// Starts a transaction: the continuation of the trace in `headers` when given; else a child
 /// of the current context when there is one (same trace and sampling decision); otherwise the
@@ -47,10 +48,10 @@ pub(crate) fn open_transaction(
         })
         .unwrap_or_else(|| sampling::own_root(t, previous)),
     };
-    let started = shared(origin, name, t.live.max_spans.load(Relaxed));
+    let max_spans = t.live.max_spans.load(Relaxed);
     match reused {
-        Some(s) => *s = started,
-        None => return Some(Arc::new(started)),
+        Some(s) => restart(s, origin, name, max_spans),
+        None => return Some(Arc::new(shared(origin, name, max_spans))),
     }
     spare.map(|s| s.0)
 }
@@ -97,6 +98,44 @@ pub(super) fn shared(origin: Origin, name: TransactionName, max_spans: u32) -> T
     }
 }
 
+/// [`shared`], written in place into the state of an earlier transaction that nothing refers
+/// to any more.
+fn restart(s: &mut TxnShared, origin: Origin, name: TransactionName, max_spans: u32) {
+    // Named in full, without `..`: a field added to the state must be written here too.
+    let TxnShared {
+        trace_id,
+        id,
+        parent_id,
+        sampled,
+        sample_rate,
+        max_spans: limit,
+        started,
+        dropped,
+        tracestate,
+        links,
+        start,
+        forks,
+        errored,
+        state,
+        ended_elsewhere,
+    } = s;
+    *trace_id = origin.trace_id;
+    *id = ids::next_u64();
+    *parent_id = origin.parent_id;
+    *sampled = origin.sampled;
+    *sample_rate = origin.sample_rate;
+    *limit = max_spans;
+    *started.get_mut() = 0;
+    *dropped.get_mut() = 0;
+    *tracestate = origin.tracestate;
+    *links = origin.links;
+    *start = clock::now();
+    *forks = tracer::forks();
+    *errored.get_mut() = false;
+    state.get_mut().restart(name);
+    ended_elsewhere.clear();
+}
+
 pub(crate) fn transaction_name(meta: &'static TransactionMeta) -> TransactionName {
     TransactionName::Static(meta)
 }
@@ -122,8 +161,9 @@ pub(crate) fn end_transaction(
 }
 
 /// Ends the transaction of a guard, which held `txn` and its entry `token` on this thread's
-/// stack. When nothing else refers to the transaction any more (no span or handle outlives
-/// it), its state is read without its lock and kept for this thread's next transaction.
+/// stack (an entry that borrows `txn`: see [`stack::push_lent_owner`]). When nothing else
+/// refers to the transaction any more (no span or handle outlives it), its state is read
+/// without its lock and kept for this thread's next transaction.
 pub(crate) fn end_owned_transaction(mut txn: Arc<TxnShared>, token: Option<Token>, fallback: Outcome) {
     if txn.forks != tracer::forks() {
         // Inherited through a fork: the parent ends and sends it (its lock may be held there).
@@ -135,17 +175,24 @@ pub(crate) fn end_owned_transaction(mut txn: Arc<TxnShared>, token: Option<Token
     };
     // The record is staged before the stack says the thread left its transaction, so that
     // what the thread staged is made visible to the transport once, with the record.
-    let alone = stack::pop_then(token, |timer| {
+    let ended = stack::pop_then(token, |timer| {
         let Some(t) = Arc::get_mut(&mut txn) else {
             end_shared(&txn, timer, end, fallback);
             return false;
         };
         end_alone(t, timer, end, fallback);
         true
-    })
-    .unwrap_or(false);
-    if alone {
-        keep_for_reuse(txn);
+    });
+    match ended {
+        Some(true) => keep_for_reuse(txn),
+        Some(false) => {}
+        None => {
+            // The stack is borrowed (a drop inside the agent's own stack code): the guard's
+            // entry, which borrows this reference, may still be on it, so the reference is
+            // never released.
+            end_shared(&txn, None, end, fallback);
+            std::mem::forget(txn);
+        }
     }
 }
 
@@ -168,7 +215,8 @@ pub(crate) fn end_carried_transaction(mut txn: Arc<TxnShared>, timer: ChildTimer
     }
 }
 
-/// Ends a transaction that nothing else refers to: its state is read without its lock.
+/// Ends a transaction that nothing else refers to: its state is read without its lock. What
+/// the record does not take stays in the state until the state is reused.
 fn end_alone(t: &mut TxnShared, timer: Option<ChildTimer>, end: Tick, fallback: Outcome) {
     if !wanted(t) {
         return;
@@ -177,14 +225,18 @@ fn end_alone(t: &mut TxnShared, timer: Option<ChildTimer>, end: Tick, fallback: 
     if let Some(timer) = &mut timer {
         timer.settle(&t.ended_elsewhere, t.id);
     }
-    let child_ns = timer.map_or(0, |timer| timer.busy_until(end));
-    // Moved out, to be read beside the rest of `t`; what is left is replaced anyway when
-    // the state is reused.
-    let mut st = std::mem::replace(t.state.get_mut(), TxnState::new(TransactionName::EMPTY));
+    let ending = Ending {
+        end,
+        child_ns: timer.map_or(0, |timer| timer.busy_until(end)),
+        errored: *t.errored.get_mut(),
+        fallback,
+    };
+    let head = Head::of(t);
+    let links = std::mem::take(&mut t.links);
+    let st = t.state.get_mut();
     if !st.ended {
-        let errored = *t.errored.get_mut();
-        let rec = record(t, &mut st, end, child_ns, errored, fallback, true);
-        staging::push(Event::Transaction(spare::boxed(rec)));
+        let rec = spare::filled(|rec| fill(rec, &head, links, st, &ending, true));
+        staging::push(Event::Transaction(rec));
     }
 }
 
@@ -212,86 +264,162 @@ fn end_shared(txn: &TxnShared, timer: Option<ChildTimer>, end: Tick, fallback: O
     if let Some(t) = &mut timer {
         t.settle(&txn.ended_elsewhere, txn.id);
     }
-    let child_ns = timer.map_or(0, |t| t.busy_until(end));
-    // Set wherever the transaction itself was current when an error was captured.
-    let errored = txn.errored.load(Relaxed);
+    let ending = Ending {
+        end,
+        child_ns: timer.map_or(0, |t| t.busy_until(end)),
+        // Set wherever the transaction itself was current when an error was captured.
+        errored: txn.errored.load(Relaxed),
+        fallback,
+    };
+    let head = Head::of(txn);
     let mut st = txn.state.lock();
     if st.ended {
         return;
     }
     st.ended = true;
-    let rec = record(txn, &mut st, end, child_ns, errored, fallback, false);
+    let rec = spare::filled(|rec| fill(rec, &head, txn.links.clone(), &mut st, &ending, false));
     drop(st);
-    staging::push(Event::Transaction(spare::boxed(rec)));
+    staging::push(Event::Transaction(rec));
 }
 
-/// The end record of `txn`, taking what `st` holds. `alone`: nothing else refers to the
-/// transaction any more, so its name is moved rather than copied.
-#[inline]
-fn record(
-    txn: &TxnShared,
-    st: &mut TxnState,
+/// What a transaction's record takes from its shared state outside the lock.
+struct Head {
+    trace_id: u128,
+    id: u64,
+    parent_id: Option<u64>,
+    start: Tick,
+    sampled: bool,
+    sample_rate: u16,
+    spans_started: u32,
+    spans_dropped: u32,
+}
+
+impl Head {
+    #[inline]
+    fn of(txn: &TxnShared) -> Head {
+        Head {
+            trace_id: txn.trace_id,
+            id: txn.id,
+            parent_id: txn.parent_id,
+            start: txn.start,
+            sampled: txn.sampled,
+            sample_rate: if txn.sampled { txn.sample_rate } else { 0 },
+            spans_started: txn.started.load(Relaxed).min(txn.max_spans),
+            spans_dropped: txn.dropped.load(Relaxed),
+        }
+    }
+}
+
+/// How a transaction ended.
+struct Ending {
     end: Tick,
+    /// Time during which its children ran.
     child_ns: u64,
+    /// An error was captured where the transaction itself was current.
     errored: bool,
+    /// The outcome the instrumentation derived (e.g. from the HTTP status).
     fallback: Outcome,
+}
+
+/// Writes the end record of a transaction into `rec`, in place, taking what `st` holds.
+/// Every field is written (what `rec` held before is dropped). `alone`: nothing else refers
+/// to the transaction any more, so its name is moved rather than copied.
+#[inline]
+fn fill(
+    rec: &mut TransactionRecord,
+    head: &Head,
+    links: Vec<Link>,
+    st: &mut TxnState,
+    ending: &Ending,
     alone: bool,
-) -> TransactionRecord {
+) {
     // The application's outcome as set (`unknown` included), else a failure if an error was
     // captured in the transaction itself, else the instrumentation's (e.g. from the HTTP
     // status), `unknown` there meaning nothing went wrong.
     let outcome = match st.outcome {
         _ if std::thread::panicking() => Outcome::Failure,
         Some(set) => set,
-        None if errored => Outcome::Failure,
-        None => final_outcome(st.integration_outcome.unwrap_or(fallback)),
+        None if ending.errored => Outcome::Failure,
+        None => final_outcome(st.integration_outcome.unwrap_or(ending.fallback)),
     };
-    TransactionRecord {
-        trace_id: txn.trace_id,
-        id: txn.id,
-        parent_id: txn.parent_id,
-        name: if alone {
-            std::mem::replace(&mut st.name, TransactionName::EMPTY)
-        } else {
-            st.name.clone()
-        },
-        start: txn.start,
+    // Unsampled transactions carry no context.
+    let sampled = head.sampled;
+    // Named in full, without `..`: a field added to the record must be written here too.
+    let TransactionRecord {
+        trace_id,
+        id,
+        parent_id,
+        name,
+        start,
         end,
-        sampled: txn.sampled,
-        sample_rate: if txn.sampled { txn.sample_rate } else { 0 },
-        result: st.result.take(),
-        outcome,
-        // Unsampled transactions carry no context.
-        labels: if txn.sampled {
-            std::mem::take(&mut st.labels)
-        } else {
-            Vec::new()
-        },
-        spans_started: txn.started.load(Relaxed).min(txn.max_spans),
-        spans_dropped: txn.dropped.load(Relaxed),
-        dropped_spans_stats: Vec::new(),
+        sampled: rec_sampled,
+        sample_rate,
+        result,
+        outcome: rec_outcome,
+        labels,
+        spans_started,
+        spans_dropped,
+        dropped_spans_stats,
         #[cfg(apm_exit_stats)]
-        dropped_exits: std::mem::take(&mut st.dropped_exits),
+        dropped_exits,
         child_ns,
-        request: if txn.sampled { st.request.take() } else { None },
-        response: if txn.sampled {
-            st.response.take()
-        } else {
-            None
-        },
-        message: if txn.sampled { st.message.take() } else { None },
-        #[cfg(not(feature = "opentelemetry"))]
-        links: txn.links.clone(),
+        links: rec_links,
         #[cfg(feature = "opentelemetry")]
-        links: txn.links.iter().chain(&st.links).copied().collect(),
-        #[cfg(feature = "opentelemetry")]
-        otel: if txn.sampled { st.otel.take() } else { None },
-        user: if txn.sampled { st.user.take() } else { None },
-        custom: if txn.sampled {
-            std::mem::take(&mut st.custom)
-        } else {
-            Vec::new()
-        },
+        otel,
+        request,
+        response,
+        message,
+        user,
+        custom,
+    } = rec;
+    *trace_id = head.trace_id;
+    *id = head.id;
+    *parent_id = head.parent_id;
+    *name = if alone {
+        std::mem::replace(&mut st.name, TransactionName::EMPTY)
+    } else {
+        st.name.clone()
+    };
+    *start = head.start;
+    *end = ending.end;
+    *rec_sampled = sampled;
+    *sample_rate = head.sample_rate;
+    *result = st.result.take();
+    *rec_outcome = outcome;
+    *labels = take_if(sampled, &mut st.labels);
+    *spans_started = head.spans_started;
+    *spans_dropped = head.spans_dropped;
+    *dropped_spans_stats = Vec::new();
+    #[cfg(apm_exit_stats)]
+    {
+        *dropped_exits = std::mem::take(&mut st.dropped_exits);
+    }
+    *child_ns = ending.child_ns;
+    #[cfg(not(feature = "opentelemetry"))]
+    {
+        *rec_links = links;
+    }
+    #[cfg(feature = "opentelemetry")]
+    {
+        let mut links = links;
+        links.extend_from_slice(&st.links);
+        *rec_links = links;
+        *otel = if sampled { st.otel.take() } else { None };
+    }
+    *request = if sampled { st.request.take() } else { None };
+    *response = if sampled { st.response.take() } else { None };
+    *message = if sampled { st.message.take() } else { None };
+    *user = if sampled { st.user.take() } else { None };
+    *custom = take_if(sampled, &mut st.custom);
+}
+
+/// What `from` holds, taken when `take`; else nothing.
+#[inline]
+fn take_if<T>(take: bool, from: &mut Vec<T>) -> Vec<T> {
+    if take {
+        std::mem::take(from)
+    } else {
+        Vec::new()
     }
 }
 

@@ -28,17 +28,20 @@ thread_local! {
     static TAKEN: RefCell<Vec<Box<TransactionRecord>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// `rec` in a box: a spare one when there is one (what it held before is dropped here, on the
-/// thread that most likely allocated it), else a new one.
+/// A record written by `fill` into a box: a spare one when there is one (what it held before
+/// is dropped here, field by field as `fill` replaces it, on the thread that most likely
+/// allocated it), else a new one. Written where it lies: a record built first and moved into
+/// its box would be copied whole.
 #[inline]
-pub(crate) fn boxed(rec: TransactionRecord) -> Box<TransactionRecord> {
-    match take() {
-        Some(mut spare) => {
-            *spare = rec;
-            spare
-        }
-        None => Box::new(rec),
-    }
+pub(crate) fn filled(fill: impl FnOnce(&mut TransactionRecord)) -> Box<TransactionRecord> {
+    let mut rec = take().unwrap_or_else(new_box);
+    fill(&mut rec);
+    rec
+}
+
+#[cold]
+fn new_box() -> Box<TransactionRecord> {
+    Box::new(TransactionRecord::empty())
 }
 
 fn take() -> Option<Box<TransactionRecord>> {
@@ -125,7 +128,7 @@ mod tests {
     fn a_record_keeps_its_own_content_in_a_spare_box() {
         let mut boxes = vec![Box::new(transaction_record(1))];
         give_back(&mut boxes);
-        let b = boxed(transaction_record(7));
+        let b = filled(|r| *r = transaction_record(7));
         assert_eq!(b.id, 7);
     }
 }

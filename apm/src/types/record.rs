@@ -271,22 +271,20 @@ pub(crate) struct TransactionRecord {
     pub(crate) custom: Labels,
 }
 
-#[cfg(test)]
 impl TransactionRecord {
-    /// A sampled transaction record named `name`, with nothing else in it (unit tests).
-    pub(crate) fn for_tests(id: u64, name: TransactionName) -> TransactionRecord {
-        let now = super::clock::now();
+    /// A record with nothing in it, to be filled in its box.
+    pub(crate) fn empty() -> TransactionRecord {
         TransactionRecord {
-            trace_id: 1,
-            id,
+            trace_id: 0,
+            id: 0,
             parent_id: None,
-            name,
-            start: now,
-            end: now,
-            sampled: true,
-            sample_rate: 10_000,
+            name: TransactionName::EMPTY,
+            start: Tick::ZERO,
+            end: Tick::ZERO,
+            sampled: false,
+            sample_rate: 0,
             result: None,
-            outcome: Outcome::Success,
+            outcome: Outcome::Unknown,
             labels: Vec::new(),
             spans_started: 0,
             spans_dropped: 0,
@@ -302,6 +300,25 @@ impl TransactionRecord {
             otel: None,
             user: None,
             custom: Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+impl TransactionRecord {
+    /// A sampled transaction record named `name`, with nothing else in it (unit tests).
+    pub(crate) fn for_tests(id: u64, name: TransactionName) -> TransactionRecord {
+        let now = super::clock::now();
+        TransactionRecord {
+            trace_id: 1,
+            id,
+            name,
+            start: now,
+            end: now,
+            sampled: true,
+            sample_rate: 10_000,
+            outcome: Outcome::Success,
+            ..TransactionRecord::empty()
         }
     }
 }
