@@ -51,8 +51,8 @@ impl TransactionGuard {
     pub(super) fn open(name: TransactionName, headers: Option<&dyn HeaderSource>) -> Self {
         let txn = transaction::open_transaction(name, headers);
         // SAFETY: the guard keeps `txn` until its drop closes the entry with `token`
-        // (`end_owned_transaction`, which never drops it when the stack cannot be reached),
-        // and a guard cannot leave its thread.
+        // (`end_owned_transaction`, which never drops it where the entry may be left: a
+        // stack it cannot reach, a forked child), and a guard cannot leave its thread.
         let token = txn
             .as_ref()
             .and_then(|t| unsafe { stack::push_lent_owner(t, t.id, ChildTimer::default()) });

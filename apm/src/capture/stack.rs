@@ -1,8 +1,9 @@
 //! The thread-local stack of what is current: a transaction, then the spans opened inside it.
 //!
-//! An entry that owns a reference to its transaction is pushed when a transaction starts, a
-//! future is polled or a context is attached; span entries above it hold no reference, so
-//! starting a span touches no reference count. Always accessed with `try_with`:
+//! An owner entry, which refers to its transaction, is pushed when a transaction starts, a
+//! future is polled or a context is attached: a transaction guard's and a poll's borrow the
+//! reference of the guard or the future, others hold one of their own. Span entries above it
+//! hold none, so starting a span touches no reference count. Always accessed with `try_with`:
 //! during thread teardown the stack is simply absent.
 
 use std::cell::RefCell;
@@ -31,12 +32,13 @@ pub(crate) struct Entry {
     /// Set on entries that own their transaction (or borrow it for a poll); span entries
     /// belong to the nearest owner below them.
     owner: Option<ManuallyDrop<Arc<TxnShared>>>,
-    /// The owner is the reference of the future being polled, lent for the length of one
-    /// poll so that a poll touches no reference count: not dropped with the entry. The entry
-    /// is left before the poll returns or unwinds (its scope's `Drop`), so it never outlives
-    /// the frame the reference lives in. Parked for a later poll, it takes a reference of its
-    /// own first ([`keep_lent`]): that happens only when an entry below it was left during the
-    /// poll (a bridged span entered before it and exited inside it).
+    /// The owner is a reference lent by the future being polled (for one poll) or by a
+    /// transaction guard (until its drop), so that neither touches a reference count: not
+    /// dropped with the entry. The entry is closed before the poll returns or unwinds (its
+    /// scope's `Drop`), or by the guard's drop, so it never outlives the reference. Parked
+    /// elsewhere, it takes a reference of its own first ([`keep_lent`]): a poll's entry when
+    /// an entry below it was left during the poll (a bridged span entered before it and exited
+    /// inside it), a guard's when the guard is held across an `.await`.
     lent: bool,
     timer: ChildTimer,
     /// On owner entries: span places reserved from the transaction and not used yet. Spans
@@ -475,9 +477,9 @@ pub(crate) fn push_owner(
 ///
 /// # Safety
 /// `txn` stays alive until the entry is closed by [`pop_then`] with the token returned. Where
-/// [`pop_then`] cannot reach the stack (`None`: it is borrowed), the entry may still be on it,
-/// and `txn` must then never be dropped. An entry parked elsewhere takes a reference of its
-/// own first ([`keep_lent`]).
+/// it is not closed (a forked child's end, or [`pop_then`] returning `None`: the stack is
+/// borrowed), the entry may still be on the stack, and `txn` must then never be dropped. An
+/// entry parked elsewhere takes a reference of its own first ([`keep_lent`]).
 #[inline]
 pub(crate) unsafe fn push_lent_owner(txn: &Arc<TxnShared>, id: u64, timer: ChildTimer) -> Option<Token> {
     // SAFETY: the same pointer as `txn`'s, never dropped (`lent`): a borrow, not a count.
@@ -748,10 +750,11 @@ pub(crate) fn leave(token: Token) -> (Vec<Entry>, Option<ChildTimer>) {
         .unwrap_or_default()
 }
 
-/// Entries about to be parked take a reference of their own where theirs was lent for a poll:
-/// a poll's entry is left before its poll returns, unless an entry below it was left first
-/// (a bridged span entered before the poll and exited inside it), which parks it; its frame's
-/// reference may be gone when it is put back.
+/// Entries about to be parked take a reference of their own where theirs was lent: a poll's
+/// entry is left before its poll returns, unless an entry below it was left first (a bridged
+/// span entered before the poll and exited inside it), which parks it; a guard's entry is
+/// parked when the guard is held across an `.await`. The lender's reference may be gone when
+/// the entry is put back.
 #[cold]
 fn keep_lent_entries(entries: &mut [Entry]) {
     for e in entries.iter_mut().filter(|e| e.lent) {

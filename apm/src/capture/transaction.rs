@@ -167,6 +167,12 @@ pub(crate) fn end_transaction(
 pub(crate) fn end_owned_transaction(mut txn: Arc<TxnShared>, token: Option<Token>, fallback: Outcome) {
     if txn.forks != tracer::forks() {
         // Inherited through a fork: the parent ends and sends it (its lock may be held there).
+        // The child's stack was forgotten at the fork, its entries with it; were it not (its
+        // stack borrowed then), the guard's entry would still borrow this reference: never
+        // released, in the child only.
+        if token.is_some() {
+            std::mem::forget(txn);
+        }
         return;
     }
     let end = clock::now();
