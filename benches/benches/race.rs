@@ -5,6 +5,10 @@
 //!   (HTTP/protobuf, gzip);
 //! - `tracing` + `tracing-opentelemetry` + the same SDK and exporter.
 //!
+//! And a floor, `none`: the same paced calls without a tracer, which every variant pays too
+//! (its CPU per event is per event made, there being nothing to deliver); what each variant
+//! costs above it is printed after the table.
+//!
 //! Each variant runs in a process of its own (this program again, with `--race-child`), so
 //! that its CPU time is its own; the collector runs in this process and counts what arrives:
 //! for `apm` the transactions and spans of the intake NDJSON, for OTLP the spans of each
@@ -20,7 +24,10 @@ use apm_benches::collector::{otlp_provider, Collector};
 use apm_benches::{arg, median_f64, process_cpu_time, thread_cpu_time};
 
 const CHILD: &str = "--race-child";
-const VARIANTS: [&str; 3] = ["apm", "otel-otlp", "tracing-otel-otlp"];
+const VARIANTS: [&str; 4] = ["apm", "otel-otlp", "tracing-otel-otlp", FLOOR];
+/// The same paced loop and the same calls without any tracer: what every variant pays for the
+/// pacing itself (a sleep and a wake-up per millisecond, caches gone cold in between).
+const FLOOR: &str = "none";
 
 /// A paced load: every millisecond, `roots` transactions (root spans) of `children` spans.
 #[derive(Debug, Clone, Copy)]
@@ -183,6 +190,24 @@ fn child(variant: &str, load: Load, url: &str, seconds: f64) -> Outcome {
                 dropped: 0,
             }
         }
+        FLOOR => {
+            let cpu0 = process_cpu_time();
+            let app0 = thread_cpu_time();
+            let ticks = paced(seconds, || {
+                for r in 0..load.roots {
+                    std::hint::black_box(work(u64::from(r)));
+                    for i in 0..load.children {
+                        std::hint::black_box(work(u64::from(i)));
+                    }
+                }
+            });
+            Outcome {
+                recorded: ticks * per_tick,
+                cpu: process_cpu_time() - cpu0,
+                app_cpu: thread_cpu_time() - app0,
+                dropped: 0,
+            }
+        }
         other => {
             eprintln!("race: no variant {other}");
             std::process::exit(2);
@@ -199,6 +224,8 @@ struct Round {
     delivered: u64,
     dropped: u64,
     cpu_ns_per_delivered: f64,
+    /// For the floor, which delivers nothing.
+    cpu_ns_per_recorded: f64,
     app_ns_per_recorded: f64,
 }
 
@@ -225,6 +252,7 @@ fn run_child(variant: &str, load: Load, seconds: f64) -> Round {
         delivered,
         dropped: dropped as u64,
         cpu_ns_per_delivered: cpu_ns / delivered.max(1) as f64,
+        cpu_ns_per_recorded: cpu_ns / recorded.max(1.0),
         app_ns_per_recorded: app_ns / recorded.max(1.0),
     }
 }
@@ -279,7 +307,7 @@ fn main() {
             for (v, rounds) in results.iter().enumerate() {
                 let Some(&r) = rounds.first() else { continue };
                 assert!(
-                    r.recorded > 0 && r.delivered > 0,
+                    r.recorded > 0 && (r.delivered > 0 || VARIANTS[v] == FLOOR),
                     "{}: nothing delivered ({r:?})",
                     VARIANTS[v]
                 );
@@ -297,7 +325,7 @@ fn main() {
         println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
         let otlp_cpu = median_f64(results[1].iter().map(|r| r.cpu_ns_per_delivered).collect());
         for (v, rounds) in results.iter().enumerate() {
-            if rounds.is_empty() {
+            if rounds.is_empty() || VARIANTS[v] == FLOOR {
                 continue;
             }
             let cpu = median_f64(rounds.iter().map(|r| r.cpu_ns_per_delivered).collect());
@@ -318,6 +346,24 @@ fn main() {
                 VARIANTS[v],
                 cpu / otlp_cpu
             );
+        }
+        let floor = &results[VARIANTS.len() - 1];
+        if !floor.is_empty() {
+            let median =
+                |v: usize, per: fn(&Round) -> f64| median_f64(results[v].iter().map(per).collect());
+            let floor_cpu = median(VARIANTS.len() - 1, |r| r.cpu_ns_per_recorded);
+            let floor_app = median(VARIANTS.len() - 1, |r| r.app_ns_per_recorded);
+            println!(
+                "\nthe floor (`{FLOOR}`: the same paced calls, no tracer): {floor_cpu:.0} ns of CPU per event, {floor_app:.0} ns on the application thread"
+            );
+            if !results[0].is_empty() && !results[1].is_empty() {
+                let apm = median(0, |r| r.cpu_ns_per_delivered) - floor_cpu;
+                let otlp = otlp_cpu - floor_cpu;
+                println!(
+                    "above the floor, CPU ns per event delivered: apm {apm:.0}, otel-otlp {otlp:.0}: {:.2}×",
+                    apm / otlp
+                );
+            }
         }
     }
 }

@@ -25,7 +25,7 @@ type Buffer = Arc<Shared>;
 /// A thread's buffer as the transport thread sees it.
 #[derive(Debug, Default)]
 struct Shared {
-    /// What the thread published (it left its last recorded transaction): taken by the thread
+    /// What the thread published (it left its last recorded transaction): locked by the thread
     /// once per transaction, hence a spin lock (see `util/spin_lock.rs`).
     events: SpinLock<Vec<Event>>,
     /// The thread holds staged events the transport cannot reach: it is inside a recorded
@@ -36,11 +36,17 @@ struct Shared {
 
 static REGISTRY: Mutex<Vec<Buffer>> = Mutex::new(Vec::new());
 
+/// Events a thread stages inside a recorded transaction before it takes back what it last
+/// published, if the transport thread has not swept it yet. A transaction with fewer events
+/// locks its thread's shared buffer once, when it ends, and its events are appended to what
+/// waits there (a copy of a few events costs about what a second lock would); a larger one
+/// takes the published vector back once, with its first events appended, and goes on filling
+/// it, so that when it ends the vector moves and its events are not copied.
+const RECLAIM_AT: usize = 8;
+
 thread_local! {
-    /// Events of this thread not yet visible to the transport thread.
-    static STAGED: RefCell<Staged> = const { RefCell::new(Staged(Vec::new())) };
-    /// This thread's buffer in the registry (what the transport thread sweeps).
-    static LOCAL: RefCell<Option<Buffer>> = const { RefCell::new(None) };
+    /// This thread's events not yet visible to the transport thread, and its shared buffer.
+    static STAGE: RefCell<Stage> = const { RefCell::new(Stage { staged: Vec::new(), shared: None }) };
     /// Whether this thread is inside a recorded (sampled) transaction: what it stages waits
     /// until it leaves. A `const` thread-local without destructor, read on every span's path
     /// (capture's first check).
@@ -55,26 +61,32 @@ pub(crate) fn in_recorded_transaction() -> bool {
 
 /// The thread entered or left its recorded transactions: leaving the last one makes what it
 /// staged visible to the transport thread (nothing tells when it comes back). Entering one
-/// takes nothing back yet: the first event staged inside it does (see [`reclaim_into`]), so
-/// that a poll of a task's future that records nothing takes no lock.
+/// takes nothing: a poll of a task's future that records nothing takes no lock, and a
+/// transaction with fewer than [`RECLAIM_AT`] events takes one lock, when it leaves.
 #[inline]
 pub(crate) fn set_in_recorded_transaction(on: bool) {
     let was = IN_RECORDED_TRANSACTION
         .try_with(|c| c.replace(on))
         .unwrap_or(false);
     if was && !on {
-        publish_staged();
+        publish_own();
     }
 }
 
-/// A thread's staged events; a thread that exits inside a transaction hands them over rather
-/// than losing them.
-struct Staged(Vec<Event>);
+/// A thread's staged events and its shared buffer; a thread that exits inside a transaction
+/// hands its staged events over rather than losing them.
+struct Stage {
+    /// Events of this thread not yet visible to the transport thread.
+    staged: Vec<Event>,
+    /// This thread's buffer in the registry (what the transport thread sweeps), made at its
+    /// first publish.
+    shared: Option<Buffer>,
+}
 
-impl Drop for Staged {
+impl Drop for Stage {
     fn drop(&mut self) {
-        if !self.0.is_empty() {
-            hand_over(std::mem::take(&mut self.0));
+        if !self.staged.is_empty() {
+            hand_over(std::mem::take(&mut self.staged));
         }
     }
 }
@@ -89,14 +101,60 @@ fn register() -> Buffer {
     b
 }
 
-/// Tells the transport thread whether this thread holds staged events it cannot reach.
-#[cold]
-fn set_holding(holds: bool) {
-    let _ = LOCAL.try_with(|local| {
-        if let Ok(mut local) = local.try_borrow_mut() {
-            local.get_or_insert_with(register).holds.store(holds, Relaxed);
+impl Stage {
+    fn buffer(&mut self) -> &Buffer {
+        self.shared.get_or_insert_with(register)
+    }
+
+    /// Tells the transport thread whether this thread holds staged events it cannot reach.
+    #[cold]
+    fn set_holding(&mut self, holds: bool) {
+        self.buffer().holds.store(holds, Relaxed);
+    }
+
+    /// Takes back what this thread last published, if the transport thread has not swept it
+    /// yet, with the staged events appended to it, to go on filling it (see [`RECLAIM_AT`]).
+    /// Without room there for the staged events it takes nothing: they go on as they are.
+    #[cold]
+    fn reclaim(&mut self) {
+        let Some(buf) = &self.shared else {
+            return;
+        };
+        #[cfg(test)]
+        LOCKS_TAKEN.with(|n| n.set(n.get() + 1));
+        let mut shared = buf.events.lock();
+        if shared.is_empty() || shared.len() + self.staged.len() > BATCH {
+            return;
         }
-    });
+        shared.append(&mut self.staged);
+        std::mem::swap(&mut *shared, &mut self.staged);
+    }
+
+    /// Makes the staged events visible to the transport thread: the staged vector itself when
+    /// the shared buffer is empty, else the events appended to what waits there; when there is
+    /// no room for them, what waits there is handed over as a batch and the staged vector
+    /// takes its place. Events are moved, or copied a few at a time (see [`RECLAIM_AT`]).
+    fn publish(&mut self) {
+        let staged = &mut self.staged;
+        let buf = self.shared.get_or_insert_with(register);
+        buf.holds.store(false, Relaxed);
+        #[cfg(test)]
+        LOCKS_TAKEN.with(|n| n.set(n.get() + 1));
+        let mut shared = buf.events.lock();
+        if shared.is_empty() && shared.capacity() >= BATCH {
+            // Swap rather than copy: the shared buffer's empty vector becomes the stage.
+            std::mem::swap(&mut *shared, staged);
+            return;
+        }
+        if shared.len() + staged.len() <= BATCH {
+            shared.append(staged);
+            return;
+        }
+        let full = std::mem::replace(&mut *shared, std::mem::take(staged));
+        drop(shared);
+        hand_over(full);
+        *staged = batch::fresh();
+    }
 }
 
 /// Hands one event to the transport thread (eventually). Never blocks, never panics. An error
@@ -115,18 +173,14 @@ pub(crate) fn push(event: Event) {
 #[inline(always)]
 pub(crate) fn push_with(make: impl FnOnce() -> Event) {
     let mut make = Some(make);
-    let _ = STAGED.try_with(|staged| {
-        let Ok(mut staged) = staged.try_borrow_mut() else {
+    let _ = STAGE.try_with(|stage| {
+        let Ok(mut stage) = stage.try_borrow_mut() else {
             return;
         };
-        let staged = &mut staged.0;
-        if staged.is_empty() {
-            if in_recorded_transaction() {
-                reclaim_into(staged);
-            }
-            if staged.capacity() == 0 {
-                *staged = batch::fresh();
-            }
+        let stage = &mut *stage;
+        let staged = &mut stage.staged;
+        if staged.capacity() == 0 {
+            *staged = batch::fresh();
         }
         if let Some(make) = make.take() {
             if staged.len() == staged.capacity() {
@@ -140,16 +194,19 @@ pub(crate) fn push_with(make: impl FnOnce() -> Event) {
                 unsafe { staged.set_len(staged.len() + 1) };
             }
         }
-        if staged.len() >= BATCH {
+        let staged_len = staged.len();
+        if staged_len >= BATCH {
             let full = std::mem::replace(staged, batch::fresh());
             hand_over(full);
-            set_holding(false);
+            stage.set_holding(false);
         } else if !in_recorded_transaction() {
             // Outside any recorded transaction: nothing tells when this thread comes back.
-            publish(staged);
-        } else if staged.len() == 1 {
+            stage.publish();
+        } else if staged_len == 1 {
             // The first event staged inside a transaction since the last hand-over.
-            set_holding(true);
+            stage.set_holding(true);
+        } else if staged_len == RECLAIM_AT {
+            stage.reclaim();
         }
     });
     // Thread-local storage already torn down: send this one event on its own.
@@ -158,65 +215,10 @@ pub(crate) fn push_with(make: impl FnOnce() -> Event) {
     }
 }
 
-/// Makes what this thread staged visible to the transport thread (it left its last recorded
-/// transaction).
-fn publish_staged() {
-    let _ = STAGED.try_with(|staged| {
-        if let Ok(mut staged) = staged.try_borrow_mut() {
-            if !staged.0.is_empty() {
-                publish(&mut staged.0);
-            }
-        }
-    });
-}
-
-/// Takes back into the empty `staged` what this thread last published, if the transport
-/// thread has not swept it yet, to go on filling it (its first event inside a recorded
-/// transaction): publishing and reclaiming move a vector, never the events, so that a thread
-/// that goes in and out of transactions does not copy its events each time.
-#[cold]
-fn reclaim_into(staged: &mut Vec<Event>) {
-    let _ = LOCAL.try_with(|local| {
-        if let Some(buf) = local.try_borrow().ok().as_ref().and_then(|l| l.as_ref()) {
-            #[cfg(test)]
-            RECLAIMS_LOCKED.with(|n| n.set(n.get() + 1));
-            let mut shared = buf.events.lock();
-            if !shared.is_empty() {
-                std::mem::swap(&mut *shared, staged);
-                buf.holds.store(true, Relaxed);
-            }
-        }
-    });
-}
-
 #[cfg(test)]
 thread_local! {
-    /// How many times this thread took its shared buffer's lock to take events back.
-    static RECLAIMS_LOCKED: Cell<usize> = const { Cell::new(0) };
-}
-
-fn publish(staged: &mut Vec<Event>) {
-    let _ = LOCAL.try_with(|local| {
-        let Ok(mut local) = local.try_borrow_mut() else {
-            return;
-        };
-        let buf = local.get_or_insert_with(register);
-        buf.holds.store(false, Relaxed);
-        let mut shared = buf.events.lock();
-        if shared.is_empty() && shared.capacity() >= BATCH {
-            // Swap rather than copy: the shared buffer's empty vector becomes the stage.
-            std::mem::swap(&mut *shared, staged);
-            return;
-        }
-        let room = BATCH.saturating_sub(shared.len());
-        if staged.len() > room {
-            let full = std::mem::replace(&mut *shared, batch::fresh());
-            drop(shared);
-            hand_over(full);
-            shared = buf.events.lock();
-        }
-        shared.append(staged);
-    });
+    /// How many times this thread took its shared buffer's lock.
+    static LOCKS_TAKEN: Cell<usize> = const { Cell::new(0) };
 }
 
 /// Hands a batch to the transport thread at once, bypassing this thread's stage (a panic's
@@ -231,13 +233,13 @@ fn hand_over(batch: Vec<Event>) {
     }
 }
 
-/// Makes what this thread staged visible to the transport thread even inside a transaction
-/// (it asks for a flush: what it recorded so far goes too).
+/// Makes what this thread staged visible to the transport thread (it left its last recorded
+/// transaction, or asks for a flush inside one: what it recorded so far goes too).
 pub(crate) fn publish_own() {
-    let _ = STAGED.try_with(|staged| {
-        if let Ok(mut staged) = staged.try_borrow_mut() {
-            if !staged.0.is_empty() {
-                publish(&mut staged.0);
+    let _ = STAGE.try_with(|stage| {
+        if let Ok(mut stage) = stage.try_borrow_mut() {
+            if !stage.staged.is_empty() {
+                stage.publish();
             }
         }
     });
@@ -250,15 +252,11 @@ pub(crate) fn publish_own() {
 /// not call the allocator.
 #[cfg(unix)]
 pub(crate) fn after_fork_in_child() {
-    let _ = STAGED.try_with(|staged| {
-        if let Ok(mut staged) = staged.try_borrow_mut() {
+    let _ = STAGE.try_with(|stage| {
+        if let Ok(mut stage) = stage.try_borrow_mut() {
             // SAFETY: shortening a vector; its events are leaked, not dropped.
-            unsafe { staged.0.set_len(0) };
-        }
-    });
-    let _ = LOCAL.try_with(|local| {
-        if let Ok(mut local) = local.try_borrow_mut() {
-            std::mem::forget(local.take());
+            unsafe { stage.staged.set_len(0) };
+            std::mem::forget(stage.shared.take());
         }
     });
     let _ = IN_RECORDED_TRANSACTION.try_with(|c| c.set(false));
@@ -316,39 +314,110 @@ mod tests {
     }
 
     fn staged_ids() -> Vec<u64> {
-        STAGED.with(|s| {
+        STAGE.with(|s| ids(&s.borrow().staged))
+    }
+
+    fn published_ids() -> Vec<u64> {
+        STAGE.with(|s| {
             s.borrow()
-                .0
-                .iter()
-                .filter_map(|e| match e {
-                    Event::Transaction(t) => Some(t.id),
-                    _ => None,
-                })
-                .collect()
+                .shared
+                .as_ref()
+                .map_or_else(Vec::new, |b| ids(&b.events.lock()))
         })
     }
 
+    fn ids(events: &[Event]) -> Vec<u64> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Transaction(t) => Some(t.id),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn locks() -> usize {
+        LOCKS_TAKEN.with(Cell::get)
+    }
+
     #[test]
-    fn entering_a_transaction_takes_nothing_back_until_its_first_event() {
+    fn a_transaction_of_few_events_locks_its_shared_buffer_once() {
         let run = std::thread::spawn(|| {
-            let locked = || RECLAIMS_LOCKED.with(Cell::get);
             // Outside any transaction an event is published at once: the thread now has a
             // shared buffer holding it.
             push(event(1));
             assert!(staged_ids().is_empty());
+            assert_eq!(locks(), 1);
             // In and out with nothing recorded, as a poll that waits: no lock.
             set_in_recorded_transaction(true);
             set_in_recorded_transaction(false);
-            assert_eq!(locked(), 0);
-            // The first event inside takes back what was published, to go on filling it.
+            assert_eq!(locks(), 1);
+            // Fewer than `RECLAIM_AT` events: staged without a lock, appended when it leaves.
             set_in_recorded_transaction(true);
-            push(event(2));
-            assert_eq!(locked(), 1);
-            assert_eq!(staged_ids(), [1, 2]);
-            push(event(3));
-            assert_eq!(locked(), 1);
+            for id in 2..1 + RECLAIM_AT as u64 {
+                push(event(id));
+            }
+            assert_eq!(locks(), 1);
+            assert_eq!(published_ids(), [1]);
             set_in_recorded_transaction(false);
+            assert_eq!(locks(), 2);
             assert!(staged_ids().is_empty(), "published on leaving");
+            let all: Vec<u64> = (1..1 + RECLAIM_AT as u64).collect();
+            assert_eq!(published_ids(), all, "appended after what waited, in order");
+        });
+        assert!(run.join().is_ok());
+    }
+
+    #[test]
+    fn a_larger_transaction_takes_back_what_waits_and_its_events_are_moved_not_copied() {
+        let run = std::thread::spawn(|| {
+            push(event(1));
+            set_in_recorded_transaction(true);
+            for id in 2..2 + RECLAIM_AT as u64 {
+                push(event(id));
+            }
+            // The `RECLAIM_AT`-th event took back what was published, its own appended.
+            assert_eq!(locks(), 2);
+            assert!(published_ids().is_empty());
+            let stage_ptr = STAGE.with(|s| s.borrow().staged.as_ptr());
+            for id in 2 + RECLAIM_AT as u64..40 {
+                push(event(id));
+            }
+            assert_eq!(locks(), 2, "no lock per event");
+            set_in_recorded_transaction(false);
+            assert_eq!(locks(), 3);
+            let all: Vec<u64> = (1..40).collect();
+            assert_eq!(published_ids(), all);
+            let shared_ptr = STAGE.with(|s| {
+                s.borrow()
+                    .shared
+                    .as_ref()
+                    .map(|b| b.events.lock().as_ptr())
+            });
+            assert_eq!(shared_ptr, Some(stage_ptr), "the vector moved, its events were not copied");
+        });
+        assert!(run.join().is_ok());
+    }
+
+    #[test]
+    fn events_that_overflow_the_shared_buffer_go_as_a_batch_and_none_is_lost() {
+        let run = std::thread::spawn(|| {
+            // Published one at a time, outside transactions: the shared buffer fills up to a
+            // batch less three.
+            for id in 0..BATCH as u64 - 3 {
+                push(event(id));
+            }
+            assert_eq!(published_ids().len(), BATCH - 3);
+            // Five more inside a transaction: no room for them, so what waited is handed over
+            // (there is no agent here: it is dropped) and the five take its place.
+            set_in_recorded_transaction(true);
+            let five: Vec<u64> = (1000..1005).collect();
+            for &id in &five {
+                push(event(id));
+            }
+            set_in_recorded_transaction(false);
+            assert_eq!(published_ids(), five);
+            assert!(staged_ids().is_empty());
         });
         assert!(run.join().is_ok());
     }
