@@ -10,7 +10,10 @@
 //!   stay the parent's to send (the child sending them too would send them twice);
 //! - every process-wide lock the child may take (the buffers' registry, the vector pool, the
 //!   log's history) is made anew, its old contents left unread: a thread of the parent
-//!   (`apm-transport` sweeping the buffers, say) may have held it at the fork.
+//!   (`apm-transport` sweeping the buffers, say) may have held it at the fork; the spin locks
+//!   that are not process-wide (the tracing layer's table shards) are taken over by the
+//!   child's first thread that wants one, held since the fork's generation before
+//!   (`util/spin_lock.rs`).
 //!
 //! Nothing in the child reads what those locks guarded, so the fork does not wait for them.
 //! It waits only for an agent thread inside a lock outside the agent's reach (the loader's,
@@ -49,6 +52,8 @@ extern "C" fn in_parent() {
 }
 
 extern "C" fn in_child() {
+    // Before anything takes a spin lock: those held at the fork are then told apart.
+    after_fork::next_generation();
     // SAFETY: the child's handler, on its only thread.
     unsafe { after_fork::reset_gate() };
     tracer::after_fork_in_child();
@@ -127,6 +132,43 @@ mod tests {
         }
         assert_eq!(n, 8);
         assert_ne!(u64::from_ne_bytes(child), parent, "the child drew its parent's next id");
+    }
+
+    #[test]
+    fn a_child_takes_over_a_spin_lock_another_thread_held_at_the_fork_its_value_left_behind() {
+        use crate::util::spin_lock::SpinLock;
+        static LOCK: SpinLock<Vec<u32>> = SpinLock::new(Vec::new());
+        register();
+        // Another thread of the parent is inside the lock at the moment of the fork (as a
+        // tracing span's callback holds its table shard), halfway through a change.
+        let (held_tx, held_rx) = mpsc::channel();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            let mut v = LOCK.lock();
+            v.push(7);
+            let _ = held_tx.send(());
+            let _ = release_rx.recv();
+        });
+        held_rx.recv().expect("the lock is held");
+        // SAFETY: the child only runs the code below and leaves with `_exit`.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let mut v = LOCK.lock();
+            // What the parent's thread left there is not the child's.
+            let code = if v.is_empty() { 0 } else { 3 };
+            v.push(1);
+            drop(v);
+            let again = LOCK.lock().len();
+            // SAFETY: leaves the child without running the parent's destructors.
+            unsafe { libc::_exit(if again == 1 { code } else { 4 }) };
+        }
+        assert!(pid > 0, "fork failed");
+        let status = wait_bounded(pid, Duration::from_secs(10));
+        let _ = release_tx.send(());
+        let _ = holder.join();
+        assert_eq!(status, Some(0), "the child hung on the spin lock, or read the parent's value");
+        // In the parent, the lock and its value are as its thread left them.
+        assert_eq!(*LOCK.lock(), [7]);
     }
 
     #[test]

@@ -2,8 +2,25 @@
 //! thread of the parent held at that moment will never be released. The state it guarded is
 //! left behind (leaked, never read: it may have been half changed) and the lock is made anew.
 
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+
 use parking_lot::lock_api::RawMutex as _;
 use parking_lot::{Mutex, RawMutex};
+
+/// How many forks led to this process (0 in one that was not forked by a process running the
+/// agent): the spin locks (`util/spin_lock.rs`) tell by it a holder that did not come along.
+static GENERATION: AtomicU32 = AtomicU32::new(0);
+
+/// This process's fork generation (see [`GENERATION`]).
+#[inline]
+pub(crate) fn generation() -> u32 {
+    GENERATION.load(Relaxed)
+}
+
+/// In the child of a fork (its handler, first): a new generation.
+pub(crate) fn next_generation() {
+    GENERATION.fetch_add(1, Relaxed);
+}
 
 /// Puts `fresh` in `m`, unlocked, without reading or dropping what it held and without
 /// waking anyone (its holder and waiters were threads of the parent).
