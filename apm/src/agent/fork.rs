@@ -52,8 +52,7 @@ extern "C" fn in_parent() {
 }
 
 extern "C" fn in_child() {
-    // First: the spin locks held at the fork, and the agent and transactions inherited, are
-    // told apart by it.
+    // Before anything takes a spin lock: those held at the fork are then told apart.
     after_fork::next_generation();
     // SAFETY: the child's handler, on its only thread.
     unsafe { after_fork::reset_gate() };

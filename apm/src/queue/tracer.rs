@@ -20,16 +20,15 @@ use crate::types::sample_rate;
 use crate::config::Config;
 use crate::util::id_hash::IdMap;
 
-/// Forks this process's memory has been through (`util/after_fork.rs: generation`; none where
-/// there is no fork): what started under an earlier count belongs to an ancestor process,
-/// whose threads did not come along. Read when an agent or a transaction starts and when it is
-/// used or ends, never on a span's path.
+/// Forks this process's memory has been through (bumped in each forked child): what started
+/// under an earlier count belongs to an ancestor process, whose threads did not come along.
+static FORKS: AtomicU32 = AtomicU32::new(0);
+
+/// See [`FORKS`]: read when an agent or a transaction starts and when it is used or ends,
+/// never on a span's path.
 #[inline]
 pub(crate) fn forks() -> u32 {
-    #[cfg(unix)]
-    return crate::util::after_fork::generation();
-    #[cfg(not(unix))]
-    return 0;
+    FORKS.load(Relaxed)
 }
 
 /// In a forked child (its `pthread_atfork` handler): the inherited agent has no threads here,
@@ -38,6 +37,7 @@ pub(crate) fn forks() -> u32 {
 pub(crate) fn after_fork_in_child() {
     ACTIVE.store(false, Relaxed);
     TRACER.store(ptr::null_mut(), Release);
+    FORKS.fetch_add(1, Release);
 }
 
 /// Fast "is an agent running and recording" flag: the one load instrumented code pays when

@@ -2,26 +2,24 @@
 //! thread of the parent held at that moment will never be released. The state it guarded is
 //! left behind (leaked, never read: it may have been half changed) and the lock is made anew.
 
-use std::sync::atomic::{AtomicU32, Ordering::{Acquire, Release}};
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 
 use parking_lot::lock_api::RawMutex as _;
 use parking_lot::{Mutex, RawMutex};
 
-/// Forks this process's memory has been through (bumped first thing in each forked child's
-/// handler): what started, or took a lock, under an earlier count belongs to an ancestor
-/// process, whose threads did not come along. Read by the spin locks (`util/spin_lock.rs`) and,
-/// through `queue/tracer.rs: forks`, by agents and transactions.
+/// How many forks led to this process (0 in one that was not forked by a process running the
+/// agent): the spin locks (`util/spin_lock.rs`) tell by it a holder that did not come along.
 static GENERATION: AtomicU32 = AtomicU32::new(0);
 
 /// This process's fork generation (see [`GENERATION`]).
 #[inline]
 pub(crate) fn generation() -> u32 {
-    GENERATION.load(Acquire)
+    GENERATION.load(Relaxed)
 }
 
 /// In the child of a fork (its handler, first): a new generation.
 pub(crate) fn next_generation() {
-    GENERATION.fetch_add(1, Release);
+    GENERATION.fetch_add(1, Relaxed);
 }
 
 /// Puts `fresh` in `m`, unlocked, without reading or dropping what it held and without
