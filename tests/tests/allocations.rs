@@ -159,20 +159,11 @@ fn a_transaction_outlived_by_its_span_is_recorded_and_not_reused() {
     h.finish();
 }
 
-/// Runs `query` `n` times on this thread and returns the fewest allocations one run made here
-/// (the runtime's own work adds some to a run now and then, depending on timing).
-async fn fewest_query_allocations<F: std::future::Future<Output = ()>>(
-    n: usize,
-    mut query: impl FnMut() -> F,
-) -> u64 {
-    let mut fewest = u64::MAX;
-    for _ in 0..n {
-        let run = query();
-        let counter = Counter::start();
-        run.await;
-        fewest = fewest.min(counter.stop());
-    }
-    fewest
+/// The allocations one run of `query` makes on this thread.
+async fn query_allocations<F: std::future::Future<Output = ()>>(query: F) -> u64 {
+    let counter = Counter::start();
+    query.await;
+    counter.stop()
 }
 
 /// Outside a transaction `apm::sqlx` hands the query to sqlx as it is: through the traced
@@ -205,16 +196,29 @@ fn sqlx_queries_outside_a_transaction_allocate_nothing_more() {
             }
         };
         // Warm up: the connection and its statement cache.
-        fewest_query_allocations(5, || select(false)).await;
-        fewest_query_allocations(5, || select(true)).await;
-        let plain = fewest_query_allocations(QUERIES, || select(false)).await;
-        let traced = fewest_query_allocations(QUERIES, || select(true)).await;
+        for _ in 0..5 {
+            select(false).await;
+            select(true).await;
+        }
+        // A run allocates more now and then, depending on timing: whether sqlx's worker thread
+        // has answered before the query is polled (a busy machine delays it for a while). So
+        // the two alternate, and the fewest of each are compared once both have had `QUERIES`
+        // runs and the traced one is no more than the plain one, or after `20 * QUERIES`: a
+        // traced query that allocates more never gets there.
+        let (mut plain, mut traced) = (u64::MAX, u64::MAX);
+        for round in 1..=20 * QUERIES {
+            plain = plain.min(query_allocations(select(false)).await);
+            traced = traced.min(query_allocations(select(true)).await);
+            if round >= QUERIES && traced <= plain {
+                break;
+            }
+        }
         (plain, traced)
     });
     eprintln!("allocations of a query: {plain} through the pool, {traced} traced");
-    assert_eq!(
-        traced, plain,
-        "allocations of a query through the traced pool"
+    assert!(
+        traced <= plain,
+        "a query through the traced pool allocates {traced} times, through the pool {plain}"
     );
     assert_eq!(h.agent().stats().events_recorded, 0);
     h.finish();
