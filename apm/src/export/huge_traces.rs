@@ -163,7 +163,8 @@ impl HugeTraces {
                 self.release(child.span, out);
             }
         }
-        if self.sent.contains(span.transaction_id) || !eligible(&span) {
+        // Eligibility first: it reads the span only, `sent` a line mostly out of the cache.
+        if !eligible(&span) || self.sent.contains(span.transaction_id) {
             if let Some(sibling) = self.buffered.remove(&span.parent_id) {
                 self.release(sibling.span, out);
             }
@@ -268,9 +269,9 @@ impl HugeTraces {
     fn release(&mut self, span: SpanRecord, out: &mut Vec<Event>) {
         let min = self.settings.exit_span_min_ns;
         if min > 0
-            && !self.sent.contains(span.transaction_id)
             && eligible(&span)
             && duration_ns(&span) < min
+            && !self.sent.contains(span.transaction_id)
         {
             if let Some(target) = span
                 .extra

@@ -181,10 +181,15 @@ impl Breakdown {
     /// Accounts for the spans and transactions of a batch (transport thread).
     pub(crate) fn record(&self, batch: &[Event]) {
         let mut st = self.state.lock();
-        for event in batch {
+        // Backwards: a thread's events come in the order they ended, each transaction after
+        // its spans. Read from the end, a transaction is recorded first and its spans find its
+        // group in `last`, not in `recent`, whose line for an id is mostly out of the cache
+        // (a miss for each span).
+        let mut last = None;
+        for event in batch.iter().rev() {
             match event {
-                Event::Span(s) => st.span(s),
-                Event::Transaction(t) if t.sampled => st.transaction(t),
+                Event::Span(s) => st.span(s, last),
+                Event::Transaction(t) if t.sampled => last = st.transaction(t),
                 _ => {}
             }
         }
@@ -331,13 +336,19 @@ impl State {
         self.totals.slot_by_key(&key)
     }
 
-    fn span(&mut self, s: &SpanRecord) {
+    /// Counts `s` in its transaction's group: `last` the transaction recorded last and its
+    /// group, else as `recent` remembers it, else pending until its transaction comes.
+    fn span(&mut self, s: &SpanRecord, last: Option<(u64, GroupRef)>) {
         let one = Total {
             count: 1,
             sum_us: self_time_us(s.start, s.end, s.child_ns),
         };
         let kind = span_kind(s);
-        if let Some(group) = self.recent.get(s.transaction_id) {
+        let group = match last {
+            Some((id, group)) if id == s.transaction_id => Some(group),
+            _ => self.recent.get(s.transaction_id),
+        };
+        if let Some(group) = group {
             // Its transaction came first.
             match self.slot_now(group) {
                 Some(slot) if !self.totals.add(slot, [(kind, one)]) => self.overflow(),
@@ -396,7 +407,9 @@ impl State {
         }
     }
 
-    fn transaction(&mut self, t: &TransactionRecord) {
+    /// Counts `t`'s own time and its pending spans in its group; its id and group, when its
+    /// group has a slot.
+    fn transaction(&mut self, t: &TransactionRecord) -> Option<(u64, GroupRef)> {
         let own = Total {
             count: 1,
             sum_us: self_time_us(t.start, t.end, t.child_ns),
@@ -408,7 +421,7 @@ impl State {
                 self.pending_len -= spans.len();
                 self.give_back(spans);
             }
-            return;
+            return None;
         };
         let mut fit = self
             .totals
@@ -421,13 +434,12 @@ impl State {
         if !fit {
             self.overflow();
         }
-        self.recent.insert(
-            t.id,
-            GroupRef {
-                slot,
-                interval: self.interval,
-            },
-        );
+        let group = GroupRef {
+            slot,
+            interval: self.interval,
+        };
+        self.recent.insert(t.id, group);
+        Some((t.id, group))
     }
 }
 
@@ -548,6 +560,34 @@ mod tests {
             .expect("the transactions' own time");
         assert_eq!(app.samples[0].1, 2.0);
         assert_eq!(metricsets.len(), 2);
+    }
+
+    #[test]
+    fn spans_of_transactions_interleaved_in_a_batch_count_in_their_groups() {
+        let b = Breakdown::default();
+        let mut other = transaction(2);
+        other.name = TransactionName::Dynamic("other".into(), "task".into());
+        // Two threads' events, interleaved; a third transaction's span comes after it.
+        b.record(&[
+            Event::Span(span(1)),
+            Event::Span(span(2)),
+            Event::Span(span(1)),
+            Event::Transaction(Box::new(transaction(1))),
+            Event::Transaction(Box::new(other)),
+            Event::Transaction(Box::new(transaction(3))),
+            Event::Span(span(3)),
+        ]);
+        let metricsets = b.drain(0);
+        let db = |group: &str| {
+            metricsets.iter().find_map(|m| {
+                let (kind, _) = m.span.as_ref()?;
+                let (name, _) = m.transaction.as_ref()?;
+                (kind == "db" && name == group).then_some(m.samples[0].1)
+            })
+        };
+        assert_eq!(db("job"), Some(3.0));
+        assert_eq!(db("other"), Some(1.0));
+        assert_eq!(b.state.lock().pending_len, 0);
     }
 
     #[test]
