@@ -4,14 +4,28 @@ use std::time::{Duration, Instant};
 
 use super::encode::{self, body::Body};
 use crate::types::meta::SpanMeta;
-use crate::types::record::{SpanName, SpanRecord};
+use crate::types::record::{DynamicSpanName, SpanName, SpanRecord};
 use crate::types::{clock, ids};
 
 /// Serialises `count` span events into intake NDJSON the way the transport does (gzip when
 /// `compress`) and returns the time it took and the bytes produced. For the throughput
-/// benchmark; the records are built before the clock starts.
-pub fn encode_spans(count: usize, compress: bool) -> (Duration, usize) {
+/// benchmark; the records are built before the clock starts. Their names are a call site's
+/// static one, or with `dynamic` names made at run time (as a database span's, from its
+/// statement), which are checked for characters to escape as they are written.
+pub fn encode_spans(count: usize, compress: bool, dynamic: bool) -> (Duration, usize) {
     static META: SpanMeta = SpanMeta::new("orders::load_order", "app", None, None);
+    let name = || {
+        if dynamic {
+            SpanName::Dynamic(Box::new(DynamicSpanName {
+                name: "SELECT FROM orders".into(),
+                kind: "db".into(),
+                subtype: Some("postgresql".into()),
+                action: Some("query".into()),
+            }))
+        } else {
+            SpanName::Static(&META)
+        }
+    };
     let start = clock::now();
     let trace_id = u128::from(ids::next_u64()) << 64 | u128::from(ids::next_u64());
     let transaction_id = ids::next_u64();
@@ -21,7 +35,7 @@ pub fn encode_spans(count: usize, compress: bool) -> (Duration, usize) {
             transaction_id,
             parent_id: transaction_id,
             id: ids::next_u64(),
-            name: SpanName::Static(&META),
+            name: name(),
             start,
             end: clock::now(),
             sample_rate: 10_000,

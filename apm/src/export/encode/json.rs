@@ -66,7 +66,7 @@ fn escaped(out: &mut Vec<u8>, text: &str) {
     out.reserve(bytes.len() + 2);
     out.push(b'"');
     let mut clean = 0;
-    while let Some(found) = bytes[clean..].iter().position(|&b| needs_json_escape(b)) {
+    while let Some(found) = first_to_escape(&bytes[clean..]) {
         let at = clean + found;
         out.extend_from_slice(&bytes[clean..at]);
         let b = bytes[at];
@@ -89,6 +89,46 @@ fn escaped(out: &mut Vec<u8>, text: &str) {
     }
     out.extend_from_slice(&bytes[clean..]);
     out.push(b'"');
+}
+
+/// The position of the first byte of `bytes` that [`needs_json_escape`], looked for eight
+/// bytes at a time (names, URLs and statements are mostly long runs with nothing to escape:
+/// a test per byte was most of what writing them cost).
+#[inline]
+fn first_to_escape(bytes: &[u8]) -> Option<usize> {
+    let word_at = |at: usize| {
+        let word: [u8; 8] = bytes[at..at + 8].try_into().unwrap_or_default();
+        let mask = escape_mask(u64::from_le_bytes(word));
+        (mask != 0).then(|| at + (mask.trailing_zeros() / 8) as usize)
+    };
+    let len = bytes.len();
+    if len < 8 {
+        return bytes.iter().position(|&b| needs_json_escape(b));
+    }
+    let mut at = 0;
+    while at + 8 <= len {
+        if let Some(found) = word_at(at) {
+            return Some(found);
+        }
+        at += 8;
+    }
+    // The last bytes, in a word that overlaps the one before (whose bytes had none).
+    if at < len {
+        return word_at(len - 8);
+    }
+    None
+}
+
+/// The high bit set in each byte of `word` (its first byte the lowest) that needs escaping, and
+/// possibly in bytes above such a byte, never below: the lowest bit set marks the first one.
+#[inline]
+fn escape_mask(word: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // Bytes below 0x20 (a byte of 0x80 or more, part of a wider character, never counts).
+    let control = word.wrapping_sub(ONES * 0x20) & !word & HIGH;
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    control | zero(word ^ (ONES * u64::from(b'"'))) | zero(word ^ (ONES * u64::from(b'\\')))
 }
 
 /// An unsigned integer in decimal.
@@ -186,6 +226,28 @@ mod tests {
         let long = "x".repeat(KEYWORD_LIMIT + 5);
         let back: String = serde_json::from_str(&s(|o| keyword(o, &long, false))).expect("valid");
         assert_eq!(back.chars().count(), KEYWORD_LIMIT);
+    }
+
+    #[test]
+    fn the_first_byte_to_escape_is_found_in_every_position_among_any_neighbours() {
+        // Every byte value at every position of strings of 1 to 24 bytes, after bytes that
+        // need no escaping and before ones that may (a borrow may only mark bytes above).
+        for len in 1..=24 {
+            for at in 0..len {
+                for b in 0..=255u8 {
+                    for after in [b'a', 0x00, b'"', 0xff] {
+                        let mut bytes = vec![b'x'; len];
+                        bytes[at] = b;
+                        for later in &mut bytes[at + 1..] {
+                            *later = after;
+                        }
+                        let expected = bytes.iter().position(|&c| needs_json_escape(c));
+                        assert_eq!(first_to_escape(&bytes), expected, "{bytes:?}");
+                    }
+                }
+            }
+        }
+        assert_eq!(first_to_escape(b""), None);
     }
 
     #[test]
