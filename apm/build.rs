@@ -43,7 +43,11 @@ const GROUPS: &[(&str, &[&[&str]])] = &[
     ("apm_http", &[&["TOWER", "REQWEST", "ACTIX_WEB"]]),
     ("apm_db", &[&["SQLX_POSTGRES", "SQLX_MYSQL", "SQLX_SQLITE"]]),
     ("apm_sql", &[SQL_CLIENTS]),
-    ("apm_exit_stats", &[SQL_CLIENTS, &["REDIS"]]),
+    ("apm_db_client", &[SQL_CLIENTS, &["REDIS"]]),
+    (
+        "apm_exit_stats",
+        &[SQL_CLIENTS, &["REDIS", "REQWEST", "MINREQ_CLIENT"]],
+    ),
     ("apm_bridge", &[&["TRACING", "OPENTELEMETRY"]]),
 ];
 

@@ -456,6 +456,72 @@ fn minreq_requests_are_exit_spans_of_the_current_span() {
     h.finish();
 }
 
+/// Past `transaction_max_spans`, requests are not sent as spans but counted in the
+/// transaction's `dropped_spans_stats` (service target `http`, `host:port`), per outcome, with
+/// their duration, whichever client made them; their trace context still goes out.
+#[test]
+fn requests_past_the_span_limit_are_counted_in_dropped_spans_stats() {
+    let h = agent::start(|c| c.transaction_max_spans(1).span_compression_enabled(false));
+    let callee = Callee::start();
+    let t = apm::start_transaction("over the limit", "request");
+    let client = reqwest::Client::new();
+    let (first, ok, missing) = (
+        callee.url("/ok?n=1"),
+        callee.url("/ok?n=2"),
+        callee.url("/missing?n=3"),
+    );
+    callee.rt.block_on(apm::Context::current().bind(async move {
+        // The one span the limit allows.
+        client.get(first).send_traced().await.expect("200");
+        client.get(ok).send_traced().await.expect("200");
+        client.get(missing).send_traced().await.expect("404");
+    }));
+    let client = reqwest::blocking::Client::new();
+    let slow = client
+        .get(callee.url("/slow?n=4"))
+        .send_traced()
+        .expect("200");
+    assert_eq!(slow.status(), 200);
+    apm::minreq::get(callee.url("/ok?n=5")).expect("200");
+    apm::minreq::get(callee.url("/boom?n=6")).expect("500");
+    drop(t);
+    h.flush();
+    let txn = named(&h.transactions(), "over the limit").clone();
+    assert_eq!(h.spans().len(), 1, "{:#?}", h.spans());
+    assert_eq!(txn["span_count"]["dropped"], 5, "{txn:#}");
+    let stats = txn["dropped_spans_stats"]
+        .as_array()
+        .expect("dropped_spans_stats");
+    assert_eq!(stats.len(), 2, "{stats:#?}");
+    let host = callee.host();
+    let by_outcome = |outcome: &str| {
+        stats
+            .iter()
+            .find(|s| s["outcome"] == outcome)
+            .unwrap_or_else(|| panic!("no {outcome} entry in {stats:#?}"))
+    };
+    for (outcome, count) in [("success", 3), ("failure", 2)] {
+        let s = by_outcome(outcome);
+        assert_eq!(s["destination_service_resource"], host.as_str(), "{s}");
+        assert_eq!(s["service_target_type"], "http", "{s}");
+        assert_eq!(s["service_target_name"], host.as_str(), "{s}");
+        assert_eq!(s["duration"]["count"], count, "{s}");
+    }
+    // `/slow` alone took SLOW.
+    let slow_us = u64::try_from(SLOW.as_micros()).expect("micros");
+    let success_us = by_outcome("success")["duration"]["sum"]["us"]
+        .as_u64()
+        .expect("a sum");
+    assert!(success_us >= slow_us, "{success_us} µs");
+    // Every request carried the transaction's trace context.
+    for n in 1..=6 {
+        let path = ["/ok", "/ok", "/missing", "/slow", "/ok", "/boom"][n - 1];
+        let (trace_id, _, _) = traceparent(&callee.seen(&format!("{path}?n={n}")));
+        assert_eq!(trace_id, txn["trace_id"].as_str().expect("a trace id"));
+    }
+    h.finish();
+}
+
 #[test]
 fn outside_a_transaction_nothing_is_recorded_or_sent() {
     let h = agent::start(|c| c);

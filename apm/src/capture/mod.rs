@@ -11,12 +11,14 @@ cfg_enable! {
     #[cfg(apm_bridge)]
     mod bridge;
     mod child_timer;
-    #[cfg(apm_exit_stats)]
+    #[cfg(apm_sql)]
     mod db_span;
     mod errors;
     mod future;
     mod handles;
     pub(crate) mod macro_api;
+    #[cfg(apm_exit_stats)]
+    mod over_limit;
     mod panic;
     mod propagation;
     mod raw_stack;
@@ -55,7 +57,7 @@ cfg_enable! {
     #[cfg(apm_sql)]
     pub(crate) use db_span::{start_db_guard, start_db_span};
     #[cfg(apm_exit_stats)]
-    pub(crate) use db_span::OverLimitExit;
+    pub(crate) use over_limit::OverLimitExit;
     #[cfg(apm_server)]
     pub(crate) use future::PendingEnd;
     #[cfg(any(apm_client, feature = "tracing"))]

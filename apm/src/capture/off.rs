@@ -92,20 +92,15 @@ macro_rules! span_handle {
 span_handle!(SpanGuard, Span);
 
 /// Statements' spans: nothing recorded.
-#[cfg(apm_exit_stats)]
+#[cfg(apm_sql)]
 pub(crate) use db::*;
-#[cfg(apm_exit_stats)]
+#[cfg(apm_sql)]
 mod db {
     use std::sync::Arc;
 
-    #[cfg(apm_sql)]
     use super::{Span, SpanCore, SpanGuard};
-    use crate::types::db::DbEndpoint;
-    #[cfg(apm_sql)]
-    use crate::types::db::{DbAction, DbStatement};
-    use crate::types::outcome::Outcome;
+    use crate::types::db::{DbAction, DbEndpoint, DbStatement};
 
-    #[cfg(apm_sql)]
     pub(crate) fn start_db_guard(
         _: &Arc<DbEndpoint>,
         _: DbStatement<'_>,
@@ -113,22 +108,30 @@ mod db {
     ) -> SpanGuard {
         SpanGuard(SpanCore)
     }
-    #[cfg(apm_sql)]
     pub(crate) fn start_db_span(_: &Arc<DbEndpoint>, _: DbStatement<'_>, _: DbAction) -> Span {
         Span(SpanCore)
     }
+}
 
-    /// Never made.
-    #[derive(Debug)]
-    pub(crate) enum OverLimitExit {}
+/// Calls past the span limit: never counted.
+#[cfg(apm_exit_stats)]
+#[derive(Debug)]
+pub(crate) enum OverLimitExit {}
 
-    impl OverLimitExit {
-        pub(crate) fn start(_endpoint: &Arc<DbEndpoint>) -> Option<Self> {
-            None
-        }
-        pub(crate) fn set_outcome(&mut self, _outcome: Outcome) {
-            match *self {}
-        }
+#[cfg(apm_exit_stats)]
+impl OverLimitExit {
+    #[cfg(apm_db_client)]
+    pub(crate) fn start_db(
+        _endpoint: &std::sync::Arc<crate::types::db::DbEndpoint>,
+    ) -> Option<Self> {
+        None
+    }
+    #[cfg(apm_http_client)]
+    pub(crate) fn start_http(_url: &str) -> Option<Self> {
+        None
+    }
+    pub(crate) fn set_outcome(&mut self, _outcome: Outcome) {
+        match *self {}
     }
 }
 

@@ -15,9 +15,9 @@ use crate::types::record::TransactionName;
     use crate::types::span_context::Link;
 use crate::types::user::User;
 #[cfg(apm_exit_stats)]
-use crate::types::db::{DbEndpoint, DroppedExits};
+use crate::types::dropped_exits::{DroppedExits, ExitTarget};
 
-/// Endpoint and outcome pairs a transaction counts statements past its span limit for (the
+/// Target and outcome pairs a transaction counts calls past its span limit for (the
 /// spec's limit on `dropped_spans_stats` entries).
 #[cfg(apm_exit_stats)]
 const MAX_DROPPED_EXITS: usize = 128;
@@ -203,10 +203,10 @@ impl TxnShared {
         set_entry(&mut self.state.lock().custom, key, value);
     }
 
-    /// A statement ran past `transaction_max_spans` for `ns`: counted for
-    /// `dropped_spans_stats` (at most [`MAX_DROPPED_EXITS`] endpoint and outcome pairs).
+    /// A call to `target` ran past `transaction_max_spans` for `ns`: counted for
+    /// `dropped_spans_stats` (at most [`MAX_DROPPED_EXITS`] target and outcome pairs).
     #[cfg(apm_exit_stats)]
-    pub(crate) fn add_dropped_exit(&self, endpoint: &Arc<DbEndpoint>, outcome: Outcome, ns: u64) {
+    pub(crate) fn add_dropped_exit(&self, target: &ExitTarget, outcome: Outcome, ns: u64) {
         let mut st = self.state.lock();
         if st.ended {
             return;
@@ -214,14 +214,14 @@ impl TxnShared {
         let exits = &mut st.dropped_exits;
         let known = exits
             .iter()
-            .position(|d| d.outcome == outcome && Arc::ptr_eq(&d.endpoint, endpoint));
+            .position(|d| d.outcome == outcome && d.target.same(target));
         match known {
             Some(i) => {
                 exits[i].count = exits[i].count.saturating_add(1);
                 exits[i].sum_ns = exits[i].sum_ns.saturating_add(ns);
             }
             None if exits.len() < MAX_DROPPED_EXITS => exits.push(DroppedExits {
-                endpoint: Arc::clone(endpoint),
+                target: target.clone(),
                 outcome,
                 count: 1,
                 sum_ns: ns,

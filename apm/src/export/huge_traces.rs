@@ -129,7 +129,7 @@ impl HugeTraces {
                 }
                 #[cfg(apm_exit_stats)]
                 for d in std::mem::take(&mut txn.dropped_exits) {
-                    let target = db_target(&d.endpoint);
+                    let target = dropped_target(&d.target);
                     count_dropped(
                         &mut txn.dropped_spans_stats,
                         target,
@@ -354,8 +354,34 @@ fn count_dropped(
     }
 }
 
-/// The service target of the statements run on `endpoint`, as their spans' would be.
+/// The service target of calls past the span limit, as their spans' would be.
 #[cfg(apm_exit_stats)]
+fn dropped_target(target: &crate::types::dropped_exits::ExitTarget) -> Target {
+    use crate::types::dropped_exits::ExitTarget;
+    match target {
+        #[cfg(apm_db_client)]
+        ExitTarget::Db(endpoint) => db_target(endpoint),
+        #[cfg(apm_http_client)]
+        ExitTarget::Http(origin) => {
+            let extra = crate::types::span_context::SpanExtra {
+                exit: true,
+                http: Some(crate::types::span_context::Http {
+                    url: Some(origin.to_string()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            service_target::infer("external", Some("http"), &extra).unwrap_or_else(|| Target {
+                kind: "http".to_owned(),
+                name: None,
+                resource: "http".to_owned(),
+            })
+        }
+    }
+}
+
+/// The service target of the statements run on `endpoint`, as their spans' would be.
+#[cfg(apm_db_client)]
 fn db_target(endpoint: &crate::types::db::DbEndpoint) -> Target {
     let extra = crate::types::span_context::SpanExtra {
         exit: true,

@@ -127,7 +127,7 @@ fn open<S: DbSpan>(target: &Target<'_>, statement: DbStatement<'_>) -> Option<Ha
     if span.is_recording() {
         return Some(Handle::Span(span));
     }
-    OverLimitExit::start(target.endpoint).map(Handle::OverLimit)
+    OverLimitExit::start_db(target.endpoint).map(Handle::OverLimit)
 }
 
 /// [`start`], or, when the statement is not known, a span named `unknown` without

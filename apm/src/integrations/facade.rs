@@ -42,10 +42,12 @@ pub(crate) use crate::types::meta::SpanMeta;
 #[cfg(apm_server)]
 pub(crate) use server::{PendingEnd, ServerInstrumented, ServerTransaction};
 
-/// Database and cache clients: a call past `transaction_max_spans` is still timed, for the
-/// transaction's `dropped_spans_stats`.
+/// Database, cache and HTTP clients: a call past `transaction_max_spans` is still timed, for
+/// the transaction's `dropped_spans_stats`.
 #[cfg(apm_exit_stats)]
-pub(crate) use crate::{capture::OverLimitExit, types::db::DbEndpoint};
+pub(crate) use crate::capture::OverLimitExit;
+#[cfg(apm_db_client)]
+pub(crate) use crate::types::db::DbEndpoint;
 #[cfg(apm_sql)]
 pub(crate) use sql::{start_db_guard, start_db_span, DbAction, DbStatement};
 

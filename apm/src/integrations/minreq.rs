@@ -35,7 +35,7 @@
 
 use std::borrow::Cow;
 
-use super::facade::{spans_recorded_here, IdleSpan};
+use super::facade::{spans_recorded_here, IdleSpan, OverLimitExit};
 use crate::{Outcome, SpanGuard};
 
 /// Creates a request with `method` and `url`, lets `build` complete it, then sends it inside
@@ -104,26 +104,34 @@ fn traced<R>(
     } else {
         SpanGuard::idle()
     };
+    // Past `transaction_max_spans`: no span, but counted in `dropped_spans_stats`.
+    let mut over_limit = None;
     if span.is_recording() {
         span.set_subtype("http");
         span.set_exit();
         span.set_http_request(name, url.as_str());
+    } else if spans_recorded_here() {
+        over_limit = OverLimitExit::start_http(&url);
     }
     let request = inject(&span, build(::minreq::Request::new(method, url)));
     let result = send(request);
-    match &result {
+    let outcome = match &result {
         Ok(response) => {
             let code = status(response);
             if let Ok(code) = u16::try_from(code) {
                 span.set_http_status(code);
             }
-            span.set_outcome(if code >= 400 {
+            if code >= 400 {
                 Outcome::Failure
             } else {
                 Outcome::Success
-            });
+            }
         }
-        Err(_) => span.set_outcome(Outcome::Failure),
+        Err(_) => Outcome::Failure,
+    };
+    span.set_outcome(outcome);
+    if let Some(o) = &mut over_limit {
+        o.set_outcome(outcome);
     }
     result
 }

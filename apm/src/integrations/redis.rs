@@ -121,7 +121,7 @@ impl<C> Traced<C> {
         }
         let mut span = S::start(name());
         if !span.is_recording() {
-            return OverLimitExit::start(&self.endpoint).map(Call::OverLimit);
+            return OverLimitExit::start_db(&self.endpoint).map(Call::OverLimit);
         }
         span.describe(&self.endpoint);
         Some(Call::Span(span))

@@ -41,7 +41,7 @@
 use std::borrow::Cow;
 use std::future::Future;
 
-use super::facade::{spans_recorded_here, IdleSpan};
+use super::facade::{spans_recorded_here, IdleSpan, OverLimitExit};
 use crate::{Outcome, Span};
 
 /// Sends `reqwest::RequestBuilder`s with an exit span (see the [module documentation](self)).
@@ -92,9 +92,9 @@ pub fn execute(
     client: &::reqwest::Client,
     mut request: ::reqwest::Request,
 ) -> impl Future<Output = ::reqwest::Result<::reqwest::Response>> + Send + 'static {
-    let span: Option<Span> = start(request.method(), request.url());
-    if let Some(span) = &span {
-        ExitSpan::inject(span, request.headers_mut());
+    let span: Option<Exit<Span>> = start(request.method(), request.url());
+    if let Some(exit) = &span {
+        ExitSpan::inject(&exit.span, request.headers_mut());
     }
     let response = client.execute(request);
     async move {
@@ -141,9 +141,10 @@ pub mod blocking {
         client: &::reqwest::blocking::Client,
         mut request: ::reqwest::blocking::Request,
     ) -> ::reqwest::Result<::reqwest::blocking::Response> {
-        let span: Option<crate::SpanGuard> = super::start(request.method(), request.url());
-        if let Some(span) = &span {
-            super::ExitSpan::inject(span, request.headers_mut());
+        let span: Option<super::Exit<crate::SpanGuard>> =
+            super::start(request.method(), request.url());
+        if let Some(exit) = &span {
+            super::ExitSpan::inject(&exit.span, request.headers_mut());
         }
         let result = client.execute(request);
         if let Some(mut span) = span {
@@ -164,6 +165,8 @@ trait ExitSpan: Sized {
     fn start(name: String) -> Self;
     /// A handle that records nothing (headers still come from the current context).
     fn idle() -> Self;
+    fn is_recording(&self) -> bool;
+    /// Makes a recording span an HTTP exit span.
     fn start_http(&mut self, method: Cow<'static, str>, url: &str);
     fn inject(&self, headers: &mut ::http::HeaderMap);
     fn set_http_status(&mut self, status: u16);
@@ -179,12 +182,13 @@ macro_rules! impl_exit_span {
             fn idle() -> Self {
                 <$handle as IdleSpan>::idle()
             }
+            fn is_recording(&self) -> bool {
+                <$handle>::is_recording(self)
+            }
             fn start_http(&mut self, method: Cow<'static, str>, url: &str) {
-                if self.is_recording() {
-                    self.set_subtype("http");
-                    self.set_exit();
-                    self.set_http_request(method, url);
-                }
+                self.set_subtype("http");
+                self.set_exit();
+                self.set_http_request(method, url);
             }
             fn inject(&self, headers: &mut ::http::HeaderMap) {
                 <$handle>::inject(self, headers);
@@ -203,31 +207,56 @@ impl_exit_span!(Span, Span::start);
 #[cfg(feature = "reqwest-blocking")]
 impl_exit_span!(crate::SpanGuard, crate::start_span);
 
+/// A request's exit span; past `transaction_max_spans`, an idle one (for the headers) and
+/// the timing that counts the request in its transaction's `dropped_spans_stats`.
+struct Exit<S> {
+    span: S,
+    over_limit: Option<OverLimitExit>,
+}
+
+impl<S: ExitSpan> Exit<S> {
+    fn set_outcome(&mut self, outcome: Outcome) {
+        self.span.set_outcome(outcome);
+        if let Some(o) = &mut self.over_limit {
+            o.set_outcome(outcome);
+        }
+    }
+}
+
 /// Starts the exit span of a request; `None` outside any transaction (then no header is
 /// written and nothing allocated).
-fn start<S: ExitSpan>(method: &::reqwest::Method, url: &::reqwest::Url) -> Option<S> {
+fn start<S: ExitSpan>(method: &::reqwest::Method, url: &::reqwest::Url) -> Option<Exit<S>> {
     if crate::Context::current().is_empty() {
         return None;
     }
     if !spans_recorded_here() {
         // Unsampled: headers only, no name built.
-        return Some(S::idle());
+        return Some(Exit {
+            span: S::idle(),
+            over_limit: None,
+        });
     }
     let method = method_name(method);
     let mut span = S::start(span_name(&method, url));
-    span.start_http(method, url.as_str());
+    let over_limit = if span.is_recording() {
+        span.start_http(method, url.as_str());
+        None
+    } else {
+        OverLimitExit::start_http(url.as_str())
+    };
+    let mut exit = Exit { span, over_limit };
     // Until a response or an error decides it: a request dropped before either (a cancelled
     // future) ends with outcome `unknown`, as the HTTP client spec says.
-    span.set_outcome(Outcome::Unknown);
-    Some(span)
+    exit.set_outcome(Outcome::Unknown);
+    Some(exit)
 }
 
 /// Records the response status (or the failure to get one); the span ends when dropped.
-fn end<S: ExitSpan>(span: &mut S, status: Result<::reqwest::StatusCode, &::reqwest::Error>) {
+fn end<S: ExitSpan>(exit: &mut Exit<S>, status: Result<::reqwest::StatusCode, &::reqwest::Error>) {
     match status {
         Ok(status) => {
-            span.set_http_status(status.as_u16());
-            span.set_outcome(if status.as_u16() >= 400 {
+            exit.span.set_http_status(status.as_u16());
+            exit.set_outcome(if status.as_u16() >= 400 {
                 Outcome::Failure
             } else {
                 Outcome::Success
@@ -236,9 +265,9 @@ fn end<S: ExitSpan>(span: &mut S, status: Result<::reqwest::StatusCode, &::reqwe
         Err(e) => {
             // An error can carry a status (a redirect loop, for one).
             if let Some(status) = e.status() {
-                span.set_http_status(status.as_u16());
+                exit.span.set_http_status(status.as_u16());
             }
-            span.set_outcome(Outcome::Failure);
+            exit.set_outcome(Outcome::Failure);
         }
     }
 }

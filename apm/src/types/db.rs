@@ -3,7 +3,7 @@
 //! signature (shared by every run of the same statement on a thread). The span's name and
 //! `context.db` are written from them on the transport thread, so that a query's span costs
 //! the application no allocation and no scan of its SQL once its statement has been seen.
-//! Calls past `transaction_max_spans` are counted per endpoint (`DroppedExits`).
+//! Calls past `transaction_max_spans` are counted per endpoint (`dropped_exits.rs`).
 
 #[cfg(apm_sql)]
 use std::borrow::Cow;
@@ -67,21 +67,4 @@ pub(crate) struct SqlText {
     pub(crate) statement: Option<Box<str>>,
     /// The span's name: the statement's signature (computed from the whole statement).
     pub(crate) name: Cow<'static, str>,
-}
-
-cfg_enable! {
-    use std::sync::Arc;
-
-    use super::outcome::Outcome;
-
-    /// Statements of one endpoint with one outcome that ran past `transaction_max_spans`
-    /// (not recorded as spans): how many, and their summed duration, for the transaction's
-    /// `dropped_spans_stats`.
-    #[derive(Debug)]
-    pub(crate) struct DroppedExits {
-        pub(crate) endpoint: Arc<DbEndpoint>,
-        pub(crate) outcome: Outcome,
-        pub(crate) count: u32,
-        pub(crate) sum_ns: u64,
-    }
 }

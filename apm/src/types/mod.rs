@@ -8,7 +8,7 @@
 //!
 //! Nothing here imports from the stages above (queue, capture, export, agent).
 
-#[cfg(apm_exit_stats)]
+#[cfg(apm_db_client)]
 pub(crate) mod db;
 pub(crate) mod headers;
 pub mod messaging;
@@ -20,6 +20,8 @@ pub mod web;
 
 cfg_enable! {
     pub(crate) mod clock;
+    #[cfg(apm_exit_stats)]
+    pub(crate) mod dropped_exits;
     pub(crate) mod ids;
     pub(crate) mod raw_stack;
     pub(crate) mod record;

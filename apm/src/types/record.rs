@@ -252,7 +252,7 @@ pub(crate) struct TransactionRecord {
     /// Statements that ran past `transaction_max_spans`, per endpoint and outcome (added to
     /// `dropped_spans_stats` on the transport thread, where service targets are inferred).
     #[cfg(apm_exit_stats)]
-    pub(crate) dropped_exits: Vec<super::db::DroppedExits>,
+    pub(crate) dropped_exits: Vec<super::dropped_exits::DroppedExits>,
     /// Time during which its children ran (self time = duration − this).
     pub(crate) child_ns: u64,
     /// Span links: the trace a restarted transaction came from (and those given through the
