@@ -46,7 +46,10 @@ const GROUPS: &[(&str, &[&[&str]])] = &[
     ("apm_db_client", &[SQL_CLIENTS, &["REDIS"]]),
     (
         "apm_exit_stats",
-        &[SQL_CLIENTS, &["REDIS", "REQWEST", "MINREQ_CLIENT"]],
+        &[
+            SQL_CLIENTS,
+            &["REDIS", "REQWEST", "MINREQ_CLIENT", "LAPIN", "NATS"],
+        ],
     ),
     ("apm_bridge", &[&["TRACING", "OPENTELEMETRY"]]),
 ];

@@ -235,6 +235,55 @@ fn one_trace_crosses_the_subject() {
     h.finish();
 }
 
+/// Past `transaction_max_spans`, messages published are not spans but are counted in the
+/// transaction's `dropped_spans_stats` (service target `nats` and the subject), and still
+/// carry the trace context.
+#[test]
+fn messages_published_past_the_span_limit_are_counted_in_dropped_spans_stats() {
+    if !apm_tests::services::require("nats", ADDR) {
+        return;
+    }
+    let h = agent::start(|c| c.transaction_max_spans(1).span_compression_enabled(false));
+    let subject = subject("over_limit");
+    let trace_id = runtime().block_on(async {
+        let consumer = client().await;
+        let mut subscriber = subscribe(&consumer, &subject).await;
+        let producer = client().await;
+        let transaction = apm::Transaction::start("publishing", "request");
+        let trace_id = transaction.trace_id().expect("a trace id");
+        transaction
+            .bind(async {
+                for _ in 0..4 {
+                    producer
+                        .publish_traced(subject.clone(), "x".into())
+                        .await
+                        .expect("publish");
+                }
+            })
+            .await;
+        producer.flush().await.expect("flush");
+        for _ in 0..4 {
+            let message = next(&mut subscriber).await;
+            let headers = message.headers.expect("headers");
+            let traceparent = headers.get("traceparent").expect("a traceparent");
+            assert!(
+                traceparent.as_str().starts_with(&format!("00-{trace_id}-")),
+                "{traceparent}"
+            );
+        }
+        trace_id
+    });
+    h.flush();
+    assert_eq!(h.spans().len(), 1, "{:#?}", h.spans());
+    let txn = named(&h.transactions(), "publishing").clone();
+    assert_eq!(txn["trace_id"], trace_id.as_str());
+    assert_eq!(txn["span_count"]["dropped"], 3, "{txn:#}");
+    let resource = format!("nats/{subject}");
+    let count = agent::the_dropped_stat(&txn, ("nats", Some(&subject)), &resource, "success");
+    assert_eq!(count, 3);
+    h.finish();
+}
+
 #[test]
 fn messages_without_a_valid_trace_context_start_new_traces() {
     if !apm_tests::services::require("nats", ADDR) {

@@ -94,6 +94,20 @@ async fn consume(channel: &Channel, queue: &str, n: usize) -> Vec<Delivery> {
     deliveries
 }
 
+/// Publishes `payload` to `queue` through the default exchange, traced.
+async fn publish(channel: &Channel, queue: &str, payload: &[u8]) {
+    channel
+        .basic_publish_traced(
+            "".into(),
+            queue.into(),
+            BasicPublishOptions::default(),
+            payload,
+            BasicProperties::default(),
+        )
+        .await
+        .expect("basic.publish");
+}
+
 fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -442,6 +456,57 @@ fn each_delivery_continues_its_own_send_span_and_nack_is_a_failure() {
     for p in parents {
         assert!(send_ids.contains(&p), "{p} not a send span");
     }
+    h.finish();
+}
+
+/// Past `transaction_max_spans`, messages sent are not spans but are counted in the
+/// transaction's `dropped_spans_stats` (service target `rabbitmq` and the exchange), and
+/// still carry the trace context.
+#[test]
+fn messages_sent_past_the_span_limit_are_counted_in_dropped_spans_stats() {
+    if !apm_tests::services::require("rabbitmq", ADDR) {
+        return;
+    }
+    let h = agent::start(|c| c.transaction_max_spans(1).span_compression_enabled(false));
+    let queue = queue_name("over_limit");
+    let trace_id = runtime().block_on(async {
+        let (_connection, channel) = channel().await;
+        declare(&channel, &queue).await;
+        let transaction = apm::Transaction::start("sending", "request");
+        let trace_id = transaction.trace_id().expect("a trace id");
+        transaction
+            .bind(async {
+                for _ in 0..4 {
+                    publish(&channel, &queue, b"x").await;
+                }
+            })
+            .await;
+        for delivery in consume(&channel, &queue, 4).await {
+            let headers = delivery.properties.headers().clone().expect("headers");
+            let Some(AMQPValue::LongString(traceparent)) = headers.inner().get("traceparent")
+            else {
+                panic!("no traceparent in {headers:?}");
+            };
+            let traceparent = String::from_utf8_lossy(traceparent.as_bytes()).into_owned();
+            assert!(
+                traceparent.starts_with(&format!("00-{trace_id}-")),
+                "{traceparent}"
+            );
+            delivery
+                .ack(BasicAckOptions::default())
+                .await
+                .expect("basic.ack");
+        }
+        trace_id
+    });
+    h.flush();
+    assert_eq!(h.spans().len(), 1, "{:#?}", h.spans());
+    let txn = named(&h.transactions(), "sending").clone();
+    assert_eq!(txn["trace_id"], trace_id.as_str());
+    assert_eq!(txn["span_count"]["dropped"], 3, "{txn:#}");
+    let target = ("rabbitmq", Some("<default>"));
+    let count = agent::the_dropped_stat(&txn, target, "rabbitmq/<default>", "success");
+    assert_eq!(count, 3);
     h.finish();
 }
 

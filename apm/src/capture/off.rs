@@ -130,6 +130,10 @@ impl OverLimitExit {
     pub(crate) fn start_http(_url: &str) -> Option<Self> {
         None
     }
+    #[cfg(apm_messaging)]
+    pub(crate) fn start_message(_system: &'static str, _queue: &str) -> Option<Self> {
+        None
+    }
     pub(crate) fn set_outcome(&mut self, _outcome: Outcome) {
         match *self {}
     }

@@ -1,5 +1,5 @@
 //! Exit calls past `transaction_max_spans` (database statements, cache commands, HTTP
-//! requests): not spans, but timed anyway, so that the transaction's `dropped_spans_stats`
+//! requests, messages sent): not spans, but timed anyway, so that the transaction's `dropped_spans_stats`
 //! counts them with their duration and outcome.
 
 use std::sync::Arc;
@@ -45,6 +45,17 @@ impl OverLimitExit {
     #[cfg(apm_http_client)]
     pub(crate) fn start_http(url: &str) -> Option<Self> {
         Self::start(|| ExitTarget::http(url))
+    }
+
+    /// A message sent to `queue` through `system` (`rabbitmq`, `nats`).
+    #[cfg(apm_messaging)]
+    pub(crate) fn start_message(system: &'static str, queue: &str) -> Option<Self> {
+        Self::start(|| {
+            Some(ExitTarget::Message {
+                system,
+                queue: queue.into(),
+            })
+        })
     }
 
     pub(crate) fn set_outcome(&mut self, outcome: Outcome) {

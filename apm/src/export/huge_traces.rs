@@ -377,6 +377,12 @@ fn dropped_target(target: &crate::types::dropped_exits::ExitTarget) -> Target {
                 resource: "http".to_owned(),
             })
         }
+        #[cfg(apm_messaging)]
+        ExitTarget::Message { system, queue } => Target {
+            kind: (*system).to_owned(),
+            name: Some(queue.to_string()),
+            resource: format!("{system}/{queue}"),
+        },
     }
 }
 

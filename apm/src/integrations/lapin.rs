@@ -110,7 +110,7 @@ use ::lapin::uri::AMQPUri;
 use ::lapin::{BasicProperties, Channel, Connection, ConnectionProperties, PublisherConfirm};
 
 use super::facade::spans_recorded_here;
-use super::messaging::ignored;
+use super::messaging::{ignored, SendSpan};
 use crate::messaging::Message;
 use crate::{Context, HeaderSource, Outcome, Span, Transaction};
 
@@ -274,12 +274,8 @@ fn publish<'a>(
     let publish = channel.basic_publish(exchange, routing_key, options, payload, properties);
     async move {
         let result = publish.await;
-        if let Some(mut span) = span {
-            span.set_outcome(if result.is_ok() {
-                Outcome::Success
-            } else {
-                Outcome::Failure
-            });
+        if let Some(span) = span {
+            span.end(&result);
         }
         result
     }
@@ -291,7 +287,7 @@ fn start_send(
     exchange: &str,
     broker: Option<&Broker>,
     properties: BasicProperties,
-) -> (Option<Span>, BasicProperties) {
+) -> (Option<SendSpan>, BasicProperties) {
     let exchange = exchange_name(exchange);
     if Context::current().is_empty() || ignored(exchange) {
         return (None, properties);
@@ -315,11 +311,11 @@ fn start_send(
         if let Some(broker) = broker {
             span.set_destination(Some(broker.host.clone()), Some(broker.port));
         }
-        // Until lapin answers: a publish dropped before that (cancelled) ends `unknown`.
-        span.set_outcome(Outcome::Unknown);
     }
     span.inject(&mut sink);
-    (Some(span), properties.with_headers(headers))
+    // Until lapin answers, `unknown` (a publish dropped before that, cancelled).
+    let send = SendSpan::new(span, "rabbitmq", exchange);
+    (Some(send), properties.with_headers(headers))
 }
 
 /// The exchange as span names and contexts show it.

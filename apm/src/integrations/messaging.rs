@@ -1,5 +1,8 @@
 //! What messaging integrations share: `ignore_message_queues`, compiled once per
-//! configuration in effect.
+//! configuration in effect, and the handle of a message's send span.
+
+use super::facade::OverLimitExit;
+use crate::{Outcome, Span};
 
 /// Whether messages sent to or received from `queue` (a queue, topic or exchange) are not to
 /// be traced (`ignore_message_queues`). Nothing is ignored when no agent runs: nothing is
@@ -20,4 +23,43 @@ pub(crate) fn ignored(queue: &str) -> bool {
 #[cfg(not(feature = "enable"))]
 pub(crate) fn ignored(_queue: &str) -> bool {
     false
+}
+
+/// A message's send span; past `transaction_max_spans` (the span records nothing), the
+/// timing that counts the message in its transaction's `dropped_spans_stats`.
+pub(crate) struct SendSpan {
+    pub(crate) span: Span,
+    over_limit: Option<OverLimitExit>,
+}
+
+impl SendSpan {
+    /// `span`, started for a message to `queue` through `system` (`rabbitmq`, `nats`): the
+    /// caller describes it when it records.
+    pub(crate) fn new(span: Span, system: &'static str, queue: &str) -> SendSpan {
+        let over_limit = if span.is_recording() {
+            None
+        } else {
+            OverLimitExit::start_message(system, queue)
+        };
+        let mut send = SendSpan { span, over_limit };
+        // Until the client answers: a send dropped before that (cancelled) ends `unknown`.
+        send.set_outcome(Outcome::Unknown);
+        send
+    }
+
+    pub(crate) fn set_outcome(&mut self, outcome: Outcome) {
+        self.span.set_outcome(outcome);
+        if let Some(o) = &mut self.over_limit {
+            o.set_outcome(outcome);
+        }
+    }
+
+    /// Success or failure, as `result` says.
+    pub(crate) fn end<T, E>(mut self, result: &Result<T, E>) {
+        self.set_outcome(if result.is_ok() {
+            Outcome::Success
+        } else {
+            Outcome::Failure
+        });
+    }
 }

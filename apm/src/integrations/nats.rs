@@ -64,9 +64,9 @@ use ::async_nats::{
 use ::bytes::Bytes;
 
 use super::facade::spans_recorded_here;
-use super::messaging::ignored;
+use super::messaging::{ignored, SendSpan};
 use crate::messaging::Message as MessageContext;
-use crate::{Context, HeaderSource, Outcome, Span, Transaction};
+use crate::{Context, HeaderSource, Span, Transaction};
 
 #[cfg(feature = "nats-jetstream")]
 #[cfg_attr(docsrs, doc(cfg(feature = "nats-jetstream")))]
@@ -146,7 +146,7 @@ fn start_send(
     subject: &str,
     headers: Option<HeaderMap>,
     server: impl FnOnce() -> ServerInfo,
-) -> (Option<Span>, Option<HeaderMap>) {
+) -> (Option<SendSpan>, Option<HeaderMap>) {
     if Context::current().is_empty() || ignored(subject) {
         return (None, headers);
     }
@@ -174,21 +174,16 @@ fn start_send(
         if !host.is_empty() && host != "0.0.0.0" && host != "::" {
             span.set_destination(Some(server.host), Some(server.port));
         }
-        // Until async-nats answers: a publish dropped before that ends `unknown`.
-        span.set_outcome(Outcome::Unknown);
     }
     span.inject(&mut sink);
-    (Some(span), Some(headers))
+    // Until async-nats answers, `unknown` (a publish dropped before that).
+    (Some(SendSpan::new(span, "nats", subject)), Some(headers))
 }
 
 /// Sets a send span's outcome from async-nats's result.
-fn end_send<T, E>(span: Option<Span>, result: &Result<T, E>) {
-    if let Some(mut span) = span {
-        span.set_outcome(if result.is_ok() {
-            Outcome::Success
-        } else {
-            Outcome::Failure
-        });
+fn end_send<T, E>(span: Option<SendSpan>, result: &Result<T, E>) {
+    if let Some(span) = span {
+        span.end(result);
     }
 }
 

@@ -19,6 +19,13 @@ pub(crate) enum ExitTarget {
     /// An HTTP request's origin: `scheme://host[:port]` (no user information, no path).
     #[cfg(apm_http_client)]
     Http(Box<str>),
+    /// A message's broker (`rabbitmq`, `nats`: its service target's type) and queue, topic or
+    /// exchange.
+    #[cfg(apm_messaging)]
+    Message {
+        system: &'static str,
+        queue: Box<str>,
+    },
 }
 
 impl ExitTarget {
@@ -28,10 +35,9 @@ impl ExitTarget {
         match (self, other) {
             #[cfg(apm_db_client)]
             (ExitTarget::Db(a), ExitTarget::Db(b)) => Arc::ptr_eq(a, b),
-            #[cfg(apm_http_client)]
-            (ExitTarget::Http(a), ExitTarget::Http(b)) => a == b,
-            #[cfg(all(apm_db_client, apm_http_client))]
-            _ => false,
+            // Unreachable with database clients alone.
+            #[allow(unreachable_patterns)]
+            _ => self == other,
         }
     }
 

@@ -100,6 +100,27 @@ pub fn named<'a>(events: &'a [Value], name: &str) -> &'a Value {
     found[0]
 }
 
+/// The one `dropped_spans_stats` entry of transaction `txn`, checked against its service
+/// target (`type`, `name`), its resource and its outcome: how many calls it counts.
+#[allow(dead_code)]
+pub fn the_dropped_stat(
+    txn: &Value,
+    target: (&str, Option<&str>),
+    resource: &str,
+    outcome: &str,
+) -> u64 {
+    let stats = txn["dropped_spans_stats"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no dropped_spans_stats in {txn:#}"));
+    assert_eq!(stats.len(), 1, "{stats:#?}");
+    let stat = &stats[0];
+    assert_eq!(stat["service_target_type"], target.0, "{stat}");
+    assert_eq!(stat["service_target_name"].as_str(), target.1, "{stat}");
+    assert_eq!(stat["destination_service_resource"], resource, "{stat}");
+    assert_eq!(stat["outcome"], outcome, "{stat}");
+    stat["duration"]["count"].as_u64().expect("a count")
+}
+
 pub use apm_tests::block_on;
 
 /// Names of this process's threads that belong to the agent (`apm-…`; Linux).
