@@ -102,7 +102,6 @@ pub fn named<'a>(events: &'a [Value], name: &str) -> &'a Value {
 
 /// The one `dropped_spans_stats` entry of transaction `txn`, checked against its service
 /// target (`type`, `name`), its resource and its outcome: how many calls it counts.
-#[allow(dead_code)]
 pub fn the_dropped_stat(
     txn: &Value,
     target: (&str, Option<&str>),
