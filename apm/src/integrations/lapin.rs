@@ -313,7 +313,6 @@ fn start_send(
         }
     }
     span.inject(&mut sink);
-    // Until lapin answers, `unknown` (a publish dropped before that, cancelled).
     let send = SendSpan::new(span, "rabbitmq", exchange);
     (Some(send), properties.with_headers(headers))
 }

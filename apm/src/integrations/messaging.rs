@@ -28,7 +28,7 @@ pub(crate) fn ignored(_queue: &str) -> bool {
 /// A message's send span; past `transaction_max_spans` (the span records nothing), the
 /// timing that counts the message in its transaction's `dropped_spans_stats`.
 pub(crate) struct SendSpan {
-    pub(crate) span: Span,
+    span: Span,
     over_limit: Option<OverLimitExit>,
 }
 

@@ -176,7 +176,6 @@ fn start_send(
         }
     }
     span.inject(&mut sink);
-    // Until async-nats answers, `unknown` (a publish dropped before that).
     (Some(SendSpan::new(span, "nats", subject)), Some(headers))
 }
 
