@@ -362,21 +362,12 @@ fn dropped_target(target: &crate::types::dropped_exits::ExitTarget) -> Target {
         #[cfg(apm_db_client)]
         ExitTarget::Db(endpoint) => db_target(endpoint),
         #[cfg(apm_http_client)]
-        ExitTarget::Http(origin) => {
-            let extra = crate::types::span_context::SpanExtra {
-                exit: true,
-                http: Some(crate::types::span_context::Http {
-                    url: Some(origin.to_string()),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            };
-            service_target::infer("external", Some("http"), &extra).unwrap_or_else(|| Target {
-                kind: "http".to_owned(),
-                name: None,
-                resource: "http".to_owned(),
-            })
-        }
+        // An HTTP span's target, `host:port` as both name and resource.
+        ExitTarget::Http(host_port) => Target {
+            kind: "http".to_owned(),
+            name: Some(host_port.to_string()),
+            resource: host_port.to_string(),
+        },
         #[cfg(apm_messaging)]
         ExitTarget::Message { system, queue } => Target {
             kind: (*system).to_owned(),

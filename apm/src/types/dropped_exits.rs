@@ -16,7 +16,8 @@ pub(crate) enum ExitTarget {
     /// A database or cache connection's endpoint (shared by all its calls).
     #[cfg(apm_db_client)]
     Db(Arc<DbEndpoint>),
-    /// An HTTP request's origin: `scheme://host[:port]` (no user information, no path).
+    /// An HTTP request's destination, `host:port` (the scheme's default port when the URL
+    /// has none): its service target's name and resource.
     #[cfg(apm_http_client)]
     Http(Box<str>),
     /// A message's broker (`rabbitmq`, `nats`: its service target's type) and queue, topic or
@@ -41,17 +42,11 @@ impl ExitTarget {
         }
     }
 
-    /// The origin of `url` (`scheme://host[:port]`), without its user information; `None`
-    /// for a text that is not an absolute URL.
+    /// The destination of a request to `url`; `None` for a text that is not an absolute URL.
     #[cfg(apm_http_client)]
     pub(crate) fn http(url: &str) -> Option<ExitTarget> {
-        let (scheme, rest) = url.split_once("://")?;
-        let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-        if host.is_empty() {
-            return None;
-        }
-        Some(ExitTarget::Http(format!("{scheme}://{host}").into()))
+        let (host, port) = crate::util::url::host_port(url)?;
+        Some(ExitTarget::Http(format!("{host}:{port}").into()))
     }
 }
 
@@ -70,21 +65,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_http_target_is_the_url_s_origin_without_credentials() {
-        let origin = |url: &str| match ExitTarget::http(url) {
-            Some(ExitTarget::Http(o)) => Some(o.to_string()),
-            _ => None,
-        };
+    fn requests_to_one_host_and_port_count_together() {
+        let target = |url: &str| ExitTarget::http(url).expect("an absolute URL");
         assert_eq!(
-            origin("https://u:p@api.example:8443/v1/x?y#z").as_deref(),
-            Some("https://api.example:8443")
+            target("https://u:p@api.example/v1/x?y#z"),
+            ExitTarget::Http("api.example:443".into())
         );
-        assert_eq!(origin("http://[::1]/").as_deref(), Some("http://[::1]"));
-        assert_eq!(origin("http://h?q").as_deref(), Some("http://h"));
-        assert_eq!(origin("no-scheme/path"), None);
-        assert_eq!(origin("http:///path"), None);
-        assert!(ExitTarget::http("http://a/x")
-            .zip(ExitTarget::http("http://a/y"))
-            .is_some_and(|(a, b)| a.same(&b)));
+        assert!(target("http://a/x").same(&target("http://a:80/y")));
+        assert!(!target("http://a/x").same(&target("https://a/x")));
+        assert_eq!(ExitTarget::http("no-scheme/path"), None);
     }
 }

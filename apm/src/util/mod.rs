@@ -19,5 +19,6 @@ cfg_enable! {
     pub(crate) mod after_fork;
     pub(crate) mod diag;
     pub(crate) mod text;
+    pub(crate) mod url;
     pub(crate) mod wildcard;
 }

@@ -5,6 +5,7 @@
 use std::borrow::Cow;
 
 use crate::types::span_context::SpanExtra;
+pub(crate) use crate::util::url::host_port;
 
 /// `service.target` type and name, and the legacy `destination.service.resource`.
 #[derive(Debug, PartialEq, Eq)]
@@ -12,31 +13,6 @@ pub(crate) struct Target {
     pub(crate) kind: String,
     pub(crate) name: Option<String>,
     pub(crate) resource: String,
-}
-
-/// `host:port` of an URL, with the scheme's default port when none is written.
-pub(crate) fn host_port(url: &str) -> Option<(String, u16)> {
-    let (scheme, rest) = url.split_once("://")?;
-    let authority = rest.split(['/', '?', '#']).next()?;
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let default = match scheme.to_ascii_lowercase().as_str() {
-        "https" | "wss" => 443,
-        _ => 80,
-    };
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (h, after) = v6.split_once(']')?;
-        let port = after.strip_prefix(':').and_then(|p| p.parse().ok());
-        (format!("[{h}]"), port)
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (h.to_owned(), p.parse().ok()),
-            None => (authority.to_owned(), None),
-        }
-    };
-    if host.is_empty() {
-        return None;
-    }
-    Some((host, port.unwrap_or(default)))
 }
 
 /// The service target of an exit span, per the spec's inference rules.
@@ -101,14 +77,7 @@ mod tests {
     use crate::types::span_context::{Db, Http, Message};
 
     #[test]
-    fn urls_give_host_and_port_and_lose_their_credentials() {
-        assert_eq!(host_port("http://a.b:9200/x"), Some(("a.b".into(), 9200)));
-        assert_eq!(host_port("https://a.b/x"), Some(("a.b".into(), 443)));
-        assert_eq!(host_port("http://u:p@a.b?q"), Some(("a.b".into(), 80)));
-        assert_eq!(
-            host_port("http://[::1]:8080/"),
-            Some(("[::1]".into(), 8080))
-        );
+    fn urls_lose_their_credentials() {
         assert_eq!(
             redact_userinfo("https://user:pw@host:1/p?x=@"),
             "https://host:1/p?x=@"
