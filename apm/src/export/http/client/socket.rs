@@ -25,6 +25,13 @@ use ureq::unversioned::transport::{
 /// events/s.
 pub(super) const IDLE_EVERY: Duration = Duration::from_millis(1);
 
+/// What a plain connection writes at once (ureq copies a request's body into its output
+/// buffer, and writes the buffer whenever it is full). A request's body is up to
+/// `api_request_size` (768 KiB by default) uncompressed to a server on this machine: in
+/// writes of 16 KiB, the kernel's work per write, not the bytes, was most of what sending
+/// cost (`BENCHMARKS.md` §12h). Under TLS, rustls writes a record of 16 KiB at a time anyway.
+const PLAIN_WRITES: usize = 256 * 1024;
+
 /// Most of the time left one address may take to connect when others remain to be tried.
 const PER_ADDRESS: Duration = Duration::from_secs(2);
 
@@ -125,7 +132,11 @@ impl<In: Transport> Connector<In> for SocketConnector {
                         tcp: Arc::new(tcp),
                         buffers: LazyBuffers::new(
                             details.config.input_buffer_size(),
-                            details.config.output_buffer_size(),
+                            if details.needs_tls() {
+                                details.config.output_buffer_size()
+                            } else {
+                                PLAIN_WRITES
+                            },
                         ),
                         forward_origin: self.forward_origin.clone(),
                         request_starts: true,
