@@ -114,6 +114,19 @@ impl HugeTraces {
         }
     }
 
+    /// Asks for the lines of `sent` that the transactions of `batch` will be written to, before
+    /// its events are taken one by one (see `RecentIds::prefetch`).
+    pub(crate) fn prefetch(&self, batch: &[Event]) {
+        if self.settings.inactive() {
+            return;
+        }
+        for event in batch {
+            if let Event::Transaction(t) = event {
+                self.sent.prefetch(t.id);
+            }
+        }
+    }
+
     /// Takes one event; what is to be sent now, in order, goes to `out`.
     pub(crate) fn accept(&mut self, event: Event, out: &mut Vec<Event>) {
         match event {

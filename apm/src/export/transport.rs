@@ -386,12 +386,13 @@ impl Transport {
             .counters
             .events_queued
             .fetch_add(batch.len() as u64, Relaxed);
+        self.refresh_huge_traces();
+        self.huge_traces.prefetch(&batch);
         if self.breakdown {
             // Before serialising: a send below may block on the network, and the metrics
             // thread must not wait on it. Spans compressed or dropped below count here.
             self.breakdown_totals.record(&batch);
         }
-        self.refresh_huge_traces();
         let backing_off = self.in_backoff();
         let mut sent = false;
         let limit = self.tracer.live.api_request_size();

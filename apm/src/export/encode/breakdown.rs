@@ -181,6 +181,15 @@ impl Breakdown {
     /// Accounts for the spans and transactions of a batch (transport thread).
     pub(crate) fn record(&self, batch: &[Event]) {
         let mut st = self.state.lock();
+        // Each transaction's line of `recent` is asked for first: fetched meanwhile, it is in
+        // the cache when the transaction is recorded.
+        for event in batch {
+            if let Event::Transaction(t) = event {
+                if t.sampled {
+                    st.recent.prefetch(t.id);
+                }
+            }
+        }
         // Backwards: a thread's events come in the order they ended, each transaction after
         // its spans. Read from the end, a transaction is recorded first and its spans find its
         // group in `last`, not in `recent`, whose line for an id is mostly out of the cache
