@@ -794,7 +794,7 @@ fn refresh_policy(tracer: &Tracer, policy: &mut Policy, compiled_from: &mut Opti
         CaptureBody::Transactions | CaptureBody::All
     );
     policy.body_on_errors = matches!(config.capture_body, CaptureBody::Errors | CaptureBody::All);
-    policy.sanitize = WildcardList::parse(&config.sanitize_field_names);
+    policy.set_sanitize(WildcardList::parse(&config.sanitize_field_names));
     policy.long_field_max_length = config.long_field_max_length;
 }
 

@@ -38,6 +38,11 @@ pub(crate) struct WildcardMatcher {
     /// The pattern does not end with `*`: the last segment must be a suffix.
     anchored_end: bool,
     case_sensitive: bool,
+    /// The segments' bytes in all; with `exact`, the pattern has no `*`.
+    literal_len: usize,
+    exact: bool,
+    /// Every segment is ASCII: against an ASCII text, lengths in bytes bound a match.
+    all_ascii: bool,
 }
 
 /// A literal run of the pattern.
@@ -46,6 +51,49 @@ struct Segment {
     text: Box<str>,
     /// Lets a case-insensitive comparison against ASCII text use byte comparison.
     ascii: bool,
+    /// `text` in ASCII lowercase (when `ascii`), compared as it is with a text lowercased once.
+    lower: Box<[u8]>,
+}
+
+/// Texts up to this many bytes are lowercased once, on the stack, for all the patterns of a
+/// list (header names, metric names); longer ones are compared character by character.
+const LOWERED_ROOM: usize = 64;
+
+/// A text as the patterns compare it.
+#[derive(Debug, Clone, Copy)]
+struct Hay<'a> {
+    text: &'a str,
+    /// `text` in ASCII lowercase, when it is ASCII and short enough to be lowercased once.
+    lower: Option<&'a [u8]>,
+}
+
+impl<'a> Hay<'a> {
+    /// Runs `f` on `text`, lowercased once when it is ASCII and short.
+    fn with<R>(text: &'a str, f: impl FnOnce(Hay<'_>) -> R) -> R {
+        let mut room = [0u8; LOWERED_ROOM];
+        let lower = (text.len() <= LOWERED_ROOM && text.is_ascii()).then(|| {
+            let lower = &mut room[..text.len()];
+            lower.copy_from_slice(text.as_bytes());
+            lower.make_ascii_lowercase();
+            &*lower
+        });
+        f(Hay { text, lower })
+    }
+
+    /// `text[lo..hi]`, as a hay.
+    fn get(self, lo: usize, hi: usize) -> Option<Hay<'a>> {
+        Some(Hay {
+            text: self.text.get(lo..hi)?,
+            lower: match self.lower {
+                Some(lower) => Some(lower.get(lo..hi)?),
+                None => None,
+            },
+        })
+    }
+
+    fn len(self) -> usize {
+        self.text.len()
+    }
 }
 
 impl WildcardMatcher {
@@ -59,16 +107,20 @@ impl WildcardMatcher {
         } else {
             (pattern, false)
         };
-        let segments = body
+        let segments: Box<[Segment]> = body
             .split('*')
             .filter(|s| !s.is_empty())
             .map(|s| Segment {
                 text: s.into(),
                 ascii: s.is_ascii(),
+                lower: s.to_ascii_lowercase().into_bytes().into(),
             })
             .collect();
         WildcardMatcher {
             pattern: pattern.into(),
+            literal_len: segments.iter().map(|s| s.text.len()).sum(),
+            exact: !body.contains('*'),
+            all_ascii: segments.iter().all(|s| s.ascii),
             segments,
             anchored_start: !body.starts_with('*'),
             anchored_end: !body.ends_with('*'),
@@ -77,20 +129,33 @@ impl WildcardMatcher {
     }
 
     /// Whether the whole of `text` matches the pattern. Allocation-free.
+    #[cfg(any(test, apm_server))]
     pub(crate) fn matches(&self, text: &str) -> bool {
+        Hay::with(text, |hay| self.matches_hay(hay))
+    }
+
+    fn matches_hay(&self, hay: Hay<'_>) -> bool {
         let cmp = Cmp {
             case_sensitive: self.case_sensitive,
-            text_ascii: !self.case_sensitive && text.is_ascii(),
+            text_ascii: !self.case_sensitive && (hay.lower.is_some() || hay.text.is_ascii()),
         };
-        self.match_segments(cmp, text).is_some()
+        // Where characters compare byte for byte, the text's length rules most names out
+        // (a non-ASCII character may match one of another length without case).
+        if self.case_sensitive || (self.all_ascii && cmp.text_ascii) {
+            let n = hay.len();
+            if n < self.literal_len || (self.exact && n != self.literal_len) {
+                return false;
+            }
+        }
+        self.match_segments(cmp, hay).is_some()
     }
 
     /// `Some(())` on a match; `Option` only so that `?` can say "no match" at each step.
-    fn match_segments(&self, cmp: Cmp, text: &str) -> Option<()> {
+    fn match_segments(&self, cmp: Cmp, text: Hay<'_>) -> Option<()> {
         let mut segments = &self.segments[..];
         if segments.is_empty() {
             // "" matches only ""; "*", "**", ... match everything.
-            return (!(self.anchored_start || self.anchored_end) || text.is_empty()).then_some(());
+            return (!(self.anchored_start || self.anchored_end) || text.len() == 0).then_some(());
         }
         // `text[lo..hi]` is what the remaining segments may still consume.
         let (mut lo, mut hi) = (0, text.len());
@@ -106,11 +171,11 @@ impl WildcardMatcher {
         if self.anchored_end {
             let (last, rest) = segments.split_last()?;
             // Searched only after the prefix, so that the two cannot overlap ("ab*ba" vs "aba").
-            hi = lo + cmp.suffix_start(text.get(lo..hi)?, last)?;
+            hi = lo + cmp.suffix_start(text.get(lo, hi)?, last)?;
             segments = rest;
         }
         for segment in segments {
-            lo += cmp.find_end(text.get(lo..hi)?, segment)?;
+            lo += cmp.find_end(text.get(lo, hi)?, segment)?;
         }
         Some(())
     }
@@ -129,9 +194,13 @@ impl Cmp {
     ///
     /// Case-insensitive comparison goes character by character, so the matched part of `text`
     /// may differ in byte length from `seg` (the Kelvin sign `K` is three bytes, `k` one).
-    fn prefix_len(self, text: &str, seg: &Segment) -> Option<usize> {
+    fn prefix_len(self, hay: Hay<'_>, seg: &Segment) -> Option<usize> {
+        let text = hay.text;
         if self.case_sensitive {
             return text.starts_with(&*seg.text).then_some(seg.text.len());
+        }
+        if let (Some(lower), true) = (hay.lower, seg.ascii) {
+            return lower.starts_with(&seg.lower).then_some(seg.lower.len());
         }
         if self.text_ascii && seg.ascii {
             let n = seg.text.len();
@@ -149,11 +218,16 @@ impl Cmp {
     }
 
     /// The byte offset in `text` where a suffix equal to `seg` starts, if there is one.
-    fn suffix_start(self, text: &str, seg: &Segment) -> Option<usize> {
+    fn suffix_start(self, hay: Hay<'_>, seg: &Segment) -> Option<usize> {
+        let text = hay.text;
         if self.case_sensitive {
             return text
                 .ends_with(&*seg.text)
                 .then(|| text.len() - seg.text.len());
+        }
+        if let (Some(lower), true) = (hay.lower, seg.ascii) {
+            let start = lower.len().checked_sub(seg.lower.len())?;
+            return lower.ends_with(&seg.lower).then_some(start);
         }
         if self.text_ascii && seg.ascii {
             let start = text.len().checked_sub(seg.text.len())?;
@@ -175,9 +249,13 @@ impl Cmp {
     }
 
     /// The byte offset just past the leftmost occurrence of `seg` in `text`, if any.
-    fn find_end(self, text: &str, seg: &Segment) -> Option<usize> {
+    fn find_end(self, hay: Hay<'_>, seg: &Segment) -> Option<usize> {
+        let text = hay.text;
         if self.case_sensitive {
             return text.find(&*seg.text).map(|i| i + seg.text.len());
+        }
+        if let (Some(lower), true) = (hay.lower, seg.ascii) {
+            return find_end_bytes(lower, &seg.lower);
         }
         if self.text_ascii && seg.ascii {
             let n = seg.text.len();
@@ -188,10 +266,27 @@ impl Cmp {
                 .map(|i| i + n);
         }
         text.char_indices().find_map(|(i, _)| {
-            let rest = text.get(i..)?;
+            let rest = hay.get(i, text.len())?;
             self.prefix_len(rest, seg).map(|n| i + n)
         })
     }
+}
+
+/// The end of the leftmost `needle` (not empty) in `hay`: candidates found by their first
+/// byte, the rest compared only there (a comparison at every position was most of what
+/// matching a header name against the default list cost).
+fn find_end_bytes(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    let (&first, rest) = needle.split_first()?;
+    let last = hay.len().checked_sub(needle.len())?;
+    let mut from = 0;
+    while from <= last {
+        let at = from + hay[from..=last].iter().position(|&b| b == first)?;
+        if hay[at + 1..at + needle.len()] == *rest {
+            return Some(at + needle.len());
+        }
+        from = at + 1;
+    }
+    None
 }
 
 /// Case-insensitive equality of two characters, with the semantics of Java's
@@ -223,7 +318,10 @@ impl WildcardList {
 
     /// Whether any pattern matches `text`; `false` for an empty list. Allocation-free.
     pub(crate) fn any_match(&self, text: &str) -> bool {
-        self.0.iter().any(|m| m.matches(text))
+        if self.0.is_empty() {
+            return false;
+        }
+        Hay::with(text, |hay| self.0.iter().any(|m| m.matches_hay(hay)))
     }
 
     pub(crate) fn is_empty(&self) -> bool {
