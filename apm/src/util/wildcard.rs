@@ -55,8 +55,8 @@ struct Segment {
     lower: Box<[u8]>,
 }
 
-/// Texts up to this many bytes are lowercased once, on the stack, for all the patterns of a
-/// list (header names, metric names); longer ones are compared character by character.
+/// ASCII texts up to this many bytes are lowercased once, on the stack, for all the patterns
+/// of a list (header names, metric names); longer ones are compared ignoring case as they go.
 const LOWERED_ROOM: usize = 64;
 
 /// A text as the patterns compare it.
