@@ -20,7 +20,7 @@ use serde_json::{Map, Value};
 
 use crate::config::{options, Source};
 use crate::util::diag::{warn_limited, warn_once};
-use crate::export::http::client::{Request, Server};
+use crate::export::http::client::{Request, Server, Writes};
 use crate::queue::tracer::Tracer;
 use crate::agent::worker::{Stop, Worker};
 use crate::config::Config;
@@ -93,7 +93,7 @@ impl Poller {
         let path = config_path(config);
         Poller {
             tracer,
-            server: Server::new(config),
+            server: Server::new(config, Writes::Small),
             url: format!("{}{path}", config.server_url),
             path,
             etag: None,

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use super::encode::body::Body;
 use super::encode::breakdown::Breakdown;
 use super::encode::{self, Policy};
-use super::http::client::{Request, Server};
+use super::http::client::{Request, Server, Writes};
 use super::symbolize;
 use super::huge_traces::{HugeTraces, Settings};
 use crate::queue::batch;
@@ -146,7 +146,7 @@ impl Transport {
         make_metadata: MakeMetadata,
     ) -> Transport {
         let config = &tracer.config;
-        let server = Server::new(config);
+        let server = Server::new(config, Writes::Bodies);
         Transport {
             tracer,
             queue,

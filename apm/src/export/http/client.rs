@@ -110,14 +110,43 @@ pub(crate) struct Server {
     authorization: Option<String>,
 }
 
+/// What a client for the APM Server sends: what its plain connections write at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Writes {
+    /// Small requests (central configuration): ureq's writes of 16 KiB.
+    Small,
+    /// Intake bodies: [`BODY_WRITES`] at once.
+    Bodies,
+}
+
+/// What a plain connection carrying intake bodies writes at once. A body is up to
+/// `api_request_size` (768 KiB by default), uncompressed to a server on this machine: in
+/// writes of 16 KiB, the kernel's work per write, not the bytes, was most of what sending
+/// cost (`BENCHMARKS.md` §12h). Under TLS, rustls writes a record of 16 KiB at a time anyway.
+/// Only the transport's connection holds a buffer this large: ureq fills a connection's
+/// output buffer with zeros when it first writes.
+const BODY_WRITES: usize = 256 * 1024;
+
+/// ureq's writes, and what a connection under TLS writes at once: a TLS record's size.
+const SMALL_WRITES: usize = 16 * 1024;
+
 impl Server {
-    pub(crate) fn new(config: &crate::config::Config) -> Server {
+    /// A client for the configured server, its plain connections writing as `writes` says.
+    pub(crate) fn new(config: &crate::config::Config, writes: Writes) -> Server {
         let tls = TlsOptions {
             verify: config.verify_server_cert,
             ca_cert_file: config.server_ca_cert_file.clone(),
             pinned_cert_file: config.server_cert.clone(),
         };
-        let client = Client::new(&config.server_url, &tls);
+        let client = match writes {
+            Writes::Small => Client::new(&config.server_url, &tls),
+            Writes::Bodies => Client::with_env_writing(
+                &config.server_url,
+                &tls,
+                |name| std::env::var(name).ok(),
+                BODY_WRITES,
+            ),
+        };
         match &client {
             Err(why) => warn_limited!("http-client", "cannot reach the APM Server: {why}"),
             Ok(c) => {
@@ -240,11 +269,21 @@ impl Client {
     }
 
     /// [`Client::new`] with the environment variables `var` looks up (for the proxy).
-    #[cfg_attr(not(feature = "https"), allow(unused_variables))]
     pub(crate) fn with_env(
         server_url: &str,
         tls: &TlsOptions,
         var: impl Fn(&str) -> Option<String>,
+    ) -> Result<Client, String> {
+        Client::with_env_writing(server_url, tls, var, SMALL_WRITES)
+    }
+
+    /// [`Client::with_env`], its plain connections writing `plain_writes` bytes at once.
+    #[cfg_attr(not(feature = "https"), allow(unused_variables))]
+    fn with_env_writing(
+        server_url: &str,
+        tls: &TlsOptions,
+        var: impl Fn(&str) -> Option<String>,
+        plain_writes: usize,
     ) -> Result<Client, String> {
         use ureq::unversioned::transport::Connector;
 
@@ -276,6 +315,7 @@ impl Client {
         let connector = socket::SocketConnector {
             forward_origin: forward.map(|_| format!("{scheme}://{}", endpoint.authority).into()),
             opened: Arc::clone(&opened),
+            plain_writes,
         };
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
@@ -291,7 +331,7 @@ impl Client {
             // What a kept connection holds (per layer: TCP, TLS): room for an answer's head
             // as large as ureq accepts, and writes of 16 KiB, a TLS record's size.
             .input_buffer_size(64 * 1024)
-            .output_buffer_size(16 * 1024)
+            .output_buffer_size(SMALL_WRITES)
             .max_response_header_size(64 * 1024)
             .build();
         let chain = ()

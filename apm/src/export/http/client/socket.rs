@@ -25,13 +25,6 @@ use ureq::unversioned::transport::{
 /// events/s.
 pub(super) const IDLE_EVERY: Duration = Duration::from_millis(1);
 
-/// What a plain connection writes at once (ureq copies a request's body into its output
-/// buffer, and writes the buffer whenever it is full). A request's body is up to
-/// `api_request_size` (768 KiB by default) uncompressed to a server on this machine: in
-/// writes of 16 KiB, the kernel's work per write, not the bytes, was most of what sending
-/// cost (`BENCHMARKS.md` §12h). Under TLS, rustls writes a record of 16 KiB at a time anyway.
-const PLAIN_WRITES: usize = 256 * 1024;
-
 /// Most of the time left one address may take to connect when others remain to be tried.
 const PER_ADDRESS: Duration = Duration::from_secs(2);
 
@@ -90,6 +83,9 @@ pub(super) struct SocketConnector {
     pub(super) forward_origin: Option<Arc<str>>,
     /// Connections opened: a request that opened none ran on a kept-alive one.
     pub(super) opened: Arc<AtomicU64>,
+    /// What a plain connection writes at once: the size of its output buffer, which ureq
+    /// fills (a whole kept connection's worth of memory) and writes whenever it is full.
+    pub(super) plain_writes: usize,
 }
 
 impl<In: Transport> Connector<In> for SocketConnector {
@@ -135,7 +131,7 @@ impl<In: Transport> Connector<In> for SocketConnector {
                             if details.needs_tls() {
                                 details.config.output_buffer_size()
                             } else {
-                                PLAIN_WRITES
+                                self.plain_writes
                             },
                         ),
                         forward_origin: self.forward_origin.clone(),
