@@ -130,6 +130,15 @@ const BODY_WRITES: usize = 256 * 1024;
 /// ureq's writes, and what a connection under TLS writes at once: a TLS record's size.
 const SMALL_WRITES: usize = 16 * 1024;
 
+impl Writes {
+    fn bytes(self) -> usize {
+        match self {
+            Writes::Small => SMALL_WRITES,
+            Writes::Bodies => BODY_WRITES,
+        }
+    }
+}
+
 impl Server {
     /// A client for the configured server, its plain connections writing as `writes` says.
     pub(crate) fn new(config: &crate::config::Config, writes: Writes) -> Server {
@@ -138,15 +147,12 @@ impl Server {
             ca_cert_file: config.server_ca_cert_file.clone(),
             pinned_cert_file: config.server_cert.clone(),
         };
-        let client = match writes {
-            Writes::Small => Client::new(&config.server_url, &tls),
-            Writes::Bodies => Client::with_env_writing(
-                &config.server_url,
-                &tls,
-                |name| std::env::var(name).ok(),
-                BODY_WRITES,
-            ),
-        };
+        let client = Client::with_env_writing(
+            &config.server_url,
+            &tls,
+            |name| std::env::var(name).ok(),
+            writes.bytes(),
+        );
         match &client {
             Err(why) => warn_limited!("http-client", "cannot reach the APM Server: {why}"),
             Ok(c) => {
@@ -264,17 +270,20 @@ pub(crate) struct TlsOptions {
 }
 
 impl Client {
+    /// [`Client::with_env`] with the process's environment.
+    #[cfg(test)]
     pub(crate) fn new(server_url: &str, tls: &TlsOptions) -> Result<Client, String> {
         Client::with_env(server_url, tls, |name| std::env::var(name).ok())
     }
 
-    /// [`Client::new`] with the environment variables `var` looks up (for the proxy).
+    /// A client for `server_url`, its proxy taken from the environment variables `var` looks
+    /// up, its plain connections writing [`Writes::Small`] at once.
     pub(crate) fn with_env(
         server_url: &str,
         tls: &TlsOptions,
         var: impl Fn(&str) -> Option<String>,
     ) -> Result<Client, String> {
-        Client::with_env_writing(server_url, tls, var, SMALL_WRITES)
+        Client::with_env_writing(server_url, tls, var, Writes::Small.bytes())
     }
 
     /// [`Client::with_env`], its plain connections writing `plain_writes` bytes at once.
