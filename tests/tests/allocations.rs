@@ -223,3 +223,74 @@ fn sqlx_queries_outside_a_transaction_allocate_nothing_more() {
     assert_eq!(h.agent().stats().events_recorded, 0);
     h.finish();
 }
+
+/// A served request's context (method, URL, version, each header) and its response's are
+/// written over an earlier request's strings, which each thread keeps from the records it
+/// reuses: once warm, a request with more headers allocates nothing more.
+#[test]
+fn a_served_requests_context_allocates_nothing_per_header_once_warm() {
+    use std::sync::{Arc, Mutex};
+    use tower::{Layer as _, Service as _};
+
+    const REQUESTS: usize = 32;
+    let h = agent::start(|c| c);
+    let responses = Arc::new(Mutex::new(Vec::new()));
+    let mut service = apm::tower::ApmLayer::new().layer(tower::service_fn({
+        let responses = Arc::clone(&responses);
+        move |_req: axum::http::Request<String>| {
+            let response = responses
+                .lock()
+                .ok()
+                .and_then(|mut r| r.pop())
+                .expect("a response made beforehand");
+            std::future::ready(Ok::<_, std::convert::Infallible>(response))
+        }
+    }));
+    // Requests and responses are made before the count starts: only what serving them
+    // allocates is counted.
+    let mut serve = |headers: usize| {
+        let mut requests = Vec::new();
+        for _ in 0..REQUESTS {
+            let mut request = axum::http::Request::builder()
+                .method("GET")
+                .uri("/orders?page=2")
+                .header("host", "shop.internal:8080");
+            let mut response = axum::http::Response::builder().status(200);
+            for i in 0..headers {
+                request = request.header(format!("x-request-{i}"), format!("value {i}"));
+                response = response.header(format!("x-response-{i}"), format!("value {i}"));
+            }
+            requests.push(request.body(String::new()).expect("request"));
+            let response = response.body(String::new()).expect("response");
+            responses.lock().expect("responses").push(response);
+        }
+        let allocations = count_allocations(|| {
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            for request in requests.drain(..) {
+                let mut future = std::pin::pin!(service.call(request));
+                loop {
+                    if let std::task::Poll::Ready(response) = future.as_mut().poll(&mut cx) {
+                        // The transaction ends with the response's body.
+                        drop(response);
+                        break;
+                    }
+                }
+            }
+        });
+        assert!(h.agent().flush(Duration::from_secs(10)));
+        allocations
+    };
+    for _ in 0..4 {
+        serve(16);
+    }
+    let many = serve(16);
+    let few = serve(0);
+    eprintln!("{many} allocations for {REQUESTS} requests of 17 headers, {few} of one");
+    // Written anew, 16 more headers would be 64 more strings per request and response.
+    assert!(
+        many <= few + 8,
+        "{many} allocations for {REQUESTS} requests of 17 headers, {few} of one"
+    );
+    assert_eq!(h.transactions().len(), 6 * REQUESTS);
+    h.finish();
+}

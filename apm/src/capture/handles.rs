@@ -418,6 +418,14 @@ impl CurrentTransaction<'_> {
     pub(crate) fn set_response(&self, response: web::Response) {
         self.0.set_response(response);
     }
+    #[cfg(apm_server)]
+    pub(crate) fn set_request_with(&self, write: impl FnOnce(&mut web::Request)) {
+        self.0.set_request_with(write);
+    }
+    #[cfg(apm_server)]
+    pub(crate) fn set_response_with(&self, write: impl FnOnce(&mut web::Response)) {
+        self.0.set_response_with(write);
+    }
     pub(crate) fn set_message(&self, message: messaging::Message) {
         self.0.set_message(message);
     }

@@ -158,6 +158,10 @@ impl CurrentTransaction {
     pub(crate) fn set_custom(&self, _key: Cow<'static, str>, _value: LabelValue) {}
     pub(crate) fn set_request(&self, _request: web::Request) {}
     pub(crate) fn set_response(&self, _response: web::Response) {}
+    #[cfg(apm_server)]
+    pub(crate) fn set_request_with(&self, _write: impl FnOnce(&mut web::Request)) {}
+    #[cfg(apm_server)]
+    pub(crate) fn set_response_with(&self, _write: impl FnOnce(&mut web::Response)) {}
     pub(crate) fn set_message(&self, _message: messaging::Message) {}
     #[cfg(apm_server)]
     pub(crate) fn default_result(&self, _result: Cow<'static, str>) {}

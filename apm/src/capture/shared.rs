@@ -21,6 +21,8 @@ use crate::types::dropped_exits::{DroppedExits, ExitTarget};
 /// spec's limit on `dropped_spans_stats` entries).
 #[cfg(apm_exit_stats)]
 const MAX_DROPPED_EXITS: usize = 128;
+#[cfg(apm_server)]
+use crate::queue::spare;
 use crate::types::{messaging, web};
 
 /// What the threads recording one transaction share.
@@ -166,6 +168,20 @@ impl TxnShared {
     }
     pub(crate) fn set_response(&self, response: web::Response) {
         self.state.lock().response = Some(Box::new(response));
+    }
+    /// Writes `context.request` over a spent request's strings (`spare::contexts`).
+    #[cfg(apm_server)]
+    pub(crate) fn set_request_with(&self, write: impl FnOnce(&mut web::Request)) {
+        let mut request = spare::contexts::request();
+        write(&mut request);
+        self.state.lock().request = Some(request);
+    }
+    /// Writes `context.response` over a spent response's strings.
+    #[cfg(apm_server)]
+    pub(crate) fn set_response_with(&self, write: impl FnOnce(&mut web::Response)) {
+        let mut response = spare::contexts::response();
+        write(&mut response);
+        self.state.lock().response = Some(response);
     }
     pub(crate) fn set_message(&self, message: messaging::Message) {
         self.state.lock().message = Some(Box::new(message));

@@ -412,6 +412,9 @@ fn fill(
         *rec_links = links;
         *otel = if sampled { st.otel.take() } else { None };
     }
+    // The reused record's earlier context, kept for this thread's next request to be written
+    // into (see `spare::contexts`).
+    spare::spent_context(request.take(), response.take());
     *request = if sampled { st.request.take() } else { None };
     *response = if sampled { st.response.take() } else { None };
     *message = if sampled { st.message.take() } else { None };

@@ -52,6 +52,7 @@
 
 use std::any::Any;
 use std::fmt;
+use std::fmt::Write as _;
 use std::future::{ready, Future, Ready};
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::pin::Pin;
@@ -66,7 +67,7 @@ use pin_project_lite::pin_project;
 
 use super::facade::{PendingEnd, ServerInstrumented as Instrumented, ServerTransaction};
 use super::server::{HandlerPanic, ServerPolicy};
-use crate::web;
+use crate::web::{self, rewrite};
 use crate::{HeaderSource, Transaction};
 
 /// The transaction type of HTTP requests (tracing-instrumentation-http.md).
@@ -131,7 +132,7 @@ where
         let name = transaction_name(&policy, req.method().as_str(), req.match_pattern());
         let txn = Transaction::start_with(name, KIND, req.headers());
         if txn.is_sampled() {
-            txn.set_request(request_of(&req));
+            txn.set_request_with(|request| write_request(&req, request));
         }
         // `call` may run application code before returning its future (extractors,
         // other middleware): it runs inside the transaction too.
@@ -167,25 +168,41 @@ fn transaction_name(policy: &ServerPolicy, method: &str, pattern: Option<String>
 }
 
 /// `context.request` of a request (sanitised on the transport thread).
-fn request_of(req: &ServiceRequest) -> web::Request {
-    let url = {
+/// `context.request`, written over `request`'s strings (an earlier request's).
+fn write_request(req: &ServiceRequest, request: &mut web::Request) {
+    // Every field named, without `..`: a field added to the context must be written here too.
+    let web::Request {
+        method,
+        url,
+        http_version: version,
+        headers,
+        remote_address,
+        body,
+    } = request;
+    rewrite::text(method, req.method().as_str());
+    {
         let info = req.connection_info();
         let query = req.query_string();
-        let mut url = format!("{}://{}{}", info.scheme(), info.host(), req.path());
+        url.clear();
+        for part in [info.scheme(), "://", info.host(), req.path()] {
+            url.push_str(part);
+        }
         if !query.is_empty() {
             url.push('?');
             url.push_str(query);
         }
-        url
-    };
-    let mut request = web::Request::new(req.method().as_str(), url);
-    request.http_version = http_version(req.version()).map(str::to_owned);
-    request.headers = header_pairs(req.headers());
-    request.remote_address = req.peer_addr().map(|addr| addr.ip().to_string());
-    request.body = ::actix_web::HttpMessage::extensions(req)
+    }
+    rewrite::optional(version, http_version(req.version()));
+    write_header_pairs(headers, req.headers());
+    match req.peer_addr() {
+        Some(addr) => rewrite::optional_with(remote_address, |s| {
+            let _ = write!(s, "{}", addr.ip());
+        }),
+        None => *remote_address = None,
+    }
+    *body = ::actix_web::HttpMessage::extensions(req)
         .get::<CapturedBody>()
         .map(|b| b.0.clone());
-    request
 }
 
 /// A captured request body, handed from [`CaptureBody`] to the transaction through the
@@ -302,16 +319,11 @@ fn http_version(version: Version) -> Option<&'static str> {
     }
 }
 
-fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
-    headers
-        .iter()
-        .map(|(name, value)| {
-            (
-                name.as_str().to_owned(),
-                String::from_utf8_lossy(value.as_bytes()).into_owned(),
-            )
-        })
-        .collect()
+fn write_header_pairs(pairs: &mut Vec<(String, String)>, headers: &HeaderMap) {
+    rewrite::headers(
+        pairs,
+        headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())),
+    );
 }
 
 /// actix-web's own header map (actix-web 4 does not use `http` 1's).
@@ -520,9 +532,10 @@ fn record_outcome<B>(txn: &Transaction, out: &Result<ServiceResponse<B>, ::actix
             txn.default_result(web::result_for_status(status));
             txn.default_outcome(web::outcome_for_status(status));
             if txn.is_sampled() {
-                let mut response = web::Response::new(status);
-                response.headers = header_pairs(res.headers());
-                txn.set_response(response);
+                txn.set_response_with(|response| {
+                    response.status_code = status;
+                    write_header_pairs(&mut response.headers, res.headers());
+                });
             }
             // A handler's `Err` becomes a response carrying the error: report it when the
             // service is at fault.

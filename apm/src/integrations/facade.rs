@@ -68,7 +68,7 @@ mod server {
     use std::future::Future;
 
     pub(crate) use crate::capture::{Instrumented as ServerInstrumented, PendingEnd};
-    use crate::{Outcome, Transaction};
+    use crate::{web, Outcome, Transaction};
 
     pub(crate) trait ServerTransaction {
         /// Runs `fut` inside the transaction, which stays open after it completes until
@@ -81,6 +81,11 @@ mod server {
         /// The request failed (an error instead of a response, a panic): `failure`, unless
         /// the application set an outcome.
         fn integration_failed(&self);
+        /// Records `context.request`, written by `write` over an earlier request's strings
+        /// (what it holds on entry is that request's): once warm, no allocation per header.
+        fn set_request_with(&self, write: impl FnOnce(&mut web::Request));
+        /// Records `context.response` the same way.
+        fn set_response_with(&self, write: impl FnOnce(&mut web::Response));
     }
 
     impl ServerTransaction for Transaction {
@@ -95,6 +100,12 @@ mod server {
         }
         fn integration_failed(&self) {
             self.0.with(|t| t.integration_failed());
+        }
+        fn set_request_with(&self, write: impl FnOnce(&mut web::Request)) {
+            self.0.with(|t| t.set_request_with(write));
+        }
+        fn set_response_with(&self, write: impl FnOnce(&mut web::Response)) {
+            self.0.with(|t| t.set_response_with(write));
         }
     }
 }

@@ -72,6 +72,8 @@
 //! `ServiceBuilder::new().map_response(|r: Response<_>| r.into_response()).layer(ApmLayer::new())`.
 
 use std::borrow::Cow;
+#[cfg(feature = "axum")]
+use std::fmt::Write as _;
 use std::future::Future;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::pin::Pin;
@@ -83,7 +85,7 @@ use pin_project_lite::pin_project;
 
 use super::facade::{PendingEnd, ServerInstrumented as Instrumented, ServerTransaction};
 use super::server::{HandlerPanic, ServerPolicy};
-use crate::web;
+use crate::web::{self, rewrite};
 use crate::Transaction;
 
 /// The transaction type of server requests (spec: HTTP transactions are of type `request`).
@@ -161,7 +163,7 @@ where
         drop(policy);
         let txn = Transaction::start_with(name, KIND, req.headers());
         if txn.is_sampled() {
-            txn.set_request(request_context(&req));
+            txn.set_request_with(|request| write_request_context(&req, request));
         }
         // `call` itself may do work (a `service_fn`, a middleware's synchronous part): it runs
         // inside the transaction too.
@@ -454,24 +456,40 @@ fn matched_route<B>(_req: &Request<B>) -> Option<&str> {
     None
 }
 
-/// `context.request`: method, full URL, version, headers; no body.
-fn request_context<B>(req: &Request<B>) -> web::Request {
-    let mut request = web::Request::new(req.method().as_str(), full_url(req));
-    request.http_version = http_version(req.version()).map(str::to_owned);
-    request.headers = header_pairs(req.headers());
+/// `context.request`: method, full URL, version, headers, written over `request`'s strings
+/// (an earlier request's); the body only when captured.
+fn write_request_context<B>(req: &Request<B>, request: &mut web::Request) {
+    // Every field named, without `..`: a field added to the context must be written here too.
+    let web::Request {
+        method,
+        url,
+        http_version: version,
+        headers,
+        remote_address,
+        body,
+    } = request;
+    rewrite::text(method, req.method().as_str());
+    write_full_url(req, url);
+    rewrite::optional(version, http_version(req.version()));
+    write_header_pairs(headers, req.headers());
+    *remote_address = None;
+    *body = None;
     // axum's `into_make_service_with_connect_info` puts the peer address in the extensions.
     #[cfg(feature = "axum")]
     {
-        request.remote_address = req
+        if let Some(c) = req
             .extensions()
             .get::<::axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| c.0.ip().to_string());
-        request.body = req
+        {
+            rewrite::optional_with(remote_address, |s| {
+                let _ = write!(s, "{}", c.0.ip());
+            });
+        }
+        *body = req
             .extensions()
             .get::<body::CapturedBody>()
             .map(|b| b.0.clone());
     }
-    request
 }
 
 #[cfg(feature = "axum")]
@@ -593,7 +611,8 @@ mod body {
 /// The URL as the client asked for it: the request target when it is absolute (HTTP/2, a
 /// proxy request), else `http://` + `Host` + path and query; only path and query when
 /// there is no host at all.
-fn full_url<B>(req: &Request<B>) -> String {
+/// The full URL (scheme, host, port, path, query) written over `url`.
+fn write_full_url<B>(req: &Request<B>, url: &mut String) {
     let uri = req.uri();
     let scheme = uri.scheme_str().unwrap_or("http");
     let host = uri
@@ -601,17 +620,13 @@ fn full_url<B>(req: &Request<B>) -> String {
         .map(|a| a.as_str())
         .or_else(|| req.headers().get(HOST).and_then(|h| h.to_str().ok()));
     let path_and_query = uri.path_and_query().map_or("/", |pq| pq.as_str());
-    match host {
-        Some(host) => {
-            let mut url =
-                String::with_capacity(scheme.len() + 3 + host.len() + path_and_query.len());
-            for part in [scheme, "://", host, path_and_query] {
-                url.push_str(part);
-            }
-            url
+    url.clear();
+    if let Some(host) = host {
+        for part in [scheme, "://", host] {
+            url.push_str(part);
         }
-        None => path_and_query.to_owned(),
     }
+    url.push_str(path_and_query);
 }
 
 fn http_version(version: Version) -> Option<&'static str> {
@@ -625,15 +640,11 @@ fn http_version(version: Version) -> Option<&'static str> {
     }
 }
 
-fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
-    let mut pairs = Vec::with_capacity(headers.len());
-    pairs.extend(headers.iter().map(|(name, value)| {
-        (
-            name.as_str().to_owned(),
-            String::from_utf8_lossy(value.as_bytes()).into_owned(),
-        )
-    }));
-    pairs
+fn write_header_pairs(pairs: &mut Vec<(String, String)>, headers: &HeaderMap) {
+    rewrite::headers(
+        pairs,
+        headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())),
+    );
 }
 
 fn is_grpc(headers: &HeaderMap) -> bool {
@@ -673,9 +684,10 @@ fn set_http_status(txn: &Transaction, status: u16) {
 fn record_response<B>(txn: &Transaction, response: &Response<B>) -> Option<u16> {
     let status = response.status().as_u16();
     if txn.is_sampled() {
-        let mut context = web::Response::new(status);
-        context.headers = header_pairs(response.headers());
-        txn.set_response(context);
+        txn.set_response_with(|context| {
+            context.status_code = status;
+            write_header_pairs(&mut context.headers, response.headers());
+        });
     }
     if !is_grpc(response.headers()) {
         set_http_status(txn, status);
@@ -694,6 +706,35 @@ fn record_response<B>(txn: &Transaction, response: &Response<B>) -> Option<u16> 
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_request_context_written_over_an_earlier_one_carries_nothing_of_it() {
+        let mut earlier = web::Request::new("POST", "http://old.example/long/path?q=1")
+            .http_version("1.0")
+            .header("a", "b")
+            .header("c", "d")
+            .remote_address("10.0.0.1")
+            .body("old body");
+        let req = Request::builder()
+            .uri("/only")
+            .version(Version::HTTP_2)
+            .header("h", "v")
+            .body(())
+            .unwrap_or_default();
+        let mut fresh = web::Request::default();
+        write_request_context(&req, &mut earlier);
+        write_request_context(&req, &mut fresh);
+        assert_eq!(earlier, fresh);
+        assert_eq!(fresh.method, "GET");
+        assert_eq!(fresh.headers, [("h".to_owned(), "v".to_owned())]);
+    }
+
+    /// The URL written over an earlier one.
+    fn url_of<B>(req: &Request<B>) -> String {
+        let mut url = "http://earlier.example/long/path?and=query".to_owned();
+        write_full_url(req, &mut url);
+        url
+    }
+
     fn assert_send<T: Send>(_: &T) {}
     fn assert_sync<T: Sync>(_: &T) {}
 
@@ -704,14 +745,14 @@ mod tests {
             .header(HOST, "example.com:8080")
             .body(())
             .unwrap_or_default();
-        assert_eq!(full_url(&req), "http://example.com:8080/a/b?x=1");
+        assert_eq!(url_of(&req), "http://example.com:8080/a/b?x=1");
         let req = Request::builder()
             .uri("https://h2.example.com/p")
             .body(())
             .unwrap_or_default();
-        assert_eq!(full_url(&req), "https://h2.example.com/p");
+        assert_eq!(url_of(&req), "https://h2.example.com/p");
         let req = Request::builder().uri("/only").body(()).unwrap_or_default();
-        assert_eq!(full_url(&req), "/only");
+        assert_eq!(url_of(&req), "/only");
     }
 
     #[test]

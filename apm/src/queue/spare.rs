@@ -15,6 +15,7 @@ use std::cell::RefCell;
 use parking_lot::Mutex;
 
 use crate::types::record::TransactionRecord;
+use crate::types::web::{Request, Response};
 
 /// Boxes kept for reuse at most (about half a MiB): beyond, the transport thread frees them.
 const STASH_MAX: usize = 1024;
@@ -87,6 +88,92 @@ impl Stash {
             stash.extend(boxes.drain(from..));
         }
         boxes.clear();
+    }
+}
+
+/// What a reused record held as its request's and response's context, given up as `fill`
+/// replaces it: kept for this thread's next request when a server integration writes its
+/// context in place, freed otherwise.
+#[inline]
+pub(crate) fn spent_context(request: Option<Box<Request>>, response: Option<Box<Response>>) {
+    #[cfg(apm_server)]
+    contexts::keep(request, response);
+    #[cfg(not(apm_server))]
+    drop((request, response));
+}
+
+/// A spent request's and response's context, one of each per thread, for a server
+/// integration to write the next request's into: their strings keep their room, so that once
+/// warm a request's context (method, URL, each header's name and value) allocates nothing.
+#[cfg(apm_server)]
+pub(crate) mod contexts {
+    use std::cell::RefCell;
+
+    use crate::types::web::{Request, Response};
+
+    /// Headers a kept context may hold; one with more is freed.
+    const MAX_HEADERS: usize = 64;
+    /// Bytes a kept context's strings may hold; one holding more is freed.
+    const MAX_BYTES: usize = 16 * 1024;
+
+    type Kept = (Option<Box<Request>>, Option<Box<Response>>);
+
+    thread_local! {
+        static KEPT: RefCell<Kept> = const { RefCell::new((None, None)) };
+    }
+
+    pub(super) fn keep(request: Option<Box<Request>>, response: Option<Box<Response>>) {
+        let request = request.filter(|r| small(&r.headers, request_bytes(r)));
+        let response = response.filter(|r| small(&r.headers, 0));
+        if request.is_none() && response.is_none() {
+            return;
+        }
+        let _ = KEPT.try_with(|kept| {
+            if let Ok(mut kept) = kept.try_borrow_mut() {
+                if let Some(mut request) = request {
+                    // A captured body is not kept: it may be large, and is rarely there.
+                    request.body = None;
+                    kept.0.get_or_insert(request);
+                }
+                if let Some(response) = response {
+                    kept.1.get_or_insert(response);
+                }
+            }
+        });
+    }
+
+    /// A spent request to write over (what it holds is the earlier request's), else a new one.
+    pub(crate) fn request() -> Box<Request> {
+        KEPT.try_with(|kept| kept.try_borrow_mut().ok()?.0.take())
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    }
+
+    /// A spent response to write over, else a new one.
+    pub(crate) fn response() -> Box<Response> {
+        KEPT.try_with(|kept| kept.try_borrow_mut().ok()?.1.take())
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    }
+
+    fn request_bytes(r: &Request) -> usize {
+        let optional = |s: &Option<String>| s.as_ref().map_or(0, String::capacity);
+        r.method.capacity()
+            + r.url.capacity()
+            + optional(&r.http_version)
+            + optional(&r.remote_address)
+    }
+
+    fn small(headers: &[(String, String)], other_bytes: usize) -> bool {
+        headers.len() <= MAX_HEADERS
+            && headers
+                .iter()
+                .map(|(n, v)| n.capacity() + v.capacity())
+                .sum::<usize>()
+                + other_bytes
+                <= MAX_BYTES
     }
 }
 

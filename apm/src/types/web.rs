@@ -183,3 +183,82 @@ mod tests {
         assert_eq!((http, grpc), (6, 17), "HTTP rows, gRPC rows");
     }
 }
+
+/// Writing a request's or a response's context over an earlier one's (server integrations,
+/// with the spent contexts `queue/spare.rs` keeps per thread): each string keeps its room, so
+/// that once warm nothing is allocated per header.
+#[cfg(apm_server)]
+pub(crate) mod rewrite {
+    /// `slot` becomes `text`.
+    pub(crate) fn text(slot: &mut String, text: &str) {
+        slot.clear();
+        slot.push_str(text);
+    }
+
+    /// `slot` becomes what `write` appends to an empty string.
+    pub(crate) fn optional_with(slot: &mut Option<String>, write: impl FnOnce(&mut String)) {
+        let slot = slot.get_or_insert_with(String::new);
+        slot.clear();
+        write(slot);
+    }
+
+    /// `slot` becomes `text`, or nothing.
+    pub(crate) fn optional(slot: &mut Option<String>, text: Option<&str>) {
+        match text {
+            Some(t) => optional_with(slot, |s| s.push_str(t)),
+            None => *slot = None,
+        }
+    }
+
+    /// `pairs` become `headers`, in order; a value that is not UTF-8 is written lossily.
+    pub(crate) fn headers<'a>(
+        pairs: &mut Vec<(String, String)>,
+        headers: impl Iterator<Item = (&'a str, &'a [u8])>,
+    ) {
+        let mut written = 0;
+        for (name, value) in headers {
+            let value = String::from_utf8_lossy(value);
+            match pairs.get_mut(written) {
+                Some((n, v)) => {
+                    text(n, name);
+                    text(v, &value);
+                }
+                None => pairs.push((name.to_owned(), value.into_owned())),
+            }
+            written += 1;
+        }
+        pairs.truncate(written);
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn headers_written_over_earlier_ones_keep_their_room_and_only_the_new_pairs() {
+            let mut pairs = Vec::new();
+            headers(
+                &mut pairs,
+                [("host", &b"a.example"[..]), ("accept", b"*/*"), ("x", b"1")].into_iter(),
+            );
+            let room = pairs[0].1.as_ptr();
+            headers(
+                &mut pairs,
+                [("host", &b"b.example"[..]), ("bad", b"\xff\xfe")].into_iter(),
+            );
+            assert_eq!(
+                pairs,
+                [
+                    ("host".to_owned(), "b.example".to_owned()),
+                    ("bad".to_owned(), "\u{fffd}\u{fffd}".to_owned()),
+                ]
+            );
+            assert_eq!(pairs[0].1.as_ptr(), room, "the value was written in place");
+            let mut slot = Some("1.1".to_owned());
+            optional(&mut slot, None);
+            assert_eq!(slot, None);
+            optional(&mut slot, Some("2"));
+            assert_eq!(slot.as_deref(), Some("2"));
+        }
+    }
+}
