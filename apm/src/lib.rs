@@ -94,7 +94,7 @@ cfg_enable! {
     /// Entry points of the benchmarks into the transport's work. Not public API.
     #[doc(hidden)]
     pub mod __bench {
-        pub use crate::export::bench::{encode_spans, sanitize_header_names};
+        pub use crate::export::bench::{encode_spans, encode_web_transactions, sanitize_header_names};
     }
 }
 

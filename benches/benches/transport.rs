@@ -1,7 +1,8 @@
 //! Transport throughput: span events serialised into intake v2 NDJSON and gzip-compressed on
 //! one core, the work the `apm-transport` thread does per event (the records are built
 //! before the clock starts; the network is not involved); and header names matched against
-//! `sanitize_field_names`, as it does for each header of a request it writes.
+//! `sanitize_field_names`, as it does for each header of a request it writes; and web
+//! transactions (request and response context) serialised the same way.
 //!
 //! `cargo bench -p apm-benches --bench transport`
 
@@ -76,5 +77,29 @@ fn main() {
                 matched / rounds
             );
         }
+    }
+    {
+        // A web transaction's line: its request and response context (URL split, headers
+        // sanitised), the work the transport does per request of a service.
+        let transactions = if quick { 10_000 } else { 200_000 };
+        println!(
+            "\n## web transactions: {transactions} per round, {ROUNDS} rounds, one thread, \
+             uncompressed\n"
+        );
+        println!("| ns per transaction | bytes per transaction |");
+        println!("|---:|---:|");
+        let mut runs: Vec<(f64, usize)> = (0..ROUNDS)
+            .map(|_| {
+                let (took, bytes) = apm::__bench::encode_web_transactions(transactions);
+                (took.as_secs_f64(), bytes)
+            })
+            .collect();
+        runs.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let (secs, bytes) = runs[ROUNDS / 2];
+        println!(
+            "| {:.0} | {:.0} |",
+            secs * 1e9 / transactions as f64,
+            bytes as f64 / transactions as f64
+        );
     }
 }

@@ -98,3 +98,59 @@ pub fn sanitize_header_names(rounds: usize, remembered: bool) -> (Duration, usiz
     }
     (began.elapsed(), matched)
 }
+
+/// Serialises `count` transactions of a web request into intake NDJSON, uncompressed (as to
+/// a server on the same host), the way the transport does with the default configuration:
+/// the request's method, URL, version and headers, its response's status and headers, each
+/// header name matched against `sanitize_field_names`. Returns the time it took and the bytes
+/// produced; the records are built before the clock starts.
+pub fn encode_web_transactions(count: usize) -> (Duration, usize) {
+    use crate::types::record::{TransactionName, TransactionRecord};
+    use crate::types::web;
+
+    let start = clock::now();
+    let records: Vec<TransactionRecord> = (0..count)
+        .map(|_| {
+            let mut t = TransactionRecord::empty();
+            t.trace_id = u128::from(ids::next_u64()) << 64 | u128::from(ids::next_u64());
+            t.id = ids::next_u64();
+            t.name = TransactionName::Dynamic("GET /".into(), "request".into());
+            t.start = start;
+            t.end = clock::now();
+            t.sampled = true;
+            t.sample_rate = 10_000;
+            t.result = Some("HTTP 2xx".into());
+            t.spans_started = 3;
+            t.request = Some(Box::new(
+                web::Request::new("GET", "http://127.0.0.1:3000/?page=2")
+                    .http_version("1.1")
+                    .header("host", "127.0.0.1:3000")
+                    .header("user-agent", "wrk"),
+            ));
+            t.response = Some(Box::new(
+                web::Response::new(200)
+                    .header("content-type", "text/plain; charset=utf-8")
+                    .header("content-length", "12"),
+            ));
+            t
+        })
+        .collect();
+    let defaults = crate::config::Config::default();
+    let mut policy = encode::Policy::default();
+    policy.set_sanitize(crate::util::wildcard::WildcardList::parse(
+        &defaults.sanitize_field_names,
+    ));
+    policy.capture_headers = defaults.capture_headers;
+    let began = Instant::now();
+    let mut out = Vec::with_capacity(768 * 1024);
+    let mut bytes = 0;
+    for t in &records {
+        let _ = encode::write_transaction(&mut out, t, &policy);
+        if out.len() >= 768 * 1024 {
+            bytes += out.len();
+            out.clear();
+        }
+    }
+    bytes += out.len();
+    (began.elapsed(), bytes)
+}

@@ -2,23 +2,42 @@
 //! destination (transport thread) and for the calls past the span limit that
 //! `dropped_spans_stats` counts per destination (application thread).
 
-/// `host:port` of an URL, with the scheme's default port when none is written.
+/// `host:port` of an URL, with the scheme's default port when none is written; none for a URL
+/// without a scheme.
 pub(crate) fn host_port(url: &str) -> Option<(String, u16)> {
-    let (scheme, rest) = url.split_once("://")?;
+    host_port_of(url).map(|(host, port)| (host.to_owned(), port))
+}
+
+/// The scheme and what follows its `://`, when the URL starts with one (RFC 3986: a letter,
+/// then letters, digits, `+`, `-` or `.`): a path whose query holds a URL has none.
+pub(crate) fn split_scheme(url: &str) -> Option<(&str, &str)> {
+    let end = url.find(':')?;
+    let scheme = &url[..end];
+    let mut chars = scheme.bytes();
+    let valid = chars.next().is_some_and(|b| b.is_ascii_alphabetic())
+        && chars.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+    let rest = url[end..].strip_prefix("://")?;
+    valid.then_some((scheme, rest))
+}
+
+/// `host:port` of an URL, the host borrowed from it (an IPv6 address with its brackets).
+pub(crate) fn host_port_of(url: &str) -> Option<(&str, u16)> {
+    let (scheme, rest) = split_scheme(url)?;
     let authority = rest.split(['/', '?', '#']).next()?;
     let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let default = match scheme.to_ascii_lowercase().as_str() {
-        "https" | "wss" => 443,
-        _ => 80,
+    let default = if scheme.eq_ignore_ascii_case("https") || scheme.eq_ignore_ascii_case("wss") {
+        443
+    } else {
+        80
     };
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
         let (h, after) = v6.split_once(']')?;
         let port = after.strip_prefix(':').and_then(|p| p.parse().ok());
-        (format!("[{h}]"), port)
+        (&authority[..h.len() + 2], port)
     } else {
         match authority.rsplit_once(':') {
-            Some((h, p)) => (h.to_owned(), p.parse().ok()),
-            None => (authority.to_owned(), None),
+            Some((h, p)) => (h, p.parse().ok()),
+            None => (authority, None),
         }
     };
     if host.is_empty() {
@@ -32,6 +51,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_scheme_is_split_off_only_where_the_url_starts_with_one() {
+        assert_eq!(split_scheme("http://a.b/x"), Some(("http", "a.b/x")));
+        assert_eq!(split_scheme("svn+ssh://h"), Some(("svn+ssh", "h")));
+        assert_eq!(
+            split_scheme("https://u:p@a.b:1/x?q=http://c"),
+            Some(("https", "u:p@a.b:1/x?q=http://c"))
+        );
+        for url in [
+            "/path?next=http://c.d/",
+            "a:b:c://d",
+            "1http://d",
+            "mailto:x@y",
+            "no-scheme",
+            "://nothing-before",
+            "",
+        ] {
+            assert_eq!(split_scheme(url), None, "{url:?}");
+        }
+    }
+
+    #[test]
     fn urls_give_host_and_port_without_their_credentials() {
         assert_eq!(host_port("http://a.b:9200/x"), Some(("a.b".into(), 9200)));
         assert_eq!(host_port("https://a.b/x"), Some(("a.b".into(), 443)));
@@ -42,5 +82,8 @@ mod tests {
         );
         assert_eq!(host_port("no-scheme/path"), None);
         assert_eq!(host_port("http:///path"), None);
+        assert_eq!(host_port("HTTPS://a.b/x"), Some(("a.b".into(), 443)));
+        assert_eq!(host_port("wss://a.b"), Some(("a.b".into(), 443)));
+        assert_eq!(host_port("http://[::1/"), None, "an unclosed bracket");
     }
 }
