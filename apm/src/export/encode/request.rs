@@ -4,12 +4,14 @@
 
 use std::borrow::Cow;
 use std::cell::RefCell;
+use std::io;
 use std::collections::HashMap;
 
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 
 use super::fields::{Kw, LabelsView};
+use super::json;
 use crate::util::url::{host_port_of, split_scheme};
 use crate::types::record::TransactionRecord;
 use crate::types::messaging::Message;
@@ -141,30 +143,103 @@ struct HeadersView<'a> {
     list: HeaderList,
 }
 
-impl<'a> Serialize for HeadersView<'a> {
-    /// One pass over the headers, allocating nothing unless a name repeats: this runs for
-    /// every request and response a server records.
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+impl<'a> HeadersView<'a> {
+    /// Each name once, where it first appears (`Cookie` left out), with its value and the
+    /// values of the headers of the same name after it, as shown (`[REDACTED]` when
+    /// `sanitize_field_names` says so). One pass, allocating nothing: this runs for every
+    /// request and response a server records.
+    fn for_each(&self, mut f: impl FnMut(&'a str, Shown<'a>)) {
         let same = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
-        let mut m = s.serialize_map(None)?;
         for (i, (name, value)) in self.headers.iter().enumerate() {
-            // A name is written where it first appears, with every value it has.
             if same(name, "cookie") || self.headers[..i].iter().any(|(k, _)| same(k, name)) {
                 continue;
             }
-            let redacted = self.policy.redacts_at(self.list, i, name);
-            let shown = |v: &'a String| Kw(if redacted { REDACTED } else { v.as_str() });
             let later = &self.headers[i + 1..];
-            if later.iter().any(|(k, _)| same(k, name)) {
-                let values: Vec<Kw<'a>> = std::iter::once(value)
-                    .chain(later.iter().filter(|(k, _)| same(k, name)).map(|(_, v)| v))
-                    .map(shown)
-                    .collect();
-                m.serialize_entry(name, &values)?;
-            } else {
-                m.serialize_entry(name, &shown(value))?;
-            }
+            f(
+                name,
+                Shown {
+                    redacted: self.policy.redacts_at(self.list, i, name),
+                    first: value,
+                    repeated: later.iter().any(|(k, _)| same(k, name)).then_some(later),
+                },
+            );
         }
+    }
+
+    /// The headers as a JSON object, written by hand (the transaction's context).
+    fn write(&self, out: &mut Vec<u8>) {
+        out.push(b'{');
+        let mut first = true;
+        self.for_each(|name, shown| {
+            if !std::mem::take(&mut first) {
+                out.push(b',');
+            }
+            json::string(out, name, usize::MAX);
+            out.push(b':');
+            if shown.repeated.is_some() {
+                out.push(b'[');
+                for (i, value) in shown.values(name).enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    json::keyword(out, value, false);
+                }
+                out.push(b']');
+            } else {
+                json::keyword(out, shown.value(shown.first), false);
+            }
+        });
+        out.push(b'}');
+    }
+}
+
+/// A header's value or values, as sent.
+struct Shown<'a> {
+    redacted: bool,
+    first: &'a str,
+    /// The headers after the first, when one of them has the same name.
+    repeated: Option<&'a [(String, String)]>,
+}
+
+impl<'a> Shown<'a> {
+    fn value(&self, v: &'a str) -> &'a str {
+        if self.redacted {
+            REDACTED
+        } else {
+            v
+        }
+    }
+
+    /// Every value of the header called `name`, in order.
+    fn values(&self, name: &'a str) -> impl Iterator<Item = &'a str> + '_ {
+        let later = self.repeated.unwrap_or_default();
+        std::iter::once(self.first)
+            .chain(
+                later
+                    .iter()
+                    .filter(move |(k, _)| k.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v.as_str()),
+            )
+            .map(|v| self.value(v))
+    }
+}
+
+impl Serialize for HeadersView<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        let mut result = Ok(());
+        self.for_each(|name, shown| {
+            if result.is_err() {
+                return;
+            }
+            result = if shown.repeated.is_some() {
+                let values: Vec<Kw<'_>> = shown.values(name).map(Kw).collect();
+                m.serialize_entry(name, &values)
+            } else {
+                m.serialize_entry(name, &Kw(shown.value(shown.first)))
+            };
+        });
+        result?;
         m.end()
     }
 }
@@ -185,6 +260,21 @@ impl CookiesView<'_> {
                 let (k, v) = pair.split_once('=')?;
                 Some((k.trim(), v.trim()))
             })
+    }
+}
+
+impl CookiesView<'_> {
+    fn write(&self, out: &mut Vec<u8>) {
+        out.push(b'{');
+        for (i, (k, v)) in self.pairs().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            json::string(out, k, usize::MAX);
+            out.push(b':');
+            json::keyword(out, self.policy.value(k, v), false);
+        }
+        out.push(b'}');
     }
 }
 
@@ -278,6 +368,125 @@ pub(super) struct TransactionContextView<'a> {
     user: Option<UserView<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     custom: Option<LabelsView<'a>>,
+}
+
+// The transaction's context written by hand, from the same views serde writes for errors
+// (and in the tests, to check that both write the same): serde's string escaping and
+// generic map machinery were most of a web transaction's line.
+
+impl UrlView<'_> {
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"full\":");
+        json::keyword(out, self.full.0, false);
+        if let Some(protocol) = &self.protocol {
+            out.extend_from_slice(b",\"protocol\":");
+            json::keyword(out, protocol.0, false);
+        }
+        if let Some(hostname) = &self.hostname {
+            out.extend_from_slice(b",\"hostname\":");
+            json::keyword(out, hostname.0, false);
+        }
+        if let Some(port) = self.port {
+            out.extend_from_slice(b",\"port\":");
+            json::uint(out, u64::from(port));
+        }
+        out.extend_from_slice(b",\"pathname\":");
+        json::keyword(out, self.pathname.0, false);
+        if let Some(search) = &self.search {
+            out.extend_from_slice(b",\"search\":");
+            json::keyword(out, search.0, false);
+        }
+        out.push(b'}');
+    }
+}
+
+impl RequestView<'_> {
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"method\":");
+        json::keyword(out, self.method.0, false);
+        out.extend_from_slice(b",\"url\":");
+        self.url.write(out);
+        if let Some(version) = &self.http_version {
+            out.extend_from_slice(b",\"http_version\":");
+            json::keyword(out, version.0, false);
+        }
+        if let Some(headers) = &self.headers {
+            out.extend_from_slice(b",\"headers\":");
+            headers.write(out);
+        }
+        if let Some(cookies) = &self.cookies {
+            out.extend_from_slice(b",\"cookies\":");
+            cookies.write(out);
+        }
+        if let Some(socket) = &self.socket {
+            out.extend_from_slice(b",\"socket\":{\"remote_address\":");
+            json::keyword(out, socket.remote_address.0, false);
+            out.push(b'}');
+        }
+        out.extend_from_slice(b",\"body\":");
+        json::string(out, &self.body, usize::MAX);
+        out.push(b'}');
+    }
+}
+
+impl ResponseView<'_> {
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"status_code\":");
+        json::uint(out, u64::from(self.status_code));
+        if let Some(headers) = &self.headers {
+            out.extend_from_slice(b",\"headers\":");
+            headers.write(out);
+        }
+        out.push(b'}');
+    }
+}
+
+impl TransactionContextView<'_> {
+    /// The context as a JSON object: the request and the response by hand, the rest (rarer)
+    /// through serde.
+    pub(super) fn write(&self, out: &mut Vec<u8>) -> io::Result<()> {
+        let mut first = true;
+        let mut key = |out: &mut Vec<u8>, key: &[u8]| {
+            out.push(if std::mem::take(&mut first) { b'{' } else { b',' });
+            out.push(b'"');
+            out.extend_from_slice(key);
+            out.extend_from_slice(b"\":");
+        };
+        if let Some(tags) = &self.tags {
+            key(out, b"tags");
+            write_serde(out, tags)?;
+        }
+        if let Some(request) = &self.request {
+            key(out, b"request");
+            request.write(out);
+        }
+        if let Some(response) = &self.response {
+            key(out, b"response");
+            response.write(out);
+        }
+        if let Some(message) = &self.message {
+            key(out, b"message");
+            write_serde(out, message)?;
+        }
+        if let Some(user) = &self.user {
+            key(out, b"user");
+            write_serde(out, user)?;
+        }
+        if let Some(custom) = &self.custom {
+            key(out, b"custom");
+            write_serde(out, custom)?;
+        }
+        if first {
+            out.push(b'{');
+        }
+        out.push(b'}');
+        Ok(())
+    }
+}
+
+/// A view written through serde.
+fn write_serde(out: &mut Vec<u8>, value: &impl Serialize) -> io::Result<()> {
+    serde_json::to_writer(out, value).map_err(io::Error::other)
 }
 
 /// `context.message` of a messaging transaction.

@@ -147,7 +147,7 @@ pub(crate) fn write_transaction(
     }
     if let Some(context) = transaction_context(t, policy) {
         out.extend_from_slice(b",\"context\":");
-        serde_json::to_writer(&mut *out, &context).map_err(io::Error::other)?;
+        context.write(out)?;
     }
     out.extend_from_slice(b"}}\n");
     Ok(())
@@ -307,13 +307,69 @@ mod tests {
                 ..plain()
             },
         ];
-        let policy = Policy::default();
-        for t in &variants {
-            let mut line = Vec::new();
-            write_transaction(&mut line, t, &policy).unwrap();
-            assert!(line.ends_with(b"}\n"));
-            let ours = numbers_as_floats(serde_json::from_slice(&line).unwrap());
-            assert_eq!(ours, serde_transaction(t, &policy));
+        // A request and a response with all their parts: repeated names in any case, a
+        // cookie, sanitised names, characters to escape, a value past the keyword limit, a
+        // form body.
+        let long = "v".repeat(1_500);
+        let request = crate::types::web::Request::new(
+            "POST",
+            "https://user:pw@shop.example:8443/cart/items?id=7&q=\"x\"#top",
+        )
+        .http_version("1.1")
+        .header("Accept", "text/html")
+        .header("X-Token", "t1")
+        .header("Cookie", "session_id=abc; theme=dark")
+        .header("accept", "*/*")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("X-Quote\"", "a\\b\u{1}é")
+        .header("x-long", long.as_str())
+        .header("ACCEPT", "third")
+        .remote_address("10.1.2.3")
+        .body("item=7&password=hunter2&qty=1");
+        let response = crate::types::web::Response::new(201)
+            .header("Set-Cookie", "session_id=new")
+            .header("Content-Length", "0")
+            .header("set-cookie", "theme=light");
+        let rich = [
+            TransactionRecord {
+                request: Some(Box::new(request.clone())),
+                response: Some(Box::new(response)),
+                user: Some(Box::new(crate::types::user::User {
+                    id: Some("42".into()),
+                    username: None,
+                    email: Some("a@b.c".into()),
+                })),
+                custom: vec![("cart".into(), crate::types::outcome::LabelValue::Bool(true))],
+                ..plain()
+            },
+            TransactionRecord {
+                request: Some(Box::new(crate::types::web::Request::new("GET", "/relative"))),
+                labels: vec![("a.b".into(), crate::types::outcome::LabelValue::Str("x".into()))],
+                ..plain()
+            },
+            TransactionRecord {
+                response: Some(Box::new(crate::types::web::Response::new(204))),
+                ..plain()
+            },
+        ];
+        let mut capturing = Policy::default();
+        capturing.capture_headers = true;
+        capturing.body_on_transactions = true;
+        capturing.set_sanitize(crate::util::wildcard::WildcardList::parse(&[
+            "*token*".to_owned(),
+            "password".to_owned(),
+            "*session*".to_owned(),
+            "set-cookie".to_owned(),
+        ]));
+        for policy in [Policy::default(), capturing] {
+            // Twice: the second time the answers remembered by position are used.
+            for t in variants.iter().chain(&rich).chain(&rich) {
+                let mut line = Vec::new();
+                write_transaction(&mut line, t, &policy).unwrap();
+                assert!(line.ends_with(b"}\n"));
+                let ours = numbers_as_floats(serde_json::from_slice(&line).unwrap());
+                assert_eq!(ours, serde_transaction(t, &policy));
+            }
         }
     }
 }
