@@ -52,7 +52,6 @@
 
 use std::any::Any;
 use std::fmt;
-use std::fmt::Write as _;
 use std::future::{ready, Future, Ready};
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::pin::Pin;
@@ -167,23 +166,12 @@ fn transaction_name(policy: &ServerPolicy, method: &str, pattern: Option<String>
     }
 }
 
-/// `context.request` of a request (sanitised on the transport thread).
-/// `context.request`, written over `request`'s strings (an earlier request's).
+/// `context.request` (sanitised on the transport thread), written over `request`'s strings
+/// (an earlier request's).
 fn write_request(req: &ServiceRequest, request: &mut web::Request) {
-    // Every field named, without `..`: a field added to the context must be written here too.
-    let web::Request {
-        method,
-        url,
-        http_version: version,
-        headers,
-        remote_address,
-        body,
-    } = request;
-    rewrite::text(method, req.method().as_str());
-    {
-        let info = req.connection_info();
+    let info = req.connection_info();
+    let write_url = |url: &mut String| {
         let query = req.query_string();
-        url.clear();
         for part in [info.scheme(), "://", info.host(), req.path()] {
             url.push_str(part);
         }
@@ -191,18 +179,20 @@ fn write_request(req: &ServiceRequest, request: &mut web::Request) {
             url.push('?');
             url.push_str(query);
         }
-    }
-    rewrite::optional(version, http_version(req.version()));
-    write_header_pairs(headers, req.headers());
-    match req.peer_addr() {
-        Some(addr) => rewrite::optional_with(remote_address, |s| {
-            let _ = write!(s, "{}", addr.ip());
-        }),
-        None => *remote_address = None,
-    }
-    *body = ::actix_web::HttpMessage::extensions(req)
-        .get::<CapturedBody>()
-        .map(|b| b.0.clone());
+    };
+    rewrite::request(
+        request,
+        req.method().as_str(),
+        write_url,
+        http_version(req.version()),
+        req.headers()
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_bytes())),
+        req.peer_addr().map(|addr| addr.ip()),
+        ::actix_web::HttpMessage::extensions(req)
+            .get::<CapturedBody>()
+            .map(|b| b.0.clone()),
+    );
 }
 
 /// A captured request body, handed from [`CaptureBody`] to the transaction through the

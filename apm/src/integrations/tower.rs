@@ -72,8 +72,6 @@
 //! `ServiceBuilder::new().map_response(|r: Response<_>| r.into_response()).layer(ApmLayer::new())`.
 
 use std::borrow::Cow;
-#[cfg(feature = "axum")]
-use std::fmt::Write as _;
 use std::future::Future;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::pin::Pin;
@@ -459,37 +457,29 @@ fn matched_route<B>(_req: &Request<B>) -> Option<&str> {
 /// `context.request`: method, full URL, version, headers, written over `request`'s strings
 /// (an earlier request's); the body only when captured.
 fn write_request_context<B>(req: &Request<B>, request: &mut web::Request) {
-    // Every field named, without `..`: a field added to the context must be written here too.
-    let web::Request {
-        method,
-        url,
-        http_version: version,
-        headers,
-        remote_address,
-        body,
-    } = request;
-    rewrite::text(method, req.method().as_str());
-    write_full_url(req, url);
-    rewrite::optional(version, http_version(req.version()));
-    write_header_pairs(headers, req.headers());
-    *remote_address = None;
-    *body = None;
     // axum's `into_make_service_with_connect_info` puts the peer address in the extensions.
     #[cfg(feature = "axum")]
-    {
-        if let Some(c) = req
-            .extensions()
+    let (remote_address, body) = (
+        req.extensions()
             .get::<::axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        {
-            rewrite::optional_with(remote_address, |s| {
-                let _ = write!(s, "{}", c.0.ip());
-            });
-        }
-        *body = req
-            .extensions()
+            .map(|c| c.0.ip()),
+        req.extensions()
             .get::<body::CapturedBody>()
-            .map(|b| b.0.clone());
-    }
+            .map(|b| b.0.clone()),
+    );
+    #[cfg(not(feature = "axum"))]
+    let (remote_address, body) = (None, None);
+    rewrite::request(
+        request,
+        req.method().as_str(),
+        |url| write_full_url(req, url),
+        http_version(req.version()),
+        req.headers()
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_bytes())),
+        remote_address,
+        body,
+    );
 }
 
 #[cfg(feature = "axum")]
@@ -611,7 +601,7 @@ mod body {
 /// The URL as the client asked for it: the request target when it is absolute (HTTP/2, a
 /// proxy request), else `http://` + `Host` + path and query; only path and query when
 /// there is no host at all.
-/// The full URL (scheme, host, port, path, query) written over `url`.
+/// The full URL (scheme, host, port, path, query), appended to `url`.
 fn write_full_url<B>(req: &Request<B>, url: &mut String) {
     let uri = req.uri();
     let scheme = uri.scheme_str().unwrap_or("http");
@@ -620,7 +610,6 @@ fn write_full_url<B>(req: &Request<B>, url: &mut String) {
         .map(|a| a.as_str())
         .or_else(|| req.headers().get(HOST).and_then(|h| h.to_str().ok()));
     let path_and_query = uri.path_and_query().map_or("/", |pq| pq.as_str());
-    url.clear();
     if let Some(host) = host {
         for part in [scheme, "://", host] {
             url.push_str(part);
@@ -728,9 +717,8 @@ mod tests {
         assert_eq!(fresh.headers, [("h".to_owned(), "v".to_owned())]);
     }
 
-    /// The URL written over an earlier one.
     fn url_of<B>(req: &Request<B>) -> String {
-        let mut url = "http://earlier.example/long/path?and=query".to_owned();
+        let mut url = String::new();
         write_full_url(req, &mut url);
         url
     }

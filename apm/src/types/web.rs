@@ -210,6 +210,40 @@ pub(crate) mod rewrite {
         }
     }
 
+    /// `request` becomes the request of these parts, every field written (named without
+    /// `..`: a field added to [`Request`](super::Request) must be written here too).
+    pub(crate) fn request<'a>(
+        request: &mut super::Request,
+        method: &str,
+        write_url: impl FnOnce(&mut String),
+        http_version: Option<&str>,
+        header_pairs: impl Iterator<Item = (&'a str, &'a [u8])>,
+        remote_address: Option<std::net::IpAddr>,
+        captured_body: Option<String>,
+    ) {
+        let super::Request {
+            method: rec_method,
+            url,
+            http_version: version,
+            headers: pairs,
+            remote_address: address,
+            body,
+        } = request;
+        text(rec_method, method);
+        url.clear();
+        write_url(url);
+        optional(version, http_version);
+        headers(pairs, header_pairs);
+        match remote_address {
+            Some(ip) => optional_with(address, |s| {
+                use std::fmt::Write as _;
+                let _ = write!(s, "{ip}");
+            }),
+            None => *address = None,
+        }
+        *body = captured_body;
+    }
+
     /// `pairs` become `headers`, in order; a value that is not UTF-8 is written lossily.
     pub(crate) fn headers<'a>(
         pairs: &mut Vec<(String, String)>,
