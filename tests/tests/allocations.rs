@@ -224,11 +224,11 @@ fn sqlx_queries_outside_a_transaction_allocate_nothing_more() {
     h.finish();
 }
 
-/// A served request's context (method, URL, version, each header) and its response's are
-/// written over an earlier request's strings, which each thread keeps from the records it
-/// reuses: once warm, a request with more headers allocates nothing more.
+/// A served request's context (method, URL, version, each header), its response's and its
+/// transaction's name are written over an earlier request's strings, which each thread keeps
+/// from the records it reuses: once warm, a request allocates nothing, however many headers.
 #[test]
-fn a_served_requests_context_allocates_nothing_per_header_once_warm() {
+fn a_served_request_allocates_nothing_once_warm() {
     use std::sync::{Arc, Mutex};
     use tower::{Layer as _, Service as _};
 
@@ -267,14 +267,17 @@ fn a_served_requests_context_allocates_nothing_per_header_once_warm() {
         let allocations = count_allocations(|| {
             let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
             for request in requests.drain(..) {
-                let mut future = std::pin::pin!(service.call(request));
-                loop {
-                    if let std::task::Poll::Ready(response) = future.as_mut().poll(&mut cx) {
-                        // The transaction ends with the response's body.
-                        drop(response);
-                        break;
+                // As a server does: the future is dropped once it gives the response, and the
+                // transaction ends with the response's body.
+                let response = {
+                    let mut future = std::pin::pin!(service.call(request));
+                    loop {
+                        if let std::task::Poll::Ready(response) = future.as_mut().poll(&mut cx) {
+                            break response;
+                        }
                     }
-                }
+                };
+                drop(response);
             }
         });
         assert!(h.agent().flush(Duration::from_secs(10)));
@@ -286,9 +289,10 @@ fn a_served_requests_context_allocates_nothing_per_header_once_warm() {
     let many = serve(16);
     let few = serve(0);
     eprintln!("{many} allocations for {REQUESTS} requests of 17 headers, {few} of one");
-    // Written anew, 16 more headers would be 64 more strings per request and response.
+    // Written anew, 16 more headers would be 64 more strings per request and response; and
+    // the name, the state and the record are reused too: nothing is allocated per request.
     assert!(
-        many <= few + 8,
+        many <= 8 && few <= 8,
         "{many} allocations for {REQUESTS} requests of 17 headers, {few} of one"
     );
     assert_eq!(h.transactions().len(), 6 * REQUESTS);

@@ -60,6 +60,8 @@ cfg_enable! {
     pub(crate) use over_limit::OverLimitExit;
     #[cfg(apm_server)]
     pub(crate) use future::PendingEnd;
+    #[cfg(apm_server)]
+    pub(crate) use transaction::name_buffer;
     #[cfg(any(apm_client, feature = "tracing"))]
     pub(crate) use handles::spans_recorded_here;
     pub(crate) use handles::{

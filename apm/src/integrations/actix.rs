@@ -64,7 +64,9 @@ use ::actix_web::http::Version;
 use ::actix_web::web::Bytes;
 use pin_project_lite::pin_project;
 
-use super::facade::{PendingEnd, ServerInstrumented as Instrumented, ServerTransaction};
+use super::facade::{
+    name_buffer, PendingEnd, ServerInstrumented as Instrumented, ServerTransaction,
+};
 use super::server::{HandlerPanic, ServerPolicy};
 use crate::web::{self, rewrite};
 use crate::{HeaderSource, Transaction};
@@ -156,14 +158,13 @@ where
 
 /// `{METHOD} {route template}`, else `{METHOD} unknown route`, then grouped.
 fn transaction_name(policy: &ServerPolicy, method: &str, pattern: Option<String>) -> String {
-    let name = match pattern {
-        Some(pattern) => format!("{method} {pattern}"),
-        None => format!("{method} unknown route"),
-    };
-    match policy.group(&name) {
-        Some(group) => group.to_owned(),
-        None => name,
+    // Written into a spent name's string (see `tower.rs`).
+    let mut name = name_buffer();
+    for part in [method, " ", pattern.as_deref().unwrap_or("unknown route")] {
+        name.push_str(part);
     }
+    policy.regroup(&mut name);
+    name
 }
 
 /// `context.request` (sanitised on the transport thread), written over `request`'s strings

@@ -40,7 +40,7 @@ pub(crate) use crate::capture::{
 pub(crate) use crate::types::meta::SpanMeta;
 
 #[cfg(apm_server)]
-pub(crate) use server::{PendingEnd, ServerInstrumented, ServerTransaction};
+pub(crate) use server::{name_buffer, PendingEnd, ServerInstrumented, ServerTransaction};
 
 /// Database, cache and HTTP clients: a call past `transaction_max_spans` is still timed, for
 /// the transaction's `dropped_spans_stats`.
@@ -67,7 +67,7 @@ mod server {
     use std::borrow::Cow;
     use std::future::Future;
 
-    pub(crate) use crate::capture::{Instrumented as ServerInstrumented, PendingEnd};
+    pub(crate) use crate::capture::{name_buffer, Instrumented as ServerInstrumented, PendingEnd};
     use crate::{web, Outcome, Transaction};
 
     pub(crate) trait ServerTransaction {

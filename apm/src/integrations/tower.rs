@@ -81,7 +81,9 @@ use ::http::header::{HOST, USER_AGENT};
 use ::http::{HeaderMap, Request, Response, Version};
 use pin_project_lite::pin_project;
 
-use super::facade::{PendingEnd, ServerInstrumented as Instrumented, ServerTransaction};
+use super::facade::{
+    name_buffer, PendingEnd, ServerInstrumented as Instrumented, ServerTransaction,
+};
 use super::server::{HandlerPanic, ServerPolicy};
 use crate::web::{self, rewrite};
 use crate::Transaction;
@@ -421,23 +423,18 @@ impl<B: ::http_body::Body> ::http_body::Body for ResponseBody<B> {
 /// `<METHOD> unknown route` (spec `tracing-instrumentation-http.md`); replaced by its
 /// `transaction_name_groups` pattern.
 fn transaction_name<B>(req: &Request<B>, policy: &ServerPolicy) -> Cow<'static, str> {
-    let name = if is_grpc(req.headers()) {
-        req.uri().path().to_owned()
+    // Written into a spent name's string: once warm, a request's name allocates nothing.
+    let mut name = name_buffer();
+    if is_grpc(req.headers()) {
+        name.push_str(req.uri().path());
     } else {
-        let (method, route) = (
-            req.method().as_str(),
-            matched_route(req).unwrap_or("unknown route"),
-        );
-        let mut name = String::with_capacity(method.len() + 1 + route.len());
-        name.push_str(method);
-        name.push(' ');
-        name.push_str(route);
-        name
-    };
-    match policy.group(&name) {
-        Some(group) => Cow::Owned(group.to_owned()),
-        None => Cow::Owned(name),
+        let route = matched_route(req).unwrap_or("unknown route");
+        for part in [req.method().as_str(), " ", route] {
+            name.push_str(part);
+        }
     }
+    policy.regroup(&mut name);
+    Cow::Owned(name)
 }
 
 /// The route template the router matched (axum's `MatchedPath`).

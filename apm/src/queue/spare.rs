@@ -14,7 +14,7 @@ use std::cell::RefCell;
 
 use parking_lot::Mutex;
 
-use crate::types::record::TransactionRecord;
+use crate::types::record::{TransactionName, TransactionRecord};
 use crate::types::web::{Request, Response};
 
 /// Boxes kept for reuse at most (about half a MiB): beyond, the transport thread frees them.
@@ -102,6 +102,18 @@ pub(crate) fn spent_context(request: Option<Box<Request>>, response: Option<Box<
     drop((request, response));
 }
 
+/// The name a reused record held, given up as `fill` replaces it: its string kept for this
+/// thread's next name made by a server integration, freed otherwise.
+#[inline]
+pub(crate) fn spent_name(name: TransactionName) {
+    #[cfg(apm_server)]
+    if let TransactionName::Dynamic(std::borrow::Cow::Owned(name), _) = name {
+        contexts::keep_name(name);
+    }
+    #[cfg(not(apm_server))]
+    drop(name);
+}
+
 /// A spent request's and response's context, one of each per thread, for a server
 /// integration to write the next request's into: their strings keep their room, so that once
 /// warm a request's context (method, URL, each header's name and value) allocates nothing.
@@ -116,10 +128,37 @@ pub(crate) mod contexts {
     /// Bytes a kept context's strings may hold; one holding more is freed.
     const MAX_BYTES: usize = 16 * 1024;
 
-    type Kept = (Option<Box<Request>>, Option<Box<Response>>);
+    /// Bytes a kept name may hold; a longer one is freed.
+    const MAX_NAME_BYTES: usize = 256;
+
+    type Kept = (Option<Box<Request>>, Option<Box<Response>>, String);
 
     thread_local! {
-        static KEPT: RefCell<Kept> = const { RefCell::new((None, None)) };
+        static KEPT: RefCell<Kept> = const { RefCell::new((None, None, String::new())) };
+    }
+
+    pub(super) fn keep_name(mut name: String) {
+        if name.capacity() > MAX_NAME_BYTES {
+            return;
+        }
+        let _ = KEPT.try_with(|kept| {
+            if let Ok(mut kept) = kept.try_borrow_mut() {
+                if kept.2.capacity() == 0 {
+                    name.clear();
+                    kept.2 = name;
+                }
+            }
+        });
+    }
+
+    /// An empty string with room, a spent name's (else a new one), for a transaction's name.
+    pub(crate) fn name() -> String {
+        KEPT.try_with(|kept| {
+            kept.try_borrow_mut()
+                .map(|mut k| std::mem::take(&mut k.2))
+                .unwrap_or_default()
+        })
+        .unwrap_or_default()
     }
 
     pub(super) fn keep(request: Option<Box<Request>>, response: Option<Box<Response>>) {

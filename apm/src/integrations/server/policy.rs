@@ -65,12 +65,20 @@ impl ServerPolicy {
     }
 
     /// The group a transaction name falls in (`transaction_name_groups`), if any.
-    pub(crate) fn group<'a>(&'a self, name: &str) -> Option<&'a str> {
+    fn group<'a>(&'a self, name: &str) -> Option<&'a str> {
         let r = self.rules.as_ref()?;
         r.name_groups
             .iter()
             .find(|(_, m)| m.matches(name))
             .map(|(p, _)| p.as_str())
+    }
+
+    /// `name` becomes the name of its group, when `transaction_name_groups` has one for it.
+    pub(crate) fn regroup(&self, name: &mut String) {
+        if let Some(group) = self.group(name) {
+            name.clear();
+            name.push_str(group);
+        }
     }
 
     /// Whether request bodies are read (`capture_body` is not `off`).

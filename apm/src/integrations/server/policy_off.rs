@@ -16,9 +16,7 @@ impl ServerPolicy {
     pub(crate) fn ignore(&self, _path: &str, _user_agent: Option<&str>) -> bool {
         true
     }
-    pub(crate) fn group<'a>(&'a self, _name: &str) -> Option<&'a str> {
-        None
-    }
+    pub(crate) fn regroup(&self, _name: &mut String) {}
     #[cfg(apm_body_capture)]
     pub(crate) fn capture_body(&self) -> bool {
         false
