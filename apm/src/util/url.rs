@@ -5,7 +5,8 @@
 /// `host:port` of an URL, with the scheme's default port when none is written; none for a URL
 /// without a scheme.
 pub(crate) fn host_port(url: &str) -> Option<(String, u16)> {
-    host_port_of(url).map(|(host, port)| (host.to_owned(), port))
+    let (scheme, rest) = split_scheme(url)?;
+    host_port_in(scheme, &rest[..authority_len(rest)]).map(|(host, port)| (host.to_owned(), port))
 }
 
 /// The scheme and what follows its `://`, when the URL starts with one (RFC 3986: a letter,
@@ -20,10 +21,17 @@ pub(crate) fn split_scheme(url: &str) -> Option<(&str, &str)> {
     valid.then_some((scheme, rest))
 }
 
-/// `host:port` of an URL, the host borrowed from it (an IPv6 address with its brackets).
-pub(crate) fn host_port_of(url: &str) -> Option<(&str, u16)> {
-    let (scheme, rest) = split_scheme(url)?;
-    let authority = rest.split(['/', '?', '#']).next()?;
+/// How long the authority (`user@host:port`) is at the start of what follows `://`: up to
+/// the path, the query or the fragment.
+pub(crate) fn authority_len(rest: &str) -> usize {
+    rest.bytes()
+        .position(|b| matches!(b, b'/' | b'?' | b'#'))
+        .unwrap_or(rest.len())
+}
+
+/// `host:port` of an authority under `scheme`, the host borrowed from it (an IPv6 address
+/// with its brackets), with the scheme's default port when none is written.
+pub(crate) fn host_port_in<'a>(scheme: &str, authority: &'a str) -> Option<(&'a str, u16)> {
     let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
     let default = if scheme.eq_ignore_ascii_case("https") || scheme.eq_ignore_ascii_case("wss") {
         443

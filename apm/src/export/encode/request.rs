@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::fields::{Kw, LabelsView};
 use super::json;
-use crate::util::url::{host_port_of, split_scheme};
+use crate::util::url::{authority_len, host_port_in, split_scheme};
 use crate::types::record::TransactionRecord;
 use crate::types::messaging::Message;
 use crate::types::user::User;
@@ -304,7 +304,7 @@ struct UrlView<'a> {
 
 fn url_view(full: &str) -> UrlView<'_> {
     let (scheme, rest) = split_scheme(full).unwrap_or(("", full));
-    let path_start = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let path_start = authority_len(rest);
     let (path_query, _fragment) = rest[path_start..]
         .split_once('#')
         .unwrap_or((&rest[path_start..], ""));
@@ -312,7 +312,10 @@ fn url_view(full: &str) -> UrlView<'_> {
         Some((p, q)) => (p, Some(q)),
         None => (path_query, None),
     };
-    let host_port = host_port_of(full);
+    // The authority split off once, for the host and port too.
+    let host_port = (!scheme.is_empty())
+        .then(|| host_port_in(scheme, &rest[..path_start]))
+        .flatten();
     let explicit_port = rest[..path_start]
         .rsplit_once(':')
         .and_then(|(_, p)| p.parse::<u16>().ok());
