@@ -6,6 +6,10 @@
 //! in again: in a profile, page faults and `malloc`'s slow path were most of what a transaction
 //! cost its thread. So the transport thread gives the boxes back here, and application threads
 //! take them a few at a time: one lock (a `try_lock`, never a wait) per [`TAKE`] transactions.
+//!
+//! What a reused box still holds of its earlier record, its request's and response's context
+//! and its name, is kept per thread (`contexts`) for server integrations to write the next
+//! request's over, instead of being freed as the box is filled again.
 
 // The boxes themselves are what is kept for reuse.
 #![allow(clippy::vec_box)]
