@@ -310,13 +310,6 @@ fn http_version(version: Version) -> Option<&'static str> {
     }
 }
 
-fn write_header_pairs(pairs: &mut Vec<(String, String)>, headers: &HeaderMap) {
-    rewrite::headers(
-        pairs,
-        headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())),
-    );
-}
-
 /// actix-web's own header map (actix-web 4 does not use `http` 1's).
 impl HeaderSource for HeaderMap {
     fn header_values(&self, name: &str, each: &mut dyn FnMut(&str)) {
@@ -524,8 +517,12 @@ fn record_outcome<B>(txn: &Transaction, out: &Result<ServiceResponse<B>, ::actix
             txn.default_outcome(web::outcome_for_status(status));
             if txn.is_sampled() {
                 txn.set_response_with(|response| {
-                    response.status_code = status;
-                    write_header_pairs(&mut response.headers, res.headers());
+                    let headers = res.headers().iter();
+                    rewrite::response(
+                        response,
+                        status,
+                        headers.map(|(n, v)| (n.as_str(), v.as_bytes())),
+                    );
                 });
             }
             // A handler's `Err` becomes a response carrying the error: report it when the

@@ -626,13 +626,6 @@ fn http_version(version: Version) -> Option<&'static str> {
     }
 }
 
-fn write_header_pairs(pairs: &mut Vec<(String, String)>, headers: &HeaderMap) {
-    rewrite::headers(
-        pairs,
-        headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())),
-    );
-}
-
 fn is_grpc(headers: &HeaderMap) -> bool {
     headers
         .get(::http::header::CONTENT_TYPE)
@@ -671,8 +664,12 @@ fn record_response<B>(txn: &Transaction, response: &Response<B>) -> Option<u16> 
     let status = response.status().as_u16();
     if txn.is_sampled() {
         txn.set_response_with(|context| {
-            context.status_code = status;
-            write_header_pairs(&mut context.headers, response.headers());
+            let headers = response.headers().iter();
+            rewrite::response(
+                context,
+                status,
+                headers.map(|(n, v)| (n.as_str(), v.as_bytes())),
+            );
         });
     }
     if !is_grpc(response.headers()) {

@@ -244,6 +244,21 @@ pub(crate) mod rewrite {
         *body = captured_body;
     }
 
+    /// `response` becomes the response of these parts, every field written (named as in
+    /// [`request`]).
+    pub(crate) fn response<'a>(
+        response: &mut super::Response,
+        status: u16,
+        header_pairs: impl Iterator<Item = (&'a str, &'a [u8])>,
+    ) {
+        let super::Response {
+            status_code,
+            headers: pairs,
+        } = response;
+        *status_code = status;
+        headers(pairs, header_pairs);
+    }
+
     /// `pairs` become `headers`, in order; a value that is not UTF-8 is written lossily.
     pub(crate) fn headers<'a>(
         pairs: &mut Vec<(String, String)>,
