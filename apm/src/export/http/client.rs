@@ -434,8 +434,13 @@ impl Client {
         let has_body = !req.body.is_empty() || req.method == "POST";
         let result = socket::while_waiting(idle, || {
             let answer = if has_body {
-                let request = builder.body(req.body).map_err(ureq::Error::from)?;
-                self.agent.run(self.timed(request, timeout))
+                socket::sending_directly(req.body, |mut body| {
+                    let request = builder
+                        .header("Content-Length", req.body.len())
+                        .body(ureq::SendBody::from_reader(&mut body))
+                        .map_err(ureq::Error::from)?;
+                    self.agent.run(self.timed(request, timeout))
+                })
             } else {
                 let request = builder.body(()).map_err(ureq::Error::from)?;
                 self.agent.run(self.timed(request, timeout))
@@ -510,6 +515,11 @@ mod tests {
 
     /// Reads one request (head and `Content-Length` body); `None` when the peer closed.
     fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Vec<String>> {
+        read_request_and_body(reader).map(|(head, _)| head)
+    }
+
+    /// [`read_request`] with the body.
+    fn read_request_and_body(reader: &mut BufReader<TcpStream>) -> Option<(Vec<String>, Vec<u8>)> {
         let mut head = Vec::new();
         loop {
             let mut line = String::new();
@@ -527,7 +537,7 @@ mod tests {
             .unwrap_or(0);
         let mut body = vec![0; length];
         reader.read_exact(&mut body).ok()?;
-        Some(head)
+        Some((head, body))
     }
 
     const ACCEPTED: &[u8] = b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n";
@@ -781,6 +791,110 @@ mod tests {
         }
     }
 
+    /// Accepts a connection on `proxy` as a SOCKS5 proxy would and grants the tunnel it asks
+    /// for: what comes through it next, and the destination's name and port.
+    fn socks5_tunnel(proxy: &TcpListener) -> (BufReader<TcpStream>, String, u16) {
+        let (mut conn, _) = proxy.accept().unwrap();
+        let mut greeting = [0u8; 2];
+        conn.read_exact(&mut greeting).unwrap();
+        let mut methods = vec![0u8; usize::from(greeting[1])];
+        conn.read_exact(&mut methods).unwrap();
+        assert_eq!(greeting[0], 5);
+        assert!(methods.contains(&0), "{methods:?}");
+        conn.write_all(&[5, 0]).unwrap();
+        // CONNECT to a domain name: version, command, reserved, address type 3.
+        let mut request = [0u8; 5];
+        conn.read_exact(&mut request).unwrap();
+        assert_eq!(request[..4], [5, 1, 0, 3]);
+        let mut name = vec![0u8; usize::from(request[4])];
+        conn.read_exact(&mut name).unwrap();
+        let mut port = [0u8; 2];
+        conn.read_exact(&mut port).unwrap();
+        conn.write_all(&[5, 0, 0, 1, 127, 0, 0, 1, 0, 0]).unwrap();
+        let name = String::from_utf8(name).unwrap();
+        (BufReader::new(conn), name, u16::from_be_bytes(port))
+    }
+
+    /// Bodies longer than a connection's writes, each byte telling its place (`seed` tells
+    /// the bodies apart).
+    fn patterned_body(len: usize, seed: usize) -> Vec<u8> {
+        (0..len).map(|i| ((i + seed) % 251) as u8).collect()
+    }
+
+    /// Posts `bodies` with `client` to a server that `serve` reads them from (one kept-alive
+    /// connection); what arrived, in order.
+    fn posted_bodies(
+        client: &Client,
+        bodies: &[Vec<u8>],
+        serve: impl FnOnce() -> BufReader<TcpStream> + Send + 'static,
+    ) -> Vec<Vec<u8>> {
+        let count = bodies.len();
+        let server = std::thread::spawn(move || {
+            let mut reader = serve();
+            (0..count)
+                .map(|_| {
+                    let (_, body) = read_request_and_body(&mut reader).unwrap();
+                    reader.get_mut().write_all(ACCEPTED).unwrap();
+                    body
+                })
+                .collect::<Vec<_>>()
+        });
+        for body in bodies {
+            let answer = client.send(&Request {
+                method: "POST",
+                path: "/intake/v2/events",
+                headers: &[],
+                body,
+                timeout: Duration::from_secs(10),
+            });
+            assert_eq!(answer.unwrap().status, 202);
+        }
+        server.join().unwrap()
+    }
+
+    #[test]
+    fn a_plain_socket_writes_bodies_from_where_they_lie() {
+        for writes in [Writes::Small, Writes::Bodies] {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let url = format!("http://{}", listener.local_addr().unwrap());
+            let client =
+                Client::with_env_writing(&url, &tls(), |_| None, writes.bytes()).unwrap();
+            let bodies = [
+                patterned_body(3 * BODY_WRITES + 12_345, 0),
+                patterned_body(17, 1),
+                patterned_body(writes.bytes(), 2),
+            ];
+            socket::parts_written_directly_on_this_thread();
+            let arrived = posted_bodies(&client, &bodies, move || {
+                BufReader::new(listener.accept().unwrap().0)
+            });
+            assert!(arrived == bodies, "{writes:?}: the bodies arrived changed");
+            // Each part went from the body to the socket, as long as the connection's
+            // writes: none was copied into its buffer.
+            let parts: usize = bodies.iter().map(|b| b.len().div_ceil(writes.bytes())).sum();
+            assert_eq!(socket::parts_written_directly_on_this_thread(), parts, "{writes:?}");
+        }
+    }
+
+    #[test]
+    fn a_body_through_a_socks5_tunnel_is_copied_into_its_buffers() {
+        let proxy = TcpListener::bind("127.0.0.1:0").unwrap();
+        let proxy_url = format!("socks5h://{}", proxy.local_addr().unwrap());
+        let client = Client::with_env_writing(
+            "http://apm.invalid:8200",
+            &tls(),
+            |name| (name == "ALL_PROXY").then(|| proxy_url.clone()),
+            BODY_WRITES,
+        )
+        .unwrap();
+        let bodies = [patterned_body(BODY_WRITES + 1_000, 3), patterned_body(5, 4)];
+        socket::parts_written_directly_on_this_thread();
+        let arrived = posted_bodies(&client, &bodies, move || socks5_tunnel(&proxy).0);
+        assert!(arrived == bodies, "the bodies arrived changed");
+        // The tunnel's layer is ureq's: the body went through its buffers.
+        assert_eq!(socket::parts_written_directly_on_this_thread(), 0);
+    }
+
     #[test]
     fn requests_go_through_a_socks5_proxy() {
         // A SOCKS5 proxy that answers the requests of the tunnel itself, and keeps the
@@ -788,27 +902,10 @@ mod tests {
         let proxy = TcpListener::bind("127.0.0.1:0").unwrap();
         let proxy_url = format!("socks5h://{}", proxy.local_addr().unwrap());
         let asked = std::thread::spawn(move || {
-            let (mut conn, _) = proxy.accept().unwrap();
-            let mut greeting = [0u8; 2];
-            conn.read_exact(&mut greeting).unwrap();
-            let mut methods = vec![0u8; usize::from(greeting[1])];
-            conn.read_exact(&mut methods).unwrap();
-            assert_eq!(greeting[0], 5);
-            assert!(methods.contains(&0), "{methods:?}");
-            conn.write_all(&[5, 0]).unwrap();
-            // CONNECT to a domain name: version, command, reserved, address type 3.
-            let mut request = [0u8; 5];
-            conn.read_exact(&mut request).unwrap();
-            assert_eq!(request[..4], [5, 1, 0, 3]);
-            let mut name = vec![0u8; usize::from(request[4])];
-            conn.read_exact(&mut name).unwrap();
-            let mut port = [0u8; 2];
-            conn.read_exact(&mut port).unwrap();
-            conn.write_all(&[5, 0, 0, 1, 127, 0, 0, 1, 0, 0]).unwrap();
-            let mut reader = BufReader::new(conn);
+            let (mut reader, name, port) = socks5_tunnel(&proxy);
             let head = read_request(&mut reader).unwrap();
             reader.get_mut().write_all(ACCEPTED).unwrap();
-            (String::from_utf8(name).unwrap(), u16::from_be_bytes(port), head)
+            (name, port, head)
         });
         // The APM Server's name does not resolve here: only the proxy can reach it.
         let client = Client::with_env("http://apm.invalid:8200/base", &tls(), |name| {

@@ -31,6 +31,109 @@ const PER_ADDRESS: Duration = Duration::from_secs(2);
 thread_local! {
     /// The idle work of the call running on this thread, if it has some.
     static IDLE: Cell<Option<NonNull<dyn FnMut() + 'static>>> = const { Cell::new(None) };
+    /// Where this thread's [`DirectBody`] stands with the socket ureq writes it to.
+    static DIRECT: Cell<Direct> = const { Cell::new(Direct::Off) };
+}
+
+/// A request body that a plain [`Socket`] writes to the connection from where it lies.
+///
+/// ureq copies a body into the connection's output buffer, which the socket then writes: for
+/// intake bodies of hundreds of kilobytes to a server on this machine, that copy was about 7%
+/// of the transport thread (`BENCHMARKS.md` §12n). As this body's reader, ureq's read of it
+/// into a [`Socket`]'s buffer only claims the next part, as long as the buffer; the socket,
+/// asked next to write that many bytes, writes the claimed part instead of its buffer.
+///
+/// ureq asks the connection's outermost layer for its buffers just before it reads the body
+/// into them: only when that layer is a [`Socket`] is the read a claim. Under TLS, SOCKS or a
+/// `CONNECT` tunnel the outermost layer is another, and the read copies as ureq's own would.
+/// The body must go with `Content-Length`, so that ureq writes each read as it is.
+pub(super) struct DirectBody<'b> {
+    left: &'b [u8],
+}
+
+#[derive(Clone, Copy)]
+enum Direct {
+    Off,
+    /// A socket's buffers were the last asked for: a read now is a claim.
+    Offered,
+    /// The part read last, to be written by the socket instead of its buffer.
+    Claimed(NonNull<[u8]>),
+}
+
+impl Read for DirectBody<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = buf.len().min(self.left.len());
+        let (part, rest) = self.left.split_at(n);
+        self.left = rest;
+        match DIRECT.with(Cell::get) {
+            Direct::Offered if n > 0 => {
+                DIRECT.with(|d| d.set(Direct::Claimed(NonNull::from(part))));
+            }
+            _ => {
+                buf[..n].copy_from_slice(part);
+                DIRECT.with(|d| d.set(Direct::Off));
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// Runs `call` with `body` as a [`DirectBody`]: what it claims is written by the socket while
+/// `call` runs on this thread, and forgotten when it returns or unwinds.
+pub(super) fn sending_directly<'b, R>(
+    body: &'b [u8],
+    call: impl FnOnce(DirectBody<'b>) -> R,
+) -> R {
+    /// Forgets what is claimed, also when `call` unwinds: nothing may point into `body` after.
+    struct Forget;
+    impl Drop for Forget {
+        fn drop(&mut self) {
+            DIRECT.with(|d| d.set(Direct::Off));
+        }
+    }
+    let _forget = Forget;
+    DIRECT.with(|d| d.set(Direct::Off));
+    call(DirectBody { left: body })
+}
+
+/// Not a socket's buffers: what a layer above the socket (TLS) says when ureq asks for its
+/// buffers, so that a read of a [`DirectBody`] into them copies.
+#[cfg(feature = "https")]
+pub(super) fn buffers_not_a_socket() {
+    DIRECT.with(|d| d.set(Direct::Off));
+}
+
+/// Writes the part of a [`DirectBody`] claimed for the next `amount` bytes with `write`;
+/// `None` when no part was claimed (the buffer is to be written), an error when a part of
+/// another length was (ureq did not write what it read: the buffer does not hold the body).
+fn write_claimed<R>(amount: usize, write: impl FnOnce(&[u8]) -> R) -> io::Result<Option<R>> {
+    let Direct::Claimed(part) = DIRECT.with(|d| d.replace(Direct::Off)) else {
+        return Ok(None);
+    };
+    if part.len() != amount {
+        return Err(io::Error::other(format!(
+            "{amount} bytes to write where {} of the body were read",
+            part.len()
+        )));
+    }
+    #[cfg(test)]
+    PARTS_WRITTEN.with(|n| n.set(n.get() + 1));
+    // SAFETY: `part` points into the body that `sending_directly` keeps borrowed while `call`
+    // runs on this thread, and `Forget` clears the slot before that borrow ends: a part still
+    // in the slot is alive. The reference does not outlive `write`, which runs on this thread
+    // inside that call (ureq writes on the thread that runs the request).
+    Ok(Some(write(unsafe { part.as_ref() })))
+}
+
+#[cfg(test)]
+thread_local! {
+    static PARTS_WRITTEN: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Parts of [`DirectBody`]s written by sockets on this thread since the last call (tests).
+#[cfg(test)]
+pub(super) fn parts_written_directly_on_this_thread() -> usize {
+    PARTS_WRITTEN.with(|n| n.replace(0))
 }
 
 /// Runs `call` with `idle` run between the slices of its socket waits on this thread.
@@ -233,13 +336,21 @@ fn write_all(tcp: &TcpStream, mut data: &[u8], timeout: NextTimeout) -> Result<(
 
 impl Transport for Socket {
     fn buffers(&mut self) -> &mut dyn Buffers {
+        DIRECT.with(|d| {
+            if matches!(d.get(), Direct::Off) {
+                d.set(Direct::Offered);
+            }
+        });
         &mut self.buffers
     }
 
     fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
         let timeout = timeout.for_write();
-        let output = &self.buffers.output()[..amount];
         let starts = std::mem::replace(&mut self.request_starts, false);
+        if let Some(written) = write_claimed(amount, |part| write_all(&self.tcp, part, timeout))? {
+            return written;
+        }
+        let output = &self.buffers.output()[..amount];
         // ureq writes a request's head at once, its request line first: an HTTP forward
         // proxy wants the whole URL there (`POST http://apm:8200/intake/v2/events HTTP/1.1`).
         if let (true, Some(origin)) = (starts, &self.forward_origin) {
@@ -255,6 +366,7 @@ impl Transport for Socket {
 
     fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
         let timeout = timeout.for_read();
+        DIRECT.with(|d| d.set(Direct::Off));
         let Socket { tcp, buffers, .. } = self;
         let input = buffers.input_append_buf();
         let n = wait(tcp, timeout, TcpStream::set_read_timeout, |mut tcp| {

@@ -120,6 +120,8 @@ impl std::fmt::Debug for TlsTransport {
 
 impl Transport for TlsTransport {
     fn buffers(&mut self) -> &mut dyn Buffers {
+        // A body read into these buffers is to be encrypted from them: copied, not claimed.
+        super::socket::buffers_not_a_socket();
         &mut self.buffers
     }
 
