@@ -24,6 +24,7 @@ use crate::queue::tracer::{Counters, Tracer};
 use crate::types::{clock, ids};
 use crate::types::record::{Event, TransactionRecord};
 use crate::util::diag::warn_limited;
+use crate::util::prefetch;
 use crate::config::CaptureBody;
 use crate::util::text::truncate;
 use crate::util::wildcard::WildcardList;
@@ -386,6 +387,13 @@ impl Transport {
             .counters
             .events_queued
             .fetch_add(batch.len() as u64, Relaxed);
+        // The batch's transaction records were written on other cores, and each pass below
+        // reads some of their lines: asked for all at once here, their misses overlap.
+        for event in &batch {
+            if let Event::Transaction(t) = event {
+                prefetch::lines_of::<TransactionRecord>(t);
+            }
+        }
         self.refresh_huge_traces();
         self.huge_traces.prefetch(&batch);
         if self.breakdown {

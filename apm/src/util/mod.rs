@@ -1,6 +1,7 @@
 //! Small utilities with no state of their own: wildcard matching as the spec defines it, SQL
 //! signatures, text truncation, the agent's own log messages and threads, a spin lock, maps
-//! keyed by random ids, a bounded memory of recent ids, and the spec fixtures tests read.
+//! keyed by random ids, a bounded memory of recent ids, software prefetch, and the spec fixtures
+//! tests read.
 
 #[cfg(test)]
 pub(crate) mod spec_fixture;
@@ -14,6 +15,7 @@ pub(crate) mod spin_lock;
 pub mod sql;
 
 cfg_enable! {
+    pub(crate) mod prefetch;
     pub(crate) mod recent_ids;
     #[cfg(unix)]
     pub(crate) mod after_fork;

@@ -62,15 +62,7 @@ impl<V: Copy + Default, const WAYS: usize> RecentIds<V, WAYS> {
         if id == 0 || self.sets.is_empty() {
             return;
         }
-        let set: *const Set<V, WAYS> = &self.sets[self.set_of(id)];
-        // SAFETY: SSE, which the instruction needs, is part of every x86_64 processor; a
-        // prefetch reads nothing into the program and cannot fault, even on a bad address.
-        #[cfg(target_arch = "x86_64")]
-        unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(set.cast())
-        };
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = set;
+        super::prefetch::line(&self.sets[self.set_of(id)]);
     }
 
     /// Remembers `id` with `value` (replacing its value if it is known). In a full set, the
