@@ -31,6 +31,7 @@ pub(crate) fn open_transaction(
         return None;
     }
     let t = tracer::get()?;
+    spare::prefetch_next();
     // This thread's spare state, when nothing else refers to it.
     let mut spare = SPARE.try_with(Cell::take).ok().flatten();
     let mut reused = spare.as_mut().map(Alone::get_mut);

@@ -49,6 +49,19 @@ fn new_box() -> Box<TransactionRecord> {
     Box::new(TransactionRecord::empty())
 }
 
+/// Asks for the lines of the box this thread's next record will be written into, when it has
+/// one: a transaction's start calls it, so that they arrive while the transaction runs. They
+/// were last written on the transport thread's core, and `fill` reads what each field held
+/// before writing it (to drop it): fetched only then, each line kept the thread waiting.
+#[inline]
+pub(crate) fn prefetch_next() {
+    let _ = TAKEN.try_with(|taken| {
+        if let Some(next) = taken.try_borrow_mut().ok().as_deref_mut().and_then(|t| t.last_mut()) {
+            crate::util::prefetch::lines_to_write::<TransactionRecord>(next);
+        }
+    });
+}
+
 fn take() -> Option<Box<TransactionRecord>> {
     TAKEN
         .try_with(|taken| {
