@@ -115,15 +115,17 @@ mod tests {
         assert_eq!(asked, vec![base, base + 64]);
     }
 
+    /// Linux also sets the flag on AMD processors whose CPUID bit is clear (3DNow! or long
+    /// mode implies the instruction there): the kernel's flag is implied, not equal.
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
     #[test]
-    fn prefetchw_is_found_where_the_kernel_finds_it() {
+    fn prefetchw_is_found_only_where_the_kernel_finds_it() {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").expect("/proc/cpuinfo");
         let kernel = cpuinfo
             .lines()
             .find(|l| l.starts_with("flags"))
             .is_some_and(|flags| flags.split_whitespace().any(|f| f == "3dnowprefetch"));
-        assert_eq!(has_prefetchw(), kernel);
+        assert!(!has_prefetchw() || kernel);
         let mut value = [0u64; 40];
         lines_to_write(&mut value);
     }

@@ -434,10 +434,10 @@ impl Client {
         let has_body = !req.body.is_empty() || req.method == "POST";
         let result = socket::while_waiting(idle, || {
             let answer = if has_body {
-                socket::sending_directly(req.body, |mut body| {
+                socket::sending_directly(req.body, |body| {
                     let request = builder
                         .header("Content-Length", req.body.len())
-                        .body(ureq::SendBody::from_reader(&mut body))
+                        .body(ureq::SendBody::from_reader(body))
                         .map_err(ureq::Error::from)?;
                     self.agent.run(self.timed(request, timeout))
                 })
@@ -887,11 +887,23 @@ mod tests {
             BODY_WRITES,
         )
         .unwrap();
+        // First a body through a plain socket on this thread, whose buffers are then the
+        // last a socket offered here.
+        let plain = TcpListener::bind("127.0.0.1:0").unwrap();
+        let plain_url = format!("http://{}", plain.local_addr().unwrap());
+        let plain_client =
+            Client::with_env_writing(&plain_url, &tls(), |_| None, BODY_WRITES).unwrap();
+        let first = [patterned_body(1_000, 5)];
+        let arrived = posted_bodies(&plain_client, &first, move || {
+            BufReader::new(plain.accept().unwrap().0)
+        });
+        assert!(arrived == first, "the plain body arrived changed");
+        assert_eq!(socket::parts_written_directly_on_this_thread(), 1);
+        // Through the tunnel the outermost layer is ureq's socket, which offers nothing: the
+        // bodies are copied into its buffers, whole.
         let bodies = [patterned_body(BODY_WRITES + 1_000, 3), patterned_body(5, 4)];
-        socket::parts_written_directly_on_this_thread();
         let arrived = posted_bodies(&client, &bodies, move || socks5_tunnel(&proxy).0);
         assert!(arrived == bodies, "the bodies arrived changed");
-        // The tunnel's layer is ureq's: the body went through its buffers.
         assert_eq!(socket::parts_written_directly_on_this_thread(), 0);
     }
 

@@ -32,7 +32,7 @@ thread_local! {
     /// The idle work of the call running on this thread, if it has some.
     static IDLE: Cell<Option<NonNull<dyn FnMut() + 'static>>> = const { Cell::new(None) };
     /// Where this thread's [`DirectBody`] stands with the socket ureq writes it to.
-    static DIRECT: Cell<Direct> = const { Cell::new(Direct::Off) };
+    static DIRECT: Cell<Direct> = const { Cell::new(Direct::Outside) };
 }
 
 /// A request body that a plain [`Socket`] writes to the connection from where it lies.
@@ -44,15 +44,19 @@ thread_local! {
 /// asked next to write that many bytes, writes the claimed part instead of its buffer.
 ///
 /// ureq asks the connection's outermost layer for its buffers just before it reads the body
-/// into them: only when that layer is a [`Socket`] is the read a claim. Under TLS, SOCKS or a
-/// `CONNECT` tunnel the outermost layer is another, and the read copies as ureq's own would.
-/// The body must go with `Content-Length`, so that ureq writes each read as it is.
+/// into them: only when a [`Socket`] answered last is the read a claim. Under TLS (whose
+/// layer says so when asked) or SOCKS (ureq's own socket) the read copies, as ureq's own
+/// would; a `CONNECT` tunnel hands both the buffers and the write to the socket beneath it.
+/// The body must go with `Content-Length`, so that ureq writes each read as it is. Outside
+/// [`sending_directly`], a read always copies.
 pub(super) struct DirectBody<'b> {
     left: &'b [u8],
 }
 
 #[derive(Clone, Copy)]
 enum Direct {
+    /// No [`sending_directly`] runs on this thread: nothing is claimed.
+    Outside,
     Off,
     /// A socket's buffers were the last asked for: a read now is a claim.
     Offered,
@@ -60,54 +64,63 @@ enum Direct {
     Claimed(NonNull<[u8]>),
 }
 
+/// Moves this thread's state to `next`, unless no [`sending_directly`] runs.
+fn direct_now(next: Direct) -> Direct {
+    DIRECT.with(|d| match d.get() {
+        Direct::Outside => Direct::Outside,
+        now => {
+            d.set(next);
+            now
+        }
+    })
+}
+
 impl Read for DirectBody<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = buf.len().min(self.left.len());
         let (part, rest) = self.left.split_at(n);
         self.left = rest;
-        match DIRECT.with(Cell::get) {
-            Direct::Offered if n > 0 => {
-                DIRECT.with(|d| d.set(Direct::Claimed(NonNull::from(part))));
-            }
-            _ => {
-                buf[..n].copy_from_slice(part);
-                DIRECT.with(|d| d.set(Direct::Off));
-            }
+        if n > 0 && matches!(DIRECT.with(Cell::get), Direct::Offered) {
+            direct_now(Direct::Claimed(NonNull::from(part)));
+        } else {
+            buf[..n].copy_from_slice(part);
+            direct_now(Direct::Off);
         }
         Ok(n)
     }
 }
 
 /// Runs `call` with `body` as a [`DirectBody`]: what it claims is written by the socket while
-/// `call` runs on this thread, and forgotten when it returns or unwinds.
+/// `call` runs on this thread, and forgotten when it returns or unwinds. The reader is lent,
+/// not given: it cannot outlive the call (and read after it, it would only copy).
 pub(super) fn sending_directly<'b, R>(
     body: &'b [u8],
-    call: impl FnOnce(DirectBody<'b>) -> R,
+    call: impl for<'r> FnOnce(&'r mut DirectBody<'b>) -> R,
 ) -> R {
-    /// Forgets what is claimed, also when `call` unwinds: nothing may point into `body` after.
-    struct Forget;
-    impl Drop for Forget {
+    /// Puts back the state from before, also when `call` unwinds: nothing claimed from `body`
+    /// remains after.
+    struct Restore(Direct);
+    impl Drop for Restore {
         fn drop(&mut self) {
-            DIRECT.with(|d| d.set(Direct::Off));
+            DIRECT.with(|d| d.set(self.0));
         }
     }
-    let _forget = Forget;
-    DIRECT.with(|d| d.set(Direct::Off));
-    call(DirectBody { left: body })
+    let _restore = Restore(DIRECT.with(|d| d.replace(Direct::Off)));
+    call(&mut DirectBody { left: body })
 }
 
 /// Not a socket's buffers: what a layer above the socket (TLS) says when ureq asks for its
 /// buffers, so that a read of a [`DirectBody`] into them copies.
 #[cfg(feature = "https")]
 pub(super) fn buffers_not_a_socket() {
-    DIRECT.with(|d| d.set(Direct::Off));
+    direct_now(Direct::Off);
 }
 
 /// Writes the part of a [`DirectBody`] claimed for the next `amount` bytes with `write`;
 /// `None` when no part was claimed (the buffer is to be written), an error when a part of
 /// another length was (ureq did not write what it read: the buffer does not hold the body).
 fn write_claimed<R>(amount: usize, write: impl FnOnce(&[u8]) -> R) -> io::Result<Option<R>> {
-    let Direct::Claimed(part) = DIRECT.with(|d| d.replace(Direct::Off)) else {
+    let Direct::Claimed(part) = direct_now(Direct::Off) else {
         return Ok(None);
     };
     if part.len() != amount {
@@ -118,10 +131,11 @@ fn write_claimed<R>(amount: usize, write: impl FnOnce(&[u8]) -> R) -> io::Result
     }
     #[cfg(test)]
     PARTS_WRITTEN.with(|n| n.set(n.get() + 1));
-    // SAFETY: `part` points into the body that `sending_directly` keeps borrowed while `call`
-    // runs on this thread, and `Forget` clears the slot before that borrow ends: a part still
-    // in the slot is alive. The reference does not outlive `write`, which runs on this thread
-    // inside that call (ureq writes on the thread that runs the request).
+    // SAFETY: a part is claimed only while `sending_directly` runs on this thread and keeps
+    // its body borrowed, and `Restore` takes the claim out before that borrow ends (also on
+    // unwinding): a part still in the slot is alive. The reference does not outlive `write`,
+    // which runs on this thread inside that call (ureq writes on the thread that runs the
+    // request).
     Ok(Some(write(unsafe { part.as_ref() })))
 }
 
@@ -336,11 +350,9 @@ fn write_all(tcp: &TcpStream, mut data: &[u8], timeout: NextTimeout) -> Result<(
 
 impl Transport for Socket {
     fn buffers(&mut self) -> &mut dyn Buffers {
-        DIRECT.with(|d| {
-            if matches!(d.get(), Direct::Off) {
-                d.set(Direct::Offered);
-            }
-        });
+        if matches!(DIRECT.with(Cell::get), Direct::Off) {
+            direct_now(Direct::Offered);
+        }
         &mut self.buffers
     }
 
@@ -366,7 +378,7 @@ impl Transport for Socket {
 
     fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
         let timeout = timeout.for_read();
-        DIRECT.with(|d| d.set(Direct::Off));
+        direct_now(Direct::Off);
         let Socket { tcp, buffers, .. } = self;
         let input = buffers.input_append_buf();
         let n = wait(tcp, timeout, TcpStream::set_read_timeout, |mut tcp| {
@@ -389,5 +401,54 @@ impl Transport for Socket {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock
         );
         open && self.tcp.set_nonblocking(false).is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offered() {
+        if matches!(DIRECT.with(Cell::get), Direct::Off) {
+            direct_now(Direct::Offered);
+        }
+    }
+
+    #[test]
+    fn a_body_is_claimed_only_inside_sending_directly_after_a_socket_offered() {
+        let body = b"0123456789";
+        let mut buf = [b'-'; 4];
+        // Outside: a socket's offer changes nothing, and a read copies.
+        offered();
+        let mut escaped = DirectBody { left: body };
+        assert_eq!(escaped.read(&mut buf).unwrap(), 4);
+        assert_eq!(&buf, b"0123");
+        assert!(write_claimed(4, |_| ()).unwrap().is_none());
+        sending_directly(body, |direct| {
+            // Not offered yet: copied.
+            buf = [b'-'; 4];
+            assert_eq!(direct.read(&mut buf).unwrap(), 4);
+            assert_eq!(&buf, b"0123");
+            // Offered: claimed, the buffer left as it was, the part written by the socket.
+            offered();
+            buf = [b'-'; 4];
+            assert_eq!(direct.read(&mut buf).unwrap(), 4);
+            assert_eq!(&buf, b"----");
+            let mut written = Vec::new();
+            let done = write_claimed(4, |part| written.extend_from_slice(part)).unwrap();
+            assert!(done.is_some());
+            assert_eq!(written, b"4567");
+            // A claim of another length than the write is an error, not the buffer sent.
+            offered();
+            assert_eq!(direct.read(&mut buf).unwrap(), 2);
+            assert!(write_claimed(4, |_| ()).is_err());
+            // A claim left unwritten when the call ends is forgotten with it.
+            offered();
+            let mut rest = DirectBody { left: b"ab" };
+            assert_eq!(rest.read(&mut buf).unwrap(), 2);
+        });
+        assert!(matches!(DIRECT.with(Cell::get), Direct::Outside));
+        assert!(write_claimed(2, |_| ()).unwrap().is_none());
+        parts_written_directly_on_this_thread();
     }
 }
