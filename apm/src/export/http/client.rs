@@ -908,6 +908,29 @@ mod tests {
     }
 
     #[test]
+    fn a_request_closed_on_arrival_through_a_new_socks5_tunnel_is_not_sent_again() {
+        // Sending again is for a kept-alive connection the server closed as the request left;
+        // a tunnel opened for this request was not one.
+        let proxy = TcpListener::bind("127.0.0.1:0").unwrap();
+        let proxy_url = format!("socks5h://{}", proxy.local_addr().unwrap());
+        let client = Client::with_env("http://apm.invalid:8200", &tls(), |name| {
+            (name == "ALL_PROXY").then(|| proxy_url.clone())
+        })
+        .unwrap();
+        let proxy = std::thread::spawn(move || {
+            let (mut reader, _, _) = socks5_tunnel(&proxy);
+            read_request(&mut reader).unwrap();
+            drop(reader);
+            proxy
+        });
+        assert!(post(&client).is_err());
+        let proxy = proxy.join().unwrap();
+        // A second attempt would have connected before the first `post` returned.
+        proxy.set_nonblocking(true).unwrap();
+        assert!(proxy.accept().is_err(), "the request was sent again");
+    }
+
+    #[test]
     fn requests_go_through_a_socks5_proxy() {
         // A SOCKS5 proxy that answers the requests of the tunnel itself, and keeps the
         // destination it was asked for.

@@ -213,8 +213,10 @@ impl<In: Transport> Connector<In> for SocketConnector {
         details: &ConnectionDetails<'_>,
         chained: Option<In>,
     ) -> Result<Option<Self::Out>, ureq::Error> {
-        // A SOCKS proxy or a CONNECT tunnel opened the connection already.
+        // A SOCKS proxy or a CONNECT tunnel opened the connection already (connectors run
+        // only for a new connection): counted as opened all the same.
         if let Some(chained) = chained {
+            self.opened.fetch_add(1, Relaxed);
             return Ok(Some(Either::A(chained)));
         }
         let deadline = deadline(details.timeout);
