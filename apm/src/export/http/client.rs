@@ -123,8 +123,9 @@ pub(crate) enum Writes {
 /// `api_request_size` (768 KiB by default), uncompressed to a server on this machine: in
 /// writes of 16 KiB, the kernel's work per write, not the bytes, was most of what sending
 /// cost (`BENCHMARKS.md` §12h). Under TLS, rustls writes a record of 16 KiB at a time anyway.
-/// Only the transport's connection holds a buffer this large: ureq fills a connection's
-/// output buffer with zeros when it first writes.
+/// The connection's output buffer has this size, which sets the length of the parts its socket
+/// writes from the body itself (`socket::DirectBody`); only the transport's connection holds
+/// a buffer this large (ureq fills it with zeros when it first writes).
 const BODY_WRITES: usize = 256 * 1024;
 
 /// ureq's writes, and what a connection under TLS writes at once: a TLS record's size.

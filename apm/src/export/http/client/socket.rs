@@ -200,8 +200,9 @@ pub(super) struct SocketConnector {
     pub(super) forward_origin: Option<Arc<str>>,
     /// Connections opened: a request that opened none ran on a kept-alive one.
     pub(super) opened: Arc<AtomicU64>,
-    /// What a plain connection writes at once: the size of its output buffer, which ureq
-    /// fills (a whole kept connection's worth of memory) and writes whenever it is full.
+    /// What a plain connection writes at once: the size of its output buffer. A body's parts
+    /// are as long (ureq reads a [`DirectBody`] into the buffer's length) and go to the socket
+    /// from the body itself; the buffer holds the request's head.
     pub(super) plain_writes: usize,
 }
 
