@@ -733,6 +733,15 @@ pub(crate) fn leave(token: Token) -> (Vec<Entry>, Option<ChildTimer>) {
             let Ok(mut s) = s.try_borrow_mut() else {
                 return (Vec::new(), None);
             };
+            // Usually a span's own entry (no owner), on top: its timer read in place and the
+            // entry dropped there, with no owner changed (moving it out would copy it).
+            if let Some(top) = s.len().checked_sub(1) {
+                if s[top].token == token && s[top].owner.is_none() {
+                    let timer = s[top].timer;
+                    s.truncate(top);
+                    return (Vec::new(), Some(timer));
+                }
+            }
             match s.iter().rposition(|e| e.token == token) {
                 Some(i) => {
                     let mut above = s.split_off(i + 1);

@@ -63,7 +63,7 @@
 //! the registry's span extensions (which box each value).
 
 use std::borrow::Cow;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::fmt::{self, Write as _};
 use std::sync::{Mutex, PoisonError};
@@ -331,6 +331,9 @@ thread_local! {
     static ENTERED: RefCell<Vec<((usize, u64), Entered)>> = const { RefCell::new(Vec::new()) };
     /// The static descriptions of the call sites seen on this thread.
     static METAS: RefCell<IdMap<usize, &'static SpanMeta>> = RefCell::new(IdMap::default());
+    /// [`static_meta`]'s memo: 32 call sites, by a hash of their address.
+    static RECENT_METAS: [Cell<(usize, Option<&'static SpanMeta>)>; 32] =
+        const { [const { Cell::new((0, None)) }; 32] };
 }
 
 fn level_name(level: &Level) -> &'static str {
@@ -822,6 +825,25 @@ impl Visit for EventMessage {
 /// kept for the life of the process, as the call site is).
 fn static_meta(meta: &'static Metadata<'static>) -> &'static SpanMeta {
     let key = meta as *const Metadata<'static> as usize;
+    // A direct-mapped memo in front of the map: one comparison for a call site seen lately.
+    let way = key.wrapping_mul(0x9E37_79B9_7F4A_7C15_u64 as usize) >> (usize::BITS - 5);
+    let recent = RECENT_METAS
+        .try_with(|r| match r[way].get() {
+            (k, found) if k == key => found,
+            _ => None,
+        })
+        .ok()
+        .flatten();
+    if let Some(found) = recent {
+        return found;
+    }
+    let found = static_meta_of(key, meta);
+    let _ = RECENT_METAS.try_with(|r| r[way].set((key, Some(found))));
+    found
+}
+
+/// [`static_meta`] past its memo: this thread's map, then the process's.
+fn static_meta_of(key: usize, meta: &'static Metadata<'static>) -> &'static SpanMeta {
     let cached = METAS
         .try_with(|m| m.try_borrow().ok()?.get(&key).copied())
         .ok()
@@ -846,4 +868,53 @@ fn static_meta_slow(key: usize, name: &'static str) -> &'static SpanMeta {
     all.get_or_insert_with(HashMap::new)
         .entry(key)
         .or_insert_with(|| Box::leak(Box::new(SpanMeta::new(name, "app", Some("internal"), None))))
+}
+
+#[cfg(test)]
+mod tests {
+    use tracing_core::callsite::{Callsite, Identifier};
+    use tracing_core::field::FieldSet;
+    use tracing_core::metadata::Kind as MetaKind;
+    use tracing_core::subscriber::Interest;
+
+    use super::*;
+
+    struct Site;
+    impl Callsite for Site {
+        fn set_interest(&self, _: Interest) {}
+        fn metadata(&self) -> &Metadata<'_> {
+            unreachable!("not registered")
+        }
+    }
+    static SITE: Site = Site;
+
+    fn call_site(name: String) -> &'static Metadata<'static> {
+        Box::leak(Box::new(Metadata::new(
+            Box::leak(name.into_boxed_str()),
+            "tests",
+            Level::INFO,
+            None,
+            None,
+            None,
+            FieldSet::new(&[], Identifier(&SITE)),
+            MetaKind::SPAN,
+        )))
+    }
+
+    #[test]
+    fn call_sites_sharing_a_way_of_the_memo_keep_their_own_names() {
+        // More call sites than the memo has ways: several share each one.
+        let sites: Vec<_> = (0..100).map(|i| call_site(format!("site {i}"))).collect();
+        for order in [false, true, false] {
+            for i in 0..sites.len() {
+                let meta = sites[if order { sites.len() - 1 - i } else { i }];
+                let found = static_meta(meta);
+                assert_eq!(found.name, meta.name());
+                assert!(
+                    std::ptr::eq(found, static_meta(meta)),
+                    "made once per call site"
+                );
+            }
+        }
+    }
 }

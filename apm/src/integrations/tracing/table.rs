@@ -1,5 +1,6 @@
 //! The layer's state of its bridged spans, by tracing span id.
 
+use std::collections::hash_map::Entry;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -127,32 +128,40 @@ impl<V> Slots<V> {
 
     #[inline]
     fn insert_in_place(&mut self, id: u64, f: impl FnOnce(&mut Option<V>)) -> Option<V> {
-        if let Some(&i) = self.index.get(&id) {
-            let slot = &mut self.slots[i as usize];
-            let old = slot.take();
-            f(slot);
-            if slot.is_none() {
-                self.index.remove(&id);
-                self.free.push(i);
+        let Slots { index, slots, free } = self;
+        // One probe of the map, whether the id is new (nearly always) or reused.
+        match index.entry(id) {
+            Entry::Occupied(at) => {
+                let i = *at.get();
+                let slot = &mut slots[i as usize];
+                let old = slot.take();
+                f(slot);
+                if slot.is_none() {
+                    at.remove();
+                    free.push(i);
+                }
+                old
             }
-            return old;
-        }
-        let i = match self.free.pop() {
-            Some(i) => i,
-            None => {
-                // More than u32::MAX live spans in one shard cannot be: each holds memory.
-                self.slots.push(None);
-                (self.slots.len() - 1) as u32
+            Entry::Vacant(at) => {
+                let i = match free.pop() {
+                    Some(i) => i,
+                    None => {
+                        // More than u32::MAX live spans in one shard cannot be: each holds
+                        // memory.
+                        slots.push(None);
+                        (slots.len() - 1) as u32
+                    }
+                };
+                let slot = &mut slots[i as usize];
+                f(slot);
+                if slot.is_some() {
+                    at.insert(i);
+                } else {
+                    free.push(i);
+                }
+                None
             }
-        };
-        let slot = &mut self.slots[i as usize];
-        f(slot);
-        if slot.is_some() {
-            self.index.insert(id, i);
-        } else {
-            self.free.push(i);
         }
-        None
     }
 
     #[inline]
