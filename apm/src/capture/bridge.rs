@@ -207,7 +207,24 @@ pub(crate) fn leave(entered: Entered) -> Option<Left> {
 #[cfg(feature = "tracing")]
 #[inline]
 pub(crate) fn start_static_span(meta: &'static SpanMeta) -> crate::Span {
-    crate::Span(Span::start_static(meta))
+    let mut span = idle_span();
+    start_static_span_in(&mut span, meta);
+    span
+}
+
+/// [`start_static_span`], built in the idle handle `span` where it lies (a bridge's table
+/// slot) rather than moved there; `false` when it records nothing.
+#[cfg(feature = "tracing")]
+#[inline]
+pub(crate) fn start_static_span_in(span: &mut crate::Span, meta: &'static SpanMeta) -> bool {
+    span.0.start_static_in(meta)
+}
+
+/// A handle that records nothing, for [`start_static_span_in`] to start a span in.
+#[cfg(feature = "tracing")]
+#[inline]
+pub(crate) fn idle_span() -> crate::Span {
+    crate::Span(Span::default())
 }
 
 /// Renames a bridged span (a name recorded after it started).

@@ -330,14 +330,12 @@ impl Span {
     pub(crate) fn set_exit(&mut self) {
         self.core.set_exit();
     }
-    /// A span named by a static description (no allocation for its name).
+    /// Starts, in this empty handle, a span named by a static description (no allocation for
+    /// its name), built where the handle lies; `false` when it records nothing.
     #[cfg(feature = "tracing")]
-    pub(super) fn start_static(meta: &'static crate::types::meta::SpanMeta) -> Self {
-        Span {
-            core: SpanCore(
-                span::open_span(span::static_span_name(meta), Mode::Beside).map(|(s, _)| s),
-            ),
-        }
+    #[inline]
+    pub(super) fn start_static_in(&mut self, meta: &'static crate::types::meta::SpanMeta) -> bool {
+        span::open_span_in(span::static_span_name(meta), &mut self.core.0)
     }
     /// Its transaction and id, while recording.
     #[cfg(feature = "opentelemetry")]
@@ -375,9 +373,7 @@ impl Span {
     /// lies: a bridge's table ends its spans in place).
     #[cfg(apm_bridge)]
     pub(super) fn end_with(&mut self, timer: &ChildTimer) {
-        if let Some(s) = self.core.0.take() {
-            s.end_beside(timer);
-        }
+        ActiveSpan::end_in(&mut self.core.0, timer);
     }
 }
 

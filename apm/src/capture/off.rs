@@ -379,6 +379,19 @@ pub(crate) fn rename_span(_span: &mut crate::Span, _name: Cow<'static, str>) {}
 
 #[cfg(feature = "tracing")]
 pub(crate) fn start_static_span(_meta: &'static crate::types::meta::SpanMeta) -> crate::Span {
+    idle_span()
+}
+
+#[cfg(feature = "tracing")]
+pub(crate) fn start_static_span_in(
+    _span: &mut crate::Span,
+    _meta: &'static crate::types::meta::SpanMeta,
+) -> bool {
+    false
+}
+
+#[cfg(feature = "tracing")]
+pub(crate) fn idle_span() -> crate::Span {
     crate::Span(Span::default())
 }
 

@@ -55,6 +55,37 @@ pub(crate) enum Mode {
 /// agent off, no current transaction, unsampled, or over `transaction_max_spans`.
 #[inline]
 pub(crate) fn open_span(name: SpanName, mode: Mode) -> Option<(ActiveSpan, Option<Token>)> {
+    let (opening, slot) = begin(mode)?;
+    Some((opening.into_span(name), slot))
+}
+
+/// [`open_span`] in [`Mode::Beside`], built in `out` (a bridge's table slot) rather than
+/// moved there; `false` when nothing opens (`out` is then left as it was).
+#[cfg(feature = "tracing")]
+#[inline]
+pub(crate) fn open_span_in(name: SpanName, out: &mut Option<ActiveSpan>) -> bool {
+    match begin(Mode::Beside) {
+        Some((opening, _)) => {
+            *out = Some(opening.into_span(name));
+            true
+        }
+        None => false,
+    }
+}
+
+/// What a span's opening decided, before its record is built.
+struct Opening {
+    txn: Arc<TxnShared>,
+    parent_id: u64,
+    id: u64,
+    start: Tick,
+    counted_by_parent: bool,
+}
+
+/// The opening of a span: its place in the stack and its ids; `None` when there is nothing to
+/// record (see [`open_span`]).
+#[inline]
+fn begin(mode: Mode) -> Option<(Opening, Option<Token>)> {
     if !tracer::is_active() || !stack::may_record_spans() {
         return None;
     }
@@ -73,6 +104,27 @@ pub(crate) fn open_span(name: SpanName, mode: Mode) -> Option<(ActiveSpan, Optio
         (None, (ctx, counted))
     };
     Some((
+        Opening {
+            txn,
+            parent_id,
+            id,
+            start,
+            counted_by_parent,
+        },
+        slot,
+    ))
+}
+
+impl Opening {
+    #[inline(always)]
+    fn into_span(self, name: SpanName) -> ActiveSpan {
+        let Opening {
+            txn,
+            parent_id,
+            id,
+            start,
+            counted_by_parent,
+        } = self;
         ActiveSpan {
             outcome_set: false,
             rec: SpanRecord {
@@ -91,9 +143,8 @@ pub(crate) fn open_span(name: SpanName, mode: Mode) -> Option<(ActiveSpan, Optio
             txn,
             counted_by_parent,
             propagated: AtomicBool::new(false),
-        },
-        slot,
-    ))
+        }
+    }
 }
 
 impl ActiveSpan {
@@ -121,13 +172,47 @@ impl ActiveSpan {
         self.finish(end, *timer);
     }
 
+    /// [`ActiveSpan::end_beside`] for the span in `slot`, ended where it lies (a bridge's
+    /// table slot): its record is written straight into the staging buffer, not moved out
+    /// with the span first. `slot` is left empty.
+    #[cfg(apm_bridge)]
+    #[inline]
+    pub(crate) fn end_in(slot: &mut Option<ActiveSpan>, timer: &ChildTimer) {
+        let Some(s) = slot else {
+            return;
+        };
+        let end = clock::now();
+        if s.counted_by_parent && !stack::child_ended_under(s.rec.parent_id, end) {
+            s.txn.ended_elsewhere.record(s.rec.parent_id, end);
+        }
+        s.close(end, *timer);
+        let rec = &mut s.rec;
+        staging::push_with(|| {
+            Event::Span(SpanRecord {
+                name: std::mem::replace(&mut rec.name, SpanName::EMPTY),
+                extra: rec.extra.take(),
+                ..*rec
+            })
+        });
+        *slot = None;
+    }
+
     /// Its trace context was written into an outgoing call.
     pub(crate) fn propagated(&self) {
         self.propagated.store(true, Relaxed);
     }
 
     #[inline]
-    fn finish(mut self, end: Tick, mut timer: ChildTimer) {
+    fn finish(mut self, end: Tick, timer: ChildTimer) {
+        self.close(end, timer);
+        // A span is never urgent (`staging::push` sends errors at once): built in its slot.
+        staging::push_with(|| Event::Span(self.rec));
+    }
+
+    /// Writes what its end decides into the record: end, children's time, outcome, and the
+    /// stack of a slow span.
+    #[inline]
+    fn close(&mut self, end: Tick, mut timer: ChildTimer) {
         if self.propagated.load(Relaxed) {
             self.extra().propagated = true;
         }
@@ -145,8 +230,6 @@ impl ActiveSpan {
         } else {
             self.rec.outcome
         };
-        // A span is never urgent (`staging::push` sends errors at once): built in its slot.
-        staging::push_with(|| Event::Span(self.rec));
     }
 
     /// An explicit outcome (the application's or an integration's): kept as set.

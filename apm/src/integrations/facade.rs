@@ -33,8 +33,8 @@ pub(crate) use crate::capture::{end_span, end_transaction, rename_span};
 /// frames that enter the transaction their handle keeps.
 #[cfg(feature = "tracing")]
 pub(crate) use crate::capture::{
-    leave_bridged, spans_recorded_here as tracing_spans_recorded_here, start_static_span, Entered,
-    SpanFrame,
+    idle_span, leave_bridged, spans_recorded_here as tracing_spans_recorded_here,
+    start_static_span, start_static_span_in, Entered, SpanFrame,
 };
 #[cfg(feature = "tracing")]
 pub(crate) use crate::types::meta::SpanMeta;

@@ -165,11 +165,12 @@ impl ApmLayer {
     /// Opens the apm side of a new tracing span (a span under its parent, or a transaction at
     /// a root) and keeps it in the table.
     fn open(&self, attrs: &Attributes<'_>, id: &Id) {
-        let replaced = match self.open_into(attrs, id) {
-            Opened::InTable(replaced) => replaced,
-            Opened::Built(Some(bridged)) => self.table.insert(id, bridged),
-            Opened::Built(None) => None,
-        };
+        // What the new state replaces, if anything: written in the rare case only, so that the
+        // common one moves no state around (a state returned is copied even when empty).
+        let mut replaced = None;
+        if let Some(bridged) = self.open_into(attrs, id, &mut replaced) {
+            replaced = self.table.insert(id, bridged);
+        }
         // An id reused without a close seen (another layer's filter): end the old one.
         if let Some(old) = replaced {
             old.end();
@@ -177,9 +178,15 @@ impl ApmLayer {
     }
 
     /// [`ApmLayer::open`]'s work: a span with no field values (the common case) is written
-    /// straight into its table slot, other states are built first.
+    /// straight into its table slot (the value it replaces into `replaced`); other states are
+    /// built and returned, for the table.
     #[inline]
-    fn open_into(&self, attrs: &Attributes<'_>, id: &Id) -> Opened {
+    fn open_into(
+        &self,
+        attrs: &Attributes<'_>,
+        id: &Id,
+        replaced: &mut Option<Bridged>,
+    ) -> Option<Bridged> {
         let meta = attrs.metadata();
         let parent = match attrs.parent() {
             Some(p) => Parent::Explicit(self.table.with(p, |b| b.context()).flatten()),
@@ -191,7 +198,7 @@ impl ApmLayer {
             Parent::Explicit(ctx) => ctx.is_some(),
         };
         if !recording && !self.has_root_rules() {
-            return Opened::Built(None);
+            return None;
         }
         if recording && attrs.values().is_empty() {
             // No field values: nothing to map, the call site's static name and type. Opened
@@ -199,13 +206,18 @@ impl ApmLayer {
             // built where it stays instead of moved there (about 200 bytes, moved several
             // times on the way in).
             let meta = static_meta(meta);
-            return Opened::InTable(self.table.insert_in_place(id, |slot| {
-                let _attached = match &parent {
-                    Parent::Explicit(Some(ctx)) => Some(ctx.attach()),
-                    _ => None,
-                };
-                Bridged::recorded_into(slot, facade::start_static_span(meta));
-            }));
+            self.table.insert_in_place(
+                id,
+                |slot| {
+                    let _attached = match &parent {
+                        Parent::Explicit(Some(ctx)) => Some(ctx.attach()),
+                        _ => None,
+                    };
+                    Bridged::static_span_into(slot, meta);
+                },
+                replaced,
+            );
+            return None;
         }
         let mut fields = Fields::default();
         if !attrs.values().is_empty() {
@@ -216,27 +228,18 @@ impl ApmLayer {
                 Parent::Explicit(Some(ctx)) => Some(ctx.attach()),
                 _ => None,
             };
-            return Opened::Built(Bridged::span(meta, &fields));
+            return Bridged::span(meta, &fields);
         }
         let is_root = match &parent {
             Parent::Current => crate::current_ids().is_none(),
             Parent::Explicit(_) => true,
         };
-        Opened::Built(if is_root && self.is_transaction_root(meta, &fields) {
+        if is_root && self.is_transaction_root(meta, &fields) {
             Bridged::transaction(meta, &fields)
         } else {
             None
-        })
+        }
     }
-}
-
-/// What [`ApmLayer::open_into`] did.
-enum Opened {
-    /// Wrote the state into the table (or nothing, when it records nothing); the value it
-    /// replaced, if any.
-    InTable(Option<Bridged>),
-    /// Built a state, if any, for the table.
-    Built(Option<Bridged>),
 }
 
 enum Parent {
@@ -281,6 +284,10 @@ impl<S: Subscriber> Layer<S> for ApmLayer {
                 let mut e = e.try_borrow_mut().ok()?;
                 // The span left is nearly always the last one entered.
                 let i = e.iter().rposition(|(k, _)| *k == key)?;
+                // Popped when last: `remove` moves it out through a copy call even then.
+                if i + 1 == e.len() {
+                    return e.pop().map(|(_, entered)| entered);
+                }
                 Some(e.remove(i).1)
             })
             .ok()
@@ -298,9 +305,12 @@ impl<S: Subscriber> Layer<S> for ApmLayer {
 
     fn on_close(&self, id: Id, _ctx: LayerContext<'_, S>) {
         // A span ends where it lies in the table; a transaction is taken out, and ended once
-        // the table's shard is released.
-        let taken = self.table.remove_in_place(&id, Bridged::end_in_place);
-        if let Some(Some(t)) = taken {
+        // the table's shard is released. (Taken out through `taken`, written for a transaction
+        // only: a state returned is copied even when empty.)
+        let mut taken = None;
+        self.table
+            .remove_in_place(&id, |slot| Bridged::end_in_place(slot, &mut taken));
+        if let Some(t) = taken {
             t.end();
         }
     }
@@ -392,6 +402,31 @@ impl Bridged {
         let mut b = Bridged::recorded(span)?;
         b.apply(fields, true);
         Some(b)
+    }
+
+    /// The state of a span with its call site's static name and type, no fields, written into
+    /// `slot` with the apm span built where it stays (left empty when it records nothing).
+    #[inline]
+    fn static_span_into(slot: &mut Option<Bridged>, meta: &'static SpanMeta) {
+        let b = slot.insert(Bridged {
+            handle: Handle::Span(facade::idle_span()),
+            frame: None,
+            status: None,
+            errored: false,
+            http_status: None,
+            server: false,
+            labels: 0,
+        });
+        let Handle::Span(span) = &mut b.handle else {
+            return;
+        };
+        if !facade::start_static_span_in(span, meta) {
+            *slot = None;
+            return;
+        }
+        // Outcomes are not inferred (bridge spec): unset status stays `unknown`.
+        span.set_outcome(Outcome::Unknown);
+        b.frame = SpanFrame::of_span(span);
     }
 
     /// A started span's bridged state, before fields; `None` when it records nothing.
@@ -532,16 +567,16 @@ impl Bridged {
     /// (an empty handle, the frame) is dropped in place. A transaction, whose end does more, is
     /// taken out to be ended outside the table's lock ([`Bridged::end`]).
     #[inline]
-    fn end_in_place(slot: &mut Option<Bridged>) -> Option<Bridged> {
+    fn end_in_place(slot: &mut Option<Bridged>, taken: &mut Option<Bridged>) {
         if let Some(b) = slot {
             let outcome = b.outcome();
             if let Handle::Span(span) = &mut b.handle {
                 span.set_outcome(outcome);
                 facade::end_span(span, b.frame.as_ref());
-                return None;
+                return;
             }
         }
-        slot.take()
+        *taken = slot.take();
     }
 
     fn end(self) {

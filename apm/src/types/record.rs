@@ -29,6 +29,11 @@ pub(crate) enum SpanName {
     Db(DbCall),
 }
 
+impl SpanName {
+    /// No name: what is left where a name was moved out.
+    pub(crate) const EMPTY: SpanName = SpanName::Static(&SpanMeta::new("", "", None, None));
+}
+
 /// The span of one statement as the application thread records it: two shared pointers and
 /// the rows it changed, nothing allocated.
 #[cfg(apm_sql)]

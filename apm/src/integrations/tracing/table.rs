@@ -56,10 +56,18 @@ impl<V> Table<V> {
 
     /// Stores the value `f` writes into an empty slot for `id` (none, when `f` leaves it
     /// empty), the shard locked meanwhile: a value built in place rather than moved in.
-    /// Returns the value it replaces.
+    /// The value it replaces, if any, goes to `replaced` (untouched otherwise: a value
+    /// returned would be copied even when empty).
     #[inline]
-    pub(super) fn insert_in_place(&self, id: &Id, f: impl FnOnce(&mut Option<V>)) -> Option<V> {
-        self.shard(id).lock().insert_in_place(id.into_u64(), f)
+    pub(super) fn insert_in_place(
+        &self,
+        id: &Id,
+        f: impl FnOnce(&mut Option<V>),
+        replaced: &mut Option<V>,
+    ) {
+        self.shard(id)
+            .lock()
+            .insert_in_place(id.into_u64(), f, replaced);
     }
 
     /// Removes the value of `id` after `f` has seen its slot, where `f` may end it in place or
@@ -127,20 +135,24 @@ impl<V> Slots<V> {
     }
 
     #[inline]
-    fn insert_in_place(&mut self, id: u64, f: impl FnOnce(&mut Option<V>)) -> Option<V> {
+    fn insert_in_place(
+        &mut self,
+        id: u64,
+        f: impl FnOnce(&mut Option<V>),
+        replaced: &mut Option<V>,
+    ) {
         let Slots { index, slots, free } = self;
         // One probe of the map, whether the id is new (nearly always) or reused.
         match index.entry(id) {
             Entry::Occupied(at) => {
                 let i = *at.get();
                 let slot = &mut slots[i as usize];
-                let old = slot.take();
+                *replaced = slot.take();
                 f(slot);
                 if slot.is_none() {
                     at.remove();
                     free.push(i);
                 }
-                old
             }
             Entry::Vacant(at) => {
                 let i = match free.pop() {
@@ -159,7 +171,6 @@ impl<V> Slots<V> {
                 } else {
                     free.push(i);
                 }
-                None
             }
         }
     }
@@ -268,13 +279,13 @@ mod tests {
         let t: Table<Arc<u32>> = Table::new();
         let a = Id::from_u64(1);
         let first = Arc::new(10);
-        assert!(t
-            .insert_in_place(&a, |s| *s = Some(Arc::clone(&first)))
-            .is_none());
+        let mut replaced = None;
+        t.insert_in_place(&a, |s| *s = Some(Arc::clone(&first)), &mut replaced);
+        assert!(replaced.is_none());
         assert_eq!(t.with(&a, |v| **v), Some(10));
         // The id again without a close: the old value is handed back.
-        let old = t.insert_in_place(&a, |s| *s = Some(Arc::new(11)));
-        assert!(old.is_some_and(|v| Arc::ptr_eq(&v, &first)));
+        t.insert_in_place(&a, |s| *s = Some(Arc::new(11)), &mut replaced);
+        assert!(replaced.is_some_and(|v| Arc::ptr_eq(&v, &first)));
         // What the removal leaves in the slot is dropped there.
         let second = t.with(&a, |v| Arc::clone(v)).unwrap();
         assert_eq!(Arc::strong_count(&second), 2);
@@ -289,11 +300,13 @@ mod tests {
         let t: Table<u32> = Table::new();
         let a = Id::from_u64(7);
         for i in 0..100 {
-            t.insert_in_place(&a, |s| *s = Some(i));
+            let mut replaced = None;
+            t.insert_in_place(&a, |s| *s = Some(i), &mut replaced);
+            assert_eq!(replaced, None);
             assert_eq!(t.remove_in_place(&a, |s| s.take()), Some(Some(i)));
         }
         assert_eq!(slots_of(&t, &a), 1);
-        t.insert_in_place(&a, |_| {});
+        t.insert_in_place(&a, |_| {}, &mut None);
         assert!(t.surely_absent(&a));
         assert_eq!(t.with(&a, |v| *v), None);
         assert!(t.insert(&a, 5).is_none());
