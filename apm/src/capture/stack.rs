@@ -783,10 +783,17 @@ fn keep_lent(entries: &mut [Entry]) {
 
 /// Puts back entries returned by [`leave`] (the bridged span is entered again).
 #[cfg(apm_bridge)]
+#[inline]
 pub(crate) fn restore(entries: &mut Vec<Entry>) {
-    if entries.is_empty() {
-        return;
+    // Nearly always none: checked here, without a call.
+    if !entries.is_empty() {
+        restore_entries(entries);
     }
+}
+
+#[cfg(apm_bridge)]
+#[cold]
+fn restore_entries(entries: &mut Vec<Entry>) {
     let _ = STACK.try_with(|s| {
         if let Ok(mut s) = s.try_borrow_mut() {
             if !entries.is_empty() {

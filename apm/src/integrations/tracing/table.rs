@@ -90,7 +90,8 @@ impl<V> Table<V> {
         if self.surely_absent(id) {
             return None;
         }
-        self.shard(id).lock().get_mut(id.into_u64()).map(f)
+        // The values are seen, not added or removed: the count needs no rewrite.
+        self.shard(id).values.lock().get_mut(id.into_u64()).map(f)
     }
 }
 
