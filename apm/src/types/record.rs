@@ -29,8 +29,9 @@ pub(crate) enum SpanName {
     Db(DbCall),
 }
 
+#[cfg(all(feature = "enable", apm_bridge))]
 impl SpanName {
-    /// No name: what is left where a name was moved out.
+    /// No name: what is left where a name was moved out (a bridged span ended in place).
     pub(crate) const EMPTY: SpanName = SpanName::Static(&SpanMeta::new("", "", None, None));
 }
 
