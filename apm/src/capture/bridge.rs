@@ -15,6 +15,8 @@ use super::stack::{self, ChildTimer, Entry, Token};
 use super::transaction;
 #[cfg(feature = "tracing")]
 use crate::types::meta::SpanMeta;
+#[cfg(feature = "tracing")]
+use crate::types::span_context::Labels;
 use crate::types::outcome::Outcome;
 
 /// What makes a bridged span current while entered, beside the handle that keeps its
@@ -225,6 +227,13 @@ pub(crate) fn start_static_span_in(span: &mut crate::Span, meta: &'static SpanMe
 #[inline]
 pub(crate) fn idle_span() -> crate::Span {
     crate::Span(Span::default())
+}
+
+/// Moves `labels` into the bridged span's own (a tracing span's fields), leaving it empty:
+/// no copy of each value.
+#[cfg(feature = "tracing")]
+pub(crate) fn add_span_labels(span: &mut crate::Span, labels: &mut Labels) {
+    span.0.core().add_labels(labels);
 }
 
 /// Renames a bridged span (a name recorded after it started).

@@ -19,6 +19,8 @@ use crate::types::headers::{HeaderSink, HeaderSource};
 use crate::types::ids;
 use crate::types::record::TransactionName;
     use crate::types::span_context::Link;
+#[cfg(feature = "tracing")]
+use crate::types::span_context::Labels;
 use crate::types::span_context::{Db, Destination, Message, SpanExtra, MAX_LINKS};
 use crate::types::user::User;
 use crate::types::{messaging, web};
@@ -106,6 +108,18 @@ impl SpanCore {
     pub(crate) fn set_label(&mut self, key: Cow<'static, str>, value: LabelValue) {
         if let Some(s) = &mut self.0 {
             s.set_label(key, value);
+        }
+    }
+    /// Appends `labels` to the span's, moved (left empty); nothing when it records nothing.
+    #[cfg(feature = "tracing")]
+    pub(crate) fn add_labels(&mut self, labels: &mut Labels) {
+        if let Some(s) = &mut self.0 {
+            let own = &mut s.extra().labels;
+            if own.is_empty() {
+                std::mem::swap(own, labels);
+            } else {
+                own.append(labels);
+            }
         }
     }
     fn set_exit(&mut self) {

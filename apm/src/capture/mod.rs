@@ -44,7 +44,10 @@ cfg_enable! {
     #[cfg(feature = "opentelemetry")]
     pub(crate) use bridge::BridgeFrame;
     #[cfg(feature = "tracing")]
-    pub(crate) use bridge::{leave as leave_bridged, start_static_span, start_static_span_in, idle_span, Entered, SpanFrame};
+    pub(crate) use bridge::{
+        add_span_labels, idle_span, leave as leave_bridged, start_static_span, start_static_span_in,
+        Entered, SpanFrame,
+    };
     #[cfg(feature = "opentelemetry")]
     pub(crate) use bridge::{
         add_span_link, add_transaction_link, frame_ids, name_only_resource, set_span_otel,

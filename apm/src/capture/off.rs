@@ -378,6 +378,13 @@ pub(crate) fn leave_bridged(entered: Entered) -> Option<Left> {
 pub(crate) fn rename_span(_span: &mut crate::Span, _name: Cow<'static, str>) {}
 
 #[cfg(feature = "tracing")]
+pub(crate) fn add_span_labels(
+    _span: &mut crate::Span,
+    _labels: &mut Vec<(Cow<'static, str>, crate::LabelValue)>,
+) {
+}
+
+#[cfg(feature = "tracing")]
 pub(crate) fn start_static_span(_meta: &'static crate::types::meta::SpanMeta) -> crate::Span {
     idle_span()
 }

@@ -17,6 +17,13 @@ pub(crate) use crate::types::record::ErrorCode;
 /// span's end).
 #[cfg(feature = "opentelemetry")]
 pub(crate) use crate::capture::BridgeFrame;
+/// `apm::tracing`: static names for spans whose name and type are known at their call site;
+/// frames that enter the transaction their handle keeps.
+#[cfg(feature = "tracing")]
+pub(crate) use crate::capture::{
+    add_span_labels, idle_span, leave_bridged, spans_recorded_here as tracing_spans_recorded_here,
+    start_static_span, start_static_span_in, Entered, SpanFrame,
+};
 /// `apm::otel`: what OpenTelemetry spans carry that apm's own do not (`otel.span_kind` and
 /// `otel.attributes`, links added after the start, a type known only at the end).
 #[cfg(feature = "opentelemetry")]
@@ -29,13 +36,6 @@ pub(crate) use crate::capture::{
 /// the end of a bridged span or transaction with the time its children ran.
 #[cfg(apm_bridge)]
 pub(crate) use crate::capture::{end_span, end_transaction, rename_span};
-/// `apm::tracing`: static names for spans whose name and type are known at their call site;
-/// frames that enter the transaction their handle keeps.
-#[cfg(feature = "tracing")]
-pub(crate) use crate::capture::{
-    idle_span, leave_bridged, spans_recorded_here as tracing_spans_recorded_here,
-    start_static_span, start_static_span_in, Entered, SpanFrame,
-};
 #[cfg(feature = "tracing")]
 pub(crate) use crate::types::meta::SpanMeta;
 

@@ -228,14 +228,14 @@ impl ApmLayer {
                 Parent::Explicit(Some(ctx)) => Some(ctx.attach()),
                 _ => None,
             };
-            return Bridged::span(meta, &fields);
+            return Bridged::span(meta, &mut fields);
         }
         let is_root = match &parent {
             Parent::Current => crate::current_ids().is_none(),
             Parent::Explicit(_) => true,
         };
         if is_root && self.is_transaction_root(meta, &fields) {
-            Bridged::transaction(meta, &fields)
+            Bridged::transaction(meta, &mut fields)
         } else {
             None
         }
@@ -260,7 +260,7 @@ impl<S: Subscriber> Layer<S> for ApmLayer {
         }
         let mut fields = Fields::default();
         values.record(&mut fields);
-        self.table.with(id, |b| b.apply(&fields, false));
+        self.table.with(id, |b| b.apply(&mut fields, false));
     }
 
     fn on_enter(&self, id: &Id, _ctx: LayerContext<'_, S>) {
@@ -378,13 +378,13 @@ enum Handle {
 }
 
 impl Bridged {
-    fn span(meta: &'static Metadata<'static>, fields: &Fields) -> Option<Bridged> {
+    fn span(meta: &'static Metadata<'static>, fields: &mut Fields) -> Option<Bridged> {
         let (kind, subtype, action) = fields.span_type();
         let span = if kind == "app" && fields.name.is_none() {
             facade::start_static_span(static_meta(meta))
         } else {
-            let name = match (&fields.name, &fields.db_statement) {
-                (Some(name), _) => Cow::Owned(name.clone()),
+            let name = match (fields.name.take(), &fields.db_statement) {
+                (Some(name), _) => Cow::Owned(name),
                 (None, Some(statement)) if kind == "db" && is_sql(fields) => {
                     Cow::Owned(crate::sql::signature(statement))
                 }
@@ -456,7 +456,7 @@ impl Bridged {
         });
     }
 
-    fn transaction(meta: &'static Metadata<'static>, fields: &Fields) -> Option<Bridged> {
+    fn transaction(meta: &'static Metadata<'static>, fields: &mut Fields) -> Option<Bridged> {
         let server = fields.kind == Some(Kind::Server);
         let has = Has {
             db: false,
@@ -465,8 +465,8 @@ impl Bridged {
             http: fields.http_method.is_some(),
         };
         let kind = semconv::transaction_type(fields.kind, has);
-        let name = match (&fields.name, &fields.http_method, &fields.http_route) {
-            (Some(name), _, _) => Cow::Owned(name.clone()),
+        let name = match (fields.name.take(), &fields.http_method, &fields.http_route) {
+            (Some(name), _, _) => Cow::Owned(name),
             (None, Some(method), Some(route)) => Cow::Owned(format!("{method} {route}")),
             _ => Cow::Borrowed(meta.name()),
         };
@@ -504,8 +504,9 @@ impl Bridged {
         }
     }
 
-    /// Applies fields recorded at creation (`new`) or later.
-    fn apply(&mut self, f: &Fields, new: bool) {
+    /// Applies fields recorded at creation (`new`) or later; their name and labels are moved
+    /// out of `f`, not copied.
+    fn apply(&mut self, f: &mut Fields, new: bool) {
         if f.status.is_some() {
             self.status = f.status;
         }
@@ -516,8 +517,8 @@ impl Bridged {
         match &mut self.handle {
             Handle::Span(span) => {
                 if !new {
-                    if let Some(name) = &f.name {
-                        facade::rename_span(span, Cow::Owned(name.clone()));
+                    if let Some(name) = f.name.take() {
+                        facade::rename_span(span, Cow::Owned(name));
                     }
                 }
                 if apply_span_context(span, f) {
@@ -525,22 +526,19 @@ impl Bridged {
                         frame.set_leaf();
                     }
                 }
-                for (key, value) in &f.labels {
-                    if self.labels < MAX_LABELS {
-                        span.set_label(*key, value.clone());
-                        self.labels += 1;
-                    }
-                }
+                f.labels.truncate(MAX_LABELS.saturating_sub(self.labels));
+                self.labels += f.labels.len();
+                facade::add_span_labels(span, &mut f.labels);
             }
             Handle::Transaction(t) => {
                 if !new {
-                    if let Some(name) = &f.name {
-                        t.set_name(name.clone());
+                    if let Some(name) = f.name.take() {
+                        t.set_name(name);
                     }
                 }
-                for (key, value) in &f.labels {
+                for (key, value) in f.labels.drain(..) {
                     if self.labels < MAX_LABELS {
-                        t.set_label(*key, value.clone());
+                        t.set_label(key, value);
                         self.labels += 1;
                     }
                 }
@@ -679,7 +677,8 @@ struct Fields {
     rpc_system: Option<String>,
     server_address: Option<String>,
     server_port: Option<u16>,
-    labels: Vec<(&'static str, LabelValue)>,
+    /// Kept as a span's labels are, so that they are moved there whole.
+    labels: Vec<(Cow<'static, str>, LabelValue)>,
 }
 
 impl Fields {
@@ -783,7 +782,7 @@ impl Fields {
 
     fn label(&mut self, field: &Field, value: LabelValue) {
         if self.labels.len() < MAX_LABELS {
-            self.labels.push((field.name(), value));
+            self.labels.push((Cow::Borrowed(field.name()), value));
         }
     }
 }
