@@ -3,7 +3,9 @@
 //! that drops what it is given), on the same registry: what the
 //! bridge adds to a tracing span (created, entered, exited, closed: what a
 //! `#[tracing::instrument]` function costs), inside `apm` transactions of 100 spans (opened in
-//! both variants, so that only the layer differs), and outside any transaction.
+//! both variants, so that only the layer differs), and outside any transaction; then spans
+//! with two fields (a `Debug` one and a number, as `#[tracing::instrument]` records a
+//! function's arguments), through the no-op layer and `ApmLayer`.
 //!
 //! Criterion's medians first, then the ratios measured in one run: rounds alternate between
 //! the subscribers, and the ratios of the medians of the rounds to the no-op layer's are
@@ -34,15 +36,25 @@ fn one_span(i: u64) -> u64 {
     black_box(i).wrapping_mul(3)
 }
 
-/// `calls` spans inside transactions of `PER_TRANSACTION` spans (or outside any).
-fn run(calls: u64, in_transaction: bool) {
+/// A span with fields, as `#[tracing::instrument]` records a function's arguments (with
+/// `Debug`, unless told otherwise): each becomes a label.
+#[inline(never)]
+fn one_span_with_fields(i: u64) -> u64 {
+    let span = info_span!("work", user = ?"alice", attempt = i);
+    let _entered = span.enter();
+    black_box(i).wrapping_mul(3)
+}
+
+/// `calls` spans made by `span` inside transactions of `PER_TRANSACTION` spans (or outside
+/// any).
+fn run(calls: u64, in_transaction: bool, span: fn(u64) -> u64) {
     if !in_transaction {
         for i in 0..calls {
-            black_box(one_span(i));
+            black_box(span(i));
         }
         return;
     }
-    apm_benches::in_transactions(calls, PER_TRANSACTION, one_span);
+    apm_benches::in_transactions(calls, PER_TRANSACTION, span);
 }
 
 fn noop() -> Dispatch {
@@ -101,17 +113,21 @@ fn bench(c: &mut Criterion) {
     let server = Sink::start_local();
     let agent = agent(&server);
     let mut g = c.benchmark_group("tracing_bridge");
-    for (name, dispatch, in_transaction) in [
-        ("noop_layer", noop(), true),
-        ("apm_layer", bridged(), true),
-        ("apm_layer_outside_transaction", bridged(), false),
-        ("tracing_opentelemetry", otel(), true),
+    let plain: fn(u64) -> u64 = one_span;
+    let with_fields: fn(u64) -> u64 = one_span_with_fields;
+    for (name, dispatch, in_transaction, span) in [
+        ("noop_layer", noop(), true, plain),
+        ("apm_layer", bridged(), true, plain),
+        ("apm_layer_outside_transaction", bridged(), false, plain),
+        ("tracing_opentelemetry", otel(), true, plain),
+        ("noop_layer_fields", noop(), true, with_fields),
+        ("apm_layer_fields", bridged(), true, with_fields),
     ] {
         tracing::dispatcher::with_default(&dispatch, || {
             g.bench_function(name, |b| {
                 b.iter_custom(|iters| {
                     let start = Instant::now();
-                    run(iters, in_transaction);
+                    run(iters, in_transaction, span);
                     start.elapsed()
                 })
             });
@@ -123,18 +139,29 @@ fn bench(c: &mut Criterion) {
 }
 
 /// The subscribers in alternating rounds of one run; prints the medians (wall time and the
-/// calling thread's CPU time per span) and their ratios to the no-op layer's.
+/// calling thread's CPU time per span) and their ratios to the no-op layer's; then the same
+/// for spans with two fields, through the no-op layer and `ApmLayer`.
 fn ratio(agent: &apm::Agent) {
-    const ROUNDS: usize = 21;
-    const CALLS: u64 = 200_000;
+    // Under `cargo test` (no `--bench`), a smoke run: one round of a few spans.
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let (rounds, calls): (usize, u64) = if quick { (1, 2_000) } else { (21, 200_000) };
     let (noop, bridged, otel) = (noop(), bridged(), otel());
-    let mut wall = [Vec::new(), Vec::new(), Vec::new()];
-    let mut cpu = [Vec::new(), Vec::new(), Vec::new()];
-    for round in 0..=ROUNDS {
-        for (k, d) in [&noop, &bridged, &otel].into_iter().enumerate() {
+    let plain: fn(u64) -> u64 = one_span;
+    let with_fields: fn(u64) -> u64 = one_span_with_fields;
+    let variants = [
+        (&noop, plain),
+        (&bridged, plain),
+        (&otel, plain),
+        (&noop, with_fields),
+        (&bridged, with_fields),
+    ];
+    let mut wall = variants.map(|_| Vec::new());
+    let mut cpu = variants.map(|_| Vec::new());
+    for round in 0..=rounds {
+        for (k, (d, span)) in variants.iter().enumerate() {
             let (w, c) = tracing::dispatcher::with_default(d, || {
                 let (w0, c0) = (Instant::now(), apm_benches::thread_cpu_time());
-                run(CALLS, true);
+                run(calls, true, *span);
                 (
                     w0.elapsed(),
                     apm_benches::thread_cpu_time().saturating_sub(c0),
@@ -143,8 +170,8 @@ fn ratio(agent: &apm::Agent) {
             agent.flush(Duration::from_secs(30));
             // The first round warms up.
             if round > 0 {
-                wall[k].push(w.as_nanos() as f64 / CALLS as f64);
-                cpu[k].push(c.as_nanos() as f64 / CALLS as f64);
+                wall[k].push(w.as_nanos() as f64 / calls as f64);
+                cpu[k].push(c.as_nanos() as f64 / calls as f64);
             }
         }
     }
@@ -152,7 +179,7 @@ fn ratio(agent: &apm::Agent) {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    println!("ratio (one run, {ROUNDS} alternating rounds of {CALLS} spans, medians):");
+    println!("ratio (one run, {rounds} alternating rounds of {calls} spans, medians):");
     for (what, v) in [("wall time", &mut wall), ("thread CPU time", &mut cpu)] {
         let (n, a, o) = (median(&mut v[0]), median(&mut v[1]), median(&mut v[2]));
         println!(
@@ -162,6 +189,12 @@ fn ratio(agent: &apm::Agent) {
             a / n,
             (a / n - 1.0) * 100.0,
             o / n
+        );
+        let (n, a) = (median(&mut v[3]), median(&mut v[4]));
+        println!(
+            "  two fields, {what}: noop layer {n:.1} ns/span, ApmLayer {a:.1} ns/span, \
+             ApmLayer / noop = {:.2}",
+            a / n
         );
     }
 }
