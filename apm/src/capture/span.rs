@@ -165,11 +165,19 @@ impl ActiveSpan {
 
     /// Ends a span opened beside the stack, whose own children ran for `timer`.
     pub(crate) fn end_beside(self, timer: &ChildTimer) {
+        let end = self.ends_now();
+        self.finish(end, *timer);
+    }
+
+    /// The end of a span opened beside the stack: now, told to its parent where the parent
+    /// counts it as running (on this thread's stack, else through its transaction).
+    #[inline]
+    fn ends_now(&self) -> Tick {
         let end = clock::now();
         if self.counted_by_parent && !stack::child_ended_under(self.rec.parent_id, end) {
             self.txn.ended_elsewhere.record(self.rec.parent_id, end);
         }
-        self.finish(end, *timer);
+        end
     }
 
     /// [`ActiveSpan::end_beside`] for the span in `slot`, ended where it lies (a bridge's
@@ -181,10 +189,7 @@ impl ActiveSpan {
         let Some(s) = slot else {
             return;
         };
-        let end = clock::now();
-        if s.counted_by_parent && !stack::child_ended_under(s.rec.parent_id, end) {
-            s.txn.ended_elsewhere.record(s.rec.parent_id, end);
-        }
+        let end = s.ends_now();
         s.close(end, *timer);
         let rec = &mut s.rec;
         staging::push_with(|| {

@@ -408,15 +408,7 @@ impl Bridged {
     /// `slot` with the apm span built where it stays (left empty when it records nothing).
     #[inline]
     fn static_span_into(slot: &mut Option<Bridged>, meta: &'static SpanMeta) {
-        let b = slot.insert(Bridged {
-            handle: Handle::Span(facade::idle_span()),
-            frame: None,
-            status: None,
-            errored: false,
-            http_status: None,
-            server: false,
-            labels: 0,
-        });
+        let b = slot.insert(Bridged::of(Handle::Span(facade::idle_span()), None));
         let Handle::Span(span) = &mut b.handle else {
             return;
         };
@@ -424,36 +416,39 @@ impl Bridged {
             *slot = None;
             return;
         }
-        // Outcomes are not inferred (bridge spec): unset status stays `unknown`.
-        span.set_outcome(Outcome::Unknown);
-        b.frame = SpanFrame::of_span(span);
+        b.frame = Bridged::frame_of(span);
     }
 
     /// A started span's bridged state, before fields; `None` when it records nothing.
     #[inline]
-    fn recorded(span: crate::Span) -> Option<Bridged> {
-        let mut slot = None;
-        Bridged::recorded_into(&mut slot, span);
-        slot
+    fn recorded(mut span: crate::Span) -> Option<Bridged> {
+        if !span.is_recording() {
+            return None;
+        }
+        let frame = Bridged::frame_of(&mut span);
+        Some(Bridged::of(Handle::Span(span), frame))
     }
 
-    /// [`Bridged::recorded`], written into `slot` (left empty when it records nothing).
+    /// The frame of a span just started and recording.
     #[inline]
-    fn recorded_into(slot: &mut Option<Bridged>, mut span: crate::Span) {
-        if !span.is_recording() {
-            return;
-        }
+    fn frame_of(span: &mut crate::Span) -> Option<SpanFrame> {
         // Outcomes are not inferred (bridge spec): unset status stays `unknown`.
         span.set_outcome(Outcome::Unknown);
-        *slot = Some(Bridged {
-            frame: SpanFrame::of_span(&span),
-            handle: Handle::Span(span),
+        SpanFrame::of_span(span)
+    }
+
+    /// A state before any field is applied.
+    #[inline]
+    fn of(handle: Handle, frame: Option<SpanFrame>) -> Bridged {
+        Bridged {
+            handle,
+            frame,
             status: None,
             errored: false,
             http_status: None,
             server: false,
             labels: 0,
-        });
+        }
     }
 
     fn transaction(meta: &'static Metadata<'static>, fields: &mut Fields) -> Option<Bridged> {
@@ -473,13 +468,8 @@ impl Bridged {
         let t = crate::Transaction::start(name, kind);
         let frame = SpanFrame::of_transaction(&t)?;
         let mut b = Bridged {
-            frame: Some(frame),
-            handle: Handle::Transaction(t),
-            status: None,
-            errored: false,
-            http_status: None,
             server,
-            labels: 0,
+            ..Bridged::of(Handle::Transaction(t), Some(frame))
         };
         b.apply(fields, true);
         Some(b)
@@ -536,11 +526,10 @@ impl Bridged {
                         t.set_name(name);
                     }
                 }
+                f.labels.truncate(MAX_LABELS.saturating_sub(self.labels));
+                self.labels += f.labels.len();
                 for (key, value) in f.labels.drain(..) {
-                    if self.labels < MAX_LABELS {
-                        t.set_label(key, value);
-                        self.labels += 1;
-                    }
+                    t.set_label(key, value);
                 }
             }
         }
