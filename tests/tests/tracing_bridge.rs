@@ -478,6 +478,60 @@ fn tracing_spans_with_static_names_allocate_nothing() {
     drop(h);
 }
 
+/// A span whose fields become labels (as `#[instrument]` records a function's arguments)
+/// reuses, once warm, what an earlier span's shipped record held: its optional parts, their
+/// labels' vector, and the string its `Debug` field was written into. New ones would each be
+/// allocated here and freed on the transport thread.
+#[test]
+fn tracing_spans_with_fields_allocate_nothing_once_warm() {
+    install();
+    // Fewer than the spare parts kept (1 024), so that none has to come back meanwhile.
+    const SPANS: u64 = 1_000;
+    let h = agent::start(|c| c.transaction_max_spans(1_000_000).max_queue_size(16_384));
+    let spin = |n: u64| {
+        for i in 0..n {
+            let span = info_span!("work", user = ?"alice", attempt = i);
+            let _e = span.enter();
+            std::hint::black_box(i);
+        }
+    };
+    {
+        let _t = apm::start_transaction("warm-up", "custom");
+        spin(2 * SPANS);
+    }
+    // Written, and their parts given back.
+    assert!(h.agent().flush(Duration::from_secs(10)));
+    let t = apm::start_transaction("measured", "custom");
+    let inside = count_allocations(|| spin(SPANS));
+    drop(t);
+    // At most one allocation per buffer hand-over (256 events), one for the first `Debug`
+    // text (this thread's spare strings come with the parts it takes), and one for a stash
+    // locked by the transport at that very instant.
+    let allowed = SPANS / 256 + 1 + 2;
+    assert!(
+        inside <= allowed,
+        "{inside} allocations for {SPANS} spans with two fields (allowed {allowed})"
+    );
+    h.flush();
+    // Each span carries its own labels and nothing of the span whose parts it reused.
+    let tx = named(&h.transactions(), "measured").clone();
+    let spans = h.spans();
+    let mut attempts: Vec<u64> = spans
+        .iter()
+        .filter(|s| s["transaction_id"] == tx["id"])
+        .map(|s| {
+            let tags = s["context"]["tags"].as_object().expect("labels");
+            assert_eq!(tags.len(), 2, "{s:#}");
+            assert_eq!(tags["user"], "\"alice\"", "{s:#}");
+            assert!(s["context"].get("db").is_none(), "{s:#}");
+            tags["attempt"].as_f64().expect("a number") as u64
+        })
+        .collect();
+    attempts.sort_unstable();
+    assert_eq!(attempts, (0..SPANS).collect::<Vec<_>>());
+    drop(h);
+}
+
 #[test]
 fn each_span_s_id_appears_once_and_parents_resolve() {
     // The ids the bridged spans take are the agent's own (16 hex digits), unique per span.

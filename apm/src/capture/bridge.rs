@@ -236,6 +236,14 @@ pub(crate) fn add_span_labels(span: &mut crate::Span, labels: &mut Labels) {
     span.0.core().add_labels(labels);
 }
 
+/// An empty string for a tracing span's text field: a spare one with room when this thread
+/// has one (they come back from the labels of spans shipped, `queue/spare.rs`).
+#[cfg(feature = "tracing")]
+#[inline]
+pub(crate) fn spare_text() -> String {
+    crate::queue::spare::text()
+}
+
 /// Renames a bridged span (a name recorded after it started).
 pub(crate) fn rename_span(span: &mut crate::Span, name: Cow<'static, str>) {
     span.0.rename(name);

@@ -115,7 +115,8 @@ impl SpanCore {
     pub(crate) fn add_labels(&mut self, labels: &mut Labels) {
         if let Some(s) = &mut self.0 {
             let own = &mut s.extra().labels;
-            if own.is_empty() {
+            // Moved into a spare vector's room when it has enough (spare parts keep theirs).
+            if own.is_empty() && own.capacity() < labels.len() {
                 std::mem::swap(own, labels);
             } else {
                 own.append(labels);

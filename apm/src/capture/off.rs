@@ -385,6 +385,11 @@ pub(crate) fn add_span_labels(
 }
 
 #[cfg(feature = "tracing")]
+pub(crate) fn spare_text() -> String {
+    String::new()
+}
+
+#[cfg(feature = "tracing")]
 pub(crate) fn start_static_span(_meta: &'static crate::types::meta::SpanMeta) -> crate::Span {
     idle_span()
 }

@@ -255,7 +255,8 @@ impl ActiveSpan {
 
     /// The span's optional parts, created on first use.
     pub(crate) fn extra(&mut self) -> &mut SpanExtra {
-        self.rec.extra.get_or_insert_with(Default::default)
+        // Spare parts, emptied on the transport thread: new ones would be freed there.
+        self.rec.extra.get_or_insert_with(crate::queue::spare::span_extra)
     }
 
     pub(crate) fn set_label(&mut self, key: Cow<'static, str>, value: LabelValue) {

@@ -22,7 +22,8 @@ use crate::queue::channel::{Command, Consumer};
 use crate::queue::{spare, staging};
 use crate::queue::tracer::{Counters, Tracer};
 use crate::types::{clock, ids};
-use crate::types::record::{Event, TransactionRecord};
+use crate::types::record::{Event, SpanRecord, TransactionRecord};
+use crate::types::span_context::SpanExtra;
 use crate::util::diag::warn_limited;
 use crate::util::prefetch;
 use crate::config::CaptureBody;
@@ -109,6 +110,10 @@ pub(crate) struct Transport {
     /// what is kept).
     #[allow(clippy::vec_box)]
     spare_records: Vec<Box<TransactionRecord>>,
+    /// Spans' optional parts written, given back with the boxes (the boxes themselves are
+    /// what is reused).
+    #[allow(clippy::vec_box)]
+    spare_extras: Vec<Box<SpanExtra>>,
     body: Option<Body>,
     /// The buffer of the last body sent, emptied, for the next one (see `Body::reusing`).
     spare_body: Vec<u8>,
@@ -167,6 +172,7 @@ impl Transport {
             awaiting_tables: Vec::new(),
             tables_asked_at: None,
             spare_records: Vec::new(),
+            spare_extras: Vec::new(),
             spare_body: Vec::new(),
             body: None,
             body_events: 0,
@@ -454,7 +460,7 @@ impl Transport {
         ready.clear();
         self.ready = ready;
         batch::recycle(batch);
-        spare::give_back(&mut self.spare_records);
+        self.give_back_spares();
     }
 
     /// Reads the huge-traces options again when the configuration in effect changed.
@@ -528,15 +534,25 @@ impl Transport {
         for event in events.drain(..) {
             self.write_and_keep_box(event);
         }
-        spare::give_back(&mut self.spare_records);
+        self.give_back_spares();
     }
 
-    /// Writes `event`; a transaction's box is kept, to be given back for reuse.
+    /// Writes `event`; a transaction's box, or a span's optional parts, are kept to be given
+    /// back for reuse.
     fn write_and_keep_box(&mut self, event: Event) {
         self.write_event(&event);
-        if let Event::Transaction(record) = event {
-            self.spare_records.push(record);
+        match event {
+            Event::Transaction(record) => self.spare_records.push(record),
+            Event::Span(SpanRecord {
+                extra: Some(extra), ..
+            }) => self.spare_extras.push(extra),
+            _ => {}
         }
+    }
+
+    fn give_back_spares(&mut self) {
+        spare::give_back(&mut self.spare_records);
+        spare::give_back_extras(&mut self.spare_extras);
     }
 
     fn write_event(&mut self, event: &Event) {

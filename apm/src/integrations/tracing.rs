@@ -341,6 +341,8 @@ thread_local! {
     static ENTERED: RefCell<Vec<((usize, u64), Entered)>> = const { RefCell::new(Vec::new()) };
     /// The static descriptions of the call sites seen on this thread.
     static METAS: RefCell<IdMap<usize, &'static SpanMeta>> = RefCell::new(IdMap::default());
+    /// The vector a span's fields' labels are gathered into, between two spans with fields.
+    static LABELS: Cell<Vec<(Cow<'static, str>, LabelValue)>> = const { Cell::new(Vec::new()) };
     /// [`static_meta`]'s memo: 32 call sites, by a hash of their address.
     static RECENT_METAS: [Cell<(usize, Option<&'static SpanMeta>)>; 32] =
         const { [const { Cell::new((0, None)) }; 32] };
@@ -770,21 +772,43 @@ impl Fields {
     }
 
     fn label(&mut self, field: &Field, value: LabelValue) {
+        if self.labels.capacity() == 0 {
+            self.labels = LABELS.try_with(Cell::take).unwrap_or_default();
+        }
         if self.labels.len() < MAX_LABELS {
             self.labels.push((Cow::Borrowed(field.name()), value));
         }
     }
 }
 
+impl Drop for Fields {
+    /// The labels' vector, moved out by now, goes back for this thread's next span with
+    /// fields: one allocation fewer per span.
+    fn drop(&mut self) {
+        if self.labels.capacity() != 0 {
+            self.labels.clear();
+            let labels = std::mem::take(&mut self.labels);
+            let _ = LABELS.try_with(|l| l.set(labels));
+        }
+    }
+}
+
 impl Visit for Fields {
+    // Texts are written into spare strings: a new one would be freed on the transport thread.
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.text(field, value.to_owned());
+        let mut text = facade::spare_text();
+        text.push_str(value);
+        self.text(field, text);
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.text(field, format!("{value:?}"));
+        let mut text = facade::spare_text();
+        let _ = write!(text, "{value:?}");
+        self.text(field, text);
     }
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.text(field, value.to_string());
+        let mut text = facade::spare_text();
+        let _ = write!(text, "{value}");
+        self.text(field, text);
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
         if field.name() == "error" {

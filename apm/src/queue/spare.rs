@@ -1,11 +1,18 @@
-//! Spare boxes for transactions' end records.
+//! Spare boxes for transactions' end records and spans' optional parts, and spare strings.
 //!
 //! A transaction's end record is boxed on the application thread and emptied on the transport
 //! thread. Freed there, each box would go back to the application thread's malloc arena from
 //! another thread, under that arena's lock, and the arena's memory would be trimmed and faulted
 //! in again: in a profile, page faults and `malloc`'s slow path were most of what a transaction
 //! cost its thread. So the transport thread gives the boxes back here, and application threads
-//! take them a few at a time: one lock (a `try_lock`, never a wait) per [`TAKE`] transactions.
+//! take them a few at a time: one lock (a `try_lock`, never a wait) per [`TAKE`] boxes.
+//!
+//! A span's optional parts (`SpanExtra`: labels, exit-span context) travel the same way, for
+//! the same reason: a bridged `tracing` span with fields allocated them, and its labels' vector
+//! and texts, on its thread, to be freed on the transport thread; the arena's lock then took
+//! more of the span's time than the span's own work. A spare part keeps its labels' vector's
+//! room, and brings a few of its labels' strings back to the thread that takes it, for the next
+//! texts recorded there ([`text`]).
 //!
 //! What a reused box still holds of its earlier record, its request's and response's context
 //! and its name, is kept per thread (`contexts`) for server integrations to write the next
@@ -15,22 +22,35 @@
 #![allow(clippy::vec_box)]
 
 use std::cell::RefCell;
+use std::thread::LocalKey;
 
 use parking_lot::Mutex;
 
 use crate::types::record::{TransactionName, TransactionRecord};
+use crate::types::span_context::SpanExtra;
 use crate::types::web::{Request, Response};
 
-/// Boxes kept for reuse at most (about half a MiB): beyond, the transport thread frees them.
+/// Boxes of one kind kept for reuse at most (about half a MiB of transaction records): beyond,
+/// the transport thread frees them.
 const STASH_MAX: usize = 1024;
 /// Boxes a thread takes at once.
 const TAKE: usize = 16;
+/// Spare strings a thread keeps at most, for the texts it records.
+#[cfg(feature = "tracing")]
+const TEXTS_MAX: usize = 32;
 
-static STASH: Stash = Stash(Mutex::new(Vec::new()));
+static RECORDS: Stash<TransactionRecord> = Stash(Mutex::new(Vec::new()));
+static EXTRAS: Stash<SpanExtra> = Stash(Mutex::new(Vec::new()));
+
+type Taken<T> = RefCell<Vec<Box<T>>>;
 
 thread_local! {
     /// Boxes this thread took from the stash and has not used yet.
-    static TAKEN: RefCell<Vec<Box<TransactionRecord>>> = const { RefCell::new(Vec::new()) };
+    static TAKEN_RECORDS: Taken<TransactionRecord> = const { RefCell::new(Vec::new()) };
+    static TAKEN_EXTRAS: Taken<SpanExtra> = const { RefCell::new(Vec::new()) };
+    /// Empty strings with room, brought back by spare span parts.
+    #[cfg(feature = "tracing")]
+    static TEXTS: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
 }
 
 /// A record written by `fill` into a box: a spare one when there is one (what it held before
@@ -39,7 +59,7 @@ thread_local! {
 /// its box would be copied whole.
 #[inline]
 pub(crate) fn filled(fill: impl FnOnce(&mut TransactionRecord)) -> Box<TransactionRecord> {
-    let mut rec = take().unwrap_or_else(new_box);
+    let mut rec = take(&TAKEN_RECORDS, &RECORDS).unwrap_or_else(new_box);
     fill(&mut rec);
     rec
 }
@@ -55,19 +75,58 @@ fn new_box() -> Box<TransactionRecord> {
 /// before writing it (to drop it): fetched only then, each line kept the thread waiting.
 #[inline]
 pub(crate) fn prefetch_next() {
-    let _ = TAKEN.try_with(|taken| {
+    let _ = TAKEN_RECORDS.try_with(|taken| {
         if let Some(next) = taken.try_borrow_mut().ok().as_deref_mut().and_then(|t| t.last_mut()) {
             crate::util::prefetch::lines_to_write::<TransactionRecord>(next);
         }
     });
 }
 
-fn take() -> Option<Box<TransactionRecord>> {
-    TAKEN
+/// Empty optional parts for a span: spare ones when there are (the strings they bring are
+/// kept for [`text`]), else new ones.
+pub(crate) fn span_extra() -> Box<SpanExtra> {
+    let mut extra = take(&TAKEN_EXTRAS, &EXTRAS).unwrap_or_default();
+    keep_texts(&mut extra.spent_texts);
+    extra
+}
+
+/// Moves spare strings into this thread's, as many as it has room for.
+#[cfg(feature = "tracing")]
+fn keep_texts(spent: &mut Vec<String>) {
+    if spent.is_empty() {
+        return;
+    }
+    let _ = TEXTS.try_with(|texts| {
+        if let Ok(mut texts) = texts.try_borrow_mut() {
+            let room = TEXTS_MAX.saturating_sub(texts.len());
+            let from = spent.len().saturating_sub(room);
+            texts.extend(spent.drain(from..));
+        }
+    });
+}
+
+/// Without the `tracing` bridge, nothing records texts into spare strings: none are kept.
+#[cfg(not(feature = "tracing"))]
+fn keep_texts(_: &mut Vec<String>) {}
+
+/// An empty string for a text a span records: a spare one, with room, when this thread has
+/// one.
+#[cfg(feature = "tracing")]
+#[inline]
+pub(crate) fn text() -> String {
+    TEXTS
+        .try_with(|texts| texts.try_borrow_mut().ok()?.pop())
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
+fn take<T: 'static>(taken: &'static LocalKey<Taken<T>>, stash: &Stash<T>) -> Option<Box<T>> {
+    taken
         .try_with(|taken| {
             let mut taken = taken.try_borrow_mut().ok()?;
             if taken.is_empty() {
-                STASH.take_some(&mut taken);
+                stash.take_some(&mut taken);
             }
             taken.pop()
         })
@@ -78,15 +137,24 @@ fn take() -> Option<Box<TransactionRecord>> {
 /// Gives emptied boxes back for reuse (the transport thread, once per batch written); those
 /// the stash has no room for are freed.
 pub(crate) fn give_back(boxes: &mut Vec<Box<TransactionRecord>>) {
-    STASH.put(boxes);
+    RECORDS.put(boxes);
+}
+
+/// Gives spans' optional parts back for reuse, emptied here (the transport thread, once per
+/// batch written); those the stash has no room for are freed.
+pub(crate) fn give_back_extras(extras: &mut Vec<Box<SpanExtra>>) {
+    for extra in extras.iter_mut() {
+        extra.empty_for_reuse();
+    }
+    EXTRAS.put(extras);
 }
 
 /// Boxes given back and not taken yet.
-struct Stash(Mutex<Vec<Box<TransactionRecord>>>);
+struct Stash<T>(Mutex<Vec<Box<T>>>);
 
-impl Stash {
+impl<T> Stash<T> {
     /// Moves up to [`TAKE`] boxes into `into`; none if another thread holds the stash.
-    fn take_some(&self, into: &mut Vec<Box<TransactionRecord>>) {
+    fn take_some(&self, into: &mut Vec<Box<T>>) {
         if let Some(mut stash) = self.0.try_lock() {
             let from = stash.len().saturating_sub(TAKE);
             into.extend(stash.drain(from..));
@@ -95,7 +163,7 @@ impl Stash {
 
     /// Keeps what it has room for out of `boxes` (unless another thread holds the stash) and
     /// frees the rest.
-    fn put(&self, boxes: &mut Vec<Box<TransactionRecord>>) {
+    fn put(&self, boxes: &mut Vec<Box<T>>) {
         if boxes.is_empty() {
             return;
         }
@@ -233,12 +301,15 @@ pub(crate) mod contexts {
     }
 }
 
-/// In a forked child (its `pthread_atfork` handler): the stash starts empty, under a lock no
+/// In a forked child (its `pthread_atfork` handler): the stashes start empty, under a lock no
 /// thread of the parent holds.
 #[cfg(unix)]
 pub(crate) fn after_fork_in_child() {
     // SAFETY: called from the child's fork handler only (see `agent/fork.rs`).
-    unsafe { crate::util::after_fork::reset_mutex(&STASH.0, Vec::new()) };
+    unsafe {
+        crate::util::after_fork::reset_mutex(&RECORDS.0, Vec::new());
+        crate::util::after_fork::reset_mutex(&EXTRAS.0, Vec::new());
+    }
 }
 
 #[cfg(test)]
@@ -273,5 +344,39 @@ mod tests {
         give_back(&mut boxes);
         let b = filled(|r| *r = transaction_record(7));
         assert_eq!(b.id, 7);
+    }
+
+    #[test]
+    fn a_span_s_parts_come_back_empty_with_their_room_and_a_few_strings() {
+        use std::borrow::Cow;
+
+        use crate::types::outcome::LabelValue;
+        use crate::types::span_context::Db;
+
+        let mut extra = Box::<SpanExtra>::default();
+        extra.exit = true;
+        extra.db = Some(Db::default());
+        extra.labels = (0..8)
+            .map(|i| {
+                let value = LabelValue::Str(Cow::Owned(format!("value {i}")));
+                (Cow::Borrowed("key"), value)
+            })
+            .collect();
+        let room = extra.labels.capacity();
+        extra.empty_for_reuse();
+        assert!(extra.labels.is_empty());
+        assert_eq!(extra.labels.capacity(), room);
+        assert!(!extra.exit && extra.db.is_none());
+        #[cfg(feature = "tracing")]
+        {
+            use crate::types::span_context::SPENT_TEXTS_MAX;
+
+            assert_eq!(extra.spent_texts.len(), SPENT_TEXTS_MAX);
+            assert!(extra.spent_texts.iter().all(|t| t.is_empty() && t.capacity() > 0));
+            // Taken on this thread, they leave their strings to it.
+            keep_texts(&mut extra.spent_texts);
+            assert!(extra.spent_texts.is_empty());
+            assert!(text().capacity() > 0);
+        }
     }
 }

@@ -43,7 +43,59 @@ pub(crate) struct SpanExtra {
     /// `otel.span_kind` and `otel.attributes` of a span made through the OpenTelemetry API.
     #[cfg(feature = "opentelemetry")]
     pub(crate) otel: Option<Box<Otel>>,
+    /// Empty strings with room, from the labels of the span these parts served before: the
+    /// thread that takes them for another span keeps them for the texts it records
+    /// (`queue/spare.rs`). Never sent.
+    pub(crate) spent_texts: Vec<String>,
 }
+
+/// A spare span's labels' vector is kept with its room up to this many labels.
+const SPARE_LABELS_MAX: usize = 16;
+/// Strings a spare span's parts bring back at most, each with room for this many bytes at most.
+#[cfg(feature = "tracing")]
+pub(crate) const SPENT_TEXTS_MAX: usize = 4;
+#[cfg(feature = "tracing")]
+const SPENT_TEXT_BYTES_MAX: usize = 256;
+
+impl SpanExtra {
+    /// Empties these parts for another span (the transport thread, once the span is written):
+    /// everything is dropped but the labels' vector's room and a few of their strings, kept in
+    /// [`SpanExtra::spent_texts`].
+    pub(crate) fn empty_for_reuse(&mut self) {
+        let mut labels = std::mem::take(&mut self.labels);
+        let mut spent_texts = std::mem::take(&mut self.spent_texts);
+        keep_texts(&mut labels, &mut spent_texts);
+        labels.clear();
+        if labels.capacity() > SPARE_LABELS_MAX {
+            labels = Vec::new();
+        }
+        *self = SpanExtra {
+            labels,
+            spent_texts,
+            ..SpanExtra::default()
+        };
+    }
+}
+
+/// Moves the strings of `labels`' texts into `texts`, emptied, up to [`SPENT_TEXTS_MAX`].
+#[cfg(feature = "tracing")]
+fn keep_texts(labels: &mut Labels, texts: &mut Vec<String>) {
+    for (_, value) in labels.drain(..) {
+        if texts.len() == SPENT_TEXTS_MAX {
+            break;
+        }
+        if let LabelValue::Str(Cow::Owned(mut text)) = value {
+            if text.capacity() <= SPENT_TEXT_BYTES_MAX {
+                text.clear();
+                texts.push(text);
+            }
+        }
+    }
+}
+
+/// Only the `tracing` bridge records texts into spare strings: without it, none are kept.
+#[cfg(not(feature = "tracing"))]
+fn keep_texts(_: &mut Labels, _: &mut Vec<String>) {}
 
 /// What a span or transaction made through the OpenTelemetry API sends as it was given: its
 /// kind, and its attributes as the application set them (written out on the transport
