@@ -532,6 +532,49 @@ fn tracing_spans_with_fields_allocate_nothing_once_warm() {
     drop(h);
 }
 
+/// A field's `Debug` runs while its span is being opened, and may make spans of its own: it
+/// is recorded before the layer's table is locked, so that no span waits for its own shard.
+/// Here each `Debug` keeps 128 spans open at once, more than the table's 64 shards, so some
+/// share the outer span's. The spans are made on a thread of their own, so that a deadlock
+/// fails the test instead of hanging it.
+#[test]
+fn a_field_whose_debug_makes_spans_does_not_deadlock() {
+    const OUTER: usize = 4;
+    const INNER: usize = 128;
+    struct Chatty;
+    impl std::fmt::Debug for Chatty {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            let open: Vec<_> = (0..INNER).map(|_| info_span!("inside_debug")).collect();
+            drop(open);
+            f.write_str("chatty")
+        }
+    }
+    install();
+    let h = agent::start(|c| c.transaction_max_spans(1_000).max_queue_size(16_384));
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _t = apm::start_transaction("debug-spans", "job");
+        for _ in 0..OUTER {
+            info_span!("outer", value = ?Chatty).in_scope(|| {});
+        }
+        let _ = done.send(());
+    });
+    assert!(
+        finished.recv_timeout(Duration::from_secs(30)).is_ok(),
+        "the spans' thread is stuck"
+    );
+    h.flush();
+    let spans = h.spans();
+    let outer: Vec<_> = spans.iter().filter(|s| s["name"] == "outer").collect();
+    assert_eq!(outer.len(), OUTER);
+    assert!(outer
+        .iter()
+        .all(|s| s["context"]["tags"]["value"] == "chatty"));
+    let inner = spans.iter().filter(|s| s["name"] == "inside_debug").count();
+    assert_eq!(inner, OUTER * INNER);
+    drop(h);
+}
+
 #[test]
 fn each_span_s_id_appears_once_and_parents_resolve() {
     // The ids the bridged spans take are the agent's own (16 hex digits), unique per span.

@@ -205,17 +205,9 @@ pub(crate) fn leave(entered: Entered) -> Option<Left> {
     Some(Left { parked, timer })
 }
 
-/// A span named by a static description: nothing allocated for the name.
-#[cfg(feature = "tracing")]
-#[inline]
-pub(crate) fn start_static_span(meta: &'static SpanMeta) -> crate::Span {
-    let mut span = idle_span();
-    start_static_span_in(&mut span, meta);
-    span
-}
-
-/// [`start_static_span`], built in the idle handle `span` where it lies (a bridge's table
-/// slot) rather than moved there; `false` when it records nothing.
+/// A span named by a static description (nothing allocated for the name), built in the idle
+/// handle `span` where it lies (a bridge's table slot) rather than moved there; `false` when
+/// it records nothing.
 #[cfg(feature = "tracing")]
 #[inline]
 pub(crate) fn start_static_span_in(span: &mut crate::Span, meta: &'static SpanMeta) -> bool {

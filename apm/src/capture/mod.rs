@@ -45,8 +45,8 @@ cfg_enable! {
     pub(crate) use bridge::BridgeFrame;
     #[cfg(feature = "tracing")]
     pub(crate) use bridge::{
-        add_span_labels, idle_span, leave as leave_bridged, spare_text, start_static_span,
-        start_static_span_in, Entered, SpanFrame,
+        add_span_labels, idle_span, leave as leave_bridged, spare_text, start_static_span_in,
+        Entered, SpanFrame,
     };
     #[cfg(feature = "opentelemetry")]
     pub(crate) use bridge::{

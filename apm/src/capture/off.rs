@@ -390,11 +390,6 @@ pub(crate) fn spare_text() -> String {
 }
 
 #[cfg(feature = "tracing")]
-pub(crate) fn start_static_span(_meta: &'static crate::types::meta::SpanMeta) -> crate::Span {
-    idle_span()
-}
-
-#[cfg(feature = "tracing")]
 pub(crate) fn start_static_span_in(
     _span: &mut crate::Span,
     _meta: &'static crate::types::meta::SpanMeta,

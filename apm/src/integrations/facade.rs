@@ -22,7 +22,7 @@ pub(crate) use crate::capture::BridgeFrame;
 #[cfg(feature = "tracing")]
 pub(crate) use crate::capture::{
     add_span_labels, idle_span, leave_bridged, spans_recorded_here as tracing_spans_recorded_here,
-    spare_text, start_static_span, start_static_span_in, Entered, SpanFrame,
+    spare_text, start_static_span_in, Entered, SpanFrame,
 };
 /// `apm::otel`: what OpenTelemetry spans carry that apm's own do not (`otel.span_kind` and
 /// `otel.attributes`, links added after the start, a type known only at the end).

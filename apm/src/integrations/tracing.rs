@@ -201,27 +201,20 @@ impl ApmLayer {
             return None;
         }
         if recording && attrs.values().is_empty() {
-            // No field values: nothing to map, the call site's static name and type. Opened
-            // with the shard locked (nothing in it reaches the table), so that its state is
-            // built where it stays instead of moved there (about 200 bytes, moved several
-            // times on the way in).
-            let meta = static_meta(meta);
-            self.table.insert_in_place(
-                id,
-                |slot| {
-                    let _attached = match &parent {
-                        Parent::Explicit(Some(ctx)) => Some(ctx.attach()),
-                        _ => None,
-                    };
-                    Bridged::static_span_into(slot, meta);
-                },
-                replaced,
-            );
+            // No field values: nothing to map, the call site's static name and type.
+            self.open_static_in_place(id, meta, &parent, None, replaced);
             return None;
         }
+        // Recorded before the table is locked: a field's `Debug` may make spans of its own.
         let mut fields = Fields::default();
         if !attrs.values().is_empty() {
             attrs.record(&mut fields);
+        }
+        if recording && fields.keep_static_name_and_type() {
+            // Fields that only add labels (or an outcome, or context): the call site's static
+            // name and type, the fields applied in place.
+            self.open_static_in_place(id, meta, &parent, Some(&mut fields), replaced);
+            return None;
         }
         if recording {
             let _attached = match &parent {
@@ -239,6 +232,38 @@ impl ApmLayer {
         } else {
             None
         }
+    }
+}
+
+impl ApmLayer {
+    /// Opens a span with its call site's static name and type straight into its table slot,
+    /// with `fields` applied there. The shard is locked meanwhile (nothing done in it reaches
+    /// the table), so that the state is built where it stays instead of moved there (about
+    /// 200 bytes, moved several times on the way in).
+    #[inline]
+    fn open_static_in_place(
+        &self,
+        id: &Id,
+        meta: &'static Metadata<'static>,
+        parent: &Parent,
+        fields: Option<&mut Fields>,
+        replaced: &mut Option<Bridged>,
+    ) {
+        let meta = static_meta(meta);
+        self.table.insert_in_place(
+            id,
+            |slot| {
+                let _attached = match parent {
+                    Parent::Explicit(Some(ctx)) => Some(ctx.attach()),
+                    _ => None,
+                };
+                Bridged::static_span_into(slot, meta);
+                if let (Some(b), Some(fields)) = (slot, fields) {
+                    b.apply(fields, true);
+                }
+            },
+            replaced,
+        );
     }
 }
 
@@ -380,34 +405,31 @@ enum Handle {
 }
 
 impl Bridged {
+    /// A span whose fields name it or give it another type than `app` (the others are opened
+    /// in place, `ApmLayer::open_static_in_place`).
     fn span(meta: &'static Metadata<'static>, fields: &mut Fields) -> Option<Bridged> {
         let (kind, subtype, action) = fields.span_type();
-        let span = if kind == "app" && fields.name.is_none() {
-            facade::start_static_span(static_meta(meta))
-        } else {
-            let name = match (fields.name.take(), &fields.db_statement) {
-                (Some(name), _) => Cow::Owned(name),
-                (None, Some(statement)) if kind == "db" && is_sql(fields) => {
-                    Cow::Owned(crate::sql::signature(statement))
-                }
-                _ => Cow::Borrowed(meta.name()),
-            };
-            let mut span = crate::Span::start(name, kind);
-            if let Some(subtype) = subtype {
-                span.set_subtype(subtype);
+        let name = match (fields.name.take(), &fields.db_statement) {
+            (Some(name), _) => Cow::Owned(name),
+            (None, Some(statement)) if kind == "db" && is_sql(fields) => {
+                Cow::Owned(crate::sql::signature(statement))
             }
-            if let Some(action) = action {
-                span.set_action(action);
-            }
-            span
+            _ => Cow::Borrowed(meta.name()),
         };
+        let mut span = crate::Span::start(name, kind);
+        if let Some(subtype) = subtype {
+            span.set_subtype(subtype);
+        }
+        if let Some(action) = action {
+            span.set_action(action);
+        }
         let mut b = Bridged::recorded(span)?;
         b.apply(fields, true);
         Some(b)
     }
 
-    /// The state of a span with its call site's static name and type, no fields, written into
-    /// `slot` with the apm span built where it stays (left empty when it records nothing).
+    /// The state of a span with its call site's static name and type, before fields, written
+    /// into `slot` with the apm span built where it stays (left empty when it records nothing).
     #[inline]
     fn static_span_into(slot: &mut Option<Bridged>, meta: &'static SpanMeta) {
         let b = slot.insert(Bridged::of(Handle::Span(facade::idle_span()), None));
@@ -673,14 +695,13 @@ struct Fields {
 }
 
 impl Fields {
-    /// Type, subtype and action.
-    fn span_type(
-        &self,
-    ) -> (
-        &'static str,
-        Option<Cow<'static, str>>,
-        Option<&'static str>,
-    ) {
+    /// Whether the span keeps its call site's static name and type: no field names it, and
+    /// none makes it other than `app`.
+    fn keep_static_name_and_type(&self) -> bool {
+        self.name.is_none() && self.class().span_type() == "app"
+    }
+
+    fn class(&self) -> Class {
         let has = Has {
             db: self.db_system.is_some(),
             messaging: self.messaging_system.is_some(),
@@ -690,7 +711,18 @@ impl Fields {
                 && self.url.is_some()
                 && !matches!(self.kind, Some(Kind::Server)),
         };
-        let class = semconv::classify(self.kind, has);
+        semconv::classify(self.kind, has)
+    }
+
+    /// Type, subtype and action.
+    fn span_type(
+        &self,
+    ) -> (
+        &'static str,
+        Option<Cow<'static, str>>,
+        Option<&'static str>,
+    ) {
+        let class = self.class();
         let owned = |system: &Option<String>| system.clone().map(Cow::Owned);
         let (subtype, action) = match class {
             Class::Db => (owned(&self.db_system), Some("query")),
