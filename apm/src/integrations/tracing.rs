@@ -743,6 +743,10 @@ impl Fields {
     }
 
     fn text(&mut self, field: &Field, value: String) {
+        if !maybe_mapped(field) && field.name() != "error" {
+            self.label(field, LabelValue::Str(Cow::Owned(value)));
+            return;
+        }
         let is = |names: &[&str]| names.contains(&field.name());
         let slot = match field.name() {
             "otel.kind" => {
@@ -791,6 +795,10 @@ impl Fields {
     }
 
     fn number(&mut self, field: &Field, value: f64, integer: Option<u64>) {
+        if !maybe_mapped(field) {
+            self.label(field, LabelValue::Number(value));
+            return;
+        }
         let is = |names: &[&str]| names.contains(&field.name());
         match field.name() {
             _ if is(keys::HTTP_STATUS) => {
@@ -823,6 +831,14 @@ impl Drop for Fields {
             let _ = LABELS.try_with(|l| l.set(labels));
         }
     }
+}
+
+/// Whether a field's name may be one the bridge maps: all of those have a dot (`error`
+/// aside), so a plain name (an `#[instrument]` argument's) is a label without comparing it
+/// with each.
+#[inline]
+fn maybe_mapped(field: &Field) -> bool {
+    field.name().as_bytes().contains(&b'.')
 }
 
 impl Visit for Fields {
@@ -994,6 +1010,58 @@ mod tests {
                     "made once per call site"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn every_name_the_bridge_maps_is_mapped_and_plain_names_are_labels() {
+        let lists: &[&[&str]] = &[
+            &[
+                "otel.kind",
+                "otel.status_code",
+                "otel.name",
+                "db.user",
+                "http.route",
+            ],
+            keys::HTTP_STATUS,
+            keys::PEER_PORT,
+            keys::DB_SYSTEM,
+            keys::DB_STATEMENT,
+            keys::DB_NAME,
+            keys::HTTP_METHOD,
+            keys::HTTP_URL,
+            keys::MESSAGING_SYSTEM,
+            keys::MESSAGING_DESTINATION,
+            keys::RPC_SYSTEM,
+            keys::PEER_NAME,
+        ];
+        let mapped: Vec<&'static str> = lists.iter().flat_map(|l| l.iter().copied()).collect();
+        let plain = ["user", "attempt", "order_id"];
+        let names: &'static [&'static str] = Box::leak(
+            mapped
+                .iter()
+                .chain(&plain)
+                .copied()
+                .collect::<Vec<_>>()
+                .into(),
+        );
+        let set = FieldSet::new(names, Identifier(&SITE));
+        for name in &mapped {
+            let field = set.field(name).expect("a field of the set");
+            let mut fields = Fields::default();
+            fields.text(&field, "200".to_owned());
+            // Only a status code and a port are mapped from numbers.
+            if keys::HTTP_STATUS.contains(name) || keys::PEER_PORT.contains(name) {
+                fields.number(&field, 200.0, Some(200));
+            }
+            assert!(fields.labels.is_empty(), "{name} became a label");
+        }
+        for name in plain {
+            let field = set.field(name).expect("a field of the set");
+            let mut fields = Fields::default();
+            fields.text(&field, "text".to_owned());
+            fields.number(&field, 1.0, Some(1));
+            assert_eq!(fields.labels.len(), 2, "{name}");
         }
     }
 }
