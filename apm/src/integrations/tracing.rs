@@ -743,10 +743,6 @@ impl Fields {
     }
 
     fn text(&mut self, field: &Field, value: String) {
-        if !maybe_mapped(field) && field.name() != "error" {
-            self.label(field, LabelValue::Str(Cow::Owned(value)));
-            return;
-        }
         let is = |names: &[&str]| names.contains(&field.name());
         let slot = match field.name() {
             "otel.kind" => {
@@ -795,10 +791,6 @@ impl Fields {
     }
 
     fn number(&mut self, field: &Field, value: f64, integer: Option<u64>) {
-        if !maybe_mapped(field) {
-            self.label(field, LabelValue::Number(value));
-            return;
-        }
         let is = |names: &[&str]| names.contains(&field.name());
         match field.name() {
             _ if is(keys::HTTP_STATUS) => {
@@ -831,14 +823,6 @@ impl Drop for Fields {
             let _ = LABELS.try_with(|l| l.set(labels));
         }
     }
-}
-
-/// Whether a field's name may be one the bridge maps: all of those have a dot (`error`
-/// aside), so a plain name (an `#[instrument]` argument's) is a label without comparing it
-/// with each.
-#[inline]
-fn maybe_mapped(field: &Field) -> bool {
-    field.name().as_bytes().contains(&b'.')
 }
 
 impl Visit for Fields {
