@@ -233,9 +233,7 @@ impl ApmLayer {
             None
         }
     }
-}
 
-impl ApmLayer {
     /// Opens a span with its call site's static name and type straight into its table slot,
     /// with `fields` applied there. The shard is locked meanwhile (nothing done in it reaches
     /// the table), so that the state is built where it stays instead of moved there (about
