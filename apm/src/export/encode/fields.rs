@@ -49,7 +49,9 @@ impl Serialize for Hex128 {
 
 /// Label keys may not contain `.`, `*` or `"` (the spec replaces them with `_`).
 pub(crate) fn label_key(key: &str) -> Cow<'_, str> {
-    if key.contains(['.', '*', '"']) {
+    // Byte by byte: a set of `char`s is searched through the generic pattern, several times
+    // the instructions for the short keys labels have.
+    if key.bytes().any(|b| matches!(b, b'.' | b'*' | b'"')) {
         Cow::Owned(key.replace(['.', '*', '"'], "_"))
     } else {
         Cow::Borrowed(key)
