@@ -6,7 +6,7 @@ use std::io;
 
 use serde::Serialize;
 
-use super::fields::{Kw, LabelsView, Long};
+use super::fields::{write_labels, Kw, LabelsView, Long};
 use super::frame::FrameView;
 use super::json;
 use super::request::Policy;
@@ -99,13 +99,11 @@ struct DestinationView {
 }
 
 fn span_context<'a>(
-    kind: &str,
-    subtype: Option<&str>,
     extra: &'a SpanExtra,
+    target: Option<service_target::Target>,
     url: Option<&'a str>,
     long_limit: usize,
 ) -> SpanContextView<'a> {
-    let target = service_target::infer(kind, subtype, extra);
     // Set explicitly (a database's host), else an HTTP span's URL's.
     let address = match &extra.destination {
         Some(d) => d.address.clone().map(|a| (a, d.port)),
@@ -152,8 +150,8 @@ fn span_context<'a>(
     }
 }
 
-/// One span line. Written by hand (see `json`); only the optional `context` of exit spans
-/// and labelled spans goes through serde, its database statement cut as `policy` says.
+/// One span line. Written by hand (see `json`); only the optional `context` of exit spans goes
+/// through serde, its database statement cut as `policy` says.
 pub(crate) fn write_span(out: &mut Vec<u8>, s: &SpanRecord, policy: &Policy) -> io::Result<()> {
     out.extend_from_slice(b"{\"span\":{\"id\":");
     json::hex::<16>(out, u128::from(s.id));
@@ -220,20 +218,26 @@ pub(crate) fn write_span(out: &mut Vec<u8>, s: &SpanRecord, policy: &Policy) -> 
         }
     }
     if let Some(extra) = s.extra.as_deref() {
-        let url = extra
-            .http
-            .as_ref()
-            .and_then(|h| h.url.as_deref())
-            .map(service_target::redact_userinfo);
-        let context = span_context(
-            s.name.kind(),
-            s.name.subtype(),
-            extra,
-            url.as_deref(),
-            policy.long_field_max_length,
-        );
+        let target = service_target::infer(s.name.kind(), s.name.subtype(), extra);
         out.extend_from_slice(b",\"context\":");
-        serde_json::to_writer(&mut *out, &context).map_err(io::Error::other)?;
+        if target.is_none() && extra.http.is_none() && extra.db.is_none() && extra.message.is_none()
+        {
+            // Labels alone (a bridged span's fields): by hand, as the rest of the line.
+            out.push(b'{');
+            if !extra.labels.is_empty() {
+                out.extend_from_slice(b"\"tags\":");
+                write_labels(out, &extra.labels)?;
+            }
+            out.push(b'}');
+        } else {
+            let url = extra
+                .http
+                .as_ref()
+                .and_then(|h| h.url.as_deref())
+                .map(service_target::redact_userinfo);
+            let context = span_context(extra, target, url.as_deref(), policy.long_field_max_length);
+            serde_json::to_writer(&mut *out, &context).map_err(io::Error::other)?;
+        }
     }
     out.extend_from_slice(b"}}\n");
     Ok(())
