@@ -1,6 +1,6 @@
 //! Span lines: the fields every span has, written by hand (millions a second), and the
 //! optional `context` (labels, HTTP, database, message, service target and destination)
-//! through serde.
+//! through serde, unless it holds labels alone (by hand too).
 
 use std::io;
 
