@@ -634,33 +634,34 @@ fn db_type(system: &str) -> &'static str {
     }
 }
 
-/// The span context fields give; `true` when they make it an exit span.
-fn apply_span_context(span: &mut crate::Span, f: &Fields) -> bool {
+/// The span context fields give, their texts moved into the span (the fields are spent);
+/// `true` when they make it an exit span.
+fn apply_span_context(span: &mut crate::Span, f: &mut Fields) -> bool {
+    let client = !matches!(f.kind, Some(Kind::Server | Kind::Consumer | Kind::Internal));
+    let exit = f.db_system.is_some()
+        || f.rpc_system.is_some()
+        || (f.http_method.is_some() && f.url.is_some())
+        || f.messaging_system.is_some();
     if let Some(system) = &f.db_system {
-        span.set_db(db_type(system), f.db_name.clone(), f.db_statement.clone());
-        if let Some(user) = &f.db_user {
-            span.set_db_user(user.clone());
+        span.set_db(db_type(system), f.db_name.take(), f.db_statement.take());
+        if let Some(user) = f.db_user.take() {
+            span.set_db_user(user);
         }
     }
-    let client = !matches!(f.kind, Some(Kind::Server | Kind::Consumer | Kind::Internal));
-    if let (Some(method), Some(url)) = (&f.http_method, &f.url) {
+    if let (Some(method), Some(url)) = (f.http_method.take(), f.url.take()) {
         if client {
-            span.set_http_request(Cow::Owned(method.clone()), url.clone());
+            span.set_http_request(Cow::Owned(method), url);
         }
     }
     if let Some(code) = f.http_status {
         span.set_http_status(code);
     }
-    if let Some(queue) = &f.messaging_destination {
-        span.set_message_queue(queue.clone());
+    if let Some(queue) = f.messaging_destination.take() {
+        span.set_message_queue(queue);
     }
     if f.server_address.is_some() || f.server_port.is_some() {
-        span.set_destination(f.server_address.clone(), f.server_port);
+        span.set_destination(f.server_address.take(), f.server_port);
     }
-    let exit = f.db_system.is_some()
-        || f.rpc_system.is_some()
-        || (f.http_method.is_some() && f.url.is_some())
-        || f.messaging_system.is_some();
     if exit && client {
         span.set_exit();
     }

@@ -64,7 +64,7 @@ impl SpanExtra {
     pub(crate) fn empty_for_reuse(&mut self) {
         let mut labels = std::mem::take(&mut self.labels);
         let mut spent_texts = std::mem::take(&mut self.spent_texts);
-        keep_texts(&mut labels, &mut spent_texts);
+        spent_label_texts(&mut labels, &mut spent_texts);
         labels.clear();
         if labels.capacity() > SPARE_LABELS_MAX {
             labels = Vec::new();
@@ -79,7 +79,7 @@ impl SpanExtra {
 
 /// Moves the strings of `labels`' texts into `texts`, emptied, up to [`SPENT_TEXTS_MAX`].
 #[cfg(feature = "tracing")]
-fn keep_texts(labels: &mut Labels, texts: &mut Vec<String>) {
+fn spent_label_texts(labels: &mut Labels, texts: &mut Vec<String>) {
     for (_, value) in labels.drain(..) {
         if texts.len() == SPENT_TEXTS_MAX {
             break;
@@ -95,7 +95,7 @@ fn keep_texts(labels: &mut Labels, texts: &mut Vec<String>) {
 
 /// Only the `tracing` bridge records texts into spare strings: without it, none are kept.
 #[cfg(not(feature = "tracing"))]
-fn keep_texts(_: &mut Labels, _: &mut Vec<String>) {}
+fn spent_label_texts(_: &mut Labels, _: &mut Vec<String>) {}
 
 /// What a span or transaction made through the OpenTelemetry API sends as it was given: its
 /// kind, and its attributes as the application set them (written out on the transport
