@@ -3,7 +3,11 @@
 //! what its users would run instead:
 //! - the OpenTelemetry SDK, its `BatchSpanProcessor` sized not to drop, with the OTLP exporter
 //!   (HTTP/protobuf, gzip);
-//! - `tracing` + `tracing-opentelemetry` + the same SDK and exporter.
+//! - `tracing` + `tracing-opentelemetry` + the same SDK and exporter;
+//! - `fastrace`, its reporter writing each batch as intake NDJSON by hand and posting it on a
+//!   kept-alive connection (the least a fastrace user pays to ship: no exporter, no
+//!   compression), so that the application thread's cost per span, where fastrace is at its
+//!   best, is compared in the same paced regime.
 //!
 //! And a floor, `none`: the same paced calls without a tracer, which every variant pays too
 //! (its CPU per event is per event made, there being nothing to deliver); what each variant
@@ -24,7 +28,8 @@ use apm_benches::collector::{otlp_provider, Collector};
 use apm_benches::{arg, median_f64, process_cpu_time, thread_cpu_time};
 
 const CHILD: &str = "--race-child";
-const VARIANTS: [&str; 4] = ["apm", "otel-otlp", "tracing-otel-otlp", FLOOR];
+const VARIANTS: [&str; 5] = ["apm", "otel-otlp", "tracing-otel-otlp", FASTRACE, FLOOR];
+const FASTRACE: &str = "fastrace";
 /// The same paced loop and the same calls without any tracer: what every variant pays for the
 /// pacing itself (a sleep and a wake-up per millisecond, caches gone cold in between).
 const FLOOR: &str = "none";
@@ -73,6 +78,116 @@ fn apm_child(x: u64) -> u64 {
 #[inline(never)]
 fn tracing_child(x: u64) -> u64 {
     work(x)
+}
+
+#[fastrace::trace]
+#[inline(never)]
+fn fastrace_child(x: u64) -> u64 {
+    work(x)
+}
+
+/// fastrace's reporter (on fastrace's own collecting thread): each batch of spans written as
+/// intake NDJSON and posted to the collector on one kept-alive connection.
+struct ShipReports {
+    addr: String,
+    conn: Option<std::net::TcpStream>,
+    body: Vec<u8>,
+    head: Vec<u8>,
+}
+
+impl ShipReports {
+    fn new(url: &str) -> ShipReports {
+        ShipReports {
+            addr: url.trim_start_matches("http://").to_owned(),
+            conn: None,
+            body: Vec::new(),
+            head: Vec::new(),
+        }
+    }
+
+    /// Posts `self.body`; a broken connection is made again once.
+    fn post(&mut self) {
+        use std::io::Write;
+        for _ in 0..2 {
+            if self.conn.is_none() {
+                self.conn = std::net::TcpStream::connect(&self.addr).ok();
+            }
+            let Some(conn) = &mut self.conn else { return };
+            self.head.clear();
+            let _ = write!(
+                self.head,
+                "POST /intake/v2/events HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-ndjson\r\nContent-Length: {}\r\n\r\n",
+                self.addr,
+                self.body.len()
+            );
+            let sent = conn.write_all(&self.head).is_ok() && conn.write_all(&self.body).is_ok();
+            if sent && read_answer(conn) {
+                return;
+            }
+            self.conn = None;
+        }
+    }
+}
+
+/// Reads an answer's head and its (empty or short) body; `false` when the connection broke.
+fn read_answer(conn: &mut std::net::TcpStream) -> bool {
+    use std::io::Read;
+    let mut got = Vec::with_capacity(256);
+    let mut buf = [0u8; 256];
+    loop {
+        let Ok(n) = conn.read(&mut buf) else {
+            return false;
+        };
+        if n == 0 {
+            return false;
+        }
+        got.extend_from_slice(&buf[..n]);
+        let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        while got.len() < end + 4 + length {
+            match conn.read(&mut buf) {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        return true;
+    }
+}
+
+impl fastrace::collector::Reporter for ShipReports {
+    fn report(&mut self, spans: Vec<fastrace::collector::SpanRecord>) {
+        use std::io::Write;
+        if spans.is_empty() {
+            return;
+        }
+        self.body.clear();
+        for s in &spans {
+            // Roots as transactions, the others as spans: what the collector counts.
+            let kind = if s.name == "race" {
+                "transaction"
+            } else {
+                "span"
+            };
+            let _ = writeln!(
+                self.body,
+                r#"{{"{kind}":{{"id":"{:016x}","trace_id":"{:032x}","parent_id":"{:016x}","name":"{}","type":"app","timestamp":{},"duration":{}}}}}"#,
+                s.span_id.0,
+                s.trace_id.0,
+                s.parent_id.0,
+                s.name,
+                s.begin_time_unix_ns / 1000,
+                s.duration_ns as f64 / 1e6
+            );
+        }
+        self.post();
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -183,6 +298,32 @@ fn child(variant: &str, load: Load, url: &str, seconds: f64) -> Outcome {
             let app_cpu = thread_cpu_time() - app0;
             let _ = provider.force_flush();
             let _ = provider.shutdown();
+            Outcome {
+                recorded: ticks * per_tick,
+                cpu: process_cpu_time() - cpu0,
+                app_cpu,
+                dropped: 0,
+            }
+        }
+        FASTRACE => {
+            fastrace::set_reporter(
+                ShipReports::new(url),
+                fastrace::collector::Config::default(),
+            );
+            let cpu0 = process_cpu_time();
+            let app0 = thread_cpu_time();
+            let ticks = paced(seconds, || {
+                for _ in 0..load.roots {
+                    let root =
+                        fastrace::Span::root("race", fastrace::collector::SpanContext::random());
+                    let _parent = root.set_local_parent();
+                    for i in 0..load.children {
+                        fastrace_child(u64::from(i));
+                    }
+                }
+            });
+            let app_cpu = thread_cpu_time() - app0;
+            fastrace::flush();
             Outcome {
                 recorded: ticks * per_tick,
                 cpu: process_cpu_time() - cpu0,
@@ -345,6 +486,20 @@ fn main() {
                 "| {} | {recorded:.0} | {delivered:.0} | {share:.2} | {dropped:.0} | {cpu:.0} | {:.2}× | {app:.0} | {per_transaction:.0} |",
                 VARIANTS[v],
                 cpu / otlp_cpu
+            );
+        }
+        let fastrace = VARIANTS
+            .iter()
+            .position(|v| *v == FASTRACE)
+            .expect("a variant");
+        if !results[0].is_empty() && !results[fastrace].is_empty() {
+            let app =
+                |v: usize| median_f64(results[v].iter().map(|r| r.app_ns_per_recorded).collect());
+            println!(
+                "\napplication thread, CPU ns per event: apm {:.0}, fastrace {:.0}: {:.2}×",
+                app(0),
+                app(fastrace),
+                app(0) / app(fastrace)
             );
         }
         let floor = &results[VARIANTS.len() - 1];
