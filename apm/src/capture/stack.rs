@@ -18,7 +18,9 @@ use crate::queue::staging;
 use crate::types::clock::Tick;
 use crate::types::ids;
 use crate::types::meta::SpanMeta;
+use crate::types::raw_stack::RawStack;
 use crate::types::record::{Event, SpanName, SpanRecord};
+use crate::types::span_context::SpanExtra;
 use crate::types::outcome::Outcome;
 
 #[derive(Debug)]
@@ -331,8 +333,9 @@ pub(crate) fn exit_static_span(token: Token, end: Tick, outcome: Outcome) {
             };
             if let Some(span) = &closed.span {
                 let outcome = errored_outcome(outcome, &closed.timer);
-                let record = span.record(closed.id, end, outcome, &closed.timer);
-                staging::push_with(|| Event::Span(with_slow_stack(record)));
+                let extra = slow_stack(span.start, end);
+                let record = span.record(closed.id, end, outcome, &closed.timer, extra);
+                staging::push_with(|| Event::Span(record));
             }
             return;
         }
@@ -344,7 +347,8 @@ pub(crate) fn exit_static_span(token: Token, end: Tick, outcome: Outcome) {
         if let Some(span) = &s[top].span {
             let (id, timer) = (s[top].id, &s[top].timer);
             let outcome = errored_outcome(outcome, timer);
-            staging::push_with(|| Event::Span(with_slow_stack(span.record(id, end, outcome, timer))));
+            let extra = slow_stack(span.start, end);
+            staging::push_with(|| Event::Span(span.record(id, end, outcome, timer, extra)));
         }
         s.truncate(top);
         if let Some(below) = s.last_mut() {
@@ -353,13 +357,21 @@ pub(crate) fn exit_static_span(token: Token, end: Tick, outcome: Outcome) {
     });
 }
 
-/// A `#[apm::span]` function's record, with the stack where it ended if it was slow.
+/// The optional parts of a `#[apm::span]` function's record that ran from `start` to `end`:
+/// the stack where it ended if it was slow, else none. Decided before the record is built, so
+/// that the record is written once, in its staging slot (a record passed through a function to
+/// add them was copied twice per span).
 #[inline]
-fn with_slow_stack(mut record: SpanRecord) -> SpanRecord {
-    if let Some(stack) = raw_stack::of_slow_span(record.start, record.end) {
-        record.extra.get_or_insert_with(Default::default).stack = Some(stack);
-    }
-    record
+fn slow_stack(start: Tick, end: Tick) -> Option<Box<SpanExtra>> {
+    raw_stack::of_slow_span(start, end).map(with_stack)
+}
+
+#[cold]
+fn with_stack(stack: RawStack) -> Box<SpanExtra> {
+    Box::new(SpanExtra {
+        stack: Some(stack),
+        ..SpanExtra::default()
+    })
 }
 
 /// A `#[apm::span]` function's outcome (derived from what it returned) gives way to a
@@ -375,7 +387,14 @@ fn errored_outcome(derived: Outcome, timer: &ChildTimer) -> Outcome {
 
 impl StaticSpan {
     #[inline(always)]
-    fn record(&self, id: u64, end: Tick, outcome: Outcome, timer: &ChildTimer) -> SpanRecord {
+    fn record(
+        &self,
+        id: u64,
+        end: Tick,
+        outcome: Outcome,
+        timer: &ChildTimer,
+        extra: Option<Box<SpanExtra>>,
+    ) -> SpanRecord {
         SpanRecord {
             trace_id: self.trace_id,
             transaction_id: self.transaction_id,
@@ -386,7 +405,7 @@ impl StaticSpan {
             end,
             sample_rate: self.sample_rate,
             outcome,
-            extra: None,
+            extra,
             child_ns: timer.busy_until(end),
         }
     }
