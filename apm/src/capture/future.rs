@@ -77,13 +77,16 @@ impl Frame {
 
     fn finish_now(&mut self, outcome: Outcome, timer: &ChildTimer) {
         use FrameInner as Frame;
+        if let Frame::Span(s) = &mut self.0 {
+            // Ended in the frame: moving the span out first would copy it, then its record.
+            s.default_outcome(outcome);
+            s.end_where_it_lies(timer);
+            self.0 = Frame::Empty;
+            return;
+        }
         match std::mem::replace(&mut self.0, Frame::Empty) {
-            Frame::Span(mut s) => {
-                s.default_outcome(outcome);
-                s.end_beside(timer);
-            }
             Frame::Transaction(t) => transaction::end_carried_transaction(t, *timer, outcome),
-            Frame::Empty | Frame::Context(..) => {}
+            Frame::Span(_) | Frame::Empty | Frame::Context(..) => {}
         }
     }
 }

@@ -181,17 +181,26 @@ impl ActiveSpan {
     }
 
     /// [`ActiveSpan::end_beside`] for the span in `slot`, ended where it lies (a bridge's
-    /// table slot): its record is written straight into the staging buffer, not moved out
-    /// with the span first. `slot` is left empty.
+    /// table slot). `slot` is left empty.
     #[cfg(apm_bridge)]
     #[inline]
     pub(crate) fn end_in(slot: &mut Option<ActiveSpan>, timer: &ChildTimer) {
         let Some(s) = slot else {
             return;
         };
-        let end = s.ends_now();
-        s.close(end, *timer);
-        let rec = &mut s.rec;
+        s.end_where_it_lies(timer);
+        *slot = None;
+    }
+
+    /// [`ActiveSpan::end_beside`] for a span that stays where it lies (a future's frame, a
+    /// bridge's table slot): its record is written straight into the staging buffer, not moved
+    /// out with the span first (a copy of the span, then one of the record). What is left, its
+    /// name and optional parts taken, is for the caller to drop.
+    #[inline]
+    pub(crate) fn end_where_it_lies(&mut self, timer: &ChildTimer) {
+        let end = self.ends_now();
+        self.close(end, *timer);
+        let rec = &mut self.rec;
         staging::push_with(|| {
             Event::Span(SpanRecord {
                 name: std::mem::replace(&mut rec.name, SpanName::EMPTY),
@@ -199,7 +208,6 @@ impl ActiveSpan {
                 ..*rec
             })
         });
-        *slot = None;
     }
 
     /// Its trace context was written into an outgoing call.

@@ -29,9 +29,9 @@ pub(crate) enum SpanName {
     Db(DbCall),
 }
 
-#[cfg(all(feature = "enable", apm_bridge))]
+#[cfg(feature = "enable")]
 impl SpanName {
-    /// No name: what is left where a name was moved out (a bridged span ended in place).
+    /// No name: what is left where a name was moved out (a span ended where it lies).
     pub(crate) const EMPTY: SpanName = SpanName::Static(&SpanMeta::new("", "", None, None));
 }
 
