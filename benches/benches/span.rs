@@ -75,6 +75,21 @@ fn async_in_transactions(iters: u64) -> Duration {
     start.elapsed()
 }
 
+/// The same work in a span of the manual API, its guard current until dropped (what the
+/// integrations' spans and a hand-made span pay).
+#[inline(never)]
+fn guarded(x: u64) -> u64 {
+    let _span = apm::start_span("guarded", "app");
+    black_box(x).wrapping_mul(3)
+}
+
+/// `iters` manual spans, inside transactions of `SPANS_PER_TRANSACTION` spans.
+fn guarded_in_transactions(iters: u64) -> Duration {
+    let start = Instant::now();
+    apm_benches::in_transactions(iters, SPANS_PER_TRANSACTION, guarded);
+    start.elapsed()
+}
+
 /// Calls `instrumented` `iters` times, inside transactions of `SPANS_PER_TRANSACTION` spans.
 fn in_transactions(iters: u64) -> Duration {
     let start = Instant::now();
@@ -171,6 +186,10 @@ fn span(c: &mut Criterion) {
             // for each poll).
             g.bench_function("async_sampled_shipped_three_polls", |b| {
                 b.iter_custom(async_in_transactions)
+            });
+            // A span of the manual API (`apm::start_span`), its guard dropped at the end.
+            g.bench_function("guard_sampled_shipped", |b| {
+                b.iter_custom(guarded_in_transactions)
             });
             // A sampled transaction with no span, started and ended: what the application
             // thread pays per request beyond its spans.

@@ -295,12 +295,7 @@ impl Default for SpanGuard {
 impl Drop for SpanGuard {
     #[inline]
     fn drop(&mut self) {
-        if let Some(s) = self.core.0.take() {
-            match self.token {
-                Some(token) => s.end(token),
-                None => s.end_beside(&ChildTimer::default()),
-            }
-        }
+        ActiveSpan::end_in(&mut self.core.0, self.token, &ChildTimer::default());
     }
 }
 
@@ -388,15 +383,13 @@ impl Span {
     /// lies: a bridge's table ends its spans in place).
     #[cfg(apm_bridge)]
     pub(super) fn end_with(&mut self, timer: &ChildTimer) {
-        ActiveSpan::end_in(&mut self.core.0, timer);
+        ActiveSpan::end_in(&mut self.core.0, None, timer);
     }
 }
 
 impl Drop for Span {
     fn drop(&mut self) {
-        if let Some(s) = self.core.0.take() {
-            s.end_beside(&ChildTimer::default());
-        }
+        ActiveSpan::end_in(&mut self.core.0, None, &ChildTimer::default());
     }
 }
 

@@ -154,19 +154,27 @@ impl ActiveSpan {
         &self.txn
     }
 
-    /// Ends the span opened on the stack with `token`: the outcome is failure while a panic
-    /// unwinds, success if none was set.
+    /// Ends the span in `slot`, opened on the stack with `token` (entered: a guard's) or beside
+    /// it (`None`, whose own children ran for `timer`). The outcome is failure while a panic
+    /// unwinds, success if none was set. `slot` is left empty.
+    ///
+    /// Ended where it lies: its record is written straight into the staging buffer from the
+    /// slot, not moved out with the span first (a copy of the span, then one of the record).
     #[inline]
-    pub(crate) fn end(self, token: Token) {
-        let end = clock::now();
-        let timer = stack::pop(token, Some(end)).unwrap_or_default();
-        self.finish(end, timer);
-    }
-
-    /// Ends a span opened beside the stack, whose own children ran for `timer`.
-    pub(crate) fn end_beside(self, timer: &ChildTimer) {
-        let end = self.ends_now();
-        self.finish(end, *timer);
+    pub(crate) fn end_in(slot: &mut Option<ActiveSpan>, token: Option<Token>, timer: &ChildTimer) {
+        let Some(s) = slot else {
+            return;
+        };
+        match token {
+            Some(token) => {
+                let end = clock::now();
+                let timer = stack::pop(token, Some(end)).unwrap_or_default();
+                s.close(end, timer);
+                s.stage_where_it_lies();
+            }
+            None => s.end_where_it_lies(timer),
+        }
+        *slot = None;
     }
 
     /// The end of a span opened beside the stack: now, told to its parent where the parent
@@ -180,26 +188,20 @@ impl ActiveSpan {
         end
     }
 
-    /// [`ActiveSpan::end_beside`] for the span in `slot`, ended where it lies (a bridge's
-    /// table slot). `slot` is left empty.
-    #[cfg(apm_bridge)]
-    #[inline]
-    pub(crate) fn end_in(slot: &mut Option<ActiveSpan>, timer: &ChildTimer) {
-        let Some(s) = slot else {
-            return;
-        };
-        s.end_where_it_lies(timer);
-        *slot = None;
-    }
-
-    /// [`ActiveSpan::end_beside`] for a span that stays where it lies (a future's frame, a
-    /// bridge's table slot): its record is written straight into the staging buffer, not moved
-    /// out with the span first (a copy of the span, then one of the record). What is left, its
-    /// name and optional parts taken, is for the caller to drop.
+    /// Ends a span opened beside the stack, whose own children ran for `timer`, where it lies
+    /// (a future's frame, a handle, a bridge's table slot). What is left, its name and optional
+    /// parts taken, is for the caller to drop.
     #[inline]
     pub(crate) fn end_where_it_lies(&mut self, timer: &ChildTimer) {
         let end = self.ends_now();
         self.close(end, *timer);
+        self.stage_where_it_lies();
+    }
+
+    /// Writes the closed span's record into the staging buffer, built in its slot there from
+    /// the span's fields (a span is never urgent: `staging::push` sends errors at once).
+    #[inline]
+    fn stage_where_it_lies(&mut self) {
         let rec = &mut self.rec;
         staging::push_with(|| {
             Event::Span(SpanRecord {
@@ -213,13 +215,6 @@ impl ActiveSpan {
     /// Its trace context was written into an outgoing call.
     pub(crate) fn propagated(&self) {
         self.propagated.store(true, Relaxed);
-    }
-
-    #[inline]
-    fn finish(mut self, end: Tick, timer: ChildTimer) {
-        self.close(end, timer);
-        // A span is never urgent (`staging::push` sends errors at once): built in its slot.
-        staging::push_with(|| Event::Span(self.rec));
     }
 
     /// Writes what its end decides into the record: end, children's time, outcome, and the
