@@ -238,6 +238,19 @@ pub(crate) fn child_beside<R>(
         .flatten()
 }
 
+/// Pushes the entry `make` builds, built in its place at the end of the stack. `Vec::push`
+/// takes the entry built aside and copies it there; the compiler built it with overlapping
+/// stores that the copy then read back, a stalled store forwarding on every push.
+#[inline(always)]
+fn push_entry(s: &mut Vec<Entry>, make: impl FnOnce() -> Entry) {
+    s.reserve(1);
+    if let Some(slot) = s.spare_capacity_mut().first_mut() {
+        slot.write(make());
+        // SAFETY: the slot at `len` is within the capacity and was just initialised.
+        unsafe { s.set_len(s.len() + 1) };
+    }
+}
+
 /// Pushes a span's entry (its id is its token) above the current one, which learns that a
 /// child started.
 #[inline]
@@ -248,7 +261,7 @@ fn push_span_entry(s: &mut Vec<Entry>, id: u64, start: Tick, span: Option<Static
     if let Some(top) = s.last_mut() {
         top.timer.child_started(start);
     }
-    s.push(Entry {
+    push_entry(s, || Entry {
         id,
         token: id,
         owner: None,
@@ -334,7 +347,8 @@ pub(crate) fn exit_static_span(token: Token, end: Tick, outcome: Outcome) {
             if let Some(span) = &closed.span {
                 let outcome = errored_outcome(outcome, &closed.timer);
                 let extra = slow_stack(span.start, end);
-                let record = span.record(closed.id, end, outcome, &closed.timer, extra);
+                let child_ns = closed.timer.busy_until(end);
+                let record = span.record(closed.id, end, outcome, child_ns, extra);
                 staging::push_with(|| Event::Span(record));
             }
             return;
@@ -348,7 +362,11 @@ pub(crate) fn exit_static_span(token: Token, end: Tick, outcome: Outcome) {
             let (id, timer) = (s[top].id, &s[top].timer);
             let outcome = errored_outcome(outcome, timer);
             let extra = slow_stack(span.start, end);
-            staging::push_with(|| Event::Span(span.record(id, end, outcome, timer, extra)));
+            // Worked out before the record is built: a call among its fields had the compiler
+            // build it on the stack and copy it, reading back as 16 bytes what it had just
+            // stored as 8 and 1 (a stalled store forwarding per span).
+            let child_ns = timer.busy_until(end);
+            staging::push_with(|| Event::Span(span.record(id, end, outcome, child_ns, extra)));
         }
         s.truncate(top);
         if let Some(below) = s.last_mut() {
@@ -392,7 +410,7 @@ impl StaticSpan {
         id: u64,
         end: Tick,
         outcome: Outcome,
-        timer: &ChildTimer,
+        child_ns: u64,
         extra: Option<Box<SpanExtra>>,
     ) -> SpanRecord {
         SpanRecord {
@@ -406,7 +424,7 @@ impl StaticSpan {
             sample_rate: self.sample_rate,
             outcome,
             extra,
-            child_ns: timer.busy_until(end),
+            child_ns,
         }
     }
 }
@@ -518,7 +536,7 @@ fn push_owner_entry(
     STACK
         .try_with(|s| {
             let mut s = s.try_borrow_mut().ok()?;
-            s.push(Entry {
+            push_entry(&mut s, || Entry {
                 id,
                 token,
                 owner: Some(owner),
@@ -571,7 +589,7 @@ pub(crate) unsafe fn enter_poll(
         .try_with(|s| {
             let mut s = s.try_borrow_mut().ok()?;
             let at = s.len();
-            s.push(Entry {
+            push_entry(&mut s, || Entry {
                 id,
                 token,
                 owner: Some(borrowed),
@@ -651,7 +669,7 @@ pub(crate) fn push_bridged(txn: &Arc<TxnShared>, id: u64, timer: ChildTimer) -> 
         .try_with(|s| {
             let mut s = s.try_borrow_mut().ok()?;
             let same = owner(&s).is_some_and(|o| Arc::ptr_eq(o, txn));
-            s.push(Entry {
+            push_entry(&mut s, || Entry {
                 id,
                 token,
                 owner: (!same).then(|| ManuallyDrop::new(Arc::clone(txn))),
