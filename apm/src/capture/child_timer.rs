@@ -12,23 +12,18 @@ use crate::types::clock::{self, Tick};
 /// children's durations): its self time, for breakdown metrics, is its duration minus this.
 /// Also whether an error was captured while the span or transaction was current, which makes
 /// its outcome a failure unless one was set explicitly (spec: `outcome.feature`).
+///
+/// Its flags are bits of a byte, not `bool`s: a `bool`'s spare values would carry the tag of an
+/// `Option<ChildTimer>` (or of a type holding one), and every such copy then moved the rest
+/// as 31 bytes in two overlapping halves and that byte apart, reading back what it had just
+/// stored (a stalled store forwarding per copy: a transaction's end, a bridged span's enter).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ChildTimer {
     /// Children running now, as far as this entry knows: on the stack, or off it and not
     /// heard of since they started.
     active: u32,
-    pub(crate) errored: bool,
-    /// A child off the stack (a future's span, a request) started under this entry. One that
-    /// ends where this entry is not current tells the transaction, and [`ChildTimer::settle`]
-    /// hears of it from there.
-    pub(super) off_stack: bool,
-    /// Nobody reads this timer: it belongs to a context carried elsewhere (an attached
-    /// context, a future bound to one), not to the span or transaction itself.
-    pub(super) discarded: bool,
-    /// No child is recorded under this entry: it is an exit span, a leaf (the spec's exit
-    /// span rule: the calls a database or HTTP client makes inside are its own business).
-    /// Kept here, beside the other flags, so that the entry stays its size.
-    pub(super) leaf: bool,
+    /// [`ERRORED`], [`OFF_STACK`], [`DISCARDED`], [`LEAF`].
+    flags: u8,
     /// When the current busy stretch began (while `active > 0`).
     since: Tick,
     /// The latest end of a child in the current stretch (a child may be heard of late).
@@ -36,14 +31,25 @@ pub(crate) struct ChildTimer {
     busy_ns: u64,
 }
 
+/// An error was captured while the span or transaction was current.
+const ERRORED: u8 = 1;
+/// A child off the stack (a future's span, a request) started under this entry. One that ends
+/// where this entry is not current tells the transaction, and [`ChildTimer::settle`] hears of
+/// it from there.
+const OFF_STACK: u8 = 2;
+/// Nobody reads this timer: it belongs to a context carried elsewhere (an attached context, a
+/// future bound to one), not to the span or transaction itself.
+const DISCARDED: u8 = 4;
+/// No child is recorded under this entry: it is an exit span, a leaf (the spec's exit span
+/// rule: the calls a database or HTTP client makes inside are its own business). Kept here,
+/// beside the other flags, so that the entry stays its size.
+const LEAF: u8 = 8;
+
 impl Default for ChildTimer {
     fn default() -> Self {
         ChildTimer {
             active: 0,
-            errored: false,
-            off_stack: false,
-            discarded: false,
-            leaf: false,
+            flags: 0,
             since: Tick::ZERO,
             last_end: Tick::ZERO,
             busy_ns: 0,
@@ -54,8 +60,52 @@ impl Default for ChildTimer {
 impl ChildTimer {
     /// This timer, marked as one nobody reads (a context carried elsewhere) or not.
     #[inline]
-    pub(super) fn discarding(self, discarded: bool) -> ChildTimer {
-        ChildTimer { discarded, ..self }
+    pub(super) fn discarding(mut self, discarded: bool) -> ChildTimer {
+        self.set(DISCARDED, discarded);
+        self
+    }
+
+    #[inline]
+    fn set(&mut self, flag: u8, on: bool) {
+        if on {
+            self.flags |= flag;
+        } else {
+            self.flags &= !flag;
+        }
+    }
+
+    /// An error was captured while the span or transaction was current.
+    #[inline]
+    pub(crate) fn errored(&self) -> bool {
+        self.flags & ERRORED != 0
+    }
+
+    #[inline]
+    pub(super) fn set_errored(&mut self) {
+        self.flags |= ERRORED;
+    }
+
+    /// A child off the stack started under this entry (see [`OFF_STACK`]).
+    #[inline]
+    pub(super) fn set_off_stack(&mut self) {
+        self.flags |= OFF_STACK;
+    }
+
+    /// Nobody reads this timer (see [`DISCARDED`]).
+    #[inline]
+    pub(super) fn discarded(&self) -> bool {
+        self.flags & DISCARDED != 0
+    }
+
+    /// Its entry is an exit span's: no child is recorded under it.
+    #[inline]
+    pub(super) fn leaf(&self) -> bool {
+        self.flags & LEAF != 0
+    }
+
+    #[inline]
+    pub(super) fn set_leaf(&mut self) {
+        self.flags |= LEAF;
     }
 
     #[inline]
@@ -79,14 +129,14 @@ impl ChildTimer {
         if self.active == 0 {
             self.busy_ns += nanos(self.since, self.last_end);
             // Every child off the stack has been heard of: nothing owed until the next.
-            self.off_stack = false;
+            self.set(OFF_STACK, false);
         }
     }
 
     /// Whether a child off the stack may have ended elsewhere, unheard of.
     #[inline]
     pub(super) fn may_owe(&self) -> bool {
-        self.off_stack && self.active > 0
+        self.flags & OFF_STACK != 0 && self.active > 0
     }
 
     /// Hears of the children off the stack that ended where this entry (`id`) was not

@@ -231,7 +231,7 @@ impl ActiveSpan {
         let timer = &timer;
         self.rec.end = end;
         self.rec.child_ns = timer.busy_until(end);
-        self.rec.outcome = if std::thread::panicking() || timer.errored && !self.outcome_set {
+        self.rec.outcome = if std::thread::panicking() || timer.errored() && !self.outcome_set {
             Outcome::Failure
         } else if self.rec.outcome == Outcome::Unknown && !self.outcome_set {
             Outcome::Success

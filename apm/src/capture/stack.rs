@@ -154,7 +154,7 @@ pub(crate) fn with_current_parent<R>(f: impl FnOnce(&Arc<TxnShared>, u64) -> R) 
     STACK
         .try_with(|s| {
             let s = s.try_borrow().ok()?;
-            let top = s.last().filter(|top| !top.timer.leaf)?;
+            let top = s.last().filter(|top| !top.timer.leaf())?;
             Some(f(owner(&s)?, top.id))
         })
         .ok()
@@ -177,7 +177,7 @@ pub(crate) fn mark_leaf(token: Token) {
     let _ = STACK.try_with(|s| {
         if let Ok(mut s) = s.try_borrow_mut() {
             if let Some(e) = s.iter_mut().rev().find(|e| e.token == token) {
-                e.timer.leaf = true;
+                e.timer.set_leaf();
             }
         }
     });
@@ -194,7 +194,7 @@ pub(crate) fn push_child<R>(
     STACK
         .try_with(|s| {
             let mut s = s.try_borrow_mut().ok()?;
-            let parent = s.last().filter(|top| !top.timer.leaf)?.id;
+            let parent = s.last().filter(|top| !top.timer.leaf())?.id;
             let at = owner_index(&s)?;
             let (id, r) = decide(reserve_span(&mut s[at])?, parent);
             push_span_entry(&mut s, id, start, None);
@@ -218,7 +218,7 @@ pub(crate) fn child_beside<R>(
     STACK
         .try_with(|s| {
             let mut s = s.try_borrow_mut().ok()?;
-            let parent = s.last().filter(|top| !top.timer.leaf)?.id;
+            let parent = s.last().filter(|top| !top.timer.leaf())?.id;
             let at = owner_index(&s)?;
             let r = decide(reserve_span(&mut s[at])?, parent);
             let counted = match counting_entry(&s, parent) {
@@ -227,7 +227,7 @@ pub(crate) fn child_beside<R>(
                         settle_entry(&mut s, i);
                     }
                     s[i].timer.child_started(start);
-                    s[i].timer.off_stack = true;
+                    s[i].timer.set_off_stack();
                     true
                 }
                 None => false,
@@ -308,7 +308,7 @@ pub(crate) fn enter_static_span(meta: &'static SpanMeta, start: Tick) -> Option<
     STACK
         .try_with(|s| {
             let mut s = s.try_borrow_mut().ok()?;
-            let parent_id = s.last().filter(|top| !top.timer.leaf)?.id;
+            let parent_id = s.last().filter(|top| !top.timer.leaf())?.id;
             let at = owner_index(&s)?;
             let txn = reserve_span(&mut s[at])?;
             let span = StaticSpan {
@@ -396,7 +396,7 @@ fn with_stack(stack: RawStack) -> Box<SpanExtra> {
 /// failure when an error was captured inside it.
 #[inline]
 fn errored_outcome(derived: Outcome, timer: &ChildTimer) -> Outcome {
-    if timer.errored {
+    if timer.errored() {
         Outcome::Failure
     } else {
         derived
@@ -431,14 +431,14 @@ impl StaticSpan {
 
 /// An error was captured while the current entry was current.
 pub(crate) fn error_captured_here() {
-    with_top(|top| top.timer.errored = true);
+    with_top(|top| top.timer.set_errored());
 }
 
 /// Where the entry of `parent_id` whose timer counts is on the stack (the span or transaction
 /// itself, not a context carried here).
 fn counting_entry(s: &[Entry], parent_id: u64) -> Option<usize> {
     s.iter()
-        .rposition(|e| e.id == parent_id && !e.timer.discarded)
+        .rposition(|e| e.id == parent_id && !e.timer.discarded())
 }
 
 /// A child off the stack ended: its parent, found by id on this thread's stack, learns it.
