@@ -16,6 +16,7 @@ use super::raw_stack;
 use super::shared::TxnShared;
 use crate::queue::staging;
 use crate::types::clock::Tick;
+use crate::util::in_place;
 use crate::types::ids;
 use crate::types::meta::SpanMeta;
 use crate::types::raw_stack::RawStack;
@@ -238,19 +239,6 @@ pub(crate) fn child_beside<R>(
         .flatten()
 }
 
-/// Pushes the entry `make` builds, built in its place at the end of the stack. `Vec::push`
-/// takes the entry built aside and copies it there; the compiler built it with overlapping
-/// stores that the copy then read back, a stalled store forwarding on every push.
-#[inline(always)]
-fn push_entry(s: &mut Vec<Entry>, make: impl FnOnce() -> Entry) {
-    s.reserve(1);
-    if let Some(slot) = s.spare_capacity_mut().first_mut() {
-        slot.write(make());
-        // SAFETY: the slot at `len` is within the capacity and was just initialised.
-        unsafe { s.set_len(s.len() + 1) };
-    }
-}
-
 /// Pushes a span's entry (its id is its token) above the current one, which learns that a
 /// child started.
 #[inline]
@@ -261,7 +249,7 @@ fn push_span_entry(s: &mut Vec<Entry>, id: u64, start: Tick, span: Option<Static
     if let Some(top) = s.last_mut() {
         top.timer.child_started(start);
     }
-    push_entry(s, || Entry {
+    in_place::push(s, || Entry {
         id,
         token: id,
         owner: None,
@@ -536,7 +524,7 @@ fn push_owner_entry(
     STACK
         .try_with(|s| {
             let mut s = s.try_borrow_mut().ok()?;
-            push_entry(&mut s, || Entry {
+            in_place::push(&mut s, || Entry {
                 id,
                 token,
                 owner: Some(owner),
@@ -589,7 +577,7 @@ pub(crate) unsafe fn enter_poll(
         .try_with(|s| {
             let mut s = s.try_borrow_mut().ok()?;
             let at = s.len();
-            push_entry(&mut s, || Entry {
+            in_place::push(&mut s, || Entry {
                 id,
                 token,
                 owner: Some(borrowed),
@@ -669,7 +657,7 @@ pub(crate) fn push_bridged(txn: &Arc<TxnShared>, id: u64, timer: ChildTimer) -> 
         .try_with(|s| {
             let mut s = s.try_borrow_mut().ok()?;
             let same = owner(&s).is_some_and(|o| Arc::ptr_eq(o, txn));
-            push_entry(&mut s, || Entry {
+            in_place::push(&mut s, || Entry {
                 id,
                 token,
                 owner: (!same).then(|| ManuallyDrop::new(Arc::clone(txn))),

@@ -807,7 +807,7 @@ impl Fields {
             self.labels = LABELS.try_with(Cell::take).unwrap_or_default();
         }
         if self.labels.len() < MAX_LABELS {
-            self.labels.push((Cow::Borrowed(field.name()), value));
+            crate::util::in_place::push(&mut self.labels, || (Cow::Borrowed(field.name()), value));
         }
     }
 }
