@@ -156,7 +156,7 @@ impl<H> FrameState<H> {
         match self.frame.current().and_then(|(txn, id)| {
             // SAFETY: the frame is neither moved nor changed until the poll scope below has
             // left the entry (`PollScope`'s `Drop`, on return and on unwind).
-            unsafe { stack::enter_poll(txn, id, token, self.timer, &mut self.parked) }
+            unsafe { stack::enter_poll(txn, id, token, &self.timer, &mut self.parked) }
         }) {
             None => poll(),
             Some(entry) => {

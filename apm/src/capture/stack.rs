@@ -568,7 +568,7 @@ pub(crate) unsafe fn enter_poll(
     txn: &Arc<TxnShared>,
     id: u64,
     token: Token,
-    timer: ChildTimer,
+    timer: &ChildTimer,
     parked: &mut Vec<Entry>,
 ) -> Option<PollEntry> {
     // SAFETY: the same pointer as `txn`'s, never dropped (`lent`): a borrow, not a count.
@@ -582,7 +582,7 @@ pub(crate) unsafe fn enter_poll(
                 token,
                 owner: Some(borrowed),
                 lent: true,
-                timer,
+                timer: *timer,
                 budget: 0,
                 over_limit: 0,
                 span: None,
