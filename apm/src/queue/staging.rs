@@ -183,16 +183,8 @@ pub(crate) fn push_with(make: impl FnOnce() -> Event) {
             *staged = batch::fresh();
         }
         if let Some(make) = make.take() {
-            if staged.len() == staged.capacity() {
-                staged.reserve(1);
-            }
-            // Built straight into its slot: `push` would build the event on the stack first
-            // (its capacity check may reallocate) and then copy it.
-            if let Some(slot) = staged.spare_capacity_mut().first_mut() {
-                slot.write(make());
-                // SAFETY: the slot at `len` is within the capacity and was just initialised.
-                unsafe { staged.set_len(staged.len() + 1) };
-            }
+            // Built straight into its slot: `push` would build the event aside and copy it.
+            crate::util::in_place::push(staged, make);
         }
         let staged_len = staged.len();
         if staged_len >= BATCH {
