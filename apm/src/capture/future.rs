@@ -84,9 +84,8 @@ impl Frame {
             self.0 = Frame::Empty;
             return;
         }
-        match std::mem::replace(&mut self.0, Frame::Empty) {
-            Frame::Transaction(t) => transaction::end_carried_transaction(t, *timer, outcome),
-            Frame::Span(_) | Frame::Empty | Frame::Context(..) => {}
+        if let Frame::Transaction(t) = std::mem::replace(&mut self.0, Frame::Empty) {
+            transaction::end_carried_transaction(t, *timer, outcome);
         }
     }
 }

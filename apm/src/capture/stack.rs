@@ -16,13 +16,13 @@ use super::raw_stack;
 use super::shared::TxnShared;
 use crate::queue::staging;
 use crate::types::clock::Tick;
-use crate::util::in_place;
 use crate::types::ids;
 use crate::types::meta::SpanMeta;
 use crate::types::raw_stack::RawStack;
 use crate::types::record::{Event, SpanName, SpanRecord};
 use crate::types::span_context::SpanExtra;
 use crate::types::outcome::Outcome;
+use crate::util::in_place;
 
 #[derive(Debug)]
 pub(crate) struct Entry {
