@@ -18,12 +18,12 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::config::{options, Source};
-use crate::util::diag::{warn_limited, warn_once};
-use crate::export::http::client::{Request, Server, Writes};
-use crate::queue::tracer::Tracer;
 use crate::agent::worker::{Stop, Worker};
 use crate::config::Config;
+use crate::config::{options, Source};
+use crate::export::http::client::{Request, Server, Writes};
+use crate::queue::tracer::Tracer;
+use crate::util::diag::{warn_limited, warn_once};
 
 /// Wait before the next poll when the answer has no usable `Cache-Control: max-age`, or there
 /// was no answer at all (specs/agents/configuration.md, "Dealing with errors": "agents should

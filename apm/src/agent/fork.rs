@@ -131,7 +131,11 @@ mod tests {
             libc::close(fds[1]);
         }
         assert_eq!(n, 8);
-        assert_ne!(u64::from_ne_bytes(child), parent, "the child drew its parent's next id");
+        assert_ne!(
+            u64::from_ne_bytes(child),
+            parent,
+            "the child drew its parent's next id"
+        );
     }
 
     #[test]
@@ -166,7 +170,11 @@ mod tests {
         let status = wait_bounded(pid, Duration::from_secs(10));
         let _ = release_tx.send(());
         let _ = holder.join();
-        assert_eq!(status, Some(0), "the child hung on the spin lock, or read the parent's value");
+        assert_eq!(
+            status,
+            Some(0),
+            "the child hung on the spin lock, or read the parent's value"
+        );
         // In the parent, the lock and its value are as its thread left them.
         assert_eq!(*LOCK.lock(), [7]);
     }
@@ -207,6 +215,10 @@ mod tests {
         for h in holders {
             let _ = h.join();
         }
-        assert_eq!(status, Some(0), "the child hung on a lock held by the parent's threads");
+        assert_eq!(
+            status,
+            Some(0),
+            "the child hung on a lock held by the parent's threads"
+        );
     }
 }

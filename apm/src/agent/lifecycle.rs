@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::worker::{Stop, Worker};
 use super::{central_config, metadata, metrics};
+use crate::config::Config;
 use crate::export::encode::breakdown::Breakdown;
 use crate::export::transport::Transport;
 use crate::queue::batch::{self, BATCH};
@@ -15,9 +16,8 @@ use crate::queue::channel::{self, Command};
 use crate::queue::staging;
 use crate::queue::tracer::{self, Tracer};
 use crate::types::clock;
-use crate::util::diag::warn_once;
-use crate::config::Config;
 use crate::types::stats::Stats;
+use crate::util::diag::warn_once;
 
 /// How long dropping the agent may take: final metrics, flush, then stop the threads.
 const SHUTDOWN_BUDGET: Duration = Duration::from_secs(5);

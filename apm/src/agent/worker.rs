@@ -130,7 +130,10 @@ mod tests {
         assert_eq!(seen, 1);
         let start = Instant::now();
         assert!(!stop.wait_or_woken(Duration::from_millis(50), &mut seen));
-        assert!(start.elapsed() >= Duration::from_millis(50), "waited its time");
+        assert!(
+            start.elapsed() >= Duration::from_millis(50),
+            "waited its time"
+        );
         // A plain wait is not ended by a wake.
         assert!(!stop.wait(Duration::from_millis(1)));
     }

@@ -7,17 +7,17 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use super::handles::{Context, Transaction};
 #[cfg(feature = "tracing")]
 use super::handles::Span;
+use super::handles::{Context, Transaction};
 use super::shared::TxnShared;
 use super::stack::{self, ChildTimer, Entry, Token};
 use super::transaction;
 #[cfg(feature = "tracing")]
 use crate::types::meta::SpanMeta;
+use crate::types::outcome::Outcome;
 #[cfg(feature = "tracing")]
 use crate::types::span_context::Labels;
-use crate::types::outcome::Outcome;
 
 /// What makes a bridged span current while entered, beside the handle that keeps its
 /// transaction: its id, its children's time so far, what was left open in it.
@@ -253,11 +253,7 @@ pub(crate) fn end_span(span: &mut crate::Span, frame: Option<&SpanFrame>) {
 }
 
 /// Ends a bridged transaction with the time its children ran; `outcome` unless one was set.
-pub(crate) fn end_transaction(
-    t: &crate::Transaction,
-    frame: Option<&SpanFrame>,
-    outcome: Outcome,
-) {
+pub(crate) fn end_transaction(t: &crate::Transaction, frame: Option<&SpanFrame>, outcome: Outcome) {
     let transaction: &Transaction = &t.0;
     if let Some(txn) = transaction.shared() {
         let timer = frame.map(|f| f.timer);

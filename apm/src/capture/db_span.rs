@@ -40,5 +40,8 @@ pub(crate) fn start_db_span(
     statement: DbStatement<'_>,
     action: DbAction,
 ) -> Span {
-    Span::opened(span::open_span(name(endpoint, statement, action), Mode::Beside))
+    Span::opened(span::open_span(
+        name(endpoint, statement, action),
+        Mode::Beside,
+    ))
 }

@@ -7,9 +7,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
+use super::shared::TxnShared;
 use super::span::ActiveSpan;
 use super::stack::{self, ChildTimer, Entry, PollEntry};
-use super::shared::TxnShared;
 use super::transaction;
 use crate::types::outcome::Outcome;
 
@@ -413,14 +413,16 @@ mod tests {
             assert!(inside);
             assert!(!stack::may_record_spans());
             // A future of an unsampled transaction polled inside a sampled one.
-            let token = stack::push_owner(Arc::clone(&sampled), sampled.id, ChildTimer::default(), true);
+            let token = stack::push_owner(
+                Arc::clone(&sampled),
+                sampled.id,
+                ChildTimer::default(),
+                true,
+            );
             assert!(stack::may_record_spans());
             let inside = run(bind(
                 std::future::poll_fn(|_| {
-                    Poll::Ready((
-                        stack::may_record_spans(),
-                        stack::with_current(|t, _| t.id),
-                    ))
+                    Poll::Ready((stack::may_record_spans(), stack::with_current(|t, _| t.id)))
                 }),
                 context_of(&unsampled),
             ));

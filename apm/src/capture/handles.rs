@@ -10,21 +10,21 @@ use std::sync::Arc;
 
 use super::future::{bind, Frame, Instrumented};
 use super::propagation;
+use super::shared::TxnShared;
 use super::span::{self, ActiveSpan, Mode};
 use super::stack::{self, ChildTimer, Token};
-use super::shared::TxnShared;
 use super::transaction;
 use crate::queue::tracer;
 use crate::types::headers::{HeaderSink, HeaderSource};
 use crate::types::ids;
+use crate::types::outcome::{LabelValue, Outcome};
 use crate::types::record::TransactionName;
-    use crate::types::span_context::Link;
 #[cfg(feature = "tracing")]
 use crate::types::span_context::Labels;
+use crate::types::span_context::Link;
 use crate::types::span_context::{Db, Destination, Message, SpanExtra, MAX_LINKS};
 use crate::types::user::User;
 use crate::types::{messaging, web};
-use crate::types::outcome::{LabelValue, Outcome};
 
 /// Guards are `!Send`: an entry on a thread's context stack must be closed on that thread
 /// (futures carry their context with `Instrumented` instead).

@@ -106,10 +106,7 @@ pub fn enter_transaction(meta: &'static TransactionMeta) -> Guard {
 
 /// `#[apm::transaction(headers = ..)]`: continues the trace of the incoming headers.
 #[inline]
-pub fn enter_transaction_with(
-    meta: &'static TransactionMeta,
-    headers: &dyn HeaderSource,
-) -> Guard {
+pub fn enter_transaction_with(meta: &'static TransactionMeta, headers: &dyn HeaderSource) -> Guard {
     Guard(Some(GuardInner::Transaction(TransactionGuard::open(
         transaction::transaction_name(meta),
         Some(headers),
@@ -136,17 +133,11 @@ pub fn start_transaction(meta: &'static TransactionMeta) -> Frame {
 
 /// A future's transaction continuing the trace of the incoming headers.
 #[inline]
-pub fn start_transaction_with(
-    meta: &'static TransactionMeta,
-    headers: &dyn HeaderSource,
-) -> Frame {
+pub fn start_transaction_with(meta: &'static TransactionMeta, headers: &dyn HeaderSource) -> Frame {
     transaction_frame(meta, Some(headers))
 }
 
-fn transaction_frame(
-    meta: &'static TransactionMeta,
-    headers: Option<&dyn HeaderSource>,
-) -> Frame {
+fn transaction_frame(meta: &'static TransactionMeta, headers: Option<&dyn HeaderSource>) -> Frame {
     Frame::from_transaction(transaction::open_transaction(
         transaction::transaction_name(meta),
         headers,

@@ -316,7 +316,8 @@ mod tests {
     /// Every case of the spec's `w3c_distributed_tracing.json`.
     #[test]
     fn w3c_distributed_tracing_fixture() {
-        let Some(text) = crate::util::spec_fixture::read("agent-json-specs/w3c_distributed_tracing.json")
+        let Some(text) =
+            crate::util::spec_fixture::read("agent-json-specs/w3c_distributed_tracing.json")
         else {
             return;
         };
@@ -327,7 +328,11 @@ mod tests {
             .join("\n");
         let cases: Vec<serde_json::Value> =
             serde_json::from_str(&json).expect("fixture is a JSON array");
-        assert_eq!(cases.len(), 82, "the fixture's case count changed: pin the new one");
+        assert_eq!(
+            cases.len(),
+            82,
+            "the fixture's case count changed: pin the new one"
+        );
         let mut failures = Vec::new();
         let mut tracestate_cases = 0;
         for (i, case) in cases.iter().enumerate() {
@@ -368,4 +373,3 @@ mod tests {
         eprintln!("w3c_distributed_tracing: {} cases passed", cases.len());
     }
 }
-

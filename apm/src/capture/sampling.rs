@@ -8,8 +8,8 @@ use super::propagation;
 use crate::queue::tracer::Tracer;
 use crate::types::headers::HeaderSource;
 use crate::types::ids;
-use crate::types::span_context::Link;
 use crate::types::sample_rate::{self, UNKNOWN_RATE};
+use crate::types::span_context::Link;
 
 /// Where a new transaction's trace comes from.
 pub(super) struct Origin {
@@ -89,10 +89,14 @@ pub(super) fn from_headers(t: &Tracer, headers: &dyn HeaderSource) -> Origin {
         _ => false,
     };
     if restart {
-        return root(t, &state.others, vec![Link {
+        return root(
+            t,
+            &state.others,
+            vec![Link {
                 trace_id: parent.trace_id,
                 span_id: parent.parent_id,
-            }]);
+            }],
+        );
     }
     let sample_rate = match (parent.sampled, state.sample_rate) {
         (false, _) => 0,

@@ -9,13 +9,13 @@ use parking_lot::Mutex;
 
 use super::child_timer::EndedElsewhere;
 use crate::types::clock::Tick;
-use crate::types::outcome::{LabelValue, Outcome};
-use crate::types::span_context::Labels;
-use crate::types::record::TransactionName;
-    use crate::types::span_context::Link;
-use crate::types::user::User;
 #[cfg(apm_exit_stats)]
 use crate::types::dropped_exits::{DroppedExits, ExitTarget};
+use crate::types::outcome::{LabelValue, Outcome};
+use crate::types::record::TransactionName;
+use crate::types::span_context::Labels;
+use crate::types::span_context::Link;
+use crate::types::user::User;
 
 /// Target and outcome pairs a transaction counts calls past its span limit for (the
 /// spec's limit on `dropped_spans_stats` entries).

@@ -11,15 +11,15 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 
 use super::raw_stack;
-use super::stack::{self, ChildTimer, Token};
 use super::shared::TxnShared;
+use super::stack::{self, ChildTimer, Token};
 use crate::queue::{staging, tracer};
 use crate::types::clock::{self, Tick};
 use crate::types::ids;
 use crate::types::meta::SpanMeta;
+use crate::types::outcome::{LabelValue, Outcome};
 use crate::types::record::{DynamicSpanName, Event, SpanName, SpanRecord};
 use crate::types::span_context::SpanExtra;
-use crate::types::outcome::{LabelValue, Outcome};
 
 /// A span being recorded.
 #[derive(Debug)]
@@ -259,7 +259,9 @@ impl ActiveSpan {
     /// The span's optional parts, created on first use.
     pub(crate) fn extra(&mut self) -> &mut SpanExtra {
         // Spare parts, emptied on the transport thread: new ones would be freed there.
-        self.rec.extra.get_or_insert_with(crate::queue::spare::span_extra)
+        self.rec
+            .extra
+            .get_or_insert_with(crate::queue::spare::span_extra)
     }
 
     pub(crate) fn set_label(&mut self, key: Cow<'static, str>, value: LabelValue) {

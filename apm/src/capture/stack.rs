@@ -18,10 +18,10 @@ use crate::queue::staging;
 use crate::types::clock::Tick;
 use crate::types::ids;
 use crate::types::meta::SpanMeta;
+use crate::types::outcome::Outcome;
 use crate::types::raw_stack::RawStack;
 use crate::types::record::{Event, SpanName, SpanRecord};
 use crate::types::span_context::SpanExtra;
-use crate::types::outcome::Outcome;
 use crate::util::in_place;
 
 #[derive(Debug)]
@@ -506,7 +506,11 @@ pub(crate) fn push_owner(
 /// borrowed), the entry may still be on the stack, and `txn` must then never be dropped. An
 /// entry parked elsewhere takes a reference of its own first ([`keep_lent`]).
 #[inline]
-pub(crate) unsafe fn push_lent_owner(txn: &Arc<TxnShared>, id: u64, timer: ChildTimer) -> Option<Token> {
+pub(crate) unsafe fn push_lent_owner(
+    txn: &Arc<TxnShared>,
+    id: u64,
+    timer: ChildTimer,
+) -> Option<Token> {
     // SAFETY: the same pointer as `txn`'s, never dropped (`lent`): a borrow, not a count.
     let borrowed = ManuallyDrop::new(unsafe { Arc::from_raw(Arc::as_ptr(txn)) });
     push_owner_entry(borrowed, true, id, timer, true)

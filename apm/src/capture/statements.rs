@@ -41,7 +41,10 @@ pub(crate) fn sql_text(statement: DbStatement<'_>) -> Arc<SqlText> {
     }
     let text = Arc::new(new_text(statement));
     let fits = match statement {
-        DbStatement::Sql(sql) => text.statement.as_deref().is_some_and(|s| s.len() == sql.len()),
+        DbStatement::Sql(sql) => text
+            .statement
+            .as_deref()
+            .is_some_and(|s| s.len() == sql.len()),
         DbStatement::Unknown(_) => true,
     };
     if fits && len <= MAX_REMEMBERED {
@@ -75,7 +78,8 @@ fn is(text: &SqlText, statement: DbStatement<'_>) -> bool {
 fn new_text(statement: DbStatement<'_>) -> SqlText {
     match statement {
         DbStatement::Sql(sql) => {
-            let limit = tracer::get().map_or(DEFAULT_LONG_LIMIT, |t| t.live.long_field_max_length());
+            let limit =
+                tracer::get().map_or(DEFAULT_LONG_LIMIT, |t| t.live.long_field_max_length());
             SqlText {
                 statement: Some(truncate(sql, limit).into_owned().into_boxed_str()),
                 name: Cow::Owned(crate::sql::signature(sql)),
@@ -105,14 +109,20 @@ mod tests {
         assert_eq!(first.name, "SELECT FROM a");
         assert_eq!(second.name, "SELECT FROM b");
         let unknown = sql_text(DbStatement::Unknown("SQLite"));
-        assert_eq!((unknown.statement.as_deref(), &*unknown.name), (None, "SQLite"));
+        assert_eq!(
+            (unknown.statement.as_deref(), &*unknown.name),
+            (None, "SQLite")
+        );
     }
 
     #[test]
     fn a_long_statement_is_cut_when_captured_and_named_from_all_of_it() {
         let sql = format!("UPDATE item SET name = '{}'", "x".repeat(20_000));
         let text = sql_text(DbStatement::Sql(&sql));
-        assert_eq!(text.statement.as_deref().map(|s| s.chars().count()), Some(DEFAULT_LONG_LIMIT));
+        assert_eq!(
+            text.statement.as_deref().map(|s| s.chars().count()),
+            Some(DEFAULT_LONG_LIMIT)
+        );
         assert_eq!(text.name, "UPDATE item");
     }
 }

@@ -165,7 +165,11 @@ pub(crate) fn end_transaction(
 /// stack (an entry that borrows `txn`: see [`stack::push_lent_owner`]). When nothing else
 /// refers to the transaction any more (no span or handle outlives it), its state is read
 /// without its lock and kept for this thread's next transaction.
-pub(crate) fn end_owned_transaction(mut txn: Arc<TxnShared>, token: Option<Token>, fallback: Outcome) {
+pub(crate) fn end_owned_transaction(
+    mut txn: Arc<TxnShared>,
+    token: Option<Token>,
+    fallback: Outcome,
+) {
     if txn.forks != tracer::forks() {
         // Inherited through a fork: the parent ends and sends it (its lock may be held there).
         // The child's stack was forgotten at the fork, its entries with it; were it not (its
@@ -207,7 +211,11 @@ pub(crate) fn end_owned_transaction(mut txn: Arc<TxnShared>, token: Option<Token
 /// transaction) when it completes or is dropped, outside its polls: `timer` is the future's
 /// child timer. As [`end_owned_transaction`], the state is read without its lock and kept for
 /// reuse when nothing else refers to it any more.
-pub(crate) fn end_carried_transaction(mut txn: Arc<TxnShared>, timer: ChildTimer, fallback: Outcome) {
+pub(crate) fn end_carried_transaction(
+    mut txn: Arc<TxnShared>,
+    timer: ChildTimer,
+    fallback: Outcome,
+) {
     if txn.forks != tracer::forks() {
         // Inherited through a fork: the parent ends and sends it (its lock may be held there).
         return;

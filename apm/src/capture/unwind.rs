@@ -100,8 +100,7 @@ pub(crate) fn walk(ips: &mut Vec<usize>) -> Option<()> {
     CACHE
         .try_with(|cache| {
             let mut cache = cache.try_borrow_mut().ok()?;
-            let cache: &mut CacheX86_64 =
-                cache.get_or_insert_with(|| Box::new(CacheX86_64::new()));
+            let cache: &mut CacheX86_64 = cache.get_or_insert_with(|| Box::new(CacheX86_64::new()));
             let mut read_stack = |address: u64| -> Result<u64, ()> {
                 let inside = address.is_multiple_of(8)
                     && address >= sp
@@ -206,7 +205,12 @@ unsafe extern "C" fn add_module(
     data: *mut c_void,
 ) -> libc::c_int {
     // SAFETY: `data` is the vector `load_modules` passed; `info` is valid during the call.
-    let (found, info) = unsafe { (&mut *data.cast::<Vec<(Range<u64>, Module<Tables>)>>(), &*info) };
+    let (found, info) = unsafe {
+        (
+            &mut *data.cast::<Vec<(Range<u64>, Module<Tables>)>>(),
+            &*info,
+        )
+    };
     // SAFETY: as above; the headers and the segments they describe stay loaded during the
     // call.
     if let Some(module) = unsafe { module_of(info) } {
@@ -272,7 +276,10 @@ unsafe fn module_of(info: &libc::dl_phdr_info) -> Option<(Range<u64>, Module<Tab
     // long as the object is: the program's until the process ends (read in place), a
     // library's at least during this call (copied, below).
     let hdr_data: &'static [u8] = unsafe {
-        std::slice::from_raw_parts((base + hdr.start) as *const u8, (hdr.end - hdr.start) as usize)
+        std::slice::from_raw_parts(
+            (base + hdr.start) as *const u8,
+            (hdr.end - hdr.start) as usize,
+        )
     };
     if hdr_data[0] != 1 || hdr_data[1] != DW_EH_PE_PCREL_SDATA4 {
         return None;

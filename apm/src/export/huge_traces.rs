@@ -184,9 +184,11 @@ impl HugeTraces {
             self.release(span, out);
             return;
         }
-        let Some(target) = span.extra.as_deref().and_then(|e| {
-            service_target::infer(span.name.kind(), span.name.subtype(), e)
-        }) else {
+        let Some(target) = span
+            .extra
+            .as_deref()
+            .and_then(|e| service_target::infer(span.name.kind(), span.name.subtype(), e))
+        else {
             self.release(span, out);
             return;
         };
@@ -242,7 +244,9 @@ impl HugeTraces {
         // The strategy is chosen by the first two spans and kept: `Some(exact_match)` when
         // `next` can join.
         let strategy = match composite {
-            Some(c) if c.exact_match => (same_name && next_ns <= s.exact_match_max_ns).then_some(true),
+            Some(c) if c.exact_match => {
+                (same_name && next_ns <= s.exact_match_max_ns).then_some(true)
+            }
             Some(_) => (next_ns <= s.same_kind_max_ns).then_some(false),
             None => {
                 let slowest = duration_ns(&held.span).max(next_ns);
@@ -298,7 +302,13 @@ impl HugeTraces {
                 let changes = self.changes_of(span.transaction_id);
                 changes.not_started = changes.not_started.saturating_add(1);
                 changes.dropped = changes.dropped.saturating_add(count);
-                count_dropped(&mut changes.stats, target, span.outcome, count, sum_ns / 1000);
+                count_dropped(
+                    &mut changes.stats,
+                    target,
+                    span.outcome,
+                    count,
+                    sum_ns / 1000,
+                );
                 // The composite (or the span) itself counts as sent no more: its spans count
                 // here, the ones merged into it in `spans_compressed` already.
                 self.counters.spans_dropped_fast.fetch_add(1, Relaxed);

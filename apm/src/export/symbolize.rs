@@ -200,10 +200,7 @@ fn resolve(ip: usize) -> Rc<[Symbol]> {
             found.push(Symbol {
                 // `{:#}` leaves out the `::h…` hash, which changes with every build.
                 function: format!("{name:#}"),
-                abs_path: sym
-                    .filename()
-                    .and_then(|p| p.to_str())
-                    .map(str::to_owned),
+                abs_path: sym.filename().and_then(|p| p.to_str()).map(str::to_owned),
                 lineno: sym.lineno(),
                 colno: sym.colno(),
             });
@@ -344,8 +341,7 @@ fn strip_carrier<'a>(symbols: &[&'a Symbol]) -> Vec<&'a Symbol> {
     let start = symbols
         .iter()
         .position(|s| {
-            crate_of(&s.function)
-                .is_some_and(|c| c != "anyhow" && !TOOLCHAIN_CRATES.contains(&c))
+            crate_of(&s.function).is_some_and(|c| c != "anyhow" && !TOOLCHAIN_CRATES.contains(&c))
         })
         .unwrap_or(symbols.len());
     let rest = &symbols[start..];
@@ -555,9 +551,15 @@ mod tests {
         let symbols = parse_backtrace(&text);
         let here = symbols
             .iter()
-            .find(|s| s.function.ends_with("a_backtrace_is_read_from_its_debug_text"))
+            .find(|s| {
+                s.function
+                    .ends_with("a_backtrace_is_read_from_its_debug_text")
+            })
             .unwrap_or_else(|| panic!("{text}"));
-        assert!(here.abs_path.as_deref().is_some_and(|p| p.ends_with("symbolize.rs")));
+        assert!(here
+            .abs_path
+            .as_deref()
+            .is_some_and(|p| p.ends_with("symbolize.rs")));
         assert!(here.lineno.is_some());
     }
 
@@ -591,7 +593,10 @@ mod tests {
     #[test]
     fn crates_come_from_the_function_path() {
         assert_eq!(crate_of("app::db::query"), Some("app"));
-        assert_eq!(crate_of("<app::Foo as core::fmt::Display>::fmt"), Some("app"));
+        assert_eq!(
+            crate_of("<app::Foo as core::fmt::Display>::fmt"),
+            Some("app")
+        );
         assert_eq!(crate_of("_<app::Foo>::bar"), Some("app"));
         assert_eq!(crate_of("<&T as core::fmt::Debug>::fmt"), None);
         assert_eq!(crate_of("main"), None);
@@ -606,21 +611,48 @@ mod tests {
             module_of("<alloc::boxed::Box<F,A> as core::ops::function::FnOnce<Args>>::call_once"),
             Some("alloc::boxed")
         );
-        assert_eq!(module_of("<app::Foo as core::fmt::Display>::fmt"), Some("app"));
+        assert_eq!(
+            module_of("<app::Foo as core::fmt::Display>::fmt"),
+            Some("app")
+        );
         assert_eq!(module_of("main"), None);
     }
 
     #[test]
     fn library_frames_are_told_by_crate_then_by_path() {
         let apps = vec!["shop".to_owned()];
-        assert!(!is_library(Some("shop"), Some("/x/.cargo/registry/y"), &apps));
-        assert!(is_library(Some("std"), Some("/work/app/src/main.rs"), &apps));
-        assert!(is_library(Some("tokio"), Some("/h/.cargo/registry/src/i/tokio-1.0.0/src/a.rs"), &apps));
-        assert!(is_library(None, Some("/rustc/0123/library/core/src/ops.rs"), &apps));
+        assert!(!is_library(
+            Some("shop"),
+            Some("/x/.cargo/registry/y"),
+            &apps
+        ));
+        assert!(is_library(
+            Some("std"),
+            Some("/work/app/src/main.rs"),
+            &apps
+        ));
+        assert!(is_library(
+            Some("tokio"),
+            Some("/h/.cargo/registry/src/i/tokio-1.0.0/src/a.rs"),
+            &apps
+        ));
+        assert!(is_library(
+            None,
+            Some("/rustc/0123/library/core/src/ops.rs"),
+            &apps
+        ));
         assert!(is_library(None, Some("./nptl/pthread_create.c"), &[]));
-        assert!(is_library(Some("other"), Some("/h/.cargo/git/checkouts/r/abc/src/a.rs"), &apps));
+        assert!(is_library(
+            Some("other"),
+            Some("/h/.cargo/git/checkouts/r/abc/src/a.rs"),
+            &apps
+        ));
         // A workspace crate without a capture site of its own: its path says application.
-        assert!(!is_library(Some("shop_db"), Some("/work/app/db/src/lib.rs"), &apps));
+        assert!(!is_library(
+            Some("shop_db"),
+            Some("/work/app/db/src/lib.rs"),
+            &apps
+        ));
         // No debug info: a crate never seen at a site is a library...
         assert!(is_library(Some("serde"), None, &apps));
         // ... unless no site was seen at all.
@@ -665,10 +697,7 @@ mod tests {
             sym("shop::checkout"),
         ];
         let refs: Vec<&Symbol> = captured.iter().collect();
-        assert_eq!(
-            names(strip(&refs, false)),
-            ["load_order", "shop::checkout"]
-        );
+        assert_eq!(names(strip(&refs, false)), ["load_order", "shop::checkout"]);
         let frame = to_frame(
             &Symbol {
                 abs_path: Some("/work/shop/src/orders.rs".to_owned()),

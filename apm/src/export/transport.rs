@@ -15,18 +15,18 @@ use super::encode::body::Body;
 use super::encode::breakdown::Breakdown;
 use super::encode::{self, Policy};
 use super::http::client::{Request, Server, Writes};
-use super::symbolize;
 use super::huge_traces::{HugeTraces, Settings};
+use super::symbolize;
+use crate::config::CaptureBody;
 use crate::queue::batch;
 use crate::queue::channel::{Command, Consumer};
-use crate::queue::{spare, staging};
 use crate::queue::tracer::{Counters, Tracer};
-use crate::types::{clock, ids};
+use crate::queue::{spare, staging};
 use crate::types::record::{Event, SpanRecord, TransactionRecord};
 use crate::types::span_context::SpanExtra;
+use crate::types::{clock, ids};
 use crate::util::diag::warn_limited;
 use crate::util::prefetch;
-use crate::config::CaptureBody;
 use crate::util::text::truncate;
 use crate::util::wildcard::WildcardList;
 
@@ -220,7 +220,11 @@ impl Transport {
             }
             self.take_beside_the_queue();
             self.write_when_tables_loaded();
-            while let Some(cmd) = self.pending.take().or_else(|| self.queue.try_recv_command()) {
+            while let Some(cmd) = self
+                .pending
+                .take()
+                .or_else(|| self.queue.try_recv_command())
+            {
                 match cmd {
                     Command::Flush(ack) => {
                         let ok = self.flush();
@@ -285,15 +289,11 @@ impl Transport {
             .unwrap_or(u64::MAX)
             .saturating_add(1)
             .min(WHILE_SENDING);
-        let cap = self
-            .tracer
-            .live
-            .api_request_size()
-            .saturating_mul(requests);
+        let cap = self.tracer.live.api_request_size().saturating_mul(requests);
         let room = |t: &Self| {
-            t.body.as_ref().is_none_or(|b| {
-                (b.len() as u64) < cap && b.decoded_len() < WHILE_SENDING_DECODED
-            })
+            t.body
+                .as_ref()
+                .is_none_or(|b| (b.len() as u64) < cap && b.decoded_len() < WHILE_SENDING_DECODED)
         };
         // All that is queued now, and no more (a flood must not keep the socket waiting):
         // the socket's waits give way only every kernel tick or so (10 ms here, however short
@@ -446,11 +446,7 @@ impl Transport {
                 // At most once per batch outside a flush: a send drains the queue into the
                 // next body meanwhile, and sending again from here would chain requests
                 // without ever serving a command (the loop sends what is left).
-                if !backing_off
-                    && !self.sending
-                    && (self.flushing || !sent)
-                    && full(&self.body)
-                {
+                if !backing_off && !self.sending && (self.flushing || !sent) && full(&self.body) {
                     self.send();
                     sent = true;
                 }
@@ -760,10 +756,7 @@ impl Transport {
                 true
             }
             Some(why) => {
-                let wait = backoff(
-                    self.failures,
-                    (ids::next_u64() % 1000) as f64 / 1000.0,
-                );
+                let wait = backoff(self.failures, (ids::next_u64() % 1000) as f64 / 1000.0);
                 self.failures = self.failures.saturating_add(1);
                 self.retry_at = Some(Instant::now() + wait);
                 self.tracer.counters.requests_failed.fetch_add(1, Relaxed);
@@ -893,4 +886,3 @@ mod tests {
         assert!(secs(3, 0.999) < 9.9 && secs(3, 0.999) > 9.8);
     }
 }
-

@@ -241,7 +241,10 @@ mod tests {
     fn metrics_do_not_share_the_events_slots() {
         let (producer, consumer) = bounded(1);
         assert!(producer.send_events(report(1)).is_ok());
-        assert!(producer.send_events(report(1)).is_err(), "the events' queue is full");
+        assert!(
+            producer.send_events(report(1)).is_err(),
+            "the events' queue is full"
+        );
         // Reports still find room, and wait together until taken.
         assert!(producer.send_metrics(report(3)).is_ok());
         assert!(producer.send_metrics(report(2)).is_ok());

@@ -76,7 +76,12 @@ fn new_box() -> Box<TransactionRecord> {
 #[inline]
 pub(crate) fn prefetch_next() {
     let _ = TAKEN_RECORDS.try_with(|taken| {
-        if let Some(next) = taken.try_borrow_mut().ok().as_deref_mut().and_then(|t| t.last_mut()) {
+        if let Some(next) = taken
+            .try_borrow_mut()
+            .ok()
+            .as_deref_mut()
+            .and_then(|t| t.last_mut())
+        {
             crate::util::prefetch::lines_to_write::<TransactionRecord>(next);
         }
     });
@@ -372,7 +377,10 @@ mod tests {
             use crate::types::span_context::SPENT_TEXTS_MAX;
 
             assert_eq!(extra.spent_texts.len(), SPENT_TEXTS_MAX);
-            assert!(extra.spent_texts.iter().all(|t| t.is_empty() && t.capacity() > 0));
+            assert!(extra
+                .spent_texts
+                .iter()
+                .all(|t| t.is_empty() && t.capacity() > 0));
             // Taken on this thread, they leave their strings to it.
             keep_texts(&mut extra.spent_texts);
             assert!(extra.spent_texts.is_empty());

@@ -258,7 +258,10 @@ pub(crate) fn after_fork_in_child() {
 
 /// Holds the registry's lock until `release` says so (tests of a fork while it is held).
 #[cfg(test)]
-pub(crate) fn hold_registry(held: std::sync::mpsc::Sender<()>, release: std::sync::mpsc::Receiver<()>) {
+pub(crate) fn hold_registry(
+    held: std::sync::mpsc::Sender<()>,
+    release: std::sync::mpsc::Receiver<()>,
+) {
     let _held = REGISTRY.lock();
     let _ = held.send(());
     let _ = release.recv();
@@ -380,13 +383,13 @@ mod tests {
             assert_eq!(locks(), 3);
             let all: Vec<u64> = (1..40).collect();
             assert_eq!(published_ids(), all);
-            let shared_ptr = STAGE.with(|s| {
-                s.borrow()
-                    .shared
-                    .as_ref()
-                    .map(|b| b.events.lock().as_ptr())
-            });
-            assert_eq!(shared_ptr, Some(stage_ptr), "the vector moved, its events were not copied");
+            let shared_ptr =
+                STAGE.with(|s| s.borrow().shared.as_ref().map(|b| b.events.lock().as_ptr()));
+            assert_eq!(
+                shared_ptr,
+                Some(stage_ptr),
+                "the vector moved, its events were not copied"
+            );
         });
         assert!(run.join().is_ok());
     }

@@ -7,17 +7,19 @@
 //! one can start later in the same process.
 
 use std::ptr;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering::*};
+use std::sync::atomic::{
+    AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering::*,
+};
 use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 
 use super::batch;
 use super::channel::{Command, Producer};
+use crate::config::Config;
 use crate::config::TraceContinuationStrategy;
 use crate::types::record::Event;
 use crate::types::sample_rate;
-use crate::config::Config;
 use crate::util::id_hash::IdMap;
 
 /// Forks this process's memory has been through (bumped in each forked child): what started
@@ -118,8 +120,10 @@ pub(crate) struct LiveConfig {
 
 impl LiveConfig {
     fn store(&self, c: &Config) {
-        self.sample_rate
-            .store(u32::from(sample_rate::to_fixed(c.transaction_sample_rate)), Relaxed);
+        self.sample_rate.store(
+            u32::from(sample_rate::to_fixed(c.transaction_sample_rate)),
+            Relaxed,
+        );
         self.max_spans.store(c.transaction_max_spans, Relaxed);
         self.recording.store(c.recording, Relaxed);
         self.continuation.store(
@@ -141,8 +145,9 @@ impl LiveConfig {
             Relaxed,
         );
         self.span_stack_trace_min_ns.store(
-            c.span_stack_trace_min_duration
-                .map_or(u64::MAX, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX - 1)),
+            c.span_stack_trace_min_duration.map_or(u64::MAX, |d| {
+                u64::try_from(d.as_nanos()).unwrap_or(u64::MAX - 1)
+            }),
             Relaxed,
         );
         self.api_request_time_ms

@@ -37,7 +37,10 @@ impl std::ops::Add<Duration> for Tick {
     fn add(self, d: Duration) -> Tick {
         let nanos = u128::from(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
         let ticks = (nanos << SCALE_SHIFT) / u128::from(nanos_per_tick_scaled());
-        Tick(self.0.saturating_add(u64::try_from(ticks).unwrap_or(u64::MAX)))
+        Tick(
+            self.0
+                .saturating_add(u64::try_from(ticks).unwrap_or(u64::MAX)),
+        )
     }
 }
 
@@ -87,7 +90,8 @@ fn nanos_per_tick_scaled() -> u64 {
 fn calibrate() -> u64 {
     const SPAN_NS: u64 = 1_000 * 1_000_000_000;
     let scale = if fastant::is_tsc_available() {
-        let in_span = u128::from(cycles(fastant::Instant::ZERO + Duration::from_nanos(SPAN_NS)).max(1));
+        let in_span =
+            u128::from(cycles(fastant::Instant::ZERO + Duration::from_nanos(SPAN_NS)).max(1));
         let scaled = ((u128::from(SPAN_NS) << SCALE_SHIFT) + in_span / 2) / in_span;
         u64::try_from(scaled).unwrap_or(u64::MAX).max(1)
     } else {
@@ -119,8 +123,7 @@ impl Anchor {
     /// Nanoseconds since the Unix epoch of `t`.
     fn unix_nanos(&self, t: Tick) -> u64 {
         if t >= self.at {
-            self.wall_ns
-                .saturating_add(nanos_between(self.at, t))
+            self.wall_ns.saturating_add(nanos_between(self.at, t))
         } else {
             self.wall_ns.saturating_sub(nanos_between(t, self.at))
         }
@@ -271,7 +274,11 @@ mod tests {
         assert!(cell.renew(Duration::from_secs(10), || wall_then, end));
         let a = cell.get().expect("anchor");
         assert!(a.unix_nanos(end).abs_diff(wall_then) < 1_000);
-        assert!(a.unix_nanos(start).abs_diff(real) < 1_000, "{}", a.unix_nanos(start));
+        assert!(
+            a.unix_nanos(start).abs_diff(real) < 1_000,
+            "{}",
+            a.unix_nanos(start)
+        );
         // A duration is the ticks' difference whatever the anchor: across the re-anchoring
         // it is still 10 s, and later ticks never get earlier timestamps.
         assert_eq!(nanos_between(start, end), 10 * SECOND);
@@ -295,7 +302,10 @@ mod tests {
             let end = start + Duration::from_nanos(ns);
             let theirs = u64::try_from((end - start).as_nanos()).unwrap_or(u64::MAX);
             let ours = nanos_between(Tick(cycles(start)), Tick(cycles(end)));
-            assert!(ours.abs_diff(theirs) <= 1 + theirs / 10_000_000_000, "{ns}: {ours} {theirs}");
+            assert!(
+                ours.abs_diff(theirs) <= 1 + theirs / 10_000_000_000,
+                "{ns}: {ours} {theirs}"
+            );
             assert!(ours.abs_diff(ns) <= 2 + ns / 10_000_000_000, "{ns}: {ours}");
         }
         let (a, b) = (now(), now());
@@ -329,6 +339,9 @@ mod tests {
         let ours = b.0 - a.0;
         let theirs = u64::try_from((std_b - std_a).as_nanos()).unwrap_or(0);
         // Ours encloses std's by no more than the reads between them.
-        assert!(ours >= theirs && ours < theirs + 5_000_000, "{ours} {theirs}");
+        assert!(
+            ours >= theirs && ours < theirs + 5_000_000,
+            "{ours} {theirs}"
+        );
     }
 }

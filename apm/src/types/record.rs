@@ -4,19 +4,19 @@
 use std::borrow::Cow;
 
 use super::clock::Tick;
+#[cfg(apm_sql)]
+use super::db::{DbAction, DbEndpoint, SqlText};
+use super::messaging::Message;
 use super::meta::{Site, SpanMeta, TransactionMeta};
 use super::outcome::Outcome;
 use super::raw_stack::RawStack;
-use super::span_context::{Labels, Link, SpanExtra};
-#[cfg(apm_sql)]
-use super::db::{DbAction, DbEndpoint, SqlText};
 #[cfg(apm_sql)]
 use super::span_context::{Db, Destination};
+use super::span_context::{Labels, Link, SpanExtra};
+use super::user::User;
+use super::web::{Request, Response};
 #[cfg(apm_sql)]
 use std::sync::Arc;
-use super::user::User;
-use super::messaging::Message;
-use super::web::{Request, Response};
 
 /// A span's name and kind: a pointer to the macro's static, or owned text for the manual API.
 #[derive(Debug)]
@@ -339,7 +339,6 @@ pub(crate) struct ErrorTrace {
     pub(crate) transaction_type: String,
     pub(crate) sampled: bool,
 }
-
 
 /// How an error came to be reported.
 #[derive(Debug)]

@@ -37,10 +37,7 @@ pub(crate) unsafe fn reset_mutex<T>(m: &Mutex<T>, fresh: T) {
     // reach the value or the lock word; both live inside `UnsafeCell`s.
     unsafe {
         std::ptr::write(m.data_ptr(), fresh);
-        std::ptr::write(
-            (m.raw() as *const RawMutex).cast_mut(),
-            RawMutex::INIT,
-        );
+        std::ptr::write((m.raw() as *const RawMutex).cast_mut(), RawMutex::INIT);
     }
 }
 

@@ -96,7 +96,10 @@ pub(crate) fn after_fork_in_child() {
 
 /// Holds the history's lock until `release` says so (tests of a fork while it is held).
 #[cfg(test)]
-pub(crate) fn hold_history(held: std::sync::mpsc::Sender<()>, release: std::sync::mpsc::Receiver<()>) {
+pub(crate) fn hold_history(
+    held: std::sync::mpsc::Sender<()>,
+    release: std::sync::mpsc::Receiver<()>,
+) {
     let _held = SEEN.lock();
     let _ = held.send(());
     let _ = release.recv();

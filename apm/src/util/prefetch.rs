@@ -107,11 +107,15 @@ mod tests {
         let base = std::ptr::from_ref(&lines) as usize;
         assert_eq!(asked, (0..5).map(|i| base + 64 * i).collect::<Vec<_>>());
         asked.clear();
-        each_line(lines.0[1..].as_ptr().cast::<[u8; 319]>(), |at| asked.push(at as usize));
+        each_line(lines.0[1..].as_ptr().cast::<[u8; 319]>(), |at| {
+            asked.push(at as usize)
+        });
         assert_eq!(asked, (0..5).map(|i| base + 64 * i).collect::<Vec<_>>());
         asked.clear();
         // 64 bytes from the middle of a line span two.
-        each_line(lines.0[32..].as_ptr().cast::<[u8; 64]>(), |at| asked.push(at as usize));
+        each_line(lines.0[32..].as_ptr().cast::<[u8; 64]>(), |at| {
+            asked.push(at as usize)
+        });
         assert_eq!(asked, vec![base, base + 64]);
     }
 

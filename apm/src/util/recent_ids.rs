@@ -130,7 +130,9 @@ mod tests {
             recent.prefetch(id);
             recent.insert(id, id);
         }
-        assert!(ids[ids.len() - 500..].iter().all(|&id| recent.get(id) == Some(id)));
+        assert!(ids[ids.len() - 500..]
+            .iter()
+            .all(|&id| recent.get(id) == Some(id)));
         let kept = ids.iter().filter(|&&id| recent.contains(id)).count();
         assert_eq!(kept, 4096);
         assert_eq!(recent.sets.len(), 1024);

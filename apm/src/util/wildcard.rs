@@ -515,7 +515,10 @@ mod tests {
                 }
             }
         }
-        assert_eq!(count, 86, "the fixture's case count changed: pin the new one");
+        assert_eq!(
+            count, 86,
+            "the fixture's case count changed: pin the new one"
+        );
         assert!(
             failures.is_empty(),
             "{} of {} cases failed:\n{}",

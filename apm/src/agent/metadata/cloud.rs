@@ -286,7 +286,10 @@ fn from_gcp(metadata: &Value) -> Option<Value> {
             ),
             ("availability_zone", zone),
             ("region", region),
-            ("machine.type", instance.get("machineType").and_then(last_segment)),
+            (
+                "machine.type",
+                instance.get("machineType").and_then(last_segment),
+            ),
         ],
     ))
 }

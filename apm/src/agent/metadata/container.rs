@@ -292,7 +292,11 @@ mod tests {
         };
         let cases: serde_json::Map<String, serde_json::Value> =
             serde_json::from_str(&text).expect("fixture is a JSON object");
-        assert_eq!(cases.len(), 6, "the fixture's case count changed: pin the new one");
+        assert_eq!(
+            cases.len(),
+            6,
+            "the fixture's case count changed: pin the new one"
+        );
         let file = |case: &serde_json::Value, name: &str| -> Option<String> {
             let lines = case.get("files")?.get(name)?.as_array()?;
             let lines: Vec<&str> = lines

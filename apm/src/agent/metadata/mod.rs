@@ -6,9 +6,9 @@ use serde_json::{json, Map, Value};
 pub(crate) mod cloud;
 pub(crate) mod container;
 
+use crate::config::{CloudProvider, Config};
 use crate::export::http::identity::{AGENT_NAME, AGENT_VERSION};
 use crate::util::text::{truncate, KEYWORD_LIMIT};
-use crate::config::{CloudProvider, Config};
 const RUSTC_VERSION: &str = env!("APM_RUSTC_VERSION");
 
 fn kw(s: &str) -> Value {
@@ -234,8 +234,14 @@ mod tests {
         assert_eq!(fqdn("WEB-01", None), "web-01");
         assert_eq!(fqdn("Db.Example.com\t", None), "db.example.com");
         // Listed only with a canonical name that is not this host with a domain.
-        assert_eq!(fqdn("web-02", Some("127.0.0.1 localhost.localdomain web-02")), "web-02");
-        assert_eq!(fqdn("web-02", Some("10.0.0.9 web-02.\n10.0.0.9 web-02")), "web-02");
+        assert_eq!(
+            fqdn("web-02", Some("127.0.0.1 localhost.localdomain web-02")),
+            "web-02"
+        );
+        assert_eq!(
+            fqdn("web-02", Some("10.0.0.9 web-02.\n10.0.0.9 web-02")),
+            "web-02"
+        );
     }
 
     #[test]

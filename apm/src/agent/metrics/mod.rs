@@ -50,7 +50,9 @@ pub(crate) fn start(
         return None;
     }
     let waker = Arc::clone(&stop);
-    match Worker::spawn("apm-metrics", move || run(tracer, &breakdown, &stop, interval)) {
+    match Worker::spawn("apm-metrics", move || {
+        run(tracer, &breakdown, &stop, interval)
+    }) {
         Ok(w) => {
             // This thread loads the symbol tables when the transport thread first needs them.
             symbolize::set_loader(Some(Arc::new(move || waker.wake())));
@@ -303,8 +305,8 @@ impl Health {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use super::system as sm;
+    use super::*;
 
     fn names(set: &MetricsetRecord) -> Vec<&str> {
         set.samples.iter().map(|(n, _)| &**n).collect()

@@ -432,9 +432,7 @@ impl State {
             }
             return None;
         };
-        let mut fit = self
-            .totals
-            .add(slot, [((Cow::Borrowed("app"), None), own)]);
+        let mut fit = self.totals.add(slot, [((Cow::Borrowed("app"), None), own)]);
         if let Some(mut spans) = spans {
             self.pending_len -= spans.len();
             fit &= self.totals.add(slot, spans.drain(..));

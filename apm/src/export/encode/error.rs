@@ -5,10 +5,10 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
-use super::fields::{write_line, Hex128, Hex64, Kw, Long};
 use super::fields::LabelsView;
-use super::request::{request_view, Policy, RequestView, UserView};
+use super::fields::{write_line, Hex128, Hex64, Kw, Long};
 use super::frame::FrameView;
+use super::request::{request_view, Policy, RequestView, UserView};
 use crate::export::symbolize;
 use crate::types::clock;
 use crate::types::record::{Cause, ErrorCode, ErrorOrigin, ErrorRecord};
@@ -20,7 +20,6 @@ struct ErrorTransactionView<'a> {
     kind: Kw<'a>,
     sampled: bool,
 }
-
 
 #[derive(Serialize)]
 struct CauseView<'a> {
@@ -165,11 +164,8 @@ pub(crate) fn write_error<W: Write>(
         ErrorOrigin::LogRecord { .. } => None,
     };
     let frames = e.stack.as_ref().map(symbolize::frames);
-    let mut stacktrace: Vec<FrameView<'_>> = frames
-        .iter()
-        .flatten()
-        .map(FrameView::resolved)
-        .collect();
+    let mut stacktrace: Vec<FrameView<'_>> =
+        frames.iter().flatten().map(FrameView::resolved).collect();
     if stacktrace.is_empty() && e.stack.is_some() {
         // Nothing resolved (no symbols in the binary): the capture site at least.
         stacktrace.extend(site.map(FrameView::site));
@@ -237,9 +233,9 @@ pub(crate) fn write_error<W: Write>(
             (
                 Some(ExceptionView {
                     message: Long {
-                    text: &e.message,
-                    limit: policy.long_field_max_length,
-                },
+                        text: &e.message,
+                        limit: policy.long_field_max_length,
+                    },
                     kind: Kw(type_name),
                     module: module.map(Kw),
                     handled: matches!(e.origin, ErrorOrigin::Captured(_)),

@@ -9,9 +9,9 @@ use serde::Serialize;
 
 use super::json;
 use crate::types::ids::hex;
+use crate::types::outcome::LabelValue;
 use crate::types::span_context::Labels;
 use crate::util::text::{truncate, KEYWORD_LIMIT};
-use crate::types::outcome::LabelValue;
 
 /// A keyword field (≤ 1024 characters).
 pub(super) struct Kw<'a>(pub(super) &'a str);
@@ -120,7 +120,11 @@ fn number(out: &mut Vec<u8>, n: f64) -> io::Result<()> {
 const WHOLE_MAX: f64 = 1e15;
 
 /// `{"<key>":<value>}` and a newline: one NDJSON line, through serde.
-pub(super) fn write_line<W: Write>(out: &mut W, key: &str, value: &impl Serialize) -> io::Result<()> {
+pub(super) fn write_line<W: Write>(
+    out: &mut W,
+    key: &str,
+    value: &impl Serialize,
+) -> io::Result<()> {
     out.write_all(b"{\"")?;
     out.write_all(key.as_bytes())?;
     out.write_all(b"\":")?;
@@ -141,9 +145,18 @@ mod tests {
     #[test]
     fn labels_written_by_hand_are_what_serde_writes() {
         let labels: Labels = vec![
-            (Cow::Borrowed("plain"), LabelValue::Str(Cow::Borrowed("value"))),
-            (Cow::Borrowed("a.b*c\"d"), LabelValue::Str(Cow::Borrowed("q\"\\\n\t\u{1}é"))),
-            (Cow::Owned("long".repeat(400)), LabelValue::Str(Cow::Owned("é".repeat(2000)))),
+            (
+                Cow::Borrowed("plain"),
+                LabelValue::Str(Cow::Borrowed("value")),
+            ),
+            (
+                Cow::Borrowed("a.b*c\"d"),
+                LabelValue::Str(Cow::Borrowed("q\"\\\n\t\u{1}é")),
+            ),
+            (
+                Cow::Owned("long".repeat(400)),
+                LabelValue::Str(Cow::Owned("é".repeat(2000))),
+            ),
             (Cow::Borrowed("int"), LabelValue::Number(42.0)),
             (Cow::Borrowed("frac"), LabelValue::Number(-0.125)),
             (Cow::Borrowed("big"), LabelValue::Number(1e300)),
@@ -163,7 +176,16 @@ mod tests {
 
     #[test]
     fn whole_numbers_are_written_as_serde_writes_them() {
-        let mut values = vec![0.0, -0.0, 1.0, -1.0, 7.0, 1e14, 999_999_999_999_999.0, -1e14];
+        let mut values = vec![
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+            7.0,
+            1e14,
+            999_999_999_999_999.0,
+            -1e14,
+        ];
         values.extend((0..15).map(|e| 10f64.powi(e)));
         values.extend((0..1000).map(|i| f64::from(i) * 12_345.0 - 6_000_000.0));
         values.extend([0.5, -0.125, 1e15, 1e16, 1e300, f64::NAN, f64::INFINITY]);

@@ -248,7 +248,10 @@ mod tests {
     #[test]
     fn every_character_in_every_position_is_written_back_as_it_was() {
         // Each character below 0x80 and some wider ones, at each position of a string.
-        let specials: Vec<char> = (0u8..0x80).map(char::from).chain(['é', '✓', '🦀']).collect();
+        let specials: Vec<char> = (0u8..0x80)
+            .map(char::from)
+            .chain(['é', '✓', '🦀'])
+            .collect();
         for c in specials {
             for at in 0..20 {
                 let mut text: String = "abcdefghijklmnopqrst".chars().take(at).collect();

@@ -109,7 +109,16 @@ mod tests {
                 KeyValue::new("net.peer.port", 3307_i64),
                 KeyValue::new("ratio", f64::NAN),
                 KeyValue::new("ok", true),
-                KeyValue::new("tags", Value::Array(vec!["a", "b"].into_iter().map(Into::into).collect::<Vec<opentelemetry::StringValue>>().into())),
+                KeyValue::new(
+                    "tags",
+                    Value::Array(
+                        vec!["a", "b"]
+                            .into_iter()
+                            .map(Into::into)
+                            .collect::<Vec<opentelemetry::StringValue>>()
+                            .into(),
+                    ),
+                ),
                 KeyValue::new("long", "x".repeat(20)),
             ],
         };

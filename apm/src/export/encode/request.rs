@@ -12,12 +12,12 @@ use serde::Serialize;
 
 use super::fields::{Kw, LabelsView};
 use super::json;
-use crate::util::url::{authority_len, host_port_in, split_scheme};
-use crate::types::record::TransactionRecord;
 use crate::types::messaging::Message;
+use crate::types::record::TransactionRecord;
 use crate::types::user::User;
 use crate::types::web;
 use crate::util::text::{truncate, DEFAULT_LONG_LIMIT};
+use crate::util::url::{authority_len, host_port_in, split_scheme};
 use crate::util::wildcard::WildcardList;
 
 /// How request and response details and long text fields are written: live configuration,
@@ -450,7 +450,11 @@ impl TransactionContextView<'_> {
     pub(super) fn write(&self, out: &mut Vec<u8>) -> io::Result<()> {
         let mut first = true;
         let mut key = |out: &mut Vec<u8>, key: &[u8]| {
-            out.push(if std::mem::take(&mut first) { b'{' } else { b',' });
+            out.push(if std::mem::take(&mut first) {
+                b'{'
+            } else {
+                b','
+            });
             out.push(b'"');
             out.extend_from_slice(key);
             out.extend_from_slice(b"\":");
@@ -682,7 +686,10 @@ mod tests {
         assert!(policy.redacts("X-Token"), "asked again, remembered");
         assert!(!policy.redacts("accept"));
         policy.set_sanitize(WildcardList::parse(&["accept".to_owned()]));
-        assert!(!policy.redacts("X-Token"), "a new list forgets the old answers");
+        assert!(
+            !policy.redacts("X-Token"),
+            "a new list forgets the old answers"
+        );
         assert!(policy.redacts("accept"));
         for i in 0..1000 {
             let name = format!("x-token-{i}");
@@ -710,7 +717,10 @@ mod tests {
         assert!(policy.redacts_at(list, REMEMBERED_POSITIONS + 5, "x-token"));
         assert!(policy.by_position[list as usize].borrow().len() <= REMEMBERED_POSITIONS);
         policy.set_sanitize(WildcardList::parse(&["host".to_owned()]));
-        assert!(!policy.redacts_at(list, 0, "x-token"), "a new list forgets them");
+        assert!(
+            !policy.redacts_at(list, 0, "x-token"),
+            "a new list forgets them"
+        );
         assert!(policy.redacts_at(HeaderList::Response, 0, "host"));
     }
 

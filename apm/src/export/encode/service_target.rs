@@ -94,7 +94,11 @@ mod tests {
             return;
         };
         let cases: Vec<serde_json::Value> = serde_json::from_str(&text).expect("a JSON array");
-        assert_eq!(cases.len(), 16, "the fixture's case count changed: pin the new one");
+        assert_eq!(
+            cases.len(),
+            16,
+            "the fixture's case count changed: pin the new one"
+        );
         for case in &cases {
             let span = &case["span"];
             let ctx = &span["context"];

@@ -12,8 +12,8 @@ use super::json;
 use super::request::{transaction_context, Policy};
 use crate::types::clock;
 use crate::types::record::{DroppedSpanStats, TransactionRecord};
-use crate::types::span_context::Link;
 use crate::types::sample_rate::UNKNOWN_RATE;
+use crate::types::span_context::Link;
 use crate::util::text::{truncate, KEYWORD_LIMIT};
 
 /// `dropped_spans_stats` as the intake protocol writes them (service target fields are keywords
@@ -43,9 +43,15 @@ impl Serialize for DroppedView<'_> {
         let mut seq = s.serialize_seq(Some(self.0.len()))?;
         for d in self.0 {
             seq.serialize_element(&One {
-                destination_service_resource: truncate(&d.destination_service_resource, KEYWORD_LIMIT),
+                destination_service_resource: truncate(
+                    &d.destination_service_resource,
+                    KEYWORD_LIMIT,
+                ),
                 service_target_type: truncate(&d.service_target_type, TARGET_LIMIT),
-                service_target_name: d.service_target_name.as_deref().map(|n| truncate(n, TARGET_LIMIT)),
+                service_target_name: d
+                    .service_target_name
+                    .as_deref()
+                    .map(|n| truncate(n, TARGET_LIMIT)),
                 outcome: d.outcome.as_str(),
                 duration: Duration {
                     count: d.count,
@@ -236,7 +242,7 @@ mod tests {
     #[test]
     fn hand_written_transaction_lines_equal_serdes() {
         use crate::types::record::TransactionName;
-                let start = clock::now();
+        let start = clock::now();
         let end = start + std::time::Duration::from_nanos(12_345_678);
         let plain = || TransactionRecord {
             trace_id: 0x0af7651916cd43dd8448eb211c80319c,
@@ -279,7 +285,10 @@ mod tests {
                 sample_rate: 0,
                 result: Some("HTTP 5xx".into()),
                 outcome: crate::types::outcome::Outcome::Failure,
-                labels: vec![("tier".into(), crate::types::outcome::LabelValue::Number(1.5))],
+                labels: vec![(
+                    "tier".into(),
+                    crate::types::outcome::LabelValue::Number(1.5),
+                )],
                 spans_started: 0,
                 spans_dropped: 4_000_000_000,
                 links: vec![Link {
@@ -343,8 +352,14 @@ mod tests {
                 ..plain()
             },
             TransactionRecord {
-                request: Some(Box::new(crate::types::web::Request::new("GET", "/relative"))),
-                labels: vec![("a.b".into(), crate::types::outcome::LabelValue::Str("x".into()))],
+                request: Some(Box::new(crate::types::web::Request::new(
+                    "GET",
+                    "/relative",
+                ))),
+                labels: vec![(
+                    "a.b".into(),
+                    crate::types::outcome::LabelValue::Str("x".into()),
+                )],
                 ..plain()
             },
             TransactionRecord {

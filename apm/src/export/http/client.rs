@@ -15,9 +15,9 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::util::diag::warn_limited;
 use super::endpoint::Endpoint;
 use super::proxy::{Protocol, Proxy};
+use crate::util::diag::warn_limited;
 
 mod resolve;
 mod socket;
@@ -344,10 +344,10 @@ impl Client {
             .output_buffer_size(SMALL_WRITES)
             .max_response_header_size(64 * 1024)
             .build();
-        let chain = ()
-            .chain(ureq::unversioned::transport::SocksConnector::default())
-            .chain(ureq::unversioned::transport::ConnectProxyConnector::default())
-            .chain(connector);
+        let chain =
+            ().chain(ureq::unversioned::transport::SocksConnector::default())
+                .chain(ureq::unversioned::transport::ConnectProxyConnector::default())
+                .chain(connector);
         #[cfg(feature = "https")]
         let agent = {
             let tls = tls::client_config(tls)?;
@@ -480,10 +480,7 @@ impl Client {
     /// Resolves the name of the host connections go to within `timeout`, and keeps the
     /// addresses for the next requests; `false` when it did not resolve in time.
     pub(crate) fn resolve_within(&self, timeout: Duration) -> bool {
-        let dial = self
-            .proxy
-            .as_ref()
-            .map_or(&self.endpoint, |p| &p.endpoint);
+        let dial = self.proxy.as_ref().map_or(&self.endpoint, |p| &p.endpoint);
         self.addresses
             .lookup(&dial.host, dial.port, Some(timeout))
             .is_ok()
@@ -534,7 +531,11 @@ mod tests {
         }
         let length = head
             .iter()
-            .find_map(|h| h.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0)))
+            .find_map(|h| {
+                h.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+            })
             .unwrap_or(0);
         let mut body = vec![0; length];
         reader.read_exact(&mut body).ok()?;
@@ -589,7 +590,11 @@ mod tests {
             .unwrap_or_else(|e| panic!("{proxy}: {e}"));
             assert_eq!(client.proxy, None, "{proxy}");
         }
-        for proxy in ["http://proxy:3128", "socks5://proxy:1080", "socks5h://u:p@proxy"] {
+        for proxy in [
+            "http://proxy:3128",
+            "socks5://proxy:1080",
+            "socks5h://u:p@proxy",
+        ] {
             let client = Client::with_env("http://apm.example:8200", &tls(), |name| {
                 (name == "HTTP_PROXY").then(|| proxy.to_owned())
             })
@@ -671,13 +676,17 @@ mod tests {
         assert!(has(&format!("host: 127.0.0.1:{port}")), "{head:?}");
         assert!(has("content-length: 3"), "{head:?}");
         assert!(has("authorization: Bearer xX-Injected: 1"), "{head:?}");
-        assert!(!head.iter().any(|h| h.starts_with("X-Injected")), "{head:?}");
+        assert!(
+            !head.iter().any(|h| h.starts_with("X-Injected")),
+            "{head:?}"
+        );
     }
 
     #[test]
     fn bodies_framed_by_length_chunks_or_close() {
-        let r = answered(b"HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\nETag: \"x\"\r\n\r\nokIGNORED")
-            .unwrap();
+        let r =
+            answered(b"HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\nETag: \"x\"\r\n\r\nokIGNORED")
+                .unwrap();
         assert_eq!((r.status, r.body.as_slice()), (202, &b"ok"[..]));
         assert_eq!(r.header("etag"), Some("\"x\""));
         assert_eq!(r.header("ETag"), Some("\"x\""));
@@ -687,7 +696,8 @@ mod tests {
             .unwrap();
         assert_eq!(r.body, b"abcde");
 
-        let r = answered(b"HTTP/1.0 503 Service Unavailable\r\nServer: x\r\n\r\nqueue is full").unwrap();
+        let r = answered(b"HTTP/1.0 503 Service Unavailable\r\nServer: x\r\n\r\nqueue is full")
+            .unwrap();
         assert_eq!((r.status, r.body.as_slice()), (503, &b"queue is full"[..]));
         assert!(!r.is_success());
 
@@ -858,8 +868,7 @@ mod tests {
         for writes in [Writes::Small, Writes::Bodies] {
             let listener = TcpListener::bind("127.0.0.1:0").unwrap();
             let url = format!("http://{}", listener.local_addr().unwrap());
-            let client =
-                Client::with_env_writing(&url, &tls(), |_| None, writes.bytes()).unwrap();
+            let client = Client::with_env_writing(&url, &tls(), |_| None, writes.bytes()).unwrap();
             let bodies = [
                 patterned_body(3 * BODY_WRITES + 12_345, 0),
                 patterned_body(17, 1),
@@ -872,8 +881,15 @@ mod tests {
             assert!(arrived == bodies, "{writes:?}: the bodies arrived changed");
             // Each part went from the body to the socket, as long as the connection's
             // writes: none was copied into its buffer.
-            let parts: usize = bodies.iter().map(|b| b.len().div_ceil(writes.bytes())).sum();
-            assert_eq!(socket::parts_written_directly_on_this_thread(), parts, "{writes:?}");
+            let parts: usize = bodies
+                .iter()
+                .map(|b| b.len().div_ceil(writes.bytes()))
+                .sum();
+            assert_eq!(
+                socket::parts_written_directly_on_this_thread(),
+                parts,
+                "{writes:?}"
+            );
         }
     }
 
@@ -964,7 +980,8 @@ mod tests {
             let (conn, _) = proxy.accept().unwrap();
             let mut reader = BufReader::new(conn);
             let head = read_request(&mut reader).unwrap();
-            let refusal = b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n";
+            let refusal =
+                b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n";
             reader.get_mut().write_all(refusal).unwrap();
             head
         });
@@ -1021,7 +1038,9 @@ mod tests {
     /// A server on 127.0.0.1 that answers every request with 202, closing each connection
     /// after `per_connection` answers (`usize::MAX`: never); sends the number of connections
     /// accepted when the client is gone, and a message after each close.
-    fn counting_server(per_connection: usize) -> (String, mpsc::Receiver<()>, std::thread::JoinHandle<usize>) {
+    fn counting_server(
+        per_connection: usize,
+    ) -> (String, mpsc::Receiver<()>, std::thread::JoinHandle<usize>) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (closed_tx, closed) = mpsc::channel();
@@ -1133,15 +1152,21 @@ mod tests {
         // A name the system resolver answers; the first lookup fills the cache.
         let first = addresses.lookup("localhost", 8200, Some(Duration::from_secs(10)));
         let first = first.expect("localhost resolves");
-        assert!(first.iter().all(|a| a.ip().is_loopback() && a.port() == 8200));
+        assert!(first
+            .iter()
+            .all(|a| a.ip().is_loopback() && a.port() == 8200));
         // Cached: even a zero deadline finds the addresses.
-        let again = addresses.lookup("localhost", 8200, Some(Duration::ZERO)).unwrap();
+        let again = addresses
+            .lookup("localhost", 8200, Some(Duration::ZERO))
+            .unwrap();
         assert_eq!(again, first);
         // A new name with no time left times out instead of waiting for the resolver.
         let late = addresses.lookup("apm.invalid", 8200, Some(Duration::ZERO));
         assert!(matches!(late, Err(ureq::Error::Timeout(_))), "{late:?}");
         // An address needs no lookup.
-        let ip = addresses.lookup("10.1.2.3", 1, Some(Duration::ZERO)).unwrap();
+        let ip = addresses
+            .lookup("10.1.2.3", 1, Some(Duration::ZERO))
+            .unwrap();
         assert_eq!(ip, vec!["10.1.2.3:1".parse().unwrap()]);
     }
 }

@@ -67,7 +67,10 @@ impl Proxy {
         };
         // Messages name the variable and never show its credentials.
         let shown = redacted(&url);
-        let scheme = url.split_once("://").map_or("", |(s, _)| s).to_ascii_lowercase();
+        let scheme = url
+            .split_once("://")
+            .map_or("", |(s, _)| s)
+            .to_ascii_lowercase();
         let protocol = match scheme.as_str() {
             "http" => Protocol::Http,
             "socks" | "socks5" => Protocol::Socks(ureq::ProxyProtocol::Socks5),

@@ -96,11 +96,13 @@ impl Addresses {
                     Ok(lookup) => lookup,
                     Err(RecvTimeoutError::Timeout) => {
                         name.pending = Some(pending);
-                        return stale_or(&name.addrs, || ureq::Error::Timeout(ureq::Timeout::Resolve));
+                        return stale_or(&name.addrs, || {
+                            ureq::Error::Timeout(ureq::Timeout::Resolve)
+                        });
                     }
-                    Err(RecvTimeoutError::Disconnected) => {
-                        Err(std::io::Error::other("the name lookup ended without an answer"))
-                    }
+                    Err(RecvTimeoutError::Disconnected) => Err(std::io::Error::other(
+                        "the name lookup ended without an answer",
+                    )),
                 }
             }
         };

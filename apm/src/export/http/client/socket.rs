@@ -168,9 +168,7 @@ pub(super) fn while_waiting<'i, R>(
         // duration of `call`, while `idle` stays borrowed by this function, and `Restore`
         // takes it out before this function returns or unwinds; it is used on this thread only.
         unsafe {
-            std::mem::transmute::<NonNull<dyn FnMut() + 'i>, NonNull<dyn FnMut() + 'static>>(
-                idle,
-            )
+            std::mem::transmute::<NonNull<dyn FnMut() + 'i>, NonNull<dyn FnMut() + 'static>>(idle)
         }
     });
     let _restore = Restore(IDLE.with(|slot| slot.replace(lent)));
@@ -326,7 +324,9 @@ fn wait<T>(
             Err(e)
                 if matches!(
                     e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
                 ) =>
             {
                 if idle {
