@@ -25,7 +25,9 @@ const MAX_DROPPED_EXITS: usize = 128;
 use crate::queue::spare;
 use crate::types::{messaging, web};
 
-/// What the threads recording one transaction share.
+/// What the threads recording one transaction share. Never downgraded to a `Weak`: a
+/// transaction's end reads it without its lock when its strong count says it is alone
+/// (`transaction::only_reference`).
 #[derive(Debug)]
 pub(crate) struct TxnShared {
     pub(crate) trace_id: u128,

@@ -37,8 +37,8 @@ pub(crate) fn open_transaction(
     let mut reused = spare.as_mut().map(Alone::get_mut);
     // Its `tracestate` is most likely the one a new root takes again: kept, not counted anew.
     let previous = reused.as_mut().and_then(|s| s.tracestate.take());
-    let origin = match headers {
-        Some(h) => sampling::from_headers(t, h),
+    let continued = match headers {
+        Some(h) => Some(sampling::from_headers(t, h)),
         None => stack::with_current(|txn, parent| Origin {
             trace_id: txn.trace_id,
             parent_id: Some(parent),
@@ -46,13 +46,19 @@ pub(crate) fn open_transaction(
             sample_rate: txn.sample_rate,
             tracestate: txn.tracestate.clone(),
             links: Vec::new(),
-        })
-        .unwrap_or_else(|| sampling::own_root(t, previous)),
+        }),
     };
     let max_spans = t.live.max_spans.load(Relaxed);
-    match reused {
-        Some(s) => restart(s, origin, name, max_spans),
-        None => return Some(Arc::new(shared(origin, name, max_spans))),
+    match (reused, continued) {
+        (Some(s), Some(origin)) => restart(s, origin, name, max_spans),
+        // A new root into a reused state, the most common start: its origin is made where it
+        // is written, not merged with the other cases' first (that copy read back, 16 bytes at
+        // a time, what had just been stored 8 at a time, and waited for the stores).
+        (Some(s), None) => restart(s, sampling::own_root(t, previous), name, max_spans),
+        (None, continued) => {
+            let origin = continued.unwrap_or_else(|| sampling::own_root(t, previous));
+            return Some(Arc::new(shared(origin, name, max_spans)));
+        }
     }
     spare.map(|s| s.0)
 }
@@ -65,17 +71,33 @@ thread_local! {
 }
 
 /// A transaction's shared state that nothing else refers to, known to be so when it was put
-/// aside: taking it up again costs no atomic instruction (`Arc::get_mut` takes one).
+/// aside: taking it up again costs no atomic instruction.
 struct Alone(Arc<TxnShared>);
 
 impl Alone {
     #[inline]
     fn get_mut(&mut self) -> &mut TxnShared {
-        // SAFETY: an `Alone` is made only of an `Arc` for which `Arc::get_mut` just succeeded
-        // (an acquire of the other references' drops), and holds it privately: no other
-        // reference to the state can have been made since.
+        // SAFETY: an `Alone` is made only of an `Arc` for which `only_reference` just
+        // succeeded, and holds it privately: no other reference to the state can have been
+        // made since.
         unsafe { &mut *Arc::as_ptr(&self.0).cast_mut() }
     }
+}
+
+/// The state itself when `txn` is its only reference: `Arc::get_mut` without its locked
+/// instruction (it locks the weak count against a concurrent `Weak::upgrade`; a transaction's
+/// state is never downgraded to a `Weak`, see [`TxnShared`]). That instruction waited for the
+/// transaction's stores to drain, on every end.
+#[inline]
+fn only_reference(txn: &mut Arc<TxnShared>) -> Option<&mut TxnShared> {
+    if Arc::strong_count(txn) != 1 {
+        return None;
+    }
+    // The other references' drops (release decrements) happen before what follows.
+    std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
+    // SAFETY: one strong reference, ours (borrowed mutably), and no weak one: no other thread
+    // can reach the state or make a new reference to it while this borrow lasts.
+    Some(unsafe { &mut *Arc::as_ptr(txn).cast_mut() })
 }
 
 /// A transaction's shared state, started now.
@@ -101,6 +123,7 @@ pub(super) fn shared(origin: Origin, name: TransactionName, max_spans: u32) -> T
 
 /// [`shared`], written in place into the state of an earlier transaction that nothing refers
 /// to any more.
+#[inline(always)]
 fn restart(s: &mut TxnShared, origin: Origin, name: TransactionName, max_spans: u32) {
     // Named in full, without `..`: a field added to the state must be written here too.
     let TxnShared {
@@ -129,7 +152,14 @@ fn restart(s: &mut TxnShared, origin: Origin, name: TransactionName, max_spans: 
     *started.get_mut() = 0;
     *dropped.get_mut() = 0;
     *tracestate = origin.tracestate;
-    *links = origin.links;
+    // Most often there are none: the reused vector is emptied, keeping its room, rather than
+    // an empty one copied over it (16 bytes read back at once from the stores of 8 that had
+    // just written it: the read waited for them).
+    if origin.links.is_empty() {
+        links.clear();
+    } else {
+        *links = origin.links;
+    }
     *start = clock::now();
     *forks = tracer::forks();
     *errored.get_mut() = false;
@@ -187,7 +217,7 @@ pub(crate) fn end_owned_transaction(
     // The record is staged before the stack says the thread left its transaction, so that
     // what the thread staged is made visible to the transport once, with the record.
     let ended = stack::pop_then(token, |timer| {
-        let Some(t) = Arc::get_mut(&mut txn) else {
+        let Some(t) = only_reference(&mut txn) else {
             end_shared(&txn, timer, end, fallback);
             return false;
         };
@@ -221,7 +251,7 @@ pub(crate) fn end_carried_transaction(
         return;
     }
     let end = clock::now();
-    match Arc::get_mut(&mut txn) {
+    match only_reference(&mut txn) {
         Some(t) => {
             end_alone(t, Some(timer), end, fallback);
             keep_for_reuse(txn);
@@ -251,13 +281,15 @@ fn end_alone(t: &mut TxnShared, timer: Option<ChildTimer>, end: Tick, fallback: 
     let st = t.state.get_mut();
     if !st.ended {
         let rec = spare::filled(|rec| fill(rec, &head, links, st, &ending, true));
-        staging::push(Event::Transaction(rec));
+        // Written where it is staged: an event passed by value (112 bytes, of which the box
+        // is 8) was copied twice on the way, the second copy waiting for the first's stores.
+        staging::push_with(|| Event::Transaction(rec));
     }
 }
 
 /// Keeps the state of a transaction that ended alone for this thread's next one.
 fn keep_for_reuse(txn: Arc<TxnShared>) {
-    // `Arc::get_mut` succeeded on it, and no reference was made since: it is the only one.
+    // `only_reference` succeeded on it, and no reference was made since: it is the only one.
     let _ = SPARE.try_with(|spare| spare.set(Some(Alone(txn))));
 }
 
@@ -294,7 +326,7 @@ fn end_shared(txn: &TxnShared, timer: Option<ChildTimer>, end: Tick, fallback: O
     st.ended = true;
     let rec = spare::filled(|rec| fill(rec, &head, txn.links.clone(), &mut st, &ending, false));
     drop(st);
-    staging::push(Event::Transaction(rec));
+    staging::push_with(|| Event::Transaction(rec));
 }
 
 /// What a transaction's record takes from its shared state outside the lock.
