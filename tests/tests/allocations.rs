@@ -69,27 +69,13 @@ fn spans_with_static_names_allocate_nothing_on_the_application_thread() {
 #[test]
 fn a_transaction_allocates_nothing_once_warm() {
     const TRANSACTIONS: u64 = 64;
-    let h = agent::start(|c| c);
-    for _ in 0..2 * TRANSACTIONS {
-        drop(apm::start_transaction("warm-up", "custom"));
-    }
-    // Written and their boxes given back.
-    assert!(h.agent().flush(Duration::from_secs(10)));
-    let allocations = count_allocations(|| {
-        for _ in 0..TRANSACTIONS {
-            drop(apm::start_transaction("measured", "custom"));
-        }
-    });
-    eprintln!("{allocations} allocations for {TRANSACTIONS} transactions");
+    let allocations = transactions_once_warm(TRANSACTIONS, 2);
     // At most two: a stash locked by the transport at that very instant makes a record take
     // a new box.
     assert!(
         allocations <= 2,
         "{allocations} allocations for {TRANSACTIONS} transactions"
     );
-    h.flush();
-    assert_eq!(h.transactions().len() as u64, 3 * TRANSACTIONS);
-    h.finish();
 }
 
 /// The transport drains the queue every 10 ms and gives the boxes back then: a thread running
@@ -98,21 +84,7 @@ fn a_transaction_allocates_nothing_once_warm() {
 #[test]
 fn a_burst_of_thousands_of_transactions_allocates_nothing_once_warm() {
     const TRANSACTIONS: u64 = 3_000;
-    const ROUNDS: u64 = 2;
-    let h = agent::start(|c| c);
-    // As many boxes made as the bursts have in flight at most, then given back.
-    for _ in 0..ROUNDS {
-        for _ in 0..TRANSACTIONS {
-            drop(apm::start_transaction("warm-up", "custom"));
-        }
-        assert!(h.agent().flush(Duration::from_secs(10)));
-    }
-    let allocations = count_allocations(|| {
-        for _ in 0..TRANSACTIONS {
-            drop(apm::start_transaction("measured", "custom"));
-        }
-    });
-    eprintln!("{allocations} allocations for {TRANSACTIONS} transactions");
+    let allocations = transactions_once_warm(TRANSACTIONS, 2);
     // A burst that has more in flight than the warm-up's had at most makes the difference, and
     // a stash locked by the transport at the instant the thread looks makes one more box: a
     // few dozen (about 2 000 with room for 1 024).
@@ -120,9 +92,29 @@ fn a_burst_of_thousands_of_transactions_allocates_nothing_once_warm() {
         allocations <= TRANSACTIONS / 4,
         "{allocations} allocations for {TRANSACTIONS} transactions"
     );
+}
+
+/// The allocations of `n` transactions started and ended on this thread, after `warm_ups`
+/// rounds of `n` whose boxes were given back after each round (as many boxes made as a round
+/// has in flight at most); every transaction is checked to have been sent.
+fn transactions_once_warm(n: u64, warm_ups: u64) -> u64 {
+    let h = agent::start(|c| c);
+    for _ in 0..warm_ups {
+        for _ in 0..n {
+            drop(apm::start_transaction("warm-up", "custom"));
+        }
+        assert!(h.agent().flush(Duration::from_secs(10)));
+    }
+    let allocations = count_allocations(|| {
+        for _ in 0..n {
+            drop(apm::start_transaction("measured", "custom"));
+        }
+    });
+    eprintln!("{allocations} allocations for {n} transactions");
     h.flush();
-    assert_eq!(h.transactions().len() as u64, (ROUNDS + 1) * TRANSACTIONS);
+    assert_eq!(h.transactions().len() as u64, (warm_ups + 1) * n);
     h.finish();
+    allocations
 }
 
 #[apm::transaction]
