@@ -32,9 +32,10 @@ pub(crate) fn open_transaction(
     }
     let t = tracer::get()?;
     spare::prefetch_next();
-    // This thread's spare state, when nothing else refers to it.
+    // This thread's spare state (nothing else refers to it: checked again, without a locked
+    // instruction; a state still shared is let go, and a new one made).
     let mut spare = SPARE.try_with(Cell::take).ok().flatten();
-    let mut reused = spare.as_mut().map(Alone::get_mut);
+    let mut reused = spare.as_mut().and_then(only_reference);
     // Its `tracestate` is most likely the one a new root takes again: kept, not counted anew.
     let previous = reused.as_mut().and_then(|s| s.tracestate.take());
     let continued = match headers {
@@ -60,28 +61,14 @@ pub(crate) fn open_transaction(
             return Some(Arc::new(shared(origin, name, max_spans)));
         }
     }
-    spare.map(|s| s.0)
+    spare
 }
 
 thread_local! {
     /// The shared state of the last transaction ended on this thread, when nothing else held
     /// it any more: the next one started here reuses it rather than allocating (and later
     /// freeing) its own.
-    static SPARE: Cell<Option<Alone>> = const { Cell::new(None) };
-}
-
-/// A transaction's shared state that nothing else refers to, known to be so when it was put
-/// aside: taking it up again costs no atomic instruction.
-struct Alone(Arc<TxnShared>);
-
-impl Alone {
-    #[inline]
-    fn get_mut(&mut self) -> &mut TxnShared {
-        // SAFETY: an `Alone` is made only of an `Arc` for which `only_reference` just
-        // succeeded, and holds it privately: no other reference to the state can have been
-        // made since.
-        unsafe { &mut *Arc::as_ptr(&self.0).cast_mut() }
-    }
+    static SPARE: Cell<Option<Arc<TxnShared>>> = const { Cell::new(None) };
 }
 
 /// The state itself when `txn` is its only reference: `Arc::get_mut` without its locked
@@ -289,8 +276,7 @@ fn end_alone(t: &mut TxnShared, timer: Option<ChildTimer>, end: Tick, fallback: 
 
 /// Keeps the state of a transaction that ended alone for this thread's next one.
 fn keep_for_reuse(txn: Arc<TxnShared>) {
-    // `only_reference` succeeded on it, and no reference was made since: it is the only one.
-    let _ = SPARE.try_with(|spare| spare.set(Some(Alone(txn))));
+    let _ = SPARE.try_with(|spare| spare.set(Some(txn)));
 }
 
 /// Whether the transaction is to be sent: not an unsampled one that the server does not want
