@@ -9,7 +9,7 @@ use std::task::{Context as TaskContext, Poll};
 
 use super::shared::TxnShared;
 use super::span::ActiveSpan;
-use super::stack::{self, ChildTimer, Entry, PollEntry};
+use super::stack::{self, ChildTimer, Entry, PendingPoll};
 use super::transaction;
 use crate::types::outcome::Outcome;
 
@@ -152,22 +152,20 @@ impl<H> FrameState<H> {
         // The state's address tells its entry from the others on the stack while it is
         // borrowed here: no id drawn per poll.
         let token = std::ptr::from_ref(self).addr() as u64;
-        match self.frame.current().and_then(|(txn, id)| {
-            // SAFETY: the frame is neither moved nor changed until the poll scope below has
-            // left the entry (`PollScope`'s `Drop`, on return and on unwind).
-            unsafe { stack::enter_poll(txn, id, token, &self.timer, &mut self.parked) }
-        }) {
-            None => poll(),
-            Some(entry) => {
-                let _scope = PollScope {
-                    entry,
-                    parked: &mut self.parked,
-                    timer: &mut self.timer,
-                    unwound: &mut self.unwound,
-                };
-                poll()
-            }
-        }
+        let Some((txn, id)) = self.frame.current() else {
+            return poll();
+        };
+        let frame = PendingPoll::new(txn, id, token, &raw mut self.timer);
+        // SAFETY: `frame` stays in this scope, and the frame's transaction and timer are
+        // neither moved nor dropped, nor the timer touched otherwise, until the poll scope
+        // below has left it (`PollScope`'s `Drop`, on return and on unwind).
+        unsafe { stack::enter_poll(&frame, &mut self.parked) };
+        let _scope = PollScope {
+            frame: &frame,
+            parked: &mut self.parked,
+            unwound: &mut self.unwound,
+        };
+        poll()
     }
 
     /// Ends the frame's span or transaction, if it has not ended (`outcome` unless one was
@@ -258,16 +256,15 @@ pub(super) fn bind<F: Future>(fut: F, frame: Frame) -> Instrumented<F> {
 
 /// Leaves the frame when a poll returns or unwinds, keeping what is still open above it.
 struct PollScope<'a> {
-    entry: PollEntry,
+    frame: &'a PendingPoll,
     parked: &'a mut Vec<Entry>,
-    timer: &'a mut ChildTimer,
     unwound: &'a mut bool,
 }
 
 impl Drop for PollScope<'_> {
     #[inline]
     fn drop(&mut self) {
-        stack::leave_poll(self.entry, self.parked, self.timer);
+        stack::leave_poll(self.frame, self.parked);
         if std::thread::panicking() {
             *self.unwound = true;
         }
@@ -431,6 +428,74 @@ mod tests {
             assert_eq!(stack::with_current(|t, _| t.id), Some(sampled.id));
             stack::pop(token.unwrap(), None);
             assert!(!stack::may_record_spans());
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn a_poll_that_looks_at_nothing_pushes_nothing() {
+        std::thread::spawn(|| {
+            let txn = transaction_shared(true);
+            let frame = Frame::from_context(Some((Arc::clone(&txn), 42)));
+            let inside = run(bind(
+                std::future::poll_fn(|_| {
+                    Poll::Ready((
+                        stack::pushed_ids(),
+                        stack::with_current(|t, parent| (t.id, parent)),
+                        stack::may_record_spans(),
+                    ))
+                }),
+                frame,
+            ));
+            // Current for what asks, and nothing pushed.
+            assert_eq!(inside, (vec![], Some((txn.id, 42)), true));
+            assert_eq!(stack::with_current(|t, _| t.id), None);
+            assert!(!stack::may_record_spans());
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn pending_frames_are_pushed_outermost_first_when_the_stack_is_looked_at() {
+        std::thread::spawn(|| {
+            let outer_txn = transaction_shared(true);
+            let inner_txn = transaction_shared(false);
+            let below =
+                stack::push_owner(Arc::clone(&outer_txn), 1, ChildTimer::default(), true).unwrap();
+            let seen = run(bind(
+                async {
+                    let before = stack::pushed_ids();
+                    let inner = bind(
+                        std::future::poll_fn(|_| {
+                            let pending = stack::pushed_ids();
+                            // Looks at the stack: both frames are pushed, the outer one first.
+                            stack::error_captured_here();
+                            Poll::Ready((pending, stack::pushed_ids(), stack::may_record_spans()))
+                        }),
+                        Frame::from_context(Some((Arc::clone(&inner_txn), 3))),
+                    );
+                    let (pending, pushed, recorded) = inner.await;
+                    (before, pending, pushed, recorded, stack::pushed_ids())
+                },
+                Frame::from_context(Some((Arc::clone(&outer_txn), 2))),
+            ));
+            assert_eq!(seen.0, [1]);
+            assert_eq!(seen.1, [1]);
+            assert_eq!(seen.2, [1, 2, 3]);
+            // The inner frame's transaction is not sampled.
+            assert!(!seen.3);
+            // The inner frame left, the outer one still pushed until its own poll leaves.
+            assert_eq!(seen.4, [1, 2]);
+            assert_eq!(stack::pushed_ids(), [1]);
+            assert!(stack::may_record_spans());
+            stack::pop(below, None);
+            assert_eq!(stack::pushed_ids(), Vec::<u64>::new());
+            assert!(!stack::may_record_spans());
+            // No reference was taken for the frames, pushed or not.
+            assert_eq!(Arc::strong_count(&inner_txn), 1);
+            assert_eq!(Arc::strong_count(&outer_txn), 1);
         })
         .join()
         .unwrap();

@@ -1,12 +1,13 @@
 //! The thread-local stack of what is current: a transaction, then the spans opened inside it.
 //!
 //! An owner entry, which refers to its transaction, is pushed when a transaction starts, a
-//! future is polled or a context is attached: a transaction guard's and a poll's borrow the
-//! reference of the guard or the future, others hold one of their own. Span entries above it
-//! hold none, so starting a span touches no reference count. Always accessed with `try_with`:
-//! during thread teardown the stack is simply absent.
+//! context is attached, or something looks at the stack while a future is polled (its frame
+//! waits until then: [`PendingPoll`]): a transaction guard's and a poll's borrow the reference
+//! of the guard or the future, others hold one of their own. Span entries above it hold none,
+//! so starting a span touches no reference count. Always accessed with `try_with`: during
+//! thread teardown the stack is simply absent.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::mem::ManuallyDrop;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -90,6 +91,9 @@ impl Drop for Entry {
 
 thread_local! {
     static STACK: RefCell<Vec<Entry>> = const { RefCell::new(Vec::new()) };
+    /// The innermost future's frame made current for a poll and not pushed on `STACK` yet
+    /// ([`PendingPoll`]), or null.
+    static PENDING: Cell<*const PendingPoll> = const { Cell::new(std::ptr::null()) };
 }
 
 /// In a forked child (its `pthread_atfork` handler, on the forking thread): the transactions
@@ -98,6 +102,15 @@ thread_local! {
 /// parent), so guards ending them in the child find nothing and record nothing.
 #[cfg(unix)]
 pub(crate) fn after_fork_in_child() {
+    // The polls in progress on the forking thread are the parent's too: their frames are
+    // never pushed here, and leaving them finds nothing.
+    let mut p = PENDING.replace(std::ptr::null());
+    while !p.is_null() {
+        // SAFETY: a pending frame lives until its poll leaves it, after the frames above it.
+        let frame = unsafe { &*p };
+        frame.at.set(FORGOTTEN);
+        p = frame.below;
+    }
     let _ = STACK.try_with(|s| {
         if let Ok(mut s) = s.try_borrow_mut() {
             std::mem::forget(std::mem::take(&mut *s));
@@ -138,6 +151,10 @@ fn owner_index(stack: &[Entry]) -> Option<usize> {
 /// Runs `f` with the current transaction and the id that a new child would take as parent.
 #[inline]
 pub(crate) fn with_current<R>(f: impl FnOnce(&Arc<TxnShared>, u64) -> R) -> Option<R> {
+    // SAFETY: used here only.
+    if let Some(frame) = unsafe { pending() } {
+        return Some(f(frame.txn(), frame.id));
+    }
     STACK
         .try_with(|s| {
             let s = s.try_borrow().ok()?;
@@ -152,6 +169,10 @@ pub(crate) fn with_current<R>(f: impl FnOnce(&Arc<TxnShared>, u64) -> R) -> Opti
 #[cfg(apm_exit_stats)]
 #[inline]
 pub(crate) fn with_current_parent<R>(f: impl FnOnce(&Arc<TxnShared>, u64) -> R) -> Option<R> {
+    // SAFETY: used here only.
+    if let Some(frame) = unsafe { pending() } {
+        return (!frame.timer().leaf()).then(|| f(frame.txn(), frame.id));
+    }
     STACK
         .try_with(|s| {
             let s = s.try_borrow().ok()?;
@@ -177,6 +198,7 @@ pub(crate) fn over_span_limit() -> Option<Arc<TxnShared>> {
 pub(crate) fn mark_leaf(token: Token) {
     let _ = STACK.try_with(|s| {
         if let Ok(mut s) = s.try_borrow_mut() {
+            push_pending(&mut s);
             if let Some(e) = s.iter_mut().rev().find(|e| e.token == token) {
                 e.timer.set_leaf();
             }
@@ -195,6 +217,7 @@ pub(crate) fn push_child<R>(
     STACK
         .try_with(|s| {
             let mut s = s.try_borrow_mut().ok()?;
+            push_pending(&mut s);
             let parent = s.last().filter(|top| !top.timer.leaf())?.id;
             let at = owner_index(&s)?;
             let (id, r) = decide(reserve_span(&mut s[at])?, parent);
@@ -219,6 +242,7 @@ pub(crate) fn child_beside<R>(
     STACK
         .try_with(|s| {
             let mut s = s.try_borrow_mut().ok()?;
+            push_pending(&mut s);
             let parent = s.last().filter(|top| !top.timer.leaf())?.id;
             let at = owner_index(&s)?;
             let r = decide(reserve_span(&mut s[at])?, parent);
@@ -296,6 +320,7 @@ pub(crate) fn enter_static_span(meta: &'static SpanMeta, start: Tick) -> Option<
     STACK
         .try_with(|s| {
             let mut s = s.try_borrow_mut().ok()?;
+            push_pending(&mut s);
             let parent_id = s.last().filter(|top| !top.timer.leaf())?.id;
             let at = owner_index(&s)?;
             let txn = reserve_span(&mut s[at])?;
@@ -322,6 +347,7 @@ pub(crate) fn exit_static_span(token: Token, end: Tick, outcome: Outcome) {
         let Ok(mut s) = s.try_borrow_mut() else {
             return;
         };
+        push_pending(&mut s);
         if s.last().is_none_or(|e| e.token != token) {
             // Closed out of order: the general path.
             if let Some(i) = s.iter().rposition(|e| e.token == token) {
@@ -438,6 +464,7 @@ pub(crate) fn child_ended_under(parent_id: u64, end: Tick) -> bool {
             let Ok(mut s) = s.try_borrow_mut() else {
                 return false;
             };
+            push_pending(&mut s);
             match counting_entry(&s, parent_id) {
                 Some(i) => {
                     s[i].timer.child_ended(end);
@@ -478,8 +505,11 @@ fn settle_entry(s: &mut [Entry], i: usize) {
 
 fn with_top(f: impl FnOnce(&mut Entry)) {
     let _ = STACK.try_with(|s| {
-        if let Some(top) = s.try_borrow_mut().ok().as_mut().and_then(|s| s.last_mut()) {
-            f(top);
+        if let Ok(mut s) = s.try_borrow_mut() {
+            push_pending(&mut s);
+            if let Some(top) = s.last_mut() {
+                f(top);
+            }
         }
     });
 }
@@ -528,6 +558,7 @@ fn push_owner_entry(
     STACK
         .try_with(|s| {
             let mut s = s.try_borrow_mut().ok()?;
+            push_pending(&mut s);
             in_place::push(&mut s, || Entry {
                 id,
                 token,
@@ -545,86 +576,182 @@ fn push_owner_entry(
         .flatten()
 }
 
-/// A future's frame made current for one poll by [`enter_poll`], until [`leave_poll`].
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct PollEntry {
-    /// Where its entry was pushed, and where it still is unless an entry below it closed
-    /// during the poll.
-    at: usize,
+/// A future's frame made current for one poll, from [`enter_poll`] to [`leave_poll`].
+///
+/// Its entry is pushed on the stack only when something looks at the stack during the poll (a
+/// span or transaction opens, an error is captured, a guard is dropped): most polls of an
+/// instrumented future (a socket not ready, a timer) touch nothing, and pushing then leaving
+/// an entry of 128 bytes was most of what such a poll cost. Until then the frame is current
+/// through the thread's `PENDING` pointer, above every entry of the stack: whatever pushes on
+/// the stack pushes the pending frames first ([`push_pending`]), and reads of the current
+/// context ([`with_current`]) answer from the frame itself.
+#[derive(Debug)]
+pub(crate) struct PendingPoll {
+    /// The frame's transaction, owned by the future polled (which is pinned for the poll).
+    txn: *const Arc<TxnShared>,
+    /// The parent of what opens during the poll.
+    id: u64,
+    /// Tells the entry from the others once pushed (the frame's address).
     token: Token,
-    /// The staging flag before the poll: what it goes back to when the stack below the entry
-    /// is the one it was pushed on.
+    /// The frame's own record of the time its children ran: read when the entry is pushed,
+    /// written back when it leaves. Untouched while the frame is not pushed (a child's start or
+    /// end looks at the stack), and not copied per poll: a copy read it back 16 bytes at a
+    /// time right after the frame was made, and waited for the stores that had just written it.
+    timer: *mut ChildTimer,
+    /// The staging flag before the poll, which it goes back to when the poll leaves.
     recorded_before: bool,
+    /// The pending frame below it (a future polled inside another one's poll), or null.
+    below: *const PendingPoll,
+    /// Where its entry was pushed: [`NOT_PUSHED`] until then, [`FORGOTTEN`] in a forked child.
+    at: Cell<usize>,
 }
 
-/// Makes a future's frame current for one poll, in one look at the stack: an entry for `txn`
-/// (borrowed: the future's own reference, so that a poll touches no reference count) with `id`
-/// the parent of what opens next and `timer` the time its children ran so far, then the
-/// entries it left open in its last poll (`parked`) back above it. `token` tells the entry
-/// from the others on the stack (the frame's address: no id is drawn per poll). The staging
-/// flag is written only when it changes.
+const NOT_PUSHED: usize = usize::MAX;
+const FORGOTTEN: usize = usize::MAX - 1;
+
+impl PendingPoll {
+    /// The frame of `txn`, whose children take `id` as parent, for a poll about to start.
+    #[inline]
+    pub(crate) fn new(txn: &Arc<TxnShared>, id: u64, token: Token, timer: *mut ChildTimer) -> Self {
+        PendingPoll {
+            txn: txn as *const Arc<TxnShared>,
+            id,
+            token,
+            timer,
+            recorded_before: staging::in_recorded_transaction(),
+            below: PENDING.get(),
+            at: Cell::new(NOT_PUSHED),
+        }
+    }
+
+    #[inline]
+    fn txn(&self) -> &Arc<TxnShared> {
+        // SAFETY: the future polled owns the transaction and is pinned until the poll leaves
+        // the frame, before this frame is dropped (`enter_poll`'s contract).
+        unsafe { &*self.txn }
+    }
+
+    #[inline]
+    fn timer(&self) -> ChildTimer {
+        // SAFETY: the frame's timer, which nothing else reads or writes during the poll
+        // (`enter_poll`'s contract).
+        unsafe { *self.timer }
+    }
+}
+
+/// The innermost frame of a poll in progress that is not pushed on the stack yet.
 ///
 /// # Safety
-/// `txn` stays where it is, alive, until [`leave_poll`] has left the entry, which happens
-/// before the poll returns or unwinds.
+/// The reference is used inside the current call only: `PENDING` holds a frame from
+/// `enter_poll` until `leave_poll`, and the frame stays where it is meanwhile.
 #[inline]
-pub(crate) unsafe fn enter_poll(
-    txn: &Arc<TxnShared>,
-    id: u64,
-    token: Token,
-    timer: &ChildTimer,
-    parked: &mut Vec<Entry>,
-) -> Option<PollEntry> {
-    // SAFETY: the same pointer as `txn`'s, never dropped (`lent`): a borrow, not a count.
-    let borrowed = ManuallyDrop::new(unsafe { Arc::from_raw(Arc::as_ptr(txn)) });
-    STACK
-        .try_with(|s| {
-            let mut s = s.try_borrow_mut().ok()?;
-            let at = s.len();
-            in_place::push(&mut s, || Entry {
-                id,
-                token,
-                owner: Some(borrowed),
-                lent: true,
-                timer: *timer,
-                budget: 0,
-                over_limit: 0,
-                span: None,
-            });
-            let recorded_before = staging::in_recorded_transaction();
-            if parked.is_empty() {
-                // The frame's transaction is the current one.
-                if txn.sampled != recorded_before {
-                    staging::set_in_recorded_transaction(txn.sampled);
-                }
-            } else {
-                s.append(parked);
-                refresh(&s);
-            }
-            Some(PollEntry {
-                at,
-                token,
-                recorded_before,
-            })
-        })
-        .ok()
-        .flatten()
+unsafe fn pending<'a>() -> Option<&'a PendingPoll> {
+    let p = PENDING.get();
+    // SAFETY: see above.
+    (!p.is_null()).then(|| unsafe { &*p })
+}
+
+/// Pushes the frames of the polls in progress that are not on the stack yet, outermost first:
+/// what is about to look at the stack then finds them where they belong, on top.
+#[inline]
+fn push_pending(s: &mut Vec<Entry>) {
+    let top = PENDING.get();
+    if !top.is_null() {
+        PENDING.set(std::ptr::null());
+        push_frames(s, top);
+    }
+}
+
+#[inline(never)]
+fn push_frames(s: &mut Vec<Entry>, p: *const PendingPoll) {
+    // SAFETY: see `pending`.
+    let frame = unsafe { &*p };
+    if !frame.below.is_null() {
+        push_frames(s, frame.below);
+    }
+    frame.at.set(s.len());
+    // SAFETY: the same pointer as the frame's `Arc`, never dropped (`lent`): a borrow, not a
+    // count. The entry leaves the stack before the poll returns (`leave_poll`), or is parked
+    // with a reference of its own (`keep_lent`).
+    let borrowed = ManuallyDrop::new(unsafe { Arc::from_raw(Arc::as_ptr(frame.txn())) });
+    in_place::push(s, || Entry {
+        id: frame.id,
+        token: frame.token,
+        owner: Some(borrowed),
+        lent: true,
+        timer: frame.timer(),
+        budget: 0,
+        over_limit: 0,
+        span: None,
+    });
+}
+
+/// Makes a future's frame current for one poll: `frame` becomes the thread's pending frame
+/// (pushed on the stack when something looks at it), then the entries it left open in its
+/// last poll (`parked`, rare: a guard held across `.await`) go back above it, which pushes it
+/// at once. The staging flag is written only when it changes.
+///
+/// # Safety
+/// `frame`, the transaction and the timer it refers to stay where they are, alive, until
+/// [`leave_poll`] has left the frame, which happens before the poll returns or unwinds; the
+/// timer is not read or written through anything else meanwhile.
+#[inline]
+pub(crate) unsafe fn enter_poll(frame: &PendingPoll, parked: &mut Vec<Entry>) {
+    PENDING.set(frame);
+    let sampled = frame.txn().sampled;
+    if parked.is_empty() {
+        // The frame's transaction is the current one.
+        if sampled != frame.recorded_before {
+            staging::set_in_recorded_transaction(sampled);
+        }
+    } else {
+        restore_parked(parked);
+    }
+}
+
+#[cold]
+fn restore_parked(parked: &mut Vec<Entry>) {
+    let _ = STACK.try_with(|s| {
+        if let Ok(mut s) = s.try_borrow_mut() {
+            push_pending(&mut s);
+            s.append(parked);
+            refresh(&s);
+        }
+    });
 }
 
 /// Leaves the frame entered with [`enter_poll`] and everything opened above it: the entries
 /// above go to `parked` (a future yielding with guards still open keeps them for its next
-/// poll), the entry's child timer to `timer`.
+/// poll), the entry's child timer to the frame's. A frame never pushed leaves nothing to pop.
 #[inline]
-pub(crate) fn leave_poll(entry: PollEntry, parked: &mut Vec<Entry>, timer: &mut ChildTimer) {
+pub(crate) fn leave_poll(frame: &PendingPoll, parked: &mut Vec<Entry>) {
+    let at = frame.at.get();
+    if at == NOT_PUSHED {
+        // Nothing looked at the stack during the poll: what was pending below is again.
+        PENDING.set(frame.below);
+        if staging::in_recorded_transaction() != frame.recorded_before {
+            staging::set_in_recorded_transaction(frame.recorded_before);
+        }
+        return;
+    }
+    // SAFETY: see `PendingPoll::timer`.
+    let timer = unsafe { &mut *frame.timer };
+    leave_pushed(at, frame.token, frame.recorded_before, parked, timer);
+}
+
+/// [`leave_poll`] of a frame whose entry was pushed at `at` (whatever was pending below it was
+/// pushed with it).
+fn leave_pushed(
+    at: usize,
+    token: Token,
+    recorded_before: bool,
+    parked: &mut Vec<Entry>,
+    timer: &mut ChildTimer,
+) {
     let _ = STACK.try_with(|s| {
         let Ok(mut s) = s.try_borrow_mut() else {
             return;
         };
-        let PollEntry {
-            at,
-            token,
-            recorded_before,
-        } = entry;
         if s.get(at).is_some_and(|e| e.token == token) {
             // Entries are only pushed above and closed: still at its place, the entry stands
             // on the stack it was pushed on, whose staging flag was `recorded_before`.
@@ -660,6 +787,7 @@ pub(crate) fn push_bridged(txn: &Arc<TxnShared>, id: u64, timer: ChildTimer) -> 
     STACK
         .try_with(|s| {
             let mut s = s.try_borrow_mut().ok()?;
+            push_pending(&mut s);
             let same = owner(&s).is_some_and(|o| Arc::ptr_eq(o, txn));
             in_place::push(&mut s, || Entry {
                 id,
@@ -688,6 +816,7 @@ pub(crate) fn pop(token: Token, end: Option<Tick>) -> Option<ChildTimer> {
     STACK
         .try_with(|s| {
             let mut s = s.try_borrow_mut().ok()?;
+            push_pending(&mut s);
             close(&mut s, token, end).map(|closed| closed.timer)
         })
         .ok()
@@ -705,6 +834,7 @@ pub(crate) fn pop_then<R>(token: Token, then: impl FnOnce(Option<ChildTimer>) ->
     let mut then = Some(then);
     let reached = STACK.try_with(|s| {
         let mut s = s.try_borrow_mut().ok()?;
+        push_pending(&mut s);
         // The entry (and its reference to the transaction, unless lent) is dropped here; on
         // top, in place (moving it out would copy it).
         let top = s.len().checked_sub(1);
@@ -762,6 +892,7 @@ pub(crate) fn leave(token: Token) -> (Vec<Entry>, Option<ChildTimer>) {
             let Ok(mut s) = s.try_borrow_mut() else {
                 return (Vec::new(), None);
             };
+            push_pending(&mut s);
             // Usually a span's own entry (no owner), on top: its timer read in place and the
             // entry dropped there, with no owner changed (moving it out would copy it).
             if let Some(top) = s.len().checked_sub(1) {
@@ -825,12 +956,20 @@ pub(crate) fn restore(entries: &mut Vec<Entry>) {
 fn restore_entries(entries: &mut Vec<Entry>) {
     let _ = STACK.try_with(|s| {
         if let Ok(mut s) = s.try_borrow_mut() {
+            push_pending(&mut s);
             if !entries.is_empty() {
                 s.append(entries);
                 refresh(&s);
             }
         }
     });
+}
+
+/// The ids of the entries pushed on this thread's stack, bottom first (pending frames are
+/// not pushed by asking).
+#[cfg(test)]
+pub(crate) fn pushed_ids() -> Vec<u64> {
+    STACK.with(|s| s.borrow().iter().map(|e| e.id).collect())
 }
 
 /// The current transaction and parent id, as an owned snapshot.
