@@ -538,7 +538,10 @@ impl Transport {
     fn write_and_keep_box(&mut self, event: Event) {
         self.write_event(&event);
         match event {
-            Event::Transaction(record) => self.spare_records.push(record),
+            Event::Transaction(mut record) => {
+                spare::trim_for_reuse(&mut record);
+                self.spare_records.push(record);
+            }
             Event::Span(SpanRecord {
                 extra: Some(extra), ..
             }) => self.spare_extras.push(extra),

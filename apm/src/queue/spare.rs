@@ -143,6 +143,19 @@ fn take<T: 'static>(taken: &'static LocalKey<Taken<T>>, stash: &Stash<T>) -> Opt
         .flatten()
 }
 
+/// Readies a record just written for its box's reuse (the transport thread, which has just
+/// read its context): a captured body, and a request or response context too large to keep
+/// (see `contexts`), are dropped here. The application thread that reuses the box then takes
+/// the context back without reading it: it was last read on this thread's core, and that
+/// reading waited for each of its lines (the largest cost of a server's transaction end).
+#[inline]
+pub(crate) fn trim_for_reuse(rec: &mut TransactionRecord) {
+    #[cfg(apm_server)]
+    contexts::trim(&mut rec.request, &mut rec.response);
+    #[cfg(not(apm_server))]
+    let _ = rec;
+}
+
 /// Gives emptied boxes back for reuse (the transport thread, once per batch written); those
 /// the stash has no room for are freed.
 pub(crate) fn give_back(boxes: &mut Vec<Box<TransactionRecord>>) {
@@ -220,7 +233,7 @@ pub(crate) mod contexts {
     use crate::types::web::{Request, Response};
 
     /// Headers a kept context may hold; one with more is freed.
-    const MAX_HEADERS: usize = 64;
+    pub(super) const MAX_HEADERS: usize = 64;
     /// Bytes a kept context's strings may hold; one holding more is freed.
     const MAX_BYTES: usize = 16 * 1024;
 
@@ -257,17 +270,15 @@ pub(crate) mod contexts {
         .unwrap_or_default()
     }
 
+    /// Keeps a reused record's context, as [`trim`] left it on the transport thread (nothing
+    /// here reads it: its lines were last read on another core).
     pub(super) fn keep(request: Option<Box<Request>>, response: Option<Box<Response>>) {
-        let request = request.filter(|r| small(&r.headers, request_bytes(r)));
-        let response = response.filter(|r| small(&r.headers, 0));
         if request.is_none() && response.is_none() {
             return;
         }
         let _ = KEPT.try_with(|kept| {
             if let Ok(mut kept) = kept.try_borrow_mut() {
-                if let Some(mut request) = request {
-                    // A captured body is not kept: it may be large, and is rarely there.
-                    request.body = None;
+                if let Some(request) = request {
                     kept.0.get_or_insert(request);
                 }
                 if let Some(response) = response {
@@ -275,6 +286,21 @@ pub(crate) mod contexts {
                 }
             }
         });
+    }
+
+    /// Drops what is not kept of a written record's context: a captured body (it may be
+    /// large, and is rarely there), and a context holding too many headers or bytes.
+    pub(super) fn trim(request: &mut Option<Box<Request>>, response: &mut Option<Box<Response>>) {
+        if let Some(r) = request {
+            if small(&r.headers, request_bytes(r)) {
+                r.body = None;
+            } else {
+                *request = None;
+            }
+        }
+        if response.as_ref().is_some_and(|r| !small(&r.headers, 0)) {
+            *response = None;
+        }
     }
 
     /// A spent request to write over (what it holds is the earlier request's), else a new one.
@@ -355,6 +381,39 @@ mod tests {
         give_back(&mut boxes);
         let b = filled(|r| *r = transaction_record(7));
         assert_eq!(b.id, 7);
+    }
+
+    #[cfg(apm_server)]
+    #[test]
+    fn a_written_context_is_trimmed_on_the_transport_and_kept_as_it_is() {
+        use crate::types::web::{Request, Response};
+
+        std::thread::spawn(|| {
+            let header = |i: usize| (format!("x-header-{i}"), "value".to_owned());
+            let mut rec = transaction_record(1);
+            let mut request = Request::new("GET", "http://localhost/");
+            request.headers = (0..3).map(header).collect();
+            request.body = Some("a body".to_owned());
+            rec.request = Some(Box::new(request));
+            let mut response = Response::new(200);
+            response.headers = (0..contexts::MAX_HEADERS + 1).map(header).collect();
+            rec.response = Some(Box::new(response));
+            trim_for_reuse(&mut rec);
+            // The body goes, the small request stays; the response with too many headers goes.
+            let request = rec.request.as_deref().expect("a small request is kept");
+            assert_eq!(request.body, None);
+            assert_eq!(request.headers.len(), 3);
+            assert!(rec.response.is_none());
+            let kept: *const Request = request;
+            spent_context(rec.request.take(), rec.response.take());
+            let again = contexts::request();
+            assert_eq!(
+                &*again as *const Request, kept,
+                "the same box, to write over"
+            );
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]
