@@ -347,7 +347,10 @@ pub(crate) fn exit_static_span(token: Token, end: Tick, outcome: Outcome) {
         let Ok(mut s) = s.try_borrow_mut() else {
             return;
         };
-        push_pending(&mut s);
+        // Nothing is pending here: the span's entry pushed what was when it opened, and the
+        // polls run inside the function since then have left (a poll's frame is pending only
+        // for the length of its poll).
+        debug_assert!(PENDING.get().is_null());
         if s.last().is_none_or(|e| e.token != token) {
             // Closed out of order: the general path.
             if let Some(i) = s.iter().rposition(|e| e.token == token) {
