@@ -156,15 +156,16 @@ impl<H> FrameState<H> {
             return poll();
         };
         let frame = PendingPoll::new(txn, id, token, &raw mut self.timer);
-        // SAFETY: `frame` stays in this scope, and the frame's transaction and timer are
-        // neither moved nor dropped, nor the timer touched otherwise, until the poll scope
-        // below has left it (`PollScope`'s `Drop`, on return and on unwind).
-        unsafe { stack::enter_poll(&frame, &mut self.parked) };
-        let _scope = PollScope {
+        // Made before the frame is entered: a panic on the way in leaves it too.
+        let scope = PollScope {
             frame: &frame,
             parked: &mut self.parked,
             unwound: &mut self.unwound,
         };
+        // SAFETY: `frame` stays in this scope, and the frame's transaction and timer are
+        // neither moved nor dropped, nor the timer touched otherwise, until the scope has
+        // left it (`PollScope`'s `Drop`, on return and on unwind).
+        unsafe { stack::enter_poll(scope.frame, scope.parked) };
         poll()
     }
 
@@ -264,7 +265,8 @@ struct PollScope<'a> {
 impl Drop for PollScope<'_> {
     #[inline]
     fn drop(&mut self) {
-        stack::leave_poll(self.frame, self.parked);
+        // SAFETY: the scope's frame, entered by `FrameState::run` and still in its scope.
+        unsafe { stack::leave_poll(self.frame, self.parked) };
         if std::thread::panicking() {
             *self.unwound = true;
         }

@@ -109,7 +109,7 @@ pub(crate) fn after_fork_in_child() {
         // SAFETY: a pending frame lives until its poll leaves it, after the frames above it.
         let frame = unsafe { &*p };
         frame.at.set(FORGOTTEN);
-        p = frame.below;
+        p = frame.below.get();
     }
     let _ = STACK.try_with(|s| {
         if let Ok(mut s) = s.try_borrow_mut() {
@@ -603,8 +603,10 @@ pub(crate) struct PendingPoll {
     timer: *mut ChildTimer,
     /// The staging flag before the poll, which it goes back to when the poll leaves.
     recorded_before: bool,
-    /// The pending frame below it (a future polled inside another one's poll), or null.
-    below: *const PendingPoll,
+    /// The pending frame below it (a future polled inside another one's poll), or null. Cut
+    /// when that frame leaves first (polls that do not nest: stackful coroutines suspended
+    /// inside them), so that it never points at a frame that is gone.
+    below: Cell<*const PendingPoll>,
     /// Where its entry was pushed: [`NOT_PUSHED`] until then, [`FORGOTTEN`] in a forked child.
     at: Cell<usize>,
 }
@@ -622,7 +624,7 @@ impl PendingPoll {
             token,
             timer,
             recorded_before: staging::in_recorded_transaction(),
-            below: PENDING.get(),
+            below: Cell::new(PENDING.get()),
             at: Cell::new(NOT_PUSHED),
         }
     }
@@ -669,8 +671,9 @@ fn push_pending(s: &mut Vec<Entry>) {
 fn push_frames(s: &mut Vec<Entry>, p: *const PendingPoll) {
     // SAFETY: see `pending`.
     let frame = unsafe { &*p };
-    if !frame.below.is_null() {
-        push_frames(s, frame.below);
+    let below = frame.below.get();
+    if !below.is_null() {
+        push_frames(s, below);
     }
     frame.at.set(s.len());
     // SAFETY: the same pointer as the frame's `Arc`, never dropped (`lent`): a borrow, not a
@@ -726,12 +729,21 @@ fn restore_parked(parked: &mut Vec<Entry>) {
 /// Leaves the frame entered with [`enter_poll`] and everything opened above it: the entries
 /// above go to `parked` (a future yielding with guards still open keeps them for its next
 /// poll), the entry's child timer to the frame's. A frame never pushed leaves nothing to pop.
+///
+/// # Safety
+/// `frame` was given to [`enter_poll`] (or is about to be: a panic on the way there leaves it
+/// here too), and is still where it was, as is its timer.
 #[inline]
-pub(crate) fn leave_poll(frame: &PendingPoll, parked: &mut Vec<Entry>) {
+pub(crate) unsafe fn leave_poll(frame: &PendingPoll, parked: &mut Vec<Entry>) {
     let at = frame.at.get();
     if at == NOT_PUSHED {
         // Nothing looked at the stack during the poll: what was pending below is again.
-        PENDING.set(frame.below);
+        let innermost = PENDING.get();
+        if std::ptr::eq(innermost, frame) {
+            PENDING.set(frame.below.get());
+        } else {
+            unlink(innermost, frame);
+        }
         if staging::in_recorded_transaction() != frame.recorded_before {
             staging::set_in_recorded_transaction(frame.recorded_before);
         }
@@ -740,6 +752,25 @@ pub(crate) fn leave_poll(frame: &PendingPoll, parked: &mut Vec<Entry>) {
     // SAFETY: see `PendingPoll::timer`.
     let timer = unsafe { &mut *frame.timer };
     leave_pushed(at, frame.token, frame.recorded_before, parked, timer);
+}
+
+/// Takes `frame` out of the chain of pending frames that starts at `innermost`, where it is not
+/// the innermost: polls that did not nest (a stackful coroutine suspended inside a poll, and
+/// another poll begun meanwhile on the thread). Attributing the context right across such
+/// polls is out of reach; pointing at a frame that is gone must not happen.
+#[cold]
+fn unlink(innermost: *const PendingPoll, frame: &PendingPoll) {
+    let mut p = innermost;
+    while !p.is_null() {
+        // SAFETY: the frames still in the chain are alive (each leaves it before it is gone).
+        let above = unsafe { &*p };
+        let below = above.below.get();
+        if std::ptr::eq(below, frame) {
+            above.below.set(frame.below.get());
+            return;
+        }
+        p = below;
+    }
 }
 
 /// [`leave_poll`] of a frame whose entry was pushed at `at` (whatever was pending below it was
@@ -983,6 +1014,48 @@ pub(crate) fn snapshot() -> Option<(Arc<TxnShared>, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn transaction(sampled: bool) -> Arc<TxnShared> {
+        let origin = crate::capture::sampling::Origin {
+            trace_id: 1,
+            parent_id: None,
+            sampled,
+            sample_rate: 10_000,
+            tracestate: None,
+            links: Vec::new(),
+        };
+        let name = crate::types::record::TransactionName::Dynamic("t".into(), "custom".into());
+        Arc::new(crate::capture::transaction::shared(origin, name, 500))
+    }
+
+    #[test]
+    fn polls_that_do_not_nest_leave_no_pending_frame_behind() {
+        std::thread::spawn(|| {
+            let (a_txn, b_txn) = (transaction(true), transaction(true));
+            let (mut a_timer, mut b_timer) = (ChildTimer::default(), ChildTimer::default());
+            let (mut a_parked, mut b_parked) = (Vec::new(), Vec::new());
+            let a = PendingPoll::new(&a_txn, 1, 11, &raw mut a_timer);
+            // SAFETY: the frames, their transactions and timers outlive their polls here.
+            unsafe { enter_poll(&a, &mut a_parked) };
+            // Another poll begins before the first one leaves, and outlives it (as a stackful
+            // coroutine suspended inside the first poll would make them).
+            let b = PendingPoll::new(&b_txn, 2, 22, &raw mut b_timer);
+            unsafe { enter_poll(&b, &mut b_parked) };
+            assert_eq!(with_current(|_, id| id), Some(2));
+            unsafe { leave_poll(&a, &mut a_parked) };
+            // The second frame no longer leads to the first one, which is gone.
+            assert!(b.below.get().is_null());
+            assert_eq!(with_current(|_, id| id), Some(2));
+            unsafe { leave_poll(&b, &mut b_parked) };
+            assert_eq!(with_current(|_, id| id), None);
+            assert!(PENDING.get().is_null());
+            // Pushed now, nothing of them is found.
+            error_captured_here();
+            assert!(pushed_ids().is_empty());
+        })
+        .join()
+        .unwrap();
+    }
 
     /// Every span writes one entry and one record: their sizes are part of its cost
     /// (BENCHMARKS.md).
