@@ -504,6 +504,34 @@ mod tests {
     }
 
     #[test]
+    fn polls_that_do_not_nest_leave_no_pending_frame_behind() {
+        std::thread::spawn(|| {
+            let (a_txn, b_txn) = (transaction_shared(true), transaction_shared(true));
+            let (mut a_timer, mut b_timer) = (ChildTimer::default(), ChildTimer::default());
+            let (mut a_parked, mut b_parked) = (Vec::new(), Vec::new());
+            let a = PendingPoll::new(&a_txn, 1, 11, &raw mut a_timer);
+            // SAFETY: the frames, their transactions and timers outlive their polls here.
+            unsafe { stack::enter_poll(&a, &mut a_parked) };
+            // Another poll begins before the first one leaves, and outlives it (as a stackful
+            // coroutine suspended inside the first poll would make them).
+            let b = PendingPoll::new(&b_txn, 2, 22, &raw mut b_timer);
+            unsafe { stack::enter_poll(&b, &mut b_parked) };
+            assert_eq!(stack::with_current(|_, id| id), Some(2));
+            unsafe { stack::leave_poll(&a, &mut a_parked) };
+            // The second frame is still the current one, and no longer leads to the first.
+            assert_eq!(stack::with_current(|_, id| id), Some(2));
+            unsafe { stack::leave_poll(&b, &mut b_parked) };
+            drop(a);
+            assert_eq!(stack::with_current(|_, id| id), None);
+            // Nothing of them is pushed by a look at the stack.
+            stack::error_captured_here();
+            assert_eq!(stack::pushed_ids(), Vec::<u64>::new());
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
     fn a_poll_entry_parked_by_an_entry_below_it_keeps_its_own_reference() {
         let txn = transaction_shared(true);
         // Stands for a bridged span entered before the poll and exited inside it: leaving it

@@ -1015,48 +1015,6 @@ pub(crate) fn snapshot() -> Option<(Arc<TxnShared>, u64)> {
 mod tests {
     use super::*;
 
-    fn transaction(sampled: bool) -> Arc<TxnShared> {
-        let origin = crate::capture::sampling::Origin {
-            trace_id: 1,
-            parent_id: None,
-            sampled,
-            sample_rate: 10_000,
-            tracestate: None,
-            links: Vec::new(),
-        };
-        let name = crate::types::record::TransactionName::Dynamic("t".into(), "custom".into());
-        Arc::new(crate::capture::transaction::shared(origin, name, 500))
-    }
-
-    #[test]
-    fn polls_that_do_not_nest_leave_no_pending_frame_behind() {
-        std::thread::spawn(|| {
-            let (a_txn, b_txn) = (transaction(true), transaction(true));
-            let (mut a_timer, mut b_timer) = (ChildTimer::default(), ChildTimer::default());
-            let (mut a_parked, mut b_parked) = (Vec::new(), Vec::new());
-            let a = PendingPoll::new(&a_txn, 1, 11, &raw mut a_timer);
-            // SAFETY: the frames, their transactions and timers outlive their polls here.
-            unsafe { enter_poll(&a, &mut a_parked) };
-            // Another poll begins before the first one leaves, and outlives it (as a stackful
-            // coroutine suspended inside the first poll would make them).
-            let b = PendingPoll::new(&b_txn, 2, 22, &raw mut b_timer);
-            unsafe { enter_poll(&b, &mut b_parked) };
-            assert_eq!(with_current(|_, id| id), Some(2));
-            unsafe { leave_poll(&a, &mut a_parked) };
-            // The second frame no longer leads to the first one, which is gone.
-            assert!(b.below.get().is_null());
-            assert_eq!(with_current(|_, id| id), Some(2));
-            unsafe { leave_poll(&b, &mut b_parked) };
-            assert_eq!(with_current(|_, id| id), None);
-            assert!(PENDING.get().is_null());
-            // Pushed now, nothing of them is found.
-            error_captured_here();
-            assert!(pushed_ids().is_empty());
-        })
-        .join()
-        .unwrap();
-    }
-
     /// Every span writes one entry and one record: their sizes are part of its cost
     /// (BENCHMARKS.md).
     #[test]
