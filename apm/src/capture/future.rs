@@ -521,7 +521,6 @@ mod tests {
             // The second frame is still the current one, and no longer leads to the first.
             assert_eq!(stack::with_current(|_, id| id), Some(2));
             unsafe { stack::leave_poll(&b, &mut b_parked) };
-            drop(a);
             assert_eq!(stack::with_current(|_, id| id), None);
             // Nothing of them is pushed by a look at the stack.
             stack::error_captured_here();
