@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
 use super::shared::TxnShared;
-use super::span::ActiveSpan;
+use super::span::FrameSpan;
 use super::stack::{self, ChildTimer, Entry, PendingPoll};
 use super::transaction;
 use crate::types::outcome::Outcome;
@@ -21,7 +21,7 @@ pub struct Frame(FrameInner);
 #[derive(Debug)]
 enum FrameInner {
     Empty,
-    Span(ActiveSpan),
+    Span(FrameSpan),
     Transaction(Arc<TxnShared>),
     Context(Arc<TxnShared>, u64),
 }
@@ -46,7 +46,7 @@ impl Frame {
     }
 
     /// A future's own span.
-    pub(super) fn from_span(span: Option<ActiveSpan>) -> Frame {
+    pub(super) fn from_span(span: Option<FrameSpan>) -> Frame {
         match span {
             Some(s) => Frame(FrameInner::Span(s)),
             None => Frame::EMPTY,
@@ -59,7 +59,7 @@ impl Frame {
         use FrameInner as Frame;
         match &self.0 {
             Frame::Empty => None,
-            Frame::Span(s) => Some((s.transaction(), s.rec.id)),
+            Frame::Span(s) => Some((s.transaction(), s.id())),
             Frame::Transaction(t) => Some((t, t.id)),
             Frame::Context(t, parent) => Some((t, *parent)),
         }
@@ -77,10 +77,9 @@ impl Frame {
 
     fn finish_now(&mut self, outcome: Outcome, timer: &ChildTimer) {
         use FrameInner as Frame;
-        if let Frame::Span(s) = &mut self.0 {
-            // Ended in the frame: moving the span out first would copy it, then its record.
-            s.default_outcome(outcome);
-            s.end_where_it_lies(timer);
+        if let Frame::Span(s) = &self.0 {
+            // Ended in the frame: moving the span out first would copy it.
+            s.end(timer, outcome);
             self.0 = Frame::Empty;
             return;
         }

@@ -7,7 +7,7 @@ use std::marker::PhantomData;
 use super::errors;
 pub use super::future::{Frame, Instrumented, NoHook, OutcomeHook};
 use super::handles::{NotSend, TransactionGuard};
-use super::span::{self, Mode};
+use super::span;
 use super::stack::{self, Token};
 use super::transaction;
 use crate::queue::tracer;
@@ -122,7 +122,7 @@ pub fn as_header_source<H: HeaderSource>(headers: &H) -> &dyn HeaderSource {
 /// Starts a span for a future (entered by `Instrumented` on each poll).
 #[inline]
 pub fn start_span(meta: &'static SpanMeta) -> Frame {
-    Frame::from_span(span::open_span(span::static_span_name(meta), Mode::Beside).map(|(s, _)| s))
+    Frame::from_span(span::FrameSpan::open(meta))
 }
 
 /// Starts a transaction for a future.

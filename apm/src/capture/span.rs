@@ -1,10 +1,11 @@
-//! Spans opened through handles (manual guards, futures' frames, integrations' detached
+//! Spans opened through handles (manual guards, integrations' detached spans, bridged
 //! spans): the hot path of a span whose record lives in its handle until it ends. Ending it
 //! appends the record to this thread's staging buffer. No lock, no allocation for static
 //! names, no I/O, no formatting; nothing here can panic into the application.
 //!
-//! The spans of `#[apm::span]` functions on sync code take a shorter path: their record waits
-//! on the context stack ([`super::stack::enter_static_span`]).
+//! The spans of `#[apm::span]` functions take a shorter path: their record is built when they
+//! end, from what waits on the context stack ([`super::stack::enter_static_span`]) for sync
+//! code, or in the future's frame ([`FrameSpan`]) for `async` code.
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -12,7 +13,7 @@ use std::sync::Arc;
 
 use super::raw_stack;
 use super::shared::TxnShared;
-use super::stack::{self, ChildTimer, Token};
+use super::stack::{self, ChildTimer, StaticSpan, Token};
 use crate::queue::{staging, tracer};
 use crate::types::clock::{self, Tick};
 use crate::types::ids;
@@ -247,15 +248,6 @@ impl ActiveSpan {
         self.outcome_set = true;
     }
 
-    /// An outcome derived by instrumentation (a `Result`, a future's end), unless one was
-    /// set explicitly.
-    #[inline]
-    pub(crate) fn default_outcome(&mut self, outcome: Outcome) {
-        if !self.outcome_set {
-            self.rec.outcome = outcome;
-        }
-    }
-
     /// The span's optional parts, created on first use.
     pub(crate) fn extra(&mut self) -> &mut SpanExtra {
         // Spare parts, emptied on the transport thread: new ones would be freed there.
@@ -290,6 +282,86 @@ pub(crate) fn dynamic_span_name(name: Cow<'static, str>, kind: Cow<'static, str>
     }))
 }
 
+/// The span of a `#[apm::span]` async function, in its future's frame: what its record is
+/// built from when it ends, written once into its staging slot, as a sync function's span's
+/// (`stack::exit_static_span`). An `ActiveSpan` kept its whole record in the frame, written
+/// when the span opened and copied out when it closed, and made the future larger.
+#[derive(Debug)]
+pub(crate) struct FrameSpan {
+    span: StaticSpan,
+    id: u64,
+    /// Its transaction: the frame's entry borrows it for each poll, and the span tells it of
+    /// an end its parent did not see. Held: the future may outlive its transaction's guard.
+    txn: Arc<TxnShared>,
+    /// Counted as running by its parent, which must hear of its end.
+    counted_by_parent: bool,
+}
+
+impl FrameSpan {
+    /// Opens the span `meta` beside the stack (its future's frame enters it on each poll), as
+    /// a child of the current entry; `None` when nothing is recorded (see [`open_span`]).
+    #[inline]
+    pub(crate) fn open(meta: &'static SpanMeta) -> Option<FrameSpan> {
+        if !tracer::is_active() || !stack::may_record_spans() {
+            return None;
+        }
+        let start = clock::now();
+        let ((txn, span, id), counted_by_parent) = stack::child_beside(start, |txn, parent| {
+            let span = StaticSpan::new(meta, start, parent, txn);
+            (Arc::clone(txn), span, ids::next_u64())
+        })?;
+        Some(FrameSpan {
+            span,
+            id,
+            txn,
+            counted_by_parent,
+        })
+    }
+
+    /// The transaction it belongs to.
+    #[inline]
+    pub(crate) fn transaction(&self) -> &Arc<TxnShared> {
+        &self.txn
+    }
+
+    /// Its id, which its children take as parent.
+    #[inline]
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Ends it now, its own children having run for `timer`: `derived` (from the future's
+    /// output) is its outcome, unless a panic unwinds or an error was captured inside it
+    /// (failure), or it says nothing (success). Its record goes to the staging buffer.
+    #[inline]
+    pub(crate) fn end(&self, timer: &ChildTimer, derived: Outcome) {
+        let FrameSpan {
+            span,
+            id,
+            txn,
+            counted_by_parent,
+        } = self;
+        let end = clock::now();
+        if *counted_by_parent && !stack::child_ended_under(span.parent_id, end) {
+            txn.ended_elsewhere.record(span.parent_id, end);
+        }
+        let mut timer = *timer;
+        timer.settle(&txn.ended_elsewhere, *id);
+        let outcome = if std::thread::panicking() || timer.errored() {
+            Outcome::Failure
+        } else if derived == Outcome::Unknown {
+            Outcome::Success
+        } else {
+            derived
+        };
+        // Decided before the record is built, so that it is written once, in its slot.
+        let extra = stack::slow_stack(span.start, end);
+        let child_ns = timer.busy_until(end);
+        staging::push_with(|| Event::Span(span.record(*id, end, outcome, child_ns, extra)));
+    }
+}
+
+#[cfg(feature = "tracing")]
 pub(crate) fn static_span_name(meta: &'static SpanMeta) -> SpanName {
     SpanName::Static(meta)
 }

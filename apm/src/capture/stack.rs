@@ -56,12 +56,13 @@ pub(crate) struct Entry {
     span: Option<StaticSpan>,
 }
 
-/// A span of a `#[apm::span]` function while it runs.
+/// A span of a `#[apm::span]` function while it runs: on the stack for a sync function, in
+/// its future's frame for an `async` one (`span::FrameSpan`).
 #[derive(Debug)]
-struct StaticSpan {
+pub(super) struct StaticSpan {
     meta: &'static SpanMeta,
-    start: Tick,
-    parent_id: u64,
+    pub(super) start: Tick,
+    pub(super) parent_id: u64,
     trace_id: u128,
     transaction_id: u64,
     sample_rate: u16,
@@ -324,14 +325,7 @@ pub(crate) fn enter_static_span(meta: &'static SpanMeta, start: Tick) -> Option<
             let parent_id = s.last().filter(|top| !top.timer.leaf())?.id;
             let at = owner_index(&s)?;
             let txn = reserve_span(&mut s[at])?;
-            let span = StaticSpan {
-                meta,
-                start,
-                parent_id,
-                trace_id: txn.trace_id,
-                transaction_id: txn.id,
-                sample_rate: txn.sample_rate,
-            };
+            let span = StaticSpan::new(meta, start, parent_id, txn);
             let id = ids::next_u64();
             push_span_entry(&mut s, id, start, Some(span));
             Some(id)
@@ -397,7 +391,7 @@ pub(crate) fn exit_static_span(token: Token, end: Tick, outcome: Outcome) {
 /// that the record is written once, in its staging slot (a record passed through a function to
 /// add them was copied twice per span).
 #[inline]
-fn slow_stack(start: Tick, end: Tick) -> Option<Box<SpanExtra>> {
+pub(super) fn slow_stack(start: Tick, end: Tick) -> Option<Box<SpanExtra>> {
     raw_stack::of_slow_span(start, end).map(with_stack)
 }
 
@@ -421,8 +415,26 @@ fn errored_outcome(derived: Outcome, timer: &ChildTimer) -> Outcome {
 }
 
 impl StaticSpan {
+    /// The span `meta` of `txn`, child of `parent_id`, started at `start`.
+    #[inline]
+    pub(super) fn new(
+        meta: &'static SpanMeta,
+        start: Tick,
+        parent_id: u64,
+        txn: &TxnShared,
+    ) -> StaticSpan {
+        StaticSpan {
+            meta,
+            start,
+            parent_id,
+            trace_id: txn.trace_id,
+            transaction_id: txn.id,
+            sample_rate: txn.sample_rate,
+        }
+    }
+
     #[inline(always)]
-    fn record(
+    pub(super) fn record(
         &self,
         id: u64,
         end: Tick,
