@@ -45,8 +45,9 @@ pub(crate) struct ActiveSpan {
 pub(crate) enum Mode {
     /// Pushed: current on this thread until it ends (guards).
     Enter,
-    /// Not on the stack: carried by a future that enters it on each poll, or a handle for a
-    /// call whose progress happens elsewhere (an HTTP client's request awaited in a task).
+    /// Not on the stack: a handle for a call whose progress happens elsewhere (an HTTP
+    /// client's request awaited in a task), or a bridged span that its bridge enters and
+    /// leaves.
     /// Counted in its parent's child time from its start to its end when it starts where the
     /// parent's own entry is current (it may end anywhere).
     Beside,
@@ -190,7 +191,7 @@ impl ActiveSpan {
     }
 
     /// Ends a span opened beside the stack, whose own children ran for `timer`, where it lies
-    /// (a future's frame, a handle, a bridge's table slot). What is left, its name and optional
+    /// (a handle, a bridge's table slot). What is left, its name and optional
     /// parts taken, is for the caller to drop.
     #[inline]
     pub(crate) fn end_where_it_lies(&mut self, timer: &ChildTimer) {
