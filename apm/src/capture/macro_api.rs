@@ -46,15 +46,7 @@ impl Drop for StaticSpanGuard {
 /// Out of line, like [`open_static_span`].
 #[inline(never)]
 fn exit_static_span(token: Token, outcome: Outcome) {
-    let end = clock::now();
-    let outcome = if std::thread::panicking() {
-        Outcome::Failure
-    } else if outcome == Outcome::Unknown {
-        Outcome::Success
-    } else {
-        outcome
-    };
-    stack::exit_static_span(token, end, outcome);
+    stack::exit_static_span(token, clock::now(), outcome);
 }
 
 /// The recording path, kept out of the instrumented function: inlined, it made every

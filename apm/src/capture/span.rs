@@ -348,13 +348,7 @@ impl FrameSpan {
         }
         let mut timer = *timer;
         timer.settle(&txn.ended_elsewhere, *id);
-        let outcome = if std::thread::panicking() || timer.errored() {
-            Outcome::Failure
-        } else if derived == Outcome::Unknown {
-            Outcome::Success
-        } else {
-            derived
-        };
+        let outcome = stack::function_outcome(derived, &timer);
         // Decided before the record is built, so that it is written once, in its slot.
         let extra = stack::slow_stack(span.start, end);
         let child_ns = timer.busy_until(end);

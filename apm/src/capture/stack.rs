@@ -334,7 +334,8 @@ pub(crate) fn enter_static_span(meta: &'static SpanMeta, start: Tick) -> Option<
         .flatten()
 }
 
-/// Closes the span opened by [`enter_static_span`] and hands its record to the buffer.
+/// Closes the span opened by [`enter_static_span`] and hands its record to the buffer, its
+/// outcome decided by [`function_outcome`] from `outcome`, what the function returned gave.
 #[inline]
 pub(crate) fn exit_static_span(token: Token, end: Tick, outcome: Outcome) {
     let _ = STACK.try_with(|s| {
@@ -356,7 +357,7 @@ pub(crate) fn exit_static_span(token: Token, end: Tick, outcome: Outcome) {
                 return;
             };
             if let Some(span) = &closed.span {
-                let outcome = errored_outcome(outcome, &closed.timer);
+                let outcome = function_outcome(outcome, &closed.timer);
                 let extra = slow_stack(span.start, end);
                 let child_ns = closed.timer.busy_until(end);
                 let record = span.record(closed.id, end, outcome, child_ns, extra);
@@ -371,7 +372,7 @@ pub(crate) fn exit_static_span(token: Token, end: Tick, outcome: Outcome) {
         // Read in place and truncate: moving the entry out would copy it.
         if let Some(span) = &s[top].span {
             let (id, timer) = (s[top].id, &s[top].timer);
-            let outcome = errored_outcome(outcome, timer);
+            let outcome = function_outcome(outcome, timer);
             let extra = slow_stack(span.start, end);
             // Worked out before the record is built: a call among its fields had the compiler
             // build it on the stack and copy it, reading back as 16 bytes what it had just
@@ -403,12 +404,15 @@ fn with_stack(stack: RawStack) -> Box<SpanExtra> {
     })
 }
 
-/// A `#[apm::span]` function's outcome (derived from what it returned) gives way to a
-/// failure when an error was captured inside it.
+/// A `#[apm::span]` function's outcome, sync or `async` (`span::FrameSpan`): a failure while a
+/// panic unwinds or when an error was captured inside it (`timer`); else what its return
+/// value gave (`derived`, from a `Result`), a success when that says nothing.
 #[inline]
-fn errored_outcome(derived: Outcome, timer: &ChildTimer) -> Outcome {
-    if timer.errored() {
+pub(super) fn function_outcome(derived: Outcome, timer: &ChildTimer) -> Outcome {
+    if std::thread::panicking() || timer.errored() {
         Outcome::Failure
+    } else if derived == Outcome::Unknown {
+        Outcome::Success
     } else {
         derived
     }
