@@ -5,7 +5,6 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// The system allocator, counting the allocations of threads inside [`count_allocations`].
 #[derive(Debug)]
@@ -14,12 +13,14 @@ pub struct Counting;
 thread_local! {
     // `const` and without a destructor: safe to touch from inside the allocator.
     static COUNT_HERE: Cell<bool> = const { Cell::new(false) };
+    /// This thread's count: a count shared by all threads took in the allocations of other
+    /// tests counting at the same time in the same binary.
+    static COUNTED: Cell<u64> = const { Cell::new(0) };
 }
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 
 fn count() {
     if COUNT_HERE.try_with(Cell::get).unwrap_or(false) {
-        ALLOCATIONS.fetch_add(1, Relaxed);
+        let _ = COUNTED.try_with(|c| c.set(c.get() + 1));
     }
 }
 
@@ -50,14 +51,14 @@ pub struct Counter {
 
 impl Counter {
     pub fn start() -> Counter {
-        let before = ALLOCATIONS.load(Relaxed);
+        let before = COUNTED.with(Cell::get);
         COUNT_HERE.with(|c| c.set(true));
         Counter { before }
     }
 
     pub fn stop(self) -> u64 {
         COUNT_HERE.with(|c| c.set(false));
-        ALLOCATIONS.load(Relaxed) - self.before
+        COUNTED.with(Cell::get) - self.before
     }
 }
 
