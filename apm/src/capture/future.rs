@@ -275,6 +275,7 @@ impl Drop for PollScope<'_> {
 impl<F: Future, H: OutcomeHook<F::Output>> Future for Instrumented<F, H> {
     type Output = F::Output;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
         // SAFETY: `fut` is structurally pinned: it is never moved, and `Drop` does not touch
         // it. The other fields are not pinned.
