@@ -141,6 +141,7 @@ impl ChildTimer {
 
     /// Hears of the children off the stack that ended where this entry (`id`) was not
     /// current: before it counts on `active` (a new child, its own end).
+    #[inline]
     pub(crate) fn settle(&mut self, ended: &EndedElsewhere, id: u64) {
         if self.may_owe() {
             ended.take(id, |end| self.child_ended(end));

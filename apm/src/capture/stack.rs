@@ -469,6 +469,7 @@ pub(crate) fn error_captured_here() {
 
 /// Where the entry of `parent_id` whose timer counts is on the stack (the span or transaction
 /// itself, not a context carried here).
+#[inline]
 fn counting_entry(s: &[Entry], parent_id: u64) -> Option<usize> {
     s.iter()
         .rposition(|e| e.id == parent_id && !e.timer.discarded())
@@ -477,6 +478,7 @@ fn counting_entry(s: &[Entry], parent_id: u64) -> Option<usize> {
 /// A child off the stack ended: its parent, found by id on this thread's stack, learns it.
 /// `false` when the parent is not there (the child ended in another task or thread): the
 /// caller tells the transaction instead.
+#[inline]
 pub(crate) fn child_ended_under(parent_id: u64, end: Tick) -> bool {
     STACK
         .try_with(|s| {
