@@ -54,6 +54,14 @@ async fn instrumented_async(x: u64) -> u64 {
     black_box(x).wrapping_mul(3)
 }
 
+/// The same `async fn` without a span: what polling it three times costs the application
+/// without any instrumentation (subtracted to get what the span itself costs).
+#[inline(never)]
+async fn bare_async(x: u64) -> u64 {
+    Yields(2).await;
+    black_box(x).wrapping_mul(3)
+}
+
 /// Polls `fut` until it completes, with a waker that does nothing.
 fn block_on<F: std::future::Future>(fut: F) -> F::Output {
     let mut fut = std::pin::pin!(fut);
@@ -72,6 +80,22 @@ fn async_in_transactions(iters: u64) -> Duration {
     apm_benches::in_transactions(iters, SPANS_PER_TRANSACTION, |x| {
         block_on(instrumented_async(x))
     });
+    start.elapsed()
+}
+
+/// `iters` uninstrumented async calls polled three times each, inside the same transactions
+/// as [`async_in_transactions`]: its floor.
+fn bare_async_in_transactions(iters: u64) -> Duration {
+    let start = Instant::now();
+    apm_benches::in_transactions(iters, SPANS_PER_TRANSACTION, |x| block_on(bare_async(x)));
+    start.elapsed()
+}
+
+/// `iters` calls of the uninstrumented function inside the same transactions as
+/// [`in_transactions`]: its floor.
+fn bare_in_transactions(iters: u64) -> Duration {
+    let start = Instant::now();
+    apm_benches::in_transactions(iters, SPANS_PER_TRANSACTION, bare);
     start.elapsed()
 }
 
@@ -186,6 +210,15 @@ fn span(c: &mut Criterion) {
             // for each poll).
             g.bench_function("async_sampled_shipped_three_polls", |b| {
                 b.iter_custom(async_in_transactions)
+            });
+            // The floors of the two above: the same calls and transactions without a span.
+            // A span's own cost is its figure less its floor (issue 17 compares those of the
+            // sync and the async span).
+            g.bench_function("bare_in_transactions", |b| {
+                b.iter_custom(bare_in_transactions)
+            });
+            g.bench_function("bare_async_three_polls_in_transactions", |b| {
+                b.iter_custom(bare_async_in_transactions)
             });
             // A span of the manual API (`apm::start_span`), its guard dropped at the end.
             g.bench_function("guard_sampled_shipped", |b| {
