@@ -75,6 +75,7 @@ impl Frame {
         self.finish_now(outcome, timer);
     }
 
+    #[inline]
     fn finish_now(&mut self, outcome: Outcome, timer: &ChildTimer) {
         use FrameInner as Frame;
         if let Frame::Span(s) = &self.0 {
@@ -83,6 +84,14 @@ impl Frame {
             self.0 = Frame::Empty;
             return;
         }
+        self.finish_other(outcome, timer);
+    }
+
+    /// A carried transaction's or context's end (out of line: a span's is the one polled
+    /// futures end most).
+    #[inline(never)]
+    fn finish_other(&mut self, outcome: Outcome, timer: &ChildTimer) {
+        use FrameInner as Frame;
         if let Frame::Transaction(t) = std::mem::replace(&mut self.0, Frame::Empty) {
             transaction::end_carried_transaction(t, *timer, outcome);
         }
