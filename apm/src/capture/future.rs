@@ -284,6 +284,8 @@ impl Drop for PollScope<'_> {
 impl<F: Future, H: OutcomeHook<F::Output>> Future for Instrumented<F, H> {
     type Output = F::Output;
 
+    // Inlined into the caller's state machine: out of line, each poll was a call into a large
+    // function that saved and restored every callee-saved register (BENCHMARKS.md §10c).
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
         // SAFETY: `fut` is structurally pinned: it is never moved, and `Drop` does not touch
