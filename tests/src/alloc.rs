@@ -13,8 +13,9 @@ pub struct Counting;
 thread_local! {
     // `const` and without a destructor: safe to touch from inside the allocator.
     static COUNT_HERE: Cell<bool> = const { Cell::new(false) };
-    /// This thread's count: a count shared by all threads took in the allocations of other
-    /// tests counting at the same time in the same binary.
+    /// This thread's count: what the thread that asks allocated, whatever other threads do
+    /// meanwhile (a count shared by all threads would add those of any other thread counting
+    /// at the same time).
     static COUNTED: Cell<u64> = const { Cell::new(0) };
 }
 
