@@ -183,6 +183,50 @@ fn an_async_transaction_allocates_nothing_once_warm() {
     h.finish();
 }
 
+#[apm::span]
+async fn async_step(i: u64) -> u64 {
+    agent::Yield(true).await;
+    std::hint::black_box(i)
+}
+
+#[apm::transaction]
+async fn handle_with_spans(i: u64) -> u64 {
+    async_step(i).await + async_step(i + 1).await
+}
+
+/// The same with two `async` spans in each transaction: the second takes the reference to
+/// the transaction's state that the first kept on the thread, and the transaction's end lets
+/// it go before it looks whether its state can be reused. Were it kept past the end, the
+/// state would be shared then, and every transaction would allocate a new one.
+#[test]
+fn an_async_transaction_with_async_spans_allocates_nothing_once_warm() {
+    const TRANSACTIONS: u64 = 64;
+    let h = agent::start(|c| c);
+    let run = |i: u64| {
+        let mut future = std::pin::pin!(handle_with_spans(i));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        while future.as_mut().poll(&mut cx).is_pending() {}
+    };
+    for i in 0..2 * TRANSACTIONS {
+        run(i);
+    }
+    assert!(h.agent().flush(Duration::from_secs(10)));
+    let allocations = count_allocations(|| {
+        for i in 0..TRANSACTIONS {
+            run(i);
+        }
+    });
+    eprintln!("{allocations} allocations for {TRANSACTIONS} async transactions of two async spans");
+    assert!(
+        allocations <= 2,
+        "{allocations} allocations for {TRANSACTIONS} async transactions of two async spans"
+    );
+    h.flush();
+    assert_eq!(h.transactions().len() as u64, 3 * TRANSACTIONS);
+    assert_eq!(h.spans().len() as u64, 6 * TRANSACTIONS);
+    h.finish();
+}
+
 /// A transaction whose state a span handle still holds when it ends is recorded all the same,
 /// and the next transaction on the thread gets state of its own.
 #[test]

@@ -16,6 +16,7 @@ cfg_enable! {
     mod errors;
     mod future;
     mod handles;
+    mod kept_ref;
     pub(crate) mod macro_api;
     #[cfg(apm_exit_stats)]
     mod over_limit;

@@ -8,9 +8,11 @@
 //! code, or in the future's frame ([`FrameSpan`]) for `async` code.
 
 use std::borrow::Cow;
+use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 
+use super::kept_ref;
 use super::raw_stack;
 use super::shared::TxnShared;
 use super::stack::{self, ChildTimer, StaticSpan, Token};
@@ -293,9 +295,19 @@ pub(crate) struct FrameSpan {
     id: u64,
     /// Its transaction: the frame's entry borrows it for each poll, and the span tells it of
     /// an end its parent did not see. Held: the future may outlive its transaction's guard.
-    txn: Arc<TxnShared>,
+    /// Taken from, and given back to, the thread's kept reference (`kept_ref.rs`) when the
+    /// span opens and is dropped.
+    txn: ManuallyDrop<Arc<TxnShared>>,
     /// Counted as running by its parent, which must hear of its end.
     counted_by_parent: bool,
+}
+
+impl Drop for FrameSpan {
+    fn drop(&mut self) {
+        // SAFETY: the field is not used again.
+        let txn = unsafe { ManuallyDrop::take(&mut self.txn) };
+        kept_ref::keep(txn);
+    }
 }
 
 impl FrameSpan {
@@ -309,12 +321,12 @@ impl FrameSpan {
         let start = clock::now();
         let ((txn, span, id), counted_by_parent) = stack::child_beside(start, |txn, parent| {
             let span = StaticSpan::new(meta, start, parent, txn);
-            (Arc::clone(txn), span, ids::next_u64())
+            (kept_ref::take(txn), span, ids::next_u64())
         })?;
         Some(FrameSpan {
             span,
             id,
-            txn,
+            txn: ManuallyDrop::new(txn),
             counted_by_parent,
         })
     }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::child_timer::{ChildTimer, EndedElsewhere};
+use super::kept_ref;
 use super::sampling::{self, Origin};
 use super::shared::{TxnShared, TxnState};
 use super::stack::{self, Token};
@@ -85,6 +86,16 @@ fn only_reference(txn: &mut Arc<TxnShared>) -> Option<&mut TxnShared> {
     // SAFETY: one strong reference, ours (borrowed mutably), and no weak one: no other thread
     // can reach the state or make a new reference to it while this borrow lasts.
     Some(unsafe { &mut *Arc::as_ptr(txn).cast_mut() })
+}
+
+/// Lets go of this thread's kept reference to the transaction's state (its last `async`
+/// span's, `kept_ref.rs`) before looking whether anything else refers to it; looked for only
+/// when something does.
+#[inline]
+fn release_kept(txn: &Arc<TxnShared>) {
+    if Arc::strong_count(txn) != 1 {
+        kept_ref::release(txn);
+    }
 }
 
 /// A transaction's shared state, started now.
@@ -198,6 +209,7 @@ pub(crate) fn end_owned_transaction(
         return;
     }
     let end = clock::now();
+    release_kept(&txn);
     let Some(token) = token else {
         return end_shared(&txn, None, end, fallback);
     };
@@ -238,6 +250,7 @@ pub(crate) fn end_carried_transaction(
         return;
     }
     let end = clock::now();
+    release_kept(&txn);
     match only_reference(&mut txn) {
         Some(t) => {
             end_alone(t, Some(timer), end, fallback);
