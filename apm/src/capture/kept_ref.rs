@@ -54,23 +54,9 @@ fn take_if_of(kept: &Cell<Option<Arc<TxnShared>>>, txn: &Arc<TxnShared>) -> Opti
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::capture::sampling::Origin;
-    use crate::capture::transaction::shared;
-    use crate::types::record::TransactionName;
 
     fn state() -> Arc<TxnShared> {
-        Arc::new(shared(
-            Origin {
-                trace_id: 1,
-                parent_id: None,
-                sampled: true,
-                sample_rate: 10_000,
-                tracestate: Default::default(),
-                links: Vec::new(),
-            },
-            TransactionName::Dynamic("t".into(), "custom".into()),
-            500,
-        ))
+        Arc::new(TxnShared::for_tests(1))
     }
 
     #[test]

@@ -59,6 +59,33 @@ pub(crate) struct TxnShared {
     pub(crate) ended_elsewhere: EndedElsewhere,
 }
 
+/// A sampled transaction's state, made without the sampling and start steps.
+#[cfg(test)]
+impl TxnShared {
+    pub(crate) fn for_tests(id: u64) -> TxnShared {
+        TxnShared {
+            trace_id: 1,
+            id,
+            parent_id: None,
+            sampled: true,
+            sample_rate: 10_000,
+            max_spans: 500,
+            started: AtomicU32::new(0),
+            dropped: AtomicU32::new(0),
+            tracestate: None,
+            links: Vec::new(),
+            start: crate::types::clock::now(),
+            forks: 0,
+            errored: AtomicBool::new(false),
+            state: Mutex::new(TxnState::new(TransactionName::Dynamic(
+                "t".into(),
+                "custom".into(),
+            ))),
+            ended_elsewhere: EndedElsewhere::default(),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct TxnState {
     pub(crate) name: TransactionName,
