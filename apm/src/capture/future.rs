@@ -318,8 +318,6 @@ impl<F, H> Drop for Instrumented<F, H> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::capture::sampling::Origin;
-    use crate::types::record::TransactionName;
 
     /// Returns `Pending` twice, then `Ready`; notes, at each poll, how many references the
     /// current transaction has.
@@ -340,16 +338,7 @@ mod tests {
 
     #[test]
     fn a_poll_takes_no_reference_to_its_transaction() {
-        let origin = Origin {
-            trace_id: 1,
-            parent_id: None,
-            sampled: true,
-            sample_rate: 10_000,
-            tracestate: None,
-            links: Vec::new(),
-        };
-        let name = TransactionName::Dynamic("t".into(), "custom".into());
-        let txn = Arc::new(transaction::shared(origin, name, 500));
+        let txn = TxnShared::for_tests(true);
         let mut seen = Vec::new();
         {
             let frame = Frame::from_context(Some((Arc::clone(&txn), txn.id)));
@@ -360,19 +349,6 @@ mod tests {
         // This test's reference and the future's: none taken for a poll.
         assert_eq!(seen, [2, 2, 2]);
         assert_eq!(Arc::strong_count(&txn), 1);
-    }
-
-    fn transaction_shared(sampled: bool) -> Arc<TxnShared> {
-        let origin = Origin {
-            trace_id: 1,
-            parent_id: None,
-            sampled,
-            sample_rate: 10_000,
-            tracestate: None,
-            links: Vec::new(),
-        };
-        let name = TransactionName::Dynamic("t".into(), "custom".into());
-        Arc::new(transaction::shared(origin, name, 500))
     }
 
     fn context_of(txn: &Arc<TxnShared>) -> Frame {
@@ -392,7 +368,7 @@ mod tests {
 
     #[test]
     fn a_poll_draws_no_id() {
-        let txn = transaction_shared(true);
+        let txn = TxnShared::for_tests(true);
         let mut drawn = Vec::new();
         run(bind(
             std::future::poll_fn(|cx| {
@@ -413,8 +389,8 @@ mod tests {
     #[test]
     fn a_poll_makes_its_transaction_current_and_gives_the_thread_back_as_it_was() {
         std::thread::spawn(|| {
-            let sampled = transaction_shared(true);
-            let unsampled = transaction_shared(false);
+            let sampled = TxnShared::for_tests(true);
+            let unsampled = TxnShared::for_tests(false);
             assert!(!stack::may_record_spans());
             let inside = run(bind(
                 std::future::poll_fn(|_| Poll::Ready(stack::may_record_spans())),
@@ -449,7 +425,7 @@ mod tests {
     #[test]
     fn a_poll_that_looks_at_nothing_pushes_nothing() {
         std::thread::spawn(|| {
-            let txn = transaction_shared(true);
+            let txn = TxnShared::for_tests(true);
             let frame = Frame::from_context(Some((Arc::clone(&txn), 42)));
             let inside = run(bind(
                 std::future::poll_fn(|_| {
@@ -473,8 +449,8 @@ mod tests {
     #[test]
     fn pending_frames_are_pushed_outermost_first_when_the_stack_is_looked_at() {
         std::thread::spawn(|| {
-            let outer_txn = transaction_shared(true);
-            let inner_txn = transaction_shared(false);
+            let outer_txn = TxnShared::for_tests(true);
+            let inner_txn = TxnShared::for_tests(false);
             let below =
                 stack::push_owner(Arc::clone(&outer_txn), 1, ChildTimer::default(), true).unwrap();
             let seen = run(bind(
@@ -517,7 +493,7 @@ mod tests {
     #[test]
     fn polls_that_do_not_nest_leave_no_pending_frame_behind() {
         std::thread::spawn(|| {
-            let (a_txn, b_txn) = (transaction_shared(true), transaction_shared(true));
+            let (a_txn, b_txn) = (TxnShared::for_tests(true), TxnShared::for_tests(true));
             let (mut a_timer, mut b_timer) = (ChildTimer::default(), ChildTimer::default());
             let (mut a_parked, mut b_parked) = (Vec::new(), Vec::new());
             let a = PendingPoll::new(&a_txn, 1, 11, &raw mut a_timer);
@@ -543,7 +519,7 @@ mod tests {
 
     #[test]
     fn a_poll_entry_parked_by_an_entry_below_it_keeps_its_own_reference() {
-        let txn = transaction_shared(true);
+        let txn = TxnShared::for_tests(true);
         // Stands for a bridged span entered before the poll and exited inside it: leaving it
         // parks what is above it, the poll's entry among them.
         let below = stack::push_owner(Arc::clone(&txn), 7, ChildTimer::default(), true).unwrap();

@@ -56,7 +56,7 @@ mod tests {
     use super::*;
 
     fn state() -> Arc<TxnShared> {
-        Arc::new(TxnShared::for_tests(1))
+        TxnShared::for_tests(true)
     }
 
     #[test]

@@ -8,9 +8,12 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::child_timer::EndedElsewhere;
-use crate::types::clock::Tick;
+use super::sampling::Origin;
+use crate::queue::tracer;
+use crate::types::clock::{self, Tick};
 #[cfg(apm_exit_stats)]
 use crate::types::dropped_exits::{DroppedExits, ExitTarget};
+use crate::types::ids;
 use crate::types::outcome::{LabelValue, Outcome};
 use crate::types::record::TransactionName;
 use crate::types::span_context::Labels;
@@ -45,8 +48,8 @@ pub(crate) struct TxnShared {
     /// Span links (a restarted trace points at the one it came from).
     pub(crate) links: Vec<Link>,
     pub(crate) start: Tick,
-    /// [`tracer::forks`](crate::queue::tracer::forks) when it started: in a forked child, a
-    /// transaction open at the fork is the parent's to end and send.
+    /// [`tracer::forks`] when it started: in a forked child, a transaction open at the fork
+    /// is the parent's to end and send.
     pub(crate) forks: u32,
     /// An error was captured where the transaction itself was current (its own entry, or a
     /// context bound to it on another thread or in another future): it fails, unless the
@@ -59,30 +62,43 @@ pub(crate) struct TxnShared {
     pub(crate) ended_elsewhere: EndedElsewhere,
 }
 
-/// A sampled transaction's state, made without the sampling and start steps.
+impl TxnShared {
+    /// A transaction's shared state, started now, continuing `origin`.
+    pub(super) fn new(origin: Origin, name: TransactionName, max_spans: u32) -> TxnShared {
+        TxnShared {
+            trace_id: origin.trace_id,
+            id: ids::next_u64(),
+            parent_id: origin.parent_id,
+            sampled: origin.sampled,
+            sample_rate: origin.sample_rate,
+            max_spans,
+            started: Default::default(),
+            dropped: Default::default(),
+            tracestate: origin.tracestate,
+            links: origin.links,
+            start: clock::now(),
+            forks: tracer::forks(),
+            errored: Default::default(),
+            ended_elsewhere: EndedElsewhere::default(),
+            state: Mutex::new(TxnState::new(name)),
+        }
+    }
+}
+
+/// A transaction's state started now as a new root, named `t`, for tests.
 #[cfg(test)]
 impl TxnShared {
-    pub(crate) fn for_tests(id: u64) -> TxnShared {
-        TxnShared {
+    pub(super) fn for_tests(sampled: bool) -> Arc<TxnShared> {
+        let origin = Origin {
             trace_id: 1,
-            id,
             parent_id: None,
-            sampled: true,
+            sampled,
             sample_rate: 10_000,
-            max_spans: 500,
-            started: AtomicU32::new(0),
-            dropped: AtomicU32::new(0),
             tracestate: None,
             links: Vec::new(),
-            start: crate::types::clock::now(),
-            forks: 0,
-            errored: AtomicBool::new(false),
-            state: Mutex::new(TxnState::new(TransactionName::Dynamic(
-                "t".into(),
-                "custom".into(),
-            ))),
-            ended_elsewhere: EndedElsewhere::default(),
-        }
+        };
+        let name = TransactionName::Dynamic("t".into(), "custom".into());
+        Arc::new(TxnShared::new(origin, name, 500))
     }
 }
 

@@ -5,9 +5,7 @@ use std::cell::Cell;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
-use parking_lot::Mutex;
-
-use super::child_timer::{ChildTimer, EndedElsewhere};
+use super::child_timer::ChildTimer;
 use super::kept_ref;
 use super::sampling::{self, Origin};
 use super::shared::{TxnShared, TxnState};
@@ -59,7 +57,7 @@ pub(crate) fn open_transaction(
         (Some(s), None) => restart(s, sampling::own_root(t, previous), name, max_spans),
         (None, continued) => {
             let origin = continued.unwrap_or_else(|| sampling::own_root(t, previous));
-            return Some(Arc::new(shared(origin, name, max_spans)));
+            return Some(Arc::new(TxnShared::new(origin, name, max_spans)));
         }
     }
     spare
@@ -98,28 +96,7 @@ fn release_kept(txn: &Arc<TxnShared>) {
     }
 }
 
-/// A transaction's shared state, started now.
-pub(super) fn shared(origin: Origin, name: TransactionName, max_spans: u32) -> TxnShared {
-    TxnShared {
-        trace_id: origin.trace_id,
-        id: ids::next_u64(),
-        parent_id: origin.parent_id,
-        sampled: origin.sampled,
-        sample_rate: origin.sample_rate,
-        max_spans,
-        started: Default::default(),
-        dropped: Default::default(),
-        tracestate: origin.tracestate,
-        links: origin.links,
-        start: clock::now(),
-        forks: tracer::forks(),
-        errored: Default::default(),
-        ended_elsewhere: EndedElsewhere::default(),
-        state: Mutex::new(TxnState::new(name)),
-    }
-}
-
-/// [`shared`], written in place into the state of an earlier transaction that nothing refers
+/// [`TxnShared::new`], written in place into the state of an earlier transaction that nothing refers
 /// to any more.
 #[inline(always)]
 fn restart(s: &mut TxnShared, origin: Origin, name: TransactionName, max_spans: u32) {
