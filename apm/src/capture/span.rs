@@ -15,7 +15,7 @@ use std::sync::Arc;
 use super::kept_ref;
 use super::raw_stack;
 use super::shared::TxnShared;
-use super::stack::{self, ChildTimer, StaticSpan, Token};
+use super::stack::{self, ChildTimer, Token};
 use crate::queue::{staging, tracer};
 use crate::types::clock::{self, Tick};
 use crate::types::ids;
@@ -289,9 +289,15 @@ pub(crate) fn dynamic_span_name(name: Cow<'static, str>, kind: Cow<'static, str>
 /// built from when it ends, written once into its staging slot, as a sync function's span's
 /// (`stack::exit_static_span`). An `ActiveSpan` kept its whole record in the frame, written
 /// when the span opened and copied out when it closed, and made the future larger.
+///
+/// What its transaction holds (trace id, transaction id, sample rate) is read from there when
+/// the record is built, not copied here: the frame stays 48 bytes, without a `u128`'s
+/// alignment, and a future that holds it is moved in fewer bytes (BENCHMARKS.md §10d).
 #[derive(Debug)]
 pub(crate) struct FrameSpan {
-    span: StaticSpan,
+    meta: &'static SpanMeta,
+    start: Tick,
+    parent_id: u64,
     id: u64,
     /// Its transaction: the frame's entry borrows it for each poll, and the span tells it of
     /// an end its parent did not see. Held: the future may outlive its transaction's guard.
@@ -319,12 +325,14 @@ impl FrameSpan {
             return None;
         }
         let start = clock::now();
-        let ((txn, span, id), counted_by_parent) = stack::child_beside(start, |txn, parent| {
-            let span = StaticSpan::new(meta, start, parent, txn);
-            (kept_ref::take(txn), span, ids::next_u64())
-        })?;
+        let ((txn, parent_id, id), counted_by_parent) =
+            stack::child_beside(start, |txn, parent| {
+                (kept_ref::take(txn), parent, ids::next_u64())
+            })?;
         Some(FrameSpan {
-            span,
+            meta,
+            start,
+            parent_id,
             id,
             txn: ManuallyDrop::new(txn),
             counted_by_parent,
@@ -349,22 +357,38 @@ impl FrameSpan {
     #[inline]
     pub(crate) fn end(&self, timer: &ChildTimer, derived: Outcome) {
         let FrameSpan {
-            span,
+            meta,
+            start,
+            parent_id,
             id,
             txn,
             counted_by_parent,
         } = self;
         let end = clock::now();
-        if *counted_by_parent && !stack::child_ended_under(span.parent_id, end) {
-            txn.ended_elsewhere.record(span.parent_id, end);
+        if *counted_by_parent && !stack::child_ended_under(*parent_id, end) {
+            txn.ended_elsewhere.record(*parent_id, end);
         }
         let mut timer = *timer;
         timer.settle(&txn.ended_elsewhere, *id);
         let outcome = stack::function_outcome(derived, &timer);
         // Decided before the record is built, so that it is written once, in its slot.
-        let extra = stack::slow_stack(span.start, end);
+        let extra = stack::slow_stack(*start, end);
         let child_ns = timer.busy_until(end);
-        staging::push_with(|| Event::Span(span.record(*id, end, outcome, child_ns, extra)));
+        staging::push_with(|| {
+            Event::Span(SpanRecord {
+                trace_id: txn.trace_id,
+                transaction_id: txn.id,
+                parent_id: *parent_id,
+                id: *id,
+                name: SpanName::Static(meta),
+                start: *start,
+                end,
+                sample_rate: txn.sample_rate,
+                outcome,
+                extra,
+                child_ns,
+            })
+        });
     }
 }
 

@@ -56,13 +56,13 @@ pub(crate) struct Entry {
     span: Option<StaticSpan>,
 }
 
-/// A span of a `#[apm::span]` function while it runs: on the stack for a sync function, in
-/// its future's frame for an `async` one (`span::FrameSpan`).
+/// A span of a sync `#[apm::span]` function while it runs, on the stack (an `async` one's is
+/// in its future's frame: `span::FrameSpan`).
 #[derive(Debug)]
-pub(super) struct StaticSpan {
+struct StaticSpan {
     meta: &'static SpanMeta,
-    pub(super) start: Tick,
-    pub(super) parent_id: u64,
+    start: Tick,
+    parent_id: u64,
     trace_id: u128,
     transaction_id: u64,
     sample_rate: u16,
@@ -421,12 +421,7 @@ pub(super) fn function_outcome(derived: Outcome, timer: &ChildTimer) -> Outcome 
 impl StaticSpan {
     /// The span `meta` of `txn`, child of `parent_id`, started at `start`.
     #[inline]
-    pub(super) fn new(
-        meta: &'static SpanMeta,
-        start: Tick,
-        parent_id: u64,
-        txn: &TxnShared,
-    ) -> StaticSpan {
+    fn new(meta: &'static SpanMeta, start: Tick, parent_id: u64, txn: &TxnShared) -> StaticSpan {
         StaticSpan {
             meta,
             start,
@@ -438,7 +433,7 @@ impl StaticSpan {
     }
 
     #[inline(always)]
-    pub(super) fn record(
+    fn record(
         &self,
         id: u64,
         end: Tick,
@@ -710,6 +705,26 @@ fn push_frames(s: &mut Vec<Entry>, p: *const PendingPoll) {
     });
 }
 
+/// The entries a future's poll left open when it returned (a guard held across `.await`),
+/// kept for its next poll. Rare: one pointer in the future until then, which a `Vec` made
+/// three (a smaller future is moved in fewer bytes: BENCHMARKS.md §10d).
+// Boxed for the thin pointer, not for the heap: the `Vec` alone is three words in every future.
+#[allow(clippy::box_collection)]
+#[derive(Debug, Default)]
+pub(crate) struct Parked(Option<Box<Vec<Entry>>>);
+
+impl Parked {
+    #[inline]
+    fn is_empty(&self) -> bool {
+        self.0.as_ref().is_none_or(|entries| entries.is_empty())
+    }
+
+    /// Where entries are parked (its room kept once made).
+    fn entries(&mut self) -> &mut Vec<Entry> {
+        self.0.get_or_insert_default()
+    }
+}
+
 /// Makes a future's frame current for one poll: `frame` becomes the thread's pending frame
 /// (pushed on the stack when something looks at it), then the entries it left open in its
 /// last poll (`parked`, rare: a guard held across `.await`) go back above it, which pushes it
@@ -720,7 +735,7 @@ fn push_frames(s: &mut Vec<Entry>, p: *const PendingPoll) {
 /// [`leave_poll`] has left the frame, which happens before the poll returns or unwinds; the
 /// timer is not read or written through anything else meanwhile.
 #[inline]
-pub(crate) unsafe fn enter_poll(frame: &PendingPoll, parked: &mut Vec<Entry>) {
+pub(crate) unsafe fn enter_poll(frame: &PendingPoll, parked: &mut Parked) {
     PENDING.set(frame);
     let sampled = frame.txn().sampled;
     if parked.is_empty() {
@@ -734,11 +749,11 @@ pub(crate) unsafe fn enter_poll(frame: &PendingPoll, parked: &mut Vec<Entry>) {
 }
 
 #[cold]
-fn restore_parked(parked: &mut Vec<Entry>) {
+fn restore_parked(parked: &mut Parked) {
     let _ = STACK.try_with(|s| {
         if let Ok(mut s) = s.try_borrow_mut() {
             push_pending(&mut s);
-            s.append(parked);
+            s.append(parked.entries());
             refresh(&s);
         }
     });
@@ -752,7 +767,7 @@ fn restore_parked(parked: &mut Vec<Entry>) {
 /// `frame` was given to [`enter_poll`] (or is about to be: a panic on the way there leaves it
 /// here too), and is still where it was, as is its timer.
 #[inline]
-pub(crate) unsafe fn leave_poll(frame: &PendingPoll, parked: &mut Vec<Entry>) {
+pub(crate) unsafe fn leave_poll(frame: &PendingPoll, parked: &mut Parked) {
     let at = frame.at.get();
     if at == NOT_PUSHED {
         // Nothing looked at the stack during the poll: what was pending below is again.
@@ -797,7 +812,7 @@ fn leave_pushed(
     at: usize,
     token: Token,
     recorded_before: bool,
-    parked: &mut Vec<Entry>,
+    parked: &mut Parked,
     timer: &mut ChildTimer,
 ) {
     let _ = STACK.try_with(|s| {
@@ -808,8 +823,7 @@ fn leave_pushed(
             // Entries are only pushed above and closed: still at its place, the entry stands
             // on the stack it was pushed on, whose staging flag was `recorded_before`.
             if s.len() > at + 1 {
-                parked.extend(s.drain(at + 1..));
-                keep_lent(parked);
+                park(parked, s.drain(at + 1..));
             }
             *timer = s[at].timer;
             s.truncate(at);
@@ -818,13 +832,21 @@ fn leave_pushed(
             }
         } else if let Some(i) = s.iter().rposition(|e| e.token == token) {
             // An entry below it closed during the poll.
-            parked.extend(s.drain(i + 1..));
-            keep_lent(parked);
+            park(parked, s.drain(i + 1..));
             *timer = s[i].timer;
             s.truncate(i);
             refresh(&s);
         }
     });
+}
+
+/// Parks `entries` after those parked before, each with a reference of its own.
+#[cold]
+fn park(parked: &mut Parked, entries: impl Iterator<Item = Entry>) {
+    let parked = parked.entries();
+    let from = parked.len();
+    parked.extend(entries);
+    keep_lent(&mut parked[from..]);
 }
 
 /// Makes the bridged span `id` of `txn` current (a tracing span entered, an OpenTelemetry
