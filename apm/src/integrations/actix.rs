@@ -48,7 +48,8 @@
 //! ```
 //!
 //! Request bodies are recorded only with [`CaptureBody`] wrapped outside the middleware and
-//! `capture_body` not `off`; otherwise `context.request.body` is `[REDACTED]`.
+//! `capture_body` not `off`; otherwise `context.request.body` is `[REDACTED]` (for POST, PUT,
+//! PATCH and DELETE; absent for the other methods).
 
 use std::any::Any;
 use std::fmt;

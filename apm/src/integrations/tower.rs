@@ -59,7 +59,8 @@
 //! `capture_body` is not `off`, it buffers small textual bodies (a known
 //! `Content-Length` up to its limit, 16 KiB by default) before the handler reads them, and the
 //! transaction's `context.request.body` carries them (form fields sanitised). Otherwise the
-//! body is sent as `[REDACTED]`.
+//! body is sent as `[REDACTED]` (for POST, PUT, PATCH and DELETE; absent for the other
+//! methods).
 //!
 //! Apply the layer with `Router::layer` on the outermost router: a layer around the whole
 //! router (outside routing) sees no `MatchedPath` and names every transaction

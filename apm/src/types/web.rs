@@ -18,7 +18,8 @@ pub struct Request {
     pub headers: Vec<(String, String)>,
     /// The peer's address.
     pub remote_address: Option<String>,
-    /// The body, when `capture_body` allows it; otherwise sent as `[REDACTED]`.
+    /// The body, when `capture_body` allows it; otherwise sent as `[REDACTED]` for a method
+    /// that carries a body (POST, PUT, PATCH, DELETE), and not at all for the others.
     pub body: Option<String>,
 }
 

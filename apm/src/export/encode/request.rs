@@ -347,7 +347,8 @@ pub(super) struct RequestView<'a> {
     cookies: Option<CookiesView<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     socket: Option<SocketView<'a>>,
-    body: Cow<'a, str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    body: Option<Cow<'a, str>>,
 }
 
 #[derive(Serialize)]
@@ -426,8 +427,10 @@ impl RequestView<'_> {
             json::keyword(out, socket.remote_address.0, false);
             out.push(b'}');
         }
-        out.extend_from_slice(b",\"body\":");
-        json::string(out, &self.body, usize::MAX);
+        if let Some(body) = &self.body {
+            out.extend_from_slice(b",\"body\":");
+            json::string(out, body, usize::MAX);
+        }
         out.push(b'}');
     }
 }
@@ -551,17 +554,22 @@ impl<'a> UserView<'a> {
     }
 }
 
-/// A form body with the values of sensitive fields replaced; `[REDACTED]` when not captured
-/// or not allowed on this kind of event.
-fn sanitized_body<'a>(req: &'a web::Request, policy: &Policy, allowed: bool) -> Cow<'a, str> {
+/// A form body with the values of sensitive fields replaced. Not captured or not allowed on
+/// this kind of event: `[REDACTED]` for a method that carries a body (POST, PUT, PATCH,
+/// DELETE), none for the others (a GET's transaction does not claim a body it never had).
+fn sanitized_body<'a>(
+    req: &'a web::Request,
+    policy: &Policy,
+    allowed: bool,
+) -> Option<Cow<'a, str>> {
     let Some(body) = req.body.as_ref().filter(|_| allowed) else {
-        return Cow::Borrowed(REDACTED);
+        return carries_body(&req.method).then_some(Cow::Borrowed(REDACTED));
     };
     let form = req.headers.iter().any(|(k, v)| {
         k.eq_ignore_ascii_case("content-type") && v.starts_with("application/x-www-form-urlencoded")
     });
     if !form {
-        return truncate(body, policy.long_field_max_length);
+        return Some(truncate(body, policy.long_field_max_length));
     }
     let fields: Vec<String> = body
         .split('&')
@@ -570,7 +578,16 @@ fn sanitized_body<'a>(req: &'a web::Request, policy: &Policy, allowed: bool) -> 
             None => pair.to_owned(),
         })
         .collect();
-    Cow::Owned(truncate(&fields.join("&"), policy.long_field_max_length).into_owned())
+    Some(Cow::Owned(
+        truncate(&fields.join("&"), policy.long_field_max_length).into_owned(),
+    ))
+}
+
+/// The methods whose requests carry a body, as the reference agent names them.
+fn carries_body(method: &str) -> bool {
+    ["POST", "PUT", "PATCH", "DELETE"]
+        .iter()
+        .any(|m| method.eq_ignore_ascii_case(m))
 }
 
 fn headers_view<'a>(
@@ -642,6 +659,35 @@ pub(super) fn transaction_context<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_body_not_captured_is_redacted_only_for_methods_that_carry_one() {
+        let policy = Policy::default();
+        let body_of = |method: &str, body: Option<&str>, allowed: bool| {
+            let mut req = web::Request::new(method, "http://a.example/x");
+            req.body = body.map(str::to_owned);
+            let view = request_view(&req, &policy, allowed);
+            let mut written = Vec::new();
+            view.write(&mut written);
+            let written: serde_json::Value = serde_json::from_slice(&written).expect("json");
+            let derived = serde_json::to_value(&view).expect("json");
+            assert_eq!(written, derived, "both writers agree");
+            written.get("body").cloned()
+        };
+        let redacted = Some(serde_json::json!("[REDACTED]"));
+        for method in ["POST", "put", "PATCH", "DELETE"] {
+            assert_eq!(body_of(method, None, true), redacted, "{method}");
+            assert_eq!(body_of(method, Some("a=1"), false), redacted, "{method}");
+        }
+        for method in ["GET", "HEAD", "OPTIONS"] {
+            assert_eq!(body_of(method, None, true), None, "{method}");
+            assert_eq!(body_of(method, Some("a=1"), false), None, "{method}");
+        }
+        // Captured and allowed: sent, whatever the method.
+        let sent = Some(serde_json::json!("a=1"));
+        assert_eq!(body_of("GET", Some("a=1"), true), sent);
+        assert_eq!(body_of("POST", Some("a=1"), true), sent);
+    }
 
     #[test]
     fn a_url_is_split_into_parts_borrowed_from_it() {
