@@ -99,6 +99,27 @@ fn bare_in_transactions(iters: u64) -> Duration {
     start.elapsed()
 }
 
+/// The application thread's CPU time for `iters` calls of `call`, in transactions of
+/// `SPANS_PER_TRANSACTION` calls, each transaction's start and end left out of the count. Not
+/// wall time: on two cores shared with the transport and the server, a thread descheduled for
+/// a while made a wall-time figure move by a third between runs (BENCHMARKS.md §10d), and the
+/// ratio of two such figures more.
+fn spans_thread_cpu(iters: u64, call: impl Fn(u64) -> u64) -> Duration {
+    let mut cpu = Duration::ZERO;
+    let mut left = iters;
+    while left > 0 {
+        let n = left.min(SPANS_PER_TRANSACTION);
+        let _t = apm::start_transaction("bench", "custom");
+        let cpu0 = thread_cpu_time();
+        for i in 0..n {
+            black_box(call(i));
+        }
+        cpu += thread_cpu_time() - cpu0;
+        left -= n;
+    }
+    cpu
+}
+
 /// The same work in a span of the manual API, its guard current until dropped (what the
 /// integrations' spans and a hand-made span pay).
 #[inline(never)]
@@ -219,6 +240,21 @@ fn span(c: &mut Criterion) {
             });
             g.bench_function("bare_async_three_polls_in_transactions", |b| {
                 b.iter_custom(bare_async_in_transactions)
+            });
+            // The four above as the thread's CPU time rather than wall time: the ratio of
+            // the async span to the sync one, each less its floor, without the time the
+            // thread was descheduled.
+            g.bench_function("sampled_shipped_thread_cpu", |b| {
+                b.iter_custom(|iters| spans_thread_cpu(iters, instrumented))
+            });
+            g.bench_function("async_sampled_shipped_three_polls_thread_cpu", |b| {
+                b.iter_custom(|iters| spans_thread_cpu(iters, |x| block_on(instrumented_async(x))))
+            });
+            g.bench_function("bare_in_transactions_thread_cpu", |b| {
+                b.iter_custom(|iters| spans_thread_cpu(iters, bare))
+            });
+            g.bench_function("bare_async_three_polls_in_transactions_thread_cpu", |b| {
+                b.iter_custom(|iters| spans_thread_cpu(iters, |x| block_on(bare_async(x))))
             });
             // A span of the manual API (`apm::start_span`), its guard dropped at the end.
             g.bench_function("guard_sampled_shipped", |b| {
