@@ -31,30 +31,39 @@ use crate::types::{messaging, web};
 /// What the threads recording one transaction share. Never downgraded to a `Weak`: a
 /// transaction's end reads it without its lock when its strong count says it is alone
 /// (`transaction::only_reference`).
+///
+/// Laid out by hand: what every span reads of its transaction (ids, sampling, the span limit)
+/// comes first, on one cache line of its own (`align(64)`: the `Arc`'s counts, which other
+/// threads write, sit on the line before). Left to the compiler, those fields were spread
+/// over three lines, the two ids three hundred bytes apart: three lines to bring back per
+/// span where a request's work has evicted them between its spans.
 #[derive(Debug)]
+#[repr(C, align(64))]
 pub(crate) struct TxnShared {
     pub(crate) trace_id: u128,
     pub(crate) id: u64,
-    pub(crate) parent_id: Option<u64>,
-    pub(crate) sampled: bool,
-    pub(crate) sample_rate: u16,
     pub(crate) max_spans: u32,
     /// Spans recorded so far (counts towards `transaction_max_spans`).
     pub(crate) started: AtomicU32,
-    /// Spans not recorded because of the limit.
-    pub(crate) dropped: AtomicU32,
-    /// The `tracestate` to send downstream (`None`: send none).
-    pub(crate) tracestate: Option<Arc<str>>,
-    /// Span links (a restarted trace points at the one it came from).
-    pub(crate) links: Vec<Link>,
-    pub(crate) start: Tick,
-    /// [`tracer::forks`] when it started: in a forked child, a transaction open at the fork
-    /// is the parent's to end and send.
-    pub(crate) forks: u32,
+    pub(crate) sample_rate: u16,
+    pub(crate) sampled: bool,
+    // The fields above are what a span reads; the line's rest is what a transaction's end
+    // reads with them.
     /// An error was captured where the transaction itself was current (its own entry, or a
     /// context bound to it on another thread or in another future): it fails, unless the
     /// application set an outcome (spec: `outcome.feature`).
     pub(crate) errored: AtomicBool,
+    /// Spans not recorded because of the limit.
+    pub(crate) dropped: AtomicU32,
+    pub(crate) parent_id: Option<u64>,
+    pub(crate) start: Tick,
+    /// [`tracer::forks`] when it started: in a forked child, a transaction open at the fork
+    /// is the parent's to end and send.
+    pub(crate) forks: u32,
+    /// The `tracestate` to send downstream (`None`: send none).
+    pub(crate) tracestate: Option<Arc<str>>,
+    /// Span links (a restarted trace points at the one it came from).
+    pub(crate) links: Vec<Link>,
     /// Touched only by the manual API and once at the end: never on a span's path.
     pub(crate) state: Mutex<TxnState>,
     /// Children off the stack that ended where their parent was not current (another task or
@@ -309,5 +318,26 @@ fn set_entry(entries: &mut Labels, key: Cow<'static, str>, value: LabelValue) {
         slot.1 = value;
     } else {
         entries.push((key, value));
+    }
+}
+
+#[cfg(test)]
+mod layout_tests {
+    use std::mem::{align_of, offset_of, size_of};
+
+    use super::TxnShared;
+
+    #[test]
+    fn what_a_span_reads_of_its_transaction_is_on_one_line_of_its_own() {
+        assert_eq!(align_of::<TxnShared>(), 64);
+        let ends = [
+            offset_of!(TxnShared, trace_id) + size_of::<u128>(),
+            offset_of!(TxnShared, id) + size_of::<u64>(),
+            offset_of!(TxnShared, max_spans) + size_of::<u32>(),
+            offset_of!(TxnShared, started) + size_of::<u32>(),
+            offset_of!(TxnShared, sample_rate) + size_of::<u16>(),
+            offset_of!(TxnShared, sampled) + size_of::<bool>(),
+        ];
+        assert!(ends.iter().all(|&end| end <= 64), "{ends:?}");
     }
 }
