@@ -276,13 +276,9 @@ impl ActiveSpan {
     }
 }
 
+/// A name made at run time, in a box the transport thread gave back when there is one.
 pub(crate) fn dynamic_span_name(name: Cow<'static, str>, kind: Cow<'static, str>) -> SpanName {
-    SpanName::Dynamic(Box::new(DynamicSpanName {
-        name,
-        kind,
-        subtype: None,
-        action: None,
-    }))
+    SpanName::Dynamic(crate::queue::spare::span_name(name, kind))
 }
 
 /// The span of a `#[apm::span]` async function, in its future's frame: what its record is

@@ -22,7 +22,7 @@ use crate::queue::batch;
 use crate::queue::channel::{Command, Consumer};
 use crate::queue::tracer::{Counters, Tracer};
 use crate::queue::{spare, staging};
-use crate::types::record::{Event, SpanRecord, TransactionRecord};
+use crate::types::record::{DynamicSpanName, Event, SpanName, SpanRecord, TransactionRecord};
 use crate::types::span_context::SpanExtra;
 use crate::types::{clock, ids};
 use crate::util::diag::warn_limited;
@@ -114,6 +114,10 @@ pub(crate) struct Transport {
     /// what is reused).
     #[allow(clippy::vec_box)]
     spare_extras: Vec<Box<SpanExtra>>,
+    /// Spans' names made at run time, written: their boxes, to be given back (the boxes are
+    /// what is reused).
+    #[allow(clippy::vec_box)]
+    spare_names: Vec<Box<DynamicSpanName>>,
     body: Option<Body>,
     /// The buffer of the last body sent, emptied, for the next one (see `Body::reusing`).
     spare_body: Vec<u8>,
@@ -173,6 +177,7 @@ impl Transport {
             tables_asked_at: None,
             spare_records: Vec::new(),
             spare_extras: Vec::new(),
+            spare_names: Vec::new(),
             spare_body: Vec::new(),
             body: None,
             body_events: 0,
@@ -542,9 +547,14 @@ impl Transport {
                 spare::trim_for_reuse(&mut record);
                 self.spare_records.push(record);
             }
-            Event::Span(SpanRecord {
-                extra: Some(extra), ..
-            }) => self.spare_extras.push(extra),
+            Event::Span(SpanRecord { extra, name, .. }) => {
+                if let Some(extra) = extra {
+                    self.spare_extras.push(extra);
+                }
+                if let SpanName::Dynamic(name) = name {
+                    self.spare_names.push(name);
+                }
+            }
             _ => {}
         }
     }
@@ -552,6 +562,7 @@ impl Transport {
     fn give_back_spares(&mut self) {
         spare::give_back(&mut self.spare_records);
         spare::give_back_extras(&mut self.spare_extras);
+        spare::give_back_names(&mut self.spare_names);
     }
 
     fn write_event(&mut self, event: &Event) {

@@ -7,6 +7,10 @@
 //! cost its thread. So the transport thread gives the boxes back here, and application threads
 //! take them a few at a time: one lock (a `try_lock`, never a wait) per [`TAKE`] boxes.
 //!
+//! A span's name made at run time (`DynamicSpanName`: the manual API's `apm::start_span`, an
+//! integration's span) is boxed, and its box travels the same way: with static texts, such a
+//! span allocates nothing once warm.
+//!
 //! A span's optional parts (`SpanExtra`: labels, exit-span context) travel the same way, for
 //! the same reason: a bridged `tracing` span with fields allocated them, and its labels' vector
 //! and texts, on its thread, to be freed on the transport thread; the arena's lock then took
@@ -21,12 +25,14 @@
 // The boxes themselves are what is kept for reuse.
 #![allow(clippy::vec_box)]
 
+use std::borrow::Cow;
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::thread::LocalKey;
 
 use parking_lot::Mutex;
 
-use crate::types::record::{TransactionName, TransactionRecord};
+use crate::types::record::{DynamicSpanName, TransactionName, TransactionRecord};
 use crate::types::span_context::SpanExtra;
 use crate::types::web::{Request, Response};
 
@@ -43,8 +49,9 @@ const TAKE: usize = 16;
 #[cfg(feature = "tracing")]
 const TEXTS_MAX: usize = 32;
 
-static RECORDS: Stash<TransactionRecord> = Stash(Mutex::new(Vec::new()));
-static EXTRAS: Stash<SpanExtra> = Stash(Mutex::new(Vec::new()));
+static RECORDS: Stash<TransactionRecord> = Stash::new();
+static EXTRAS: Stash<SpanExtra> = Stash::new();
+static NAMES: Stash<DynamicSpanName> = Stash::new();
 
 type Taken<T> = RefCell<Vec<Box<T>>>;
 
@@ -52,6 +59,7 @@ thread_local! {
     /// Boxes this thread took from the stash and has not used yet.
     static TAKEN_RECORDS: Taken<TransactionRecord> = const { RefCell::new(Vec::new()) };
     static TAKEN_EXTRAS: Taken<SpanExtra> = const { RefCell::new(Vec::new()) };
+    static TAKEN_NAMES: Taken<DynamicSpanName> = const { RefCell::new(Vec::new()) };
     /// Empty strings with room, brought back by spare span parts.
     #[cfg(feature = "tracing")]
     static TEXTS: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
@@ -97,6 +105,25 @@ pub(crate) fn span_extra() -> Box<SpanExtra> {
     let mut extra = take(&TAKEN_EXTRAS, &EXTRAS).unwrap_or_default();
     keep_texts(&mut extra.spent_texts);
     extra
+}
+
+/// A span's name and kind made at run time, in a spare box when this thread has one.
+#[inline]
+pub(crate) fn span_name(name: Cow<'static, str>, kind: Cow<'static, str>) -> Box<DynamicSpanName> {
+    let named = DynamicSpanName {
+        name,
+        kind,
+        subtype: None,
+        action: None,
+    };
+    match take(&TAKEN_NAMES, &NAMES) {
+        Some(mut spare) => {
+            // Emptied on the transport thread: nothing to drop here.
+            *spare = named;
+            spare
+        }
+        None => Box::new(named),
+    }
 }
 
 /// Moves spare strings into this thread's, as many as it has room for.
@@ -171,15 +198,35 @@ pub(crate) fn give_back_extras(extras: &mut Vec<Box<SpanExtra>>) {
     EXTRAS.put(extras);
 }
 
-/// Boxes given back and not taken yet.
-struct Stash<T>(Mutex<Vec<Box<T>>>);
+/// Gives spans' names' boxes back for reuse, emptied here (the transport thread, once per
+/// batch written: texts made at run time are freed here, as before); those the stash has no
+/// room for are freed.
+pub(crate) fn give_back_names(names: &mut Vec<Box<DynamicSpanName>>) {
+    for name in names.iter_mut() {
+        **name = DynamicSpanName::EMPTY;
+    }
+    NAMES.put(names);
+}
+
+/// Boxes given back and not taken yet, and how many (read without the lock: a thread finding
+/// the stash empty, as when the transport falls behind, does not try its lock for each box).
+struct Stash<T>(Mutex<Vec<Box<T>>>, AtomicUsize);
 
 impl<T> Stash<T> {
-    /// Moves up to [`TAKE`] boxes into `into`; none if another thread holds the stash.
+    const fn new() -> Stash<T> {
+        Stash(Mutex::new(Vec::new()), AtomicUsize::new(0))
+    }
+
+    /// Moves up to [`TAKE`] boxes into `into`; none if the stash is empty or another thread
+    /// holds it.
     fn take_some(&self, into: &mut Vec<Box<T>>) {
+        if self.1.load(Relaxed) == 0 {
+            return;
+        }
         if let Some(mut stash) = self.0.try_lock() {
             let from = stash.len().saturating_sub(TAKE);
             into.extend(stash.drain(from..));
+            self.1.store(stash.len(), Relaxed);
         }
     }
 
@@ -195,6 +242,7 @@ impl<T> Stash<T> {
             let room = STASH_MAX.saturating_sub(stash.len());
             let from = boxes.len().saturating_sub(room);
             stash.extend(boxes.drain(from..));
+            self.1.store(stash.len(), Relaxed);
         }
         boxes.clear();
     }
@@ -360,7 +408,7 @@ mod tests {
 
     #[test]
     fn boxes_given_back_are_taken_again_a_few_at_a_time_and_the_stash_is_bounded() {
-        let stash = Stash(Mutex::new(Vec::new()));
+        let stash = Stash::new();
         let mut boxes: Vec<_> = (0..STASH_MAX as u64 + 10)
             .map(|i| Box::new(transaction_record(i)))
             .collect();
@@ -373,6 +421,11 @@ mod tests {
         assert_eq!(taken.len(), TAKE);
         assert!(taken.iter().all(|b| given.contains(&(&**b as *const _))));
         assert_eq!(stash.0.lock().len(), STASH_MAX - TAKE);
+        assert_eq!(
+            stash.1.load(Relaxed),
+            STASH_MAX - TAKE,
+            "the count read without the lock"
+        );
     }
 
     #[test]

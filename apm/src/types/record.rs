@@ -60,6 +60,17 @@ pub(crate) struct DynamicSpanName {
     pub(crate) action: Option<Cow<'static, str>>,
 }
 
+#[cfg(feature = "enable")]
+impl DynamicSpanName {
+    /// No name: what a spare box holds between two spans (`queue/spare.rs`).
+    pub(crate) const EMPTY: DynamicSpanName = DynamicSpanName {
+        name: Cow::Borrowed(""),
+        kind: Cow::Borrowed(""),
+        subtype: None,
+        action: None,
+    };
+}
+
 impl SpanName {
     pub(crate) fn name(&self) -> &str {
         match self {
