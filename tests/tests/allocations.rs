@@ -17,15 +17,20 @@ fn query(i: u64) -> u64 {
     std::hint::black_box(i)
 }
 
+/// An agent for thousands of spans in one transaction. A span that a busy machine stalls for
+/// `span_stack_trace_min_duration` takes its stack (which allocates, as it should): not the
+/// path measured here.
+fn agent_for_bursts_of_spans() -> agent::Harness {
+    agent::start(|c| {
+        c.transaction_max_spans(1_000_000)
+            .span_stack_trace_min_duration(None)
+    })
+}
+
 #[test]
 fn spans_with_static_names_allocate_nothing_on_the_application_thread() {
     const SPANS: u64 = 20_000;
-    // A span that a busy machine stalls for `span_stack_trace_min_duration` takes its stack
-    // (which allocates, as it should): not the path measured here.
-    let h = agent::start(|c| {
-        c.transaction_max_spans(1_000_000)
-            .span_stack_trace_min_duration(None)
-    });
+    let h = agent_for_bursts_of_spans();
     // Warm up: this thread's buffer is registered, the transport has recycled buffers.
     {
         let _t = apm::start_transaction("warm-up", "custom");
@@ -68,10 +73,7 @@ fn spans_with_static_names_allocate_nothing_on_the_application_thread() {
 #[test]
 fn manual_spans_with_static_names_allocate_nothing_once_warm() {
     const SPANS: u64 = 2_000;
-    let h = agent::start(|c| {
-        c.transaction_max_spans(1_000_000)
-            .span_stack_trace_min_duration(None)
-    });
+    let h = agent_for_bursts_of_spans();
     // Warm up: as many boxes made as spans in flight, given back once written.
     for _ in 0..2 {
         let _t = apm::start_transaction("warm-up", "custom");
