@@ -487,6 +487,48 @@ fn ignored_error_types_are_not_reported() {
     h.finish();
 }
 
+/// A transaction's labels, user and custom context sit in a part of its record that stays
+/// with the record's box when the box is reused: a transaction without any, ending in a box
+/// that carried another's, sends none of them, and each sends its own.
+#[test]
+fn a_reused_record_carries_no_earlier_transactions_labels_user_or_custom_context() {
+    const ROUNDS: u64 = 3;
+    const PAIRS: u64 = 50;
+    let h = agent::start(|c| c);
+    for round in 0..ROUNDS {
+        for i in 0..PAIRS {
+            {
+                let t = apm::start_transaction("rich", "request");
+                t.set_label("n", (round * PAIRS + i) as i64);
+                apm::set_user(apm::User::id("42"));
+                apm::set_custom_context("cart", true);
+            }
+            drop(apm::start_transaction("plain", "request"));
+        }
+        // The records' boxes go back to be reused by the next round.
+        h.flush();
+    }
+    let transactions = h.transactions();
+    assert_eq!(transactions.len() as u64, ROUNDS * PAIRS * 2);
+    let mut seen = Vec::new();
+    for tx in &transactions {
+        match tx["name"].as_str() {
+            Some("plain") => assert!(tx.get("context").is_none(), "{tx:#}"),
+            Some("rich") => {
+                let context = &tx["context"];
+                assert_eq!(context["user"]["id"], "42", "{tx:#}");
+                assert_eq!(context["custom"]["cart"], true, "{tx:#}");
+                let n = context["tags"]["n"].as_f64().expect("its label");
+                seen.push(n as u64);
+            }
+            other => panic!("unexpected transaction {other:?}"),
+        }
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, (0..ROUNDS * PAIRS).collect::<Vec<_>>());
+    h.finish();
+}
+
 #[test]
 fn transactions_and_their_errors_carry_labels_user_and_custom_context() {
     let h = agent::start(|c| c);

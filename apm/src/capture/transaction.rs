@@ -16,7 +16,7 @@ use crate::types::headers::HeaderSource;
 use crate::types::ids;
 use crate::types::meta::TransactionMeta;
 use crate::types::outcome::Outcome;
-use crate::types::record::{Event, TransactionName, TransactionRecord};
+use crate::types::record::{Event, TransactionExtras, TransactionName, TransactionRecord};
 use crate::types::span_context::Link;
 
 /// Starts a transaction: the continuation of the trace in `headers` when given; else a child
@@ -379,21 +379,13 @@ fn fill(
         sample_rate,
         result,
         outcome: rec_outcome,
-        labels,
         spans_started,
         spans_dropped,
-        dropped_spans_stats,
-        #[cfg(apm_exit_stats)]
-        dropped_exits,
         child_ns,
-        links: rec_links,
-        #[cfg(feature = "opentelemetry")]
-        otel,
         request,
         response,
-        message,
-        user,
-        custom,
+        extras: _,
+        extras_used,
     } = rec;
     *trace_id = head.trace_id;
     *id = head.id;
@@ -413,43 +405,72 @@ fn fill(
     *sample_rate = head.sample_rate;
     *result = st.result.take();
     *rec_outcome = outcome;
-    *labels = take_if(sampled, &mut st.labels);
     *spans_started = head.spans_started;
     *spans_dropped = head.spans_dropped;
-    *dropped_spans_stats = Vec::new();
-    #[cfg(apm_exit_stats)]
-    {
-        *dropped_exits = std::mem::take(&mut st.dropped_exits);
-    }
     *child_ns = ending.child_ns;
-    #[cfg(not(feature = "opentelemetry"))]
-    {
-        *rec_links = links;
-    }
-    #[cfg(feature = "opentelemetry")]
-    {
-        let mut links = links;
-        links.extend_from_slice(&st.links);
-        *rec_links = links;
-        *otel = if sampled { st.otel.take() } else { None };
-    }
     // The reused record's earlier context, kept for this thread's next request to be written
     // into (see `spare::contexts`).
     spare::spent_context(request.take(), response.take());
     *request = if sampled { st.request.take() } else { None };
     *response = if sampled { st.response.take() } else { None };
-    *message = if sampled { st.message.take() } else { None };
-    *user = if sampled { st.user.take() } else { None };
-    *custom = take_if(sampled, &mut st.custom);
+    // The rarer parts: their box, kept with the record, is read only by a transaction that
+    // has some (see `TransactionRecord::extras`).
+    *extras_used = false;
+    if has_extras(st, &links, sampled) {
+        fill_extras(rec.extras_mut(), links, st, sampled);
+    }
 }
 
-/// What `from` holds, taken when `take`; else nothing.
+/// Whether a transaction ending with `st` has any of a record's rarer parts.
 #[inline]
-fn take_if<T>(take: bool, from: &mut Vec<T>) -> Vec<T> {
-    if take {
-        std::mem::take(from)
-    } else {
-        Vec::new()
+fn has_extras(st: &TxnState, links: &[Link], sampled: bool) -> bool {
+    let exits = {
+        #[cfg(apm_exit_stats)]
+        {
+            !st.dropped_exits.is_empty()
+        }
+        #[cfg(not(apm_exit_stats))]
+        {
+            false
+        }
+    };
+    let otel = {
+        #[cfg(feature = "opentelemetry")]
+        {
+            !st.links.is_empty() || st.otel.is_some()
+        }
+        #[cfg(not(feature = "opentelemetry"))]
+        {
+            false
+        }
+    };
+    exits
+        || !links.is_empty()
+        || (sampled
+            && (otel
+                || !st.labels.is_empty()
+                || st.message.is_some()
+                || st.user.is_some()
+                || !st.custom.is_empty()))
+}
+
+/// Moves a transaction's rarer parts into its record's (emptied) extras. Vectors are
+/// swapped, so that the state keeps the record's emptied room for its next transaction.
+#[cold]
+fn fill_extras(ex: &mut TransactionExtras, links: Vec<Link>, st: &mut TxnState, sampled: bool) {
+    #[cfg(apm_exit_stats)]
+    std::mem::swap(&mut ex.dropped_exits, &mut st.dropped_exits);
+    ex.links = links;
+    #[cfg(feature = "opentelemetry")]
+    {
+        ex.links.extend_from_slice(&st.links);
+        ex.otel = if sampled { st.otel.take() } else { None };
+    }
+    if sampled {
+        std::mem::swap(&mut ex.labels, &mut st.labels);
+        std::mem::swap(&mut ex.custom, &mut st.custom);
+        ex.message = st.message.take();
+        ex.user = st.user.take();
     }
 }
 

@@ -138,18 +138,23 @@ impl HugeTraces {
                 if let Some(c) = self.changes.remove(&txn.id) {
                     txn.spans_started = txn.spans_started.saturating_sub(c.not_started);
                     txn.spans_dropped = txn.spans_dropped.saturating_add(c.dropped);
-                    txn.dropped_spans_stats = c.stats;
+                    if !c.stats.is_empty() {
+                        txn.extras_mut().dropped_spans_stats = c.stats;
+                    }
                 }
                 #[cfg(apm_exit_stats)]
-                for d in std::mem::take(&mut txn.dropped_exits) {
-                    let target = dropped_target(&d.target);
-                    count_dropped(
-                        &mut txn.dropped_spans_stats,
-                        target,
-                        d.outcome,
-                        d.count,
-                        d.sum_ns / 1000,
-                    );
+                if txn.extras().is_some_and(|e| !e.dropped_exits.is_empty()) {
+                    let ex = txn.extras_mut();
+                    for d in std::mem::take(&mut ex.dropped_exits) {
+                        let target = dropped_target(&d.target);
+                        count_dropped(
+                            &mut ex.dropped_spans_stats,
+                            target,
+                            d.outcome,
+                            d.count,
+                            d.sum_ns / 1000,
+                        );
+                    }
                 }
                 if !self.settings.inactive() {
                     self.sent.insert(txn.id, ());

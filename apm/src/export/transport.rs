@@ -609,7 +609,7 @@ impl Transport {
             Event::Transaction(t) => {
                 // The policy shapes the request, the response and the message only (and looks
                 // at the clock).
-                if t.request.is_some() || t.response.is_some() || t.message.is_some() {
+                if t.request.is_some() || t.response.is_some() || t.message().is_some() {
                     refresh_policy(tracer, policy, policy_generation);
                 }
                 encode::write_transaction(out, t, policy)

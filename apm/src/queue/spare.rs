@@ -179,8 +179,12 @@ fn take<T: 'static>(taken: &'static LocalKey<Taken<T>>, stash: &Stash<T>) -> Opt
 pub(crate) fn trim_for_reuse(rec: &mut TransactionRecord) {
     #[cfg(apm_server)]
     contexts::trim(&mut rec.request, &mut rec.response);
-    #[cfg(not(apm_server))]
-    let _ = rec;
+    if rec.extras_used {
+        if let Some(ex) = &mut rec.extras {
+            ex.empty_for_reuse();
+        }
+        rec.extras_used = false;
+    }
 }
 
 /// Gives emptied boxes back for reuse (the transport thread, once per batch written); those

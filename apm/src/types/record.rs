@@ -248,7 +248,14 @@ pub(crate) struct DroppedSpanStats {
 }
 
 /// One finished transaction.
+///
+/// Laid out for the cost of moving it between cores: the application thread writes every
+/// field of a reused box, and the transport thread reads them, each on its own core, so each
+/// cache line of it is a transfer per transaction. What every transaction has fits in three
+/// lines (aligned to a line, `what_every_transaction_writes_fits_in_three_lines`); what few
+/// have sits behind one pointer ([`TransactionExtras`]).
 #[derive(Debug)]
+#[repr(align(64))]
 pub(crate) struct TransactionRecord {
     pub(crate) trace_id: u128,
     pub(crate) id: u64,
@@ -260,9 +267,23 @@ pub(crate) struct TransactionRecord {
     pub(crate) sample_rate: u16,
     pub(crate) result: Option<Cow<'static, str>>,
     pub(crate) outcome: Outcome,
-    pub(crate) labels: Labels,
     pub(crate) spans_started: u32,
     pub(crate) spans_dropped: u32,
+    /// Time during which its children ran (self time = duration − this).
+    pub(crate) child_ns: u64,
+    pub(crate) request: Option<Box<Request>>,
+    pub(crate) response: Option<Box<Response>>,
+    /// What few transactions have. The box stays with the record when the record is reused,
+    /// emptied by the transport ([`TransactionExtras::empty_for_reuse`]); `extras_used` says
+    /// whether this transaction filled it, so that an empty one is not read.
+    pub(crate) extras: Option<Box<TransactionExtras>>,
+    pub(crate) extras_used: bool,
+}
+
+/// A transaction's rarer parts: labels, links, user, custom, message, dropped spans' stats.
+#[derive(Debug, Default)]
+pub(crate) struct TransactionExtras {
+    pub(crate) labels: Labels,
     /// Exit spans not sent (dropped as fast exit spans), per destination and outcome (filled
     /// on the transport thread).
     pub(crate) dropped_spans_stats: Vec<DroppedSpanStats>,
@@ -270,8 +291,6 @@ pub(crate) struct TransactionRecord {
     /// `dropped_spans_stats` on the transport thread, where service targets are inferred).
     #[cfg(apm_exit_stats)]
     pub(crate) dropped_exits: Vec<super::dropped_exits::DroppedExits>,
-    /// Time during which its children ran (self time = duration − this).
-    pub(crate) child_ns: u64,
     /// Span links: the trace a restarted transaction came from (and those given through the
     /// OpenTelemetry API).
     pub(crate) links: Vec<Link>,
@@ -279,13 +298,41 @@ pub(crate) struct TransactionRecord {
     /// API.
     #[cfg(feature = "opentelemetry")]
     pub(crate) otel: Option<Box<super::span_context::Otel>>,
-    pub(crate) request: Option<Box<Request>>,
-    pub(crate) response: Option<Box<Response>>,
     /// `context.message`: the message a messaging transaction processes.
     pub(crate) message: Option<Box<Message>>,
     /// `context.user` and `context.custom`, as the application set them.
     pub(crate) user: Option<Box<User>>,
     pub(crate) custom: Labels,
+}
+
+/// Entries a kept vector of [`TransactionExtras`] may have room for; one with more is freed.
+const EXTRAS_ROOM: usize = 64;
+
+impl TransactionExtras {
+    /// Empties it for the record's next transaction, keeping its vectors' room (up to
+    /// [`EXTRAS_ROOM`] entries each), so that a transaction with labels or links allocates no
+    /// vector once warm. On the transport thread, where these lines were just read.
+    pub(crate) fn empty_for_reuse(&mut self) {
+        fn clear<T>(v: &mut Vec<T>) {
+            if v.capacity() > EXTRAS_ROOM {
+                *v = Vec::new();
+            } else {
+                v.clear();
+            }
+        }
+        clear(&mut self.labels);
+        clear(&mut self.dropped_spans_stats);
+        #[cfg(apm_exit_stats)]
+        clear(&mut self.dropped_exits);
+        clear(&mut self.links);
+        #[cfg(feature = "opentelemetry")]
+        {
+            self.otel = None;
+        }
+        self.message = None;
+        self.user = None;
+        clear(&mut self.custom);
+    }
 }
 
 impl TransactionRecord {
@@ -302,22 +349,40 @@ impl TransactionRecord {
             sample_rate: 0,
             result: None,
             outcome: Outcome::Unknown,
-            labels: Vec::new(),
             spans_started: 0,
             spans_dropped: 0,
-            dropped_spans_stats: Vec::new(),
-            #[cfg(apm_exit_stats)]
-            dropped_exits: Vec::new(),
             child_ns: 0,
             request: None,
             response: None,
-            message: None,
-            links: Vec::new(),
-            #[cfg(feature = "opentelemetry")]
-            otel: None,
-            user: None,
-            custom: Vec::new(),
+            extras: None,
+            extras_used: false,
         }
+    }
+
+    /// Its rarer parts, when this transaction has any.
+    #[inline]
+    pub(crate) fn extras(&self) -> Option<&TransactionExtras> {
+        if self.extras_used {
+            self.extras.as_deref()
+        } else {
+            None
+        }
+    }
+
+    /// Its rarer parts, to be written: the kept box (emptied) or a new one.
+    pub(crate) fn extras_mut(&mut self) -> &mut TransactionExtras {
+        if !self.extras_used {
+            self.extras_used = true;
+            if let Some(e) = &mut self.extras {
+                e.empty_for_reuse();
+            }
+        }
+        self.extras.get_or_insert_with(Box::default)
+    }
+
+    /// `context.message`, when set.
+    pub(crate) fn message(&self) -> Option<&Message> {
+        self.extras().and_then(|e| e.message.as_deref())
     }
 }
 
@@ -337,6 +402,12 @@ impl TransactionRecord {
             outcome: Outcome::Success,
             ..TransactionRecord::empty()
         }
+    }
+
+    /// The same record with rarer parts written by `write` (unit tests).
+    pub(crate) fn with_extras(mut self, write: impl FnOnce(&mut TransactionExtras)) -> Self {
+        write(self.extras_mut());
+        self
     }
 }
 
@@ -452,4 +523,21 @@ pub(crate) enum Event {
     Transaction(Box<TransactionRecord>),
     Error(Box<ErrorRecord>),
     Metricset(Box<MetricsetRecord>),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each line of a record is a transfer between the core that writes it and the core that
+    /// reads it: what every transaction has is kept to three, with every feature on.
+    #[test]
+    fn what_every_transaction_writes_fits_in_three_lines() {
+        assert_eq!(std::mem::align_of::<TransactionRecord>(), 64);
+        assert!(
+            std::mem::size_of::<TransactionRecord>() <= 3 * 64,
+            "{} bytes",
+            std::mem::size_of::<TransactionRecord>()
+        );
+    }
 }

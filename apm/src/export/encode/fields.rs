@@ -59,7 +59,7 @@ pub(crate) fn label_key(key: &str) -> Cow<'_, str> {
     }
 }
 
-pub(super) struct LabelsView<'a>(pub(super) &'a Labels);
+pub(super) struct LabelsView<'a>(pub(super) &'a [(Cow<'static, str>, LabelValue)]);
 impl Serialize for LabelsView<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(Some(self.0.len()))?;

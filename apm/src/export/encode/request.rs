@@ -631,19 +631,24 @@ pub(super) fn transaction_context<'a>(
     t: &'a TransactionRecord,
     policy: &'a Policy,
 ) -> Option<TransactionContextView<'a>> {
-    if t.labels.is_empty()
+    let ex = t.extras();
+    let labels = ex.map_or(&[][..], |e| &e.labels[..]);
+    let custom = ex.map_or(&[][..], |e| &e.custom[..]);
+    let user = ex.and_then(|e| e.user.as_deref());
+    let message = ex.and_then(|e| e.message.as_deref());
+    if labels.is_empty()
         && t.request.is_none()
         && t.response.is_none()
-        && t.message.is_none()
-        && t.user.is_none()
-        && t.custom.is_empty()
+        && message.is_none()
+        && user.is_none()
+        && custom.is_empty()
     {
         return None;
     }
     Some(TransactionContextView {
-        tags: (!t.labels.is_empty()).then_some(LabelsView(&t.labels)),
-        user: t.user.as_deref().map(UserView::of),
-        custom: (!t.custom.is_empty()).then_some(LabelsView(&t.custom)),
+        tags: (!labels.is_empty()).then_some(LabelsView(labels)),
+        user: user.map(UserView::of),
+        custom: (!custom.is_empty()).then_some(LabelsView(custom)),
         request: t
             .request
             .as_deref()
@@ -652,7 +657,7 @@ pub(super) fn transaction_context<'a>(
             status_code: r.status_code,
             headers: headers_view(&r.headers, policy, HeaderList::Response),
         }),
-        message: t.message.as_deref().map(|m| MessageView::of(m, policy)),
+        message: message.map(|m| MessageView::of(m, policy)),
     })
 }
 

@@ -138,18 +138,20 @@ pub(crate) fn write_transaction(
     out.extend_from_slice(b",\"dropped\":");
     json::uint(out, u64::from(t.spans_dropped));
     out.push(b'}');
-    if !t.links.is_empty() {
-        out.extend_from_slice(b",\"links\":");
-        serde_json::to_writer(&mut *out, &LinksView(&t.links)).map_err(io::Error::other)?;
-    }
-    if !t.dropped_spans_stats.is_empty() {
-        out.extend_from_slice(b",\"dropped_spans_stats\":");
-        serde_json::to_writer(&mut *out, &DroppedView(&t.dropped_spans_stats))
-            .map_err(io::Error::other)?;
-    }
-    #[cfg(feature = "opentelemetry")]
-    if let Some(otel) = &t.otel {
-        super::otel::write(out, otel, policy.long_field_max_length)?;
+    if let Some(ex) = t.extras() {
+        if !ex.links.is_empty() {
+            out.extend_from_slice(b",\"links\":");
+            serde_json::to_writer(&mut *out, &LinksView(&ex.links)).map_err(io::Error::other)?;
+        }
+        if !ex.dropped_spans_stats.is_empty() {
+            out.extend_from_slice(b",\"dropped_spans_stats\":");
+            serde_json::to_writer(&mut *out, &DroppedView(&ex.dropped_spans_stats))
+                .map_err(io::Error::other)?;
+        }
+        #[cfg(feature = "opentelemetry")]
+        if let Some(otel) = &ex.otel {
+            super::otel::write(out, otel, policy.long_field_max_length)?;
+        }
     }
     if let Some(context) = transaction_context(t, policy) {
         out.extend_from_slice(b",\"context\":");
@@ -231,7 +233,7 @@ mod tests {
                 started: t.spans_started,
                 dropped: t.spans_dropped,
             },
-            links: LinksView(&t.links),
+            links: LinksView(t.extras().map_or(&[][..], |e| &e.links[..])),
             context: transaction_context(t, policy),
         };
         let mut line = Vec::new();
@@ -247,29 +249,14 @@ mod tests {
         let plain = || TransactionRecord {
             trace_id: 0x0af7651916cd43dd8448eb211c80319c,
             id: 0xb7ad6b7169203331,
-            parent_id: None,
             name: TransactionName::Dynamic("GET /orders/{id}".into(), "request".into()),
             start,
             end,
             sampled: true,
             sample_rate: 10_000,
-            result: None,
             outcome: crate::types::outcome::Outcome::Success,
-            labels: Vec::new(),
             spans_started: 3,
-            spans_dropped: 0,
-            dropped_spans_stats: Vec::new(),
-            #[cfg(apm_exit_stats)]
-            dropped_exits: Vec::new(),
-            child_ns: 0,
-            links: Vec::new(),
-            #[cfg(feature = "opentelemetry")]
-            otel: None,
-            user: None,
-            custom: Vec::new(),
-            request: None,
-            response: None,
-            message: None,
+            ..TransactionRecord::empty()
         };
         let mut web = crate::types::web::Request::new("GET", "http://shop/orders/7?x=1");
         web.headers.push(("Authorization".into(), "secret".into()));
@@ -285,27 +272,29 @@ mod tests {
                 sample_rate: 0,
                 result: Some("HTTP 5xx".into()),
                 outcome: crate::types::outcome::Outcome::Failure,
-                labels: vec![(
-                    "tier".into(),
-                    crate::types::outcome::LabelValue::Number(1.5),
-                )],
                 spans_started: 0,
                 spans_dropped: 4_000_000_000,
-                links: vec![Link {
-                    trace_id: 7,
-                    span_id: 9,
-                }],
                 request: Some(Box::new(web)),
                 response: Some(Box::new(crate::types::web::Response::new(503))),
-                message: Some(Box::new(
+                ..plain()
+            }
+            .with_extras(|e| {
+                e.labels = vec![(
+                    "tier".into(),
+                    crate::types::outcome::LabelValue::Number(1.5),
+                )];
+                e.links = vec![Link {
+                    trace_id: 7,
+                    span_id: 9,
+                }];
+                e.message = Some(Box::new(
                     crate::types::messaging::Message::new("orders")
                         .age_ms(1_500)
                         .routing_key("orders.new")
                         .header("traceparent", "x")
                         .header("password", "secret"),
-                )),
-                ..plain()
-            },
+                ));
+            }),
             TransactionRecord {
                 sample_rate: UNKNOWN_RATE,
                 end: start,
@@ -343,25 +332,29 @@ mod tests {
             TransactionRecord {
                 request: Some(Box::new(request.clone())),
                 response: Some(Box::new(response)),
-                user: Some(Box::new(crate::types::user::User {
+                ..plain()
+            }
+            .with_extras(|e| {
+                e.user = Some(Box::new(crate::types::user::User {
                     id: Some("42".into()),
                     username: None,
                     email: Some("a@b.c".into()),
-                })),
-                custom: vec![("cart".into(), crate::types::outcome::LabelValue::Bool(true))],
-                ..plain()
-            },
+                }));
+                e.custom = vec![("cart".into(), crate::types::outcome::LabelValue::Bool(true))];
+            }),
             TransactionRecord {
                 request: Some(Box::new(crate::types::web::Request::new(
                     "GET",
                     "/relative",
                 ))),
-                labels: vec![(
+                ..plain()
+            }
+            .with_extras(|e| {
+                e.labels = vec![(
                     "a.b".into(),
                     crate::types::outcome::LabelValue::Str("x".into()),
-                )],
-                ..plain()
-            },
+                )];
+            }),
             TransactionRecord {
                 response: Some(Box::new(crate::types::web::Response::new(204))),
                 ..plain()
