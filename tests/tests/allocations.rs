@@ -189,7 +189,15 @@ fn transactions_once_warm(n: u64, warm_ups: u64, labelled: bool) -> Rounds {
     let measured = count_allocations(|| (0..n).for_each(|_| run("measured")));
     eprintln!("{measured} allocations for {n} transactions (warm-up: {warm_up})");
     h.flush();
-    assert_eq!(h.transactions().len() as u64, (warm_ups + 1) * n);
+    let transactions = h.transactions();
+    assert_eq!(transactions.len() as u64, (warm_ups + 1) * n);
+    if labelled {
+        for tx in &transactions {
+            let tags = &tx["context"]["tags"];
+            assert_eq!(tags["tier"], "gold", "{tx:#}");
+            assert_eq!(tags["attempt"].as_f64(), Some(1.0), "{tx:#}");
+        }
+    }
     h.finish();
     Rounds { warm_up, measured }
 }

@@ -435,6 +435,36 @@ fn guards_dropped_out_of_order_leave_apm_stack_as_it_was() {
     h.finish();
 }
 
+/// Links given through the OpenTelemetry API go with a transaction sampled or not (a server
+/// before 8.0 takes unsampled transactions), as the links of a restarted trace do.
+#[test]
+fn an_unsampled_transactions_links_are_sent() {
+    let server = apm_tests::MockServer::start();
+    server.set_server_version("7.17.0");
+    let h = agent::start_with(server, |c| c.transaction_sample_rate(0.0));
+    let linked = SpanContext::new(
+        TraceId::from_hex("33333333333333333333333333333333").expect("a trace id"),
+        SpanId::from_hex("4444444444444444").expect("a span id"),
+        TraceFlags::SAMPLED,
+        true,
+        TraceState::default(),
+    );
+    drop(
+        tracer()
+            .span_builder("otel-unsampled-linked")
+            .with_links(vec![Link::with_context(linked)])
+            .start(tracer()),
+    );
+    h.flush();
+    let tx = named(&h.transactions(), "otel-unsampled-linked").clone();
+    assert_eq!(tx["sampled"], false, "{tx:#}");
+    assert_eq!(
+        tx["links"],
+        json!([{"trace_id": "33333333333333333333333333333333", "span_id": "4444444444444444"}])
+    );
+    h.finish();
+}
+
 #[test]
 fn links_errors_names_and_propagation() {
     let h = agent::start(|c| c);

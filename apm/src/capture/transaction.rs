@@ -345,8 +345,10 @@ struct Ending {
 }
 
 /// Writes the end record of a transaction into `rec`, in place, taking what `st` holds.
-/// Every field is written (what `rec` held before is dropped). `alone`: nothing else refers
-/// to the transaction any more, so its name is moved rather than copied.
+/// Every field is written (what `rec` held before is dropped), but the box of its rarer parts,
+/// written only when this transaction has some and otherwise left unread (`extras_used`
+/// says which). `alone`: nothing else refers to the transaction any more, so its name is
+/// moved rather than copied.
 #[inline]
 fn fill(
     rec: &mut TransactionRecord,
@@ -434,18 +436,21 @@ fn has_extras(st: &TxnState, links: &[Link], sampled: bool) -> bool {
             false
         }
     };
-    let otel = {
+    // Links given through the OpenTelemetry API go with the record sampled or not, as the
+    // restarted trace's; the bridge's attributes only when sampled.
+    let (otel_links, otel) = {
         #[cfg(feature = "opentelemetry")]
         {
-            !st.links.is_empty() || st.otel.is_some()
+            (!st.links.is_empty(), st.otel.is_some())
         }
         #[cfg(not(feature = "opentelemetry"))]
         {
-            false
+            (false, false)
         }
     };
     exits
         || !links.is_empty()
+        || otel_links
         || (sampled
             && (otel
                 || !st.labels.is_empty()
@@ -454,13 +459,14 @@ fn has_extras(st: &TxnState, links: &[Link], sampled: bool) -> bool {
                 || !st.custom.is_empty()))
 }
 
-/// Moves a transaction's rarer parts into its record's (emptied) extras. Vectors are
-/// swapped, so that the state keeps the record's emptied room for its next transaction.
+/// Moves a transaction's rarer parts into its record's (emptied) extras. The state's vectors
+/// are swapped, so that the state keeps the record's emptied room for its next transaction;
+/// links are appended to the record's room.
 #[cold]
 fn fill_extras(ex: &mut TransactionExtras, links: Vec<Link>, st: &mut TxnState, sampled: bool) {
     #[cfg(apm_exit_stats)]
     std::mem::swap(&mut ex.dropped_exits, &mut st.dropped_exits);
-    ex.links = links;
+    ex.links.extend(links);
     #[cfg(feature = "opentelemetry")]
     {
         ex.links.extend_from_slice(&st.links);

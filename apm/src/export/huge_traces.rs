@@ -145,7 +145,8 @@ impl HugeTraces {
                 #[cfg(apm_exit_stats)]
                 if txn.extras().is_some_and(|e| !e.dropped_exits.is_empty()) {
                     let ex = txn.extras_mut();
-                    for d in std::mem::take(&mut ex.dropped_exits) {
+                    // Drained, not taken: the vector's room stays with the record.
+                    for d in ex.dropped_exits.drain(..) {
                         let target = dropped_target(&d.target);
                         count_dropped(
                             &mut ex.dropped_spans_stats,

@@ -36,11 +36,12 @@ use crate::types::record::{DynamicSpanName, TransactionName, TransactionRecord};
 use crate::types::span_context::SpanExtra;
 use crate::types::web::{Request, Response};
 
-/// Boxes of one kind kept for reuse at most (about 1.2 MiB of transaction records): beyond,
-/// the transport thread frees them. The transport drains the queue every 10 ms (sooner when
-/// it is half full), and gives the boxes back then: at 400 000 transactions per second a
-/// thread runs through about 4 000 of them in between. With room for 1 024, half of them were
-/// freed on the transport thread and allocated again on the application's
+/// Boxes of one kind kept for reuse at most (768 KiB of transaction records, and the boxes of
+/// the rarer parts of those that had any, with their vectors' room): beyond, the transport
+/// thread frees them. The transport drains the queue every 10 ms (sooner when it is half
+/// full), and gives the boxes back then: at 400 000 transactions per second a thread runs
+/// through about 4 000 of them in between. With room for 1 024, half of them were freed on
+/// the transport thread and allocated again on the application's
 /// (`span/transaction_thread_cpu`).
 const STASH_MAX: usize = 4096;
 /// Boxes a thread takes at once.

@@ -310,8 +310,11 @@ const EXTRAS_ROOM: usize = 64;
 
 impl TransactionExtras {
     /// Empties it for the record's next transaction, keeping its vectors' room (up to
-    /// [`EXTRAS_ROOM`] entries each), so that a transaction with labels or links allocates no
-    /// vector once warm. On the transport thread, where these lines were just read.
+    /// [`EXTRAS_ROOM`] entries each), so that a transaction with labels, custom context or
+    /// links allocates no vector for them once warm. On the transport thread, where these lines
+    /// were just read; again on the application thread when a record whose extras were not
+    /// emptied is filled (`TransactionRecord::extras_mut`), so that none of an earlier
+    /// transaction's can reach a later one's line.
     pub(crate) fn empty_for_reuse(&mut self) {
         fn clear<T>(v: &mut Vec<T>) {
             if v.capacity() > EXTRAS_ROOM {
@@ -320,18 +323,31 @@ impl TransactionExtras {
                 v.clear();
             }
         }
-        clear(&mut self.labels);
-        clear(&mut self.dropped_spans_stats);
+        // Named in full, without `..`: a field added here must be emptied here too.
+        let TransactionExtras {
+            labels,
+            dropped_spans_stats,
+            #[cfg(apm_exit_stats)]
+            dropped_exits,
+            links,
+            #[cfg(feature = "opentelemetry")]
+            otel,
+            message,
+            user,
+            custom,
+        } = self;
+        clear(labels);
+        clear(dropped_spans_stats);
         #[cfg(apm_exit_stats)]
-        clear(&mut self.dropped_exits);
-        clear(&mut self.links);
+        clear(dropped_exits);
+        clear(links);
         #[cfg(feature = "opentelemetry")]
         {
-            self.otel = None;
+            *otel = None;
         }
-        self.message = None;
-        self.user = None;
-        clear(&mut self.custom);
+        *message = None;
+        *user = None;
+        clear(custom);
     }
 }
 
@@ -530,7 +546,8 @@ mod tests {
     use super::*;
 
     /// Each line of a record is a transfer between the core that writes it and the core that
-    /// reads it: what every transaction has is kept to three, with every feature on.
+    /// reads it: what every transaction has is kept to three, and a record starts a line (a
+    /// record 16-byte aligned spans one line more).
     #[test]
     fn what_every_transaction_writes_fits_in_three_lines() {
         assert_eq!(std::mem::align_of::<TransactionRecord>(), 64);
