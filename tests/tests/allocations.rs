@@ -108,31 +108,23 @@ fn manual_spans_with_static_names_allocate_nothing_once_warm() {
 /// earlier one (freeing each box on the transport thread cost the application thread malloc's
 /// slow path and page faults), and its shared state is the previous transaction's, which
 /// nothing referred to any more when it ended: once warm, a transaction allocates nothing.
+/// Labels too: they travel in the part of the record that few transactions fill, which stays
+/// with the record's box, and their vector, emptied on the transport thread, comes back to
+/// the thread's next transaction with its room (each labelled transaction allocated one
+/// before).
 #[test]
-fn a_transaction_allocates_nothing_once_warm() {
+fn a_transaction_allocates_nothing_once_warm_with_or_without_labels() {
     const TRANSACTIONS: u64 = 64;
-    let rounds = transactions_once_warm(TRANSACTIONS, 2, false);
-    // At most two: a stash locked by the transport at that very instant makes a record take
-    // a new box.
-    assert!(
-        rounds.measured <= 2,
-        "{} allocations for {TRANSACTIONS} transactions",
-        rounds.measured
-    );
-}
-
-/// A transaction's labels travel in the part of its record that few transactions fill, which
-/// stays with the record's box: its vector, emptied on the transport thread, comes back to
-/// the thread's next transaction with its room (each transaction allocated one before).
-#[test]
-fn a_transaction_with_labels_allocates_nothing_once_warm() {
-    const TRANSACTIONS: u64 = 64;
-    let rounds = transactions_once_warm(TRANSACTIONS, 2, true);
-    assert!(
-        rounds.measured <= 2,
-        "{} allocations for {TRANSACTIONS} labelled transactions",
-        rounds.measured
-    );
+    for labelled in [false, true] {
+        let rounds = transactions_once_warm(TRANSACTIONS, 2, labelled);
+        // At most two: a stash locked by the transport at that very instant makes a record
+        // take a new box.
+        assert!(
+            rounds.measured <= 2,
+            "{} allocations for {TRANSACTIONS} transactions (labelled: {labelled})",
+            rounds.measured
+        );
+    }
 }
 
 /// The transport drains the queue every 10 ms and gives the boxes back then: a thread running

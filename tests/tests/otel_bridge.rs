@@ -23,6 +23,17 @@ fn tracer() -> &'static apm::otel::ApmTracer {
     TRACER.get_or_init(|| apm::otel::ApmTracerProvider::new().tracer("apm-tests"))
 }
 
+/// A sampled remote span context with these ids (hexadecimal).
+fn remote_context(trace_id: &str, span_id: &str) -> SpanContext {
+    SpanContext::new(
+        TraceId::from_hex(trace_id).expect("a trace id"),
+        SpanId::from_hex(span_id).expect("a span id"),
+        TraceFlags::SAMPLED,
+        true,
+        TraceState::default(),
+    )
+}
+
 /// The text between the step's first pair of quotes, single or double.
 fn quoted(text: &str) -> &str {
     let start = text.find(['"', '\'']).expect("a quoted value");
@@ -121,13 +132,7 @@ fn step(w: &mut World, text: &str, table: &[Vec<String>], scenario: &str) {
         w.local_parent = t.id();
         w.active = Some(t);
     } else if text == "OTel span is created with remote context as parent" {
-        let remote = SpanContext::new(
-            TraceId::from_hex("0af7651916cd43dd8448eb211c80319c").expect("a trace id"),
-            SpanId::from_hex("b7ad6b7169203331").expect("a span id"),
-            TraceFlags::SAMPLED,
-            true,
-            TraceState::default(),
-        );
+        let remote = remote_context("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331");
         let cx = Context::new().with_remote_span_context(remote.clone());
         w.remote = Some(remote);
         w.start(None, Some(&cx));
@@ -442,13 +447,7 @@ fn an_unsampled_transactions_links_are_sent() {
     let server = apm_tests::MockServer::start();
     server.set_server_version("7.17.0");
     let h = agent::start_with(server, |c| c.transaction_sample_rate(0.0));
-    let linked = SpanContext::new(
-        TraceId::from_hex("33333333333333333333333333333333").expect("a trace id"),
-        SpanId::from_hex("4444444444444444").expect("a span id"),
-        TraceFlags::SAMPLED,
-        true,
-        TraceState::default(),
-    );
+    let linked = remote_context("33333333333333333333333333333333", "4444444444444444");
     drop(
         tracer()
             .span_builder("otel-unsampled-linked")
@@ -468,13 +467,7 @@ fn an_unsampled_transactions_links_are_sent() {
 #[test]
 fn links_errors_names_and_propagation() {
     let h = agent::start(|c| c);
-    let linked = SpanContext::new(
-        TraceId::from_hex("11111111111111111111111111111111").expect("a trace id"),
-        SpanId::from_hex("2222222222222222").expect("a span id"),
-        TraceFlags::SAMPLED,
-        true,
-        TraceState::default(),
-    );
+    let linked = remote_context("11111111111111111111111111111111", "2222222222222222");
     let traceparent;
     {
         let mut root = tracer()
@@ -538,13 +531,7 @@ fn links_errors_names_and_propagation() {
 fn nothing_is_recorded_without_an_agent_and_remote_parents_carry_on() {
     // No agent running: spans record nothing, and keep their remote parent's context.
     let _exclusive = agent::exclusive();
-    let remote = SpanContext::new(
-        TraceId::from_hex("0af7651916cd43dd8448eb211c80319c").expect("a trace id"),
-        SpanId::from_hex("b7ad6b7169203331").expect("a span id"),
-        TraceFlags::SAMPLED,
-        true,
-        TraceState::default(),
-    );
+    let remote = remote_context("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331");
     let cx = Context::new().with_remote_span_context(remote.clone());
     let mut span = tracer().start_with_context("unrecorded", &cx);
     assert!(!span.is_recording());

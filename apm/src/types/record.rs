@@ -312,9 +312,7 @@ impl TransactionExtras {
     /// Empties it for the record's next transaction, keeping its vectors' room (up to
     /// [`EXTRAS_ROOM`] entries each), so that a transaction with labels, custom context or
     /// links allocates no vector for them once warm. On the transport thread, where these lines
-    /// were just read; again on the application thread when a record whose extras were not
-    /// emptied is filled (`TransactionRecord::extras_mut`), so that none of an earlier
-    /// transaction's can reach a later one's line.
+    /// were just read (`spare::trim_for_reuse`, the only way a record comes back for reuse).
     pub(crate) fn empty_for_reuse(&mut self) {
         fn clear<T>(v: &mut Vec<T>) {
             if v.capacity() > EXTRAS_ROOM {
@@ -348,6 +346,40 @@ impl TransactionExtras {
         *message = None;
         *user = None;
         clear(custom);
+    }
+}
+
+impl TransactionExtras {
+    /// Whether it holds nothing (what [`TransactionExtras::empty_for_reuse`] leaves).
+    fn is_empty(&self) -> bool {
+        let exits = {
+            #[cfg(apm_exit_stats)]
+            {
+                self.dropped_exits.is_empty()
+            }
+            #[cfg(not(apm_exit_stats))]
+            {
+                true
+            }
+        };
+        let otel = {
+            #[cfg(feature = "opentelemetry")]
+            {
+                self.otel.is_none()
+            }
+            #[cfg(not(feature = "opentelemetry"))]
+            {
+                true
+            }
+        };
+        exits
+            && otel
+            && self.labels.is_empty()
+            && self.dropped_spans_stats.is_empty()
+            && self.links.is_empty()
+            && self.message.is_none()
+            && self.user.is_none()
+            && self.custom.is_empty()
     }
 }
 
@@ -385,15 +417,20 @@ impl TransactionRecord {
         }
     }
 
-    /// Its rarer parts, to be written: the kept box (emptied) or a new one.
+    /// Its rarer parts, to be written: the kept box or a new one. A kept box is empty: a
+    /// record comes back for reuse only through `spare::trim_for_reuse`, which empties it on
+    /// the transport thread, so it is not read again here.
     pub(crate) fn extras_mut(&mut self) -> &mut TransactionExtras {
         if !self.extras_used {
             self.extras_used = true;
-            if let Some(e) = &mut self.extras {
-                e.empty_for_reuse();
-            }
+            debug_assert!(self.kept_extras_empty(), "extras kept full");
         }
         self.extras.get_or_insert_with(Box::default)
+    }
+
+    /// Whether the box of rarer parts kept with it, if any, holds nothing.
+    fn kept_extras_empty(&self) -> bool {
+        self.extras.as_ref().is_none_or(|e| e.is_empty())
     }
 
     /// `context.message`, when set.
