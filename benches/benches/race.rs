@@ -220,10 +220,13 @@ fn child(variant: &str, load: Load, url: &str, seconds: f64) -> Outcome {
     let per_tick = u64::from(load.roots) * u64::from(load.children + 1);
     match variant {
         "apm" => {
+            // `ELASTIC_APM_*` applies: under valgrind, spans outlast the 5 ms after which a
+            // stack trace is taken, unless `ELASTIC_APM_SPAN_STACK_TRACE_MIN_DURATION=-1`.
             let agent = apm::init_with(
                 apm::Config::builder()
                     .service_name("race")
                     .server_url(url)
+                    .with_env()
                     .build(),
             );
             let cpu0 = process_cpu_time();

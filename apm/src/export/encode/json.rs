@@ -2,7 +2,8 @@
 //! transport writes millions of them a second, and going through serde's generic machinery
 //! cost more than all the rest of the pipeline (compression included).
 
-use crate::types::meta::{needs_json_escape, PLAIN_MAX_BYTES};
+use crate::types::ids;
+use crate::types::meta::PLAIN_MAX_BYTES;
 use crate::util::text::{truncate, KEYWORD_LIMIT};
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -13,37 +14,46 @@ const _: () = assert!(PLAIN_MAX_BYTES == KEYWORD_LIMIT);
 /// `"` + the lowercase hex of `v`'s low `N * 4` bits + `"` (`N` a multiple of 8).
 #[inline]
 pub(crate) fn hex<const N: usize>(out: &mut Vec<u8>, v: u128) {
-    let mut buf = [0u8; 34];
-    buf[0] = b'"';
-    for (i, chunk) in buf[1..=N].chunks_exact_mut(8).enumerate() {
-        let shift = (N - 8 * (i + 1)) * 4;
-        chunk.copy_from_slice(&hex8((v >> shift) as u32));
-    }
-    buf[N + 1] = b'"';
-    out.extend_from_slice(&buf[..N + 2]);
+    out.reserve(N + 2);
+    out.push(b'"');
+    out.extend_from_slice(&ids::hex::<N>(v));
+    out.push(b'"');
 }
 
-/// The 8 hex digits of `v`, computed for all nibbles at once in one 64-bit word (three ids
-/// a span, 80 digits: a table lookup per digit was a visible part of writing a span).
+/// The hex of `v` (`N` digits) written over a line's template at `at` (see [`after`]): a
+/// line's ids at fixed places, the line's start copied once instead of written field by field.
 #[inline]
-fn hex8(v: u32) -> [u8; 8] {
-    // One nibble per byte, the least significant nibble in the lowest byte.
-    let mut x = u64::from(v);
-    x = ((x & 0xffff_0000) << 16) | (x & 0xffff);
-    x = ((x & 0x0000_ff00_0000_ff00) << 8) | (x & 0x0000_00ff_0000_00ff);
-    x = ((x & 0x00f0_00f0_00f0_00f0) << 4) | (x & 0x000f_000f_000f_000f);
-    // 1 in the bytes whose nibble is 10 or more; those become letters.
-    let letters = ((x + 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101;
-    let ascii = x + 0x3030_3030_3030_3030 + letters * u64::from(b'a' - b'0' - 10);
-    // Most significant digit first.
-    ascii.swap_bytes().to_le_bytes()
+pub(crate) fn hex_at<const N: usize, const L: usize>(line: &mut [u8; L], at: usize, v: u128) {
+    line[at..at + N].copy_from_slice(&ids::hex::<N>(v));
+}
+
+/// Where a template's field begins: the position just after the first `key` in `template`
+/// (at compile time: a key not in the template does not build).
+pub(crate) const fn after(template: &[u8], key: &[u8]) -> usize {
+    let mut at = 0;
+    while at + key.len() <= template.len() {
+        let mut i = 0;
+        while i < key.len() && template[at + i] == key[i] {
+            i += 1;
+        }
+        if i == key.len() {
+            return at + i;
+        }
+        at += 1;
+    }
+    panic!("the key is not in the template")
 }
 
 /// A JSON string of `text` cut to `limit` characters.
 #[inline]
 pub(crate) fn string(out: &mut Vec<u8>, text: &str, limit: usize) {
-    // `truncate` returns a text of no more bytes than `limit` as it is, without counting.
-    escaped(out, &truncate(text, limit));
+    // No more bytes than `limit`, so no more characters: nothing to cut (most fields), and no
+    // call to find that out.
+    if text.len() <= limit {
+        escaped(out, text);
+    } else {
+        escaped(out, &truncate(text, limit));
+    }
 }
 
 /// A JSON string of a keyword `text`; `plain`: known to need no escaping and to fit the
@@ -91,9 +101,10 @@ fn escaped(out: &mut Vec<u8>, text: &str) {
     out.push(b'"');
 }
 
-/// The position of the first byte of `bytes` that [`needs_json_escape`], looked for eight
-/// bytes at a time (names, URLs and statements are mostly long runs with nothing to escape:
-/// a test per byte was most of what writing them cost).
+/// The position of the first byte of `bytes` that needs escaping
+/// ([`needs_json_escape`](crate::types::meta::needs_json_escape)), looked for eight bytes at a
+/// time (names, URLs and statements are mostly long runs with nothing to escape: a test per
+/// byte was most of what writing them cost).
 #[inline]
 fn first_to_escape(bytes: &[u8]) -> Option<usize> {
     let word_at = |at: usize| {
@@ -103,7 +114,12 @@ fn first_to_escape(bytes: &[u8]) -> Option<usize> {
     };
     let len = bytes.len();
     if len < 8 {
-        return bytes.iter().position(|&b| needs_json_escape(b));
+        // One word too, padded with spaces (which need no escaping): short names and types
+        // are most of what is escaped, and a test per byte cost more than the word's.
+        let mut word = [b' '; 8];
+        word[..len].copy_from_slice(bytes);
+        let mask = escape_mask(u64::from_le_bytes(word));
+        return (mask != 0).then_some((mask.trailing_zeros() / 8) as usize);
     }
     let mut at = 0;
     while at + 8 <= len {
@@ -137,19 +153,29 @@ fn escape_mask(word: u64) -> u64 {
 /// digits out cost a library call per number, whose loads waited for the buffer's byte stores
 /// (about a tenth of the transport thread's time in a profile: a span has a timestamp and a
 /// duration).
-#[inline]
+///
+/// Up to sixteen digits (counts, durations, timestamps) inlined where it is called: as a call,
+/// saving and restoring registers cost about as much as the digits.
+#[inline(always)]
 pub(crate) fn uint(out: &mut Vec<u8>, v: u64) {
     if v < E8 {
         leading(out, v as u32);
     } else if v < E8 * E8 {
+        out.reserve(16);
         leading(out, (v / E8) as u32);
         eight(out, (v % E8) as u32);
     } else {
-        let rest = v % (E8 * E8);
-        leading(out, (v / (E8 * E8)) as u32);
-        eight(out, (rest / E8) as u32);
-        eight(out, (rest % E8) as u32);
+        uint_wide(out, v);
     }
+}
+
+/// [`uint`] of seventeen digits or more.
+#[inline(never)]
+fn uint_wide(out: &mut Vec<u8>, v: u64) {
+    let rest = v % (E8 * E8);
+    leading(out, (v / (E8 * E8)) as u32);
+    eight(out, (rest / E8) as u32);
+    eight(out, (rest % E8) as u32);
 }
 
 /// Nanoseconds as milliseconds, exactly (up to six decimals, trailing zeros left out), as the
@@ -223,6 +249,7 @@ fn decimal8(v: u32) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::meta::needs_json_escape;
 
     fn s(f: impl FnOnce(&mut Vec<u8>)) -> String {
         let mut out = Vec::new();

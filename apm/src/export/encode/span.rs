@@ -150,17 +150,23 @@ fn span_context<'a>(
     }
 }
 
+/// A span line's start, up to its trace id: its ids are written at their places in a copy.
+const HEAD: [u8; HEAD_LEN] = *br#"{"span":{"id":"0000000000000000","transaction_id":"0000000000000000","parent_id":"0000000000000000","trace_id":"00000000000000000000000000000000""#;
+const HEAD_LEN: usize = 145;
+const ID_AT: usize = json::after(&HEAD, br#""id":""#);
+const TRANSACTION_ID_AT: usize = json::after(&HEAD, br#""transaction_id":""#);
+const PARENT_ID_AT: usize = json::after(&HEAD, br#""parent_id":""#);
+const TRACE_ID_AT: usize = json::after(&HEAD, br#""trace_id":""#);
+
 /// One span line. Written by hand (see `json`); only the optional `context` of exit spans goes
 /// through serde, its database statement cut as `policy` says.
 pub(crate) fn write_span(out: &mut Vec<u8>, s: &SpanRecord, policy: &Policy) -> io::Result<()> {
-    out.extend_from_slice(b"{\"span\":{\"id\":");
-    json::hex::<16>(out, u128::from(s.id));
-    out.extend_from_slice(b",\"transaction_id\":");
-    json::hex::<16>(out, u128::from(s.transaction_id));
-    out.extend_from_slice(b",\"parent_id\":");
-    json::hex::<16>(out, u128::from(s.parent_id));
-    out.extend_from_slice(b",\"trace_id\":");
-    json::hex::<32>(out, s.trace_id);
+    let mut head = HEAD;
+    json::hex_at::<16, HEAD_LEN>(&mut head, ID_AT, u128::from(s.id));
+    json::hex_at::<16, HEAD_LEN>(&mut head, TRANSACTION_ID_AT, u128::from(s.transaction_id));
+    json::hex_at::<16, HEAD_LEN>(&mut head, PARENT_ID_AT, u128::from(s.parent_id));
+    json::hex_at::<32, HEAD_LEN>(&mut head, TRACE_ID_AT, s.trace_id);
+    out.extend_from_slice(&head);
     let plain = s.name.plain();
     out.extend_from_slice(b",\"name\":");
     json::keyword(out, s.name.name(), plain);

@@ -94,6 +94,14 @@ impl Serialize for LinksView<'_> {
     }
 }
 
+/// A transaction line's start, up to its trace id: its ids are written at their places in a
+/// copy.
+const HEAD: [u8; HEAD_LEN] =
+    *br#"{"transaction":{"id":"0000000000000000","trace_id":"00000000000000000000000000000000""#;
+const HEAD_LEN: usize = 85;
+const ID_AT: usize = json::after(&HEAD, br#""id":""#);
+const TRACE_ID_AT: usize = json::after(&HEAD, br#""trace_id":""#);
+
 /// One transaction line, written by hand like span lines: serde serialises only the optional
 /// `links` and `context`.
 pub(crate) fn write_transaction(
@@ -101,10 +109,10 @@ pub(crate) fn write_transaction(
     t: &TransactionRecord,
     policy: &Policy,
 ) -> io::Result<()> {
-    out.extend_from_slice(b"{\"transaction\":{\"id\":");
-    json::hex::<16>(out, u128::from(t.id));
-    out.extend_from_slice(b",\"trace_id\":");
-    json::hex::<32>(out, t.trace_id);
+    let mut head = HEAD;
+    json::hex_at::<16, HEAD_LEN>(&mut head, ID_AT, u128::from(t.id));
+    json::hex_at::<32, HEAD_LEN>(&mut head, TRACE_ID_AT, t.trace_id);
+    out.extend_from_slice(&head);
     if let Some(parent_id) = t.parent_id {
         out.extend_from_slice(b",\"parent_id\":");
         json::hex::<16>(out, u128::from(parent_id));
