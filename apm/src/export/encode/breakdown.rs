@@ -245,9 +245,25 @@ fn meta_address(m: &'static TransactionMeta) -> usize {
     std::ptr::from_ref(m) as usize
 }
 
+/// The same text, found by its address first: most names and types are a macro's statics or
+/// literals, the same `&'static str` each time, and comparing their bytes was a library call
+/// per span.
+#[inline]
+fn same_text(a: &str, b: &str) -> bool {
+    std::ptr::eq(a, b) || a == b
+}
+
+fn same_kind(a: &SpanKind, b: &SpanKind) -> bool {
+    same_text(&a.0, &b.0)
+        && match (&a.1, &b.1) {
+            (Some(x), Some(y)) => same_text(x, y),
+            (x, y) => x.is_none() && y.is_none(),
+        }
+}
+
 /// Adds `total` to `kind`'s entry of a waiting transaction; false when the entry is new.
 fn add_kind(kinds: &mut Kinds, kind: SpanKind, total: Total) -> bool {
-    if let Some((_, t)) = kinds.iter_mut().find(|(k, _)| *k == kind) {
+    if let Some((_, t)) = kinds.iter_mut().find(|(k, _)| same_kind(k, &kind)) {
         t.count += total.count;
         t.sum_us += total.sum_us;
         true
@@ -267,7 +283,8 @@ impl Totals {
         }
         let parts = (name.name(), name.kind());
         if let Some(last) = self.last {
-            if self.names[last as usize].parts() == parts {
+            let (name, kind) = self.names[last as usize].parts();
+            if same_text(name, parts.0) && same_text(kind, parts.1) {
                 return Some(last);
             }
         }
@@ -307,7 +324,7 @@ impl Totals {
         let kinds = &mut kinds[slot as usize];
         let mut fit = true;
         for (kind, total) in items {
-            if let Some((_, t)) = kinds.iter_mut().find(|(k, _)| *k == kind) {
+            if let Some((_, t)) = kinds.iter_mut().find(|(k, _)| same_kind(k, &kind)) {
                 t.count += total.count;
                 t.sum_us += total.sum_us;
             } else if *entries < MAX_GROUPS {

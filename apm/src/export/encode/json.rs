@@ -70,7 +70,28 @@ pub(crate) fn keyword(out: &mut Vec<u8>, text: &str, plain: bool) {
     }
 }
 
+/// A JSON string of `text`, escaped.
+#[inline]
 fn escaped(out: &mut Vec<u8>, text: &str) {
+    let bytes = text.as_bytes();
+    if bytes.len() < 8 {
+        let word = short_word(bytes);
+        if escape_mask(word) == 0 {
+            // A short name or type, the usual case: written as one word cut to its length,
+            // where it is called (a call's saving of registers cost as much).
+            out.reserve(10);
+            out.push(b'"');
+            out.extend_from_slice(&word.to_le_bytes());
+            out.truncate(out.len() - (8 - bytes.len()));
+            out.push(b'"');
+            return;
+        }
+    }
+    escaped_any(out, text);
+}
+
+#[inline(never)]
+fn escaped_any(out: &mut Vec<u8>, text: &str) {
     let bytes = text.as_bytes();
     // Room for the text as it is (the usual case) reserved at once, not grown piece by piece.
     out.reserve(bytes.len() + 2);
@@ -114,11 +135,9 @@ fn first_to_escape(bytes: &[u8]) -> Option<usize> {
     };
     let len = bytes.len();
     if len < 8 {
-        // One word too, padded with spaces (which need no escaping): short names and types
-        // are most of what is escaped, and a test per byte cost more than the word's.
-        let mut word = [b' '; 8];
-        word[..len].copy_from_slice(bytes);
-        let mask = escape_mask(u64::from_le_bytes(word));
+        // One word too: short names and types are most of what is escaped, and a test per
+        // byte cost more than the word's.
+        let mask = escape_mask(short_word(bytes));
         return (mask != 0).then_some((mask.trailing_zeros() / 8) as usize);
     }
     let mut at = 0;
@@ -133,6 +152,30 @@ fn first_to_escape(bytes: &[u8]) -> Option<usize> {
         return word_at(len - 8);
     }
     None
+}
+
+/// The bytes of `bytes` (fewer than eight) as one word, the first byte the lowest, spaces
+/// after them (a space needs no escaping): read in at most two loads, without a copy loop or a
+/// library call. Two overlapping loads carry the same bytes where they overlap.
+#[inline]
+fn short_word(bytes: &[u8]) -> u64 {
+    const SPACES: u64 = 0x2020_2020_2020_2020;
+    let len = bytes.len();
+    debug_assert!(len < 8);
+    let four = |at: usize| {
+        let b: [u8; 4] = bytes[at..at + 4].try_into().unwrap_or_default();
+        u64::from(u32::from_le_bytes(b))
+    };
+    let word = match len {
+        0 => 0,
+        1..=3 => {
+            u64::from(bytes[0])
+                | (u64::from(bytes[len / 2]) << (len / 2 * 8))
+                | (u64::from(bytes[len - 1]) << ((len - 1) * 8))
+        }
+        _ => four(0) | (four(len - 4) << ((len - 4) * 8)),
+    };
+    word | SPACES.checked_shl(len as u32 * 8).unwrap_or(0)
 }
 
 /// The high bit set in each byte of `word` (its first byte the lowest) that needs escaping, and
@@ -288,6 +331,30 @@ mod tests {
                 // serde_json writes `\b` and `\f` where this writes `\u0008` and `\u000c`.
                 let back: String = serde_json::from_str(&ours).expect("valid JSON");
                 assert_eq!(back, text);
+            }
+        }
+    }
+
+    #[test]
+    fn short_strings_are_written_as_serde_json_writes_them() {
+        // Every length below a word, each character below 0x80 and a wider one at every
+        // position, the other bytes plain.
+        for len in 0..8 {
+            assert_eq!(
+                s(|o| string(o, &"a".repeat(len), 1024)),
+                format!("\"{}\"", "a".repeat(len))
+            );
+            for at in 0..len {
+                for c in (0u8..0x80).map(char::from).chain(['é']) {
+                    let mut text: String = "abcdefg".chars().take(len).collect();
+                    text.replace_range(at..=at, c.encode_utf8(&mut [0; 4]));
+                    let ours = s(|o| string(o, &text, 1024));
+                    let back: String = serde_json::from_str(&ours).expect("valid JSON");
+                    assert_eq!(back, text, "{ours}");
+                    if !c.is_control() {
+                        assert_eq!(ours, serde_json::to_string(&text).expect("json"));
+                    }
+                }
             }
         }
     }
