@@ -201,7 +201,10 @@ fn escape_mask(word: u64) -> u64 {
 /// saving and restoring registers cost about as much as the digits.
 #[inline(always)]
 pub(crate) fn uint(out: &mut Vec<u8>, v: u64) {
-    if v < E8 {
+    if v < 10 {
+        // Counts, and the whole milliseconds of most durations.
+        out.push(b'0' + v as u8);
+    } else if v < E8 {
         leading(out, v as u32);
     } else if v < E8 * E8 {
         out.reserve(16);
