@@ -157,9 +157,11 @@ fn child(variant: &str, url: &str) {
         "bare" => axum::Router::new().route("/", get(bare::route)),
         "apm" => {
             agent = Some(apm::init_with(
+                // `ELASTIC_APM_*` applies (as in the race: stack traces off under valgrind).
                 apm::Config::builder()
                     .service_name("service")
                     .server_url(url)
+                    .with_env()
                     .build(),
             ));
             axum::Router::new()

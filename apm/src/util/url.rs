@@ -12,7 +12,7 @@ pub(crate) fn host_port(url: &str) -> Option<(String, u16)> {
 /// The scheme and what follows its `://`, when the URL starts with one (RFC 3986: a letter,
 /// then letters, digits, `+`, `-` or `.`): a path whose query holds a URL has none.
 pub(crate) fn split_scheme(url: &str) -> Option<(&str, &str)> {
-    let end = url.find(':')?;
+    let end = url.bytes().position(|b| b == b':')?;
     let scheme = &url[..end];
     let mut chars = scheme.bytes();
     let valid = chars.next().is_some_and(|b| b.is_ascii_alphabetic())
@@ -32,7 +32,7 @@ pub(crate) fn authority_len(rest: &str) -> usize {
 /// `host:port` of an authority under `scheme`, the host borrowed from it (an IPv6 address
 /// with its brackets), with the scheme's default port when none is written.
 pub(crate) fn host_port_in<'a>(scheme: &str, authority: &'a str) -> Option<(&'a str, u16)> {
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let authority = split_at_last(authority, b'@').map_or(authority, |(_, h)| h);
     let default = if scheme.eq_ignore_ascii_case("https") || scheme.eq_ignore_ascii_case("wss") {
         443
     } else {
@@ -43,7 +43,7 @@ pub(crate) fn host_port_in<'a>(scheme: &str, authority: &'a str) -> Option<(&'a 
         let port = after.strip_prefix(':').and_then(|p| p.parse().ok());
         (&authority[..h.len() + 2], port)
     } else {
-        match authority.rsplit_once(':') {
+        match split_at_last(authority, b':') {
             Some((h, p)) => (h, p.parse().ok()),
             None => (authority, None),
         }
@@ -54,9 +54,50 @@ pub(crate) fn host_port_in<'a>(scheme: &str, authority: &'a str) -> Option<(&'a 
     Some((host, port.unwrap_or(default)))
 }
 
+/// `text` split around its last `b` (an ASCII byte), as `rsplit_once` splits it: a loop over
+/// the bytes, without the string searcher's setup (hosts and ports are a few bytes long, and
+/// the searcher's setup cost more than their search).
+#[inline]
+pub(crate) fn split_at_last(text: &str, b: u8) -> Option<(&str, &str)> {
+    debug_assert!(b.is_ascii());
+    let at = text.bytes().rposition(|c| c == b)?;
+    // An ASCII byte is a whole character: both sides are on character boundaries.
+    Some((text.get(..at)?, text.get(at + 1..)?))
+}
+
+/// `text` split around its first `b` (an ASCII byte), as `split_once` splits it (see
+/// [`split_at_last`]).
+#[inline]
+pub(crate) fn split_at_first(text: &str, b: u8) -> Option<(&str, &str)> {
+    debug_assert!(b.is_ascii());
+    let at = text.bytes().position(|c| c == b)?;
+    Some((text.get(..at)?, text.get(at + 1..)?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn splitting_at_a_byte_is_splitting_at_its_character() {
+        for text in [
+            "",
+            ":",
+            "a:b",
+            "::",
+            "user:pw@host:80",
+            "é:ü@ĥ:1",
+            "[::1]:8080",
+            "no-sep",
+            "a@",
+            "@a",
+        ] {
+            for (b, c) in [(b':', ':'), (b'@', '@'), (b'?', '?')] {
+                assert_eq!(split_at_last(text, b), text.rsplit_once(c), "{text:?} {c}");
+                assert_eq!(split_at_first(text, b), text.split_once(c), "{text:?} {c}");
+            }
+        }
+    }
 
     #[test]
     fn a_scheme_is_split_off_only_where_the_url_starts_with_one() {

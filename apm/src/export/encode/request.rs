@@ -17,7 +17,7 @@ use crate::types::record::TransactionRecord;
 use crate::types::user::User;
 use crate::types::web;
 use crate::util::text::{truncate, DEFAULT_LONG_LIMIT};
-use crate::util::url::{authority_len, host_port_in, split_scheme};
+use crate::util::url::{authority_len, host_port_in, split_at_first, split_at_last, split_scheme};
 use crate::util::wildcard::WildcardList;
 
 /// How request and response details and long text fields are written: live configuration,
@@ -305,10 +305,9 @@ struct UrlView<'a> {
 fn url_view(full: &str) -> UrlView<'_> {
     let (scheme, rest) = split_scheme(full).unwrap_or(("", full));
     let path_start = authority_len(rest);
-    let (path_query, _fragment) = rest[path_start..]
-        .split_once('#')
-        .unwrap_or((&rest[path_start..], ""));
-    let (path, query) = match path_query.split_once('?') {
+    let (path_query, _fragment) =
+        split_at_first(&rest[path_start..], b'#').unwrap_or((&rest[path_start..], ""));
+    let (path, query) = match split_at_first(path_query, b'?') {
         Some((p, q)) => (p, Some(q)),
         None => (path_query, None),
     };
@@ -316,9 +315,8 @@ fn url_view(full: &str) -> UrlView<'_> {
     let host_port = (!scheme.is_empty())
         .then(|| host_port_in(scheme, &rest[..path_start]))
         .flatten();
-    let explicit_port = rest[..path_start]
-        .rsplit_once(':')
-        .and_then(|(_, p)| p.parse::<u16>().ok());
+    let explicit_port =
+        split_at_last(&rest[..path_start], b':').and_then(|(_, p)| p.parse::<u16>().ok());
     UrlView {
         full: Kw(full),
         // The scheme and the `:` after it, as written.
