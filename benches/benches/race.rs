@@ -25,7 +25,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use apm_benches::collector::{otlp_provider, Collector};
-use apm_benches::{arg, median_f64, process_cpu_time, thread_cpu_time};
+use apm_benches::{arg, median_f64, process_cpu_time, stack_traces_off, thread_cpu_time};
 
 const CHILD: &str = "--race-child";
 const VARIANTS: [&str; 5] = ["apm", "otel-otlp", "tracing-otel-otlp", FASTRACE, FLOOR];
@@ -220,15 +220,11 @@ fn child(variant: &str, load: Load, url: &str, seconds: f64) -> Outcome {
     let per_tick = u64::from(load.roots) * u64::from(load.children + 1);
     match variant {
         "apm" => {
-            // `ELASTIC_APM_*` applies: under valgrind, spans outlast the 5 ms after which a
-            // stack trace is taken, unless `ELASTIC_APM_SPAN_STACK_TRACE_MIN_DURATION=-1`.
-            let agent = apm::init_with(
-                apm::Config::builder()
-                    .service_name("race")
-                    .server_url(url)
-                    .with_env()
-                    .build(),
-            );
+            let mut config = apm::Config::builder().service_name("race").server_url(url);
+            if stack_traces_off() {
+                config = config.span_stack_trace_min_duration(None);
+            }
+            let agent = apm::init_with(config.build());
             let cpu0 = process_cpu_time();
             let app0 = thread_cpu_time();
             let ticks = paced(seconds, || {

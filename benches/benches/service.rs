@@ -28,7 +28,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use apm_benches::collector::{otlp_provider, Collector};
-use apm_benches::{arg, median_f64};
+use apm_benches::{arg, median_f64, stack_traces_off};
 
 const CHILD: &str = "--service-child";
 const VARIANTS: [&str; 3] = ["bare", "apm", "tower-http-otel"];
@@ -170,14 +170,13 @@ fn child(variant: &str, url: &str) {
     let app = match variant {
         "bare" => axum::Router::new().route("/", get(bare::route)),
         "apm" => {
-            // `ELASTIC_APM_*` applies (as in the race: stack traces off under valgrind).
-            let a = apm::init_with(
-                apm::Config::builder()
-                    .service_name("service")
-                    .server_url(url)
-                    .with_env()
-                    .build(),
-            );
+            let mut config = apm::Config::builder()
+                .service_name("service")
+                .server_url(url);
+            if stack_traces_off() {
+                config = config.span_stack_trace_min_duration(None);
+            }
+            let a = apm::init_with(config.build());
             // On two cores shared with the load, a span preempted past 5 ms takes a stack
             // trace, and the first one makes the agent load the symbol tables (about 0.4 s of
             // CPU): a long-running service pays that once, a round of a few seconds would

@@ -10,6 +10,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Whether the benchmark's `apm` child turns span stack traces off:
+/// `ELASTIC_APM_SPAN_STACK_TRACE_MIN_DURATION` set to a negative value (`-1`, `-1ms`), the one
+/// `ELASTIC_APM_*` variable the children read (the others, a developer's server URL among
+/// them, must not redirect what the collector counts). Under valgrind, spans outlast the 5 ms
+/// after which a stack trace is taken, and their symbolisation swamps a profile.
+pub fn stack_traces_off() -> bool {
+    std::env::var("ELASTIC_APM_SPAN_STACK_TRACE_MIN_DURATION")
+        .is_ok_and(|v| v.trim_start().starts_with('-'))
+}
+
 /// An APM Server that reads each request whole and throws it away: its own CPU cost is the
 /// socket reads (counted in the process's CPU time, like a real server on the same host
 /// would be, but without the parsing a test server does).
