@@ -73,25 +73,28 @@ pub(crate) fn format_traceparent(trace_id: u128, span_id: u64, sampled: bool) ->
 /// Finds the trace parent in `headers`: `traceparent` (exactly one value), else the legacy
 /// header. A second `traceparent` makes the header invalid.
 pub(crate) fn find_traceparent(headers: &dyn HeaderSource) -> Option<TraceParent> {
-    let mut values = Vec::new();
-    headers.header_values(TRACEPARENT, &mut |v| values.push(v.to_owned()));
-    match values.as_slice() {
-        [one] => parse_traceparent(one),
-        [] => {
-            let mut legacy = None;
-            let mut count = 0;
-            headers.header_values(LEGACY_TRACEPARENT, &mut |v| {
-                count += 1;
-                legacy = parse_traceparent(v);
-            });
-            if count == 1 {
-                legacy
-            } else {
-                None
-            }
-        }
+    match only_value(headers, TRACEPARENT) {
+        (0, _) => match only_value(headers, LEGACY_TRACEPARENT) {
+            (1, legacy) => legacy,
+            _ => None,
+        },
+        (1, parent) => parent,
         _ => None,
     }
+}
+
+/// How many values the header `name` has, and the first one parsed (without copying it: this
+/// runs on every request a server takes).
+fn only_value(headers: &dyn HeaderSource, name: &str) -> (usize, Option<TraceParent>) {
+    let mut count = 0;
+    let mut parsed = None;
+    headers.header_values(name, &mut |v| {
+        count += 1;
+        if count == 1 {
+            parsed = parse_traceparent(v);
+        }
+    });
+    (count, parsed)
 }
 
 fn key_ok(key: &str) -> bool {
@@ -270,6 +273,27 @@ mod tests {
             find_traceparent(&h).map(|t| t.parent_id),
             Some(0x2222_2222_2222_2222)
         );
+    }
+
+    #[test]
+    fn a_header_sent_twice_or_invalid_gives_no_parent() {
+        let a = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        let b = "00-11111111111111111111111111111111-2222222222222222-00";
+        let none = |pairs: &[(&str, &str)]| find_traceparent(&headers(pairs)).is_none();
+        assert!(none(&[("traceparent", a), ("traceparent", b)]));
+        assert!(none(&[("traceparent", a), ("traceparent", a)]));
+        // A `traceparent` that does not parse is not replaced by the legacy header.
+        assert!(none(&[
+            ("traceparent", "00-xyz"),
+            ("elastic-apm-traceparent", a)
+        ]));
+        assert!(none(&[
+            ("elastic-apm-traceparent", a),
+            ("elastic-apm-traceparent", b)
+        ]));
+        assert!(none(&[]));
+        let one = find_traceparent(&headers(&[("traceparent", b)])).expect("one value");
+        assert_eq!((one.parent_id, one.sampled), (0x2222_2222_2222_2222, false));
     }
 
     #[test]

@@ -630,8 +630,7 @@ fn http_version(version: Version) -> Option<&'static str> {
 fn is_grpc(headers: &HeaderMap) -> bool {
     headers
         .get(::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/grpc"))
+        .is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc"))
 }
 
 /// The `grpc-status` in headers or trailers; present but unreadable, UNKNOWN (2), as gRPC

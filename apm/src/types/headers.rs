@@ -111,11 +111,34 @@ impl<T: HeaderSource + ?Sized> HeaderSource for &T {
 #[cfg(apm_http)]
 impl HeaderSource for http::HeaderMap {
     fn header_values(&self, name: &str, each: &mut dyn FnMut(&str)) {
-        for v in self.get_all(name) {
+        let values = match propagation_header(name) {
+            // A request has a few headers and mostly none of these: comparing the names (their
+            // lengths, mostly) costs less than hashing the name to look it up.
+            Some(known) if !self.keys().any(|k| k == known) => return,
+            Some(known) => self.get_all(known),
+            None => self.get_all(name),
+        };
+        for v in values {
             if let Ok(v) = v.to_str() {
                 each(v);
             }
         }
+    }
+}
+
+/// The propagation headers a server looks up on every request, by names made once: a lookup by
+/// text checks and lowercases the text first, which cost more than the lookup itself.
+#[cfg(apm_http)]
+fn propagation_header(name: &str) -> Option<&'static http::HeaderName> {
+    static TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+    static LEGACY_TRACEPARENT: http::HeaderName =
+        http::HeaderName::from_static("elastic-apm-traceparent");
+    static TRACESTATE: http::HeaderName = http::HeaderName::from_static("tracestate");
+    match name {
+        "traceparent" => Some(&TRACEPARENT),
+        "elastic-apm-traceparent" => Some(&LEGACY_TRACEPARENT),
+        "tracestate" => Some(&TRACESTATE),
+        _ => None,
     }
 }
 
@@ -156,5 +179,36 @@ mod tests {
         assert_eq!(tree.len(), 1);
         assert_eq!(values(&tree, "tracestate"), ["es=s:0.5"]);
         assert!(values(&tree, "traceparent").is_empty());
+    }
+
+    #[cfg(apm_http)]
+    #[test]
+    fn an_http_header_map_gives_every_value_by_any_case_of_the_name() {
+        let mut map = http::HeaderMap::new();
+        for (name, value) in [
+            ("TraceParent", "00-ab-cd-01"),
+            ("tracestate", "a=1"),
+            ("TRACESTATE", "b=2"),
+            ("Elastic-Apm-Traceparent", "00-ef-01-00"),
+            ("x-other", "3"),
+        ] {
+            let name = http::HeaderName::from_bytes(name.as_bytes()).expect("a name");
+            map.append(name, http::HeaderValue::from_static(value));
+        }
+        map.append(
+            "x-bytes",
+            http::HeaderValue::from_bytes(b"\xff").expect("a value"),
+        );
+        assert_eq!(values(&map, "traceparent"), ["00-ab-cd-01"]);
+        assert_eq!(values(&map, "TRACEPARENT"), ["00-ab-cd-01"]);
+        assert_eq!(values(&map, "tracestate"), ["a=1", "b=2"]);
+        assert_eq!(values(&map, "elastic-apm-traceparent"), ["00-ef-01-00"]);
+        assert_eq!(values(&map, "X-Other"), ["3"]);
+        assert!(
+            values(&map, "x-bytes").is_empty(),
+            "a value that is not text is skipped"
+        );
+        assert!(values(&map, "not a name").is_empty());
+        assert!(values(&http::HeaderMap::new(), "traceparent").is_empty());
     }
 }

@@ -267,7 +267,14 @@ pub(crate) mod rewrite {
     ) {
         let mut written = 0;
         for (name, value) in headers {
-            let value = String::from_utf8_lossy(value);
+            let value = if value.is_ascii() {
+                // Nearly every value: ASCII is tested a word at a time, for a fraction of what
+                // UTF-8 validation and the lossy conversion's walk cost on every request.
+                // SAFETY: ASCII is UTF-8.
+                std::borrow::Cow::Borrowed(unsafe { std::str::from_utf8_unchecked(value) })
+            } else {
+                String::from_utf8_lossy(value)
+            };
             match pairs.get_mut(written) {
                 Some((n, v)) => {
                     text(n, name);
@@ -294,13 +301,19 @@ pub(crate) mod rewrite {
             let room = pairs[0].1.as_ptr();
             headers(
                 &mut pairs,
-                [("host", &b"b.example"[..]), ("bad", b"\xff\xfe")].into_iter(),
+                [
+                    ("host", &b"b.example"[..]),
+                    ("bad", b"\xff\xfe"),
+                    ("text", "caf\u{e9}".as_bytes()),
+                ]
+                .into_iter(),
             );
             assert_eq!(
                 pairs,
                 [
                     ("host".to_owned(), "b.example".to_owned()),
                     ("bad".to_owned(), "\u{fffd}\u{fffd}".to_owned()),
+                    ("text".to_owned(), "caf\u{e9}".to_owned()),
                 ]
             );
             assert_eq!(pairs[0].1.as_ptr(), room, "the value was written in place");
