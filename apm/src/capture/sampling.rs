@@ -79,9 +79,17 @@ fn es_entry(rate: u16, previous: Option<Arc<str>>) -> Option<Arc<str>> {
 /// (specs/agents/trace-continuation.md): continue it, or restart with a span link to it
 /// (`restart`; `restart_external` only when the caller is not an Elastic agent, i.e. sent no
 /// `es` tracestate entry).
-pub(super) fn from_headers(t: &Tracer, headers: &dyn HeaderSource) -> Origin {
+///
+/// `previous` is the `tracestate` of this thread's previous transaction, kept by a new root
+/// that takes the same entry (see [`own_root`]): a server's requests mostly come without a
+/// trace context.
+pub(super) fn from_headers(
+    t: &Tracer,
+    headers: &dyn HeaderSource,
+    previous: Option<Arc<str>>,
+) -> Origin {
     let Some(parent) = propagation::find_traceparent(headers) else {
-        return root(t, "", Vec::new());
+        return own_root(t, previous);
     };
     let state = propagation::find_tracestate(headers).unwrap_or_default();
     let restart = match t.live.continuation.load(Relaxed) {
@@ -125,4 +133,44 @@ fn sample(t: &Tracer) -> (bool, u16) {
         r => (ids::next_u64() % 10_000) < u64::from(r),
     };
     (sampled, rate as u16)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tracer() -> &'static Tracer {
+        let (queue, _) = crate::queue::channel::bounded(1);
+        Box::leak(Box::new(Tracer::new(
+            crate::config::Config::builder().build(),
+            queue,
+        )))
+    }
+
+    #[test]
+    fn a_request_without_a_trace_context_is_a_new_root_carrying_the_previous_entry() {
+        let t = tracer();
+        let no_context: Vec<(String, String)> = vec![("host".into(), "a.example".into())];
+        let first = from_headers(t, &no_context, None);
+        let entry = first.tracestate.expect("an es entry");
+        assert_eq!(&*entry, "es=s:1");
+        assert!(first.parent_id.is_none());
+        // The entry given back is the one the next root carries.
+        let second = from_headers(t, &no_context, Some(Arc::clone(&entry)));
+        let kept = second.tracestate.expect("an es entry");
+        assert!(Arc::ptr_eq(&kept, &entry));
+        assert_ne!(second.trace_id, first.trace_id, "a new root each time");
+        // A request that carries a trace continues it, whatever the previous entry was.
+        let traced: Vec<(String, String)> = vec![(
+            "traceparent".into(),
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into(),
+        )];
+        let continued = from_headers(t, &traced, Some(kept));
+        assert_eq!(
+            continued.trace_id,
+            0x0af7_6519_16cd_43dd_8448_eb21_1c80_319c
+        );
+        assert_eq!(continued.parent_id, Some(0xb7ad_6b71_6920_3331));
+        assert!(continued.tracestate.is_none(), "no tracestate came with it");
+    }
 }

@@ -36,9 +36,9 @@ pub(crate) fn open_transaction(
     let mut spare = SPARE.try_with(Cell::take).ok().flatten();
     let mut reused = spare.as_mut().and_then(only_reference);
     // Its `tracestate` is most likely the one a new root takes again: kept, not counted anew.
-    let previous = reused.as_mut().and_then(|s| s.tracestate.take());
+    let mut previous = reused.as_mut().and_then(|s| s.tracestate.take());
     let continued = match headers {
-        Some(h) => Some(sampling::from_headers(t, h)),
+        Some(h) => Some(sampling::from_headers(t, h, previous.take())),
         None => stack::with_current(|txn, parent| Origin {
             trace_id: txn.trace_id,
             parent_id: Some(parent),
