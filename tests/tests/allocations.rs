@@ -452,3 +452,43 @@ fn a_served_request_allocates_nothing_once_warm() {
     assert_eq!(h.transactions().len(), 6 * REQUESTS);
     h.finish();
 }
+
+/// With no agent running (never started, or disabled), the layer calls the service as it is:
+/// not even the rules it would apply are allocated per request.
+#[test]
+fn a_request_served_with_no_agent_allocates_nothing_in_the_layer() {
+    use tower::{Layer as _, Service as _};
+
+    const REQUESTS: usize = 32;
+    let _no_agent = agent::exclusive();
+    let mut service =
+        apm::tower::ApmLayer::new().layer(tower::service_fn(|_req: axum::http::Request<()>| {
+            std::future::ready(Ok::<_, std::convert::Infallible>(
+                axum::http::Response::new(()),
+            ))
+        }));
+    let mut requests: Vec<_> = (0..REQUESTS)
+        .map(|_| {
+            axum::http::Request::builder()
+                .uri("/orders")
+                .header("user-agent", "curl/8.5.0")
+                .body(())
+                .expect("request")
+        })
+        .collect();
+    let mut serve = |requests: &mut Vec<_>| {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        for request in requests.drain(..) {
+            let mut future = std::pin::pin!(service.call(request));
+            while future.as_mut().poll(&mut cx).is_pending() {}
+        }
+    };
+    // The first request on a thread sets up what the thread keeps.
+    serve(&mut requests.split_off(REQUESTS - 1));
+    let allocations = count_allocations(|| serve(&mut requests));
+    let counted = REQUESTS - 1;
+    assert_eq!(
+        allocations, 0,
+        "{allocations} allocations for {counted} requests"
+    );
+}

@@ -127,7 +127,7 @@ where
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
         let policy = ServerPolicy::current();
-        let user_agent = req.headers().get(USER_AGENT).and_then(|v| v.to_str().ok());
+        let user_agent = || req.headers().get(USER_AGENT).and_then(|v| v.to_str().ok());
         if policy.ignore(req.path(), user_agent) {
             return ApmFuture(Inner::Untraced(self.service.call(req)));
         }

@@ -152,7 +152,7 @@ where
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let policy = ServerPolicy::current();
-        let user_agent = req.headers().get(USER_AGENT).and_then(|v| v.to_str().ok());
+        let user_agent = || req.headers().get(USER_AGENT).and_then(|v| v.to_str().ok());
         if policy.ignore(req.uri().path(), user_agent) {
             return ResponseFuture {
                 state: State::Untraced {
@@ -161,7 +161,6 @@ where
             };
         }
         let name = transaction_name(&req, &policy);
-        drop(policy);
         let txn = Transaction::start_with(name, KIND, req.headers());
         if txn.is_sampled() {
             txn.set_request_with(|request| write_request_context(&req, request));

@@ -49,18 +49,27 @@ impl ServerPolicy {
     pub(crate) fn current() -> Arc<ServerPolicy> {
         thread_local! {
             static POLICY: Derived<ServerPolicy> = const { RefCell::new(None) };
+            /// With no agent, the same empty rules for every request: not one allocated for each.
+            static NO_AGENT: Arc<ServerPolicy> = Arc::default();
         }
         derived(&POLICY, |c| ServerPolicy {
             rules: Some(Rules::from_config(c)),
         })
+        .or_else(|| NO_AGENT.try_with(Arc::clone).ok())
         .unwrap_or_default()
     }
 
-    /// Whether a request to `path` from `user_agent` is not to be traced.
-    pub(crate) fn ignore(&self, path: &str, user_agent: Option<&str>) -> bool {
+    /// Whether a request to `path` from the user agent `user_agent` gives is not to be traced
+    /// (its header looked up only when `transaction_ignore_user_agents` has patterns).
+    pub(crate) fn ignore<'a>(
+        &self,
+        path: &str,
+        user_agent: impl FnOnce() -> Option<&'a str>,
+    ) -> bool {
         self.rules.as_ref().is_none_or(|r| {
             r.ignore_urls.any_match(path)
-                || user_agent.is_some_and(|ua| r.ignore_user_agents.any_match(ua))
+                || (!r.ignore_user_agents.is_empty()
+                    && user_agent().is_some_and(|ua| r.ignore_user_agents.any_match(ua)))
         })
     }
 

@@ -1,8 +1,6 @@
 //! The rules compiled out (`enable` off): no agent ever runs, so nothing is traced and the
 //! integrations call the services they wrap as they are.
 
-use std::sync::Arc;
-
 /// No rules: nothing is traced.
 #[derive(Debug, Default)]
 pub(crate) struct ServerPolicy {
@@ -10,10 +8,15 @@ pub(crate) struct ServerPolicy {
 }
 
 impl ServerPolicy {
-    pub(crate) fn current() -> Arc<ServerPolicy> {
-        Arc::new(ServerPolicy::default())
+    /// By value: nothing to share, and nothing allocated per request.
+    pub(crate) fn current() -> ServerPolicy {
+        ServerPolicy::default()
     }
-    pub(crate) fn ignore(&self, _path: &str, _user_agent: Option<&str>) -> bool {
+    pub(crate) fn ignore<'a>(
+        &self,
+        _path: &str,
+        _user_agent: impl FnOnce() -> Option<&'a str>,
+    ) -> bool {
         true
     }
     pub(crate) fn regroup(&self, _name: &mut String) {}
