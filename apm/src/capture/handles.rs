@@ -552,6 +552,17 @@ impl Transaction {
             transaction::end_transaction(t, None, None, Outcome::Unknown);
         }
     }
+    /// [`Context::attach`] of [`Transaction::context`], without the context's own reference
+    /// to the transaction (a server attaches its request's transaction on every request).
+    #[cfg(apm_server)]
+    pub(crate) fn attach(&self) -> ContextGuard {
+        ContextGuard(
+            self.0
+                .as_ref()
+                .and_then(|t| stack::push_owner(Arc::clone(t), t.id, ChildTimer::default(), false)),
+            PhantomData,
+        )
+    }
     pub(crate) fn context(&self) -> Context {
         Context(self.0.as_ref().map(|t| (Arc::clone(t), t.id)))
     }

@@ -138,7 +138,7 @@ where
         }
         // `call` may run application code before returning its future (extractors,
         // other middleware): it runs inside the transaction too.
-        let entered = txn.context().attach();
+        let entered = txn.attach();
         let fut = match catch_unwind(AssertUnwindSafe(|| self.service.call(req))) {
             Ok(fut) => fut,
             Err(payload) => {

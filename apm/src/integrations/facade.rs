@@ -68,7 +68,7 @@ mod server {
     use std::future::Future;
 
     pub(crate) use crate::capture::{name_buffer, Instrumented as ServerInstrumented, PendingEnd};
-    use crate::{web, Outcome, Transaction};
+    use crate::{web, ContextGuard, Outcome, Transaction};
 
     pub(crate) trait ServerTransaction {
         /// Runs `fut` inside the transaction, which stays open after it completes until
@@ -86,6 +86,9 @@ mod server {
         fn set_request_with(&self, write: impl FnOnce(&mut web::Request));
         /// Records `context.response` the same way.
         fn set_response_with(&self, write: impl FnOnce(&mut web::Response));
+        /// Makes the transaction current on this thread until the guard is dropped (the
+        /// inner service's `call`, which may do work before it gives its future).
+        fn attach(&self) -> ContextGuard;
     }
 
     impl ServerTransaction for Transaction {
@@ -106,6 +109,11 @@ mod server {
         }
         fn set_response_with(&self, write: impl FnOnce(&mut web::Response)) {
             self.0.with(|t| t.set_response_with(write));
+        }
+        fn attach(&self) -> ContextGuard {
+            ContextGuard {
+                _attached: self.0.attach(),
+            }
         }
     }
 }

@@ -168,7 +168,7 @@ where
         // `call` itself may do work (a `service_fn`, a middleware's synchronous part): it runs
         // inside the transaction too.
         let fut = {
-            let _entered = txn.context().attach();
+            let _entered = txn.attach();
             self.inner.call(req)
         };
         ResponseFuture {
