@@ -59,8 +59,8 @@ impl ServerPolicy {
         .unwrap_or_default()
     }
 
-    /// Whether a request to `path` from the user agent `user_agent` gives is not to be traced
-    /// (its header looked up only when `transaction_ignore_user_agents` has patterns).
+    /// Whether a request to `path` is not to be traced; `user_agent` gives its `User-Agent`,
+    /// asked for only when `transaction_ignore_user_agents` has patterns.
     pub(crate) fn ignore<'a>(
         &self,
         path: &str,
