@@ -32,12 +32,14 @@ pub(crate) fn authority_len(rest: &str) -> usize {
 /// `host:port` of an authority under `scheme`, the host borrowed from it (an IPv6 address
 /// with its brackets), with the scheme's default port when none is written.
 pub(crate) fn host_port_in<'a>(scheme: &str, authority: &'a str) -> Option<(&'a str, u16)> {
+    let (host, port) = host_and_written_port(authority)?;
+    Some((host, port.unwrap_or_else(|| default_port(scheme))))
+}
+
+/// The host of an authority (without its credentials; an IPv6 address with its brackets) and
+/// the port written after it, if any (and valid).
+pub(crate) fn host_and_written_port(authority: &str) -> Option<(&str, Option<u16>)> {
     let authority = split_at_last(authority, b'@').map_or(authority, |(_, h)| h);
-    let default = if scheme.eq_ignore_ascii_case("https") || scheme.eq_ignore_ascii_case("wss") {
-        443
-    } else {
-        80
-    };
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
         let (h, after) = v6.split_once(']')?;
         let port = after.strip_prefix(':').and_then(|p| p.parse().ok());
@@ -48,10 +50,16 @@ pub(crate) fn host_port_in<'a>(scheme: &str, authority: &'a str) -> Option<(&'a 
             None => (authority, None),
         }
     };
-    if host.is_empty() {
-        return None;
+    (!host.is_empty()).then_some((host, port))
+}
+
+/// The port a URL of `scheme` means when it writes none.
+pub(crate) fn default_port(scheme: &str) -> u16 {
+    if scheme.eq_ignore_ascii_case("https") || scheme.eq_ignore_ascii_case("wss") {
+        443
+    } else {
+        80
     }
-    Some((host, port.unwrap_or(default)))
 }
 
 /// `text` split around its last `b` (an ASCII byte), as `rsplit_once` splits it: a loop over

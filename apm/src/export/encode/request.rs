@@ -17,7 +17,9 @@ use crate::types::record::TransactionRecord;
 use crate::types::user::User;
 use crate::types::web;
 use crate::util::text::{truncate, DEFAULT_LONG_LIMIT};
-use crate::util::url::{authority_len, host_port_in, split_at_first, split_at_last, split_scheme};
+use crate::util::url::{
+    authority_len, default_port, host_and_written_port, split_at_first, split_scheme,
+};
 use crate::util::wildcard::WildcardList;
 
 /// How request and response details and long text fields are written: live configuration,
@@ -311,18 +313,19 @@ fn url_view(full: &str) -> UrlView<'_> {
         Some((p, q)) => (p, Some(q)),
         None => (path_query, None),
     };
-    // The authority split off once, for the host and port too.
-    let host_port = (!scheme.is_empty())
-        .then(|| host_port_in(scheme, &rest[..path_start]))
-        .flatten();
-    let explicit_port =
-        split_at_last(&rest[..path_start], b':').and_then(|(_, p)| p.parse::<u16>().ok());
+    // The authority split off once, for the host and port too, and its port parsed once.
+    let host_port = host_and_written_port(&rest[..path_start]);
+    let with_scheme = !scheme.is_empty();
     UrlView {
         full: Kw(full),
         // The scheme and the `:` after it, as written.
-        protocol: (!scheme.is_empty()).then(|| Kw(&full[..scheme.len() + 1])),
-        hostname: host_port.map(|(h, _)| Kw(h)),
-        port: explicit_port.or(host_port.map(|(_, p)| p)),
+        protocol: with_scheme.then(|| Kw(&full[..scheme.len() + 1])),
+        hostname: host_port.filter(|_| with_scheme).map(|(h, _)| Kw(h)),
+        port: match host_port {
+            Some((_, Some(written))) => Some(written),
+            Some((_, None)) if with_scheme => Some(default_port(scheme)),
+            _ => None,
+        },
         pathname: Kw(if path.is_empty() { "/" } else { path }),
         search: query.map(Kw),
     }
@@ -662,6 +665,51 @@ pub(super) fn transaction_context<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_url_is_split_into_its_parts_with_the_port_its_scheme_means() {
+        use serde_json::json;
+        let cases = [
+            (
+                "http://127.0.0.1:39123/",
+                json!({"protocol": "http:", "hostname": "127.0.0.1", "port": 39123, "pathname": "/"}),
+            ),
+            (
+                "https://shop.example/a?b=1#c",
+                json!({"protocol": "https:", "hostname": "shop.example", "port": 443, "pathname": "/a", "search": "b=1"}),
+            ),
+            (
+                "http://user:pw@host/x",
+                json!({"protocol": "http:", "hostname": "host", "port": 80, "pathname": "/x"}),
+            ),
+            (
+                "http://user@host:81",
+                json!({"protocol": "http:", "hostname": "host", "port": 81, "pathname": "/"}),
+            ),
+            (
+                "http://[::1]:8080/p",
+                json!({"protocol": "http:", "hostname": "[::1]", "port": 8080, "pathname": "/p"}),
+            ),
+            (
+                "http://[::1]/p",
+                json!({"protocol": "http:", "hostname": "[::1]", "port": 80, "pathname": "/p"}),
+            ),
+            (
+                "http://host:port/p",
+                json!({"protocol": "http:", "hostname": "host", "port": 80, "pathname": "/p"}),
+            ),
+            (
+                "/orders?page=2",
+                json!({"pathname": "/orders", "search": "page=2"}),
+            ),
+            ("localhost:8080/x", json!({"port": 8080, "pathname": "/x"})),
+        ];
+        for (url, mut expected) in cases {
+            expected["full"] = json!(url);
+            let written = serde_json::to_value(url_view(url)).expect("json");
+            assert_eq!(written, expected, "{url}");
+        }
+    }
 
     #[test]
     fn a_body_not_captured_is_redacted_only_for_methods_that_carry_one() {
