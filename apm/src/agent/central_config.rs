@@ -405,11 +405,6 @@ mod tests {
     use super::*;
     use std::sync::atomic::Ordering::Relaxed;
 
-    fn tracer(config: Config) -> &'static Tracer {
-        let (queue, _) = crate::queue::channel::bounded(1);
-        Box::leak(Box::new(Tracer::new(config, queue)))
-    }
-
     fn ok<'a>(body: &'a str, etag: &'a str) -> Answer<'a> {
         Answer {
             status: 200,
@@ -444,7 +439,7 @@ mod tests {
 
     #[test]
     fn without_max_age_the_next_poll_is_five_minutes_later() {
-        let t = tracer(Config::default());
+        let t = Tracer::leaked_for_tests(Config::default());
         let mut p = Poller::new(t);
         for (status, body) in [(200, "{}"), (304, ""), (503, "unavailable"), (404, "")] {
             let next = p.handle(Answer {
@@ -488,7 +483,7 @@ mod tests {
 
     #[test]
     fn a_setting_applies_and_reverts_to_the_local_value_when_removed() {
-        let t = tracer(Config::builder().transaction_sample_rate(0.5).build());
+        let t = Tracer::leaked_for_tests(Config::builder().transaction_sample_rate(0.5).build());
         let mut p = Poller::new(t);
         assert_eq!(
             p.handle(ok(r#"{"transaction_sample_rate": "0.1"}"#, "\"a\"")),
@@ -511,7 +506,7 @@ mod tests {
 
     #[test]
     fn invalid_and_unsupported_settings_are_ignored_and_reported_once() {
-        let t = tracer(Config::default());
+        let t = Tracer::leaked_for_tests(Config::default());
         let mut p = Poller::new(t);
         let body = r#"{
             "transaction_sample_rate": "abc",
@@ -551,7 +546,7 @@ mod tests {
 
     #[test]
     fn not_modified_errors_and_bad_bodies_keep_the_values_in_force() {
-        let t = tracer(Config::default());
+        let t = Tracer::leaked_for_tests(Config::default());
         let mut p = Poller::new(t);
         p.handle(ok(r#"{"transaction_sample_rate": "0"}"#, "\"a\""));
         assert_eq!(rate(t), 0);
@@ -605,7 +600,7 @@ mod tests {
     #[test]
     fn an_unreachable_server_waits_the_default_interval() {
         // Nothing listens on port 9 of the loopback (discard): connection refused at once.
-        let t = tracer(
+        let t = Tracer::leaked_for_tests(
             Config::builder()
                 .server_url("http://127.0.0.1:9")
                 .server_timeout(Duration::from_secs(1))
@@ -618,7 +613,7 @@ mod tests {
 
     #[test]
     fn nothing_starts_when_central_config_is_off() {
-        let t = tracer(Config::builder().central_config(false).build());
+        let t = Tracer::leaked_for_tests(Config::builder().central_config(false).build());
         assert!(start(t, Arc::new(Stop::default())).is_none());
     }
 }

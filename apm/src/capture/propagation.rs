@@ -4,11 +4,8 @@
 //! and an empty `tracestate` is never sent.
 
 use crate::types::headers::HeaderSource;
+pub(crate) use crate::types::headers::{LEGACY_TRACEPARENT, TRACEPARENT, TRACESTATE};
 use crate::types::ids::hex;
-
-pub(crate) const TRACEPARENT: &str = "traceparent";
-pub(crate) const LEGACY_TRACEPARENT: &str = "elastic-apm-traceparent";
-pub(crate) const TRACESTATE: &str = "tracestate";
 
 /// A parsed `traceparent`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

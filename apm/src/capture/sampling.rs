@@ -139,17 +139,9 @@ fn sample(t: &Tracer) -> (bool, u16) {
 mod tests {
     use super::*;
 
-    fn tracer() -> &'static Tracer {
-        let (queue, _) = crate::queue::channel::bounded(1);
-        Box::leak(Box::new(Tracer::new(
-            crate::config::Config::builder().build(),
-            queue,
-        )))
-    }
-
     #[test]
     fn a_request_without_a_trace_context_is_a_new_root_carrying_the_previous_entry() {
-        let t = tracer();
+        let t = Tracer::leaked_for_tests(crate::config::Config::default());
         let no_context: Vec<(String, String)> = vec![("host".into(), "a.example".into())];
         let first = from_headers(t, &no_context, None);
         let entry = first.tracestate.expect("an es entry");

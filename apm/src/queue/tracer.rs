@@ -312,6 +312,13 @@ impl Tracer {
         }
     }
 
+    /// A tracer for unit tests, configured by `config`, whose queue nobody reads.
+    #[cfg(test)]
+    pub(crate) fn leaked_for_tests(config: Config) -> &'static Tracer {
+        let (queue, _) = crate::queue::channel::bounded(1);
+        Box::leak(Box::new(Tracer::new(config, queue)))
+    }
+
     /// Hands a batch of events to the transport thread. When the queue is full, spans go
     /// first: the batch's spans are dropped (and counted), its transactions and errors wait
     /// beside the queue while there is room, else they are dropped and counted too. The vector

@@ -1,6 +1,15 @@
 //! Header access for trace-context propagation: how the agent reads incoming request headers
 //! and writes outgoing ones, whatever the HTTP library.
 
+// The W3C trace context's headers and the Elastic agents' legacy one: read and written by
+// the agent (`capture/propagation.rs`), looked up by name in an `http::HeaderMap` below.
+#[cfg(any(feature = "enable", apm_http))]
+pub(crate) const TRACEPARENT: &str = "traceparent";
+#[cfg(any(feature = "enable", apm_http))]
+pub(crate) const LEGACY_TRACEPARENT: &str = "elastic-apm-traceparent";
+#[cfg(any(feature = "enable", apm_http))]
+pub(crate) const TRACESTATE: &str = "tracestate";
+
 /// Reads request headers: call `each` with every value of header `name` (case-insensitive),
 /// in order. Implemented for slices and vectors of name/value pairs, `HashMap` and `BTreeMap`
 /// of strings (a job's payload) and, with the `http` feature, for `http::HeaderMap`; wrap
@@ -130,14 +139,16 @@ impl HeaderSource for http::HeaderMap {
 /// text checks and lowercases the text first, which cost more than the lookup itself.
 #[cfg(apm_http)]
 fn propagation_header(name: &str) -> Option<&'static http::HeaderName> {
-    static TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
-    static LEGACY_TRACEPARENT: http::HeaderName =
-        http::HeaderName::from_static("elastic-apm-traceparent");
-    static TRACESTATE: http::HeaderName = http::HeaderName::from_static("tracestate");
+    use http::HeaderName;
+    static NAMES: [HeaderName; 3] = [
+        HeaderName::from_static(TRACEPARENT),
+        HeaderName::from_static(LEGACY_TRACEPARENT),
+        HeaderName::from_static(TRACESTATE),
+    ];
     match name {
-        "traceparent" => Some(&TRACEPARENT),
-        "elastic-apm-traceparent" => Some(&LEGACY_TRACEPARENT),
-        "tracestate" => Some(&TRACESTATE),
+        TRACEPARENT => Some(&NAMES[0]),
+        LEGACY_TRACEPARENT => Some(&NAMES[1]),
+        TRACESTATE => Some(&NAMES[2]),
         _ => None,
     }
 }
